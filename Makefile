@@ -1,0 +1,61 @@
+# tandem: `make run` runs the pipeline on embedded defaults, `make test` runs the test suite.
+# Both create .venv (Python 3.10, the pinned stack in requirements.lock) when it is missing.
+
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.tandem-installed
+ROWS ?= 20000
+DATA ?= data/listening
+CONFIG ?= pipeline/configs/listening.yaml
+PYTEST_ARGS ?=
+
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: run test test-fast lint bench env clean
+
+# Find a Python 3.10: on PATH, else under pyenv.
+PYTHON310 := $(shell \
+	for c in python3.10 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.10*/bin/python3.10 2>/dev/null); do \
+		if $$c -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1; then echo $$c; break; fi; \
+	done)
+
+env: $(STAMP)
+
+$(STAMP): requirements.lock requirements-test.txt setup.py
+	@if [ -z "$(PYTHON310)" ]; then \
+		echo "tandem needs Python 3.10 (TFX 1.16 supports nothing newer). Install it, e.g. 'pyenv install 3.10', and retry." >&2; \
+		exit 1; \
+	fi
+	@if [ ! -x $(BIN)/python ]; then \
+		echo "creating $(VENV) with $(PYTHON310)"; \
+		$(PYTHON310) -m venv $(VENV); \
+	fi
+	@echo "installing the pinned stack (requirements.lock) into $(VENV); the first time takes a few minutes"
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock -r requirements-test.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+run: $(STAMP)
+	@if [ ! -d $(DATA)/span-1 ]; then \
+		$(BIN)/tandem data generate --rows $(ROWS) --out $(DATA); \
+	fi
+	$(BIN)/tandem run --config $(CONFIG)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+# Unit tests only (no end-to-end pipeline runs).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests --ignore=tests/e2e $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check pipeline components schemas serving tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/pipeline_scale.py
+
+clean:
+	rm -rf outputs data

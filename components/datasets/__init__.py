@@ -1,0 +1,1 @@
+"""Datasets tandem ships: the synthetic listening sessions and the Chicago taxi CSV."""

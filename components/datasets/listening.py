@@ -1,0 +1,426 @@
+"""Data sources: synthetic music-streaming listening sessions ("will the user skip this track?").
+
+The generator streams: feature-source tables are bounded in size, events are made in fixed
+chunks and written as they are made, so memory does not grow with the number of rows.
+
+The label rule (documented in README.md, "The listening dataset"):
+
+    logit = -0.9
+          + context  {playlist 0, album -1.2, radio +0.8, search -1.6}
+          + shuffle * 0.4
+          + account  {free +0.5, premium -0.2, family 0, student +0.1}
+          + device   {mobile +0.2, desktop 0, tablet +0.1, smart_speaker -0.3, car -0.5}
+          - 0.035 * (popularity - 50)
+          + 0.006 * (clip(duration_s, 60, 600) - 210)
+          + 1.4 if the genre is one the user's age group dislikes
+                (under 30: jazz/classical/country; over 50: hip_hop/electronic/metal)
+          - 0.3 if 0 <= hour_of_day < 6
+          + a per-user skip tendency ~ N(0, 0.4) that no feature reveals (irreducible noise)
+    skipped ~ Bernoulli(sigmoid(logit))
+
+The skip rate is about 44%; the true probability ranks examples with an AUC of about 0.80,
+so a good model lands between 0.75 and 0.80 and a constant model at 0.5.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+CHUNK_ROWS = 10_000
+ROWS_PER_SHARD = 250_000
+
+COUNTRIES = ["US", "GB", "DE", "FR", "BR", "MX", "SE", "JP", "IN", "CA", "AU", "ES"]
+COUNTRY_WEIGHTS = [0.24, 0.1, 0.1, 0.08, 0.1, 0.07, 0.04, 0.06, 0.09, 0.05, 0.03, 0.04]
+ACCOUNT_TYPES = ["free", "premium", "family", "student"]
+ACCOUNT_WEIGHTS = [0.45, 0.3, 0.15, 0.1]
+GENRES = [
+    "pop", "rock", "hip_hop", "electronic", "jazz", "classical",
+    "country", "latin", "metal", "indie", "rnb", "soul",
+]
+DEVICES = ["mobile", "desktop", "tablet", "smart_speaker", "car"]
+DEVICE_WEIGHTS = [0.55, 0.2, 0.08, 0.1, 0.07]
+CONTEXTS = ["playlist", "album", "radio", "search"]
+CONTEXT_WEIGHTS = [0.45, 0.2, 0.2, 0.15]
+
+CONTEXT_EFFECT = np.array([0.0, -1.2, 0.8, -1.6])
+ACCOUNT_EFFECT = np.array([0.5, -0.2, 0.0, 0.1])
+DEVICE_EFFECT = np.array([0.2, 0.0, 0.1, -0.3, -0.5, 0.0])  # last slot: drift device
+YOUNG_DISLIKES = {GENRES.index(g) for g in ("jazz", "classical", "country")}
+OLD_DISLIKES = {GENRES.index(g) for g in ("hip_hop", "electronic", "metal")}
+
+AGE_MIN, AGE_MAX = 16, 80
+LABEL = "skipped"
+
+# Drift profiles: what each one changes, so later stages can prove they detect it.
+DRIFT_PROFILES: dict[str, str] = {
+    "age_shift": "user ages shift about 18 years older, still inside 16-80 "
+    "(a distribution change: drift, no schema rule broken)",
+    "new_country": "8% of users come from a country the schema does not know ('NG')",
+    "new_device": "10% of requests come from a device type the schema does not know ('smart_tv')",
+    "impossible_values": "3% of users have a negative age and 3% of tracks have duration_s = 0",
+    "missing_features": "10% of requests lack 'device' and 10% of tracks lack 'popularity'",
+    "skip_rate": "every logit is raised by 1.0, so the skip rate jumps by about 20 points "
+    "(label drift, no schema rule broken)",
+}
+NEW_COUNTRY = "NG"
+NEW_DEVICE = "smart_tv"
+
+
+class GeneratorError(ValueError):
+    """Raised for arguments the generator cannot honour."""
+
+
+def parse_drift(spec: str | None) -> frozenset[str]:
+    """Parse a comma-separated list of drift profile names."""
+    if not spec:
+        return frozenset()
+    names = frozenset(s.strip() for s in spec.split(",") if s.strip())
+    unknown = sorted(names - DRIFT_PROFILES.keys())
+    if unknown:
+        raise GeneratorError(
+            f"unknown drift profile(s) {', '.join(unknown)}; "
+            f"choose from {', '.join(sorted(DRIFT_PROFILES))}"
+        )
+    return names
+
+
+@dataclasses.dataclass(frozen=True)
+class Users:
+    age: np.ndarray
+    country: np.ndarray  # index into countries
+    account_type: np.ndarray
+    signup_days: np.ndarray
+    skip_tendency: np.ndarray
+    countries: list[str]
+
+    def __len__(self) -> int:
+        return len(self.age)
+
+
+@dataclasses.dataclass(frozen=True)
+class Tracks:
+    genre: np.ndarray
+    duration_s: np.ndarray
+    popularity: np.ndarray
+    release_year: np.ndarray
+    popularity_present: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.genre)
+
+
+def make_users(n: int, rng: np.random.Generator, drift: frozenset[str]) -> Users:
+    """The users feature source: a bounded table, independent of the event count."""
+    age = np.clip(np.round(rng.gamma(4.0, 5.0, n) + 14), AGE_MIN, AGE_MAX).astype(np.int64)
+    if "age_shift" in drift:
+        age = np.clip(age + 18, AGE_MIN, AGE_MAX)
+    countries = list(COUNTRIES)
+    country = rng.choice(len(COUNTRIES), n, p=COUNTRY_WEIGHTS)
+    if "new_country" in drift:
+        countries.append(NEW_COUNTRY)
+        country = np.where(rng.random(n) < 0.08, len(COUNTRIES), country)
+    if "impossible_values" in drift:
+        bad = rng.random(n) < 0.03
+        age = np.where(bad, -rng.integers(1, 6, n), age)
+    return Users(
+        age=age,
+        country=country,
+        account_type=rng.choice(len(ACCOUNT_TYPES), n, p=ACCOUNT_WEIGHTS),
+        signup_days=rng.integers(0, 3650, n),
+        skip_tendency=rng.normal(0.0, 0.4, n),
+        countries=countries,
+    )
+
+
+def make_tracks(n: int, rng: np.random.Generator, drift: frozenset[str]) -> Tracks:
+    """The tracks feature source: a bounded table, independent of the event count."""
+    duration = np.round(np.clip(rng.lognormal(math.log(215), 0.3, n), 60, 600), 1)
+    if "impossible_values" in drift:
+        duration = np.where(rng.random(n) < 0.03, 0.0, duration)
+    present = np.ones(n, dtype=bool)
+    if "missing_features" in drift:
+        present = rng.random(n) >= 0.10
+    return Tracks(
+        genre=rng.integers(0, len(GENRES), n),
+        duration_s=duration,
+        popularity=np.round(rng.beta(2.0, 3.0, n) * 100, 1),
+        release_year=np.clip(np.round(2024 - rng.exponential(10.0, n)), 1960, 2025).astype(
+            np.int64
+        ),
+        popularity_present=present,
+    )
+
+
+def skip_logit(
+    users: Users, tracks: Tracks, user: np.ndarray, track: np.ndarray, events: dict
+) -> np.ndarray:
+    """The documented label rule (see module docstring)."""
+    age = users.age[user]
+    genre = tracks.genre[track]
+    young_dislike = (age < 30) & np.isin(genre, list(YOUNG_DISLIKES))
+    old_dislike = (age > 50) & np.isin(genre, list(OLD_DISLIKES))
+    return (
+        -0.9
+        + CONTEXT_EFFECT[events["context"]]
+        + 0.4 * events["shuffle"]
+        + ACCOUNT_EFFECT[users.account_type[user]]
+        + DEVICE_EFFECT[events["device"]]
+        - 0.035 * (tracks.popularity[track] - 50.0)
+        + 0.006 * (np.clip(tracks.duration_s[track], 60, 600) - 210.0)
+        + 1.4 * (young_dislike | old_dislike)
+        - 0.3 * (events["hour_of_day"] < 6)
+        + users.skip_tendency[user]
+    )
+
+
+def table_sizes(rows: int) -> tuple[int, int]:
+    """Users and tracks table sizes: they grow with the data but stay bounded."""
+    return min(max(rows // 20, 500), 50_000), min(max(rows // 10, 500), 100_000)
+
+
+@dataclasses.dataclass
+class Chunk:
+    """One chunk of decorated events, column-wise."""
+
+    columns: dict[str, np.ndarray]
+    present: dict[str, np.ndarray]  # per optional column: which rows carry it
+    probability: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.probability)
+
+
+def generate_chunks(
+    rows: int, seed: int = 0, drift: frozenset[str] = frozenset(), span: int = 1
+) -> Iterator[Chunk]:
+    """Yield decorated events in chunks; deterministic for (rows, seed, drift, span)."""
+    n_users, n_tracks = table_sizes(rows)
+    users = make_users(n_users, np.random.default_rng([seed, 1]), drift)
+    tracks = make_tracks(n_tracks, np.random.default_rng([seed, 2]), drift)
+    devices = DEVICES + ([NEW_DEVICE] if "new_device" in drift else [])
+    for start in range(0, rows, CHUNK_ROWS):
+        n = min(CHUNK_ROWS, rows - start)
+        rng = np.random.default_rng([seed, 3, span, start // CHUNK_ROWS])
+        user = rng.integers(0, n_users, n)
+        # Popular tracks are requested more often.
+        track = np.minimum((rng.pareto(1.2, n) * n_tracks / 20).astype(np.int64), n_tracks - 1)
+        events = {
+            "hour_of_day": rng.integers(0, 24, n),
+            "day_of_week": rng.integers(0, 7, n),
+            "device": rng.choice(len(DEVICES), n, p=DEVICE_WEIGHTS),
+            "context": rng.choice(len(CONTEXTS), n, p=CONTEXT_WEIGHTS),
+            "shuffle": (rng.random(n) < 0.35).astype(np.int64),
+        }
+        if "new_device" in drift:
+            events["device"] = np.where(rng.random(n) < 0.10, len(DEVICES), events["device"])
+        logit = skip_logit(users, tracks, user, track, events)
+        if "skip_rate" in drift:
+            logit = logit + 1.0
+        probability = 1.0 / (1.0 + np.exp(-logit))
+        label = (rng.random(n) < probability).astype(np.int64)
+        index = np.arange(start, start + n)
+        columns = {
+            "request_id": np.array([f"s{seed}-{span}-{i:09d}" for i in index]),
+            "user_id": np.array([f"u{u:06d}" for u in user]),
+            "track_id": np.array([f"t{t:06d}" for t in track]),
+            "hour_of_day": events["hour_of_day"],
+            "day_of_week": events["day_of_week"],
+            "device": np.array(devices)[events["device"]],
+            "context": np.array(CONTEXTS)[events["context"]],
+            "shuffle": events["shuffle"],
+            "age": users.age[user],
+            "country": np.array(users.countries)[users.country[user]],
+            "account_type": np.array(ACCOUNT_TYPES)[users.account_type[user]],
+            "signup_days": users.signup_days[user],
+            "genre": np.array(GENRES)[tracks.genre[track]],
+            "duration_s": tracks.duration_s[track],
+            "popularity": tracks.popularity[track],
+            "release_year": tracks.release_year[track],
+            LABEL: label,
+        }
+        present = {"popularity": tracks.popularity_present[track]}
+        if "missing_features" in drift:
+            present["device"] = rng.random(n) >= 0.10
+        yield Chunk(columns=columns, present=present, probability=probability)
+
+
+FEATURE_ORDER = [
+    "request_id", "user_id", "track_id", "hour_of_day", "day_of_week", "device", "context",
+    "shuffle", "age", "country", "account_type", "signup_days", "genre", "duration_s",
+    "popularity", "release_year", LABEL,
+]
+
+
+def _example_bytes(chunk: Chunk) -> Iterator[bytes]:
+    from tensorflow.core.example import example_pb2
+
+    cols = [(name, chunk.columns[name], chunk.present.get(name)) for name in FEATURE_ORDER]
+    kinds = {name: values.dtype.kind for name, values, _ in cols}
+    lists = {name: values.tolist() for name, values, _ in cols}
+    present = {name: p.tolist() for name, _, p in cols if p is not None}
+    for i in range(len(chunk)):
+        example = example_pb2.Example()
+        feature = example.features.feature
+        for name, _, _ in cols:
+            if name in present and not present[name][i]:
+                continue
+            kind = kinds[name]
+            if kind == "U":
+                feature[name].bytes_list.value.append(lists[name][i].encode())
+            elif kind == "f":
+                feature[name].float_list.value.append(lists[name][i])
+            else:
+                feature[name].int64_list.value.append(lists[name][i])
+        yield example.SerializeToString()
+
+
+def _csv_rows(chunk: Chunk) -> Iterator[list[Any]]:
+    lists = [chunk.columns[name].tolist() for name in FEATURE_ORDER]
+    present = [
+        chunk.present[name].tolist() if name in chunk.present else None for name in FEATURE_ORDER
+    ]
+    for i in range(len(chunk)):
+        yield [
+            "" if (p is not None and not p[i]) else values[i] for values, p in zip(lists, present, strict=False)
+        ]
+
+
+def write_feature_sources(path: str, seed: int, rows: int, drift: frozenset[str]) -> None:
+    """Write the users and tracks tables the gateway joins requests with."""
+    n_users, n_tracks = table_sizes(rows)
+    users = make_users(n_users, np.random.default_rng([seed, 1]), drift)
+    tracks = make_tracks(n_tracks, np.random.default_rng([seed, 2]), drift)
+    tmp = path + ".tmp"
+    if os.path.exists(tmp):
+        os.remove(tmp)
+    con = sqlite3.connect(tmp)
+    with con:
+        con.execute(
+            "CREATE TABLE users (user_id TEXT PRIMARY KEY, age INTEGER, country TEXT, "
+            "account_type TEXT, signup_days INTEGER)"
+        )
+        con.executemany(
+            "INSERT INTO users VALUES (?, ?, ?, ?, ?)",
+            (
+                (f"u{i:06d}", int(users.age[i]), users.countries[users.country[i]],
+                 ACCOUNT_TYPES[users.account_type[i]], int(users.signup_days[i]))
+                for i in range(n_users)
+            ),
+        )
+        con.execute(
+            "CREATE TABLE tracks (track_id TEXT PRIMARY KEY, genre TEXT, duration_s REAL, "
+            "popularity REAL, release_year INTEGER)"
+        )
+        con.executemany(
+            "INSERT INTO tracks VALUES (?, ?, ?, ?, ?)",
+            (
+                (f"t{i:06d}", GENRES[tracks.genre[i]], float(tracks.duration_s[i]),
+                 float(tracks.popularity[i]) if tracks.popularity_present[i] else None,
+                 int(tracks.release_year[i]))
+                for i in range(n_tracks)
+            ),
+        )
+    con.close()
+    os.replace(tmp, path)
+
+
+def shard_count(rows: int) -> int:
+    return max(1, math.ceil(rows / ROWS_PER_SHARD))
+
+
+def generate(
+    out_dir: str,
+    rows: int,
+    seed: int = 0,
+    drift: frozenset[str] = frozenset(),
+    span: int = 1,
+    formats: tuple[str, ...] = ("tfrecord",),
+    progress=None,
+) -> dict:
+    """Write `rows` decorated examples under out_dir/span-<span>/ and the feature sources.
+
+    Returns the manifest that is also written to out_dir/span-<span>/manifest.json.
+    """
+    if rows <= 0:
+        raise GeneratorError(f"--rows must be a positive integer, got {rows}")
+    if span < 0:
+        raise GeneratorError(f"--span must be >= 0, got {span}")
+    unknown = set(formats) - {"tfrecord", "csv"}
+    if unknown or not formats:
+        raise GeneratorError(f"unknown format(s) {sorted(unknown)}; use tfrecord and/or csv")
+    span_dir = os.path.join(out_dir, f"span-{span}")
+    os.makedirs(span_dir, exist_ok=True)
+    write_feature_sources(os.path.join(out_dir, "features.sqlite"), seed, rows, drift)
+
+    shards = shard_count(rows)
+    per_shard = math.ceil(rows / shards)
+    writers: dict[str, Any] = {}
+    files: list[str] = []
+    written = positives = 0
+    shard = -1
+
+    def open_shard(index: int) -> None:
+        close_shard()
+        stem = os.path.join(span_dir, f"data-{index:05d}-of-{shards:05d}")
+        if "tfrecord" in formats:
+            import tensorflow as tf
+
+            writers["tfrecord"] = tf.io.TFRecordWriter(
+                stem + ".tfrecord.gz", options=tf.io.TFRecordOptions(compression_type="GZIP")
+            )
+            files.append(stem + ".tfrecord.gz")
+        if "csv" in formats:
+            handle = open(stem + ".csv", "w", newline="")
+            writer = csv.writer(handle)
+            writer.writerow(FEATURE_ORDER)
+            writers["csv"] = (handle, writer)
+            files.append(stem + ".csv")
+
+    def close_shard() -> None:
+        if "tfrecord" in writers:
+            writers.pop("tfrecord").close()
+        if "csv" in writers:
+            writers.pop("csv")[0].close()
+
+    for chunk in generate_chunks(rows, seed, drift, span):
+        # A chunk never straddles shards when per_shard is a multiple of CHUNK_ROWS;
+        # otherwise rows go to the shard their index falls in.
+        offsets = np.arange(written, written + len(chunk)) // per_shard
+        records = _example_bytes(chunk) if "tfrecord" in formats else None
+        csv_rows = _csv_rows(chunk) if "csv" in formats else None
+        for target in offsets.tolist():
+            if target != shard:
+                shard = target
+                open_shard(shard)
+            if records is not None:
+                writers["tfrecord"].write(next(records))
+            if csv_rows is not None:
+                writers["csv"][1].writerow(next(csv_rows))
+        written += len(chunk)
+        positives += int(chunk.columns[LABEL].sum())
+        if progress is not None:
+            progress(written, rows)
+    close_shard()
+
+    manifest = {
+        "dataset": "listening",
+        "rows": written,
+        "seed": seed,
+        "span": span,
+        "drift": sorted(drift),
+        "skip_rate": round(positives / written, 4),
+        "files": [os.path.basename(f) for f in files],
+        "feature_sources": os.path.join(out_dir, "features.sqlite"),
+    }
+    with open(os.path.join(span_dir, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=2)
+    return manifest

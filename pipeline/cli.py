@@ -1,0 +1,184 @@
+"""The `tandem` command line: data, schema and pipeline subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+EXIT_BAD_INPUT = 2
+
+
+class CommandError(Exception):
+    """An error reported as one line and exit status 2."""
+
+
+def _progress_printer(label: str):
+    last = [0.0]
+
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done == total or now - last[0] >= 2.0:
+            last[0] = now
+            print(f"{label}: {done:,}/{total:,} rows ({100 * done / total:.0f}%)", flush=True)
+
+    return report
+
+
+def cmd_data_generate(args: argparse.Namespace) -> int:
+    from components.datasets import listening
+
+    drift = listening.parse_drift(args.drift)
+    formats = ("tfrecord", "csv") if args.format == "both" else (args.format,)
+    start = time.monotonic()
+    manifest = listening.generate(
+        args.out, args.rows, seed=args.seed, drift=drift, span=args.span, formats=formats,
+        progress=_progress_printer("generate"),
+    )
+    print(
+        f"wrote {manifest['rows']:,} rows (skip rate {manifest['skip_rate']:.1%}"
+        f"{', drift: ' + ', '.join(manifest['drift']) if manifest['drift'] else ''}) to "
+        f"{os.path.join(args.out, f'span-{args.span}')} and feature sources to "
+        f"{manifest['feature_sources']} in {time.monotonic() - start:.1f}s"
+    )
+    return 0
+
+
+def cmd_data_profiles(args: argparse.Namespace) -> int:
+    from components.datasets import listening
+
+    for name, text in sorted(listening.DRIFT_PROFILES.items()):
+        print(f"{name:<18} {text}")
+    return 0
+
+
+def cmd_schema_propose(args: argparse.Namespace) -> int:
+    from components.statistics import compute_statistics
+    from pipeline.beam import beam_pipeline_args
+    from pipeline.config import load_config
+    from pipeline.preflight import resolve_input_files
+    from schemas import SchemaError, load_schema, write_schema
+    from schemas.propose import diff_schemas, propose_schema
+
+    config = load_config(args.config, args.set)
+    span, files, files_glob = resolve_input_files(config)
+    where = f"span {span} " if span is not None else ""
+    print(f"computing statistics over {where}{files_glob} ...", flush=True)
+    stats = compute_statistics(files_glob, config.data.format, beam_pipeline_args(config))
+    try:
+        schema = propose_schema(stats, config.label, config.problem_type, config.data.format)
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    write_schema(schema, args.out)
+    print(f"proposed schema written to {args.out}")
+    try:
+        curated = load_schema(config.schema)
+    except SchemaError:
+        print(f"no curated schema at {config.schema} yet; review {args.out} and copy it there")
+        return 0
+    diff = diff_schemas(curated, schema)
+    if not diff:
+        print(f"no difference from the curated schema {config.schema}")
+        return 0
+    print(f"\nchanges against the curated schema {config.schema} (- curated, + proposed):")
+    print("\n".join(diff))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.config import load_config
+    from pipeline.runner import run
+
+    config = load_config(args.config, args.set)
+    result = run(config, until=args.until, verbose=args.verbose)
+    return result.exit_code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pipeline.config import STAGES
+
+    parser = argparse.ArgumentParser(
+        prog="tandem", description="tandem: a TFX-native production ML pipeline."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = sub.add_parser("data", help="datasets: generate synthetic listening sessions")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    gen = data_sub.add_parser("generate", help="write synthetic listening sessions")
+    gen.add_argument("--rows", type=int, required=True, help="number of examples")
+    gen.add_argument("--out", required=True, help="output directory (span-N/ is made inside)")
+    gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    gen.add_argument("--span", type=int, default=1, help="span number to write (default 1)")
+    gen.add_argument(
+        "--drift", default=None,
+        help="comma-separated drift profiles (see `tandem data profiles`)",
+    )
+    gen.add_argument(
+        "--format", choices=("tfrecord", "csv", "both"), default="tfrecord",
+        help="GZIP TFRecord tf.Examples (default), CSV, or both",
+    )
+    gen.set_defaults(func=cmd_data_generate)
+    profiles = data_sub.add_parser("profiles", help="list the drift profiles")
+    profiles.set_defaults(func=cmd_data_profiles)
+
+    schema = sub.add_parser("schema", help="schema contracts")
+    schema_sub = schema.add_subparsers(dest="schema_command", required=True, metavar="ACTION")
+    propose = schema_sub.add_parser(
+        "propose", help="infer a schema from the data and diff it against the curated one"
+    )
+    propose.add_argument("--config", required=True, help="pipeline config YAML (or a name)")
+    propose.add_argument("--out", required=True, help="where to write the proposed schema")
+    propose.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a config key, e.g. data.location=/tmp/d")
+    propose.set_defaults(func=cmd_schema_propose)
+
+    run = sub.add_parser("run", help="run the pipeline locally")
+    run.add_argument("--config", required=True, help="pipeline config YAML (or a name)")
+    run.add_argument("--until", choices=STAGES, default=STAGES[-1],
+                     help=f"last stage to run (default {STAGES[-1]})")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key, e.g. output_dir=/tmp/out")
+    run.add_argument("--verbose", action="store_true", help="show TFX and Beam logs")
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    """Library chatter (deprecations, Beam worker warnings) hides tandem's own output."""
+    import logging
+    import warnings
+
+    if verbose:
+        return
+    # Beam worker processes inherit this.
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    for name in ("tensorflow", "apache_beam", "absl"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from components.datasets.listening import GeneratorError
+    from pipeline.config import ConfigError
+    from pipeline.preflight import InputError
+
+    args = build_parser().parse_args(argv)
+    _quiet_libraries(getattr(args, "verbose", False))
+    try:
+        return args.func(args)
+    except (CommandError, ConfigError, InputError, GeneratorError) as e:
+        print(f"tandem: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("tandem: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

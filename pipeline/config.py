@@ -1,0 +1,211 @@
+"""Pipeline configuration: one typed, strictly checked config object loaded from YAML."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import os
+import types
+import typing
+from typing import Any, Literal
+
+import yaml
+
+ProblemType = Literal["binary_classification", "multiclass_classification", "regression"]
+DataFormat = Literal["csv", "tfrecord"]
+RunningMode = Literal["in_memory", "multi_threading", "multi_processing"]
+
+# Stages `tandem run --until` can stop after, in data-flow order.
+STAGES = ("validate",)
+
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+
+
+class ConfigError(ValueError):
+    """A config file that is missing, malformed, or has a bad key or value."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the examples are and how they are laid out."""
+
+    location: str
+    format: DataFormat
+    # Relative to `location`; {SPAN} makes each matching directory a new span.
+    pattern: str = "span-{SPAN}/*"
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitConfig:
+    """Hash-bucket split of each span into train and eval."""
+
+    train_buckets: int = 2
+    eval_buckets: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class BeamConfig:
+    """Beam settings; pipeline.beam turns these into pipeline args in one place."""
+
+    direct_num_workers: int = 2
+    direct_running_mode: RunningMode = "multi_processing"
+    # Passed through verbatim, e.g. ["--runner=DataflowRunner", "--project=..."].
+    extra_args: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """One dataset's pipeline: data, label, problem type, schema, outputs, Beam."""
+
+    name: str
+    data: DataConfig
+    label: str
+    problem_type: ProblemType
+    schema: str
+    output_dir: str
+    split: SplitConfig = dataclasses.field(default_factory=SplitConfig)
+    beam: BeamConfig = dataclasses.field(default_factory=BeamConfig)
+    source: str = dataclasses.field(default="", compare=False)
+
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.output_dir, "pipeline_root")
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.output_dir, "metadata.sqlite")
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("source")
+        return d
+
+    def fingerprint(self) -> str:
+        """Hash of every setting, for the model build record."""
+        blob = json.dumps(self.as_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _check(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise ConfigError(f"key '{key}' must be one of {', '.join(choices)}; got {value!r}")
+        return value
+    if origin in (list, typing.List):  # noqa: UP006
+        if not isinstance(value, list):
+            raise ConfigError(f"key '{key}' must be a list; got {type(value).__name__}")
+        (item,) = typing.get_args(hint)
+        return [_check(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError("unions are not used in config")
+    ok = isinstance(value, hint) and not (hint is int and isinstance(value, bool))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        ok, value = True, float(value)
+    if not ok:
+        raise ConfigError(
+            f"key '{key}' must be {_TYPE_WORDS.get(hint, hint.__name__)}; "
+            f"got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def _build(cls: type, raw: Any, prefix: str = "") -> Any:
+    where = f"'{prefix}'" if prefix else "the top level"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a mapping; got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        name = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ConfigError(
+            f"unknown key '{name}' (known keys in {where}: {', '.join(sorted(fields))})"
+        )
+    kwargs = {}
+    for name, field in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name not in raw:
+            no_default = (
+                field.default is dataclasses.MISSING
+                and field.default_factory is dataclasses.MISSING
+            )
+            if no_default:
+                raise ConfigError(f"missing required key '{key}'")
+            continue
+        kwargs[name] = _check(raw[name], hints[name], key)
+    return cls(**kwargs)
+
+
+def resolve_path(value: str, base_dir: str | None = None) -> str:
+    """Resolve a config path: `pkg:<package>/<rest>` finds an installed package's files
+    (e.g. the taxi CSV inside tfx); other relative paths are taken from base_dir or the
+    working directory."""
+    if value.startswith("pkg:"):
+        package, _, rest = value[4:].partition("/")
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise ConfigError(f"package '{package}' in path {value!r} is not installed")
+        return os.path.join(list(spec.submodule_search_locations)[0], rest)
+    if "://" in value or os.path.isabs(value):
+        return value
+    return os.path.abspath(os.path.join(base_dir or os.getcwd(), value))
+
+
+def apply_override(raw: dict, assignment: str) -> None:
+    """Apply one `dotted.key=value` override (value parsed as YAML) to a raw config dict."""
+    key, sep, value = assignment.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {assignment!r} must look like key=value")
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {assignment!r}: '{part}' is not a mapping")
+    node[parts[-1]] = yaml.safe_load(value)
+
+
+def named_config(name: str) -> str:
+    """Path of a config shipped with tandem (`listening`, `taxi`)."""
+    return os.path.join(CONFIGS_DIR, f"{name}.yaml")
+
+
+def load_config(path: str, overrides: list[str] | None = None) -> PipelineConfig:
+    """Load and check a pipeline config; errors name the offending key."""
+    if not os.path.exists(path) and os.path.exists(named_config(path)):
+        path = named_config(path)
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config {path} is not valid YAML: {e}") from None
+    if raw is None:
+        raise ConfigError(f"config {path} is empty")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {path} must be a mapping at the top level")
+    for assignment in overrides or []:
+        apply_override(raw, assignment)
+    config = _build(PipelineConfig, raw)
+    if config.split.train_buckets < 1 or config.split.eval_buckets < 1:
+        raise ConfigError("keys 'split.train_buckets' and 'split.eval_buckets' must be >= 1")
+    if config.beam.direct_num_workers < 1:
+        raise ConfigError("key 'beam.direct_num_workers' must be >= 1")
+    data = dataclasses.replace(config.data, location=resolve_path(config.data.location))
+    return dataclasses.replace(
+        config,
+        data=data,
+        schema=resolve_path(config.schema),
+        output_dir=resolve_path(config.output_dir),
+        source=os.path.abspath(path),
+    )

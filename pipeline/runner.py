@@ -1,0 +1,174 @@
+"""Local runner: runs the pipeline with LocalDagRunner, prints progress and the verdict."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import sys
+import time
+from typing import TextIO
+
+from pipeline.config import PipelineConfig
+from pipeline.preflight import check_inputs
+from schemas import load_schema, schema_fingerprint
+
+EXIT_OK, EXIT_ANOMALIES, EXIT_BAD_INPUT = 0, 1, 2
+
+
+@dataclasses.dataclass
+class RunResult:
+    exit_code: int
+    outputs: dict[str, str]  # artifact type -> uri (latest run)
+    anomalies: list[tuple[str, str, str, str]]  # (split, feature, type, description)
+    elapsed: float
+
+
+class ProgressReporter(logging.Handler):
+    """Turns the orchestrator's log records into one line per component event."""
+
+    def __init__(self, out: TextIO):
+        super().__init__(logging.INFO)
+        self.out = out
+        self.started: dict[str, float] = {}
+        self.current: str | None = None
+        self.cached: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.msg if isinstance(record.msg, str) else ""
+        if msg == "Component %s is running.":
+            (self.current,) = record.args
+            self.started[self.current] = time.monotonic()
+            self._line(f"[{self.current}] started")
+        elif msg == "Component %s is finished.":
+            (node,) = record.args
+            elapsed = time.monotonic() - self.started.get(node, time.monotonic())
+            note = " (cached)" if node in self.cached else ""
+            self._line(f"[{node}] finished in {elapsed:.1f}s{note}")
+        elif msg.startswith("A cached execution") and self.current:
+            self.cached.add(self.current)
+        elif msg == "Execution %d failed." and self.current:
+            elapsed = time.monotonic() - self.started.get(self.current, time.monotonic())
+            self._line(f"[{self.current}] failed after {elapsed:.1f}s")
+
+    def _line(self, text: str) -> None:
+        self.out.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+        self.out.flush()
+
+
+def _route_logs(reporter: ProgressReporter, verbose: bool) -> tuple[logging.Logger, list]:
+    """Send orchestrator (absl) records to the progress reporter; only warnings and errors
+    also reach the terminal unless verbose."""
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.INFO)
+    logger = logging.getLogger("absl")
+    added: list[logging.Handler] = [reporter]
+    if not verbose:
+        logger.propagate = False
+        errors = logging.StreamHandler(sys.stderr)
+        errors.setLevel(logging.WARNING)
+        errors.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        # A resolver-internal notice on every cached run; says nothing about the user's run.
+        errors.addFilter(lambda r: "property_predicate is not supported" not in r.getMessage())
+        # A failed component is already reported by the progress line and the summary.
+        errors.addFilter(lambda r: r.msg != "Execution %d failed.")
+        added.append(errors)
+    for handler in added:
+        logger.addHandler(handler)
+    return logger, added
+
+
+def stage_schema(config: PipelineConfig) -> str:
+    """Copy the curated schema to a content-addressed path: ImportSchemaGen caches on the
+    path, so a changed schema must get a new one to be re-imported."""
+    schema = load_schema(config.schema)
+    target = os.path.join(config.output_dir, "schemas", schema_fingerprint(schema))
+    os.makedirs(target, exist_ok=True)
+    path = os.path.join(target, "schema.pbtxt")
+    if not os.path.exists(path):
+        shutil.copyfile(config.schema, path + ".tmp")
+        os.replace(path + ".tmp", path)
+    return path
+
+
+def latest_outputs(config: PipelineConfig) -> dict[str, str]:
+    """Output artifact URIs of the most recent pipeline run, by artifact type."""
+    from ml_metadata.metadata_store import metadata_store
+    from tfx.orchestration import metadata
+
+    store = metadata_store.MetadataStore(
+        metadata.sqlite_metadata_connection_config(config.metadata_path)
+    )
+    runs = store.get_contexts_by_type("pipeline_run")
+    if not runs:
+        return {}
+    latest = max(runs, key=lambda c: c.id)
+    types = {t.id: t.name for t in store.get_artifact_types()}
+    outputs: dict[str, str] = {}
+    for artifact in sorted(store.get_artifacts_by_context(latest.id), key=lambda a: a.id):
+        outputs[types.get(artifact.type_id, str(artifact.type_id))] = artifact.uri
+    return outputs
+
+
+def format_table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    widths[-1] = min(widths[-1], 100)
+    lines = ["  ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=False)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in rows:
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
+    return "\n".join(lines)
+
+
+def run(
+    config: PipelineConfig, until: str | None = None, out: TextIO = sys.stdout,
+    verbose: bool = False,
+) -> RunResult:
+    """Run the pipeline (through `until`). Bad input raises InputError before Beam starts."""
+    from tfx import v1 as tfx
+
+    from components.validation_gate import AnomaliesFound, anomaly_rows, load_anomalies
+    from pipeline.config import STAGES
+    from pipeline.pipeline import create_pipeline
+
+    until = until or STAGES[-1]
+    start = time.monotonic()
+    summary = check_inputs(config)
+    where = f"span {summary.span}" if summary.span is not None else config.data.location
+    out.write(
+        f"tandem: pipeline '{config.name}' on {where} ({len(summary.files)} file(s), "
+        f"label '{config.label}' checked on {summary.rows_checked} rows: "
+        f"{', '.join(summary.label_values)}) -> {config.output_dir}\n"
+    )
+    os.makedirs(config.output_dir, exist_ok=True)
+    pipeline = create_pipeline(config, stage_schema(config), until=until)
+
+    absl_logger, handlers = _route_logs(ProgressReporter(out), verbose)
+    anomalies: list[tuple[str, str, str, str]] = []
+    try:
+        try:
+            tfx.orchestration.LocalDagRunner().run(pipeline)
+            exit_code = EXIT_OK
+        except AnomaliesFound as found:
+            exit_code = EXIT_ANOMALIES
+            for split in found.splits:
+                for row in anomaly_rows(load_anomalies(found.uri, split)):
+                    anomalies.append((split, *row))
+        outputs = latest_outputs(config)
+    finally:
+        for handler in handlers:
+            absl_logger.removeHandler(handler)
+        absl_logger.propagate = True
+    elapsed = time.monotonic() - start
+    if anomalies:
+        out.write("\nData anomalies: the run stopped before anything downstream ran.\n")
+        out.write(format_table(anomalies, ("split", "feature", "anomaly type", "description")))
+        out.write("\n")
+    out.write(f"\n{'FAILED: anomalies found' if anomalies else 'OK'} in {elapsed:.1f}s. Outputs:\n")
+    for name in ("Examples", "ExampleStatistics", "Schema", "ExampleAnomalies"):
+        if name in outputs:
+            out.write(f"  {name:<18} {outputs[name]}\n")
+    out.write(f"  {'ML Metadata':<18} {config.metadata_path}\n")
+    return RunResult(exit_code=exit_code, outputs=outputs, anomalies=anomalies, elapsed=elapsed)

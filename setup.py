@@ -1,0 +1,35 @@
+"""tandem: a TFX-native production ML pipeline."""
+
+import os
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _lock() -> list[str]:
+    # The exact, tested stack; `make` installs it with `pip install -r requirements.lock`.
+    with open(os.path.join(HERE, "requirements.lock")) as f:
+        pins = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    top_level = (
+        "tfx", "tensorflow", "tensorflow-data-validation", "tensorflow-transform", "tfx-bsl",
+        "ml-metadata", "tensorflow-serving-api", "apache-beam", "tf-keras", "kfp",
+        "grpcio", "prometheus_client", "PyYAML", "psutil",
+    )
+    wanted = {name.lower().replace("_", "-") for name in top_level}
+    return [p for p in pins if p.split("==")[0].split("[")[0].lower().replace("_", "-") in wanted]
+
+
+setup(
+    name="tandem",
+    version="0.1.0",
+    description="TFX-native production ML pipeline: from raw data to safe production and back.",
+    python_requires=">=3.10,<3.11",
+    packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*",
+                                    "schemas", "schemas.*", "serving", "serving.*"]),
+    package_data={"pipeline": ["configs/*.yaml"], "schemas": ["*/*.pbtxt"]},
+    include_package_data=True,
+    install_requires=_lock(),
+    extras_require={"test": ["pytest==8.3.3", "ruff==0.6.9"]},
+    entry_points={"console_scripts": ["tandem=pipeline.cli:main"]},
+)
