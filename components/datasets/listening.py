@@ -280,7 +280,7 @@ def _example_bytes(chunk: Chunk) -> Iterator[bytes]:
                 feature[name].float_list.value.append(lists[name][i])
             else:
                 feature[name].int64_list.value.append(lists[name][i])
-        yield example.SerializeToString()
+        yield example.SerializeToString(deterministic=True)
 
 
 def _csv_rows(chunk: Chunk) -> Iterator[list[Any]]:

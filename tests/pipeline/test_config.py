@@ -1,0 +1,105 @@
+"""Tests for the typed pipeline config."""
+
+import os
+
+import pytest
+
+from pipeline.config import ConfigError, load_config, named_config, resolve_path
+
+
+def _write(tmp_path, text: str) -> str:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+BASE = """
+name: t
+data: {location: d, format: csv, pattern: "*.csv"}
+label: y
+problem_type: regression
+schema: s.pbtxt
+output_dir: out
+"""
+
+
+def test_shipped_configs_load_with_resolved_paths():
+    listening = load_config(named_config("listening"))
+    assert listening.problem_type == "binary_classification"
+    assert listening.label == "skipped"
+    assert os.path.isfile(listening.schema)
+    assert os.path.isabs(listening.output_dir)
+    taxi = load_config("taxi")  # a shipped config by name
+    assert os.path.isfile(os.path.join(taxi.data.location, "data.csv"))
+    assert taxi.beam.direct_running_mode == "multi_processing"
+
+
+def test_defaults_fill_optional_sections(tmp_path):
+    config = load_config(_write(tmp_path, BASE))
+    assert config.split.train_buckets == 2 and config.split.eval_buckets == 1
+    assert config.beam.direct_num_workers == 2
+    assert config.output_dir == os.path.join(os.getcwd(), "out")
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ("labl: y", "unknown key 'labl'"),
+        ("beam: {direct_num_workrs: 2}", "unknown key 'beam.direct_num_workrs'"),
+        ("beam: {direct_num_workers: two}", "key 'beam.direct_num_workers' must be an integer"),
+        ("beam: {direct_num_workers: true}", "key 'beam.direct_num_workers' must be an integer"),
+        ("beam: {direct_running_mode: fast}", "key 'beam.direct_running_mode' must be one of"),
+        ("beam: {extra_args: --runner=X}", "key 'beam.extra_args' must be a list"),
+        ("split: {train_buckets: 0}", "split.train_buckets"),
+        ("beam: 3", "'beam' must be a mapping"),
+    ],
+)
+def test_bad_keys_and_values_are_named(tmp_path, extra, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        load_config(_write(tmp_path, BASE + extra + "\n"))
+
+
+def test_missing_required_key_and_bad_problem_type(tmp_path):
+    with pytest.raises(ConfigError, match="missing required key 'label'"):
+        load_config(_write(tmp_path, BASE.replace("label: y\n", "")))
+    with pytest.raises(ConfigError, match="problem_type.*one of"):
+        load_config(_write(tmp_path, BASE.replace("regression", "ranking")))
+    with pytest.raises(ConfigError, match="data.format"):
+        load_config(_write(tmp_path, BASE.replace("format: csv", "format: parquet")))
+
+
+def test_unreadable_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(str(tmp_path / "nope.yaml"))
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(_write(tmp_path, "name: [unclosed"))
+    with pytest.raises(ConfigError, match="empty"):
+        load_config(_write(tmp_path, ""))
+
+
+def test_overrides_apply_before_checking(tmp_path):
+    config = load_config(
+        _write(tmp_path, BASE), ["output_dir=/tmp/x", "beam.direct_num_workers=1", "label=z"]
+    )
+    assert config.output_dir == "/tmp/x"
+    assert config.beam.direct_num_workers == 1
+    assert config.label == "z"
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(_write(tmp_path, BASE), ["output_dir"])
+    with pytest.raises(ConfigError, match="unknown key 'bogus'"):
+        load_config(_write(tmp_path, BASE), ["bogus=1"])
+
+
+def test_config_fingerprint_tracks_settings(tmp_path):
+    a = load_config(_write(tmp_path, BASE))
+    b = load_config(_write(tmp_path, BASE), ["beam.direct_num_workers=1"])
+    assert a.fingerprint() == load_config(_write(tmp_path, BASE)).fingerprint()
+    assert a.fingerprint() != b.fingerprint()
+
+
+def test_package_paths_resolve_to_installed_packages():
+    path = resolve_path("pkg:tfx/examples/chicago_taxi_pipeline/data/simple/data.csv")
+    assert os.path.isfile(path)
+    with pytest.raises(ConfigError, match="not installed"):
+        resolve_path("pkg:no_such_package_xyz/a")
+    assert resolve_path("gs://bucket/x") == "gs://bucket/x"

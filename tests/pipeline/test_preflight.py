@@ -1,0 +1,101 @@
+"""Tests for the input checks that run before Beam starts, and the CLI's exit status 2."""
+
+import dataclasses
+import shutil
+
+import pytest
+
+from components.datasets import listening
+from pipeline import cli
+from pipeline.config import DataConfig, load_config
+from pipeline.preflight import InputError, check_inputs, check_label, resolve_input_files
+
+
+def _config(location, fmt="tfrecord", pattern="span-{SPAN}/*.tfrecord.gz", **kw):
+    config = load_config("listening")
+    data = DataConfig(location=str(location), format=fmt, pattern=pattern)
+    return dataclasses.replace(config, data=data, **kw)
+
+
+def test_clean_data_passes_and_the_latest_span_is_chosen(clean_listening, tmp_path):
+    summary = check_inputs(_config(clean_listening))
+    assert summary.span == 1 and summary.rows_checked == 4500
+    assert summary.label_values == ["0", "1"]
+    root = tmp_path / "spans"
+    shutil.copytree(clean_listening / "span-1", root / "span-1")
+    shutil.copytree(clean_listening / "span-1", root / "span-12")
+    span, files, glob = resolve_input_files(_config(root))
+    assert span == 12 and all("span-12" in f for f in files)
+    assert glob.endswith("span-12/*.tfrecord.gz")
+
+
+def test_missing_location_and_no_matching_files(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        check_inputs(_config(tmp_path / "absent"))
+    with pytest.raises(InputError, match="no input files match"):
+        check_inputs(_config(tmp_path))
+
+
+def test_csv_without_label_column(tmp_path):
+    (tmp_path / "a.csv").write_text("x,y\n1,2\n")
+    with pytest.raises(InputError, match="no label column 'skipped'"):
+        check_inputs(_config(tmp_path, "csv", "*.csv"))
+
+
+def test_empty_inputs(tmp_path):
+    (tmp_path / "a.csv").write_text("skipped,x\n")
+    with pytest.raises(InputError, match="input is empty"):
+        check_inputs(_config(tmp_path, "csv", "*.csv"))
+    (tmp_path / "span-1").mkdir()
+    (tmp_path / "span-1" / "d.tfrecord.gz").write_bytes(b"")
+    with pytest.raises(InputError, match="input is empty"):
+        check_inputs(_config(tmp_path))
+
+
+def test_corrupt_tfrecord_is_named(tmp_path):
+    (tmp_path / "span-1").mkdir()
+    (tmp_path / "span-1" / "d.tfrecord").write_bytes(b"this is not a tfrecord file at all")
+    with pytest.raises(InputError, match="not a readable TFRecord"):
+        check_inputs(_config(tmp_path, pattern="span-{SPAN}/*.tfrecord"))
+
+
+@pytest.mark.parametrize(
+    "values, problem, message",
+    [
+        (["0", "1", "2"], "binary_classification", "3 distinct values"),
+        (["yes", "yes"], "binary_classification", "one value"),
+        (["1", "3"], "binary_classification", "needs 0 and 1"),
+        (["0.5", "1"], "multiclass_classification", "fractional"),
+        (["a", "b", "x1"], "regression", "must be numeric"),
+        (["1", ""], "regression", "missing"),
+    ],
+)
+def test_labels_that_do_not_fit_the_problem_type(values, problem, message):
+    with pytest.raises(InputError, match=message):
+        check_label(values, "y", problem)
+
+
+def test_labels_that_fit():
+    assert check_label([0, 1, 1], "y", "binary_classification") == ["0", "1"]
+    assert check_label([b"cat", b"dog"], "y", "binary_classification") == ["cat", "dog"]
+    assert check_label(["a", "b", "c"], "y", "multiclass_classification") == ["a", "b", "c"]
+    assert check_label(["1.5", "2"], "y", "regression") == ["1.5", "2"]
+
+
+def test_cli_reports_bad_input_with_one_line_and_status_2(tmp_path, capsys, clean_listening):
+    code = cli.main(["run", "--config", "listening", "--set", f"data.location={tmp_path}/nope"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err == [f"tandem: error: data location {tmp_path}/nope does not exist (data.location)"]
+    code = cli.main(["run", "--config", "listening", "--set", "beam.direct_num_workers=x"])
+    assert code == 2
+    assert "beam.direct_num_workers" in capsys.readouterr().err
+    listening.generate(str(tmp_path / "d"), 50, formats=("csv",))
+    code = cli.main([
+        "run", "--config", "listening", "--set", f"data.location={tmp_path}/d",
+        "--set", "data.format=csv", "--set", "data.pattern=span-{SPAN}/*.csv",
+        "--set", "problem_type=regression", "--set", "label=country",
+    ])
+    assert code == 2
+    assert "label 'country' must be numeric" in capsys.readouterr().err
+    assert cli.main(["data", "generate", "--rows", "5", "--out", str(tmp_path), "--drift", "x"]) == 2

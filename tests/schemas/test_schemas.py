@@ -1,0 +1,150 @@
+"""Tests for the schema loader, the range proposal, tandem's contracts and the schema diff."""
+
+import pandas as pd
+import pytest
+import tensorflow_data_validation as tfdv
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from components.datasets import listening
+from schemas import SERVING, SchemaError, curated_schema_path, load_schema, schema_fingerprint
+from schemas.propose import (
+    apply_contracts,
+    diff_schemas,
+    guarded_range,
+    propose_numeric_ranges,
+    propose_schema,
+)
+
+
+def _stats(frame: pd.DataFrame):
+    return tfdv.generate_statistics_from_dataframe(frame)
+
+
+def test_guard_band_widens_but_never_crosses_zero_for_nonnegative_data():
+    assert guarded_range(10.0, 110.0) == pytest.approx((0.0, 120.0))
+    assert guarded_range(20.0, 30.0) == pytest.approx((19.0, 31.0))
+    assert guarded_range(-10.0, 10.0) == pytest.approx((-12.0, 12.0))
+
+
+def test_inferred_schema_gets_numeric_ranges_from_quantiles():
+    frame = pd.DataFrame({
+        "age": list(range(16, 81)) * 20,
+        "score": [x / 10 for x in range(0, 1300)],
+        "flag": [0, 1] * 650,
+    })
+    stats = _stats(frame)
+    plain = tfdv.infer_schema(stats)
+    assert not any(f.HasField("int_domain") or f.HasField("float_domain") for f in plain.feature)
+    schema = tfdv.infer_schema(stats, schema_transformations=[propose_numeric_ranges])
+    features = {f.name: f for f in schema.feature}
+    assert (features["age"].int_domain.min, features["age"].int_domain.max) == (10, 86)
+    assert features["score"].float_domain.min == 0.0
+    assert features["score"].float_domain.max == pytest.approx(129.9 * 1.1, rel=1e-3)
+    # A negative age in new data must fall outside the proposed domain.
+    bad = _stats(pd.DataFrame({"age": [-3, 30, 40], "score": [1.0, 2.0, 3.0], "flag": [0, 1, 0]}))
+    anomalies = tfdv.validate_statistics(bad, schema)
+    assert "age" in anomalies.anomaly_info
+
+
+def test_contracts_environments_label_domain_comparators_and_min_examples():
+    frame = pd.DataFrame({"x": [1.5, 2.5] * 50, "c": ["a", "b"] * 50, "y": [0, 1] * 50})
+    schema = propose_schema(_stats(frame), "y", "binary_classification")
+    features = {f.name: f for f in schema.feature}
+    assert list(schema.default_environment) == ["TRAINING", "SERVING"]
+    assert list(features["y"].not_in_environment) == [SERVING]
+    assert features["y"].int_domain.is_categorical and features["y"].int_domain.max == 1
+    assert features["x"].drift_comparator.jensen_shannon_divergence.threshold == 0.1
+    assert features["c"].drift_comparator.infinity_norm.threshold == 0.1
+    assert features["y"].drift_comparator.infinity_norm.threshold == 0.1
+    assert not features["y"].HasField("skew_comparator")
+    assert features["x"].HasField("skew_comparator") and features["c"].HasField("skew_comparator")
+    assert schema.dataset_constraints.min_examples_count == 10
+    with pytest.raises(ValueError, match="label 'nope' is not a feature"):
+        apply_contracts(schema, "nope", "regression", 100)
+
+
+def test_csv_proposals_accept_empty_cells_for_sometimes_missing_columns():
+    frame = pd.DataFrame({"x": [1.0, None] * 50, "y": [0.5, 1.5] * 50})
+    schema = propose_schema(_stats(frame), "y", "regression", data_format="csv")
+    x = next(f for f in schema.feature if f.name == "x")
+    assert x.value_count.min == 0 and x.value_count.max == 1
+
+
+def test_diff_names_added_removed_and_changed_features():
+    old = load_schema(curated_schema_path("listening"))
+    new = schema_pb2.Schema()
+    new.CopyFrom(old)
+    age = next(f for f in new.feature if f.name == "age")
+    age.int_domain.max = 120
+    new.feature.add(name="mood", type=schema_pb2.BYTES)
+    gone = next(i for i, f in enumerate(new.feature) if f.name == "signup_days")
+    del new.feature[gone]
+    new.dataset_constraints.min_examples_count = 5
+    lines = diff_schemas(old, new)
+    text = "\n".join(lines)
+    assert "+ feature mood (added)" in lines
+    assert "- feature signup_days (removed)" in lines
+    assert "~ feature age" in lines and "- max: 90" in text and "+ max: 120" in text
+    assert "~ dataset-level settings" in lines and "+ min_examples_count: 5" in text
+    assert diff_schemas(old, old) == []
+
+
+@pytest.mark.parametrize("dataset, label", [("listening", "skipped"), ("taxi", "tips")])
+def test_curated_schemas_carry_every_contract(dataset, label):
+    schema = load_schema(curated_schema_path(dataset))
+    assert list(schema.default_environment) == ["TRAINING", "SERVING"]
+    assert schema.dataset_constraints.min_examples_count >= 1000
+    for feature in schema.feature:
+        assert feature.HasField("drift_comparator"), feature.name
+        if feature.name == label:
+            assert list(feature.not_in_environment) == [SERVING]
+            assert not feature.HasField("skew_comparator")
+        else:
+            assert feature.HasField("skew_comparator"), feature.name
+        numeric = feature.type in (schema_pb2.INT, schema_pb2.FLOAT)
+        if numeric and feature.name != "pickup_census_tract":
+            assert feature.WhichOneof("domain_info") is not None, feature.name
+
+
+def _validate_profile(drift: str):
+    chunks = list(listening.generate_chunks(4000, seed=2, drift=listening.parse_drift(drift)))
+    frame = pd.concat([pd.DataFrame(c.columns) for c in chunks], ignore_index=True)
+    for chunk_start, chunk in zip(range(0, 4000, listening.CHUNK_ROWS), chunks, strict=False):
+        for name, present in chunk.present.items():
+            frame.loc[chunk_start:chunk_start + len(chunk) - 1, name] = frame.loc[
+                chunk_start:chunk_start + len(chunk) - 1, name
+            ].where(present)
+    schema = load_schema(curated_schema_path("listening"))
+    anomalies = tfdv.validate_statistics(_stats(frame), schema, environment="TRAINING")
+    return {name: {r.type for r in info.reason} for name, info in anomalies.anomaly_info.items()}
+
+
+def test_curated_listening_schema_accepts_clean_and_drift_only_data():
+    assert _validate_profile("") == {}
+    assert _validate_profile("age_shift,skip_rate") == {}
+
+
+def test_curated_listening_schema_rejects_schema_breaking_profiles():
+    from tensorflow_metadata.proto.v0 import anomalies_pb2 as a
+
+    assert a.AnomalyInfo.ENUM_TYPE_UNEXPECTED_STRING_VALUES in _validate_profile("new_country")["country"]
+    assert a.AnomalyInfo.ENUM_TYPE_UNEXPECTED_STRING_VALUES in _validate_profile("new_device")["device"]
+    impossible = _validate_profile("impossible_values")
+    assert a.AnomalyInfo.INT_TYPE_SMALL_INT in impossible["age"]
+    assert a.AnomalyInfo.FLOAT_TYPE_SMALL_FLOAT in impossible["duration_s"]
+
+
+def test_loader_errors_name_the_file(tmp_path):
+    with pytest.raises(SchemaError, match="cannot read schema"):
+        load_schema(str(tmp_path / "missing.pbtxt"))
+    bad = tmp_path / "bad.pbtxt"
+    bad.write_text("feature { name: ")
+    with pytest.raises(SchemaError, match="does not parse"):
+        load_schema(str(bad))
+
+
+def test_fingerprint_changes_with_content():
+    schema = load_schema(curated_schema_path("listening"))
+    before = schema_fingerprint(schema)
+    schema.feature[0].presence.min_fraction = 0.5
+    assert schema_fingerprint(schema) != before
