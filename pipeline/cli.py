@@ -98,6 +98,49 @@ def cmd_run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def cmd_compile(args: argparse.Namespace) -> int:
+    from pipeline.config import load_config
+    from pipeline.kubeflow import compile_kubeflow
+
+    config = load_config(args.config, args.set)
+    summary = compile_kubeflow(
+        config, args.kubeflow, image=args.image, pipeline_root=args.pipeline_root,
+        schema_uri=args.schema_uri,
+    )
+    print(f"wrote Kubeflow pipeline spec {summary['path']} (image {summary['image']})")
+    print("components: " + ", ".join(summary["components"]))
+    print("module code the image must contain (installed with tandem):")
+    for component, module in summary["modules"].items():
+        print(f"  {component:<18} {module}")
+    return 0
+
+
+def cmd_model_inspect(args: argparse.Namespace) -> int:
+    from components.build_record import RecordError, format_record, load_record
+
+    try:
+        record = load_record(args.path)
+    except RecordError as e:
+        raise CommandError(str(e)) from None
+    print(format_record(record))
+    return 0
+
+
+def cmd_model_diff(args: argparse.Namespace) -> int:
+    from components.build_record import RecordError, diff_records, load_record
+
+    try:
+        a, b = load_record(args.a), load_record(args.b)
+    except RecordError as e:
+        raise CommandError(str(e)) from None
+    lines = diff_records(a, b)
+    if not lines:
+        print("no differences in what the two models were built from")
+    for line in lines:
+        print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pipeline.config import STAGES
 
@@ -144,6 +187,29 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a config key, e.g. output_dir=/tmp/out")
     run.add_argument("--verbose", action="store_true", help="show TFX and Beam logs")
     run.set_defaults(func=cmd_run)
+
+    comp = sub.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines")
+    comp.add_argument("--kubeflow", required=True, metavar="OUT.json", help="output spec path")
+    comp.add_argument("--config", required=True, help="pipeline config YAML (or a name)")
+    comp.add_argument("--image", default="tandem-pipeline:latest",
+                      help="container image with tandem installed (deploy/pipeline.Dockerfile)")
+    comp.add_argument("--pipeline-root", default=None,
+                      help="where artifacts go on the cluster, e.g. gs://bucket/tandem")
+    comp.add_argument("--schema-uri", default=None,
+                      help="curated schema path as the cluster sees it (default: config's)")
+    comp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a config key")
+    comp.set_defaults(func=cmd_compile)
+
+    model = sub.add_parser("model", help="inspect what a model was built from")
+    model_sub = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    inspect = model_sub.add_parser("inspect", help="print a model's build record")
+    inspect.add_argument("path", help="SavedModel dir, version dir, or serving base dir")
+    inspect.set_defaults(func=cmd_model_inspect)
+    diff = model_sub.add_parser("diff", help="what changed between two models' build records")
+    diff.add_argument("a")
+    diff.add_argument("b")
+    diff.set_defaults(func=cmd_model_diff)
     return parser
 
 
@@ -155,7 +221,9 @@ def _quiet_libraries(verbose: bool) -> None:
     if verbose:
         return
     # Beam worker processes inherit this.
-    os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning")
+    os.environ.setdefault(
+        "PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning,ignore::RuntimeWarning"
+    )
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=UserWarning)

@@ -17,8 +17,11 @@ ProblemType = Literal["binary_classification", "multiclass_classification", "reg
 DataFormat = Literal["csv", "tfrecord"]
 RunningMode = Literal["in_memory", "multi_threading", "multi_processing"]
 
+FeatureKind = Literal["numeric", "categorical", "bucketize", "skip"]
+Metric = Literal["auc", "accuracy", "rmse", "mae"]
+
 # Stages `tandem run --until` can stop after, in data-flow order.
-STAGES = ("validate",)
+STAGES = ("validate", "transform", "train", "evaluate", "push")
 
 CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
@@ -56,6 +59,45 @@ class BeamConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class FeatureOptions:
+    """Per-feature preprocessing; unset fields take the defaults for the feature's type."""
+
+    kind: FeatureKind | None = None
+    num_buckets: int | None = None
+    frequency_threshold: int | None = None
+    num_oov_buckets: int | None = None
+
+    def as_options(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The served model's name and the Trainer's hyperparameters."""
+
+    name: str = ""  # serving name; defaults to the pipeline name
+    hidden_units: list[int] = dataclasses.field(default_factory=lambda: [64, 32])
+    embedding_dim: int = 0  # 0: chosen from each vocabulary's size
+    learning_rate: float = 0.005
+    batch_size: int = 256
+    epochs: int = 10
+    max_steps: int = 0  # 0: no cap (a cap makes a deliberately short training run)
+    early_stopping_patience: int = 2
+    seed: int = 42
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationConfig:
+    """Evaluator gate: a value threshold and a change threshold against the last blessed
+    model, on one deciding metric; slices are reported per feature value."""
+
+    metric: Metric | None = None  # default: auc (classification) or rmse (regression)
+    threshold: float | None = None  # lower bound (auc, accuracy) or upper bound (rmse, mae)
+    max_regression: float = 0.01  # allowed change for the worse vs the baseline, absolute
+    slices: list[list[str]] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """One dataset's pipeline: data, label, problem type, schema, outputs, Beam."""
 
@@ -66,6 +108,10 @@ class PipelineConfig:
     schema: str
     output_dir: str
     split: SplitConfig = dataclasses.field(default_factory=SplitConfig)
+    features: dict[str, FeatureOptions] = dataclasses.field(default_factory=dict)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
+    serving_dir: str = ""  # default: <output_dir>/serving
     beam: BeamConfig = dataclasses.field(default_factory=BeamConfig)
     source: str = dataclasses.field(default="", compare=False)
 
@@ -76,6 +122,20 @@ class PipelineConfig:
     @property
     def metadata_path(self) -> str:
         return os.path.join(self.output_dir, "metadata.sqlite")
+
+    @property
+    def model_name(self) -> str:
+        return self.model.name or self.name
+
+    @property
+    def push_dir(self) -> str:
+        """<serving_dir>/<model_name>: Pusher writes integer version directories here."""
+        return os.path.join(self.serving_dir, self.model_name)
+
+    @property
+    def deciding_metric(self) -> str:
+        defaults = {"regression": "rmse", "multiclass_classification": "accuracy"}
+        return self.evaluation.metric or defaults.get(self.problem_type, "auc")
 
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -105,8 +165,16 @@ def _check(value: Any, hint: Any, key: str) -> Any:
             raise ConfigError(f"key '{key}' must be a list; got {type(value).__name__}")
         (item,) = typing.get_args(hint)
         return [_check(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"key '{key}' must be a mapping; got {type(value).__name__}")
+        _, item = typing.get_args(hint)
+        return {str(k): _check(v, item, f"{key}.{k}") for k, v in value.items()}
     if origin in (typing.Union, types.UnionType):
-        raise TypeError("unions are not used in config")
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _check(value, args[0], key)
     ok = isinstance(value, hint) and not (hint is int and isinstance(value, bool))
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         ok, value = True, float(value)
@@ -201,11 +269,27 @@ def load_config(path: str, overrides: list[str] | None = None) -> PipelineConfig
         raise ConfigError("keys 'split.train_buckets' and 'split.eval_buckets' must be >= 1")
     if config.beam.direct_num_workers < 1:
         raise ConfigError("key 'beam.direct_num_workers' must be >= 1")
+    if config.problem_type == "regression" and config.evaluation.metric in ("auc", "accuracy"):
+        raise ConfigError(
+            f"key 'evaluation.metric': {config.evaluation.metric} needs a classification problem"
+        )
+    if config.problem_type == "multiclass_classification" and config.evaluation.metric == "auc":
+        raise ConfigError("key 'evaluation.metric': use accuracy for multiclass_classification")
+    if config.problem_type != "regression" and config.evaluation.metric in ("rmse", "mae"):
+        raise ConfigError(
+            f"key 'evaluation.metric': {config.evaluation.metric} needs a regression problem"
+        )
     data = dataclasses.replace(config.data, location=resolve_path(config.data.location))
+    output_dir = resolve_path(config.output_dir)
+    serving_dir = (
+        resolve_path(config.serving_dir) if config.serving_dir
+        else os.path.join(output_dir, "serving")
+    )
     return dataclasses.replace(
         config,
         data=data,
         schema=resolve_path(config.schema),
-        output_dir=resolve_path(config.output_dir),
+        output_dir=output_dir,
+        serving_dir=serving_dir,
         source=os.path.abspath(path),
     )

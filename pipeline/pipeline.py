@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 
+from components.features import feature_plan
+from components.trainer_executor import TrainerExecutor
 from components.validation_gate import ValidationGate
 from pipeline.beam import beam_pipeline_args
 from pipeline.config import STAGES, PipelineConfig
+from pipeline.evaluation import eval_config
+from schemas import load_schema
+
+# Executors load module code by dotted name; wiring never imports TensorFlow model code.
+PREPROCESSING_FN = "components.transform.preprocessing_fn"
+RUN_FN = "components.trainer.run_fn"
 
 
 def _example_gen(config: PipelineConfig):
@@ -34,14 +43,38 @@ def _example_gen(config: PipelineConfig):
     )
 
 
+def executor_config(config: PipelineConfig, schema_file: str) -> dict:
+    """What Transform and Trainer need at run time, as plain JSON."""
+    options = {name: opts.as_options() for name, opts in config.features.items()}
+    plan = feature_plan(load_schema(schema_file), config.label, config.problem_type, options)
+    model = config.model
+    return {
+        "plan": plan,
+        "model_name": config.model_name,
+        "config_fingerprint": config.fingerprint(),
+        "hyperparameters": {
+            "hidden_units": list(model.hidden_units),
+            "embedding_dim": model.embedding_dim,
+            "learning_rate": model.learning_rate,
+            "batch_size": model.batch_size,
+            "epochs": model.epochs,
+            "max_steps": model.max_steps,
+            "early_stopping_patience": model.early_stopping_patience,
+            "seed": model.seed,
+        },
+    }
+
+
 def create_pipeline(
     config: PipelineConfig, schema_file: str, until: str = STAGES[-1]
 ) -> tfx.dsl.Pipeline:
-    """The tandem DAG for one dataset. `schema_file` is the curated schema to import
-    (the runner passes a content-addressed copy so that editing the schema reruns
-    validation instead of hitting the cache)."""
+    """The tandem DAG for one dataset, through stage `until`. `schema_file` is the curated
+    schema to import (the runner passes a content-addressed copy, so editing the schema
+    reruns validation instead of hitting the cache)."""
     if until not in STAGES:
         raise ValueError(f"unknown stage {until!r}; choose from {', '.join(STAGES)}")
+    last = STAGES.index(until)
+    custom_config = executor_config(config, schema_file)
 
     # Ingest: each new span of raw data becomes tf.Examples split into train/eval.
     example_gen = _example_gen(config)
@@ -55,8 +88,64 @@ def create_pipeline(
     )
     # Stop here when anything is anomalous; everything downstream waits on the gate.
     validation_gate = ValidationGate(anomalies=example_validator.outputs["anomalies"])
-
     components = [example_gen, statistics_gen, schema_gen, example_validator, validation_gate]
+
+    if last >= STAGES.index("transform"):
+        # Record the preprocessing settings (means, vocabularies) once, as a graph.
+        transform = tfx.components.Transform(
+            examples=example_gen.outputs["examples"],
+            schema=schema_gen.outputs["schema"],
+            preprocessing_fn=PREPROCESSING_FN,
+            custom_config=custom_config,
+            # StatisticsGen already described the raw data, and the Trainer applies the graph
+            # itself, so skip the extra Beam passes.
+            disable_statistics=True,
+            materialize=False,
+        )
+        transform.add_upstream_node(validation_gate)
+        components.append(transform)
+
+    if last >= STAGES.index("train"):
+        # Train one wide-and-deep model; export it with the Transform graph inside.
+        trainer = tfx.components.Trainer(
+            run_fn=RUN_FN,
+            examples=example_gen.outputs["examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema_gen.outputs["schema"],
+            train_args=tfx.proto.TrainArgs(splits=["train"]),
+            eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+            custom_config=custom_config,
+            custom_executor_spec=executor_spec.ExecutorClassSpec(TrainerExecutor),
+        )
+        components.append(trainer)
+
+    if last >= STAGES.index("evaluate"):
+        # The model in production: the latest blessed one, if any.
+        baseline = tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        ).with_id("latest_blessed_model_resolver")
+        # Bless the candidate only if it clears the threshold and is no worse than baseline.
+        evaluator = tfx.components.Evaluator(
+            examples=example_gen.outputs["examples"],
+            model=trainer.outputs["model"],
+            baseline_model=baseline.outputs["model"],
+            eval_config=eval_config(config),
+        )
+        components += [baseline, evaluator]
+
+    if last >= STAGES.index("push"):
+        # Only a blessed model reaches <serving_dir>/<model_name>/<version>/.
+        pusher = tfx.components.Pusher(
+            model=trainer.outputs["model"],
+            model_blessing=evaluator.outputs["blessing"],
+            push_destination=tfx.proto.PushDestination(
+                filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.push_dir)
+            ),
+        )
+        components.append(pusher)
+
     return tfx.dsl.Pipeline(
         pipeline_name=f"tandem-{config.name}",
         pipeline_root=config.pipeline_root,

@@ -8,7 +8,7 @@ import os
 import shutil
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 from pipeline.config import PipelineConfig
 from pipeline.preflight import check_inputs
@@ -20,9 +20,11 @@ EXIT_OK, EXIT_ANOMALIES, EXIT_BAD_INPUT = 0, 1, 2
 @dataclasses.dataclass
 class RunResult:
     exit_code: int
-    outputs: dict[str, str]  # artifact type -> uri (latest run)
+    outputs: dict[str, Any]  # artifact type -> ML Metadata artifact (latest run)
     anomalies: list[tuple[str, str, str, str]]  # (split, feature, type, description)
     elapsed: float
+    verdict: str | None = None
+    pushed: str | None = None  # the pushed version's directory
 
 
 class ProgressReporter(logging.Handler):
@@ -70,8 +72,9 @@ def _route_logs(reporter: ProgressReporter, verbose: bool) -> tuple[logging.Logg
         errors = logging.StreamHandler(sys.stderr)
         errors.setLevel(logging.WARNING)
         errors.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-        # A resolver-internal notice on every cached run; says nothing about the user's run.
-        errors.addFilter(lambda r: "property_predicate is not supported" not in r.getMessage())
+        # Library notices on every run that say nothing about the user's run.
+        for notice in ("property_predicate is not supported", "payload_format custom property"):
+            errors.addFilter(lambda r, n=notice: n not in r.getMessage())
         # A failed component is already reported by the progress line and the summary.
         errors.addFilter(lambda r: r.msg != "Execution %d failed.")
         added.append(errors)
@@ -93,8 +96,10 @@ def stage_schema(config: PipelineConfig) -> str:
     return path
 
 
-def latest_outputs(config: PipelineConfig) -> dict[str, str]:
-    """Output artifact URIs of the most recent pipeline run, by artifact type."""
+def latest_outputs(config: PipelineConfig) -> dict[str, Any]:
+    """Output artifacts (ML Metadata protos) of the most recent pipeline run, by output key
+    (examples, statistics, schema, anomalies, transform_graph, model, evaluation, blessing,
+    pushed_model), cached executions included."""
     from ml_metadata.metadata_store import metadata_store
     from tfx.orchestration import metadata
 
@@ -105,11 +110,73 @@ def latest_outputs(config: PipelineConfig) -> dict[str, str]:
     if not runs:
         return {}
     latest = max(runs, key=lambda c: c.id)
-    types = {t.id: t.name for t in store.get_artifact_types()}
-    outputs: dict[str, str] = {}
-    for artifact in sorted(store.get_artifacts_by_context(latest.id), key=lambda a: a.id):
-        outputs[types.get(artifact.type_id, str(artifact.type_id))] = artifact.uri
+    executions = store.get_executions_by_context(latest.id)
+    exec_types = {t.id: t.name for t in store.get_execution_types()}
+    # Resolver nodes re-emit existing artifacts (the baseline model); they are not outputs.
+    producing = [e.id for e in executions if "Resolver" not in exec_types.get(e.type_id, "")]
+    keyed: dict[int, str] = {}
+    for event in store.get_events_by_execution_ids(producing):
+        if event.type in (event.OUTPUT, event.DECLARED_OUTPUT) and event.path.steps:
+            keyed[event.artifact_id] = event.path.steps[0].key
+    outputs: dict[str, Any] = {}
+    for artifact in sorted(store.get_artifacts_by_id(list(keyed)), key=lambda a: a.id):
+        outputs[keyed[artifact.id]] = artifact
     return outputs
+
+
+def _custom(artifact, key: str):
+    value = artifact.custom_properties.get(key)
+    if value is None:
+        return None
+    return getattr(value, value.WhichOneof("value"))
+
+
+def evaluation_verdict(config: PipelineConfig, outputs: dict[str, Any]) -> str | None:
+    """'blessed'/'NOT blessed' with the deciding metric, candidate vs baseline."""
+    if "blessing" not in outputs:
+        return None
+    import tensorflow_model_analysis as tfma
+
+    from pipeline.evaluation import deciding_metric_name
+
+    blessed = _custom(outputs["blessing"], "blessed") == 1
+    name = deciding_metric_name(config)
+    values: dict[str, float] = {}
+    evaluation = outputs.get("evaluation")
+    if evaluation is not None:
+        for slice_metrics in tfma.load_metrics(evaluation.uri):
+            if slice_metrics.slice_key.single_slice_keys:
+                continue
+            for kv in slice_metrics.metric_keys_and_values:
+                if kv.key.name == name and not kv.key.HasField("sub_key"):
+                    role = "baseline" if kv.key.is_diff is False and kv.key.model_name == "baseline" else (
+                        "change" if kv.key.is_diff else "candidate")
+                    values[role] = kv.value.double_value.value
+    parts = [f"{name} {values['candidate']:.4f}" if "candidate" in values else name]
+    if "baseline" in values:
+        parts.append(f"last blessed model {values['baseline']:.4f}")
+    elif blessed:
+        parts.append("no blessed model yet to compare with")
+    if "change" in values:
+        parts.append(f"change {values['change']:+.4f}")
+    lines = [f"{'blessed' if blessed else 'NOT blessed'} ({', '.join(parts)})"]
+    if evaluation is not None and not blessed:
+        result = tfma.load_validation_result(evaluation.uri)
+        for per_slice in result.metric_validations_per_slice:
+            for failure in per_slice.failures:
+                key = failure.metric_key
+                what = "change vs last blessed" if key.is_diff else "value"
+                lines.append(
+                    f"  failed: {key.name} {what} {failure.metric_value.double_value.value:+.4f} "
+                    f"breaks {_threshold_text(failure.metric_threshold)}"
+                )
+    return "\n".join(lines)
+
+
+def _threshold_text(threshold) -> str:
+    from google.protobuf import text_format
+
+    return " ".join(text_format.MessageToString(threshold, as_one_line=True).split())
 
 
 def format_table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
@@ -166,9 +233,23 @@ def run(
         out.write("\nData anomalies: the run stopped before anything downstream ran.\n")
         out.write(format_table(anomalies, ("split", "feature", "anomaly type", "description")))
         out.write("\n")
+    verdict = evaluation_verdict(config, outputs)
+    pushed = None
+    if "pushed_model" in outputs and _custom(outputs["pushed_model"], "pushed") == 1:
+        pushed = _custom(outputs["pushed_model"], "pushed_destination")
     out.write(f"\n{'FAILED: anomalies found' if anomalies else 'OK'} in {elapsed:.1f}s. Outputs:\n")
-    for name in ("Examples", "ExampleStatistics", "Schema", "ExampleAnomalies"):
-        if name in outputs:
-            out.write(f"  {name:<18} {outputs[name]}\n")
+    for key in ("examples", "statistics", "schema", "anomalies", "transform_graph", "model",
+                "evaluation"):
+        if key in outputs:
+            out.write(f"  {key:<18} {outputs[key].uri}\n")
     out.write(f"  {'ML Metadata':<18} {config.metadata_path}\n")
-    return RunResult(exit_code=exit_code, outputs=outputs, anomalies=anomalies, elapsed=elapsed)
+    if verdict:
+        out.write(f"\nModel {verdict}\n")
+    if "pushed_model" in outputs:
+        if pushed:
+            version = os.path.basename(pushed.rstrip("/"))
+            out.write(f"Pushed version {version} of '{config.model_name}' to {pushed}\n")
+        else:
+            out.write("Nothing pushed: the candidate was not blessed.\n")
+    return RunResult(exit_code=exit_code, outputs=outputs, anomalies=anomalies, elapsed=elapsed,
+                     verdict=verdict, pushed=pushed)

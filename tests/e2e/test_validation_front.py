@@ -30,13 +30,13 @@ def test_clean_data_passes_and_a_rerun_is_served_from_cache(clean_listening, tmp
     for component in ("ImportExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
                       "ValidationGate"):
         assert f"[{component}] started" in text and f"[{component}] finished" in text
-    assert os.path.isdir(result.outputs["ExampleStatistics"])
+    assert os.path.isdir(result.outputs["statistics"].uri)
     assert os.path.isfile(tmp_path / "out" / "metadata.sqlite")
 
     again, text2 = _run(clean_listening, tmp_path / "out")
     assert again.exit_code == EXIT_OK
     assert text2.count("(cached)") == 5, text2
-    assert again.outputs["ExampleStatistics"] == result.outputs["ExampleStatistics"]
+    assert again.outputs["statistics"].uri == result.outputs["statistics"].uri
 
 
 def test_an_edited_schema_is_revalidated_not_cached(clean_listening, tmp_path):

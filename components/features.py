@@ -1,0 +1,76 @@
+"""Feature plan: how each schema feature is treated by Transform and the Trainer.
+
+The plan is derived from the curated schema plus per-feature options in the dataset config, so
+the same preprocessing_fn and run_fn fit any tabular dataset. It travels to the executors as
+plain JSON in `custom_config`, which keeps pipeline wiring free of TensorFlow code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+NUMERIC, CATEGORICAL, BUCKETIZE, SKIP = "numeric", "categorical", "bucketize", "skip"
+DEFAULT_FREQUENCY_THRESHOLD = 5
+DEFAULT_OOV_BUCKETS = 1
+DEFAULT_BUCKETS = 10
+
+
+def feature_plan(
+    schema: schema_pb2.Schema,
+    label: str,
+    problem_type: str,
+    options: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """{"label": ..., "problem_type": ..., "features": {name: {"kind": ..., ...}}}.
+
+    Defaults: strings and categorical ints (int_domain.is_categorical or bool_domain) get a
+    vocabulary; other numbers are z-scored. `options[name]` may set kind (numeric,
+    categorical, bucketize, skip), num_buckets, frequency_threshold, num_oov_buckets.
+    """
+    options = options or {}
+    names = {f.name for f in schema.feature}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise ValueError(f"feature options name unknown feature(s): {', '.join(unknown)}")
+    features: dict[str, Any] = {}
+    label_type = None
+    for feature in schema.feature:
+        dtype = schema_pb2.FeatureType.Name(feature.type)
+        if feature.name == label:
+            label_type = dtype
+            continue
+        categorical = feature.type == schema_pb2.BYTES or (
+            feature.type == schema_pb2.INT
+            and (
+                (feature.HasField("int_domain") and feature.int_domain.is_categorical)
+                or feature.HasField("bool_domain")
+            )
+        )
+        spec: dict[str, Any] = {"kind": CATEGORICAL if categorical else NUMERIC, "dtype": dtype}
+        spec.update(options.get(feature.name, {}))
+        kind = spec["kind"]
+        if kind not in (NUMERIC, CATEGORICAL, BUCKETIZE, SKIP):
+            raise ValueError(f"feature '{feature.name}': unknown kind '{kind}'")
+        if kind in (NUMERIC, BUCKETIZE) and feature.type == schema_pb2.BYTES:
+            raise ValueError(f"feature '{feature.name}' is a string; it cannot be {kind}")
+        if kind == CATEGORICAL:
+            spec.setdefault("frequency_threshold", DEFAULT_FREQUENCY_THRESHOLD)
+            spec.setdefault("num_oov_buckets", DEFAULT_OOV_BUCKETS)
+        if kind == BUCKETIZE:
+            spec.setdefault("num_buckets", DEFAULT_BUCKETS)
+        features[feature.name] = spec
+    if label_type is None:
+        raise ValueError(f"label '{label}' is not in the schema")
+    return {
+        "label": label,
+        "label_dtype": label_type,
+        "problem_type": problem_type,
+        "features": features,
+    }
+
+
+def model_features(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The features the model reads (everything not skipped)."""
+    return {n: s for n, s in plan["features"].items() if s["kind"] != SKIP}

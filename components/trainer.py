@@ -1,0 +1,310 @@
+"""Trainer: run_fn builds one wide-and-deep Keras model for any tabular dataset and exports a
+SavedModel that takes raw serialized tf.Examples, with the Transform graph inside."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+from typing import Any
+
+import tensorflow as tf
+import tensorflow_transform as tft
+from absl import logging
+from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
+
+from components import build_record
+from components.features import BUCKETIZE, CATEGORICAL, NUMERIC, model_features
+from components.transform import LABEL_VOCABULARY
+
+WARMUP_RECORDS = 64
+WARMUP_FILE = "tf_serving_warmup_requests"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+
+
+def _dataset(files, data_accessor, transform_output, label, batch_size, seed, epochs=None):
+    """Raw examples through the Transform graph: the same graph the SavedModel serves with,
+    and the raw Examples artifact keeps its span for the build record."""
+    raw = data_accessor.tf_dataset_factory(
+        files,
+        tfxio.TensorFlowDatasetOptions(
+            batch_size=batch_size, num_epochs=epochs, shuffle=epochs is None, shuffle_seed=seed,
+        ),
+        transform_output.raw_metadata.schema,
+    )
+    tft_layer = transform_output.transform_features_layer()
+
+    def apply_transform(features):
+        transformed = tft_layer(features)
+        return transformed, transformed.pop(label)
+
+    return raw.map(apply_transform, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+        tf.data.AUTOTUNE
+    )
+
+
+def count_examples(files: list[str]) -> int:
+    """Records in (GZIP) TFRecord files, counted in C++."""
+    total = 0
+    for pattern in files:
+        for path in tf.io.gfile.glob(pattern):
+            ds = tf.data.TFRecordDataset(path, compression_type="GZIP" if path.endswith(".gz") else "")
+            total += int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+    return total
+
+
+def _num_classes(plan: dict[str, Any], transform_output) -> int:
+    if plan["problem_type"] == "regression":
+        return 1
+    if plan["problem_type"] == "binary_classification" and plan["label_dtype"] == "INT":
+        return 2
+    return transform_output.vocabulary_size_by_name(LABEL_VOCABULARY)
+
+
+def build_model(plan: dict[str, Any], transform_output, hp: dict[str, Any]) -> tf.keras.Model:
+    """Wide (one-hot categoricals, linear) and deep (embeddings + numerics, MLP)."""
+    inputs, wide, deep = {}, [], []
+    for name, spec in model_features(plan).items():
+        kind = spec["kind"]
+        if kind == NUMERIC:
+            inputs[name] = tf.keras.Input(shape=(), name=name, dtype=tf.float32)
+            deep.append(tf.keras.layers.Reshape((1,))(inputs[name]))
+            continue
+        if kind == CATEGORICAL:
+            size = transform_output.vocabulary_size_by_name(name) + spec["num_oov_buckets"]
+        elif kind == BUCKETIZE:
+            size = spec["num_buckets"] + 1
+        else:
+            continue
+        inputs[name] = tf.keras.Input(shape=(), name=name, dtype=tf.int64)
+        ids = tf.keras.layers.Reshape((1,))(inputs[name])
+        wide.append(tf.keras.layers.CategoryEncoding(num_tokens=size, output_mode="one_hot")(ids))
+        dim = hp["embedding_dim"] or min(16, max(2, int(math.ceil(2 * size ** 0.25))))
+        embedded = tf.keras.layers.Embedding(size, dim)(ids)
+        deep.append(tf.keras.layers.Flatten()(embedded))
+    if not inputs:
+        raise ValueError("no model features: every feature is skipped")
+    classes = _num_classes(plan, transform_output)
+    units = 1 if classes <= 2 else classes
+    x = tf.keras.layers.Concatenate()(deep) if len(deep) > 1 else deep[0]
+    for width in hp["hidden_units"]:
+        x = tf.keras.layers.Dense(width, activation="relu")(x)
+    logits = tf.keras.layers.Dense(units)(x)
+    if wide:
+        w = tf.keras.layers.Concatenate()(wide) if len(wide) > 1 else wide[0]
+        logits = tf.keras.layers.Add()([logits, tf.keras.layers.Dense(units)(w)])
+    problem = plan["problem_type"]
+    if problem == "regression":
+        output = tf.keras.layers.Reshape(())(logits)
+        loss, metrics = "mse", [tf.keras.metrics.RootMeanSquaredError(name="rmse"),
+                                tf.keras.metrics.MeanAbsoluteError(name="mae")]
+    elif units == 1:
+        output = tf.keras.layers.Reshape(())(tf.keras.layers.Activation("sigmoid")(logits))
+        loss, metrics = "binary_crossentropy", [tf.keras.metrics.AUC(name="auc"),
+                                                tf.keras.metrics.BinaryAccuracy(name="accuracy")]
+    else:
+        output = tf.keras.layers.Softmax()(logits)
+        loss = "sparse_categorical_crossentropy"
+        metrics = [tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    model = tf.keras.Model(inputs=inputs, outputs=output)
+    model.compile(optimizer=tf.keras.optimizers.Adam(hp["learning_rate"]), loss=loss,
+                  metrics=metrics)
+    return model
+
+
+def _class_names(plan, transform_output, classes: int) -> list[str]:
+    if plan["problem_type"] == "binary_classification" and plan["label_dtype"] == "INT":
+        return ["0", "1"]
+    path = transform_output.vocabulary_file_by_name(LABEL_VOCABULARY)
+    with tf.io.gfile.GFile(path) as f:
+        return [line.rstrip("\n") for line in f][:classes]
+
+
+def _signatures(model, plan, transform_output, classes: int) -> dict[str, Any]:
+    """serving_default (predict) on raw examples, transform_features, and the classify or
+    regress signature TF Serving's Classify/Regress APIs call."""
+    model.tft_layer = transform_output.transform_features_layer()
+    raw_spec = transform_output.raw_feature_spec()
+    label = plan["label"]
+    serving_spec = {k: v for k, v in raw_spec.items() if k != label}
+    feature_names = list(model.input.keys()) if isinstance(model.input, dict) else []
+    problem = plan["problem_type"]
+    names = tf.constant(_class_names(plan, transform_output, classes)) if problem != "regression" else None
+
+    def predict(serialized):
+        parsed = tf.io.parse_example(serialized, serving_spec)
+        transformed = model.tft_layer(parsed)
+        return model({k: transformed[k] for k in feature_names})
+
+    def classification_outputs(scores):
+        if len(scores.shape) == 1:  # binary: sigmoid probability of class 1
+            scores = tf.stack([1.0 - scores, scores], axis=1)
+        batch = tf.shape(scores)[0]
+        return {"scores": scores, "classes": tf.tile(tf.expand_dims(names, 0), [batch, 1])}
+
+    string_input = tf.TensorSpec([None], tf.string, name="examples")
+
+    @tf.function(input_signature=[string_input])
+    def serve(examples):
+        out = predict(examples)
+        if problem == "regression":
+            return {"predictions": out}
+        result = classification_outputs(out)
+        if len(out.shape) == 1:
+            result["probabilities"] = out
+        return result
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def classify(inputs):
+        return classification_outputs(predict(inputs))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def regress(inputs):
+        return {"outputs": predict(inputs)}
+
+    @tf.function(input_signature=[string_input])
+    def transform_features(examples):
+        parsed = tf.io.parse_example(examples, raw_spec)
+        return model.tft_layer(parsed)
+
+    signatures = {
+        "serving_default": serve.get_concrete_function(),
+        "transform_features": transform_features.get_concrete_function(),
+    }
+    if problem == "regression":
+        signatures["regression"] = regress.get_concrete_function()
+    else:
+        signatures["classification"] = classify.get_concrete_function()
+    return signatures
+
+
+def set_method_names(saved_model_dir: str) -> None:
+    """TF Serving's Classify/Regress check the signature's method name, which TF2 always
+    exports as predict; set it in saved_model.pb."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = os.path.join(saved_model_dir, "saved_model.pb")
+    saved = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(path, "rb") as f:
+        saved.ParseFromString(f.read())
+    for meta_graph in saved.meta_graphs:
+        if "classification" in meta_graph.signature_def:
+            meta_graph.signature_def["classification"].method_name = CLASSIFY_METHOD
+        if "regression" in meta_graph.signature_def:
+            meta_graph.signature_def["regression"].method_name = REGRESS_METHOD
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(saved.SerializeToString())
+
+
+def write_warmup_requests(
+    saved_model_dir: str, eval_files: list[str], label: str, model_name: str
+) -> int:
+    """assets.extra/tf_serving_warmup_requests: PredictionLog records of eval examples
+    (label removed), so a server warms the model up before it takes traffic."""
+    from tensorflow.core.example import example_pb2
+
+    examples: list[bytes] = []
+    for pattern in eval_files:
+        for path in sorted(tf.io.gfile.glob(pattern)):
+            ds = tf.data.TFRecordDataset(path, compression_type="GZIP" if path.endswith(".gz") else "")
+            for record in ds.take(WARMUP_RECORDS - len(examples)):
+                example = example_pb2.Example.FromString(record.numpy())
+                if label in example.features.feature:
+                    del example.features.feature[label]
+                examples.append(example.SerializeToString())
+            if len(examples) >= WARMUP_RECORDS:
+                break
+    out_dir = os.path.join(saved_model_dir, build_record.ASSETS_EXTRA)
+    tf.io.gfile.makedirs(out_dir)
+    with tf.io.TFRecordWriter(os.path.join(out_dir, WARMUP_FILE)) as writer:
+        for example in examples:
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default")
+            )
+            request.inputs["examples"].CopyFrom(tf.make_tensor_proto([example], dtype=tf.string))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
+            writer.write(log.SerializeToString())
+    return len(examples)
+
+
+def write_build_record(
+    fn_args: tfx.components.FnArgs, config: dict[str, Any], counts: dict[str, int],
+    metrics: dict[str, float],
+) -> dict[str, Any]:
+    from schemas import load_schema, schema_fingerprint
+
+    transform_dir = fn_args.transform_graph_path
+    schema = load_schema(fn_args.schema_path) if fn_args.schema_path.endswith(".pbtxt") else None
+    plan = config["plan"]
+    record = {
+        "model_name": config["model_name"],
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "problem_type": plan["problem_type"],
+        "label": plan["label"],
+        "schema": {"fingerprint": schema_fingerprint(schema) if schema else "unknown"},
+        "transform": {
+            "fingerprint": build_record.directory_fingerprint(
+                os.path.join(transform_dir, "transform_fn")
+            ),
+            "features": plan["features"],
+        },
+        "vocabularies": build_record.vocabulary_entries(
+            os.path.join(transform_dir, "transform_fn", "assets")
+        ),
+        "data": {
+            "span": config.get("data_span"),
+            "input_fingerprint": config.get("data_fingerprint"),
+            "train_examples": counts["train"],
+            "eval_examples": counts["eval"],
+        },
+        "eval_metrics": {k: round(float(v), 6) for k, v in metrics.items()},
+        "hyperparameters": config["hyperparameters"],
+        "config_fingerprint": config["config_fingerprint"],
+        "code_version": build_record.code_version(),
+        "libraries": build_record.library_versions(),
+    }
+    out_dir = os.path.join(fn_args.serving_model_dir, build_record.ASSETS_EXTRA)
+    tf.io.gfile.makedirs(out_dir)
+    with tf.io.gfile.GFile(os.path.join(out_dir, build_record.RECORD_FILE), "w") as f:
+        f.write(json.dumps(record, indent=2, sort_keys=True))
+    return record
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    """TFX Trainer entry point."""
+    config = fn_args.custom_config
+    plan, hp = config["plan"], config["hyperparameters"]
+    tf.keras.utils.set_random_seed(hp["seed"])
+    transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+    label = plan["label"]
+    counts = {"train": count_examples(fn_args.train_files), "eval": count_examples(fn_args.eval_files)}
+    steps_per_epoch = max(1, counts["train"] // hp["batch_size"])
+    epochs = hp["epochs"]
+    if hp["max_steps"]:
+        steps_per_epoch = min(steps_per_epoch, hp["max_steps"])
+        epochs = max(1, min(epochs, hp["max_steps"] // steps_per_epoch))
+    train = _dataset(fn_args.train_files, fn_args.data_accessor, transform_output, label,
+                     hp["batch_size"], hp["seed"])
+    evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, transform_output, label,
+                          hp["batch_size"], hp["seed"], epochs=1)
+    model = build_model(plan, transform_output, hp)
+    callbacks = [tf.keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=hp["early_stopping_patience"], restore_best_weights=True
+    )]
+    logging.info("training %d epochs x %d steps on %d examples", epochs, steps_per_epoch,
+                 counts["train"])
+    model.fit(train, steps_per_epoch=steps_per_epoch, epochs=epochs, validation_data=evaluation,
+              callbacks=callbacks, verbose=2)
+    metrics = model.evaluate(evaluation, return_dict=True, verbose=0)
+    classes = _num_classes(plan, transform_output)
+    signatures = _signatures(model, plan, transform_output, classes)
+    model.save(fn_args.serving_model_dir, save_format="tf", signatures=signatures)
+    set_method_names(fn_args.serving_model_dir)
+    write_warmup_requests(fn_args.serving_model_dir, fn_args.eval_files, label, config["model_name"])
+    write_build_record(fn_args, config, counts, metrics)

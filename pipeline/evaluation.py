@@ -1,0 +1,94 @@
+"""Evaluator settings: the TFMA EvalConfig built from the dataset config."""
+
+from __future__ import annotations
+
+import tensorflow_model_analysis as tfma
+
+from pipeline.config import PipelineConfig
+
+# Deciding metric -> (TFMA metric class, TFMA metric name, higher is better, default bound).
+METRICS = {
+    "auc": ("AUC", "auc", True, 0.6),
+    "accuracy": ("BinaryAccuracy", "binary_accuracy", True, 0.5),
+    "rmse": ("RootMeanSquaredError", "root_mean_squared_error", False, None),
+    "mae": ("MeanAbsoluteError", "mean_absolute_error", False, None),
+}
+
+
+def _threshold(config: PipelineConfig, higher_is_better: bool, default: float | None):
+    bound = config.evaluation.threshold if config.evaluation.threshold is not None else default
+    value = None
+    if bound is not None:
+        value = tfma.GenericValueThreshold(
+            lower_bound={"value": bound} if higher_is_better else None,
+            upper_bound=None if higher_is_better else {"value": bound},
+        )
+    direction = (
+        tfma.MetricDirection.HIGHER_IS_BETTER if higher_is_better
+        else tfma.MetricDirection.LOWER_IS_BETTER
+    )
+    tolerance = config.evaluation.max_regression
+    change = tfma.GenericChangeThreshold(
+        direction=direction,
+        absolute={"value": -tolerance if higher_is_better else tolerance},
+    )
+    return tfma.MetricThreshold(value_threshold=value, change_threshold=change)
+
+
+def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    """AUC, accuracy and calibration for classification; RMSE and MAE for regression; the
+    deciding metric gated by a value threshold and by a change threshold against the latest
+    blessed model; slices from the config."""
+    deciding = config.deciding_metric
+    regression = config.problem_type == "regression"
+    if regression:
+        names = ["rmse", "mae"]
+        extra = ["ExampleCount", "MeanLabel", "MeanPrediction"]
+        prediction_key = "predictions"
+    elif config.problem_type == "binary_classification":
+        names = ["auc", "accuracy"]
+        extra = ["ExampleCount", "Calibration", "MeanLabel", "MeanPrediction", "CalibrationPlot",
+                 "ConfusionMatrixPlot"]
+        prediction_key = "probabilities"
+    else:
+        names = []
+        extra = ["ExampleCount"]
+        prediction_key = "scores"
+    def gated(class_name: str, threshold) -> tfma.MetricConfig:
+        # The gate applies to the whole eval set; slices are reported, not gated, so one
+        # small slice cannot veto a model.
+        return tfma.MetricConfig(
+            class_name=class_name,
+            per_slice_thresholds=[
+                tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)
+            ],
+        )
+
+    metrics = []
+    for name in names:
+        class_name, _, higher, default = METRICS[name]
+        if name == deciding:
+            metrics.append(gated(class_name, _threshold(config, higher, default)))
+        else:
+            metrics.append(tfma.MetricConfig(class_name=class_name))
+    metrics += [tfma.MetricConfig(class_name=name) for name in extra]
+    if config.problem_type == "multiclass_classification":
+        metrics.append(gated("SparseCategoricalAccuracy", _threshold(config, True, 0.0)))
+    slicing = [tfma.SlicingSpec()] + [
+        tfma.SlicingSpec(feature_keys=list(keys)) for keys in config.evaluation.slices
+    ]
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(
+            signature_name="serving_default", label_key=config.label,
+            prediction_key=prediction_key,
+        )],
+        slicing_specs=slicing,
+        metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
+    )
+
+
+def deciding_metric_name(config: PipelineConfig) -> str:
+    """The name TFMA reports the deciding metric under."""
+    if config.problem_type == "multiclass_classification":
+        return "sparse_categorical_accuracy"
+    return METRICS[config.deciding_metric][1]
