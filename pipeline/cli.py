@@ -141,6 +141,81 @@ def cmd_model_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bool_flag(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def cmd_serve_models(args: argparse.Namespace) -> int:
+    import signal
+
+    from serving.errors import ServingError
+    from serving.model_config import ConfigFileError
+    from serving.server import ModelServer, ServerOptions
+
+    options = ServerOptions(
+        port=args.port, rest_api_port=args.rest_api_port, host=args.host,
+        model_name=args.model_name, model_base_path=args.model_base_path,
+        model_config_file=args.model_config_file,
+        model_config_file_poll_wait_seconds=args.model_config_file_poll_wait_seconds,
+        file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
+        enable_model_warmup=args.enable_model_warmup,
+        monitoring_config_file=args.monitoring_config_file,
+        max_request_bytes=args.max_request_bytes,
+    )
+    try:
+        server = ModelServer(options)
+        server.start()
+    except (ConfigFileError, ServingError) as e:
+        raise CommandError(str(e)) from None
+    except OSError as e:
+        raise CommandError(f"cannot start the server: {e}") from None
+    for name, entry in sorted(server.manager.models().items()):
+        versions = entry.available()
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(entry.labels.items()))
+        print(f"model '{name}': serving version(s) {versions or 'none yet'}"
+              f"{' (' + labels + ')' if labels else ''} from {entry.config.base_path}")
+    rest = f", REST and metrics on {options.host}:{server.rest_port}" if server.rest_port else ""
+    print(f"gRPC on {options.host}:{server.grpc_port}{rest}", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: server._stop.set())
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    server.stop()
+    print("server stopped", flush=True)
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from serving.model_config import ConfigFileError
+    from serving.promotion import PromotionError, promote
+
+    try:
+        steps = promote(args.config, args.server, args.model, args.version, args.label)
+    except (PromotionError, ConfigFileError) as e:
+        raise CommandError(str(e)) from None
+    for step in steps:
+        print(step)
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from serving.model_config import ConfigFileError
+    from serving.promotion import PromotionError, rollback
+
+    try:
+        steps = rollback(args.config, args.server, args.model, args.to)
+    except (PromotionError, ConfigFileError) as e:
+        raise CommandError(str(e)) from None
+    for step in steps:
+        print(step)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pipeline.config import STAGES
 
@@ -200,6 +275,44 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="override a config key")
     comp.set_defaults(func=cmd_compile)
+
+    serve = sub.add_parser("serve", help="online serving")
+    serve_sub = serve.add_subparsers(dest="serve_command", required=True, metavar="WHAT")
+    srv = serve_sub.add_parser(
+        "models", help="the embedded TF Serving-compatible model server (flags as TF Serving's)"
+    )
+    srv.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500)")
+    srv.add_argument("--rest_api_port", type=int, default=8501,
+                     help="REST and metrics port (default 8501; 0 disables)")
+    srv.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    srv.add_argument("--model_name", help="serve one model under this name")
+    srv.add_argument("--model_base_path", help="the one model's base path (version subdirs)")
+    srv.add_argument("--model_config_file", help="ModelServerConfig text proto (models.config)")
+    srv.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0,
+                     help="re-read the config file this often (0: never)")
+    srv.add_argument("--file_system_poll_wait_seconds", type=float, default=1,
+                     help="look for new model versions this often (default 1)")
+    srv.add_argument("--enable_model_warmup", type=_bool_flag, default=True, metavar="BOOL",
+                     help="replay assets.extra/tf_serving_warmup_requests before serving")
+    srv.add_argument("--monitoring_config_file", help="MonitoringConfig (prometheus_config)")
+    srv.add_argument("--max_request_bytes", type=int, default=64 * 1024 * 1024,
+                     help="larger requests get RESOURCE_EXHAUSTED (default 64 MiB)")
+    srv.set_defaults(func=cmd_serve_models)
+
+    for name, func, text in (("promote", cmd_promote, "point a label at a version, safely"),
+                             ("rollback", cmd_rollback, "point stable back at a good version")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--model", required=True, help="model name")
+        if name == "promote":
+            p.add_argument("--version", type=int, required=True)
+            p.add_argument("--label", choices=("canary", "stable"), required=True)
+        else:
+            p.add_argument("--to", type=int, default=None,
+                           help="version to roll back to (default: the previous stable)")
+        p.add_argument("--config", default="deploy/models.config",
+                       help="the server's model config file (rewritten atomically)")
+        p.add_argument("--server", default="127.0.0.1:8500", help="the server's gRPC address")
+        p.set_defaults(func=func)
 
     model = sub.add_parser("model", help="inspect what a model was built from")
     model_sub = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow_model_analysis as tfma
 
-from pipeline.config import PipelineConfig
+from pipeline.config import ConfigError, PipelineConfig
 
 # Deciding metric -> (TFMA metric class, TFMA metric name, higher is better, default bound).
 METRICS = {
@@ -17,12 +17,16 @@ METRICS = {
 
 def _threshold(config: PipelineConfig, higher_is_better: bool, default: float | None):
     bound = config.evaluation.threshold if config.evaluation.threshold is not None else default
-    value = None
-    if bound is not None:
-        value = tfma.GenericValueThreshold(
-            lower_bound={"value": bound} if higher_is_better else None,
-            upper_bound=None if higher_is_better else {"value": bound},
+    if bound is None:
+        # Without a value threshold TFMA cannot bless a first model (no baseline to compare).
+        raise ConfigError(
+            f"key 'evaluation.threshold' is required for {config.deciding_metric} "
+            "(an upper bound the model must stay under)"
         )
+    value = tfma.GenericValueThreshold(
+        lower_bound={"value": bound} if higher_is_better else None,
+        upper_bound=None if higher_is_better else {"value": bound},
+    )
     direction = (
         tfma.MetricDirection.HIGHER_IS_BETTER if higher_is_better
         else tfma.MetricDirection.LOWER_IS_BETTER

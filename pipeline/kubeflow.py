@@ -26,8 +26,8 @@ def compile_kubeflow(
 
     if pipeline_root:
         config = dataclasses.replace(config, output_dir=pipeline_root.rstrip("/"))
-    pipeline = create_pipeline(config, schema_uri or config.schema)
-    pipeline.metadata_connection_config = None  # Kubeflow brings its own ML Metadata
+    # Kubeflow brings its own ML Metadata.
+    pipeline = create_pipeline(config, config.schema, schema_uri=schema_uri, local_metadata=False)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
         output_dir=os.path.dirname(os.path.abspath(out_path)),

@@ -6,6 +6,7 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 
+from components.baseline import LatestBlessedBaselineStrategy
 from components.features import feature_plan
 from components.trainer_executor import TrainerExecutor
 from components.validation_gate import ValidationGate
@@ -66,11 +67,18 @@ def executor_config(config: PipelineConfig, schema_file: str) -> dict:
 
 
 def create_pipeline(
-    config: PipelineConfig, schema_file: str, until: str = STAGES[-1]
+    config: PipelineConfig,
+    schema_file: str,
+    until: str = STAGES[-1],
+    schema_uri: str | None = None,
+    local_metadata: bool = True,
 ) -> tfx.dsl.Pipeline:
-    """The tandem DAG for one dataset, through stage `until`. `schema_file` is the curated
-    schema to import (the runner passes a content-addressed copy, so editing the schema
-    reruns validation instead of hitting the cache)."""
+    """The tandem DAG for one dataset, through stage `until`.
+
+    `schema_file` is the curated schema (the runner passes a content-addressed copy, so
+    editing the schema reruns validation instead of hitting the cache); `schema_uri` is
+    where ImportSchemaGen reads it when that differs (a path inside a Kubeflow image).
+    `local_metadata` puts ML Metadata on SQLite under the output directory."""
     if until not in STAGES:
         raise ValueError(f"unknown stage {until!r}; choose from {', '.join(STAGES)}")
     last = STAGES.index(until)
@@ -81,7 +89,7 @@ def create_pipeline(
     # Describe the data: TFDV statistics per split.
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     # The contract: the curated schema, imported as is (never re-inferred).
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file)
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_uri or schema_file)
     # Check the data against the contract.
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
@@ -120,12 +128,22 @@ def create_pipeline(
         components.append(trainer)
 
     if last >= STAGES.index("evaluate"):
-        # The model in production: the latest blessed one, if any.
-        baseline = tfx.dsl.Resolver(
-            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-        ).with_id("latest_blessed_model_resolver")
+        # The model in production: the latest blessed one other than the candidate (so a
+        # cached rerun stays cached). Kubeflow v2 compiles only TFX's own strategy.
+        all_models = tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model)
+        all_blessings = tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing)
+        if local_metadata:
+            baseline = tfx.dsl.Resolver(
+                strategy_class=LatestBlessedBaselineStrategy,
+                model=all_models, model_blessing=all_blessings,
+                candidate=trainer.outputs["model"],
+            )
+        else:
+            baseline = tfx.dsl.Resolver(
+                strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+                model=all_models, model_blessing=all_blessings,
+            )
+        baseline = baseline.with_id("latest_blessed_model_resolver")
         # Bless the candidate only if it clears the threshold and is no worse than baseline.
         evaluator = tfx.components.Evaluator(
             examples=example_gen.outputs["examples"],
@@ -151,8 +169,9 @@ def create_pipeline(
         pipeline_root=config.pipeline_root,
         components=components,
         enable_cache=True,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            config.metadata_path
+        metadata_connection_config=(
+            tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+            if local_metadata else None
         ),
         beam_pipeline_args=beam_pipeline_args(config),
     )

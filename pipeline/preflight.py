@@ -146,7 +146,7 @@ def check_label(values: list, label: str, problem_type: str) -> list[str]:
             )
         if len(distinct) < 2:
             raise InputError(f"label '{label}' is constant ({shown}); nothing to learn")
-        return distinct[:5]
+        return [f"{min(numbers):g} to {max(numbers):g}"]
     if len(distinct) < 2:
         raise InputError(
             f"label '{label}' has one value ({shown}) but {problem_type} needs two or more classes"

@@ -60,8 +60,8 @@ class ProgressReporter(logging.Handler):
 
 
 def _route_logs(reporter: ProgressReporter, verbose: bool) -> tuple[logging.Logger, list]:
-    """Send orchestrator (absl) records to the progress reporter; only warnings and errors
-    also reach the terminal unless verbose."""
+    """Send orchestrator (absl) records to the progress reporter; only errors also reach
+    the terminal unless verbose."""
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.INFO)
@@ -70,11 +70,9 @@ def _route_logs(reporter: ProgressReporter, verbose: bool) -> tuple[logging.Logg
     if not verbose:
         logger.propagate = False
         errors = logging.StreamHandler(sys.stderr)
-        errors.setLevel(logging.WARNING)
+        # Library warnings (deprecations, performance notes) stay in --verbose output.
+        errors.setLevel(logging.ERROR)
         errors.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-        # Library notices on every run that say nothing about the user's run.
-        for notice in ("property_predicate is not supported", "payload_format custom property"):
-            errors.addFilter(lambda r, n=notice: n not in r.getMessage())
         # A failed component is already reported by the progress line and the summary.
         errors.addFilter(lambda r: r.msg != "Execution %d failed.")
         added.append(errors)

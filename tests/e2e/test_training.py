@@ -170,3 +170,56 @@ def test_a_changed_vocabulary_and_option_show_in_fingerprints_and_diff(
     assert cli.main(["model", "inspect", first.pushed]) == 0
     assert "vocabularies.country.size" in capsys.readouterr().out
     assert cli.main(["model", "inspect", str(tmp_path)]) == 2
+
+
+def test_taxi_regression_trains_and_pushes(tmp_path):
+    config, result, text = _run(f"output_dir={tmp_path}", name="taxi")
+    assert result.exit_code == EXIT_OK, text
+    assert "Model blessed (root_mean_squared_error" in text
+    assert result.pushed and os.path.isfile(os.path.join(result.pushed, "saved_model.pb"))
+    record = load_record(result.pushed)
+    assert record["problem_type"] == "regression"
+    assert record["eval_metrics"]["rmse"] < 1.5  # predicting the mean tip scores 2.16
+    loaded = tf.saved_model.load(result.pushed)
+    assert {"serving_default", "regression", "transform_features"} <= set(loaded.signatures)
+
+
+def test_the_model_server_serves_what_the_pipeline_pushed(trained):
+    """Pusher's output is a TF Serving model directory: the embedded server loads it (with
+    its warmup requests) and answers Predict and Classify like the in-process model."""
+    import grpc
+    from tensorflow.core.example import example_pb2
+    from tensorflow_serving.apis import (
+        classification_pb2,
+        model_pb2,
+        predict_pb2,
+        prediction_service_pb2_grpc,
+    )
+
+    from serving.server import ModelServer, ServerOptions
+    from tests.serving.conftest import free_port
+
+    config, result, _ = trained
+    server = ModelServer(ServerOptions(port=free_port(), rest_api_port=0,
+                                       model_name=config.model_name, model_base_path=config.push_dir))
+    server.start()
+    try:
+        _, raw = _eval_examples(result, n=50)
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(
+            grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}"))
+        request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=config.model_name))
+        request.inputs["examples"].CopyFrom(tf.make_tensor_proto(raw))
+        response = stub.Predict(request, timeout=60)
+        assert response.model_spec.version.value == int(os.path.basename(result.pushed))
+        served = tf.make_ndarray(response.outputs["probabilities"])
+        local = tf.saved_model.load(result.pushed).signatures["serving_default"]
+        np.testing.assert_allclose(served, local(examples=tf.constant(raw))["probabilities"].numpy(),
+                                   atol=1e-6)
+        classify = classification_pb2.ClassificationRequest(model_spec=model_pb2.ModelSpec(
+            name=config.model_name, signature_name="classification"))
+        for r in raw[:5]:
+            classify.input.example_list.examples.add().CopyFrom(example_pb2.Example.FromString(r))
+        results = stub.Classify(classify, timeout=60).result.classifications
+        assert [c.classes[1].score for c in results] == pytest.approx(served[:5].tolist(), abs=1e-6)
+    finally:
+        server.stop(grace=0)

@@ -79,7 +79,7 @@ def test_labels_that_fit():
     assert check_label([0, 1, 1], "y", "binary_classification") == ["0", "1"]
     assert check_label([b"cat", b"dog"], "y", "binary_classification") == ["cat", "dog"]
     assert check_label(["a", "b", "c"], "y", "multiclass_classification") == ["a", "b", "c"]
-    assert check_label(["1.5", "2"], "y", "regression") == ["1.5", "2"]
+    assert check_label(["1.5", "2", "-3"], "y", "regression") == ["-3 to 2"]
 
 
 def test_cli_reports_bad_input_with_one_line_and_status_2(tmp_path, capsys, clean_listening):

@@ -1,0 +1,189 @@
+"""Benchmark: the embedded model server over gRPC and REST against the in-process SavedModel
+call on the same examples (the floor), at batch 1 and batch 64.
+
+The server runs as its own process (`tandem serve models` on 127.0.0.1), the clients here:
+the generated PredictionServiceStub and a persistent HTTP/1.1 connection. Latency is measured
+on sequential requests; throughput with 4 concurrent clients for a fixed time. The examples are
+the model's own warmup requests (raw serialized tf.Examples from its eval split).
+
+    python bench/serving.py [--model_base_path DIR] [--requests 400]
+
+Without --model_base_path it trains one: 20k generated listening rows through the pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import grpc  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from tensorflow_serving.apis import (  # noqa: E402
+    model_pb2,
+    predict_pb2,
+    prediction_log_pb2,
+    prediction_service_pb2_grpc,
+)
+
+TANDEM = [sys.executable, "-m", "pipeline.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def trained_model(work: str) -> str:
+    data, out = os.path.join(work, "data"), os.path.join(work, "out")
+    subprocess.run(TANDEM + ["data", "generate", "--rows", "20000", "--out", data], check=True)
+    subprocess.run(TANDEM + ["run", "--config", "listening", "--set", f"data.location={data}",
+                             "--set", f"output_dir={out}"], check=True)
+    return os.path.join(out, "serving", "listening")
+
+
+def latest_version(base: str) -> str:
+    versions = sorted(int(v) for v in os.listdir(base) if v.isdigit())
+    if not versions:
+        sys.exit(f"no version directories under {base}")
+    return os.path.join(base, str(versions[-1]))
+
+
+def warmup_examples(version_dir: str) -> list[bytes]:
+    path = os.path.join(version_dir, "assets.extra", "tf_serving_warmup_requests")
+    examples: list[bytes] = []
+    for record in tf.data.TFRecordDataset(path):
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        examples += list(tf.make_ndarray(log.predict_log.request.inputs["examples"]))
+    if not examples:
+        sys.exit(f"{path} holds no examples")
+    return examples
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    ms = np.array(samples) * 1000
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+
+
+def timed(call, n: int) -> list[float]:
+    for _ in range(min(20, n)):
+        call()  # warm the path (connections, caches) before measuring
+    out = []
+    for _ in range(n):
+        start = time.perf_counter()
+        call()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def throughput(make_call, batch: int, seconds: float = 3.0, clients: int = 4) -> float:
+    counts = [0] * clients
+    stop = time.monotonic() + seconds
+
+    def worker(i: int) -> None:
+        call = make_call()
+        while time.monotonic() < stop:
+            call()
+            counts[i] += 1
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(counts) * batch / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model_base_path", help="serving dir of one model (version subdirs)")
+    parser.add_argument("--model_name", default="listening")
+    parser.add_argument("--requests", type=int, default=400, help="sequential requests per case")
+    args = parser.parse_args()
+    base = args.model_base_path or trained_model(tempfile.mkdtemp(prefix="tandem-bench-serving-"))
+    version_dir = latest_version(base)
+    examples = warmup_examples(version_dir)
+    batches = {1: examples[:1], 64: (examples * 64)[:64]}
+
+    local = tf.saved_model.load(version_dir).signatures["serving_default"]
+    port, rest_port = free_port(), free_port()
+    server = subprocess.Popen(
+        TANDEM + ["serve", "models", f"--port={port}", f"--rest_api_port={rest_port}",
+                  f"--model_name={args.model_name}", f"--model_base_path={base}"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        for line in server.stdout:
+            if line.startswith("gRPC on"):
+                break
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        rows = []
+        for batch, payload in batches.items():
+            tensor = tf.constant(payload)
+            request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=args.model_name))
+            request.inputs["examples"].CopyFrom(tf.make_tensor_proto(payload))
+            body = json.dumps({"instances": [{"b64": base64.b64encode(e).decode()}
+                                             for e in payload]})
+
+            def in_process(tensor=tensor):
+                return lambda: local(examples=tensor)
+
+            def grpc_call(request=request):
+                return lambda: stub.Predict(request, timeout=30)
+
+            def rest_call(body=body):
+                conn = http.client.HTTPConnection("127.0.0.1", rest_port, timeout=30)
+
+                def call():
+                    conn.request("POST", f"/v1/models/{args.model_name}:predict", body=body,
+                                 headers={"Content-Type": "application/json"})
+                    response = conn.getresponse()
+                    data = response.read()
+                    if response.status != 200:
+                        raise RuntimeError(data[:200])
+                return call
+
+            for name, make in (("in-process", in_process), ("gRPC", grpc_call),
+                               ("REST", rest_call)):
+                n = args.requests if batch == 1 else max(50, args.requests // 4)
+                p50, p99 = percentiles(timed(make(), n))
+                rate = throughput(make, batch)
+                rows.append((name, batch, p50, p99, rate))
+                print(f"  {name:<11} batch {batch:>2}: p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  "
+                      f"{rate:9.0f} examples/s", flush=True)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+    print(f"\nmodel {args.model_name} version {os.path.basename(version_dir)}; "
+          f"{len(examples)} distinct examples; latency: {args.requests} sequential requests, "
+          "throughput: 4 clients for 3 s")
+    print(f"{'path':<11}{'batch':>6}{'p50 ms':>10}{'p99 ms':>10}{'examples/s':>13}"
+          f"{'p50 / in-process':>19}")
+    floor = {b: p50 for name, b, p50, _, _ in rows if name == "in-process"}
+    for name, batch, p50, p99, rate in rows:
+        print(f"{name:<11}{batch:>6}{p50:>10.2f}{p99:>10.2f}{rate:>13.0f}{p50 / floor[batch]:>18.2f}x")
+    grpc_b1 = next(p50 for name, b, p50, _, _ in rows if name == "gRPC" and b == 1)
+    goal = 2 * floor[1] + 1.0
+    print(f"\ngoal: gRPC batch-1 p50 <= 2 x in-process + 1 ms = {goal:.2f} ms; measured "
+          f"{grpc_b1:.2f} ms -> {'met' if grpc_b1 <= goal else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

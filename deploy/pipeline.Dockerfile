@@ -1,0 +1,16 @@
+# The image Kubeflow runs every tandem component in: the TFX 1.16 base image plus tandem's
+# code (preprocessing_fn, run_fn, the validation gate, the trainer executor, the schemas).
+# Build from the repository root:
+#   docker build -f deploy/pipeline.Dockerfile -t <registry>/tandem-pipeline:<tag> .
+FROM tensorflow/tfx:1.16.0
+
+WORKDIR /tandem
+COPY requirements.lock setup.py README.md ./
+COPY pipeline ./pipeline
+COPY components ./components
+COPY schemas ./schemas
+COPY serving ./serving
+# The base image already carries the pinned TFX stack; install tandem itself on top.
+RUN pip install --no-cache-dir --no-deps . \
+ && python -c "import components.transform, components.trainer, schemas"
+ENV TF_USE_LEGACY_KERAS=1

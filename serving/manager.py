@@ -1,0 +1,269 @@
+"""Model server: the model lifecycle, as TF Serving runs it.
+
+Versions are integer subdirectories of a model's base path. The version policy (latest{N},
+all, specific) picks the aspired versions; new ones are loaded and warmed up before the ones
+they replace are unloaded (availability-preserving), a version that fails to load never
+replaces a serving one and is reported with its error, and a config change applies without a
+restart. Version labels may only point at loaded versions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+from collections.abc import Callable
+
+from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving.errors import FailedPrecondition, InvalidArgument, NotFound
+from serving.servable import LoadError, Servable
+
+log = logging.getLogger("tandem.serving")
+State = get_model_status_pb2.ModelVersionStatus.State
+
+
+@dataclasses.dataclass
+class VersionRecord:
+    version: int
+    state: int = State.START
+    error: str = ""
+    servable: Servable | None = None
+    fingerprint: tuple = ()  # what the directory looked like when a load failed
+
+
+@dataclasses.dataclass
+class ModelEntry:
+    config: model_server_config_pb2.ModelConfig
+    versions: dict[int, VersionRecord] = dataclasses.field(default_factory=dict)
+    labels: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def available(self) -> list[int]:
+        return sorted(v for v, r in self.versions.items() if r.state == State.AVAILABLE)
+
+
+def version_dirs(base_path: str) -> dict[int, str]:
+    """Integer-named subdirectories, as TF Serving's file system source sees them."""
+    try:
+        names = os.listdir(base_path)
+    except OSError:
+        return {}
+    found = {}
+    for name in names:
+        full = os.path.join(base_path, name)
+        if name.isdigit() and os.path.isdir(full):
+            found[int(name)] = full
+    return found
+
+
+def dir_fingerprint(path: str) -> tuple:
+    try:
+        return tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns)
+                            for e in os.scandir(path)))
+    except OSError:
+        return ()
+
+
+def aspired_versions(policy: model_server_config_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy,
+                     on_disk: list[int]) -> set[int]:
+    kind = policy.WhichOneof("policy_choice")
+    if kind == "all":
+        return set(on_disk)
+    if kind == "specific":
+        return set(policy.specific.versions)
+    count = policy.latest.num_versions if kind == "latest" and policy.latest.num_versions else 1
+    return set(sorted(on_disk)[-count:])
+
+
+class ModelManager:
+    """Holds every configured model's versions; thread-safe."""
+
+    def __init__(
+        self,
+        warmup: bool = True,
+        on_event: Callable[[str, int, str], None] | None = None,
+    ):
+        self.warmup = warmup
+        self.on_event = on_event or (lambda model, version, event: None)
+        self._models: dict[str, ModelEntry] = {}
+        self._state = threading.RLock()  # guards _models; held only briefly
+        self._reconcile = threading.Lock()  # one load/unload pass at a time
+
+    # -- configuration -------------------------------------------------------------------
+    def apply_config(self, config: model_server_config_pb2.ModelServerConfig) -> None:
+        """Apply a ModelServerConfig: models added/removed, policies changed, then labels
+        (which may only point at versions available after the load pass)."""
+        with self._reconcile:
+            with self._state:
+                wanted = {m.name: m for m in config.model_config_list.config}
+                for name, model in wanted.items():
+                    entry = self._models.get(name)
+                    if entry is None:
+                        self._models[name] = ModelEntry(config=model)
+                    else:
+                        entry.config = model
+            self._reconcile_locked(removed=set(self._models) - set(wanted))
+            errors = []
+            with self._state:
+                for name, model in wanted.items():
+                    entry = self._models[name]
+                    labels = dict(model.version_labels)
+                    bad = {k: v for k, v in labels.items() if v not in entry.available()}
+                    if bad:
+                        label, version = sorted(bad.items())[0]
+                        errors.append(
+                            f"Request to assign label to version {version} of model {name}, "
+                            f"which is not currently available for inference (label '{label}')"
+                        )
+                        continue
+                    entry.labels = labels
+        if errors:
+            raise FailedPrecondition("; ".join(errors))
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def poll(self) -> None:
+        """One file-system pass: find new versions, load them, unload replaced ones."""
+        with self._reconcile:
+            self._reconcile_locked(removed=set())
+
+    def _reconcile_locked(self, removed: set[str]) -> None:
+        for name in removed:
+            self._unload_all(name)
+        with self._state:
+            entries = {n: e for n, e in self._models.items() if n not in removed}
+        for name, entry in entries.items():
+            self._reconcile_model(name, entry)
+
+    def _reconcile_model(self, name: str, entry: ModelEntry) -> None:
+        on_disk = version_dirs(entry.config.base_path)
+        aspired = aspired_versions(entry.config.model_version_policy, list(on_disk))
+        for version in sorted(aspired, reverse=True):
+            record = entry.versions.get(version)
+            path = on_disk.get(version)
+            if path is None:
+                if record is None or record.state != State.AVAILABLE:
+                    with self._state:
+                        entry.versions[version] = VersionRecord(
+                            version, State.END,
+                            f"version directory {os.path.join(entry.config.base_path, str(version))} not found",
+                        )
+                continue
+            if record is not None and record.state == State.AVAILABLE:
+                continue
+            fingerprint = dir_fingerprint(path)
+            if record is not None and record.error and record.fingerprint == fingerprint:
+                continue  # failed before and nothing changed on disk since
+            self._load(name, entry, version, path, fingerprint)
+        # Availability-preserving: unload what is no longer aspired only once an aspired
+        # version serves; labelled versions stay until their labels move.
+        with self._state:
+            serving_aspired = [v for v in entry.available() if v in aspired]
+            labelled = set(entry.labels.values())
+            stale = [v for v in entry.available() if v not in aspired and v not in labelled]
+        if serving_aspired or not aspired:
+            for version in stale:
+                self._unload(name, entry, version)
+
+    def _load(self, name: str, entry: ModelEntry, version: int, path: str, fingerprint) -> None:
+        with self._state:
+            entry.versions[version] = VersionRecord(version, State.LOADING)
+        log.info("loading %s version %d from %s", name, version, path)
+        try:
+            servable = Servable(name, version, path)
+            warmed = servable.warm_up() if self.warmup else 0
+        except LoadError as e:
+            log.error("model %s version %d failed to load: %s", name, version, e)
+            with self._state:
+                entry.versions[version] = VersionRecord(version, State.END, str(e),
+                                                        fingerprint=fingerprint)
+            self.on_event(name, version, "load_failed")
+            return
+        with self._state:
+            entry.versions[version] = VersionRecord(version, State.AVAILABLE, servable=servable)
+        log.info("model %s version %d is available (%d warmup requests)", name, version, warmed)
+        self.on_event(name, version, "loaded")
+
+    def _unload(self, name: str, entry: ModelEntry, version: int) -> None:
+        with self._state:
+            record = entry.versions.get(version)
+            if record is None or record.state != State.AVAILABLE:
+                return
+            entry.versions[version] = VersionRecord(version, State.END)
+        log.info("unloaded %s version %d", name, version)
+        self.on_event(name, version, "unloaded")
+
+    def _unload_all(self, name: str) -> None:
+        with self._state:
+            entry = self._models.get(name)
+        if entry is None:
+            return
+        for version in entry.available():
+            self._unload(name, entry, version)
+        with self._state:
+            self._models.pop(name, None)
+
+    # -- lookups ---------------------------------------------------------------------------
+    def resolve(self, model_spec) -> Servable:
+        """The servable a request's ModelSpec names (TF Serving's rules and status codes)."""
+        name = model_spec.name
+        if not name:
+            raise InvalidArgument("Missing ModelSpec name")
+        with self._state:
+            entry = self._models.get(name)
+            if entry is None:
+                raise NotFound(f"Servable not found for request: Latest({name})")
+            choice = model_spec.WhichOneof("version_choice")
+            if choice == "version":
+                version = model_spec.version.value
+                record = entry.versions.get(version)
+                if record is None or record.state != State.AVAILABLE:
+                    raise NotFound(f"Servable not found for request: Specific({name}, {version})")
+                return record.servable
+            if choice == "version_label":
+                label = model_spec.version_label
+                if label not in entry.labels:
+                    raise NotFound(f"Unrecognized servable version label: {label}")
+                version = entry.labels[label]
+                record = entry.versions.get(version)
+                if record is None or record.state != State.AVAILABLE:
+                    raise FailedPrecondition(
+                        f"Label '{label}' of model {name} points at version {version}, "
+                        "which is not loaded"
+                    )
+                return record.servable
+            available = entry.available()
+            if not available:
+                raise NotFound(f"Servable not found for request: Latest({name})")
+            return entry.versions[available[-1]].servable
+
+    def status(self, model_spec) -> list[VersionRecord]:
+        name = model_spec.name
+        with self._state:
+            entry = self._models.get(name)
+            if entry is None:
+                raise NotFound(f"Could not find any versions of model {name}")
+            choice = model_spec.WhichOneof("version_choice")
+            if choice == "version":
+                record = entry.versions.get(model_spec.version.value)
+                if record is None:
+                    raise NotFound(
+                        f"Could not find version {model_spec.version.value} of model {name}"
+                    )
+                return [record]
+            if choice == "version_label":
+                label = model_spec.version_label
+                if label not in entry.labels:
+                    raise NotFound(f"Unrecognized servable version label: {label}")
+                return [entry.versions[entry.labels[label]]]
+            return [entry.versions[v] for v in sorted(entry.versions, reverse=True)]
+
+    def models(self) -> dict[str, ModelEntry]:
+        with self._state:
+            return dict(self._models)
+
+    def labels(self, name: str) -> dict[str, int]:
+        with self._state:
+            entry = self._models.get(name)
+            return dict(entry.labels) if entry else {}

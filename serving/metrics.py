@@ -1,0 +1,46 @@
+"""Model server metrics: Prometheus series by model, version and API."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class ServerMetrics:
+    """TF Serving labels request metrics by model only; operators comparing a canary with
+    stable need the version, so every request series here carries it."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "tandem_serving_request_count", "Requests handled, by outcome.",
+            ["model", "version", "api", "status"], registry=self.registry,
+        )
+        self.latency = Histogram(
+            "tandem_serving_request_latency_seconds", "Request latency inside the server.",
+            ["model", "version", "api"], buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.model_events = Counter(
+            "tandem_serving_model_events_total", "Version lifecycle events.",
+            ["model", "version", "event"], registry=self.registry,
+        )
+        self.available = Gauge(
+            "tandem_serving_version_available", "1 while a version is loaded and serving.",
+            ["model", "version"], registry=self.registry,
+        )
+
+    def record_event(self, model: str, version: int, event: str) -> None:
+        self.model_events.labels(model, str(version), event).inc()
+        if event == "loaded":
+            self.available.labels(model, str(version)).set(1)
+        elif event == "unloaded":
+            self.available.labels(model, str(version)).set(0)
+
+    def observe(self, model: str, version: str, api: str, status: str, seconds: float) -> None:
+        self.requests.labels(model, version, api, status).inc()
+        if status == "OK":
+            self.latency.labels(model, version, api).observe(seconds)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,101 @@
+"""Model server config: TF Serving's ModelServerConfig text proto, read and written the way
+TF Serving reads it, so the same file works with stock tensorflow/serving."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving.errors import InvalidArgument
+
+DEFAULT_MONITORING_PATH = "/monitoring/prometheus/metrics"
+
+
+class ConfigFileError(ValueError):
+    """A config file that cannot be read or parsed; the message names the file."""
+
+
+def parse_config(text: str, source: str = "<config>") -> model_server_config_pb2.ModelServerConfig:
+    config = model_server_config_pb2.ModelServerConfig()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as e:
+        raise ConfigFileError(f"{source} is not a ModelServerConfig text proto: {e}") from None
+    check_config(config)
+    return config
+
+
+def read_config(path: str) -> model_server_config_pb2.ModelServerConfig:
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigFileError(f"cannot read model config file {path}: {e.strerror}") from None
+    try:
+        return parse_config(text, path)
+    except InvalidArgument as e:
+        raise ConfigFileError(f"{path}: {e}") from None
+
+
+def write_config(config: model_server_config_pb2.ModelServerConfig, path: str) -> None:
+    """Atomic rewrite: a server polling the file never sees half a config."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text_format.MessageToString(config))
+    os.replace(tmp, path)
+
+
+def check_config(config: model_server_config_pb2.ModelServerConfig) -> None:
+    if config.WhichOneof("config") != "model_config_list":
+        raise InvalidArgument("only model_config_list configs are supported")
+    names = [m.name for m in config.model_config_list.config]
+    for model in config.model_config_list.config:
+        if not model.name:
+            raise InvalidArgument("a model config has no name")
+        if not model.base_path:
+            raise InvalidArgument(f"model '{model.name}' has no base_path")
+        if model.model_platform and model.model_platform != "tensorflow":
+            raise InvalidArgument(
+                f"model '{model.name}': unsupported model_platform '{model.model_platform}'"
+            )
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InvalidArgument(f"model name(s) configured twice: {', '.join(duplicates)}")
+
+
+def single_model_config(name: str, base_path: str) -> model_server_config_pb2.ModelServerConfig:
+    """What --model_name/--model_base_path mean: one model, latest version served."""
+    config = model_server_config_pb2.ModelServerConfig()
+    model = config.model_config_list.config.add()
+    model.name, model.base_path, model.model_platform = name, base_path, "tensorflow"
+    return config
+
+
+def find_model(config, name: str):
+    for model in config.model_config_list.config:
+        if model.name == name:
+            return model
+    return None
+
+
+def monitoring_path(path: str | None) -> str | None:
+    """The Prometheus path from a TF Serving monitoring config file
+    (`prometheus_config { enable: true path: "..." }`); None when disabled."""
+    if path is None:
+        return DEFAULT_MONITORING_PATH
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigFileError(f"cannot read monitoring config file {path}: {e.strerror}") from None
+    block = re.search(r"prometheus_config\s*\{([^}]*)\}", text)
+    if block is None:
+        raise ConfigFileError(f"{path} has no prometheus_config block")
+    enable = re.search(r"enable\s*:\s*(\w+)", block.group(1))
+    if not enable or enable.group(1).lower() != "true":
+        return None
+    custom = re.search(r'path\s*:\s*"([^"]*)"', block.group(1))
+    return custom.group(1) if custom else DEFAULT_MONITORING_PATH

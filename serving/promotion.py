@@ -1,0 +1,169 @@
+"""Operator commands: promote a version to a label and roll back, with TF Serving's safe
+two-step rule, through HandleReloadConfigRequest, persisting the config file atomically.
+
+1. load: the new version joins the `specific` version policy (the labelled versions stay);
+2. label: the label moves to the new version (TF Serving only allows labels on loaded versions);
+3. drop: versions no label points at leave the policy and are unloaded.
+
+Each move is appended to `<config file>.history.json`, which is how `rollback` knows the
+previous good version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import grpc
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_management_pb2,
+    model_pb2,
+    model_service_pb2_grpc,
+)
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving.manager import State, version_dirs
+from serving.model_config import find_model, read_config, write_config
+
+LABELS = ("canary", "stable")
+
+
+class PromotionError(RuntimeError):
+    """A promotion or rollback that could not be carried out; the message says why."""
+
+
+def _history_path(config_file: str) -> str:
+    return config_file + ".history.json"
+
+
+def read_history(config_file: str) -> list[dict]:
+    path = _history_path(config_file)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return json.load(f)
+
+
+def _append_history(config_file: str, entry: dict) -> None:
+    history = read_history(config_file) + [entry]
+    tmp = _history_path(config_file) + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(history, f, indent=2)
+    os.replace(tmp, _history_path(config_file))
+
+
+class ServerClient:
+    def __init__(self, address: str, timeout: float = 120.0):
+        self.address, self.timeout = address, timeout
+        self.channel = grpc.insecure_channel(address)
+        self.stub = model_service_pb2_grpc.ModelServiceStub(self.channel)
+
+    def reload(self, config: model_server_config_pb2.ModelServerConfig, step: str) -> None:
+        try:
+            self.stub.HandleReloadConfigRequest(
+                model_management_pb2.ReloadConfigRequest(config=config), timeout=self.timeout
+            )
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.UNAVAILABLE:
+                raise PromotionError(f"model server {self.address} is not reachable") from None
+            raise PromotionError(f"{step}: the server refused the config: {e.details()}") from None
+
+    def version_state(self, model: str, version: int) -> tuple[int, str]:
+        spec = model_pb2.ModelSpec(name=model)
+        spec.version.value = version
+        try:
+            response = self.stub.GetModelStatus(
+                get_model_status_pb2.GetModelStatusRequest(model_spec=spec), timeout=self.timeout
+            )
+        except grpc.RpcError as e:
+            return State.END, e.details() or str(e.code())
+        status = response.model_version_status[0]
+        return status.state, status.status.error_message
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+def _set_versions(model: model_server_config_pb2.ModelConfig, versions: set[int]) -> None:
+    model.model_version_policy.specific.ClearField("versions")
+    model.model_version_policy.specific.versions.extend(sorted(versions))
+
+
+def promote(config_file: str, server: str, model_name: str, version: int, label: str,
+            reason: str = "promote") -> list[str]:
+    """Point `label` at `version` of `model_name` safely; returns what was done, step by step."""
+    if label not in LABELS:
+        raise PromotionError(f"label must be one of {', '.join(LABELS)}; got '{label}'")
+    config = read_config(config_file)
+    model = find_model(config, model_name)
+    if model is None:
+        raise PromotionError(f"model '{model_name}' is not in {config_file}")
+    if version not in version_dirs(model.base_path):
+        raise PromotionError(f"version {version} of '{model_name}' does not exist under {model.base_path}")
+    steps: list[str] = []
+    client = ServerClient(server)
+    try:
+        labelled = set(model.version_labels.values())
+        previous = model.version_labels.get(label)
+        # 1. Load the new version next to the labelled ones.
+        _set_versions(model, labelled | {version})
+        client.reload(config, "load")
+        state, error = client.version_state(model_name, version)
+        if state != State.AVAILABLE:
+            _set_versions(model, labelled)
+            client.reload(config, "undo load")
+            raise PromotionError(f"version {version} did not load: {error or State.Name(state)}")
+        steps.append(f"loaded version {version}")
+        # 2. Move the label.
+        model.version_labels[label] = version
+        client.reload(config, "move label")
+        steps.append(f"label '{label}': {previous if previous is not None else '-'} -> {version}")
+        # 3. Drop versions no label points at.
+        keep = set(model.version_labels.values())
+        dropped = sorted((labelled | {version}) - keep)
+        _set_versions(model, keep)
+        client.reload(config, "drop")
+        if dropped:
+            steps.append(f"unloaded version(s) {', '.join(map(str, dropped))}")
+    finally:
+        client.close()
+    write_config(config, config_file)
+    _append_history(config_file, {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "action": reason,
+        "model": model_name, "label": label, "from": previous, "to": version,
+    })
+    steps.append(f"saved {config_file}")
+    return steps
+
+
+def previous_stable(config_file: str, model_name: str, current: int | None) -> int | None:
+    """The version `stable` pointed at before the promotion that made `current` stable."""
+    for entry in reversed(read_history(config_file)):
+        if (entry["model"], entry["label"], entry["action"], entry["to"]) == (
+            model_name, "stable", "promote", current
+        ) and entry["from"] is not None:
+            return entry["from"]
+    return None
+
+
+def rollback(config_file: str, server: str, model_name: str, to: int | None = None) -> list[str]:
+    """Point `stable` back at the previous good version (or `to`)."""
+    config = read_config(config_file)
+    model = find_model(config, model_name)
+    if model is None:
+        raise PromotionError(f"model '{model_name}' is not in {config_file}")
+    current = model.version_labels.get("stable")
+    if to is None:
+        to = previous_stable(config_file, model_name, current)
+        if to is None:
+            older = sorted(v for v in version_dirs(model.base_path) if current is None or v < current)
+            if not older:
+                raise PromotionError(
+                    f"no previous version of '{model_name}' to roll back to (stable is {current})"
+                )
+            to = older[-1]
+    if to == current:
+        raise PromotionError(f"stable already points at version {to}")
+    return promote(config_file, server, model_name, to, "stable", reason="rollback")

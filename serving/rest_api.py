@@ -1,0 +1,323 @@
+"""Model server: the REST API as TF Serving documents it, plus the Prometheus endpoint."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from google.protobuf import json_format
+from tensorflow.core.example import example_pb2, feature_pb2
+from tensorflow.core.framework import types_pb2
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    input_pb2,
+    model_pb2,
+    predict_pb2,
+    regression_pb2,
+)
+
+from serving.errors import InvalidArgument, NotFound, ResourceExhausted, ServingError
+from serving.grpc_api import model_metadata, run_request
+from serving.manager import ModelManager, State
+from serving.metrics import ServerMetrics
+
+log = logging.getLogger("tandem.serving")
+ROUTE = re.compile(
+    r"^/v1/models/(?P<name>[^/:]+)"
+    r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+    r"(?:/(?P<metadata>metadata)|:(?P<verb>predict|classify|regress))?$"
+)
+NP_DTYPES = {
+    types_pb2.DT_FLOAT: np.float32, types_pb2.DT_DOUBLE: np.float64,
+    types_pb2.DT_INT32: np.int32, types_pb2.DT_INT64: np.int64, types_pb2.DT_BOOL: np.bool_,
+    types_pb2.DT_INT8: np.int8, types_pb2.DT_INT16: np.int16, types_pb2.DT_UINT8: np.uint8,
+    types_pb2.DT_HALF: np.float16,
+}
+
+
+def _to_bytes(value: Any, where: str) -> Any:
+    if isinstance(value, list):
+        return [_to_bytes(v, where) for v in value]
+    if isinstance(value, dict):
+        if set(value) != {"b64"}:
+            raise InvalidArgument(f"{where}: an object value must be {{\"b64\": \"...\"}}")
+        try:
+            return base64.b64decode(value["b64"], validate=True)
+        except (ValueError, TypeError):
+            raise InvalidArgument(f"{where}: 'b64' value is not valid base64") from None
+    if isinstance(value, str):
+        return value.encode()
+    raise InvalidArgument(f"{where}: expected a string or {{\"b64\": ...}}, got {value!r}")
+
+
+def _tensor(value: Any, dtype: int, where: str):
+    if dtype == types_pb2.DT_STRING:
+        array = np.array(_to_bytes(value, where), dtype=object)
+    elif dtype in NP_DTYPES:
+        try:
+            array = np.array(value, dtype=NP_DTYPES[dtype])
+        except (ValueError, TypeError):
+            raise InvalidArgument(
+                f"{where}: cannot convert {json.dumps(value)[:80]} to "
+                f"{types_pb2.DataType.Name(dtype)[3:].lower()}"
+            ) from None
+    else:
+        raise InvalidArgument(f"{where}: dtype {types_pb2.DataType.Name(dtype)} not supported")
+    if array.dtype == object and any(isinstance(x, (list, np.ndarray)) for x in array.flat):
+        raise InvalidArgument(f"{where}: ragged lists are not a tensor")
+    return tf.make_tensor_proto(array, dtype=dtype)
+
+
+def predict_request(body: dict, servable, spec: model_pb2.ModelSpec) -> tuple[Any, bool]:
+    """Row ('instances') or columnar ('inputs') JSON to a PredictRequest."""
+    sig_name = body.get("signature_name") or "serving_default"
+    _, sig = servable.signature(sig_name)
+    has_rows, has_cols = "instances" in body, "inputs" in body
+    if has_rows == has_cols:
+        raise InvalidArgument("request must have exactly one of 'instances' or 'inputs'")
+    names = sorted(sig.inputs)
+    request = predict_pb2.PredictRequest(model_spec=spec)
+    request.model_spec.signature_name = sig_name
+    if has_rows:
+        instances = body["instances"]
+        if not isinstance(instances, list) or not instances:
+            raise InvalidArgument("'instances' must be a non-empty list")
+        named = all(isinstance(i, dict) and "b64" not in i for i in instances)
+        if named:
+            columns = {}
+            for i, instance in enumerate(instances):
+                if set(instance) != set(names):
+                    raise InvalidArgument(
+                        f"instance {i} has inputs {sorted(instance)}; signature '{sig_name}' "
+                        f"expects {names}"
+                    )
+                for k, v in instance.items():
+                    columns.setdefault(k, []).append(v)
+        elif len(names) == 1:
+            columns = {names[0]: instances}
+        else:
+            raise InvalidArgument(
+                f"signature '{sig_name}' has inputs {names}: each instance must be an object "
+                "naming them"
+            )
+    else:
+        inputs = body["inputs"]
+        if isinstance(inputs, dict) and "b64" not in inputs:
+            columns = inputs
+        elif len(names) == 1:
+            columns = {names[0]: inputs}
+        else:
+            raise InvalidArgument(f"signature '{sig_name}' has inputs {names}: 'inputs' must name them")
+    for key, value in columns.items():
+        if key not in sig.inputs:
+            raise InvalidArgument(f"unknown input '{key}' (signature '{sig_name}' has {names})")
+        request.inputs[key].CopyFrom(_tensor(value, sig.inputs[key].dtype, f"input '{key}'"))
+    return request, has_rows
+
+
+def _jsonable(array: np.ndarray) -> Any:
+    if array.dtype == object:
+        def convert(x):
+            if isinstance(x, bytes):
+                try:
+                    return x.decode()
+                except UnicodeDecodeError:
+                    return {"b64": base64.b64encode(x).decode()}
+            return x
+        return np.vectorize(convert, otypes=[object])(array).tolist() if array.size else []
+    return array.tolist()
+
+
+def predict_json(response: predict_pb2.PredictResponse, row_format: bool) -> dict:
+    outputs = {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
+    if not row_format:
+        if len(outputs) == 1:
+            return {"outputs": _jsonable(next(iter(outputs.values())))}
+        return {"outputs": {k: _jsonable(v) for k, v in outputs.items()}}
+    if len(outputs) == 1:
+        return {"predictions": _jsonable(next(iter(outputs.values())))}
+    batch = {len(v) if v.ndim else 0 for v in outputs.values()}
+    if len(batch) != 1:
+        raise InvalidArgument("outputs have different batch sizes; use the columnar 'inputs' format")
+    rows = [{k: _jsonable(v[i]) for k, v in outputs.items()} for i in range(batch.pop())]
+    return {"predictions": rows}
+
+
+def _feature(value: Any, where: str) -> feature_pb2.Feature:
+    values = value if isinstance(value, list) else [value]
+    feature = feature_pb2.Feature()
+    if all(isinstance(v, bool) or isinstance(v, int) for v in values):
+        feature.int64_list.value.extend(int(v) for v in values)
+    elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        feature.float_list.value.extend(float(v) for v in values)
+    else:
+        feature.bytes_list.value.extend(_to_bytes(values, where))
+    return feature
+
+
+def _example(obj: Any, where: str) -> example_pb2.Example:
+    if not isinstance(obj, dict):
+        raise InvalidArgument(f"{where} must be an object of feature values")
+    example = example_pb2.Example()
+    for key, value in obj.items():
+        example.features.feature[key].CopyFrom(_feature(value, f"{where} feature '{key}'"))
+    return example
+
+
+def example_input(body: dict) -> input_pb2.Input:
+    examples = body.get("examples")
+    if not isinstance(examples, list) or not examples:
+        raise InvalidArgument("request must have a non-empty 'examples' list")
+    model_input = input_pb2.Input()
+    if "context" in body:
+        target = model_input.example_list_with_context
+        target.context.CopyFrom(_example(body["context"], "context"))
+    else:
+        target = model_input.example_list
+    for i, e in enumerate(examples):
+        target.examples.add().CopyFrom(_example(e, f"example {i}"))
+    return model_input
+
+
+def status_json(records) -> dict:
+    return {"model_version_status": [
+        {
+            "version": str(r.version),
+            "state": State.Name(r.state),
+            "status": {"error_code": "UNKNOWN" if r.error else "OK", "error_message": r.error},
+        }
+        for r in records
+    ]}
+
+
+class RestServer:
+    """TF Serving's REST API on a threaded HTTP server."""
+
+    def __init__(self, manager: ModelManager, metrics: ServerMetrics, host: str, port: int,
+                 monitoring_path: str | None, max_body_bytes: int):
+        self.manager, self.metrics = manager, metrics
+        self.monitoring_path, self.max_body_bytes = monitoring_path, max_body_bytes
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            # Headers and body go out in separate writes; with Nagle on, each response on a
+            # kept-alive connection waits for the client's delayed ACK (~40 ms).
+            disable_nagle_algorithm = True
+
+            def log_message(self, fmt, *args):  # keep access logs off stderr
+                log.debug("rest: " + fmt, *args)
+
+            def do_GET(self):
+                server.handle(self, "GET")
+
+            def do_POST(self):
+                server.handle(self, "POST")
+
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True,
+                                        name="rest-api")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    # -- request handling ------------------------------------------------------------------
+    def handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
+        try:
+            status, body, ctype = self.route(h, method)
+        except ServingError as e:
+            status, body, ctype = e.http_status, {"error": str(e)}, "application/json"
+        except Exception as e:  # noqa: BLE001 - answer, never die
+            log.exception("REST request failed")
+            status, body, ctype = 500, {"error": f"{type(e).__name__}: {e}"}, "application/json"
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        h.send_response(status)
+        h.send_header("Content-Type", ctype)
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data)
+
+    def _body(self, h: BaseHTTPRequestHandler) -> dict:
+        length = int(h.headers.get("Content-Length") or 0)
+        if length > self.max_body_bytes:
+            h.close_connection = True
+            raise ResourceExhausted(
+                f"request body of {length} bytes exceeds the limit of {self.max_body_bytes}"
+            )
+        raw = h.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InvalidArgument(f"JSON Parse error: {e}") from None
+        if not isinstance(body, dict):
+            raise InvalidArgument("request body must be a JSON object")
+        return body
+
+    def route(self, h: BaseHTTPRequestHandler, method: str):
+        path = h.path.split("?", 1)[0]
+        if method == "GET" and self.monitoring_path and path == self.monitoring_path:
+            return 200, self.metrics.exposition(), "text/plain; version=0.0.4"
+        m = ROUTE.match(path)
+        if m is None:
+            raise NotFound(f"Malformed request: {method} {path}")
+        spec = model_pb2.ModelSpec(name=m.group("name"))
+        if m.group("version"):
+            spec.version.value = int(m.group("version"))
+        elif m.group("label"):
+            spec.version_label = m.group("label")
+        verb = m.group("verb")
+        if method == "GET" and verb is None:
+            if m.group("metadata"):
+                request = get_model_metadata_pb2.GetModelMetadataRequest(
+                    model_spec=spec, metadata_field=["signature_def"]
+                )
+                response = run_request(self.manager, self.metrics, "metadata", request,
+                                       model_metadata)
+                return 200, json_format.MessageToDict(
+                    response, preserving_proto_field_name=True
+                ), "application/json"
+            return 200, status_json(self.manager.status(spec)), "application/json"
+        if method != "POST" or verb is None:
+            raise InvalidArgument(f"Malformed request: {method} {path}")
+        body = self._body(h)
+        if verb == "predict":
+            holder: dict[str, bool] = {}
+
+            def handler(servable, _):
+                request, holder["rows"] = predict_request(body, servable, spec)
+                request.model_spec.version.value = servable.version
+                return servable.predict(request)
+
+            response = run_request(self.manager, self.metrics, "predict",
+                                   predict_pb2.PredictRequest(model_spec=spec), handler)
+            return 200, predict_json(response, holder["rows"]), "application/json"
+        model_input = example_input(body)
+        sig = body.get("signature_name") or ""
+        if verb == "classify":
+            request = classification_pb2.ClassificationRequest(model_spec=spec, input=model_input)
+            request.model_spec.signature_name = sig
+            response = run_request(self.manager, self.metrics, "classify", request,
+                                   lambda s, r: s.classify(r))
+            return 200, {"results": [
+                [[c.label, c.score] for c in item.classes]
+                for item in response.result.classifications
+            ]}, "application/json"
+        request = regression_pb2.RegressionRequest(model_spec=spec, input=model_input)
+        request.model_spec.signature_name = sig
+        response = run_request(self.manager, self.metrics, "regress", request,
+                               lambda s, r: s.regress(r))
+        return 200, {"results": [r.value for r in response.result.regressions]}, "application/json"

@@ -1,0 +1,231 @@
+"""Model server: one loaded SavedModel version and the TF Serving request semantics on it
+(Predict, Classify, Regress, metadata), with input checks that name the problem."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.example import example_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow_serving.apis import (
+    classification_pb2,
+    input_pb2,
+    predict_pb2,
+    prediction_log_pb2,
+    regression_pb2,
+)
+
+from serving.errors import FailedPrecondition, InvalidArgument  # noqa: F401
+
+DEFAULT_SIGNATURE = "serving_default"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+PREDICT_METHOD = "tensorflow/serving/predict"
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+MAX_WARMUP_RECORDS = 1000
+
+
+class LoadError(Exception):
+    """A version directory that cannot be served; the message says why."""
+
+
+def read_signature_defs(path: str) -> dict[str, meta_graph_pb2.SignatureDef]:
+    pb = os.path.join(path, "saved_model.pb")
+    if not os.path.isfile(pb):
+        raise LoadError(f"{pb} not found (incomplete copy?)")
+    saved = saved_model_pb2.SavedModel()
+    try:
+        with open(pb, "rb") as f:
+            saved.ParseFromString(f.read())
+    except Exception as e:  # noqa: BLE001 - a corrupt file may raise anything from protobuf
+        raise LoadError(f"{pb} is not a SavedModel: {e}") from None
+    for meta_graph in saved.meta_graphs:
+        if "serve" in meta_graph.meta_info_def.tags:
+            return dict(meta_graph.signature_def)
+    raise LoadError(f"{pb} has no MetaGraph tagged 'serve'")
+
+
+def _dtype_name(dtype: int) -> str:
+    return types_pb2.DataType.Name(dtype)[3:].lower()
+
+
+class Servable:
+    """A loaded, callable model version."""
+
+    def __init__(self, name: str, version: int, path: str):
+        self.name, self.version, self.path = name, version, path
+        self.signature_defs = read_signature_defs(path)
+        try:
+            self._loaded = tf.saved_model.load(path, tags=["serve"])
+        except Exception as e:  # noqa: BLE001 - TF raises many error types for bad models
+            raise LoadError(f"cannot load SavedModel {path}: {str(e).splitlines()[0]}") from None
+        self.signatures = dict(self._loaded.signatures)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def signature(self, name: str) -> tuple[Any, meta_graph_pb2.SignatureDef]:
+        name = name or DEFAULT_SIGNATURE
+        if name not in self.signatures or name not in self.signature_defs:
+            raise InvalidArgument(
+                f"Serving signature name: \"{name}\" not found in signature def "
+                f"(model '{self.name}' version {self.version} has: "
+                f"{', '.join(sorted(self.signature_defs))})"
+            )
+        return self.signatures[name], self.signature_defs[name]
+
+    def _call(self, fn, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        try:
+            return fn(**inputs)
+        except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise InvalidArgument(f"model '{self.name}' rejected the input: {first}") from None
+
+    def _input_tensors(self, sig_name: str, sig: meta_graph_pb2.SignatureDef,
+                       given: dict[str, tensor_pb2.TensorProto]) -> dict[str, tf.Tensor]:
+        expected = set(sig.inputs)
+        missing, extra = sorted(expected - set(given)), sorted(set(given) - expected)
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"missing {', '.join(missing)}")
+            if extra:
+                parts.append(f"unexpected {', '.join(extra)}")
+            raise InvalidArgument(
+                f"input names do not match signature '{sig_name}' ({'; '.join(parts)}); "
+                f"expected inputs: {', '.join(sorted(expected))}"
+            )
+        tensors = {}
+        for key, proto in given.items():
+            want = sig.inputs[key].dtype
+            if proto.dtype != want:
+                raise InvalidArgument(
+                    f"input '{key}' has dtype {_dtype_name(proto.dtype)} but signature "
+                    f"'{sig_name}' expects {_dtype_name(want)}"
+                )
+            try:
+                value = tf.make_ndarray(proto)
+            except Exception as e:  # noqa: BLE001 - malformed TensorProto content
+                raise InvalidArgument(f"input '{key}' is not a valid tensor: {e}") from None
+            shape = sig.inputs[key].tensor_shape
+            if not shape.unknown_rank and len(shape.dim) != value.ndim:
+                raise InvalidArgument(
+                    f"input '{key}' has rank {value.ndim} but signature '{sig_name}' expects "
+                    f"rank {len(shape.dim)}"
+                )
+            tensors[key] = tf.constant(value)
+        return tensors
+
+    # -- APIs ------------------------------------------------------------------------------
+    def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+        sig_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        fn, sig = self.signature(sig_name)
+        outputs = self._call(fn, self._input_tensors(sig_name, sig, dict(request.inputs)))
+        wanted = list(request.output_filter) or list(outputs)
+        unknown = [k for k in wanted if k not in outputs]
+        if unknown:
+            raise InvalidArgument(
+                f"output_filter names unknown output(s) {', '.join(unknown)} of signature "
+                f"'{sig_name}' (outputs: {', '.join(sorted(outputs))})"
+            )
+        response = predict_pb2.PredictResponse()
+        self.fill_spec(response.model_spec, sig_name)
+        for key in wanted:
+            response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key].numpy()))
+        return response
+
+    def _serialized_examples(self, model_input: input_pb2.Input) -> list[bytes]:
+        kind = model_input.WhichOneof("kind")
+        if kind == "example_list":
+            examples = list(model_input.example_list.examples)
+            context = None
+        elif kind == "example_list_with_context":
+            examples = list(model_input.example_list_with_context.examples)
+            context = model_input.example_list_with_context.context
+        else:
+            raise InvalidArgument("Input is empty: set example_list or example_list_with_context")
+        if not examples:
+            raise InvalidArgument("Input is empty: the example list has no examples")
+        out = []
+        for example in examples:
+            if context is not None:
+                merged = example_pb2.Example()
+                merged.CopyFrom(context)
+                merged.MergeFrom(example)
+                example = merged
+            out.append(example.SerializeToString())
+        return out
+
+    def _method_signature(self, sig_name: str, method: str, api: str):
+        fn, sig = self.signature(sig_name)
+        if sig.method_name != method:
+            raise InvalidArgument(
+                f"Expected {api} signature method_name to be {method}. Was: {sig.method_name}"
+            )
+        if len(sig.inputs) != 1:
+            raise InvalidArgument(f"{api} signature '{sig_name}' must have exactly one input")
+        return fn, sig, next(iter(sig.inputs))
+
+    def classify(self, request: classification_pb2.ClassificationRequest):
+        sig_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        fn, _, key = self._method_signature(sig_name, CLASSIFY_METHOD, "Classify")
+        examples = self._serialized_examples(request.input)
+        out = self._call(fn, {key: tf.constant(examples)})
+        scores = out["scores"].numpy() if "scores" in out else None
+        classes = out["classes"].numpy() if "classes" in out else None
+        response = classification_pb2.ClassificationResponse()
+        self.fill_spec(response.model_spec, sig_name)
+        for i in range(len(examples)):
+            item = response.result.classifications.add()
+            width = (scores if scores is not None else classes).shape[1]
+            for j in range(width):
+                cls = item.classes.add()
+                if classes is not None:
+                    cls.label = classes[i][j].decode() if isinstance(classes[i][j], bytes) else str(classes[i][j])
+                if scores is not None:
+                    cls.score = float(scores[i][j])
+        return response
+
+    def regress(self, request: regression_pb2.RegressionRequest):
+        sig_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        fn, _, key = self._method_signature(sig_name, REGRESS_METHOD, "Regress")
+        examples = self._serialized_examples(request.input)
+        values = np.reshape(self._call(fn, {key: tf.constant(examples)})["outputs"].numpy(), [-1])
+        response = regression_pb2.RegressionResponse()
+        self.fill_spec(response.model_spec, sig_name)
+        for v in values:
+            response.result.regressions.add(value=float(v))
+        return response
+
+    def fill_spec(self, spec, signature_name: str | None = None) -> None:
+        spec.name = self.name
+        spec.version.value = self.version
+        if signature_name is not None:
+            spec.signature_name = signature_name
+
+    # -- warmup ----------------------------------------------------------------------------
+    def warm_up(self) -> int:
+        """Replay assets.extra/tf_serving_warmup_requests, as TF Serving does before a
+        version takes traffic. Returns the number of requests replayed."""
+        path = os.path.join(self.path, WARMUP_FILE)
+        if not os.path.isfile(path):
+            return 0
+        count = 0
+        try:
+            for record in tf.data.TFRecordDataset(path).take(MAX_WARMUP_RECORDS):
+                log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+                kind = log.WhichOneof("log_type")
+                if kind == "predict_log":
+                    self.predict(log.predict_log.request)
+                elif kind == "classify_log":
+                    self.classify(log.classify_log.request)
+                elif kind == "regress_log":
+                    self.regress(log.regress_log.request)
+                else:
+                    raise LoadError(f"warmup record {count} has unsupported type {kind}")
+                count += 1
+        except (InvalidArgument, FailedPrecondition, tf.errors.OpError) as e:
+            raise LoadError(f"warmup request {count} failed: {e}") from None
+        return count

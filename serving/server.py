@@ -1,0 +1,146 @@
+"""Model server: the embedded TF Serving–compatible server (gRPC + REST + metrics) and the
+pollers that keep it in step with the model directories and the config file."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from concurrent import futures
+
+import grpc
+from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+from serving.grpc_api import ModelService, PredictionService
+from serving.manager import ModelManager
+from serving.metrics import ServerMetrics
+from serving.model_config import (
+    ConfigFileError,
+    monitoring_path,
+    read_config,
+    single_model_config,
+)
+from serving.rest_api import RestServer
+
+log = logging.getLogger("tandem.serving")
+
+
+@dataclasses.dataclass
+class ServerOptions:
+    """Flags as TF Serving names them, plus the bind address (127.0.0.1 by default)."""
+
+    port: int = 8500
+    rest_api_port: int = 8501  # 0 disables REST (and the metrics endpoint), as in TF Serving
+    host: str = "127.0.0.1"
+    model_name: str | None = None
+    model_base_path: str | None = None
+    model_config_file: str | None = None
+    model_config_file_poll_wait_seconds: float = 0  # 0: read the file once
+    file_system_poll_wait_seconds: float = 1
+    enable_model_warmup: bool = True
+    monitoring_config_file: str | None = None
+    max_request_bytes: int = 64 * 1024 * 1024
+    grpc_max_threads: int = 16
+
+
+class ModelServer:
+    def __init__(self, options: ServerOptions):
+        if options.model_config_file and (options.model_name or options.model_base_path):
+            raise ConfigFileError("use --model_config_file or --model_name/--model_base_path, not both")
+        if not options.model_config_file and not (options.model_name and options.model_base_path):
+            raise ConfigFileError("give --model_config_file, or both --model_name and --model_base_path")
+        self.options = options
+        self.metrics = ServerMetrics()
+        self.manager = ModelManager(warmup=options.enable_model_warmup,
+                                    on_event=self.metrics.record_event)
+        self._metrics_path = monitoring_path(options.monitoring_config_file)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._config_text: str | None = None
+        self.grpc_server: grpc.Server | None = None
+        self.rest: RestServer | None = None
+        self.grpc_port = 0
+
+    def _initial_config(self):
+        if self.options.model_config_file:
+            config = read_config(self.options.model_config_file)
+            with open(self.options.model_config_file) as f:
+                self._config_text = f.read()
+            return config
+        return single_model_config(self.options.model_name, self.options.model_base_path)
+
+    def start(self) -> None:
+        """Load the configured models (as TF Serving does before it listens), then serve."""
+        self.manager.apply_config(self._initial_config())
+        size = self.options.max_request_bytes
+        self.grpc_server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=self.options.grpc_max_threads),
+            options=[("grpc.max_receive_message_length", size),
+                     ("grpc.max_send_message_length", size)],
+        )
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            PredictionService(self.manager, self.metrics), self.grpc_server
+        )
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+            ModelService(self.manager), self.grpc_server
+        )
+        self.grpc_port = self.grpc_server.add_insecure_port(f"{self.options.host}:{self.options.port}")
+        if self.grpc_port == 0:
+            raise OSError(f"cannot bind gRPC port {self.options.host}:{self.options.port}")
+        self.grpc_server.start()
+        if self.options.rest_api_port:
+            self.rest = RestServer(self.manager, self.metrics, self.options.host,
+                                   self.options.rest_api_port, self._metrics_path, size)
+            self.rest.start()
+        self._every(self.options.file_system_poll_wait_seconds, self.manager.poll, "fs-poll")
+        if self.options.model_config_file:
+            self._every(self.options.model_config_file_poll_wait_seconds, self._reload_file,
+                        "config-poll")
+
+    def _every(self, seconds: float, fn, name: str) -> None:
+        if not seconds or seconds <= 0:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(seconds):
+                try:
+                    fn()
+                except Exception:  # noqa: BLE001 - a poller must outlive one bad pass
+                    log.exception("%s pass failed", name)
+
+        thread = threading.Thread(target=loop, daemon=True, name=name)
+        thread.start()
+        self._threads.append(thread)
+
+    def _reload_file(self) -> None:
+        path = self.options.model_config_file
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError as e:
+            log.error("cannot read model config file %s: %s", path, e.strerror)
+            return
+        if text == self._config_text:
+            return
+        self._config_text = text
+        try:
+            self.manager.apply_config(read_config(path))
+            log.info("applied model config file %s", path)
+        except Exception as e:  # noqa: BLE001 - keep serving the last good config
+            log.error("model config file %s not applied: %s", path, e)
+
+    @property
+    def rest_port(self) -> int:
+        return self.rest.port if self.rest else 0
+
+    def stop(self, grace: float = 1.0) -> None:
+        self._stop.set()
+        if self.rest:
+            self.rest.stop()
+        if self.grpc_server:
+            self.grpc_server.stop(grace).wait()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def wait(self) -> None:
+        self._stop.wait()

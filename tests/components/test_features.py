@@ -1,0 +1,39 @@
+"""Tests for the feature plan that drives Transform and the Trainer."""
+
+import pytest
+
+from components.features import feature_plan, model_features
+from schemas import curated_schema_path, load_schema
+
+
+def test_listening_defaults_strings_are_categorical_numbers_numeric():
+    plan = feature_plan(load_schema(curated_schema_path("listening")), "skipped",
+                        "binary_classification")
+    f = plan["features"]
+    assert "skipped" not in f and plan["label"] == "skipped" and plan["label_dtype"] == "INT"
+    assert f["country"]["kind"] == "categorical" and f["country"]["num_oov_buckets"] == 1
+    assert f["country"]["frequency_threshold"] == 5
+    assert f["age"]["kind"] == "numeric" and f["duration_s"]["kind"] == "numeric"
+    assert f["shuffle"]["kind"] == "categorical"  # a bool_domain int is categorical
+
+
+def test_options_override_and_skip():
+    schema = load_schema(curated_schema_path("listening"))
+    plan = feature_plan(schema, "skipped", "binary_classification", {
+        "request_id": {"kind": "skip"},
+        "age": {"kind": "bucketize", "num_buckets": 4},
+        "country": {"frequency_threshold": 50},
+    })
+    assert "request_id" not in model_features(plan)
+    assert plan["features"]["age"] == {"kind": "bucketize", "dtype": "INT", "num_buckets": 4}
+    assert plan["features"]["country"]["frequency_threshold"] == 50
+
+
+def test_bad_options_are_rejected_by_name():
+    schema = load_schema(curated_schema_path("listening"))
+    with pytest.raises(ValueError, match="unknown feature.*nope"):
+        feature_plan(schema, "skipped", "binary_classification", {"nope": {"kind": "skip"}})
+    with pytest.raises(ValueError, match="'country' is a string"):
+        feature_plan(schema, "skipped", "binary_classification", {"country": {"kind": "numeric"}})
+    with pytest.raises(ValueError, match="label 'x' is not in the schema"):
+        feature_plan(schema, "x", "regression")

@@ -1,0 +1,79 @@
+"""Tests for the DAG wiring, the Evaluator settings and the Kubeflow compile."""
+
+import json
+
+import pytest
+
+from pipeline.config import ConfigError, load_config
+from pipeline.evaluation import deciding_metric_name, eval_config
+from pipeline.kubeflow import compile_kubeflow
+from pipeline.pipeline import create_pipeline
+
+ALL = ["ImportExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+       "ValidationGate", "Transform", "Trainer", "latest_blessed_model_resolver", "Evaluator",
+       "Pusher"]
+
+
+@pytest.mark.parametrize("until, count", [("validate", 5), ("transform", 6), ("train", 7),
+                                          ("evaluate", 9), ("push", 10)])
+def test_until_cuts_the_dag(until, count, tmp_path):
+    config = load_config("listening", [f"output_dir={tmp_path}"])
+    pipeline = create_pipeline(config, config.schema, until=until)
+    ids = [c.id for c in pipeline.components]
+    assert sorted(ids) == sorted(ALL[:count])
+
+
+def test_transform_waits_for_the_validation_gate(tmp_path):
+    config = load_config("listening", [f"output_dir={tmp_path}"])
+    pipeline = create_pipeline(config, config.schema)
+    transform = next(c for c in pipeline.components if c.id == "Transform")
+    assert "ValidationGate" in {n.id for n in transform.upstream_nodes}
+
+
+def test_classification_gate_is_on_the_overall_slice_only():
+    config = load_config("listening")
+    ec = eval_config(config)
+    assert ec.model_specs[0].signature_name == "serving_default"
+    assert ec.model_specs[0].label_key == "skipped"
+    assert [list(s.feature_keys) for s in ec.slicing_specs] == [[], ["country"], ["device"]]
+    metrics = {m.class_name: m for m in ec.metrics_specs[0].metrics}
+    assert {"AUC", "BinaryAccuracy", "Calibration", "ExampleCount"} <= set(metrics)
+    (gate,) = metrics["AUC"].per_slice_thresholds
+    assert list(gate.slicing_specs[0].feature_keys) == []
+    assert gate.threshold.value_threshold.lower_bound.value == 0.70
+    assert gate.threshold.change_threshold.absolute.value == pytest.approx(-0.01)
+    assert not metrics["BinaryAccuracy"].per_slice_thresholds
+    assert deciding_metric_name(config) == "auc"
+
+
+def test_regression_gate_is_an_upper_bound_on_rmse():
+    config = load_config("taxi", ["evaluation.threshold=5.0"])
+    metrics = {m.class_name: m for m in eval_config(config).metrics_specs[0].metrics}
+    assert {"RootMeanSquaredError", "MeanAbsoluteError"} <= set(metrics)
+    gate = metrics["RootMeanSquaredError"].per_slice_thresholds[0].threshold
+    assert gate.value_threshold.upper_bound.value == 5.0
+    assert gate.change_threshold.absolute.value == pytest.approx(0.1)
+    assert deciding_metric_name(config) == "root_mean_squared_error"
+    with pytest.raises(ConfigError, match="auc needs a classification problem"):
+        load_config("taxi", ["evaluation.metric=auc"])
+    with pytest.raises(ConfigError, match="'evaluation.threshold' is required for rmse"):
+        eval_config(load_config("taxi", ["evaluation.threshold=null"]))
+
+
+def test_kubeflow_spec_names_every_component_and_module(tmp_path):
+    config = load_config("listening")
+    out = tmp_path / "kf.json"
+    summary = compile_kubeflow(config, str(out), image="registry.example/tandem:1",
+                               pipeline_root="gs://bucket/tandem")
+    spec = json.loads(out.read_text())
+    tasks = set(spec["pipelineSpec"]["root"]["dag"]["tasks"])
+    for component in ALL:
+        if component != "latest_blessed_model_resolver":
+            assert component in tasks
+    assert any(t.startswith("latest_blessed_model_resolver") for t in tasks)
+    text = out.read_text()
+    assert "components.transform.preprocessing_fn" in text
+    assert "components.trainer.run_fn" in text
+    assert "registry.example/tandem:1" in text
+    assert "gs://bucket/tandem" in text
+    assert summary["components"] == sorted(tasks)

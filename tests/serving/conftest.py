@@ -1,0 +1,124 @@
+"""Serving test fixtures: small SavedModels in the shape tandem exports, and a live server
+on 127.0.0.1."""
+
+import os
+import socket
+
+import pytest
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+FEATURES = {
+    "x": tf.io.FixedLenFeature([], tf.float32, default_value=0.0),
+    "c": tf.io.FixedLenFeature([], tf.string, default_value=""),
+}
+
+
+def example(x: float, c: str = "a") -> bytes:
+    e = tf.train.Example()
+    e.features.feature["x"].float_list.value.append(x)
+    e.features.feature["c"].bytes_list.value.append(c.encode())
+    return e.SerializeToString()
+
+
+class Scorer(tf.Module):
+    """p = sigmoid(w * x + bias + 0.5 if c == 'b'): the bias tells versions apart."""
+
+    def __init__(self, bias: float):
+        super().__init__()
+        self.w = tf.Variable(1.5)
+        self.bias = tf.Variable(bias)
+
+    def _p(self, serialized):
+        f = tf.io.parse_example(serialized, FEATURES)
+        logit = self.w * f["x"] + self.bias + tf.where(f["c"] == "b", 0.5, 0.0)
+        return tf.sigmoid(logit)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve(self, examples):
+        p = self._p(examples)
+        scores = tf.stack([1 - p, p], axis=1)
+        classes = tf.tile(tf.constant([["0", "1"]]), [tf.shape(p)[0], 1])
+        return {"probabilities": p, "scores": scores, "classes": classes}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def classify(self, inputs):
+        p = self._p(inputs)
+        return {"scores": tf.stack([1 - p, p], axis=1),
+                "classes": tf.tile(tf.constant([["0", "1"]]), [tf.shape(p)[0], 1])}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def regress(self, inputs):
+        return {"outputs": self._p(inputs)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="dense")])
+    def dense(self, dense):
+        return {"sum": tf.reduce_sum(dense, axis=1) + self.bias}
+
+
+def make_model(base: str, version: int, bias: float = 0.0, warmup: int = 3) -> str:
+    """Write a SavedModel version directory (saved_model.pb last, like Pusher)."""
+    final = os.path.join(base, str(version))
+    tmp = os.path.join(base, f".tmp-{version}")
+    module = Scorer(bias)
+    tf.saved_model.save(module, tmp, signatures={
+        "serving_default": module.serve.get_concrete_function(),
+        "classification": module.classify.get_concrete_function(),
+        "regression": module.regress.get_concrete_function(),
+        "dense": module.dense.get_concrete_function(),
+    })
+    pb = os.path.join(tmp, "saved_model.pb")
+    saved = saved_model_pb2.SavedModel()
+    with open(pb, "rb") as f:
+        saved.ParseFromString(f.read())
+    sigs = saved.meta_graphs[0].signature_def
+    sigs["classification"].method_name = "tensorflow/serving/classify"
+    sigs["regression"].method_name = "tensorflow/serving/regress"
+    with open(pb, "wb") as f:
+        f.write(saved.SerializeToString())
+    if warmup:
+        os.makedirs(os.path.join(tmp, "assets.extra"))
+        with tf.io.TFRecordWriter(os.path.join(tmp, "assets.extra", "tf_serving_warmup_requests")) as w:
+            for i in range(warmup):
+                req = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="m"))
+                req.inputs["examples"].CopyFrom(tf.make_tensor_proto([example(float(i))]))
+                w.write(prediction_log_pb2.PredictionLog(
+                    predict_log=prediction_log_pb2.PredictLog(request=req)).SerializeToString())
+    os.rename(tmp, final)
+    return final
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def model_base(tmp_path):
+    base = tmp_path / "models" / "scorer"
+    base.mkdir(parents=True)
+    make_model(str(base), 1, bias=0.0)
+    return base
+
+
+@pytest.fixture
+def start_server():
+    """start_server(**ServerOptions) -> a running ModelServer on 127.0.0.1; stopped after."""
+    from serving.server import ModelServer, ServerOptions
+
+    servers = []
+
+    def start(**kw):
+        kw.setdefault("port", free_port())
+        kw.setdefault("rest_api_port", free_port())
+        kw.setdefault("file_system_poll_wait_seconds", 0.2)
+        server = ModelServer(ServerOptions(**kw))
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop(grace=0)

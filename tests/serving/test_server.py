@@ -1,0 +1,385 @@
+"""The embedded model server against real TF Serving clients: the generated gRPC stubs and
+a plain HTTP client, on 127.0.0.1."""
+
+import base64
+import json
+import os
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_management_pb2,
+    model_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    regression_pb2,
+)
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving.model_config import read_config, write_config
+
+from .conftest import example, make_model
+
+AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+
+
+class Clients:
+    def __init__(self, server):
+        self.server = server
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
+        self.predict_stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+        self.model_stub = model_service_pb2_grpc.ModelServiceStub(self.channel)
+        self.rest = f"http://127.0.0.1:{server.rest_port}"
+
+    def predict(self, xs, name="scorer", version=None, label=None, signature=None):
+        request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=name))
+        if version is not None:
+            request.model_spec.version.value = version
+        if label is not None:
+            request.model_spec.version_label = label
+        if signature:
+            request.model_spec.signature_name = signature
+        request.inputs["examples"].CopyFrom(tf.make_tensor_proto([example(x) for x in xs]))
+        return self.predict_stub.Predict(request, timeout=30)
+
+    def status(self, name="scorer"):
+        request = get_model_status_pb2.GetModelStatusRequest(model_spec=model_pb2.ModelSpec(name=name))
+        return self.model_stub.GetModelStatus(request, timeout=30).model_version_status
+
+    def http(self, path, body=None, raw=None):
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        request = urllib.request.Request(self.rest + path, data=data)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+
+@pytest.fixture
+def clients(model_base, start_server):
+    server = start_server(model_name="scorer", model_base_path=str(model_base))
+    return Clients(server)
+
+
+def _in_process(path, xs):
+    fn = tf.saved_model.load(path).signatures["serving_default"]
+    return fn(examples=tf.constant([example(x) for x in xs]))["probabilities"].numpy()
+
+
+def _code(call):
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    return info.value.code(), info.value.details()
+
+
+def test_grpc_and_rest_predictions_equal_the_in_process_model(clients, model_base):
+    xs = [-1.0, 0.0, 0.5, 2.0]
+    expected = _in_process(str(model_base / "1"), xs)
+    response = clients.predict(xs)
+    assert response.model_spec.name == "scorer"
+    assert response.model_spec.version.value == 1
+    assert response.model_spec.signature_name == "serving_default"
+    np.testing.assert_allclose(tf.make_ndarray(response.outputs["probabilities"]), expected, rtol=1e-6)
+    b64 = [{"b64": base64.b64encode(example(x)).decode()} for x in xs]
+    status, body = clients.http("/v1/models/scorer:predict", {"instances": b64})
+    assert status == 200
+    rows = json.loads(body)["predictions"]
+    np.testing.assert_allclose([r["probabilities"] for r in rows], expected, rtol=1e-6)
+    assert rows[0]["classes"] == ["0", "1"]
+    status, body = clients.http("/v1/models/scorer/versions/1:predict",
+                                {"inputs": b64, "signature_name": "serving_default"})
+    assert status == 200
+    np.testing.assert_allclose(json.loads(body)["outputs"]["probabilities"], expected, rtol=1e-6)
+    status, body = clients.http("/v1/models/scorer:predict",
+                                {"signature_name": "dense", "instances": [[1.0, 2.0], [0.5, 0.5]]})
+    assert status == 200 and json.loads(body) == {"predictions": [3.0, 1.0]}
+
+
+def test_classify_regress_and_metadata(clients):
+    request = classification_pb2.ClassificationRequest(
+        model_spec=model_pb2.ModelSpec(name="scorer", signature_name="classification"))
+    for x in (0.0, 1.0):
+        request.input.example_list.examples.add().ParseFromString(example(x))
+    response = clients.predict_stub.Classify(request, timeout=30)
+    classes = response.result.classifications
+    assert [c.label for c in classes[0].classes] == ["0", "1"]
+    assert classes[1].classes[1].score == pytest.approx(1 / (1 + np.exp(-1.5)), rel=1e-5)
+    assert response.model_spec.version.value == 1
+
+    regress = regression_pb2.RegressionRequest(
+        model_spec=model_pb2.ModelSpec(name="scorer", signature_name="regression"))
+    regress.input.example_list_with_context.context.ParseFromString(example(0.0, "b"))
+    regress.input.example_list_with_context.examples.add().ParseFromString(example(2.0, "b"))
+    value = clients.predict_stub.Regress(regress, timeout=30).result.regressions[0].value
+    assert value == pytest.approx(1 / (1 + np.exp(-3.5)), rel=1e-5)
+
+    status, body = clients.http("/v1/models/scorer:classify", {
+        "signature_name": "classification", "examples": [{"x": 1.0, "c": "a"}]})
+    assert status == 200
+    assert json.loads(body)["results"][0][1][0] == "1"
+    status, body = clients.http("/v1/models/scorer:regress", {
+        "signature_name": "regression", "context": {"c": "b"}, "examples": [{"x": 2.0}]})
+    assert json.loads(body)["results"][0] == pytest.approx(1 / (1 + np.exp(-3.5)), rel=1e-5)
+
+    meta = clients.predict_stub.GetModelMetadata(get_model_metadata_pb2.GetModelMetadataRequest(
+        model_spec=model_pb2.ModelSpec(name="scorer"), metadata_field=["signature_def"]), timeout=30)
+    sig_map = get_model_metadata_pb2.SignatureDefMap()
+    meta.metadata["signature_def"].Unpack(sig_map)
+    assert sig_map.signature_def["classification"].method_name == "tensorflow/serving/classify"
+    status, body = clients.http("/v1/models/scorer/metadata")
+    assert status == 200
+    assert "serving_default" in json.loads(body)["metadata"]["signature_def"]["signature_def"]
+
+
+def test_every_bad_input_gets_its_status_code(clients):
+    INVALID, NOT_FOUND = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
+    assert _code(lambda: clients.predict([1.0], name="nope"))[0] == NOT_FOUND
+    assert _code(lambda: clients.predict([1.0], version=7))[0] == NOT_FOUND
+    assert _code(lambda: clients.predict([1.0], label="stable"))[0] == NOT_FOUND
+    code, details = _code(lambda: clients.predict([1.0], signature="nope"))
+    assert code == INVALID and "nope" in details
+
+    wrong_name = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="scorer"))
+    wrong_name.inputs["inputs"].CopyFrom(tf.make_tensor_proto([example(1.0)]))
+    code, details = _code(lambda: clients.predict_stub.Predict(wrong_name, timeout=30))
+    assert code == INVALID and "missing examples" in details and "unexpected inputs" in details
+
+    wrong_dtype = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="scorer"))
+    wrong_dtype.inputs["examples"].CopyFrom(tf.make_tensor_proto([1.0, 2.0]))
+    code, details = _code(lambda: clients.predict_stub.Predict(wrong_dtype, timeout=30))
+    assert code == INVALID and "dtype float but signature 'serving_default' expects string" in details
+
+    garbage = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="scorer"))
+    garbage.inputs["examples"].CopyFrom(tf.make_tensor_proto([b"not an example"]))
+    code, details = _code(lambda: clients.predict_stub.Predict(garbage, timeout=30))
+    assert code == INVALID and "rejected the input" in details
+
+    not_classify = classification_pb2.ClassificationRequest(model_spec=model_pb2.ModelSpec(name="scorer"))
+    not_classify.input.example_list.examples.add().ParseFromString(example(1.0))
+    code, details = _code(lambda: clients.predict_stub.Classify(not_classify, timeout=30))
+    assert code == INVALID and "method_name" in details
+
+    for path, body, want in [
+        ("/v1/models/nope:predict", {"instances": [1]}, 404),
+        ("/v1/models/scorer/versions/9:predict", {"instances": [1]}, 404),
+        ("/v1/models/scorer:predict", {"instances": [1.0]}, 400),  # float for a string input
+        ("/v1/models/scorer:predict", {"instances": [{"b64": "%%%"}]}, 400),
+        ("/v1/models/scorer:predict", {"nothing": 1}, 400),
+        ("/v1/models/scorer:regress", {"examples": []}, 400),
+        ("/v1/models/scorer:frobnicate", {}, 404),
+    ]:
+        status, raw = clients.http(path, body)
+        assert status == want, (path, raw)
+        assert json.loads(raw)["error"]
+    status, raw = clients.http("/v1/models/scorer:predict", raw=b"{not json")
+    assert status == 400 and "JSON Parse error" in json.loads(raw)["error"]
+    # The server answered all of that and still serves.
+    assert clients.predict([1.0]).model_spec.version.value == 1
+
+
+def test_oversized_requests_are_resource_exhausted(model_base, start_server):
+    clients = Clients(start_server(model_name="scorer", model_base_path=str(model_base),
+                                   max_request_bytes=4096))
+    code, _ = _code(lambda: clients.predict([0.5] * 500))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    big = {"instances": [{"b64": base64.b64encode(example(1.0)).decode()}] * 500}
+    status, raw = clients.http("/v1/models/scorer:predict", big)
+    assert status == 413 and "exceeds the limit" in json.loads(raw)["error"]
+    assert clients.predict([0.5]).model_spec.version.value == 1
+
+
+def test_a_new_version_under_load_switches_over_with_zero_failures(clients, model_base):
+    failures, versions, stop = [], [], threading.Event()
+
+    def hammer():
+        while not stop.is_set():
+            try:
+                versions.append(clients.predict([0.5]).model_spec.version.value)
+            except grpc.RpcError as e:  # any failure counts
+                failures.append(e.code())
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    make_model(str(model_base), 2, bias=1.0)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not versions or versions[-1] != 2):
+        time.sleep(0.1)
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert versions[0] == 1 and versions[-1] == 2
+    assert len(versions) > 50
+    # latest{1}: version 1 was unloaded after 2 became available.
+    states = {s.version: s.state for s in clients.status()}
+    assert states[2] == AVAILABLE and states[1] != AVAILABLE
+
+
+def test_a_corrupt_or_half_copied_version_never_replaces_the_serving_one(clients, model_base):
+    bad = model_base / "5"
+    shutil.copytree(model_base / "1", bad)
+    (bad / "saved_model.pb").write_bytes(b"\x00garbage")
+    half = model_base / "6"
+    half.mkdir()
+    (half / "variables").mkdir()
+    time.sleep(1.5)
+    assert clients.predict([0.5]).model_spec.version.value == 1
+    status = {s.version: s for s in clients.status()}
+    assert status[6].state != AVAILABLE and "saved_model.pb" in status[6].status.error_message
+    assert status[1].state == AVAILABLE
+    # Finishing the copy of version 6 makes it load and take over.
+    shutil.rmtree(half)
+    make_model(str(model_base), 6, bias=2.0)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and clients.predict([0.5]).model_spec.version.value != 6:
+        time.sleep(0.2)
+    assert clients.predict([0.5]).model_spec.version.value == 6
+    status, body = clients.http("/v1/models/scorer")
+    states = {s["version"]: s["state"] for s in json.loads(body)["model_version_status"]}
+    assert states["6"] == "AVAILABLE"
+
+
+def _config_file(tmp_path, base, versions, labels=None, name="scorer"):
+    config = model_server_config_pb2.ModelServerConfig()
+    model = config.model_config_list.config.add(name=name, base_path=str(base),
+                                                model_platform="tensorflow")
+    model.model_version_policy.specific.versions.extend(versions)
+    for k, v in (labels or {}).items():
+        model.version_labels[k] = v
+    path = tmp_path / "models.config"
+    write_config(config, str(path))
+    return path
+
+
+def test_config_reload_by_rpc_and_by_file_poll_without_restart(model_base, start_server, tmp_path):
+    make_model(str(model_base), 2, bias=1.0)
+    path = _config_file(tmp_path, model_base, [1], {"stable": 1})
+    clients = Clients(start_server(model_config_file=str(path),
+                                   model_config_file_poll_wait_seconds=0.3))
+    assert clients.predict([0.5], label="stable").model_spec.version.value == 1
+    # A label on a version that is not loaded is refused (FAILED_PRECONDITION).
+    config = read_config(str(path))
+    config.model_config_list.config[0].version_labels["canary"] = 2
+    request = model_management_pb2.ReloadConfigRequest(config=config)
+    code, details = _code(lambda: clients.model_stub.HandleReloadConfigRequest(request, timeout=30))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "not currently available" in details
+    # Loading it first, then labelling it, works.
+    config.model_config_list.config[0].model_version_policy.specific.versions.append(2)
+    request = model_management_pb2.ReloadConfigRequest(config=config)
+    response = clients.model_stub.HandleReloadConfigRequest(request, timeout=60)
+    assert response.status.error_code == 0
+    assert clients.predict([0.5], label="canary").model_spec.version.value == 2
+    status, _ = clients.http("/v1/models/scorer/labels/canary")
+    assert status == 200
+    # The file poll applies an edited file.
+    _config_file(tmp_path, model_base, [2], {"stable": 2})
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if clients.predict([0.5], label="stable").model_spec.version.value == 2:
+                break
+        except grpc.RpcError:
+            pass
+        time.sleep(0.2)
+    assert clients.predict([0.5], label="stable").model_spec.version.value == 2
+
+
+def test_promote_and_rollback_apply_live_and_survive_a_restart(model_base, start_server, tmp_path):
+    from serving.promotion import promote, read_history, rollback
+
+    make_model(str(model_base), 2, bias=1.0)
+    make_model(str(model_base), 3, bias=2.0)
+    path = _config_file(tmp_path, model_base, [1], {"stable": 1})
+    server = start_server(model_config_file=str(path))
+    clients = Clients(server)
+    address = f"127.0.0.1:{server.grpc_port}"
+    steps = promote(str(path), address, "scorer", 2, "canary")
+    assert steps[0] == "loaded version 2" and "label 'canary': - -> 2" in steps
+    assert clients.predict([0.5], label="canary").model_spec.version.value == 2
+    assert clients.predict([0.5], label="stable").model_spec.version.value == 1
+    promote(str(path), address, "scorer", 3, "stable")
+    assert clients.predict([0.5], label="stable").model_spec.version.value == 3
+    time.sleep(0.5)  # the next pass unloads version 1, which no label names any more
+    states = {s.version: s.state for s in clients.status()}
+    assert states[1] != AVAILABLE and states[2] == AVAILABLE and states[3] == AVAILABLE
+    saved = read_config(str(path)).model_config_list.config[0]
+    assert dict(saved.version_labels) == {"canary": 2, "stable": 3}
+    assert sorted(saved.model_version_policy.specific.versions) == [2, 3]
+
+    rollback(str(path), address, "scorer")
+    assert clients.predict([0.5], label="stable").model_spec.version.value == 1
+    assert [h["action"] for h in read_history(str(path))] == ["promote", "promote", "rollback"]
+
+    # A restart reads the rewritten file: same labels, no RPC needed.
+    server.stop(grace=0)
+    clients = Clients(start_server(model_config_file=str(path)))
+    assert clients.predict([0.5], label="stable").model_spec.version.value == 1
+    assert clients.predict([0.5], label="canary").model_spec.version.value == 2
+    rollback(str(path), f"127.0.0.1:{clients.server.grpc_port}", "scorer", to=3)
+    assert clients.predict([0.5], label="stable").model_spec.version.value == 3
+
+
+def test_promote_refuses_a_version_that_does_not_load(model_base, start_server, tmp_path):
+    from serving.promotion import PromotionError, promote
+
+    bad = model_base / "4"
+    shutil.copytree(model_base / "1", bad)
+    (bad / "saved_model.pb").write_bytes(b"junk")
+    path = _config_file(tmp_path, model_base, [1], {"stable": 1})
+    before = path.read_text()
+    server = start_server(model_config_file=str(path))
+    with pytest.raises(PromotionError, match="version 4 did not load"):
+        promote(str(path), f"127.0.0.1:{server.grpc_port}", "scorer", 4, "stable")
+    assert path.read_text() == before
+    assert Clients(server).predict([0.5], label="stable").model_spec.version.value == 1
+    with pytest.raises(PromotionError, match="does not exist"):
+        promote(str(path), f"127.0.0.1:{server.grpc_port}", "scorer", 99, "stable")
+
+
+def test_metrics_carry_model_version_and_api(clients, model_base):
+    clients.predict([0.5])
+    _code(lambda: clients.predict([0.5], name="nope"))
+    status, body = clients.http("/monitoring/prometheus/metrics")
+    text = body.decode()
+    assert status == 200
+    assert 'tandem_serving_request_count_total{api="predict",model="scorer",status="OK",version="1"}' in text
+    assert 'status="NOT_FOUND"' in text
+    buckets = [line for line in text.splitlines()
+               if line.startswith("tandem_serving_request_latency_seconds_bucket{")]
+    assert any('api="predict"' in b and 'model="scorer"' in b and 'version="1"' in b
+               for b in buckets)
+    assert 'tandem_serving_model_events_total{event="loaded",model="scorer",version="1"} 1.0' in text
+
+
+def test_warmup_requests_run_before_a_version_serves(model_base, start_server):
+    clients = Clients(start_server(model_name="scorer", model_base_path=str(model_base)))
+    # Warmup traffic is not user traffic: no request was counted, but the version is loaded.
+    _, body = clients.http("/monitoring/prometheus/metrics")
+    assert "tandem_serving_request_count_total{" not in body.decode()
+    assert clients.status()[0].state == AVAILABLE
+
+
+def test_server_refuses_contradictory_flags(model_base):
+    from serving.model_config import ConfigFileError
+    from serving.server import ModelServer, ServerOptions
+
+    with pytest.raises(ConfigFileError, match="not both"):
+        ModelServer(ServerOptions(model_name="a", model_base_path="b", model_config_file="c"))
+    with pytest.raises(ConfigFileError, match="give --model_config_file"):
+        ModelServer(ServerOptions(model_name="a"))
+    os.environ.pop("UNUSED", None)
