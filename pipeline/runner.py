@@ -210,7 +210,8 @@ def run(
     os.makedirs(config.output_dir, exist_ok=True)
     pipeline = create_pipeline(config, stage_schema(config), until=until)
 
-    absl_logger, handlers = _route_logs(ProgressReporter(out), verbose)
+    reporter = ProgressReporter(out)
+    absl_logger, handlers = _route_logs(reporter, verbose)
     anomalies: list[tuple[str, str, str, str]] = []
     try:
         try:
@@ -246,7 +247,11 @@ def run(
     if "pushed_model" in outputs:
         if pushed:
             version = os.path.basename(pushed.rstrip("/"))
-            out.write(f"Pushed version {version} of '{config.model_name}' to {pushed}\n")
+            if "Pusher" in reporter.cached:
+                out.write(f"Nothing new to push: version {version} of '{config.model_name}' "
+                          f"was pushed by an earlier run on the same inputs ({pushed})\n")
+            else:
+                out.write(f"Pushed version {version} of '{config.model_name}' to {pushed}\n")
         else:
             out.write("Nothing pushed: the candidate was not blessed.\n")
     return RunResult(exit_code=exit_code, outputs=outputs, anomalies=anomalies, elapsed=elapsed,

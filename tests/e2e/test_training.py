@@ -51,6 +51,18 @@ def test_pipeline_trains_blesses_and_pushes_in_serving_layout(trained):
     assert f"Pushed version {version}" in text
 
 
+def test_a_rerun_on_unchanged_inputs_is_served_from_cache(trained, clean_listening):
+    config, first, _ = trained
+    before = sorted(os.listdir(config.push_dir))
+    _, again, text = _run(f"data.location={clean_listening}", f"output_dir={config.output_dir}")
+    assert again.exit_code == EXIT_OK, text
+    # Every component, Evaluator and Pusher included: the baseline excludes the candidate.
+    assert text.count("(cached)") == text.count("] finished"), text
+    assert "Nothing new to push" in text
+    assert sorted(os.listdir(config.push_dir)) == before
+    assert again.outputs["model"].id == first.outputs["model"].id
+
+
 def test_model_artifact_in_ml_metadata_carries_the_build_record(trained):
     from ml_metadata.metadata_store import metadata_store
     from tfx.orchestration import metadata

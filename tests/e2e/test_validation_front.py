@@ -19,7 +19,7 @@ def _run(data_dir, out_dir, *extra):
         "listening", [f"data.location={data_dir}", f"output_dir={out_dir}", *extra]
     )
     out = io.StringIO()
-    result = run(config, out=out)
+    result = run(config, until="validate", out=out)
     return result, out.getvalue()
 
 
@@ -80,7 +80,7 @@ def test_drift_that_keeps_the_schema_passes_the_front(tmp_path):
 def test_taxi_csv_passes_with_its_curated_schema(tmp_path):
     config = load_config("taxi", [f"output_dir={tmp_path / 'out'}"])
     out = io.StringIO()
-    result = run(config, out=out)
+    result = run(config, until="validate", out=out)
     assert result.exit_code == EXIT_OK, out.getvalue()
     assert "[CsvExampleGen] finished" in out.getvalue()
 
