@@ -95,6 +95,7 @@ def test_cli_reports_bad_input_with_one_line_and_status_2(tmp_path, capsys, clea
         "run", "--config", "listening", "--set", f"data.location={tmp_path}/d",
         "--set", "data.format=csv", "--set", "data.pattern=span-{SPAN}/*.csv",
         "--set", "problem_type=regression", "--set", "label=country",
+        "--set", "evaluation.metric=rmse", "--set", "evaluation.threshold=1.0",
     ])
     assert code == 2
     assert "label 'country' must be numeric" in capsys.readouterr().err
