@@ -191,16 +191,23 @@ def run(
     config: PipelineConfig, until: str | None = None, out: TextIO = sys.stdout,
     verbose: bool = False,
 ) -> RunResult:
-    """Run the pipeline (through `until`). Bad input raises InputError before Beam starts."""
-    from tfx import v1 as tfx
-
-    from components.validation_gate import AnomaliesFound, anomaly_rows, load_anomalies
+    """Run the pipeline (through `until`). Bad input raises InputError before Beam starts
+    (and before TFX is even imported, so the answer comes in a second)."""
     from pipeline.config import STAGES
-    from pipeline.pipeline import create_pipeline
 
     until = until or STAGES[-1]
     start = time.monotonic()
     summary = check_inputs(config)
+    if STAGES.index(until) >= STAGES.index("evaluate"):
+        from pipeline.evaluation import eval_config
+
+        eval_config(config)  # a missing evaluation threshold is a config error, found now
+
+    from tfx import v1 as tfx
+
+    from components.validation_gate import AnomaliesFound, anomaly_rows, load_anomalies
+    from pipeline.pipeline import create_pipeline
+
     where = f"span {summary.span}" if summary.span is not None else config.data.location
     out.write(
         f"tandem: pipeline '{config.name}' on {where} ({len(summary.files)} file(s), "
