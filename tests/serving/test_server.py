@@ -3,7 +3,6 @@ a plain HTTP client, on 127.0.0.1."""
 
 import base64
 import json
-import os
 import shutil
 import threading
 import time
@@ -382,4 +381,3 @@ def test_server_refuses_contradictory_flags(model_base):
         ModelServer(ServerOptions(model_name="a", model_base_path="b", model_config_file="c"))
     with pytest.raises(ConfigFileError, match="give --model_config_file"):
         ModelServer(ServerOptions(model_name="a"))
-    os.environ.pop("UNUSED", None)
