@@ -11,7 +11,7 @@ CONFIG ?= pipeline/configs/listening.yaml
 PYTEST_ARGS ?=
 
 export TF_USE_LEGACY_KERAS := 1
-export TF_CPP_MIN_LOG_LEVEL := 2
+export TF_CPP_MIN_LOG_LEVEL := 3
 
 .PHONY: run test test-fast lint bench env clean
 
