@@ -19,7 +19,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from serving.errors import FailedPrecondition, InvalidArgument  # noqa: F401
+from serving.errors import InvalidArgument, ServingError
 
 DEFAULT_SIGNATURE = "serving_default"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
@@ -226,6 +226,6 @@ class Servable:
                 else:
                     raise LoadError(f"warmup record {count} has unsupported type {kind}")
                 count += 1
-        except (InvalidArgument, FailedPrecondition, tf.errors.OpError) as e:
+        except (ServingError, tf.errors.OpError) as e:
             raise LoadError(f"warmup request {count} failed: {e}") from None
         return count
