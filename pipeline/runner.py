@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from pipeline.config import PipelineConfig
+from pipeline.config import STAGES, PipelineConfig
 from pipeline.preflight import check_inputs
 from schemas import load_schema, schema_fingerprint
 
@@ -147,8 +147,10 @@ def evaluation_verdict(config: PipelineConfig, outputs: dict[str, Any]) -> str |
                 continue
             for kv in slice_metrics.metric_keys_and_values:
                 if kv.key.name == name and not kv.key.HasField("sub_key"):
-                    role = "baseline" if kv.key.is_diff is False and kv.key.model_name == "baseline" else (
-                        "change" if kv.key.is_diff else "candidate")
+                    if kv.key.is_diff:
+                        role = "change"
+                    else:
+                        role = "baseline" if kv.key.model_name == "baseline" else "candidate"
                     values[role] = kv.value.double_value.value
     parts = [f"{name} {values['candidate']:.4f}" if "candidate" in values else name]
     if "baseline" in values:
@@ -193,8 +195,6 @@ def run(
 ) -> RunResult:
     """Run the pipeline (through `until`). Bad input raises InputError before Beam starts
     (and before TFX is even imported, so the answer comes in a second)."""
-    from pipeline.config import STAGES
-
     until = until or STAGES[-1]
     start = time.monotonic()
     summary = check_inputs(config)

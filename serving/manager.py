@@ -205,6 +205,12 @@ class ModelManager:
             self._models.pop(name, None)
 
     # -- lookups ---------------------------------------------------------------------------
+    @staticmethod
+    def _label_version(entry: ModelEntry, label: str) -> int:
+        if label not in entry.labels:
+            raise NotFound(f"Unrecognized servable version label: {label}")
+        return entry.labels[label]
+
     def resolve(self, model_spec) -> Servable:
         """The servable a request's ModelSpec names (TF Serving's rules and status codes)."""
         name = model_spec.name
@@ -223,9 +229,7 @@ class ModelManager:
                 return record.servable
             if choice == "version_label":
                 label = model_spec.version_label
-                if label not in entry.labels:
-                    raise NotFound(f"Unrecognized servable version label: {label}")
-                version = entry.labels[label]
+                version = self._label_version(entry, label)
                 record = entry.versions.get(version)
                 if record is None or record.state != State.AVAILABLE:
                     raise FailedPrecondition(
@@ -253,10 +257,7 @@ class ModelManager:
                     )
                 return [record]
             if choice == "version_label":
-                label = model_spec.version_label
-                if label not in entry.labels:
-                    raise NotFound(f"Unrecognized servable version label: {label}")
-                return [entry.versions[entry.labels[label]]]
+                return [entry.versions[self._label_version(entry, model_spec.version_label)]]
             return [entry.versions[v] for v in sorted(entry.versions, reverse=True)]
 
     def models(self) -> dict[str, ModelEntry]:
