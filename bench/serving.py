@@ -3,10 +3,12 @@ call on the same examples (the floor), at batch 1 and batch 64.
 
 The server runs as its own process (`tandem serve models` on 127.0.0.1), the clients here:
 the generated PredictionServiceStub and a persistent HTTP/1.1 connection. Latency is measured
-on sequential requests; throughput with 4 concurrent clients for a fixed time. The examples are
+on sequential requests in several rounds that interleave the three paths, so a slow spell of
+a shared 2-core machine hits them alike; the table shows the median of the per-round p50s and
+the p99 of all samples. Throughput: 4 concurrent clients for a fixed time. The examples are
 the model's own warmup requests (raw serialized tf.Examples from its eval split).
 
-    python bench/serving.py [--model_base_path DIR] [--requests 400]
+    python bench/serving.py [--model_base_path DIR] [--requests 400] [--rounds 5]
 
 Without --model_base_path it trains one: 20k generated listening rows through the pipeline.
 """
@@ -113,7 +115,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model_base_path", help="serving dir of one model (version subdirs)")
     parser.add_argument("--model_name", default="listening")
-    parser.add_argument("--requests", type=int, default=400, help="sequential requests per case")
+    parser.add_argument("--requests", type=int, default=400,
+                        help="sequential requests per path and round (batch 64: a quarter)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved latency rounds")
     args = parser.parse_args()
     base = args.model_base_path or trained_model(tempfile.mkdtemp(prefix="tandem-bench-serving-"))
     version_dir = latest_version(base)
@@ -159,12 +163,17 @@ def main() -> None:
                         raise RuntimeError(data[:200])
                 return call
 
-            for name, make in (("in-process", in_process), ("gRPC", grpc_call),
-                               ("REST", rest_call)):
-                n = args.requests if batch == 1 else max(50, args.requests // 4)
-                p50, p99 = percentiles(timed(make(), n))
+            paths = (("in-process", in_process), ("gRPC", grpc_call), ("REST", rest_call))
+            n = args.requests if batch == 1 else max(50, args.requests // 4)
+            samples: dict[str, list[list[float]]] = {name: [] for name, _ in paths}
+            for _ in range(args.rounds):
+                for name, make in paths:
+                    samples[name].append(timed(make(), n))
+            for name, make in paths:
+                p50 = float(np.median([percentiles(r)[0] for r in samples[name]]))
+                p99 = percentiles([t for r in samples[name] for t in r])[1]
                 rate = throughput(make, batch)
-                rows.append((name, batch, p50, p99, rate))
+                rows.append((name, batch, p50, p99, rate, samples[name]))
                 print(f"  {name:<11} batch {batch:>2}: p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  "
                       f"{rate:9.0f} examples/s", flush=True)
     finally:
@@ -172,18 +181,22 @@ def main() -> None:
         server.wait(timeout=30)
 
     print(f"\nmodel {args.model_name} version {os.path.basename(version_dir)}; "
-          f"{len(examples)} distinct examples; latency: {args.requests} sequential requests, "
+          f"{len(examples)} distinct examples; latency: {args.rounds} interleaved rounds of "
+          f"{args.requests} sequential requests (batch 64: {max(50, args.requests // 4)}); "
           "throughput: 4 clients for 3 s")
     print(f"{'path':<11}{'batch':>6}{'p50 ms':>10}{'p99 ms':>10}{'examples/s':>13}"
           f"{'p50 / in-process':>19}")
-    floor = {b: p50 for name, b, p50, _, _ in rows if name == "in-process"}
-    for name, batch, p50, p99, rate in rows:
+    floor = {b: p50 for name, b, p50, *_ in rows if name == "in-process"}
+    for name, batch, p50, p99, rate, _ in rows:
         print(f"{name:<11}{batch:>6}{p50:>10.2f}{p99:>10.2f}{rate:>13.0f}{p50 / floor[batch]:>18.2f}x")
-    grpc_b1 = next(p50 for name, b, p50, _, _ in rows if name == "gRPC" and b == 1)
+    per_round = {name: [percentiles(r)[0] for r in runs]
+                 for name, b, *_, runs in rows if b == 1}
+    met = sum(g <= 2 * f + 1.0 for g, f in zip(per_round["gRPC"], per_round["in-process"], strict=True))
+    grpc_b1 = next(p50 for name, b, p50, *_ in rows if name == "gRPC" and b == 1)
     goal = 2 * floor[1] + 1.0
     print(f"\ngoal: gRPC batch-1 p50 <= 2 x in-process + 1 ms = {goal:.2f} ms; measured "
-          f"{grpc_b1:.2f} ms -> {'met' if grpc_b1 <= goal else 'NOT met'}")
-
+          f"{grpc_b1:.2f} ms -> {'met' if grpc_b1 <= goal else 'NOT met'} "
+          f"(met in {met} of {args.rounds} rounds taken alone)")
 
 if __name__ == "__main__":
     main()

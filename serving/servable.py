@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.example import example_pb2
 from tensorflow.core.framework import tensor_pb2, types_pb2
+from tensorflow.core.function.polymorphism.function_type import sanitize_arg_name
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
@@ -53,6 +53,75 @@ def _dtype_name(dtype: int) -> str:
     return types_pb2.DataType.Name(dtype)[3:].lower()
 
 
+class SignatureCall:
+    """Runs one signature of a loaded SavedModel.
+
+    TF Serving runs a signature as one session call. The public Python call on a loaded
+    signature spends as much time again in argument binding, gradient-tape checks and a walk
+    over every captured variable handle as the graph spends computing a batch-1 request.
+    A signature whose inputs are plain tensors and whose captures are fixed handles (every
+    SavedModel loaded outside a distribution strategy) is therefore called directly:
+    inputs in the function's parameter order plus the handles resolved once at load.
+    Anything else takes the public call. Both return the same structured outputs.
+    """
+
+    def __init__(self, fn):
+        self.fn = fn
+        self._direct = None
+        try:
+            params = list(fn.function_type.parameters.values())
+            captures = list(fn._captured_inputs)
+            inference = fn._inference_function
+        except AttributeError:  # a TensorFlow without these internals: public call only
+            return
+        if not all(isinstance(p.type_constraint, tf.TensorSpec) for p in params):
+            return
+        if any(callable(c) or not isinstance(c, tf.Tensor) for c in captures):
+            return
+        self._order = [p.name for p in params]
+        self._captures = list(fn.captured_inputs)
+        self._direct = inference.call_preflattened
+
+    @property
+    def direct(self) -> bool:
+        return self._direct is not None
+
+    def __call__(self, inputs: dict[str, tf.Tensor], direct: bool = True) -> dict[str, tf.Tensor]:
+        if not (direct and self._direct):
+            return self.fn(**inputs)
+        sanitized = {sanitize_arg_name(k): v for k, v in inputs.items()}
+        if sanitized.keys() != set(self._order):
+            return self.fn(**inputs)  # let the public call name the mismatch
+        return self._direct([sanitized[name] for name in self._order] + self._captures)
+
+
+# TF Serving answers Predict with values in the typed repeated fields (AsProtoField), not
+# tensor_content; so does tandem, for the dtypes a signature can output.
+_VALUE_FIELDS = {
+    np.dtype(np.float32): (types_pb2.DT_FLOAT, "float_val"),
+    np.dtype(np.float64): (types_pb2.DT_DOUBLE, "double_val"),
+    np.dtype(np.int32): (types_pb2.DT_INT32, "int_val"),
+    np.dtype(np.int16): (types_pb2.DT_INT16, "int_val"),
+    np.dtype(np.int8): (types_pb2.DT_INT8, "int_val"),
+    np.dtype(np.uint8): (types_pb2.DT_UINT8, "int_val"),
+    np.dtype(np.int64): (types_pb2.DT_INT64, "int64_val"),
+    np.dtype(np.bool_): (types_pb2.DT_BOOL, "bool_val"),
+    np.dtype(object): (types_pb2.DT_STRING, "string_val"),
+}
+
+
+def fill_tensor_proto(proto: tensor_pb2.TensorProto, array: np.ndarray) -> None:
+    """Write `array` into `proto` as TF Serving's Tensor::AsProtoField would."""
+    kind = _VALUE_FIELDS.get(array.dtype)
+    if kind is None:  # rarer dtypes (half, complex, uint16...): TensorFlow's own encoder
+        proto.CopyFrom(tf.make_tensor_proto(array))
+        return
+    proto.dtype = kind[0]
+    for size in array.shape:
+        proto.tensor_shape.dim.add(size=size)
+    getattr(proto, kind[1]).extend(array.ravel().tolist())
+
+
 class Servable:
     """A loaded, callable model version."""
 
@@ -64,21 +133,22 @@ class Servable:
         except Exception as e:  # noqa: BLE001 - TF raises many error types for bad models
             raise LoadError(f"cannot load SavedModel {path}: {str(e).splitlines()[0]}") from None
         self.signatures = dict(self._loaded.signatures)
+        self.calls = {name: SignatureCall(fn) for name, fn in self.signatures.items()}
 
     # -- helpers ---------------------------------------------------------------------------
-    def signature(self, name: str) -> tuple[Any, meta_graph_pb2.SignatureDef]:
+    def signature(self, name: str) -> tuple[SignatureCall, meta_graph_pb2.SignatureDef]:
         name = name or DEFAULT_SIGNATURE
-        if name not in self.signatures or name not in self.signature_defs:
+        if name not in self.calls or name not in self.signature_defs:
             raise InvalidArgument(
                 f"Serving signature name: \"{name}\" not found in signature def "
                 f"(model '{self.name}' version {self.version} has: "
                 f"{', '.join(sorted(self.signature_defs))})"
             )
-        return self.signatures[name], self.signature_defs[name]
+        return self.calls[name], self.signature_defs[name]
 
-    def _call(self, fn, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    def _call(self, fn: SignatureCall, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         try:
-            return fn(**inputs)
+            return fn(inputs)
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise InvalidArgument(f"model '{self.name}' rejected the input: {first}") from None
@@ -115,6 +185,11 @@ class Servable:
                     f"input '{key}' has rank {value.ndim} but signature '{sig_name}' expects "
                     f"rank {len(shape.dim)}"
                 )
+            if not tf.TensorShape(shape).is_compatible_with(value.shape):
+                raise InvalidArgument(
+                    f"input '{key}' has shape {list(value.shape)} but signature '{sig_name}' "
+                    f"expects {tf.TensorShape(shape)}"
+                )
             tensors[key] = tf.constant(value)
         return tensors
 
@@ -133,7 +208,7 @@ class Servable:
         response = predict_pb2.PredictResponse()
         self.fill_spec(response.model_spec, sig_name)
         for key in wanted:
-            response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key].numpy()))
+            fill_tensor_proto(response.outputs[key], outputs[key].numpy())
         return response
 
     def _serialized_examples(self, model_input: input_pb2.Input) -> list[bytes]:

@@ -218,6 +218,8 @@ def test_the_model_server_serves_what_the_pipeline_pushed(trained):
                                        model_name=config.model_name, model_base_path=config.push_dir))
     server.start()
     try:
+        servable = server.manager.resolve(model_pb2.ModelSpec(name=config.model_name))
+        assert all(call.direct for call in servable.calls.values())  # the fast path applies
         _, raw = _eval_examples(result, n=50)
         stub = prediction_service_pb2_grpc.PredictionServiceStub(
             grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}"))
