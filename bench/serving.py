@@ -8,6 +8,10 @@ a shared 2-core machine hits them alike; the table shows the median of the per-r
 the p99 of all samples. Throughput: 4 concurrent clients for a fixed time. The examples are
 the model's own warmup requests (raw serialized tf.Examples from its eval split).
 
+Last, server-side batching: batch-1 gRPC requests from 4 load processes x 8 clients
+(bench/grpc_load.py) against the server as is and with `--enable_batching` on the shipped
+deploy/batching.config.
+
     python bench/serving.py [--model_base_path DIR] [--requests 400] [--rounds 5]
 
 Without --model_base_path it trains one: 20k generated listening rows through the pipeline.
@@ -111,6 +115,67 @@ def throughput(make_call, batch: int, seconds: float = 3.0, clients: int = 4) ->
     return sum(counts) * batch / (time.perf_counter() - start)
 
 
+def serve(name: str, base: str, *flags: str) -> tuple[subprocess.Popen, int, int]:
+    port, rest_port = free_port(), free_port()
+    server = subprocess.Popen(
+        TANDEM + ["serve", "models", f"--port={port}", f"--rest_api_port={rest_port}",
+                  f"--model_name={name}", f"--model_base_path={base}", *flags],
+        stdout=subprocess.PIPE, text=True,
+    )
+    for line in server.stdout:
+        if line.startswith("gRPC on"):
+            return server, port, rest_port
+    sys.exit(f"the model server exited with status {server.wait()}")
+
+
+def stop(server: subprocess.Popen) -> None:
+    server.send_signal(signal.SIGTERM)
+    server.wait(timeout=30)
+
+
+def under_load(port: int, request: predict_pb2.PredictRequest, processes: int, threads: int,
+               seconds: float = 4.0) -> tuple[float, float, float, int]:
+    """(requests/s, p50 ms, p99 ms, errors) with processes x threads clients calling back to
+    back (bench/grpc_load.py)."""
+    with tempfile.NamedTemporaryFile(suffix=".bin", delete=False) as f:
+        f.write(request.SerializeToString())
+    start_at = time.time() + 5  # after every load process has imported grpc and warmed up
+    procs = [subprocess.Popen(
+        [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "grpc_load.py"),
+         f"--port={port}", "--method=/tensorflow.serving.PredictionService/Predict",
+         f"--payload={f.name}", f"--threads={threads}", f"--seconds={seconds}",
+         f"--start_at={start_at}"], stdout=subprocess.PIPE, text=True,
+    ) for _ in range(processes)]
+    results = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+    os.unlink(f.name)
+    latencies = [x for r in results for x in r["latencies"]]
+    errors = sum(r["errors"] for r in results)
+    return (len(latencies) / seconds, *percentiles(latencies), errors)
+
+
+def batching_section(args, base: str, example: bytes) -> None:
+    """Batch-1 requests from many concurrent clients: the server as is, and with
+    --enable_batching on the shipped deploy/batching.config (what stock TF Serving reads)."""
+    request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=args.model_name))
+    request.inputs["examples"].CopyFrom(tf.make_tensor_proto([example]))
+    params = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "deploy",
+                          "batching.config")
+    rows = []
+    for label, flags in (("unbatched", ()),
+                         ("batching", ("--enable_batching", f"--batching_parameters_file={params}"))):
+        server, port, _ = serve(args.model_name, base, *args.server_arg, *flags)
+        try:
+            rows.append((label, *under_load(port, request, args.load_processes, args.clients)))
+        finally:
+            stop(server)
+    print(f"\ngRPC batch 1, {args.load_processes} processes x {args.clients} concurrent clients "
+          "for 4 s (batching: deploy/batching.config)")
+    print(f"{'server':<11}{'requests/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    for label, rate, p50, p99, errors in rows:
+        print(f"{label:<11}{rate:>12.0f}{p50:>10.2f}{p99:>10.2f}{errors:>8}")
+    print(f"throughput batching / unbatched: {rows[1][1] / rows[0][1]:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model_base_path", help="serving dir of one model (version subdirs)")
@@ -118,6 +183,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400,
                         help="sequential requests per path and round (batch 64: a quarter)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved latency rounds")
+    parser.add_argument("--server_arg", action="append", default=[], metavar="FLAG",
+                        help="extra flag for `tandem serve models` (repeatable)")
+    parser.add_argument("--clients", type=int, default=8,
+                        help="client threads per load process in the batching comparison")
+    parser.add_argument("--load_processes", type=int, default=4,
+                        help="load processes in the batching comparison")
     args = parser.parse_args()
     base = args.model_base_path or trained_model(tempfile.mkdtemp(prefix="tandem-bench-serving-"))
     version_dir = latest_version(base)
@@ -125,16 +196,8 @@ def main() -> None:
     batches = {1: examples[:1], 64: (examples * 64)[:64]}
 
     local = tf.saved_model.load(version_dir).signatures["serving_default"]
-    port, rest_port = free_port(), free_port()
-    server = subprocess.Popen(
-        TANDEM + ["serve", "models", f"--port={port}", f"--rest_api_port={rest_port}",
-                  f"--model_name={args.model_name}", f"--model_base_path={base}"],
-        stdout=subprocess.PIPE, text=True,
-    )
+    server, port, rest_port = serve(args.model_name, base, *args.server_arg)
     try:
-        for line in server.stdout:
-            if line.startswith("gRPC on"):
-                break
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         rows = []
@@ -177,8 +240,7 @@ def main() -> None:
                 print(f"  {name:<11} batch {batch:>2}: p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  "
                       f"{rate:9.0f} examples/s", flush=True)
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
+        stop(server)
 
     print(f"\nmodel {args.model_name} version {os.path.basename(version_dir)}; "
           f"{len(examples)} distinct examples; latency: {args.rounds} interleaved rounds of "
@@ -197,6 +259,7 @@ def main() -> None:
     print(f"\ngoal: gRPC batch-1 p50 <= 2 x in-process + 1 ms = {goal:.2f} ms; measured "
           f"{grpc_b1:.2f} ms -> {'met' if grpc_b1 <= goal else 'NOT met'} "
           f"(met in {met} of {args.rounds} rounds taken alone)")
+    batching_section(args, base, examples[0])
 
 if __name__ == "__main__":
     main()

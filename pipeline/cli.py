@@ -165,6 +165,10 @@ def cmd_serve_models(args: argparse.Namespace) -> int:
         enable_model_warmup=args.enable_model_warmup,
         monitoring_config_file=args.monitoring_config_file,
         max_request_bytes=args.max_request_bytes,
+        enable_batching=args.enable_batching, grpc_max_threads=args.grpc_max_threads,
+        tensorflow_intra_op_parallelism=args.tensorflow_intra_op_parallelism,
+        tensorflow_inter_op_parallelism=args.tensorflow_inter_op_parallelism,
+        batching_parameters_file=args.batching_parameters_file,
     )
     try:
         server = ModelServer(options)
@@ -292,9 +296,21 @@ def build_parser() -> argparse.ArgumentParser:
                      help="re-read the config file this often (0: never)")
     srv.add_argument("--file_system_poll_wait_seconds", type=float, default=1,
                      help="look for new model versions this often (default 1)")
-    srv.add_argument("--enable_model_warmup", type=_bool_flag, default=True, metavar="BOOL",
+    srv.add_argument("--enable_model_warmup", type=_bool_flag, nargs="?", const=True, default=True,
+                     metavar="BOOL",
                      help="replay assets.extra/tf_serving_warmup_requests before serving")
     srv.add_argument("--monitoring_config_file", help="MonitoringConfig (prometheus_config)")
+    srv.add_argument("--enable_batching", type=_bool_flag, nargs="?", const=True, default=False,
+                     metavar="BOOL",
+                     help="merge concurrent requests into batches (default false)")
+    srv.add_argument("--batching_parameters_file",
+                     help="BatchingParameters text proto (deploy/batching.config)")
+    srv.add_argument("--grpc_max_threads", type=int, default=16,
+                     help="threads answering gRPC requests (default 16)")
+    srv.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
+                     help="threads inside one op (default 0: TensorFlow chooses)")
+    srv.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
+                     help="ops run in parallel (default 0: TensorFlow chooses)")
     srv.add_argument("--max_request_bytes", type=int, default=64 * 1024 * 1024,
                      help="larger requests get RESOURCE_EXHAUSTED (default 64 MiB)")
     srv.set_defaults(func=cmd_serve_models)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from serving.batching import BatchScheduler
 from serving.errors import FailedPrecondition, InvalidArgument, NotFound
 from serving.servable import LoadError, Servable
 
@@ -84,8 +85,9 @@ class ModelManager:
         self,
         warmup: bool = True,
         on_event: Callable[[str, int, str], None] | None = None,
+        batcher: BatchScheduler | None = None,
     ):
-        self.warmup = warmup
+        self.warmup, self.batcher = warmup, batcher
         self.on_event = on_event or (lambda model, version, event: None)
         self._models: dict[str, ModelEntry] = {}
         self._state = threading.RLock()  # guards _models; held only briefly
@@ -171,7 +173,7 @@ class ModelManager:
             entry.versions[version] = VersionRecord(version, State.LOADING)
         log.info("loading %s version %d from %s", name, version, path)
         try:
-            servable = Servable(name, version, path)
+            servable = Servable(name, version, path, batcher=self.batcher)
             warmed = servable.warm_up() if self.warmup else 0
         except LoadError as e:
             log.error("model %s version %d failed to load: %s", name, version, e)

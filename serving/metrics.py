@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 class ServerMetrics:
@@ -25,6 +26,10 @@ class ServerMetrics:
             "tandem_serving_model_events_total", "Version lifecycle events.",
             ["model", "version", "event"], registry=self.registry,
         )
+        self.batch_size = Histogram(
+            "tandem_serving_batch_size", "Examples per graph call when batching is on.",
+            ["model", "version"], buckets=BATCH_BUCKETS, registry=self.registry,
+        )
         self.available = Gauge(
             "tandem_serving_version_available", "1 while a version is loaded and serving.",
             ["model", "version"], registry=self.registry,
@@ -41,6 +46,10 @@ class ServerMetrics:
         self.requests.labels(model, version, api, status).inc()
         if status == "OK":
             self.latency.labels(model, version, api).observe(seconds)
+
+    def observe_batch(self, key: tuple, size: int) -> None:
+        model, version, _signature = key
+        self.batch_size.labels(model, str(version)).observe(size)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

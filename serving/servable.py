@@ -19,6 +19,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
+from serving.batching import BatchScheduler
 from serving.errors import InvalidArgument, ServingError
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -51,6 +52,22 @@ def read_signature_defs(path: str) -> dict[str, meta_graph_pb2.SignatureDef]:
 
 def _dtype_name(dtype: int) -> str:
     return types_pb2.DataType.Name(dtype)[3:].lower()
+
+
+def _bytes_array(values: list[bytes]) -> np.ndarray:
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
+
+
+def batchable(sig: meta_graph_pb2.SignatureDef) -> bool:
+    """Whether requests to a signature can be merged along dimension 0: every input and
+    output has a leading dimension of unknown size (the batch)."""
+    tensors = list(sig.inputs.values()) + list(sig.outputs.values())
+    return bool(sig.inputs) and all(
+        not t.tensor_shape.unknown_rank and t.tensor_shape.dim and t.tensor_shape.dim[0].size == -1
+        for t in tensors
+    )
 
 
 class SignatureCall:
@@ -125,8 +142,9 @@ def fill_tensor_proto(proto: tensor_pb2.TensorProto, array: np.ndarray) -> None:
 class Servable:
     """A loaded, callable model version."""
 
-    def __init__(self, name: str, version: int, path: str):
+    def __init__(self, name: str, version: int, path: str, batcher: BatchScheduler | None = None):
         self.name, self.version, self.path = name, version, path
+        self.batcher = batcher
         self.signature_defs = read_signature_defs(path)
         try:
             self._loaded = tf.saved_model.load(path, tags=["serve"])
@@ -134,6 +152,7 @@ class Servable:
             raise LoadError(f"cannot load SavedModel {path}: {str(e).splitlines()[0]}") from None
         self.signatures = dict(self._loaded.signatures)
         self.calls = {name: SignatureCall(fn) for name, fn in self.signatures.items()}
+        self.batchable = {name: batchable(sig) for name, sig in self.signature_defs.items()}
 
     # -- helpers ---------------------------------------------------------------------------
     def signature(self, name: str) -> tuple[SignatureCall, meta_graph_pb2.SignatureDef]:
@@ -146,15 +165,25 @@ class Servable:
             )
         return self.calls[name], self.signature_defs[name]
 
-    def _call(self, fn: SignatureCall, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    def _call(self, sig_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run a signature on numpy inputs, batched with concurrent requests when the server
+        batches and the signature allows it."""
+        fn = self.calls[sig_name]
+        if self.batcher is not None and self.batchable.get(sig_name):
+            return self.batcher.run((self.name, self.version, sig_name),
+                                    lambda arrays: self._run(fn, arrays), inputs)
+        return self._run(fn, inputs)
+
+    def _run(self, fn: SignatureCall, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
-            return fn(inputs)
+            outputs = fn({k: tf.constant(v) for k, v in inputs.items()})
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise InvalidArgument(f"model '{self.name}' rejected the input: {first}") from None
+        return {k: v.numpy() for k, v in outputs.items()}
 
     def _input_tensors(self, sig_name: str, sig: meta_graph_pb2.SignatureDef,
-                       given: dict[str, tensor_pb2.TensorProto]) -> dict[str, tf.Tensor]:
+                       given: dict[str, tensor_pb2.TensorProto]) -> dict[str, np.ndarray]:
         expected = set(sig.inputs)
         missing, extra = sorted(expected - set(given)), sorted(set(given) - expected)
         if missing or extra:
@@ -190,14 +219,14 @@ class Servable:
                     f"input '{key}' has shape {list(value.shape)} but signature '{sig_name}' "
                     f"expects {tf.TensorShape(shape)}"
                 )
-            tensors[key] = tf.constant(value)
+            tensors[key] = value
         return tensors
 
     # -- APIs ------------------------------------------------------------------------------
     def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
         sig_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-        fn, sig = self.signature(sig_name)
-        outputs = self._call(fn, self._input_tensors(sig_name, sig, dict(request.inputs)))
+        _, sig = self.signature(sig_name)
+        outputs = self._call(sig_name, self._input_tensors(sig_name, sig, dict(request.inputs)))
         wanted = list(request.output_filter) or list(outputs)
         unknown = [k for k in wanted if k not in outputs]
         if unknown:
@@ -208,7 +237,7 @@ class Servable:
         response = predict_pb2.PredictResponse()
         self.fill_spec(response.model_spec, sig_name)
         for key in wanted:
-            fill_tensor_proto(response.outputs[key], outputs[key].numpy())
+            fill_tensor_proto(response.outputs[key], outputs[key])
         return response
 
     def _serialized_examples(self, model_input: input_pb2.Input) -> list[bytes]:
@@ -234,22 +263,21 @@ class Servable:
         return out
 
     def _method_signature(self, sig_name: str, method: str, api: str):
-        fn, sig = self.signature(sig_name)
+        _, sig = self.signature(sig_name)
         if sig.method_name != method:
             raise InvalidArgument(
                 f"Expected {api} signature method_name to be {method}. Was: {sig.method_name}"
             )
         if len(sig.inputs) != 1:
             raise InvalidArgument(f"{api} signature '{sig_name}' must have exactly one input")
-        return fn, sig, next(iter(sig.inputs))
+        return next(iter(sig.inputs))
 
     def classify(self, request: classification_pb2.ClassificationRequest):
         sig_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-        fn, _, key = self._method_signature(sig_name, CLASSIFY_METHOD, "Classify")
+        key = self._method_signature(sig_name, CLASSIFY_METHOD, "Classify")
         examples = self._serialized_examples(request.input)
-        out = self._call(fn, {key: tf.constant(examples)})
-        scores = out["scores"].numpy() if "scores" in out else None
-        classes = out["classes"].numpy() if "classes" in out else None
+        out = self._call(sig_name, {key: _bytes_array(examples)})
+        scores, classes = out.get("scores"), out.get("classes")
         response = classification_pb2.ClassificationResponse()
         self.fill_spec(response.model_spec, sig_name)
         for i in range(len(examples)):
@@ -265,9 +293,9 @@ class Servable:
 
     def regress(self, request: regression_pb2.RegressionRequest):
         sig_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-        fn, _, key = self._method_signature(sig_name, REGRESS_METHOD, "Regress")
+        key = self._method_signature(sig_name, REGRESS_METHOD, "Regress")
         examples = self._serialized_examples(request.input)
-        values = np.reshape(self._call(fn, {key: tf.constant(examples)})["outputs"].numpy(), [-1])
+        values = np.reshape(self._call(sig_name, {key: _bytes_array(examples)})["outputs"], [-1])
         response = regression_pb2.RegressionResponse()
         self.fill_spec(response.model_spec, sig_name)
         for v in values:

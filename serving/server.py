@@ -11,6 +11,7 @@ from concurrent import futures
 import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
+from serving.batching import BatchingOptions, BatchScheduler, read_batching_parameters
 from serving.grpc_api import ModelService, PredictionService
 from serving.manager import ModelManager
 from serving.metrics import ServerMetrics
@@ -39,8 +40,36 @@ class ServerOptions:
     file_system_poll_wait_seconds: float = 1
     enable_model_warmup: bool = True
     monitoring_config_file: str | None = None
+    enable_batching: bool = False
+    batching_parameters_file: str | None = None  # without it: TF Serving's defaults
     max_request_bytes: int = 64 * 1024 * 1024
     grpc_max_threads: int = 16
+    # TensorFlow's thread pools, as TF Serving's flags of the same names; 0 lets TF choose.
+    tensorflow_intra_op_parallelism: int = 0
+    tensorflow_inter_op_parallelism: int = 0
+
+
+def configure_tensorflow_threads(intra: int, inter: int) -> None:
+    """Size TensorFlow's thread pools. They can only be sized before TensorFlow runs its first
+    op in this process; after that a differing request is logged and the pools stay."""
+    import tensorflow as tf
+
+    threading_config = tf.config.threading
+    for value, get, set_, flag in (
+        (intra, threading_config.get_intra_op_parallelism_threads,
+         threading_config.set_intra_op_parallelism_threads, "tensorflow_intra_op_parallelism"),
+        (inter, threading_config.get_inter_op_parallelism_threads,
+         threading_config.set_inter_op_parallelism_threads, "tensorflow_inter_op_parallelism"),
+    ):
+        if value < 0:
+            raise ConfigFileError(f"--{flag} must be >= 0, got {value}")
+        if not value or get() == value:
+            continue
+        try:
+            set_(value)
+        except RuntimeError:
+            log.warning("--%s=%d not applied: TensorFlow already runs in this process with %d",
+                        flag, value, get())
 
 
 class ModelServer:
@@ -49,8 +78,14 @@ class ModelServer:
             raise ConfigFileError("use --model_config_file or --model_name/--model_base_path, not both")
         if not options.model_config_file and not (options.model_name and options.model_base_path):
             raise ConfigFileError("give --model_config_file, or both --model_name and --model_base_path")
+        if options.batching_parameters_file and not options.enable_batching:
+            raise ConfigFileError("--batching_parameters_file needs --enable_batching")
         self.options = options
         self.metrics = ServerMetrics()
+        self.batching = (read_batching_parameters(options.batching_parameters_file)
+                         if options.batching_parameters_file
+                         else BatchingOptions() if options.enable_batching else None)
+        self.batcher: BatchScheduler | None = None
         self.manager = ModelManager(warmup=options.enable_model_warmup,
                                     on_event=self.metrics.record_event)
         self._metrics_path = monitoring_path(options.monitoring_config_file)
@@ -71,6 +106,11 @@ class ModelServer:
 
     def start(self) -> None:
         """Load the configured models (as TF Serving does before it listens), then serve."""
+        configure_tensorflow_threads(self.options.tensorflow_intra_op_parallelism,
+                                     self.options.tensorflow_inter_op_parallelism)
+        if self.batching is not None:
+            self.batcher = BatchScheduler(self.batching, on_batch=self.metrics.observe_batch)
+            self.manager.batcher = self.batcher
         self.manager.apply_config(self._initial_config())
         size = self.options.max_request_bytes
         self.grpc_server = grpc.server(
@@ -139,6 +179,8 @@ class ModelServer:
             self.rest.stop()
         if self.grpc_server:
             self.grpc_server.stop(grace).wait()
+        if self.batcher:
+            self.batcher.stop()
         for thread in self._threads:
             thread.join(timeout=5)
 

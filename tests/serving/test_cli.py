@@ -1,5 +1,6 @@
 """`tandem serve models` as a real process: TF Serving's flags, 127.0.0.1, clean shutdown."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -11,13 +12,16 @@ from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_service_p
 
 from .conftest import example, free_port
 
+BATCHING = os.path.join(os.path.dirname(__file__), "..", "..", "deploy", "batching.config")
+
 
 def test_serve_models_process_answers_and_stops_on_sigterm(model_base):
     port, rest = free_port(), free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "serve", "models", f"--port={port}",
          f"--rest_api_port={rest}", "--model_name=scorer", f"--model_base_path={model_base}",
-         "--enable_model_warmup=false"],
+         "--enable_model_warmup=false", "--enable_batching",
+         f"--batching_parameters_file={BATCHING}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -60,3 +64,14 @@ def test_bad_server_flags_get_one_line_and_status_2(tmp_path):
     )
     assert proc.returncode == 2
     assert f"cannot read model config file {missing}" in proc.stderr
+
+    bad = tmp_path / "batching.config"
+    bad.write_text("max_batch_size { value: 8 }\nmax_batch_sise { value: 4 }\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "serve", "models", "--model_name=x",
+         "--model_base_path=/nowhere", "--enable_batching", f"--batching_parameters_file={bad}"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert f"batching parameters file {bad}" in proc.stderr
+    assert 'no field named "max_batch_sise"' in proc.stderr

@@ -2,6 +2,7 @@
 
 import os
 
+from serving.batching import read_batching_parameters
 from serving.model_config import monitoring_path, read_config
 
 DEPLOY = os.path.join(os.path.dirname(__file__), "..", "..", "deploy")
@@ -19,6 +20,13 @@ def test_models_config_is_a_model_server_config():
 def test_monitoring_config_enables_the_prometheus_path():
     path = monitoring_path(os.path.join(DEPLOY, "monitoring.config"))
     assert path == "/monitoring/prometheus/metrics"
+
+
+def test_batching_config_is_batching_parameters():
+    options = read_batching_parameters(os.path.join(DEPLOY, "batching.config"))
+    assert options.max_batch_size == 64
+    assert options.batch_timeout_micros == 2000
+    assert options.num_batch_threads == 4
 
 
 def test_dockerfile_adds_only_configuration_to_the_stock_image():

@@ -381,3 +381,16 @@ def test_server_refuses_contradictory_flags(model_base):
         ModelServer(ServerOptions(model_name="a", model_base_path="b", model_config_file="c"))
     with pytest.raises(ConfigFileError, match="give --model_config_file"):
         ModelServer(ServerOptions(model_name="a"))
+
+
+def test_tensorflow_thread_flags_are_checked_and_never_crash_a_running_process(caplog):
+    from serving.model_config import ConfigFileError
+    from serving.server import configure_tensorflow_threads
+
+    with pytest.raises(ConfigFileError, match="tensorflow_intra_op_parallelism must be >= 0"):
+        configure_tensorflow_threads(-1, 0)
+    tf.constant(1.0) + 1.0  # TensorFlow is running: its pools can no longer be resized
+    wanted = tf.config.threading.get_inter_op_parallelism_threads() + 3
+    with caplog.at_level("WARNING", logger="tandem.serving"):
+        configure_tensorflow_threads(0, wanted)
+    assert f"--tensorflow_inter_op_parallelism={wanted} not applied" in caplog.text

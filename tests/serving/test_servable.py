@@ -1,0 +1,73 @@
+"""One loaded version in-process: the direct signature call, the response encoding and the
+input checks, without a server in between."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2, types_pb2
+from tensorflow_serving.apis import model_pb2, predict_pb2
+
+from serving.errors import InvalidArgument
+from serving.servable import Servable, fill_tensor_proto
+
+from .conftest import example
+
+
+@pytest.fixture(scope="module")
+def servable(tmp_path_factory):
+    from .conftest import make_model
+
+    base = tmp_path_factory.mktemp("servable")
+    return Servable("scorer", 1, make_model(str(base), 1, bias=0.25))
+
+
+def test_the_direct_call_returns_what_the_public_call_returns(servable):
+    assert all(call.direct for call in servable.calls.values())
+    examples = tf.constant([example(x, c) for x, c in [(-2.0, "a"), (0.0, "b"), (3.0, "a")]])
+    serve = servable.calls["serving_default"]
+    direct, public = serve({"examples": examples}), serve({"examples": examples}, direct=False)
+    assert direct.keys() == public.keys() == {"probabilities", "scores", "classes"}
+    for key in direct:
+        np.testing.assert_array_equal(direct[key].numpy(), public[key].numpy())
+    dense = tf.constant([[1.0, 2.0], [-4.0, 0.5]])
+    np.testing.assert_allclose(servable.calls["dense"]({"dense": dense})["sum"].numpy(),
+                               [3.25, -3.25])
+
+
+@pytest.mark.parametrize("array", [
+    np.array([[0.25, -1.5]], np.float32),
+    np.array([1e300, -2.0]),
+    np.array([[1, 2, 3]], np.int32),
+    np.array([2**40, -7], np.int64),
+    np.array([True, False]),
+    np.array([[b"0", b"1"], [b"", b"\xff"]], dtype=object),
+    np.array(3.5, np.float32),  # scalar
+    np.zeros((0, 2), np.float32),  # empty batch
+    np.array([1.5, 2.5], np.float16),  # no typed field in the table: TensorFlow's encoder
+])
+def test_responses_encode_every_output_dtype_losslessly(array):
+    proto = tensor_pb2.TensorProto()
+    fill_tensor_proto(proto, array)
+    back = tf.make_ndarray(proto)
+    assert back.shape == array.shape and back.dtype == array.dtype
+    np.testing.assert_array_equal(back, array)
+
+
+def test_predict_answers_in_typed_fields_as_tf_serving_does(servable):
+    request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="scorer"))
+    request.inputs["examples"].CopyFrom(tf.make_tensor_proto([example(1.0), example(2.0)]))
+    response = servable.predict(request)
+    probabilities = response.outputs["probabilities"]
+    assert probabilities.dtype == types_pb2.DT_FLOAT and not probabilities.tensor_content
+    assert list(probabilities.float_val) == pytest.approx(
+        [1 / (1 + np.exp(-1.75)), 1 / (1 + np.exp(-3.25))], rel=1e-6)
+    assert list(response.outputs["classes"].string_val) == [b"0", b"1", b"0", b"1"]
+
+
+def test_an_input_of_the_wrong_shape_is_named_before_the_graph_runs(servable):
+    request = predict_pb2.PredictRequest(
+        model_spec=model_pb2.ModelSpec(name="scorer", signature_name="dense"))
+    request.inputs["dense"].CopyFrom(tf.make_tensor_proto([[1.0, 2.0, 3.0]]))
+    with pytest.raises(InvalidArgument, match=r"input 'dense' has shape \[1, 3\] but signature "
+                                              r"'dense' expects \(None, 2\)"):
+        servable.predict(request)
