@@ -33,14 +33,16 @@ ERROR_CODES = {  # grpc.StatusCode -> tensorflow.error.Code number
 
 def run_request(
     manager: ModelManager, metrics: ServerMetrics, api: str, request: Any,
-    handler: Callable[[Any, Any], Any],
+    handler: Callable[[Any, Any], Any], model_spec: Any = None,
 ) -> Any:
-    """Resolve the servable, run `handler(servable, request)`, time it and count it.
+    """Resolve the servable `model_spec` (default: the request's) names, run
+    `handler(servable, request)`, time it and count it.
     Raises ServingError; anything unexpected becomes INTERNAL, never a dead server."""
     start = time.perf_counter()
-    model, version = request.model_spec.name or "", ""
+    spec = request.model_spec if model_spec is None else model_spec
+    model, version = spec.name or "", ""
     try:
-        servable = manager.resolve(request.model_spec)
+        servable = manager.resolve(spec)
         version = str(servable.version)
         response = handler(servable, request)
     except ServingError as e:
@@ -75,9 +77,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, manager: ModelManager, metrics: ServerMetrics):
         self.manager, self.metrics = manager, metrics
 
-    def _serve(self, api, request, context, handler):
+    def _serve(self, api, request, context, handler, model_spec=None):
         try:
-            return run_request(self.manager, self.metrics, api, request, handler)
+            return run_request(self.manager, self.metrics, api, request, handler, model_spec)
         except ServingError as e:
             context.abort(e.code, str(e))
 
@@ -89,6 +91,23 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def Regress(self, request, context):
         return self._serve("regress", request, context, lambda s, r: s.regress(r))
+
+    def MultiInference(self, request, context):
+        """All tasks run on one version: the one the first task's ModelSpec resolves to; the
+        others must name the same model and version (or label)."""
+        if not request.tasks:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Expected at least one task")
+        first = request.tasks[0].model_spec
+        for task in request.tasks[1:]:
+            spec = task.model_spec
+            if (spec.name, spec.WhichOneof("version_choice"), spec.version.value,
+                    spec.version_label) != (first.name, first.WhichOneof("version_choice"),
+                                            first.version.value, first.version_label):
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                              "All ModelSpecs in a MultiInferenceRequest must access the same "
+                              "model name and version.")
+        return self._serve("multi_inference", request, context,
+                           lambda s, r: s.multi_inference(r), model_spec=first)
 
     def GetModelMetadata(self, request, context):
         return self._serve("metadata", request, context, model_metadata)

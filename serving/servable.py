@@ -13,6 +13,7 @@ from tensorflow.core.function.polymorphism.function_type import sanitize_arg_nam
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
+    inference_pb2,
     input_pb2,
     predict_pb2,
     prediction_log_pb2,
@@ -272,34 +273,74 @@ class Servable:
             raise InvalidArgument(f"{api} signature '{sig_name}' must have exactly one input")
         return next(iter(sig.inputs))
 
-    def classify(self, request: classification_pb2.ClassificationRequest):
-        sig_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+    def _classify_into(self, sig_name: str, examples: list[bytes],
+                       result: classification_pb2.ClassificationResult) -> None:
         key = self._method_signature(sig_name, CLASSIFY_METHOD, "Classify")
-        examples = self._serialized_examples(request.input)
         out = self._call(sig_name, {key: _bytes_array(examples)})
         scores, classes = out.get("scores"), out.get("classes")
-        response = classification_pb2.ClassificationResponse()
-        self.fill_spec(response.model_spec, sig_name)
+        if scores is None and classes is None:
+            raise InvalidArgument(f"Classify signature '{sig_name}' has neither a 'classes' nor "
+                                  "a 'scores' output")
+        width = (scores if scores is not None else classes).shape[1]
         for i in range(len(examples)):
-            item = response.result.classifications.add()
-            width = (scores if scores is not None else classes).shape[1]
+            item = result.classifications.add()
             for j in range(width):
                 cls = item.classes.add()
                 if classes is not None:
-                    cls.label = classes[i][j].decode() if isinstance(classes[i][j], bytes) else str(classes[i][j])
+                    label = classes[i][j]
+                    cls.label = label.decode() if isinstance(label, bytes) else str(label)
                 if scores is not None:
                     cls.score = float(scores[i][j])
+
+    def _regress_into(self, sig_name: str, examples: list[bytes],
+                      result: regression_pb2.RegressionResult) -> None:
+        key = self._method_signature(sig_name, REGRESS_METHOD, "Regress")
+        out = self._call(sig_name, {key: _bytes_array(examples)})
+        if "outputs" not in out:
+            raise InvalidArgument(f"Regress signature '{sig_name}' has no 'outputs' output")
+        for v in np.reshape(out["outputs"], [-1]):
+            result.regressions.add(value=float(v))
+
+    def classify(self, request: classification_pb2.ClassificationRequest):
+        sig_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        response = classification_pb2.ClassificationResponse()
+        self._classify_into(sig_name, self._serialized_examples(request.input), response.result)
+        self.fill_spec(response.model_spec, sig_name)
         return response
 
     def regress(self, request: regression_pb2.RegressionRequest):
         sig_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-        key = self._method_signature(sig_name, REGRESS_METHOD, "Regress")
-        examples = self._serialized_examples(request.input)
-        values = np.reshape(self._call(sig_name, {key: _bytes_array(examples)})["outputs"], [-1])
         response = regression_pb2.RegressionResponse()
+        self._regress_into(sig_name, self._serialized_examples(request.input), response.result)
         self.fill_spec(response.model_spec, sig_name)
-        for v in values:
-            response.result.regressions.add(value=float(v))
+        return response
+
+    def multi_inference(self, request: inference_pb2.MultiInferenceRequest):
+        """Classify and/or regress the same examples with several signatures of this version
+        in one request, as TF Serving's MultiInference does."""
+        if not request.tasks:
+            raise InvalidArgument("Expected at least one task")
+        seen: set[str] = set()
+        for task in request.tasks:
+            if task.model_spec.name != self.name:
+                raise InvalidArgument("All ModelSpecs in a MultiInferenceRequest must access the "
+                                      "same model name.")
+            sig_name = task.model_spec.signature_name or DEFAULT_SIGNATURE
+            if sig_name in seen:
+                raise InvalidArgument(f"Duplicate evaluation of signature: {sig_name}")
+            seen.add(sig_name)
+            if task.method_name not in (CLASSIFY_METHOD, REGRESS_METHOD):
+                raise InvalidArgument(f"Unsupported signature method_name: {task.method_name}")
+        examples = self._serialized_examples(request.input)
+        response = inference_pb2.MultiInferenceResponse()
+        for task in request.tasks:
+            sig_name = task.model_spec.signature_name or DEFAULT_SIGNATURE
+            result = response.results.add()
+            self.fill_spec(result.model_spec, sig_name)
+            if task.method_name == CLASSIFY_METHOD:
+                self._classify_into(sig_name, examples, result.classification_result)
+            else:
+                self._regress_into(sig_name, examples, result.regression_result)
         return response
 
     def fill_spec(self, spec, signature_name: str | None = None) -> None:
@@ -326,6 +367,8 @@ class Servable:
                     self.classify(log.classify_log.request)
                 elif kind == "regress_log":
                     self.regress(log.regress_log.request)
+                elif kind == "multi_inference_log":
+                    self.multi_inference(log.multi_inference_log.request)
                 else:
                     raise LoadError(f"warmup record {count} has unsupported type {kind}")
                 count += 1

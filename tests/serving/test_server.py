@@ -17,6 +17,7 @@ from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
+    inference_pb2,
     model_management_pb2,
     model_pb2,
     model_service_pb2_grpc,
@@ -140,6 +141,46 @@ def test_classify_regress_and_metadata(clients):
     status, body = clients.http("/v1/models/scorer/metadata")
     assert status == 200
     assert "serving_default" in json.loads(body)["metadata"]["signature_def"]["signature_def"]
+
+
+def test_multi_inference_runs_several_signatures_on_the_same_examples(clients):
+    def request(*tasks, name="scorer"):
+        r = inference_pb2.MultiInferenceRequest()
+        for signature, method in tasks:
+            r.tasks.add(model_spec=model_pb2.ModelSpec(name=name, signature_name=signature),
+                        method_name=f"tensorflow/serving/{method}")
+        for x in (0.0, 2.0):
+            r.input.example_list.examples.add().ParseFromString(example(x))
+        return r
+
+    both = request(("classification", "classify"), ("regression", "regress"))
+    results = clients.predict_stub.MultiInference(both, timeout=30).results
+    assert [r.model_spec.signature_name for r in results] == ["classification", "regression"]
+    assert all(r.model_spec.version.value == 1 for r in results)
+    p = 1 / (1 + np.exp(-3.0))
+    assert results[0].classification_result.classifications[1].classes[1].score == \
+        pytest.approx(p, rel=1e-5)
+    assert [v.value for v in results[1].regression_result.regressions] == \
+        pytest.approx([0.5, p], rel=1e-5)
+
+    INVALID = grpc.StatusCode.INVALID_ARGUMENT
+    for bad, want in [
+        (inference_pb2.MultiInferenceRequest(), "at least one task"),
+        (request(("classification", "classify"), ("classification", "classify")),
+         "Duplicate evaluation of signature: classification"),
+        (request(("serving_default", "predict")), "Unsupported signature method_name"),
+        (request(("regression", "classify")), "method_name to be tensorflow/serving/classify"),
+    ]:
+        code, details = _code(lambda bad=bad: clients.predict_stub.MultiInference(bad, timeout=30))
+        assert code == INVALID and want in details, details
+    mixed = request(("classification", "classify"))
+    mixed.tasks.add(model_spec=model_pb2.ModelSpec(name="other", signature_name="regression"),
+                    method_name="tensorflow/serving/regress")
+    code, details = _code(lambda: clients.predict_stub.MultiInference(mixed, timeout=30))
+    assert code == INVALID and "same model name and version" in details
+    code, _ = _code(lambda: clients.predict_stub.MultiInference(
+        request(("classification", "classify"), name="nope"), timeout=30))
+    assert code == grpc.StatusCode.NOT_FOUND
 
 
 def test_every_bad_input_gets_its_status_code(clients):
