@@ -8,9 +8,10 @@ a shared 2-core machine hits them alike; the table shows the median of the per-r
 the p99 of all samples. Throughput: 4 concurrent clients for a fixed time. The examples are
 the model's own warmup requests (raw serialized tf.Examples from its eval split).
 
-Last, server-side batching: batch-1 gRPC requests from 4 load processes x 8 clients
-(bench/grpc_load.py) against the server as is and with `--enable_batching` on the shipped
-deploy/batching.config.
+Last, server-side batching on the shipped deploy/batching.config: batch-1 gRPC requests from
+4 load processes x 8 clients (bench/grpc_load.py) against the server as is and with
+`--enable_batching`, then the batch scheduler alone (16 threads calling the servable in this
+process, no gRPC).
 
     python bench/serving.py [--model_base_path DIR] [--requests 400] [--rounds 5]
 
@@ -32,6 +33,10 @@ import tempfile
 import threading
 import time
 
+# This file is named like tandem's `serving` package; drop its own directory from the path so
+# `import serving` finds the package.
+if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+    sys.path.pop(0)
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -176,6 +181,49 @@ def batching_section(args, base: str, example: bytes) -> None:
     print(f"throughput batching / unbatched: {rows[1][1] / rows[0][1]:.2f}x")
 
 
+def batcher_in_process(args, version_dir: str, example: bytes, threads: int = 16) -> None:
+    """The batch scheduler without gRPC in the way: `threads` callers of Servable.predict in
+    this process, unbatched and batched on deploy/batching.config."""
+    from serving.batching import BatchScheduler, read_batching_parameters
+    from serving.servable import Servable
+
+    request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=args.model_name))
+    request.inputs["examples"].CopyFrom(tf.make_tensor_proto([example]))
+    params = read_batching_parameters(os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "deploy", "batching.config"))
+    rows = []
+    for label in ("unbatched", "batching"):
+        sizes: list[int] = []
+        batcher = (BatchScheduler(params, on_batch=lambda key, size, sizes=sizes:
+                                  sizes.append(size))
+                   if label == "batching" else None)
+        servable = Servable(args.model_name, 1, version_dir, batcher=batcher)
+        samples: list[list[float]] = [[] for _ in range(threads)]
+        stop_at = time.monotonic() + 4
+
+        def worker(i: int, servable=servable, stop_at=stop_at, samples=samples) -> None:
+            while time.monotonic() < stop_at:
+                start = time.perf_counter()
+                servable.predict(request)
+                samples[i].append(time.perf_counter() - start)
+
+        workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+        if batcher:
+            batcher.stop()
+        flat = [x for s in samples for x in s]
+        rows.append((label, len(flat) / 4, *percentiles(flat),
+                     float(np.mean(sizes)) if sizes else 1.0))
+    print(f"\nin process, batch 1, {threads} concurrent callers for 4 s (no gRPC)")
+    print(f"{'server':<11}{'requests/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'examples/call':>15}")
+    for label, rate, p50, p99, mean in rows:
+        print(f"{label:<11}{rate:>12.0f}{p50:>10.2f}{p99:>10.2f}{mean:>15.1f}")
+    print(f"throughput batching / unbatched: {rows[1][1] / rows[0][1]:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model_base_path", help="serving dir of one model (version subdirs)")
@@ -260,6 +308,7 @@ def main() -> None:
           f"{grpc_b1:.2f} ms -> {'met' if grpc_b1 <= goal else 'NOT met'} "
           f"(met in {met} of {args.rounds} rounds taken alone)")
     batching_section(args, base, examples[0])
+    batcher_in_process(args, version_dir, examples[0])
 
 if __name__ == "__main__":
     main()

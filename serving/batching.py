@@ -224,7 +224,7 @@ class BatchScheduler:
                 queue = self._queues[key] = _Queue(run)
             for task in parts:
                 self._enqueue(queue, task, shape_key)
-            self._cond.notify_all()
+            self._cond.notify()  # one idle worker re-plans; the others sleep on
         for task in parts:
             task.done.wait()
             if task.error is not None:
@@ -279,6 +279,8 @@ class BatchScheduler:
                         return
                     picked = self._ready(time.monotonic())
                     if isinstance(picked, tuple):
+                        if any(q.batches for q in self._queues.values()):
+                            self._cond.notify()  # pass the watch on the rest to another worker
                         break
                     self._cond.wait(None if picked == float("inf") else picked)
             key, queue, batch = picked
