@@ -42,7 +42,7 @@ from google.protobuf import (
 )
 
 from serving.errors import InvalidArgument, ServingError, Unavailable
-from serving.model_config import ConfigFileError
+from serving.model_config import ConfigFileError, read_text
 
 log = logging.getLogger("tandem.serving")
 
@@ -108,6 +108,11 @@ class BatchingOptions:
     def split_size(self) -> int:
         return self.max_execution_batch_size or self.max_batch_size
 
+    @property
+    def batch_limit(self) -> int:
+        """The most examples one graph call takes."""
+        return self.split_size if self.enable_large_batch_splitting else self.max_batch_size
+
 
 def parse_batching_parameters(text: str, where: str = "batching parameters") -> BatchingOptions:
     params = BatchingParameters()
@@ -147,12 +152,7 @@ def parse_batching_parameters(text: str, where: str = "batching parameters") -> 
 
 
 def read_batching_parameters(path: str) -> BatchingOptions:
-    try:
-        with open(path) as f:
-            text = f.read()
-    except OSError as e:
-        raise BatchingConfigError(f"cannot read batching parameters file {path}: "
-                                  f"{e.strerror}") from None
+    text = read_text(path, "batching parameters file", BatchingConfigError)
     return parse_batching_parameters(text, where=f"batching parameters file {path}")
 
 
@@ -235,8 +235,7 @@ class BatchScheduler:
 
     def _enqueue(self, queue: _Queue, task: _Task, shape_key) -> None:
         now = time.monotonic()
-        limit = self.options.split_size if self.options.enable_large_batch_splitting \
-            else self.options.max_batch_size
+        limit = self.options.batch_limit
         open_batch = next((b for b in reversed(queue.batches)
                            if b.shape_key == shape_key and not b.closed), None)
         if open_batch is None or open_batch.size + task.size > limit:
@@ -255,8 +254,7 @@ class BatchScheduler:
         """The oldest batch that may run now (full, closed or due), or how long until the
         next one is due."""
         timeout = self.options.batch_timeout_micros / 1e6
-        limit = self.options.split_size if self.options.enable_large_batch_splitting \
-            else self.options.max_batch_size
+        limit = self.options.batch_limit
         wait, best = float("inf"), None
         for key, queue in self._queues.items():
             for batch in queue.batches:

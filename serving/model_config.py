@@ -18,6 +18,15 @@ class ConfigFileError(ValueError):
     """A config file that cannot be read or parsed; the message names the file."""
 
 
+def read_text(path: str, what: str, error: type[ConfigFileError] = ConfigFileError) -> str:
+    """A config file's text; `error` names the file (`what`) when it cannot be read."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError as e:
+        raise error(f"cannot read {what} {path}: {e.strerror}") from None
+
+
 def parse_config(text: str, source: str = "<config>") -> model_server_config_pb2.ModelServerConfig:
     config = model_server_config_pb2.ModelServerConfig()
     try:
@@ -28,16 +37,16 @@ def parse_config(text: str, source: str = "<config>") -> model_server_config_pb2
     return config
 
 
-def read_config(path: str) -> model_server_config_pb2.ModelServerConfig:
-    try:
-        with open(path) as f:
-            text = f.read()
-    except OSError as e:
-        raise ConfigFileError(f"cannot read model config file {path}: {e.strerror}") from None
+def config_from_file_text(text: str, path: str) -> model_server_config_pb2.ModelServerConfig:
+    """parse_config for a file's text: every problem is a ConfigFileError naming the file."""
     try:
         return parse_config(text, path)
     except InvalidArgument as e:
         raise ConfigFileError(f"{path}: {e}") from None
+
+
+def read_config(path: str) -> model_server_config_pb2.ModelServerConfig:
+    return config_from_file_text(read_text(path, "model config file"), path)
 
 
 def write_config(config: model_server_config_pb2.ModelServerConfig, path: str) -> None:
@@ -86,11 +95,7 @@ def monitoring_path(path: str | None) -> str | None:
     (`prometheus_config { enable: true path: "..." }`); None when disabled."""
     if path is None:
         return DEFAULT_MONITORING_PATH
-    try:
-        with open(path) as f:
-            text = f.read()
-    except OSError as e:
-        raise ConfigFileError(f"cannot read monitoring config file {path}: {e.strerror}") from None
+    text = read_text(path, "monitoring config file")
     block = re.search(r"prometheus_config\s*\{([^}]*)\}", text)
     if block is None:
         raise ConfigFileError(f"{path} has no prometheus_config block")

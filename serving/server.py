@@ -17,8 +17,9 @@ from serving.manager import ModelManager
 from serving.metrics import ServerMetrics
 from serving.model_config import (
     ConfigFileError,
+    config_from_file_text,
     monitoring_path,
-    read_config,
+    read_text,
     single_model_config,
 )
 from serving.rest_api import RestServer
@@ -97,11 +98,10 @@ class ModelServer:
         self.grpc_port = 0
 
     def _initial_config(self):
-        if self.options.model_config_file:
-            config = read_config(self.options.model_config_file)
-            with open(self.options.model_config_file) as f:
-                self._config_text = f.read()
-            return config
+        path = self.options.model_config_file
+        if path:
+            self._config_text = read_text(path, "model config file")
+            return config_from_file_text(self._config_text, path)
         return single_model_config(self.options.model_name, self.options.model_base_path)
 
     def start(self) -> None:
@@ -155,16 +155,15 @@ class ModelServer:
     def _reload_file(self) -> None:
         path = self.options.model_config_file
         try:
-            with open(path) as f:
-                text = f.read()
-        except OSError as e:
-            log.error("cannot read model config file %s: %s", path, e.strerror)
+            text = read_text(path, "model config file")
+        except ConfigFileError as e:
+            log.error("%s", e)
             return
         if text == self._config_text:
             return
         self._config_text = text
         try:
-            self.manager.apply_config(read_config(path))
+            self.manager.apply_config(config_from_file_text(text, path))
             log.info("applied model config file %s", path)
         except Exception as e:  # noqa: BLE001 - keep serving the last good config
             log.error("model config file %s not applied: %s", path, e)
