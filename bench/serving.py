@@ -101,15 +101,18 @@ def timed(call, n: int) -> list[float]:
     return out
 
 
-def throughput(make_call, batch: int, seconds: float = 3.0, clients: int = 4) -> float:
-    counts = [0] * clients
+def threaded_load(make_call, clients: int, seconds: float) -> tuple[list[float], float]:
+    """`clients` threads, each calling its own `make_call()` back to back for `seconds`:
+    (every call's latency in seconds, elapsed seconds)."""
+    samples: list[list[float]] = [[] for _ in range(clients)]
     stop = time.monotonic() + seconds
 
     def worker(i: int) -> None:
         call = make_call()
         while time.monotonic() < stop:
+            start = time.perf_counter()
             call()
-            counts[i] += 1
+            samples[i].append(time.perf_counter() - start)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
     start = time.perf_counter()
@@ -117,7 +120,12 @@ def throughput(make_call, batch: int, seconds: float = 3.0, clients: int = 4) ->
         t.start()
     for t in threads:
         t.join()
-    return sum(counts) * batch / (time.perf_counter() - start)
+    return [x for s in samples for x in s], time.perf_counter() - start
+
+
+def throughput(make_call, batch: int, seconds: float = 3.0, clients: int = 4) -> float:
+    latencies, elapsed = threaded_load(make_call, clients, seconds)
+    return len(latencies) * batch / elapsed
 
 
 def serve(name: str, base: str, *flags: str) -> tuple[subprocess.Popen, int, int]:
@@ -198,24 +206,11 @@ def batcher_in_process(args, version_dir: str, example: bytes, threads: int = 16
                                   sizes.append(size))
                    if label == "batching" else None)
         servable = Servable(args.model_name, 1, version_dir, batcher=batcher)
-        samples: list[list[float]] = [[] for _ in range(threads)]
-        stop_at = time.monotonic() + 4
-
-        def worker(i: int, servable=servable, stop_at=stop_at, samples=samples) -> None:
-            while time.monotonic() < stop_at:
-                start = time.perf_counter()
-                servable.predict(request)
-                samples[i].append(time.perf_counter() - start)
-
-        workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
-        for t in workers:
-            t.start()
-        for t in workers:
-            t.join()
+        flat, elapsed = threaded_load(
+            lambda servable=servable: lambda: servable.predict(request), threads, 4.0)
         if batcher:
             batcher.stop()
-        flat = [x for s in samples for x in s]
-        rows.append((label, len(flat) / 4, *percentiles(flat),
+        rows.append((label, len(flat) / elapsed, *percentiles(flat),
                      float(np.mean(sizes)) if sizes else 1.0))
     print(f"\nin process, batch 1, {threads} concurrent callers for 4 s (no gRPC)")
     print(f"{'server':<11}{'requests/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'examples/call':>15}")
