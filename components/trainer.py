@@ -17,8 +17,8 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from components import build_record
-from components.features import BUCKETIZE, CATEGORICAL, NUMERIC, model_features
-from components.transform import LABEL_VOCABULARY
+from components.features import BUCKETIZE, CATEGORICAL, NUMERIC, class_names, model_features
+from components.transform import LABEL_MEAN, LABEL_STD, LABEL_VOCABULARY
 
 WARMUP_RECORDS = 64
 WARMUP_FILE = "tf_serving_warmup_requests"
@@ -26,9 +26,13 @@ CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 
 
-def _dataset(files, data_accessor, transform_output, label, batch_size, seed, epochs=None):
+def _dataset(files, data_accessor, transform_output, plan, batch_size, seed, epochs=None,
+             classes: list[str] | None = None):
     """Raw examples through the Transform graph: the same graph the SavedModel serves with,
-    and the raw Examples artifact keeps its span for the build record."""
+    and the raw Examples artifact keeps its span for the build record.
+
+    Class labels become positions in `classes`; examples whose class is not among them (a
+    class seen only in the eval split) are left out rather than fed as an invalid id."""
     raw = data_accessor.tf_dataset_factory(
         files,
         tfxio.TensorFlowDatasetOptions(
@@ -37,14 +41,76 @@ def _dataset(files, data_accessor, transform_output, label, batch_size, seed, ep
         transform_output.raw_metadata.schema,
     )
     tft_layer = transform_output.transform_features_layer()
+    label = plan["label"]
+    table = None
+    if classes is not None and plan["label_dtype"] == "BYTES":
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(classes), tf.range(len(classes), dtype=tf.int64)
+            ),
+            default_value=-1,
+        )
 
     def apply_transform(features):
         transformed = tft_layer(features)
-        return transformed, transformed.pop(label)
+        transformed.pop(LABEL_MEAN, None)
+        transformed.pop(LABEL_STD, None)
+        y = transformed.pop(label)
+        if classes is None:
+            return transformed, y
+        y = table.lookup(y) if table is not None else tf.cast(y, tf.int64)
+        known = (y >= 0) & (y < len(classes))
+        return {k: tf.boolean_mask(v, known) for k, v in transformed.items()}, tf.boolean_mask(
+            y, known
+        )
 
     return raw.map(apply_transform, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
         tf.data.AUTOTUNE
     )
+
+
+def label_classes(plan: dict[str, Any], transform_output) -> list[str] | None:
+    """The served class order (components.features.class_names), or None for regression."""
+    if plan["problem_type"] == "regression":
+        return None
+    path = transform_output.vocabulary_file_by_name(LABEL_VOCABULARY)
+    with tf.io.gfile.GFile(path) as f:
+        values = [line.rstrip("\n") for line in f if line.rstrip("\n")]
+    return class_names(plan, values)
+
+
+def label_scale(files, data_accessor, transform_output, plan) -> tuple[float, float]:
+    """The regression label's mean and standard deviation as Transform recorded them."""
+    raw = data_accessor.tf_dataset_factory(
+        files, tfxio.TensorFlowDatasetOptions(batch_size=1, num_epochs=1, shuffle=False),
+        transform_output.raw_metadata.schema,
+    )
+    transformed = transform_output.transform_features_layer()(next(iter(raw)))
+    return float(transformed[LABEL_MEAN][0]), float(transformed[LABEL_STD][0])
+
+
+EPOCH_MESSAGE = "Trainer epoch %d/%d: %s"  # the runner turns these into progress lines
+
+
+class EpochLog(tf.keras.callbacks.Callback):
+    """One log record per epoch (instead of Keras' own printing to stdout)."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        shown = " ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items() if k.startswith("val_"))
+        logging.info(EPOCH_MESSAGE, epoch + 1, self.epochs, shown)
+
+
+# Early stopping watches the validation metric the Evaluator gates on.
+EARLY_STOPPING = {
+    "auc": ("val_auc", "max"),
+    "accuracy": ("val_accuracy", "max"),
+    "rmse": ("val_rmse", "min"),
+    "mae": ("val_mae", "min"),
+}
 
 
 def count_examples(files: list[str]) -> int:
@@ -57,15 +123,9 @@ def count_examples(files: list[str]) -> int:
     return total
 
 
-def _num_classes(plan: dict[str, Any], transform_output) -> int:
-    if plan["problem_type"] == "regression":
-        return 1
-    if plan["problem_type"] == "binary_classification" and plan["label_dtype"] == "INT":
-        return 2
-    return transform_output.vocabulary_size_by_name(LABEL_VOCABULARY)
-
-
-def build_model(plan: dict[str, Any], transform_output, hp: dict[str, Any]) -> tf.keras.Model:
+def build_model(
+    plan: dict[str, Any], transform_output, hp: dict[str, Any], classes: int
+) -> tf.keras.Model:
     """Wide (one-hot categoricals, linear) and deep (embeddings + numerics, MLP)."""
     inputs, wide, deep = {}, [], []
     for name, spec in model_features(plan).items():
@@ -88,7 +148,6 @@ def build_model(plan: dict[str, Any], transform_output, hp: dict[str, Any]) -> t
         deep.append(tf.keras.layers.Flatten()(embedded))
     if not inputs:
         raise ValueError("no model features: every feature is skipped")
-    classes = _num_classes(plan, transform_output)
     units = 1 if classes <= 2 else classes
     x = tf.keras.layers.Concatenate()(deep) if len(deep) > 1 else deep[0]
     for width in hp["hidden_units"]:
@@ -116,29 +175,26 @@ def build_model(plan: dict[str, Any], transform_output, hp: dict[str, Any]) -> t
     return model
 
 
-def _class_names(plan, transform_output, classes: int) -> list[str]:
-    if plan["problem_type"] == "binary_classification" and plan["label_dtype"] == "INT":
-        return ["0", "1"]
-    path = transform_output.vocabulary_file_by_name(LABEL_VOCABULARY)
-    with tf.io.gfile.GFile(path) as f:
-        return [line.rstrip("\n") for line in f][:classes]
-
-
-def _signatures(model, plan, transform_output, classes: int) -> dict[str, Any]:
+def _signatures(
+    model, plan, transform_output, classes: list[str] | None, scale: tuple[float, float]
+) -> dict[str, Any]:
     """serving_default (predict) on raw examples, transform_features, and the classify or
-    regress signature TF Serving's Classify/Regress APIs call."""
+    regress signature TF Serving's Classify/Regress APIs call. Regression outputs are in the
+    label's own units: the scaling Transform applied to the label is undone here."""
     model.tft_layer = transform_output.transform_features_layer()
     raw_spec = transform_output.raw_feature_spec()
     label = plan["label"]
     serving_spec = {k: v for k, v in raw_spec.items() if k != label}
     feature_names = list(model.input.keys()) if isinstance(model.input, dict) else []
     problem = plan["problem_type"]
-    names = tf.constant(_class_names(plan, transform_output, classes)) if problem != "regression" else None
+    names = tf.constant(classes) if classes is not None else None
+    mean, std = scale
 
     def predict(serialized):
         parsed = tf.io.parse_example(serialized, serving_spec)
         transformed = model.tft_layer(parsed)
-        return model({k: transformed[k] for k in feature_names})
+        out = model({k: transformed[k] for k in feature_names})
+        return out * std + mean if problem == "regression" else out
 
     def classification_outputs(scores):
         if len(scores.shape) == 1:  # binary: sigmoid probability of class 1
@@ -235,7 +291,7 @@ def write_warmup_requests(
 
 def write_build_record(
     fn_args: tfx.components.FnArgs, config: dict[str, Any], counts: dict[str, int],
-    metrics: dict[str, float],
+    metrics: dict[str, float], classes: list[str] | None = None,
 ) -> dict[str, Any]:
     from schemas import load_schema, schema_fingerprint
 
@@ -247,6 +303,7 @@ def write_build_record(
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "problem_type": plan["problem_type"],
         "label": plan["label"],
+        "classes": classes,
         "schema": {"fingerprint": schema_fingerprint(schema) if schema else "unknown"},
         "transform": {
             "fingerprint": build_record.directory_fingerprint(
@@ -282,29 +339,42 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     plan, hp = config["plan"], config["hyperparameters"]
     tf.keras.utils.set_random_seed(hp["seed"])
     transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
-    label = plan["label"]
     counts = {"train": count_examples(fn_args.train_files), "eval": count_examples(fn_args.eval_files)}
     steps_per_epoch = max(1, counts["train"] // hp["batch_size"])
     epochs = hp["epochs"]
     if hp["max_steps"]:
         steps_per_epoch = min(steps_per_epoch, hp["max_steps"])
         epochs = max(1, min(epochs, hp["max_steps"] // steps_per_epoch))
-    train = _dataset(fn_args.train_files, fn_args.data_accessor, transform_output, label,
-                     hp["batch_size"], hp["seed"])
-    evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, transform_output, label,
-                          hp["batch_size"], hp["seed"], epochs=1)
-    model = build_model(plan, transform_output, hp)
+    classes = label_classes(plan, transform_output)
+    scale = (0.0, 1.0)
+    if classes is None:
+        scale = label_scale(fn_args.train_files, fn_args.data_accessor, transform_output, plan)
+    train = _dataset(fn_args.train_files, fn_args.data_accessor, transform_output, plan,
+                     hp["batch_size"], hp["seed"], classes=classes)
+    evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, transform_output, plan,
+                          hp["batch_size"], hp["seed"], epochs=1, classes=classes)
+    model = build_model(plan, transform_output, hp, len(classes) if classes else 1)
+    if plan["problem_type"] == "multiclass_classification":
+        deciding = "accuracy"
+    else:
+        deciding = config.get("deciding_metric") or ("rmse" if classes is None else "auc")
+    monitor, mode = EARLY_STOPPING[deciding]
     callbacks = [tf.keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=hp["early_stopping_patience"], restore_best_weights=True
-    )]
-    logging.info("training %d epochs x %d steps on %d examples", epochs, steps_per_epoch,
-                 counts["train"])
+        monitor=monitor, mode=mode, patience=hp["early_stopping_patience"],
+        restore_best_weights=True,
+    ), EpochLog(epochs)]
+    logging.info("training %d epochs x %d steps on %d examples (early stopping on %s)", epochs,
+                 steps_per_epoch, counts["train"], monitor)
     model.fit(train, steps_per_epoch=steps_per_epoch, epochs=epochs, validation_data=evaluation,
-              callbacks=callbacks, verbose=2)
+              callbacks=callbacks, verbose=0)
     metrics = model.evaluate(evaluation, return_dict=True, verbose=0)
-    classes = _num_classes(plan, transform_output)
-    signatures = _signatures(model, plan, transform_output, classes)
+    if classes is None:  # report errors in the label's own units
+        std = scale[1]
+        metrics = {k: v * (std * std if k == "loss" else std if k in ("rmse", "mae") else 1.0)
+                   for k, v in metrics.items()}
+    signatures = _signatures(model, plan, transform_output, classes, scale)
     model.save(fn_args.serving_model_dir, save_format="tf", signatures=signatures)
     set_method_names(fn_args.serving_model_dir)
-    write_warmup_requests(fn_args.serving_model_dir, fn_args.eval_files, label, config["model_name"])
-    write_build_record(fn_args, config, counts, metrics)
+    write_warmup_requests(fn_args.serving_model_dir, fn_args.eval_files, plan["label"],
+                          config["model_name"])
+    write_build_record(fn_args, config, counts, metrics, classes)

@@ -2,8 +2,17 @@
 
 Numeric features: missing values imputed with the mean, then z-scored. String and categorical
 int features: a vocabulary named after the feature (frequency threshold, OOV buckets).
-Bucketized features: quantile buckets. The label is encoded for the problem type. TF Transform
-records the settings (means, vocabularies) and Trainer bakes the graph into the SavedModel.
+Bucketized features: quantile buckets. TF Transform records the settings (means, vocabularies)
+and Trainer bakes the graph into the SavedModel.
+
+The label:
+- regression: z-scored, so the model's defaults work whatever the label's scale; its mean and
+  standard deviation ride along as two extra outputs, which the Trainer reads once and uses
+  to undo the scaling in the serving signatures;
+- classification: its values are recorded as a vocabulary (the class list) and the label
+  passes through unchanged. TF Transform orders a vocabulary by frequency, and a class order
+  that depends on the data's frequencies makes `scores[:, k]` mean different classes in
+  different models; the Trainer orders the classes instead (`class_names`).
 """
 
 from __future__ import annotations
@@ -16,6 +25,10 @@ import tensorflow_transform as tft
 from components.features import BUCKETIZE, CATEGORICAL, NUMERIC, model_features
 
 LABEL_VOCABULARY = "label"
+# Regression label scaling, as outputs of the Transform graph (training only: they depend on
+# the label, so the serving graph drops them).
+LABEL_MEAN = "__label_mean__"
+LABEL_STD = "__label_std__"
 
 
 def _to_dense(x, default) -> tf.Tensor:
@@ -41,26 +54,36 @@ def _as_text(x):
     return tf.strings.as_string(x)
 
 
+def _cast(x, dtype):
+    if isinstance(x, tf.SparseTensor):
+        return tf.SparseTensor(x.indices, tf.cast(x.values, dtype), x.dense_shape)
+    return tf.cast(x, dtype)
+
+
 def _numeric(x) -> tf.Tensor:
-    x = tf.cast(x, tf.float32) if not isinstance(x, tf.SparseTensor) else tf.SparseTensor(
-        x.indices, tf.cast(x.values, tf.float32), x.dense_shape
-    )
+    x = _cast(x, tf.float32)
     mean = tft.mean(_values(x))
     return _to_dense(x, mean)
 
 
-def _encode_label(x, plan: dict[str, Any]) -> tf.Tensor:
-    problem = plan["problem_type"]
-    if problem == "regression":
-        return _to_dense(tf.cast(x, tf.float32) if not isinstance(x, tf.SparseTensor) else
-                         tf.SparseTensor(x.indices, tf.cast(x.values, tf.float32), x.dense_shape),
-                         tf.constant(0.0))
-    if problem == "binary_classification" and plan["label_dtype"] == "INT":
-        return _to_dense(x, tf.constant(0, tf.int64))
-    # String labels (and multi-class labels) become class ids through a vocabulary; the
-    # exported signatures name the classes from the same vocabulary file.
-    text = _to_dense(_as_text(x), tf.constant(""))
-    return tft.compute_and_apply_vocabulary(text, vocab_filename=LABEL_VOCABULARY)
+def _encode_label(x, plan: dict[str, Any]) -> dict[str, tf.Tensor]:
+    label = plan["label"]
+    if plan["problem_type"] == "regression":
+        y = _to_dense(_cast(x, tf.float32), tf.constant(0.0))
+        mean = tft.mean(y)
+        std = tf.sqrt(tft.var(y))
+        std = tf.where(std > 0, std, tf.ones_like(std))  # a constant label: shift only
+        return {
+            label: (y - mean) / std,
+            LABEL_MEAN: tf.zeros_like(y) + mean,
+            LABEL_STD: tf.zeros_like(y) + std,
+        }
+    if x.dtype == tf.string:
+        y = _to_dense(x, tf.constant(""))
+    else:  # whole-number class ids, possibly stored as floats (preflight checks they are whole)
+        y = _to_dense(_cast(x, tf.int64), tf.constant(0, tf.int64))
+    tft.vocabulary(_as_text(y), vocab_filename=LABEL_VOCABULARY)
+    return {label: y}
 
 
 def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any]) -> dict[str, Any]:
@@ -86,5 +109,5 @@ def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any]) -> d
             )
     label = plan["label"]
     if label in inputs:
-        outputs[label] = _encode_label(inputs[label], plan)
+        outputs.update(_encode_label(inputs[label], plan))
     return outputs

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
@@ -44,15 +47,21 @@ def _example_gen(config: PipelineConfig):
     )
 
 
-def executor_config(config: PipelineConfig, schema_file: str) -> dict:
-    """What Transform and Trainer need at run time, as plain JSON."""
-    options = {name: opts.as_options() for name, opts in config.features.items()}
-    plan = feature_plan(load_schema(schema_file), config.label, config.problem_type, options)
+def transform_config(plan: dict) -> dict:
+    """What Transform needs at run time: the feature plan and nothing else, so that a change
+    to the model or the evaluation never invalidates Transform's cache."""
+    return {"plan": plan}
+
+
+def trainer_config(config: PipelineConfig, plan: dict) -> dict:
+    """What the Trainer needs at run time, as plain JSON: what the model is trained from and
+    nothing else, so that changing a threshold re-evaluates the same model instead of
+    training a new one. `config_fingerprint` (in the build record) hashes exactly this."""
     model = config.model
-    return {
+    trainer = {
         "plan": plan,
         "model_name": config.model_name,
-        "config_fingerprint": config.fingerprint(),
+        "deciding_metric": config.deciding_metric,
         "hyperparameters": {
             "hidden_units": list(model.hidden_units),
             "embedding_dim": model.embedding_dim,
@@ -64,6 +73,9 @@ def executor_config(config: PipelineConfig, schema_file: str) -> dict:
             "seed": model.seed,
         },
     }
+    blob = json.dumps(trainer, sort_keys=True).encode()
+    trainer["config_fingerprint"] = hashlib.sha256(blob).hexdigest()[:16]
+    return trainer
 
 
 def create_pipeline(
@@ -82,7 +94,8 @@ def create_pipeline(
     if until not in STAGES:
         raise ValueError(f"unknown stage {until!r}; choose from {', '.join(STAGES)}")
     last = STAGES.index(until)
-    custom_config = executor_config(config, schema_file)
+    options = {name: opts.as_options() for name, opts in config.features.items()}
+    plan = feature_plan(load_schema(schema_file), config.label, config.problem_type, options)
 
     # Ingest: each new span of raw data becomes tf.Examples split into train/eval.
     example_gen = _example_gen(config)
@@ -104,7 +117,7 @@ def create_pipeline(
             examples=example_gen.outputs["examples"],
             schema=schema_gen.outputs["schema"],
             preprocessing_fn=PREPROCESSING_FN,
-            custom_config=custom_config,
+            custom_config=transform_config(plan),
             # StatisticsGen already described the raw data, and the Trainer applies the graph
             # itself, so skip the extra Beam passes.
             disable_statistics=True,
@@ -122,7 +135,7 @@ def create_pipeline(
             schema=schema_gen.outputs["schema"],
             train_args=tfx.proto.TrainArgs(splits=["train"]),
             eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-            custom_config=custom_config,
+            custom_config=trainer_config(config, plan),
             custom_executor_spec=executor_spec.ExecutorClassSpec(TrainerExecutor),
         )
         components.append(trainer)

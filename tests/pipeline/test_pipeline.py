@@ -30,6 +30,23 @@ def test_transform_waits_for_the_validation_gate(tmp_path):
     assert "ValidationGate" in {n.id for n in transform.upstream_nodes}
 
 
+def _custom_configs(*overrides):
+    config = load_config("listening", list(overrides))
+    nodes = {c.id: c for c in create_pipeline(config, config.schema).components}
+    return (nodes["Transform"].exec_properties["custom_config"],
+            nodes["Trainer"].exec_properties["custom_config"])
+
+
+def test_transform_and_trainer_see_only_what_they_are_built_from():
+    transform, trainer = _custom_configs()
+    # Transform's cache key: the feature plan alone, so a model change never re-runs it.
+    assert _custom_configs("model.epochs=3", "model.learning_rate=0.1")[0] == transform
+    assert _custom_configs("features.country.frequency_threshold=50")[0] != transform
+    # The Trainer's: a changed threshold re-evaluates the same model, it does not retrain.
+    assert _custom_configs("evaluation.threshold=0.9", "evaluation.max_regression=0.5")[1] == trainer
+    assert _custom_configs("model.epochs=3")[1] != trainer
+
+
 def test_classification_gate_is_on_the_overall_slice_only():
     config = load_config("listening")
     ec = eval_config(config)
