@@ -47,6 +47,32 @@ def anomaly_rows(anomalies: anomalies_pb2.Anomalies) -> list[tuple[str, str, str
     return rows
 
 
+# What to do about an anomaly whose TFDV name does not say it: one line per type.
+ADVICE = {
+    "INVALID_FEATURE_SHAPE": (
+        "some rows lack a value, but the schema fixes the feature's shape "
+        "(shape {{ dim {{ size: 1 }} }}). If missing values are expected, re-propose the schema "
+        "(tandem schema propose) or replace the shape with value_count {{ min: 0 max: 1 }}; "
+        "otherwise fix the data."
+    ),
+    "FEATURE_TYPE_LOW_FRACTION_PRESENT": (
+        "fewer rows have a value than the schema's presence.min_fraction allows: fix the data, "
+        "or lower min_fraction if the feature is optional."
+    ),
+}
+
+
+def advice(rows: list[tuple[str, ...]]) -> list[str]:
+    """One line per feature and anomaly type that has advice, for rows of
+    (..., feature, anomaly type, description)."""
+    lines, seen = [], set()
+    for *_, feature, kind, _ in rows:
+        if kind in ADVICE and (feature, kind) not in seen:
+            seen.add((feature, kind))
+            lines.append(f"{feature}: {ADVICE[kind].format()}")
+    return lines
+
+
 @tfx.dsl.components.component
 def ValidationGate(
     anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],

@@ -10,7 +10,9 @@ import time
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-EXIT_BAD_INPUT = 2
+from pipeline import exit_status  # noqa: E402
+
+EXIT_BAD_INPUT = exit_status.BAD_INPUT
 
 
 class CommandError(Exception):
@@ -60,31 +62,37 @@ def cmd_schema_propose(args: argparse.Namespace) -> int:
     from components.statistics import compute_statistics
     from pipeline.beam import beam_pipeline_args
     from pipeline.config import load_config
-    from pipeline.preflight import resolve_input_files
+    from pipeline.preflight import check_data
     from schemas import SchemaError, load_schema, write_schema
     from schemas.propose import diff_schemas, propose_schema
 
     config = load_config(args.config, args.set)
-    span, files, files_glob = resolve_input_files(config)
-    where = f"span {span} " if span is not None else ""
-    print(f"computing statistics over {where}{files_glob} ...", flush=True)
-    stats = compute_statistics(files_glob, config.data.format, beam_pipeline_args(config))
+    summary = check_data(config)  # a mistyped label is named now, not after the statistics
+    # Read the curated schema before writing: --out may be the curated file itself.
+    try:
+        curated = load_schema(config.schema)
+    except SchemaError:
+        curated = None
+    where = f"span {summary.span} " if summary.span is not None else ""
+    print(f"computing statistics over {where}{summary.glob} ...", flush=True)
+    stats = compute_statistics(summary.glob, config.data.format, beam_pipeline_args(config))
     try:
         schema = propose_schema(stats, config.label, config.problem_type, config.data.format)
     except ValueError as e:
         raise CommandError(str(e)) from None
     write_schema(schema, args.out)
     print(f"proposed schema written to {args.out}")
-    try:
-        curated = load_schema(config.schema)
-    except SchemaError:
-        print(f"no curated schema at {config.schema} yet; review {args.out} and copy it there")
+    replaced = os.path.abspath(args.out) == os.path.abspath(config.schema)
+    if curated is None:
+        if not replaced:
+            print(f"no curated schema at {config.schema} yet; review {args.out} and copy it there")
         return 0
+    previous = "the previous curated schema" if replaced else "the curated schema"
     diff = diff_schemas(curated, schema)
     if not diff:
-        print(f"no difference from the curated schema {config.schema}")
+        print(f"no difference from {previous} {config.schema}")
         return 0
-    print(f"\nchanges against the curated schema {config.schema} (- curated, + proposed):")
+    print(f"\nchanges against {previous} {config.schema} (- curated, + proposed):")
     print("\n".join(diff))
     return 0
 
@@ -94,7 +102,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.runner import run
 
     config = load_config(args.config, args.set)
-    result = run(config, until=args.until, verbose=args.verbose)
+    result = run(config, until=args.until, verbose=getattr(args, "verbose", False))
     return result.exit_code
 
 
@@ -163,6 +171,7 @@ def cmd_serve_models(args: argparse.Namespace) -> int:
         model_config_file_poll_wait_seconds=args.model_config_file_poll_wait_seconds,
         file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
         enable_model_warmup=args.enable_model_warmup,
+        fall_back_on_load_failure=args.fall_back_on_load_failure,
         monitoring_config_file=args.monitoring_config_file,
         max_request_bytes=args.max_request_bytes,
         enable_batching=args.enable_batching, grpc_max_threads=args.grpc_max_threads,
@@ -224,8 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     from pipeline.config import STAGES
 
     parser = argparse.ArgumentParser(
-        prog="tandem", description="tandem: a TFX-native production ML pipeline."
+        prog="tandem", description="tandem: a TFX-native production ML pipeline.",
+        epilog="exit status: 0 done; 1 a check failed (anomalies, not blessed); 2 bad input or "
+               "config; 3 an unexpected failure (--verbose shows the trace); 130 interrupted",
     )
+    parser.add_argument("--verbose", action="store_true",
+                        help="show library logs and, on failure, the full trace")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = sub.add_parser("data", help="datasets: generate synthetic listening sessions")
@@ -264,7 +277,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"last stage to run (default {STAGES[-1]})")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. output_dir=/tmp/out")
-    run.add_argument("--verbose", action="store_true", help="show TFX and Beam logs")
     run.set_defaults(func=cmd_run)
 
     comp = sub.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines")
@@ -299,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--enable_model_warmup", type=_bool_flag, nargs="?", const=True, default=True,
                      metavar="BOOL",
                      help="replay assets.extra/tf_serving_warmup_requests before serving")
+    srv.add_argument("--fall_back_on_load_failure", type=_bool_flag, nargs="?", const=True,
+                     default=True, metavar="BOOL",
+                     help="under latest{N}, serve the newest versions that load when a newer "
+                          "one fails (default true; false: TF Serving's rule)")
     srv.add_argument("--monitoring_config_file", help="MonitoringConfig (prometheus_config)")
     srv.add_argument("--enable_batching", type=_bool_flag, nargs="?", const=True, default=False,
                      metavar="BOOL",
@@ -339,7 +355,20 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("a")
     diff.add_argument("b")
     diff.set_defaults(func=cmd_model_diff)
+    _add_verbose_everywhere(parser)
     return parser
+
+
+def _add_verbose_everywhere(parser: argparse.ArgumentParser) -> None:
+    """`--verbose` is accepted after any subcommand too (`tandem run ... --verbose`)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                if not any("--verbose" in a.option_strings for a in child._actions):
+                    # SUPPRESS: an unset flag must not override `tandem --verbose run ...`.
+                    child.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                                       help="show library logs and, on failure, the full trace")
+                _add_verbose_everywhere(child)
 
 
 def _quiet_libraries(verbose: bool) -> None:
@@ -349,24 +378,42 @@ def _quiet_libraries(verbose: bool) -> None:
 
     if verbose:
         return
-    # Beam worker processes inherit this.
-    os.environ.setdefault(
-        "PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning,ignore::RuntimeWarning"
-    )
+    # Beam worker processes inherit this (added to whatever the user set, not replacing it):
+    # TFMA's metrics divide by zero on empty slices and numpy warns about it from the workers.
+    quiet = "ignore::FutureWarning,ignore::DeprecationWarning,ignore::RuntimeWarning"
+    current = os.environ.get("PYTHONWARNINGS", "")
+    if quiet not in current:
+        os.environ["PYTHONWARNINGS"] = f"{current},{quiet}" if current else quiet
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=RuntimeWarning)
     for name in ("tensorflow", "apache_beam", "absl"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    verbose = getattr(args, "verbose", False)
+    _quiet_libraries(verbose)
+    noise_filter = None
+    # Beam workers write the teardown noise; only the commands that run Beam need the filter.
+    if not verbose and getattr(args, "func", None) in (cmd_run, cmd_schema_propose):
+        from pipeline.quiet import StderrFilter
+
+        noise_filter = StderrFilter()
+    try:
+        return _call(args, verbose)
+    finally:
+        if noise_filter is not None:
+            noise_filter.close()
+
+
+def _call(args: argparse.Namespace, verbose: bool) -> int:
     from components.datasets.listening import GeneratorError
     from pipeline.config import ConfigError
     from pipeline.preflight import InputError
 
-    args = build_parser().parse_args(argv)
-    _quiet_libraries(getattr(args, "verbose", False))
     try:
         return args.func(args)
     except (CommandError, ConfigError, InputError, GeneratorError) as e:
@@ -374,7 +421,22 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("tandem: interrupted", file=sys.stderr)
-        return 130
+        return exit_status.INTERRUPTED
+    except Exception as e:  # noqa: BLE001 - the one place an unexpected failure is reported
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        print(f"tandem: unexpected error: {_one_line(e)}"
+              f"{'' if verbose else ' (run with --verbose for the full trace)'}", file=sys.stderr)
+        return exit_status.UNEXPECTED
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or "(no message)"
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{type(error).__name__}: {text}"
 
 
 if __name__ == "__main__":

@@ -44,6 +44,12 @@ def resolve_input_files(config: PipelineConfig) -> tuple[int | None, list[str], 
     full_glob = os.path.join(location, pattern.replace("{VERSION}", "*"))
     if "://" in location:
         return None, [], full_glob  # remote storage: ExampleGen reports problems itself
+    if os.path.isfile(location):
+        raise InputError(
+            f"data location {location} is a file; data.location wants the directory that holds "
+            f"the data, and data.pattern the files in it (here: data.location="
+            f"{os.path.dirname(location)} data.pattern={os.path.basename(location)})"
+        )
     if not os.path.isdir(location):
         raise InputError(f"data location {location} does not exist (data.location)")
     glob_pattern = pattern.replace("{SPAN}", "*").replace("{VERSION}", "*")
@@ -70,22 +76,44 @@ def resolve_input_files(config: PipelineConfig) -> tuple[int | None, list[str], 
 def _csv_labels(files: list[str], label: str) -> tuple[list[str], int]:
     values: list[str] = []
     for path in files:
-        opener = gzip.open if path.endswith(".gz") else open
-        with opener(path, "rt", newline="") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if header is None:
-                continue
-            if label not in header:
-                raise InputError(
-                    f"CSV file {path} has no label column '{label}' "
-                    f"(columns: {', '.join(header)})"
-                )
-            index = header.index(label)
-            for row in reader:
-                if row:
-                    values.append(row[index] if index < len(row) else "")
+        try:
+            _csv_file_labels(path, label, values)
+        except UnicodeDecodeError:
+            line, byte = _first_undecodable(path)
+            raise InputError(
+                f"CSV file {path} is not UTF-8 text: byte 0x{byte:02x} on line {line} cannot be "
+                "decoded; re-encode the file as UTF-8 (for example `iconv -f latin1 -t utf-8`)"
+            ) from None
     return values, len(values)
+
+
+def _first_undecodable(path: str) -> tuple[int, int]:
+    """(1-based line, byte value) of the first byte that is not UTF-8 in a file."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        for number, line in enumerate(f, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return number, line[e.start]
+    return 0, 0
+
+
+def _csv_file_labels(path: str, label: str, values: list[str]) -> None:
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            return
+        if label not in header:
+            raise InputError(
+                f"CSV file {path} has no label column '{label}' (columns: {', '.join(header)})"
+            )
+        index = header.index(label)
+        for row in reader:
+            if row:
+                values.append(row[index] if index < len(row) else "")
 
 
 def _tfrecord_labels(files: list[str], label: str) -> tuple[list, int]:
@@ -156,6 +184,13 @@ def check_label(values: list, label: str, problem_type: str) -> list[str]:
             f"label '{label}' has fractional values ({shown}); {problem_type} needs class "
             "ids or names (use problem_type: regression for a numeric target)"
         )
+    if problem_type == "multiclass_classification" and all(n is not None for n in numbers):
+        negative = min(numbers)
+        if negative < 0:
+            raise InputError(
+                f"label '{label}' has negative class id {negative:g}; integer classes must be "
+                "0, 1, 2, ... (scores[:, k] is class k), or use string class names"
+            )
     if problem_type == "binary_classification":
         if len(distinct) != 2:
             raise InputError(
@@ -169,16 +204,9 @@ def check_label(values: list, label: str, problem_type: str) -> list[str]:
     return distinct[:5]
 
 
-def check_inputs(config: PipelineConfig) -> InputSummary:
-    """Everything that can be checked cheaply before Beam starts. Raises InputError."""
-    if not os.path.isfile(config.schema):
-        raise InputError(f"schema file {config.schema} does not exist (schema)")
-    try:
-        schema = load_schema(config.schema)
-    except SchemaError as e:
-        raise InputError(str(e)) from None
-    if config.label not in {f.name for f in schema.feature}:
-        raise InputError(f"label '{config.label}' is not a feature of schema {config.schema}")
+def check_data(config: PipelineConfig) -> InputSummary:
+    """The input files and their label, without the schema (which `schema propose` is about
+    to write). Raises InputError."""
     span, files, files_glob = resolve_input_files(config)
     if not files:
         return InputSummary(span, [], files_glob, rows_checked=0, label_values=[])
@@ -194,3 +222,24 @@ def check_inputs(config: PipelineConfig) -> InputSummary:
         raise InputError(f"input is empty: no rows in {where} ({len(files)} file(s))")
     distinct = check_label(values, config.label, config.problem_type)
     return InputSummary(span, files, files_glob, rows_checked=rows, label_values=distinct)
+
+
+def check_inputs(config: PipelineConfig) -> InputSummary:
+    """Everything that can be checked cheaply before Beam starts. Raises InputError."""
+    if not os.path.isfile(config.schema):
+        raise InputError(f"schema file {config.schema} does not exist (schema)")
+    try:
+        schema = load_schema(config.schema)
+    except SchemaError as e:
+        raise InputError(str(e)) from None
+    if config.label not in {f.name for f in schema.feature}:
+        raise InputError(f"label '{config.label}' is not a feature of schema {config.schema}")
+    summary = check_data(config)
+    if "://" not in config.output_dir:
+        try:
+            os.makedirs(config.output_dir, exist_ok=True)
+        except OSError as e:
+            raise InputError(
+                f"output directory {config.output_dir} cannot be created: {e.strerror} (output_dir)"
+            ) from None
+    return summary

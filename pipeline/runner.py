@@ -10,11 +10,13 @@ import sys
 import time
 from typing import Any, TextIO
 
+from pipeline import exit_status
 from pipeline.config import STAGES, PipelineConfig
 from pipeline.preflight import check_inputs
 from schemas import load_schema, schema_fingerprint
 
-EXIT_OK, EXIT_ANOMALIES, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_CHECK_FAILED = exit_status.OK, exit_status.CHECK_FAILED
+EXIT_ANOMALIES = EXIT_NOT_BLESSED = EXIT_CHECK_FAILED
 
 
 @dataclasses.dataclass
@@ -24,6 +26,7 @@ class RunResult:
     anomalies: list[tuple[str, str, str, str]]  # (split, feature, type, description)
     elapsed: float
     verdict: str | None = None
+    blessed: bool | None = None  # None when the run did not reach the Evaluator
     pushed: str | None = None  # the pushed version's directory
 
 
@@ -48,6 +51,9 @@ class ProgressReporter(logging.Handler):
             elapsed = time.monotonic() - self.started.get(node, time.monotonic())
             note = " (cached)" if node in self.cached else ""
             self._line(f"[{node}] finished in {elapsed:.1f}s{note}")
+        elif msg == "Trainer epoch %d/%d: %s":
+            epoch, epochs, shown = record.args
+            self._line(f"[Trainer] epoch {epoch}/{epochs}: {shown}")
         elif msg.startswith("A cached execution") and self.current:
             self.cached.add(self.current)
         elif msg == "Execution %d failed." and self.current:
@@ -129,6 +135,20 @@ def _custom(artifact, key: str):
     return getattr(value, value.WhichOneof("value"))
 
 
+def pushed_destination(outputs: dict[str, Any]) -> str | None:
+    """The version directory the latest run pushed (or an earlier run, when cached)."""
+    if "pushed_model" in outputs and _custom(outputs["pushed_model"], "pushed") == 1:
+        return _custom(outputs["pushed_model"], "pushed_destination")
+    return None
+
+
+def is_blessed(outputs: dict[str, Any]) -> bool | None:
+    """The Evaluator's verdict on the latest run's candidate; None without an evaluation."""
+    if "blessing" not in outputs:
+        return None
+    return _custom(outputs["blessing"], "blessed") == 1
+
+
 def evaluation_verdict(config: PipelineConfig, outputs: dict[str, Any]) -> str | None:
     """'blessed'/'NOT blessed' with the deciding metric, candidate vs baseline."""
     if "blessing" not in outputs:
@@ -205,7 +225,7 @@ def run(
 
     from tfx import v1 as tfx
 
-    from components.validation_gate import AnomaliesFound, anomaly_rows, load_anomalies
+    from components.validation_gate import AnomaliesFound, advice, anomaly_rows, load_anomalies
     from pipeline.pipeline import create_pipeline
 
     where = f"span {summary.span}" if summary.span is not None else config.data.location
@@ -239,11 +259,16 @@ def run(
         out.write("\nData anomalies: the run stopped before anything downstream ran.\n")
         out.write(format_table(anomalies, ("split", "feature", "anomaly type", "description")))
         out.write("\n")
+        for line in advice(anomalies):
+            out.write(f"What to do: {line}\n")
     verdict = evaluation_verdict(config, outputs)
-    pushed = None
-    if "pushed_model" in outputs and _custom(outputs["pushed_model"], "pushed") == 1:
-        pushed = _custom(outputs["pushed_model"], "pushed_destination")
-    out.write(f"\n{'FAILED: anomalies found' if anomalies else 'OK'} in {elapsed:.1f}s. Outputs:\n")
+    blessed = is_blessed(outputs)
+    if exit_code == EXIT_OK and blessed is False:
+        exit_code = EXIT_NOT_BLESSED  # "nothing pushed" is a failed check, not a success
+    pushed = pushed_destination(outputs)
+    status = ("FAILED: anomalies found" if anomalies
+              else "FAILED: the candidate was not blessed" if blessed is False else "OK")
+    out.write(f"\n{status} in {elapsed:.1f}s. Outputs:\n")
     for key in ("examples", "statistics", "schema", "anomalies", "transform_graph", "model",
                 "evaluation"):
         if key in outputs:
@@ -262,4 +287,4 @@ def run(
         else:
             out.write("Nothing pushed: the candidate was not blessed.\n")
     return RunResult(exit_code=exit_code, outputs=outputs, anomalies=anomalies, elapsed=elapsed,
-                     verdict=verdict, pushed=pushed)
+                     verdict=verdict, blessed=blessed, pushed=pushed)

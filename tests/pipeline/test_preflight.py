@@ -36,6 +36,30 @@ def test_missing_location_and_no_matching_files(tmp_path):
         check_inputs(_config(tmp_path))
 
 
+def test_a_file_as_data_location_names_the_directory_and_pattern_to_use(tmp_path):
+    (tmp_path / "rows.csv").write_text("skipped,x\n0,1\n1,2\n")
+    with pytest.raises(InputError, match=r"is a file; .*data.location=.* data.pattern=rows.csv"):
+        check_inputs(_config(tmp_path / "rows.csv", "csv", "*.csv"))
+
+
+def test_a_csv_that_is_not_utf8_is_named_with_its_line(tmp_path):
+    (tmp_path / "a.csv").write_bytes("skipped,city\n0,Zürich\n".encode()
+                                     + "1,Málaga\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"not UTF-8 text: byte 0xe1 on line 3"):
+        check_inputs(_config(tmp_path, "csv", "*.csv"))
+    # UTF-8 with non-ASCII text is fine.
+    (tmp_path / "a.csv").write_bytes("skipped,city\n0,Zürich\n1,Málaga\n".encode())
+    assert check_inputs(_config(tmp_path, "csv", "*.csv")).rows_checked == 2
+
+
+def test_an_output_dir_that_cannot_be_made_is_named(clean_listening, tmp_path):
+    (tmp_path / "file").write_text("")
+    config = _config(clean_listening, output_dir=str(tmp_path / "file" / "out"))
+    with pytest.raises(InputError, match=r"output directory .*/file/out cannot be created: .*"
+                                         r"\(output_dir\)"):
+        check_inputs(config)
+
+
 def test_csv_without_label_column(tmp_path):
     (tmp_path / "a.csv").write_text("x,y\n1,2\n")
     with pytest.raises(InputError, match="no label column 'skipped'"):
@@ -68,6 +92,7 @@ def test_corrupt_tfrecord_is_named(tmp_path):
         (["0.5", "1"], "multiclass_classification", "fractional"),
         (["a", "b", "x1"], "regression", "must be numeric"),
         (["1", ""], "regression", "missing"),
+        (["0", "-1", "2"], "multiclass_classification", "negative class id -1"),
     ],
 )
 def test_labels_that_do_not_fit_the_problem_type(values, problem, message):
@@ -100,3 +125,25 @@ def test_cli_reports_bad_input_with_one_line_and_status_2(tmp_path, capsys, clea
     assert code == 2
     assert "label 'country' must be numeric" in capsys.readouterr().err
     assert cli.main(["data", "generate", "--rows", "5", "--out", str(tmp_path), "--drift", "x"]) == 2
+
+
+def test_an_unexpected_failure_exits_3_with_one_line_and_the_trace_behind_verbose(
+    monkeypatch, capsys
+):
+    import pipeline.runner
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk\nfell off")
+
+    monkeypatch.setattr(pipeline.runner, "run", broken)
+    assert cli.main(["run", "--config", "listening"]) == 3
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "tandem: unexpected error: RuntimeError: disk fell off "
+        "(run with --verbose for the full trace)"
+    ]
+    assert cli.main(["run", "--config", "listening", "--verbose"]) == 3
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and 'raise RuntimeError("disk' in err
+    assert err.splitlines()[-1] == "tandem: unexpected error: RuntimeError: disk fell off"
+

@@ -132,6 +132,9 @@ def test_curated_listening_schema_rejects_schema_breaking_profiles():
     impossible = _validate_profile("impossible_values")
     assert a.AnomalyInfo.INT_TYPE_SMALL_INT in impossible["age"]
     assert a.AnomalyInfo.FLOAT_TYPE_SMALL_FLOAT in impossible["duration_s"]
+    missing = _validate_profile("missing_features")
+    assert a.AnomalyInfo.FEATURE_TYPE_LOW_FRACTION_PRESENT in missing["device"]
+    assert a.AnomalyInfo.FEATURE_TYPE_LOW_FRACTION_PRESENT in missing["popularity"]
 
 
 def test_loader_errors_name_the_file(tmp_path):
@@ -148,3 +151,20 @@ def test_fingerprint_changes_with_content():
     before = schema_fingerprint(schema)
     schema.feature[0].presence.min_fraction = 0.5
     assert schema_fingerprint(schema) != before
+
+
+def test_missing_cells_against_a_fixed_shape_get_advice_on_what_to_do():
+    """TFDV calls it INVALID_FEATURE_SHAPE; the run adds one line a person can act on."""
+    from components.validation_gate import advice, anomaly_rows
+
+    full = pd.DataFrame({"fare": [1.0, 2.0, 3.0] * 100, "city": ["a", "b", "c"] * 100})
+    schema = tfdv.infer_schema(_stats(full))
+    fare = next(f for f in schema.feature if f.name == "fare")
+    fare.ClearField("presence")
+    fare.shape.dim.add(size=1)
+    holes = full.assign(fare=[1.0, None, 3.0] * 100)
+    rows = [("train", *row) for row in anomaly_rows(tfdv.validate_statistics(_stats(holes), schema))]
+    assert [(f, t) for _, f, t, _ in rows] == [("fare", "INVALID_FEATURE_SHAPE")]
+    (line,) = advice(rows)
+    assert line.startswith("fare: some rows lack a value, but the schema fixes the feature's shape")
+    assert "tandem schema propose" in line and "value_count { min: 0 max: 1 }" in line

@@ -1,0 +1,89 @@
+"""CLI output: keeps known, harmless library noise off the terminal of a non-verbose run.
+
+TensorFlow's `AtomicFunction.__del__` raises a TypeError when it runs during interpreter
+teardown (its refcount table is already None). Python prints that as an "Exception ignored
+in ... Traceback ..." block, which reads like a crash. It happens in Beam's worker processes as
+they exit, so no hook inside this process can catch it: stderr itself (file descriptor 2, which
+the workers inherit) is passed through a filter that drops exactly those blocks. Everything
+else reaches the terminal unchanged; `--verbose` turns the filter off.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+NOISE_START = b"Exception ignored in: <function AtomicFunction.__del__"
+NOISE_END = b"TypeError: 'NoneType' object is not subscriptable"
+MAX_BLOCK_LINES = 8  # a block longer than this is not the known one: pass it through
+
+
+class NoiseDropper:
+    """Line by line: holds a line that opens a known noise block until the block either ends
+    as the known one (dropped) or turns out to be something else (passed through)."""
+
+    def __init__(self) -> None:
+        self._block: list[bytes] | None = None
+
+    def feed(self, line: bytes) -> list[bytes]:
+        if self._block is None:
+            if line.startswith(NOISE_START):
+                self._block = [line]
+                return []
+            return [line]
+        self._block.append(line)
+        if line.rstrip(b"\n") == NOISE_END:
+            self._block = None
+            return []
+        if len(self._block) > MAX_BLOCK_LINES:
+            return self.flush()
+        return []
+
+    def flush(self) -> list[bytes]:
+        block, self._block = self._block or [], None
+        return block
+
+
+def drop_teardown_noise(lines: list[bytes]) -> list[bytes]:
+    """The lines without the known AtomicFunction teardown blocks."""
+    dropper = NoiseDropper()
+    kept = [out for line in lines for out in dropper.feed(line)]
+    return kept + dropper.flush()
+
+
+class StderrFilter:
+    """Routes file descriptor 2 through `drop_teardown_noise` until `close()`."""
+
+    def __init__(self) -> None:
+        sys.stderr.flush()
+        self._terminal = os.dup(2)
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, 2)
+        os.close(write_end)
+        self._read = read_end
+        self._thread = threading.Thread(target=self._pump, daemon=True, name="stderr-filter")
+        self._thread.start()
+
+    def _pump(self) -> None:
+        dropper = NoiseDropper()
+        with os.fdopen(self._read, "rb", buffering=0) as pipe:
+            partial = b""
+            while True:
+                chunk = pipe.read(65536)
+                if not chunk:
+                    break
+                *complete, partial = (partial + chunk).split(b"\n")
+                out = [kept for line in complete for kept in dropper.feed(line + b"\n")]
+                self._write(b"".join(out))
+            self._write(b"".join(dropper.flush()) + partial)
+
+    def _write(self, data: bytes) -> None:
+        while data:
+            data = data[os.write(self._terminal, data):]
+
+    def close(self) -> None:
+        """Restore fd 2; whatever children still write afterwards goes straight through."""
+        sys.stderr.flush()
+        os.dup2(self._terminal, 2)  # drops this process's write end of the pipe
+        self._thread.join(timeout=2)
