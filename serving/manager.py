@@ -68,14 +68,18 @@ def dir_fingerprint(path: str) -> tuple:
 
 
 def aspired_versions(policy: model_server_config_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy,
-                     on_disk: list[int]) -> set[int]:
+                     on_disk: list[int], failed: set[int] | None = None) -> set[int]:
+    """The versions the policy wants loaded. Under latest{N}, versions in `failed` (they failed
+    to load and nothing changed on disk since) are passed over for the next older ones; TF
+    Serving would aspire to them regardless and, after a restart, serve nothing."""
     kind = policy.WhichOneof("policy_choice")
     if kind == "all":
         return set(on_disk)
     if kind == "specific":
         return set(policy.specific.versions)
     count = policy.latest.num_versions if kind == "latest" and policy.latest.num_versions else 1
-    return set(sorted(on_disk)[-count:])
+    usable = [v for v in sorted(on_disk) if v not in (failed or set())]
+    return set(usable[-count:])
 
 
 class ModelManager:
@@ -86,8 +90,11 @@ class ModelManager:
         warmup: bool = True,
         on_event: Callable[[str, int, str], None] | None = None,
         batcher: BatchScheduler | None = None,
+        fall_back: bool = True,
     ):
-        self.warmup, self.batcher = warmup, batcher
+        """`fall_back`: under latest{N}, serve the newest versions that load (see
+        `aspired_versions`); False keeps TF Serving's rule."""
+        self.warmup, self.batcher, self.fall_back = warmup, batcher, fall_back
         self.on_event = on_event or (lambda model, version, event: None)
         self._models: dict[str, ModelEntry] = {}
         self._state = threading.RLock()  # guards _models; held only briefly
@@ -138,9 +145,35 @@ class ModelManager:
         for name, entry in entries.items():
             self._reconcile_model(name, entry)
 
+    def _failed(self, entry: ModelEntry, on_disk: dict[int, str]) -> set[int]:
+        """Versions that failed to load and whose directories have not changed since."""
+        with self._state:
+            return {v for v, r in entry.versions.items()
+                    if r.error and v in on_disk and r.fingerprint == dir_fingerprint(on_disk[v])}
+
     def _reconcile_model(self, name: str, entry: ModelEntry) -> None:
         on_disk = version_dirs(entry.config.base_path)
-        aspired = aspired_versions(entry.config.model_version_policy, list(on_disk))
+        policy = entry.config.model_version_policy
+        for _ in range(len(on_disk) + 1):  # each repeat passes over one more failed version
+            failed = self._failed(entry, on_disk) if self.fall_back else set()
+            aspired = aspired_versions(policy, list(on_disk), failed)
+            if not self._load_aspired(name, entry, aspired, on_disk) or not self.fall_back:
+                break
+            # A version failed to load in this pass: aspire again without it.
+        # Availability-preserving: unload what is no longer aspired only once an aspired
+        # version serves; labelled versions stay until their labels move.
+        with self._state:
+            serving_aspired = [v for v in entry.available() if v in aspired]
+            labelled = set(entry.labels.values())
+            stale = [v for v in entry.available() if v not in aspired and v not in labelled]
+        if serving_aspired or not aspired:
+            for version in stale:
+                self._unload(name, entry, version)
+
+    def _load_aspired(self, name: str, entry: ModelEntry, aspired: set[int],
+                      on_disk: dict[int, str]) -> bool:
+        """Load the aspired versions that are not loaded; True when one of them failed."""
+        failed_now = False
         for version in sorted(aspired, reverse=True):
             record = entry.versions.get(version)
             path = on_disk.get(version)
@@ -157,18 +190,11 @@ class ModelManager:
             fingerprint = dir_fingerprint(path)
             if record is not None and record.error and record.fingerprint == fingerprint:
                 continue  # failed before and nothing changed on disk since
-            self._load(name, entry, version, path, fingerprint)
-        # Availability-preserving: unload what is no longer aspired only once an aspired
-        # version serves; labelled versions stay until their labels move.
-        with self._state:
-            serving_aspired = [v for v in entry.available() if v in aspired]
-            labelled = set(entry.labels.values())
-            stale = [v for v in entry.available() if v not in aspired and v not in labelled]
-        if serving_aspired or not aspired:
-            for version in stale:
-                self._unload(name, entry, version)
+            if not self._load(name, entry, version, path, fingerprint):
+                failed_now = True
+        return failed_now
 
-    def _load(self, name: str, entry: ModelEntry, version: int, path: str, fingerprint) -> None:
+    def _load(self, name: str, entry: ModelEntry, version: int, path: str, fingerprint) -> bool:
         with self._state:
             entry.versions[version] = VersionRecord(version, State.LOADING)
         log.info("loading %s version %d from %s", name, version, path)
@@ -181,11 +207,12 @@ class ModelManager:
                 entry.versions[version] = VersionRecord(version, State.END, str(e),
                                                         fingerprint=fingerprint)
             self.on_event(name, version, "load_failed")
-            return
+            return False
         with self._state:
             entry.versions[version] = VersionRecord(version, State.AVAILABLE, servable=servable)
         log.info("model %s version %d is available (%d warmup requests)", name, version, warmed)
         self.on_event(name, version, "loaded")
+        return True
 
     def _unload(self, name: str, entry: ModelEntry, version: int) -> None:
         with self._state:

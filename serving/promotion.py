@@ -7,10 +7,18 @@ two-step rule, through HandleReloadConfigRequest, persisting the config file ato
 
 Each move is appended to `<config file>.history.json`, which is how `rollback` knows the
 previous good version.
+
+Consistency: a promotion holds an exclusive lock on `<config file>.lock` from reading the file
+to writing it, so concurrent promotions run one after the other instead of overwriting each
+other's labels. The file is written only after the server took every step, so a server that
+dies midway restarts from the file in the state before the promotion (it applies the file on
+start), and the failed promotion says so and changes nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import time
@@ -28,10 +36,36 @@ from serving.manager import State, version_dirs
 from serving.model_config import find_model, read_config, write_config
 
 LABELS = ("canary", "stable")
+LOCK_TIMEOUT_SECONDS = 300.0
 
 
 class PromotionError(RuntimeError):
     """A promotion or rollback that could not be carried out; the message says why."""
+
+
+@contextlib.contextmanager
+def config_lock(config_file: str, timeout: float = LOCK_TIMEOUT_SECONDS):
+    """Exclusive lock on a server config file for one read-modify-write, across processes."""
+    path = config_file + ".lock"
+    try:
+        handle = open(path, "a")
+    except OSError as e:
+        raise PromotionError(f"cannot create lock file {path}: {e.strerror}") from None
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise PromotionError(
+                        f"another promotion or rollback holds {path} (waited {timeout:.0f}s)"
+                    ) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        handle.close()  # closing releases the lock
 
 
 def _history_path(config_file: str) -> str:
@@ -94,6 +128,12 @@ def _set_versions(model: model_server_config_pb2.ModelConfig, versions: set[int]
 def promote(config_file: str, server: str, model_name: str, version: int, label: str,
             reason: str = "promote") -> list[str]:
     """Point `label` at `version` of `model_name` safely; returns what was done, step by step."""
+    with config_lock(config_file):
+        return _promote_locked(config_file, server, model_name, version, label, reason)
+
+
+def _promote_locked(config_file: str, server: str, model_name: str, version: int, label: str,
+                    reason: str) -> list[str]:
     if label not in LABELS:
         raise PromotionError(f"label must be one of {', '.join(LABELS)}; got '{label}'")
     config = read_config(config_file)
@@ -150,6 +190,11 @@ def previous_stable(config_file: str, model_name: str, current: int | None) -> i
 
 def rollback(config_file: str, server: str, model_name: str, to: int | None = None) -> list[str]:
     """Point `stable` back at the previous good version (or `to`)."""
+    with config_lock(config_file):
+        return _rollback_locked(config_file, server, model_name, to)
+
+
+def _rollback_locked(config_file: str, server: str, model_name: str, to: int | None) -> list[str]:
     config = read_config(config_file)
     model = find_model(config, model_name)
     if model is None:
@@ -166,4 +211,4 @@ def rollback(config_file: str, server: str, model_name: str, to: int | None = No
             to = older[-1]
     if to == current:
         raise PromotionError(f"stable already points at version {to}")
-    return promote(config_file, server, model_name, to, "stable", reason="rollback")
+    return _promote_locked(config_file, server, model_name, to, "stable", reason="rollback")

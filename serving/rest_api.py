@@ -151,39 +151,64 @@ def predict_json(response: predict_pb2.PredictResponse, row_format: bool) -> dic
     return {"predictions": rows}
 
 
-def _feature(value: Any, where: str) -> feature_pb2.Feature:
+def _feature(value: Any, where: str, dtype: tf.DType | None = None) -> feature_pb2.Feature:
+    """A JSON feature value as a tf.train.Feature. When the model parses the feature
+    (`dtype`, from its ParseExample op), the value is encoded as that type: JSON has one kind
+    of number, so `17` for a float feature is 17.0, not an int64 the model would refuse."""
     values = value if isinstance(value, list) else [value]
     feature = feature_pb2.Feature()
-    if all(isinstance(v, bool) or isinstance(v, int) for v in values):
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    if dtype is not None and dtype.is_floating:
+        if not numbers:
+            raise InvalidArgument(f"{where} takes numbers (the model parses it as "
+                                  f"{dtype.name}); got {json.dumps(value)[:80]}")
+        feature.float_list.value.extend(float(v) for v in values)
+    elif dtype is not None and dtype.is_integer:
+        whole = all(isinstance(v, bool) or (isinstance(v, (int, float)) and float(v).is_integer()
+                                            and abs(v) < 2**63) for v in values)
+        if not whole:
+            raise InvalidArgument(f"{where} takes whole numbers (the model parses it as "
+                                  f"{dtype.name}); got {json.dumps(value)[:80]}")
         feature.int64_list.value.extend(int(v) for v in values)
-    elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+    elif dtype is not None and dtype == tf.string:
+        if any(not isinstance(v, (str, dict)) for v in values):
+            raise InvalidArgument(f"{where} takes strings (the model parses it as string); "
+                                  f"got {json.dumps(value)[:80]}")
+        feature.bytes_list.value.extend(_to_bytes(values, where))
+    elif all(isinstance(v, bool) or isinstance(v, int) for v in values):
+        feature.int64_list.value.extend(int(v) for v in values)
+    elif numbers:
         feature.float_list.value.extend(float(v) for v in values)
     else:
         feature.bytes_list.value.extend(_to_bytes(values, where))
     return feature
 
 
-def _example(obj: Any, where: str) -> example_pb2.Example:
+def _example(obj: Any, where: str, types: dict[str, tf.DType]) -> example_pb2.Example:
     if not isinstance(obj, dict):
         raise InvalidArgument(f"{where} must be an object of feature values")
     example = example_pb2.Example()
     for key, value in obj.items():
-        example.features.feature[key].CopyFrom(_feature(value, f"{where} feature '{key}'"))
+        example.features.feature[key].CopyFrom(
+            _feature(value, f"{where} feature '{key}'", types.get(key)))
     return example
 
 
-def example_input(body: dict) -> input_pb2.Input:
+def example_input(body: dict, types: dict[str, tf.DType] | None = None) -> input_pb2.Input:
+    """The `examples` (and optional `context`) of a :classify/:regress body, each feature
+    encoded as the model parses it (`types`)."""
+    types = types or {}
     examples = body.get("examples")
     if not isinstance(examples, list) or not examples:
         raise InvalidArgument("request must have a non-empty 'examples' list")
     model_input = input_pb2.Input()
     if "context" in body:
         target = model_input.example_list_with_context
-        target.context.CopyFrom(_example(body["context"], "context"))
+        target.context.CopyFrom(_example(body["context"], "context", types))
     else:
         target = model_input.example_list
     for i, e in enumerate(examples):
-        target.examples.add().CopyFrom(_example(e, f"example {i}"))
+        target.examples.add().CopyFrom(_example(e, f"example {i}", types))
     return model_input
 
 
@@ -305,19 +330,25 @@ class RestServer:
             response = run_request(self.manager, self.metrics, "predict",
                                    predict_pb2.PredictRequest(model_spec=spec), handler)
             return 200, predict_json(response, holder["rows"]), "application/json"
-        model_input = example_input(body)
         sig = body.get("signature_name") or ""
+
+        def with_examples(call):
+            def handler(servable, request):
+                request.input.CopyFrom(example_input(body, servable.example_features(sig)))
+                return call(servable, request)
+            return handler
+
         if verb == "classify":
-            request = classification_pb2.ClassificationRequest(model_spec=spec, input=model_input)
+            request = classification_pb2.ClassificationRequest(model_spec=spec)
             request.model_spec.signature_name = sig
             response = run_request(self.manager, self.metrics, "classify", request,
-                                   lambda s, r: s.classify(r))
+                                   with_examples(lambda s, r: s.classify(r)))
             return 200, {"results": [
                 [[c.label, c.score] for c in item.classes]
                 for item in response.result.classifications
             ]}, "application/json"
-        request = regression_pb2.RegressionRequest(model_spec=spec, input=model_input)
+        request = regression_pb2.RegressionRequest(model_spec=spec)
         request.model_spec.signature_name = sig
         response = run_request(self.manager, self.metrics, "regress", request,
-                               lambda s, r: s.regress(r))
+                               with_examples(lambda s, r: s.regress(r)))
         return 200, {"results": [r.value for r in response.result.regressions]}, "application/json"

@@ -51,6 +51,55 @@ def read_signature_defs(path: str) -> dict[str, meta_graph_pb2.SignatureDef]:
     raise LoadError(f"{pb} has no MetaGraph tagged 'serve'")
 
 
+def example_features(graph_def) -> dict[str, tf.DType]:
+    """The tf.Example features a signature parses, with their dtypes: read from the
+    ParseExample(V2) ops in its graph and function library (their keys are constant inputs).
+    The REST API uses them to encode JSON feature values the way the model parses them."""
+    found: dict[str, tf.DType] = {}
+    bodies = [list(graph_def.node)] + [list(f.node_def) for f in graph_def.library.function]
+    for nodes in bodies:
+        by_name = {n.name: n for n in nodes}
+        for node in nodes:
+            if node.op != "ParseExampleV2":
+                continue
+            groups = ((2, "sparse_types"), (3, "Tdense"), (4, "ragged_value_types"))
+            for index, attr in groups:
+                keys = _const_strings(by_name, node, index)
+                types = list(node.attr[attr].list.type)
+                for key, dtype in zip(keys, types, strict=False):
+                    found.setdefault(key, tf.dtypes.as_dtype(dtype))
+    return found
+
+
+def _const_strings(by_name: dict, node, index: int) -> list[str]:
+    """The values of a node's `index`-th input when that input is a constant."""
+    if index >= len(node.input):
+        return []
+    source = by_name.get(node.input[index].lstrip("^").split(":")[0])
+    if source is None or source.op != "Const":
+        return []
+    values = tf.make_ndarray(source.attr["value"].tensor).ravel()
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+
+
+def op_error_text(error: Exception) -> str:
+    """The line of a TensorFlow error that says what is wrong. A graph error's first line is
+    only 'Graph execution error:'; the reason (e.g. 'Key: age, Index: 0. Data types don't
+    match...') stands before the '[[{{node ...}}]]' line."""
+    lines = [line.rstrip() for line in str(error).splitlines()]
+    for i, line in enumerate(lines):
+        if line.strip().startswith("[[") and i > 0:
+            for previous in reversed(lines[:i]):
+                text = previous.strip()
+                if text and not text.startswith(("File ", "Detected at node")):
+                    return text
+    meaningful = [line.strip() for line in lines if line.strip()]
+    for text in meaningful:
+        if text not in ("Graph execution error:",) and not text.startswith("Detected at node"):
+            return text.split(" [[")[0].strip()
+    return meaningful[0] if meaningful else type(error).__name__
+
+
 def _dtype_name(dtype: int) -> str:
     return types_pb2.DataType.Name(dtype)[3:].lower()
 
@@ -154,6 +203,17 @@ class Servable:
         self.signatures = dict(self._loaded.signatures)
         self.calls = {name: SignatureCall(fn) for name, fn in self.signatures.items()}
         self.batchable = {name: batchable(sig) for name, sig in self.signature_defs.items()}
+        self._example_features: dict[str, dict[str, tf.DType]] = {}
+
+    def example_features(self, sig_name: str) -> dict[str, tf.DType]:
+        """The tf.Example features signature `sig_name` parses (empty when it takes none)."""
+        sig_name = sig_name or DEFAULT_SIGNATURE
+        if sig_name not in self._example_features:
+            fn = self.signatures.get(sig_name)
+            self._example_features[sig_name] = (
+                example_features(fn.graph.as_graph_def()) if fn is not None else {}
+            )
+        return self._example_features[sig_name]
 
     # -- helpers ---------------------------------------------------------------------------
     def signature(self, name: str) -> tuple[SignatureCall, meta_graph_pb2.SignatureDef]:
@@ -179,8 +239,9 @@ class Servable:
         try:
             outputs = fn({k: tf.constant(v) for k, v in inputs.items()})
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise InvalidArgument(f"model '{self.name}' rejected the input: {first}") from None
+            raise InvalidArgument(
+                f"model '{self.name}' rejected the input: {op_error_text(e)}"
+            ) from None
         return {k: v.numpy() for k, v in outputs.items()}
 
     def _input_tensors(self, sig_name: str, sig: meta_graph_pb2.SignatureDef,
@@ -266,8 +327,13 @@ class Servable:
     def _method_signature(self, sig_name: str, method: str, api: str):
         _, sig = self.signature(sig_name)
         if sig.method_name != method:
+            fitting = sorted(n for n, d in self.signature_defs.items() if d.method_name == method)
+            hint = (f"; set signature_name to {' or '.join(repr(n) for n in fitting)}, this "
+                    f"model's {api} signature" if fitting else
+                    f"; model '{self.name}' has no {api} signature")
             raise InvalidArgument(
                 f"Expected {api} signature method_name to be {method}. Was: {sig.method_name}"
+                f" (signature '{sig_name}'){hint}"
             )
         if len(sig.inputs) != 1:
             raise InvalidArgument(f"{api} signature '{sig_name}' must have exactly one input")

@@ -40,6 +40,9 @@ class ServerOptions:
     model_config_file_poll_wait_seconds: float = 0  # 0: read the file once
     file_system_poll_wait_seconds: float = 1
     enable_model_warmup: bool = True
+    # tandem's own: under latest{N}, a version that fails to load is passed over for the next
+    # older one that loads (TF Serving would serve nothing after a restart). False: TF Serving.
+    fall_back_on_load_failure: bool = True
     monitoring_config_file: str | None = None
     enable_batching: bool = False
     batching_parameters_file: str | None = None  # without it: TF Serving's defaults
@@ -88,7 +91,8 @@ class ModelServer:
                          else BatchingOptions() if options.enable_batching else None)
         self.batcher: BatchScheduler | None = None
         self.manager = ModelManager(warmup=options.enable_model_warmup,
-                                    on_event=self.metrics.record_event)
+                                    on_event=self.metrics.record_event,
+                                    fall_back=options.fall_back_on_load_failure)
         self._metrics_path = monitoring_path(options.monitoring_config_file)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []

@@ -22,6 +22,7 @@ from tensorflow_serving.apis import (
     model_pb2,
     model_service_pb2_grpc,
     predict_pb2,
+    prediction_log_pb2,
     prediction_service_pb2_grpc,
     regression_pb2,
 )
@@ -133,6 +134,23 @@ def test_classify_regress_and_metadata(clients):
         "signature_name": "regression", "context": {"c": "b"}, "examples": [{"x": 2.0}]})
     assert json.loads(body)["results"][0] == pytest.approx(1 / (1 + np.exp(-3.5)), rel=1e-5)
 
+    # JSON has one kind of number: a whole number for a float feature is that float.
+    status, body = clients.http("/v1/models/scorer:classify", {
+        "signature_name": "classification", "examples": [{"x": 1, "c": "a"}]})
+    assert status == 200, body
+    assert json.loads(body)["results"][0][1][1] == pytest.approx(1 / (1 + np.exp(-1.5)), rel=1e-5)
+    # A value the model cannot parse as its type is refused, naming the feature.
+    status, body = clients.http("/v1/models/scorer:classify", {
+        "signature_name": "classification", "examples": [{"x": "high", "c": "a"}]})
+    assert status == 400
+    assert "example 0 feature 'x' takes numbers (the model parses it as float32)" in \
+        json.loads(body)["error"]
+    # Without signature_name the default (predict) signature is used; the error says which
+    # signature to ask for.
+    status, body = clients.http("/v1/models/scorer:classify", {"examples": [{"x": 1.0, "c": "a"}]})
+    assert status == 400
+    assert "set signature_name to 'classification'" in json.loads(body)["error"]
+
     meta = clients.predict_stub.GetModelMetadata(get_model_metadata_pb2.GetModelMetadataRequest(
         model_spec=model_pb2.ModelSpec(name="scorer"), metadata_field=["signature_def"]), timeout=30)
     sig_map = get_model_metadata_pb2.SignatureDefMap()
@@ -205,6 +223,15 @@ def test_every_bad_input_gets_its_status_code(clients):
     garbage.inputs["examples"].CopyFrom(tf.make_tensor_proto([b"not an example"]))
     code, details = _code(lambda: clients.predict_stub.Predict(garbage, timeout=30))
     assert code == INVALID and "rejected the input" in details
+    assert "Graph execution error" not in details  # the reason, not TensorFlow's preamble
+
+    int_for_float = tf.train.Example()
+    int_for_float.features.feature["x"].int64_list.value.append(17)
+    int_for_float.features.feature["c"].bytes_list.value.append(b"a")
+    typed = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="scorer"))
+    typed.inputs["examples"].CopyFrom(tf.make_tensor_proto([int_for_float.SerializeToString()]))
+    code, details = _code(lambda: clients.predict_stub.Predict(typed, timeout=30))
+    assert code == INVALID and "Key: x" in details and "Data types don't match" in details
 
     not_classify = classification_pb2.ClassificationRequest(model_spec=model_pb2.ModelSpec(name="scorer"))
     not_classify.input.example_list.examples.add().ParseFromString(example(1.0))
@@ -270,18 +297,44 @@ def test_a_new_version_under_load_switches_over_with_zero_failures(clients, mode
     assert states[2] == AVAILABLE and states[1] != AVAILABLE
 
 
-def test_a_corrupt_or_half_copied_version_never_replaces_the_serving_one(clients, model_base):
-    bad = model_base / "5"
+def _settled(clients, version, timeout=30):
+    """Wait until the server has tried `version`: it is AVAILABLE or its load ended."""
+    END = get_model_status_pb2.ModelVersionStatus.END
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = {s.version: s.state for s in clients.status()}
+        if states.get(version) in (AVAILABLE, END):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"version {version} was not tried within {timeout}s")
+
+
+def _corrupt_copy(model_base, version):
+    bad = model_base / str(version)
     shutil.copytree(model_base / "1", bad)
     (bad / "saved_model.pb").write_bytes(b"\x00garbage")
+    return bad
+
+
+def test_a_corrupt_or_half_copied_version_never_replaces_the_serving_one(clients, model_base):
+    # The newest version is corrupt: latest{1} aspires to it, its load fails, 1 keeps serving.
+    _corrupt_copy(model_base, 5)
+    _settled(clients, 5)
+    status = {s.version: s for s in clients.status()}
+    assert status[5].state != AVAILABLE and "5/saved_model.pb" in status[5].status.error_message
+    assert status[1].state == AVAILABLE
+    assert clients.predict([0.5]).model_spec.version.value == 1
+    _, body = clients.http("/monitoring/prometheus/metrics")
+    assert 'tandem_serving_model_events_total{event="load_failed",model="scorer",version="5"}' \
+        in body.decode()
+    # A half-copied newer one (no saved_model.pb yet) is reported, not served.
     half = model_base / "6"
     half.mkdir()
     (half / "variables").mkdir()
-    time.sleep(1.5)
-    assert clients.predict([0.5]).model_spec.version.value == 1
+    _settled(clients, 6)
     status = {s.version: s for s in clients.status()}
     assert status[6].state != AVAILABLE and "saved_model.pb" in status[6].status.error_message
-    assert status[1].state == AVAILABLE
+    assert clients.predict([0.5]).model_spec.version.value == 1
     # Finishing the copy of version 6 makes it load and take over.
     shutil.rmtree(half)
     make_model(str(model_base), 6, bias=2.0)
@@ -292,6 +345,25 @@ def test_a_corrupt_or_half_copied_version_never_replaces_the_serving_one(clients
     status, body = clients.http("/v1/models/scorer")
     states = {s["version"]: s["state"] for s in json.loads(body)["model_version_status"]}
     assert states["6"] == "AVAILABLE"
+
+
+@pytest.mark.parametrize("fall_back", [True, False])
+def test_a_restart_with_a_corrupt_newest_version(model_base, start_server, fall_back):
+    """A pod rescheduled while the newest version is corrupt: tandem serves the newest version
+    that loads and reports the bad one; with the fallback off it behaves as TF Serving (the
+    latest policy aspires to the corrupt version only, and nothing serves)."""
+    make_model(str(model_base), 2, bias=1.0)
+    _corrupt_copy(model_base, 3)
+    clients = Clients(start_server(model_name="scorer", model_base_path=str(model_base),
+                                   fall_back_on_load_failure=fall_back))
+    status = {s.version: s for s in clients.status()}
+    assert status[3].state != AVAILABLE and "3/saved_model.pb" in status[3].status.error_message
+    if fall_back:
+        assert status[2].state == AVAILABLE and 1 not in status
+        assert clients.predict([0.5]).model_spec.version.value == 2
+    else:
+        assert set(status) == {3}
+        assert _code(lambda: clients.predict([0.5]))[0] == grpc.StatusCode.NOT_FOUND
 
 
 def _config_file(tmp_path, base, versions, labels=None, name="scorer"):
@@ -374,6 +446,79 @@ def test_promote_and_rollback_apply_live_and_survive_a_restart(model_base, start
     assert clients.predict([0.5], label="stable").model_spec.version.value == 3
 
 
+def test_concurrent_promotions_leave_the_file_the_history_and_the_server_agreeing(
+    model_base, start_server, tmp_path
+):
+    from serving.promotion import promote, read_history
+
+    for version in (2, 3, 4, 5):
+        make_model(str(model_base), version, bias=float(version))
+    path = _config_file(tmp_path, model_base, [1], {"stable": 1})
+    server = start_server(model_config_file=str(path))
+    address = f"127.0.0.1:{server.grpc_port}"
+    moves = [(2, "canary"), (3, "stable"), (4, "canary"), (5, "stable")]
+    errors = []
+
+    def move(version, label):
+        try:
+            promote(str(path), address, "scorer", version, label)
+        except Exception as e:  # noqa: BLE001 - the test reports it
+            errors.append(e)
+
+    threads = [threading.Thread(target=move, args=m) for m in moves]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    history = read_history(str(path))
+    assert len(history) == 4
+    # Each label ends where the last move of it in the history put it, in the file and live.
+    final = {}
+    for entry in history:
+        final[entry["label"]] = entry["to"]
+    saved = read_config(str(path)).model_config_list.config[0]
+    assert dict(saved.version_labels) == final
+    assert sorted(saved.model_version_policy.specific.versions) == sorted(set(final.values()))
+    clients = Clients(server)
+    for label, version in final.items():
+        assert clients.predict([0.5], label=label).model_spec.version.value == version
+    # Every move saw the one before it: its "from" is the label's previous "to".
+    previous = {"stable": 1}
+    for entry in history:
+        assert entry["from"] == previous.get(entry["label"])
+        previous[entry["label"]] = entry["to"]
+
+
+def test_a_server_dying_midway_leaves_the_file_as_it_was_and_restarts_from_it(
+    model_base, start_server, tmp_path, monkeypatch
+):
+    from serving.promotion import PromotionError, ServerClient, promote, read_history
+
+    make_model(str(model_base), 2, bias=1.0)
+    path = _config_file(tmp_path, model_base, [1], {"stable": 1})
+    before = path.read_text()
+    server = start_server(model_config_file=str(path))
+    real_reload = ServerClient.reload
+
+    def dies_after_loading(self, config, step):
+        real_reload(self, config, step)
+        if step == "load":
+            server.stop(grace=0)  # the pod goes away between the load and the label move
+
+    monkeypatch.setattr(ServerClient, "reload", dies_after_loading)
+    with pytest.raises(PromotionError, match="not reachable"):
+        promote(str(path), f"127.0.0.1:{server.grpc_port}", "scorer", 2, "stable")
+    assert path.read_text() == before and read_history(str(path)) == []
+    monkeypatch.undo()
+    clients = Clients(start_server(model_config_file=str(path)))
+    assert clients.predict([0.5], label="stable").model_spec.version.value == 1
+    assert {s.version for s in clients.status() if s.state == AVAILABLE} == {1}
+    # The promotion, run again, goes through.
+    promote(str(path), f"127.0.0.1:{clients.server.grpc_port}", "scorer", 2, "stable")
+    assert clients.predict([0.5], label="stable").model_spec.version.value == 2
+
+
 def test_promote_refuses_a_version_that_does_not_load(model_base, start_server, tmp_path):
     from serving.promotion import PromotionError, promote
 
@@ -406,12 +551,44 @@ def test_metrics_carry_model_version_and_api(clients, model_base):
     assert 'tandem_serving_model_events_total{event="loaded",model="scorer",version="1"} 1.0' in text
 
 
-def test_warmup_requests_run_before_a_version_serves(model_base, start_server):
+def test_warmup_requests_run_before_a_version_serves(model_base, start_server, monkeypatch):
+    from serving.servable import Servable
+
     clients = Clients(start_server(model_name="scorer", model_base_path=str(model_base)))
     # Warmup traffic is not user traffic: no request was counted, but the version is loaded.
     _, body = clients.http("/monitoring/prometheus/metrics")
     assert "tandem_serving_request_count_total{" not in body.decode()
     assert clients.status()[0].state == AVAILABLE
+
+    replayed, served_meanwhile = [], []
+    real_warm_up = Servable.warm_up
+
+    def watched(self):
+        # While version 2 warms up, requests still go to version 1.
+        served_meanwhile.append(clients.predict([0.5]).model_spec.version.value)
+        replayed.append(real_warm_up(self))
+        return replayed[-1]
+
+    monkeypatch.setattr(Servable, "warm_up", watched)
+    make_model(str(model_base), 2, bias=1.0, warmup=5)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and clients.predict([0.5]).model_spec.version.value != 2:
+        time.sleep(0.1)
+    assert replayed == [5] and served_meanwhile == [1]
+
+    # Warmup requests really run: one the model refuses fails the load, as in TF Serving.
+    bad = model_base / "3"
+    shutil.copytree(model_base / "2", bad)
+    with tf.io.TFRecordWriter(str(bad / "assets.extra" / "tf_serving_warmup_requests")) as w:
+        request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="m"))
+        request.inputs["wrong_input"].CopyFrom(tf.make_tensor_proto([example(1.0)]))
+        w.write(prediction_log_pb2.PredictionLog(
+            predict_log=prediction_log_pb2.PredictLog(request=request)).SerializeToString())
+    _settled(clients, 3)
+    status = {s.version: s for s in clients.status()}
+    assert status[3].state != AVAILABLE
+    assert "warmup request 0 failed" in status[3].status.error_message
+    assert clients.predict([0.5]).model_spec.version.value == 2
 
 
 def test_server_refuses_contradictory_flags(model_base):
