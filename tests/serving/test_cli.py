@@ -1,9 +1,11 @@
 """`tandem serve models` as a real process: TF Serving's flags, 127.0.0.1, clean shutdown."""
 
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import grpc
@@ -15,26 +17,45 @@ from .conftest import example, free_port
 BATCHING = os.path.join(os.path.dirname(__file__), "..", "..", "deploy", "batching.config")
 
 
-def test_serve_models_process_answers_and_stops_on_sigterm(model_base):
+def _lines_until(proc, prefix: str, timeout: float) -> list[str]:
+    """Lines of proc's stdout up to one starting with `prefix`, read by a thread so that a
+    silent or dead process fails the test after `timeout` instead of blocking readline()."""
+    found: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        for line in proc.stdout:
+            found.put(line)
+        found.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    lines, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = found.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        lines.append(line)
+        if line.startswith(prefix):
+            break
+    return lines
+
+
+def test_serve_models_process_answers_and_stops_on_sigterm(model_base, tmp_path):
     port, rest = free_port(), free_port()
+    stderr = open(tmp_path / "stderr.txt", "w")  # a file: a full pipe can never stall the server
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "serve", "models", f"--port={port}",
          f"--rest_api_port={rest}", "--model_name=scorer", f"--model_base_path={model_base}",
          "--enable_model_warmup=false", "--enable_batching",
          f"--batching_parameters_file={BATCHING}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=stderr, text=True,
     )
     try:
-        lines = []
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if line.startswith("gRPC on"):
-                break
-        assert lines and lines[-1].startswith(f"gRPC on 127.0.0.1:{port}"), "".join(lines)
+        lines = _lines_until(proc, "gRPC on", timeout=120)
+        errors = (tmp_path / "stderr.txt").read_text()
+        assert lines and lines[-1].startswith(f"gRPC on 127.0.0.1:{port}"), "".join(lines) + errors
         assert "model 'scorer': serving version(s) [1]" in "".join(lines)
         stub = prediction_service_pb2_grpc.PredictionServiceStub(
             grpc.insecure_channel(f"127.0.0.1:{port}"))
@@ -46,6 +67,8 @@ def test_serve_models_process_answers_and_stops_on_sigterm(model_base):
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait(timeout=30)
+        stderr.close()
 
 
 def test_bad_server_flags_get_one_line_and_status_2(tmp_path):

@@ -35,3 +35,48 @@ def test_dockerfile_adds_only_configuration_to_the_stock_image():
     assert lines[0] == "FROM tensorflow/serving:2.16.1"
     instructions = {line.split()[0] for line in lines if line.split()[0].isupper()}
     assert instructions == {"FROM", "COPY", "CMD"}
+
+
+def _dockerfile_flags() -> list[str]:
+    import json
+    import re
+
+    text = open(os.path.join(DEPLOY, "Dockerfile")).read()
+    cmd = re.search(r"^CMD (\[.*?\])", text, re.S | re.M).group(1)
+    return json.loads(cmd.replace("\\\n", ""))
+
+
+def test_kubernetes_manifests_and_the_dockerfile_agree():
+    """The Deployment runs the server with the Dockerfile's flags, every /config file a flag
+    names is in the ConfigMap, and the ConfigMap holds exactly the files in deploy/."""
+    import yaml
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    with open(os.path.join(DEPLOY, "k8s", "deployment.yaml")) as f:
+        deployment = yaml.safe_load(f)
+    with open(os.path.join(DEPLOY, "k8s", "configmap.yaml")) as f:
+        configmap = yaml.safe_load(f)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert sorted(container["args"]) == sorted(_dockerfile_flags())
+    files = {arg.split("=", 1)[1][len("/config/"):] for arg in container["args"]
+             if "=/config/" in arg}
+    assert files == {"models.config", "monitoring.config", "batching.config"}
+    assert set(configmap["data"]) == files
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == configmap["metadata"]["name"]
+
+    def parsed(name, message):
+        from_map = text_format.Parse(configmap["data"][name], message())
+        with open(os.path.join(DEPLOY, name)) as f:
+            return from_map, text_format.Parse(f.read(), message())
+
+    a, b = parsed("models.config", model_server_config_pb2.ModelServerConfig)
+    assert a == b and [m.name for m in a.model_config_list.config] == ["listening", "taxi"]
+    # The wheel ships no proto for these two: compare their text, comments aside.
+    for name in ("monitoring.config", "batching.config"):
+        with open(os.path.join(DEPLOY, name)) as f:
+            words = [w for line in f if not line.startswith("#") for w in line.split()]
+        assert configmap["data"][name].split() == words, name
+    probe = container["readinessProbe"]["httpGet"]["path"]
+    assert probe.split("/")[3] in [m.name for m in a.model_config_list.config]
