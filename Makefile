@@ -36,6 +36,7 @@ $(STAMP): requirements.lock requirements-test.txt setup.py
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.lock -r requirements-test.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	@touch $(STAMP)
 
 run: $(STAMP)
@@ -44,12 +45,16 @@ run: $(STAMP)
 	fi
 	$(BIN)/tandem run --config $(CONFIG)
 
+# Two workers: the end-to-end runs are mostly single-threaded, and tests that share one
+# session run carry the same xdist_group so that only one worker makes it.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # Unit tests only (no end-to-end pipeline runs).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest tests --ignore=tests/e2e $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests --ignore=tests/e2e -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline components schemas serving tests bench

@@ -30,6 +30,6 @@ setup(
     package_data={"pipeline": ["configs/*.yaml"], "schemas": ["*/*.pbtxt"]},
     include_package_data=True,
     install_requires=_lock(),
-    extras_require={"test": ["pytest==8.3.3", "ruff==0.6.9"]},
+    extras_require={"test": ["pytest==8.3.3", "pytest-timeout==2.4.0", "pytest-xdist==3.8.0", "ruff==0.6.9"]},
     entry_points={"console_scripts": ["tandem=pipeline.cli:main"]},
 )

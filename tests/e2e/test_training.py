@@ -1,5 +1,8 @@
 """End-to-end: the full pipeline (Transform, Trainer, Evaluator, Pusher) on small data, the
-training/serving skew check, the build record and the evaluation gate."""
+training/serving skew check, the build record and the evaluation gate.
+
+Every test here reads or reruns on the one session run (`trained_listening`), so they share an
+xdist group: one worker makes that run and the others never wait for it."""
 
 import io
 import os
@@ -11,30 +14,45 @@ import tensorflow as tf
 from components.build_record import diff_records, load_record
 from pipeline import cli
 from pipeline.config import load_config
-from pipeline.runner import EXIT_OK, run
+from pipeline.runner import EXIT_NOT_BLESSED, EXIT_OK, run
 
 
-def _run(*overrides, name="listening", until=None):
-    # In-process Beam: these runs test the stages, not the runner's process pool.
-    config = load_config(name, ["beam.direct_running_mode=in_memory", *overrides])
+def _run(*overrides, name="listening", until=None, in_memory=True):
+    """An in-process run. In-process Beam by default (these runs test the stages, not the
+    runner's process pool); reruns on the session run's output directory keep its Beam args,
+    which are part of TFX's cache key."""
+    mode = ["beam.direct_running_mode=in_memory"] if in_memory else []
+    config = load_config(name, [*mode, *overrides])
     out = io.StringIO()
     result = run(config, until=until, out=out)
     return config, result, out.getvalue()
 
 
-@pytest.fixture(scope="module")
-def trained(clean_listening, tmp_path_factory):
-    """The listening pipeline run once to the end on clean data."""
-    out_dir = tmp_path_factory.mktemp("trained")
-    config, result, text = _run(f"data.location={clean_listening}", f"output_dir={out_dir}")
-    assert result.exit_code == EXIT_OK, text
-    return config, result, text
+pytestmark = pytest.mark.xdist_group("trained_listening")
+
+
+@pytest.fixture
+def trained(trained_listening):
+    run_ = trained_listening
+    return run_.config, run_, run_.stdout
+
+
+def test_the_cli_run_in_multi_processing_mode_is_clean_and_complete(trained_listening):
+    run_ = trained_listening
+    assert run_.config.beam.direct_running_mode == "multi_processing"
+    assert "Traceback" not in run_.stderr and "Exception ignored" not in run_.stderr, run_.stderr
+    assert run_.stderr.strip() == ""
+    for component in ("ImportExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator",
+                      "Pusher"):
+        assert f"[{component}] finished" in run_.stdout
+    assert "[Trainer] epoch 1/10: val_loss" in run_.stdout
+    assert "Epoch 1/" not in run_.stdout  # Keras' own printing stays off the terminal
 
 
 def test_pipeline_trains_blesses_and_pushes_in_serving_layout(trained):
     config, result, text = trained
     assert "Model blessed (auc" in text
-    assert result.pushed is not None
+    assert result.returncode == 0 and result.pushed is not None
     version = os.path.basename(result.pushed)
     assert version.isdigit()
     assert os.path.dirname(result.pushed) == config.push_dir
@@ -54,7 +72,8 @@ def test_pipeline_trains_blesses_and_pushes_in_serving_layout(trained):
 def test_a_rerun_on_unchanged_inputs_is_served_from_cache(trained, clean_listening):
     config, first, _ = trained
     before = sorted(os.listdir(config.push_dir))
-    _, again, text = _run(f"data.location={clean_listening}", f"output_dir={config.output_dir}")
+    _, again, text = _run(f"data.location={clean_listening}", f"output_dir={config.output_dir}",
+                          in_memory=False)
     assert again.exit_code == EXIT_OK, text
     # Every component, Evaluator and Pusher included: the baseline excludes the candidate.
     finished = [line for line in text.splitlines()
@@ -102,7 +121,7 @@ def test_exported_signatures_and_warmup_requests(trained):
     warmup = os.path.join(result.pushed, "assets.extra", "tf_serving_warmup_requests")
     logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
             for r in tf.data.TFRecordDataset(warmup)]
-    assert 0 < len(logs) <= 1000
+    assert len(logs) == 64  # the README's number: eval examples as warmup requests
     request = logs[0].predict_log.request
     assert request.model_spec.signature_name == "serving_default"
     examples = tf.make_ndarray(request.inputs["examples"])
@@ -110,51 +129,151 @@ def test_exported_signatures_and_warmup_requests(trained):
     assert out["probabilities"].shape == (len(examples),)
 
 
-def _eval_examples(result, n=300):
-    from tensorflow.core.example import example_pb2
-
+def _eval_examples(result, n=300, label="skipped"):
+    """(eval examples as stored, the same without the label)."""
     split = os.path.join(result.outputs["examples"].uri, "Split-eval")
     files = sorted(tf.io.gfile.glob(os.path.join(split, "*")))
     records = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP").take(n)]
-    raw = []
-    for r in records:
-        example = example_pb2.Example.FromString(r)
-        del example.features.feature["skipped"]
-        raw.append(example.SerializeToString())
-    return records, raw
+    return records, _without(records, label)
 
 
-def test_serving_and_training_paths_give_the_same_predictions(trained):
-    """Training/serving skew: serving_default on raw serialized examples must equal the
-    training path, TF Transform's output fed to the Keras model."""
+def _as_real_traffic(records, changes):
+    """Examples with what real traffic brings, one change per example in turn (the first
+    stays as it was): `changes` are {feature: values} to set."""
+    from tensorflow.core.example import example_pb2
+
+    out = []
+    for i, record in enumerate(records):
+        example = example_pb2.Example.FromString(record)
+        change = ([{}] + changes)[i % (len(changes) + 1)]
+        for name, values in change.items():
+            feature = example.features.feature[name]
+            kind = feature.WhichOneof("kind") or (
+                "bytes_list" if isinstance(values[0], bytes)
+                else "float_list" if isinstance(values[0], float) else "int64_list")
+            getattr(feature, kind).value[:] = values
+        out.append(example.SerializeToString())
+    return out
+
+
+def _without(records, label):
+    from tensorflow.core.example import example_pb2
+
+    out = []
+    for record in records:
+        example = example_pb2.Example.FromString(record)
+        if label in example.features.feature:
+            del example.features.feature[label]
+        out.append(example.SerializeToString())
+    return out
+
+
+def _training_and_serving_paths(result, records, label, tmp_path):
+    """Predictions for the same examples (i) as the Trainer's own input pipeline
+    (components.trainer._dataset) feeds them to the Keras model and (ii) from serving_default
+    on the raw serialized examples without their label, in the label's units."""
     import tensorflow_transform as tft
+    from tfx.components.util import tfxio_utils
+    from tfx.types import standard_artifacts
 
-    _, result, _ = trained
-    with_label, without_label = _eval_examples(result)
+    from components.trainer import _dataset, label_scale
+
+    data = tmp_path / "Split-eval"
+    data.mkdir(exist_ok=True)
+    with tf.io.TFRecordWriter(str(data / "traffic.gz"), options="GZIP") as writer:
+        for record in records:
+            writer.write(record)
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path)
+    factory = tfxio_utils.get_tf_dataset_factory_from_artifact([examples], [])
+
+    class Accessor:  # the part of TFX's DataAccessor the input pipeline uses
+        tf_dataset_factory = staticmethod(factory)
+
+    build = load_record(result.pushed)
     transform_output = tft.TFTransformOutput(result.outputs["transform_graph"].uri)
-    parsed = tf.io.parse_example(tf.constant(with_label), transform_output.raw_feature_spec())
-    transformed = transform_output.transform_raw_features(parsed)
-    model_dir = os.path.join(result.outputs["model"].uri, "Format-Serving")
-    keras_model = tf.keras.models.load_model(model_dir)
-    inputs = {k: transformed[k] for k in keras_model.input}
-    training_path = keras_model(inputs).numpy()
-    serving = tf.saved_model.load(result.pushed).signatures["serving_default"]
-    serving_path = serving(examples=tf.constant(without_label))["probabilities"].numpy()
-    assert len(serving_path) == 300
+    dtype = transform_output.raw_feature_spec()[label].dtype
+    plan = {"label": label, "problem_type": build["problem_type"],
+            "label_dtype": {tf.string: "BYTES", tf.int64: "INT"}.get(dtype, "FLOAT"),
+            "features": build["transform"]["features"]}
+    files = [str(data / "*")]
+    dataset = _dataset(files, Accessor, transform_output, plan, batch_size=64, seed=0, epochs=1,
+                       classes=build["classes"])
+    keras_model = tf.keras.models.load_model(
+        os.path.join(result.outputs["model"].uri, "Format-Serving"))
+    training = np.concatenate([keras_model(features).numpy() for features, _ in dataset])
+    serving = tf.saved_model.load(result.pushed).signatures["serving_default"](
+        examples=tf.constant(_without(records, label)))
+    if build["classes"] is None:
+        mean, std = label_scale(files, Accessor, transform_output, plan)
+        return training * std + mean, serving["predictions"].numpy()
+    return training, serving["probabilities"].numpy()
+
+
+def test_serving_and_training_paths_give_the_same_predictions(trained, tmp_path):
+    """Training/serving skew: serving_default on raw serialized examples must equal what the
+    Trainer's own input pipeline feeds the Keras model, on clean examples and on unseen
+    categories and out-of-range values alike. (Missing values: every listening feature is
+    required by its schema, so both paths refuse an example without one; the taxi test below
+    checks imputed missing values.)"""
+    _, result, _ = trained
+    records, _ = _eval_examples(result)
+    records = _as_real_traffic(records, [
+        {"country": [b"ZZ"], "device": [b"smart_tv"], "genre": ["Volksmusik-ü".encode()]},
+        {"age": [-5], "duration_s": [0.0], "popularity": [1e4]},
+        {"hour_of_day": [99], "release_year": [1700]},
+    ])
+    training_path, serving_path = _training_and_serving_paths(result, records, "skipped", tmp_path)
+    assert len(serving_path) == len(training_path) == 300
     np.testing.assert_allclose(serving_path, training_path, atol=1e-5)
     assert serving_path.std() > 0.05  # real predictions, not a constant
+    assert np.isfinite(serving_path).all()
+
+    from tensorflow.core.example import example_pb2
+
+    incomplete = example_pb2.Example.FromString(_without(records[:1], "skipped")[0])
+    del incomplete.features.feature["device"]
+    serving = tf.saved_model.load(result.pushed).signatures["serving_default"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Feature: device .* is required"):
+        serving(examples=tf.constant([incomplete.SerializeToString()]))
 
 
-def test_a_worse_candidate_is_not_blessed_and_nothing_is_pushed(trained, clean_listening):
+def _failures(text):
+    return [line.strip() for line in text.splitlines() if line.strip().startswith("failed:")]
+
+
+def test_a_candidate_below_the_value_threshold_is_not_blessed(trained, clean_listening):
+    """A raised bar re-evaluates the same model (the Trainer stays cached) and fails it on
+    the value threshold alone: there is no other blessed model to compare with."""
+    config, first, _ = trained
+    before = sorted(os.listdir(config.push_dir))
+    _, result, text = _run(f"data.location={clean_listening}", f"output_dir={config.output_dir}",
+                           "evaluation.threshold=0.99", in_memory=False)
+    assert result.exit_code == EXIT_NOT_BLESSED == 1, text
+    assert "[Trainer] finished" in text and "(cached)" in text.split("[Trainer] finished")[1][:20]
+    assert "FAILED: the candidate was not blessed" in text
+    failures = _failures(text)
+    assert len(failures) == 1 and failures[0].startswith("failed: auc value"), text
+    assert "Nothing pushed" in text and result.pushed is None
+    assert sorted(os.listdir(config.push_dir)) == before
+
+
+def test_a_candidate_worse_than_the_blessed_model_fails_the_change_threshold_alone(
+    trained, clean_listening
+):
+    """A barely trained model clears a low value bar but is more than max_regression worse
+    than the last blessed model: rejected for that reason only."""
     config, first, _ = trained
     before = sorted(os.listdir(config.push_dir))
     _, result, text = _run(
-        f"data.location={clean_listening}", f"output_dir={config.output_dir}", "model.max_steps=1"
+        f"data.location={clean_listening}", f"output_dir={config.output_dir}",
+        "model.max_steps=1", "evaluation.threshold=0.3", in_memory=False,
     )
-    assert result.exit_code == EXIT_OK, text
-    assert "Model NOT blessed" in text
-    assert "failed: auc" in text
-    assert "Nothing pushed" in text
+    assert result.exit_code == EXIT_NOT_BLESSED, text
+    assert "[Transform] finished" in text and "(cached)" in text.split("[Transform] finished")[1][:20]
+    assert "Model NOT blessed" in text and "last blessed model" in text
+    failures = _failures(text)
+    assert len(failures) == 1 and failures[0].startswith("failed: auc change vs last blessed"), text
     assert result.pushed is None
     assert sorted(os.listdir(config.push_dir)) == before
 
@@ -165,7 +284,7 @@ def test_a_changed_vocabulary_and_option_show_in_fingerprints_and_diff(
     config, first, _ = trained
     _, result, text = _run(
         f"data.location={clean_listening}", f"output_dir={config.output_dir}",
-        "features.country.frequency_threshold=200", until="train",
+        "features.country.frequency_threshold=200", until="train", in_memory=False,
     )
     assert result.exit_code == EXIT_OK, text
     new_model = os.path.join(result.outputs["model"].uri, "Format-Serving")
@@ -186,9 +305,13 @@ def test_a_changed_vocabulary_and_option_show_in_fingerprints_and_diff(
     assert cli.main(["model", "inspect", str(tmp_path)]) == 2
 
 
+@pytest.mark.xdist_group("taxi")
 def test_taxi_regression_trains_and_pushes(tmp_path):
+    """The real CSV through the whole pipeline: its curated schema passes the front, and the
+    model beats always predicting the mean tip."""
     config, result, text = _run(f"output_dir={tmp_path}", name="taxi")
     assert result.exit_code == EXIT_OK, text
+    assert "[CsvExampleGen] finished" in text and result.anomalies == []
     assert "Model blessed (root_mean_squared_error" in text
     assert result.pushed and os.path.isfile(os.path.join(result.pushed, "saved_model.pb"))
     record = load_record(result.pushed)
@@ -196,6 +319,24 @@ def test_taxi_regression_trains_and_pushes(tmp_path):
     assert record["eval_metrics"]["rmse"] < 1.5  # predicting the mean tip scores 2.16
     loaded = tf.saved_model.load(result.pushed)
     assert {"serving_default", "regression", "transform_features"} <= set(loaded.signatures)
+
+    # Skew, on the real CSV's missing cells (imputed with the training mean), unseen
+    # categories and out-of-range values.
+    from tensorflow.core.example import example_pb2
+
+    records, _ = _eval_examples(result, label="tips")
+    empty = sum(1 for r in records if any(
+        not getattr(f, f.WhichOneof("kind")).value if f.WhichOneof("kind") else True
+        for f in example_pb2.Example.FromString(r).features.feature.values()))
+    assert empty > len(records) // 10  # the taxi data really has missing values
+    records = _as_real_traffic(records, [
+        {"payment_type": [b"Bitcoin"], "company": ["Taxi-Ü".encode()]},
+        {"trip_miles": [1e5], "fare": [-3.0], "trip_seconds": [10**9]},
+        {"pickup_latitude": [], "company": [], "trip_seconds": []},  # optional in the schema
+    ])
+    training_path, serving_path = _training_and_serving_paths(result, records, "tips", tmp_path)
+    np.testing.assert_allclose(serving_path, training_path, rtol=1e-4, atol=1e-3)
+    assert np.isfinite(serving_path).all() and serving_path.std() > 0.1
 
 
 def test_the_model_server_serves_what_the_pipeline_pushed(trained):
