@@ -1,17 +1,22 @@
-"""Benchmark: the embedded model server over gRPC and REST against the in-process SavedModel
-call on the same examples (the floor), at batch 1 and batch 64.
+"""Benchmark: the embedded model server over gRPC and REST against the server's own predict
+path called in process (the floor), on the same examples, at batch 1 and batch 64.
 
-The server runs as its own process (`tandem serve models` on 127.0.0.1), the clients here:
-the generated PredictionServiceStub and a persistent HTTP/1.1 connection. Latency is measured
-on sequential requests in several rounds that interleave the three paths, so a slow spell of
-a shared 2-core machine hits them alike; the table shows the median of the per-round p50s and
-the p99 of all samples. Throughput: 4 concurrent clients for a fixed time. The examples are
-the model's own warmup requests (raw serialized tf.Examples from its eval split).
+The floor is `Servable.predict` on a PredictRequest: the direct signature call plus request
+parsing and response encoding, everything the server does but the transport. The server runs
+as its own process (`tandem serve models` on 127.0.0.1), the clients here: the generated
+PredictionServiceStub and a persistent HTTP/1.1 connection. Latency and throughput are each
+measured in several rounds that interleave the three paths, so a slow spell of a shared
+2-core machine hits them alike; the table shows the median of the per-round p50s (and of the
+per-round throughputs, 4 concurrent clients) and the p99 of all samples. The examples are the
+model's own warmup requests (raw serialized tf.Examples from its eval split).
+
+Then the transport alone: an empty gRPC echo service (bench/grpc_echo.py) in its own process,
+its round trip and the server CPU it spends per call.
 
 Last, server-side batching on the shipped deploy/batching.config: batch-1 gRPC requests from
 4 load processes x 8 clients (bench/grpc_load.py) against the server as is and with
-`--enable_batching`, then the batch scheduler alone (16 threads calling the servable in this
-process, no gRPC).
+`--enable_batching` (examples per graph call read from the server's own metrics), then the
+batch scheduler alone (16 threads calling the servable in this process, no gRPC).
 
     python bench/serving.py [--model_base_path DIR] [--requests 400] [--rounds 5]
 
@@ -123,7 +128,7 @@ def threaded_load(make_call, clients: int, seconds: float) -> tuple[list[float],
     return [x for s in samples for x in s], time.perf_counter() - start
 
 
-def throughput(make_call, batch: int, seconds: float = 3.0, clients: int = 4) -> float:
+def throughput(make_call, batch: int, seconds: float = 1.0, clients: int = 4) -> float:
     latencies, elapsed = threaded_load(make_call, clients, seconds)
     return len(latencies) * batch / elapsed
 
@@ -144,6 +149,44 @@ def serve(name: str, base: str, *flags: str) -> tuple[subprocess.Popen, int, int
 def stop(server: subprocess.Popen) -> None:
     server.send_signal(signal.SIGTERM)
     server.wait(timeout=30)
+
+
+def examples_per_call(rest_port: int) -> float | None:
+    """Mean examples per graph call, from the server's tandem_serving_batch_size histogram."""
+    conn = http.client.HTTPConnection("127.0.0.1", rest_port, timeout=30)
+    conn.request("GET", "/monitoring/prometheus/metrics")
+    text = conn.getresponse().read().decode()
+    total = count = 0.0
+    for line in text.splitlines():
+        if line.startswith("tandem_serving_batch_size_sum{"):
+            total += float(line.split()[-1])
+        elif line.startswith("tandem_serving_batch_size_count{"):
+            count += float(line.split()[-1])
+    return total / count if count else None
+
+
+def echo_cost(calls: int = 2000) -> tuple[float, float, float]:
+    """(p50 ms, p99 ms, server CPU ms per call) of an empty gRPC call to bench/grpc_echo.py."""
+    import psutil
+
+    server = subprocess.Popen(
+        [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "grpc_echo.py")],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        port = int(server.stdout.readline())
+        call = grpc.insecure_channel(f"127.0.0.1:{port}").unary_unary("/tandem.bench.Echo/Echo")
+        payload = b"x" * 64
+        timed(lambda: call(payload, timeout=30), 200)
+        cpu = psutil.Process(server.pid).cpu_times()
+        samples = timed(lambda: call(payload, timeout=30), calls)
+        after = psutil.Process(server.pid).cpu_times()
+        used = (after.user + after.system) - (cpu.user + cpu.system)
+        # timed() makes 20 warm-up calls before the measured ones.
+        return (*percentiles(samples), used * 1000 / (calls + 20))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
 
 
 def under_load(port: int, request: predict_pb2.PredictRequest, processes: int, threads: int,
@@ -176,16 +219,20 @@ def batching_section(args, base: str, example: bytes) -> None:
     rows = []
     for label, flags in (("unbatched", ()),
                          ("batching", ("--enable_batching", f"--batching_parameters_file={params}"))):
-        server, port, _ = serve(args.model_name, base, *args.server_arg, *flags)
+        server, port, rest_port = serve(args.model_name, base, *args.server_arg, *flags)
         try:
-            rows.append((label, *under_load(port, request, args.load_processes, args.clients)))
+            load = under_load(port, request, args.load_processes, args.clients)
+            per_call = examples_per_call(rest_port) if flags else 1.0
+            rows.append((label, *load, per_call))
         finally:
             stop(server)
     print(f"\ngRPC batch 1, {args.load_processes} processes x {args.clients} concurrent clients "
           "for 4 s (batching: deploy/batching.config)")
-    print(f"{'server':<11}{'requests/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
-    for label, rate, p50, p99, errors in rows:
-        print(f"{label:<11}{rate:>12.0f}{p50:>10.2f}{p99:>10.2f}{errors:>8}")
+    print(f"{'server':<11}{'requests/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}"
+          f"{'examples/call':>15}")
+    for label, rate, p50, p99, errors, per_call in rows:
+        shown = f"{per_call:.1f}" if per_call is not None else "-"
+        print(f"{label:<11}{rate:>12.0f}{p50:>10.2f}{p99:>10.2f}{errors:>8}{shown:>15}")
     print(f"throughput batching / unbatched: {rows[1][1] / rows[0][1]:.2f}x")
 
 
@@ -238,21 +285,23 @@ def main() -> None:
     examples = warmup_examples(version_dir)
     batches = {1: examples[:1], 64: (examples * 64)[:64]}
 
-    local = tf.saved_model.load(version_dir).signatures["serving_default"]
+    from serving.servable import Servable
+
+    local = Servable(args.model_name, int(os.path.basename(version_dir)), version_dir)
+    assert all(call.direct for call in local.calls.values()), "the direct call does not apply"
     server, port, rest_port = serve(args.model_name, base, *args.server_arg)
     try:
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         rows = []
         for batch, payload in batches.items():
-            tensor = tf.constant(payload)
             request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=args.model_name))
             request.inputs["examples"].CopyFrom(tf.make_tensor_proto(payload))
             body = json.dumps({"instances": [{"b64": base64.b64encode(e).decode()}
                                              for e in payload]})
 
-            def in_process(tensor=tensor):
-                return lambda: local(examples=tensor)
+            def in_process(request=request):
+                return lambda: local.predict(request)
 
             def grpc_call(request=request):
                 return lambda: stub.Predict(request, timeout=30)
@@ -272,13 +321,17 @@ def main() -> None:
             paths = (("in-process", in_process), ("gRPC", grpc_call), ("REST", rest_call))
             n = args.requests if batch == 1 else max(50, args.requests // 4)
             samples: dict[str, list[list[float]]] = {name: [] for name, _ in paths}
+            rates: dict[str, list[float]] = {name: [] for name, _ in paths}
             for _ in range(args.rounds):
                 for name, make in paths:
                     samples[name].append(timed(make(), n))
-            for name, make in paths:
+            for _ in range(args.rounds):
+                for name, make in paths:
+                    rates[name].append(throughput(make, batch))
+            for name, _ in paths:
                 p50 = float(np.median([percentiles(r)[0] for r in samples[name]]))
                 p99 = percentiles([t for r in samples[name] for t in r])[1]
-                rate = throughput(make, batch)
+                rate = float(np.median(rates[name]))
                 rows.append((name, batch, p50, p99, rate, samples[name]))
                 print(f"  {name:<11} batch {batch:>2}: p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  "
                       f"{rate:9.0f} examples/s", flush=True)
@@ -288,7 +341,7 @@ def main() -> None:
     print(f"\nmodel {args.model_name} version {os.path.basename(version_dir)}; "
           f"{len(examples)} distinct examples; latency: {args.rounds} interleaved rounds of "
           f"{args.requests} sequential requests (batch 64: {max(50, args.requests // 4)}); "
-          "throughput: 4 clients for 3 s")
+          f"throughput: median of {args.rounds} interleaved rounds of 4 clients for 1 s")
     print(f"{'path':<11}{'batch':>6}{'p50 ms':>10}{'p99 ms':>10}{'examples/s':>13}"
           f"{'p50 / in-process':>19}")
     floor = {b: p50 for name, b, p50, *_ in rows if name == "in-process"}
@@ -302,8 +355,13 @@ def main() -> None:
     print(f"\ngoal: gRPC batch-1 p50 <= 2 x in-process + 1 ms = {goal:.2f} ms; measured "
           f"{grpc_b1:.2f} ms -> {'met' if grpc_b1 <= goal else 'NOT met'} "
           f"(met in {met} of {args.rounds} rounds taken alone)")
+    echo_p50, echo_p99, echo_cpu = echo_cost()
+    print(f"\nempty gRPC echo call (bench/grpc_echo.py, its own process): p50 {echo_p50:.2f} ms "
+          f"p99 {echo_p99:.2f} ms round trip, {echo_cpu:.2f} ms server CPU per call; gRPC "
+          f"batch-1 p50 minus in-process p50: {grpc_b1 - floor[1]:.2f} ms")
     batching_section(args, base, examples[0])
     batcher_in_process(args, version_dir, examples[0])
+
 
 if __name__ == "__main__":
     main()

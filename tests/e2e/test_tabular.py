@@ -63,9 +63,9 @@ def _pipeline(tmp, name, label, problem_type, labels, **extra):
     return str(path)
 
 
-def _run(path, *overrides):
+def _run(path, *overrides, until=None):
     out = io.StringIO()
-    result = run(load_config(path, list(overrides)), out=out)
+    result = run(load_config(path, list(overrides)), until=until, out=out)
     return result, out.getvalue()
 
 
@@ -145,7 +145,7 @@ def test_regression_on_a_label_far_from_zero_beats_the_mean(tmp):
     assert abs(served.mean() - 150) < 15  # predictions in the label's own scale
 
     # A model-only change re-runs the Trainer but not Transform.
-    again, text = _run(path, "model.epochs=2")
+    again, text = _run(path, "model.epochs=2", until="train")
     lines = {line.split("]")[0].split("[")[-1]: line for line in text.splitlines()
              if "] finished" in line}
     assert lines["Transform"].endswith("(cached)"), text

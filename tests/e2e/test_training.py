@@ -258,19 +258,28 @@ def test_a_candidate_below_the_value_threshold_is_not_blessed(trained, clean_lis
     assert sorted(os.listdir(config.push_dir)) == before
 
 
-def test_a_candidate_worse_than_the_blessed_model_fails_the_change_threshold_alone(
-    trained, clean_listening
-):
-    """A barely trained model clears a low value bar but is more than max_regression worse
-    than the last blessed model: rejected for that reason only."""
-    config, first, _ = trained
+@pytest.fixture(scope="module")
+def worse_candidate(trained_listening, clean_listening):
+    """One more run on the session run's output directory, for the tests below: a changed
+    vocabulary option (so Transform runs again) and a barely trained model (one step) that
+    clears a low value bar but is far worse than the last blessed model."""
+    config = trained_listening.config
     before = sorted(os.listdir(config.push_dir))
     _, result, text = _run(
         f"data.location={clean_listening}", f"output_dir={config.output_dir}",
-        "model.max_steps=1", "evaluation.threshold=0.3", in_memory=False,
+        "features.country.frequency_threshold=200", "model.max_steps=1",
+        "evaluation.threshold=0.3", in_memory=False,
     )
+    return result, text, before
+
+
+def test_a_candidate_worse_than_the_blessed_model_fails_the_change_threshold_alone(
+    trained, worse_candidate
+):
+    """Rejected for the change threshold only: the value bar (0.3) is cleared."""
+    config, first, _ = trained
+    result, text, before = worse_candidate
     assert result.exit_code == EXIT_NOT_BLESSED, text
-    assert "[Transform] finished" in text and "(cached)" in text.split("[Transform] finished")[1][:20]
     assert "Model NOT blessed" in text and "last blessed model" in text
     failures = _failures(text)
     assert len(failures) == 1 and failures[0].startswith("failed: auc change vs last blessed"), text
@@ -279,14 +288,11 @@ def test_a_candidate_worse_than_the_blessed_model_fails_the_change_threshold_alo
 
 
 def test_a_changed_vocabulary_and_option_show_in_fingerprints_and_diff(
-    trained, clean_listening, tmp_path, capsys
+    trained, worse_candidate, tmp_path, capsys
 ):
     config, first, _ = trained
-    _, result, text = _run(
-        f"data.location={clean_listening}", f"output_dir={config.output_dir}",
-        "features.country.frequency_threshold=200", until="train", in_memory=False,
-    )
-    assert result.exit_code == EXIT_OK, text
+    result, text, _ = worse_candidate
+    assert "[Transform] finished" in text and "(cached)" not in text.split("[Transform] finished")[1][:20]
     new_model = os.path.join(result.outputs["model"].uri, "Format-Serving")
     a, b = load_record(first.pushed), load_record(new_model)
     assert a["transform"]["fingerprint"] != b["transform"]["fingerprint"]
@@ -297,6 +303,7 @@ def test_a_changed_vocabulary_and_option_show_in_fingerprints_and_diff(
     assert f"vocabulary `country` changed: {size_a} → {size_b} terms" in lines
     assert any(line.startswith("preprocessing of `country` changed") and "frequency_threshold=200"
                in line for line in lines)
+    assert "hyperparameters.max_steps: 0 → 1" in lines
     assert all("vocabulary `genre`" not in line for line in lines)
     assert cli.main(["model", "diff", first.pushed, new_model]) == 0
     assert f"vocabulary `country` changed: {size_a} → {size_b} terms" in capsys.readouterr().out
