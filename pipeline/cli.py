@@ -149,36 +149,31 @@ def cmd_model_diff(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bool_flag(text: str) -> bool:
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
 def cmd_serve_models(args: argparse.Namespace) -> int:
+    import dataclasses
     import signal
 
     from serving.errors import ServingError
+    from serving.flags import ignored
     from serving.model_config import ConfigFileError
     from serving.server import ModelServer, ServerOptions
 
-    options = ServerOptions(
-        port=args.port, rest_api_port=args.rest_api_port, host=args.host,
-        model_name=args.model_name, model_base_path=args.model_base_path,
-        model_config_file=args.model_config_file,
-        model_config_file_poll_wait_seconds=args.model_config_file_poll_wait_seconds,
-        file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
-        enable_model_warmup=args.enable_model_warmup,
-        fall_back_on_load_failure=args.fall_back_on_load_failure,
-        monitoring_config_file=args.monitoring_config_file,
-        max_request_bytes=args.max_request_bytes,
-        enable_batching=args.enable_batching, grpc_max_threads=args.grpc_max_threads,
-        tensorflow_intra_op_parallelism=args.tensorflow_intra_op_parallelism,
-        tensorflow_inter_op_parallelism=args.tensorflow_inter_op_parallelism,
-        batching_parameters_file=args.batching_parameters_file,
-    )
+    if args.version:
+        from importlib.metadata import version
+
+        print(f"TensorFlow ModelServer (tandem embedded server {version('tandem')}, "
+              f"TF Serving 2.16 API)")
+        return 0
+    for notice in ignored(args):
+        print(f"tandem serve models: {notice}", file=sys.stderr)
+    if args.model_base_path and not args.model_name:
+        args.model_name = "default"  # TF Serving's default model name
+    names = {f.name for f in dataclasses.fields(ServerOptions)}
+    options = ServerOptions(**{k: v for k, v in vars(args).items() if k in names})
+    for empty_means_none in ("model_config_file", "monitoring_config_file",
+                             "batching_parameters_file", "model_name", "model_base_path"):
+        if not getattr(options, empty_means_none):
+            setattr(options, empty_means_none, None)
     try:
         server = ModelServer(options)
         server.start()
@@ -297,38 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     srv = serve_sub.add_parser(
         "models", help="the embedded TF Serving-compatible model server (flags as TF Serving's)"
     )
-    srv.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500)")
-    srv.add_argument("--rest_api_port", type=int, default=8501,
-                     help="REST and metrics port (default 8501; 0 disables)")
-    srv.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    srv.add_argument("--model_name", help="serve one model under this name")
-    srv.add_argument("--model_base_path", help="the one model's base path (version subdirs)")
-    srv.add_argument("--model_config_file", help="ModelServerConfig text proto (models.config)")
-    srv.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0,
-                     help="re-read the config file this often (0: never)")
-    srv.add_argument("--file_system_poll_wait_seconds", type=float, default=1,
-                     help="look for new model versions this often (default 1)")
-    srv.add_argument("--enable_model_warmup", type=_bool_flag, nargs="?", const=True, default=True,
-                     metavar="BOOL",
-                     help="replay assets.extra/tf_serving_warmup_requests before serving")
-    srv.add_argument("--fall_back_on_load_failure", type=_bool_flag, nargs="?", const=True,
-                     default=True, metavar="BOOL",
-                     help="under latest{N}, serve the newest versions that load when a newer "
-                          "one fails (default true; false: TF Serving's rule)")
-    srv.add_argument("--monitoring_config_file", help="MonitoringConfig (prometheus_config)")
-    srv.add_argument("--enable_batching", type=_bool_flag, nargs="?", const=True, default=False,
-                     metavar="BOOL",
-                     help="merge concurrent requests into batches (default false)")
-    srv.add_argument("--batching_parameters_file",
-                     help="BatchingParameters text proto (deploy/batching.config)")
-    srv.add_argument("--grpc_max_threads", type=int, default=16,
-                     help="threads answering gRPC requests (default 16)")
-    srv.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
-                     help="threads inside one op (default 0: TensorFlow chooses)")
-    srv.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
-                     help="ops run in parallel (default 0: TensorFlow chooses)")
-    srv.add_argument("--max_request_bytes", type=int, default=64 * 1024 * 1024,
-                     help="larger requests get RESOURCE_EXHAUSTED (default 64 MiB)")
+    from serving.flags import add_flags
+
+    add_flags(srv)
     srv.set_defaults(func=cmd_serve_models)
 
     for name, func, text in (("promote", cmd_promote, "point a label at a version, safely"),

@@ -42,3 +42,7 @@ class ResourceExhausted(ServingError):
 
 class Unavailable(ServingError):
     code = grpc.StatusCode.UNAVAILABLE
+
+
+class Unimplemented(ServingError):
+    code = grpc.StatusCode.UNIMPLEMENTED

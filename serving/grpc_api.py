@@ -10,11 +10,15 @@ from typing import Any
 
 import grpc
 from tensorflow_serving.apis import (
+    classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
+    inference_pb2,
     model_management_pb2,
     model_service_pb2_grpc,
+    predict_pb2,
     prediction_service_pb2_grpc,
+    regression_pb2,
     status_pb2,
 )
 
@@ -28,6 +32,7 @@ ERROR_CODES = {  # grpc.StatusCode -> tensorflow.error.Code number
     grpc.StatusCode.INVALID_ARGUMENT: 3, grpc.StatusCode.NOT_FOUND: 5,
     grpc.StatusCode.FAILED_PRECONDITION: 9, grpc.StatusCode.RESOURCE_EXHAUSTED: 8,
     grpc.StatusCode.INTERNAL: 13, grpc.StatusCode.UNAVAILABLE: 14,
+    grpc.StatusCode.UNIMPLEMENTED: 12,
 }
 
 
@@ -148,3 +153,55 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             response.status.error_message = str(e)
             context.abort(e.code, str(e))
         return response
+
+
+def _parsing(method, request_class):
+    """`method` with the request parsed inside the call: bytes that are not a valid request
+    get INVALID_ARGUMENT. (gRPC's own deserializer answers INTERNAL, which a malformed request
+    must never produce.)"""
+
+    def handler(raw: bytes, context):
+        try:
+            request = request_class.FromString(raw)
+        except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError and others
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"the request is not a valid {request_class.DESCRIPTOR.full_name}: {e}")
+        return method(request, context)
+
+    return handler
+
+
+def add_services(server: grpc.Server, prediction: PredictionService,
+                 model: ModelService) -> None:
+    """Register both services on `server` under TF Serving's names, parsing requests in the
+    handlers (see `_parsing`)."""
+    services = {
+        "tensorflow.serving.PredictionService": {
+            "Classify": (prediction.Classify, classification_pb2.ClassificationRequest,
+                         classification_pb2.ClassificationResponse),
+            "Regress": (prediction.Regress, regression_pb2.RegressionRequest,
+                        regression_pb2.RegressionResponse),
+            "Predict": (prediction.Predict, predict_pb2.PredictRequest,
+                        predict_pb2.PredictResponse),
+            "MultiInference": (prediction.MultiInference, inference_pb2.MultiInferenceRequest,
+                               inference_pb2.MultiInferenceResponse),
+            "GetModelMetadata": (prediction.GetModelMetadata,
+                                 get_model_metadata_pb2.GetModelMetadataRequest,
+                                 get_model_metadata_pb2.GetModelMetadataResponse),
+        },
+        "tensorflow.serving.ModelService": {
+            "GetModelStatus": (model.GetModelStatus, get_model_status_pb2.GetModelStatusRequest,
+                               get_model_status_pb2.GetModelStatusResponse),
+            "HandleReloadConfigRequest": (model.HandleReloadConfigRequest,
+                                          model_management_pb2.ReloadConfigRequest,
+                                          model_management_pb2.ReloadConfigResponse),
+        },
+    }
+    for name, methods in services.items():
+        handlers = {
+            method: grpc.unary_unary_rpc_method_handler(
+                _parsing(call, request), request_deserializer=None,
+                response_serializer=response.SerializeToString)
+            for method, (call, request, response) in methods.items()
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))

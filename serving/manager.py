@@ -91,10 +91,22 @@ class ModelManager:
         on_event: Callable[[str, int, str], None] | None = None,
         batcher: BatchScheduler | None = None,
         fall_back: bool = True,
+        method_name_check: bool = False,
+        allow_unavailable_labels: bool = False,
+        load_threads: int = 0,
+        tags: list[str] | None = None,
+        warmup_iterations: int = 1,
     ):
         """`fall_back`: under latest{N}, serve the newest versions that load (see
         `aspired_versions`); False keeps TF Serving's rule."""
         self.warmup, self.batcher, self.fall_back = warmup, batcher, fall_back
+        self.method_name_check = method_name_check
+        # --allow_version_labels_for_unavailable_models: a new (or unchanged) label may name a
+        # version that is not loaded yet; moving an existing label still needs a loaded one.
+        self.allow_unavailable_labels = allow_unavailable_labels
+        self.load_threads = load_threads  # --num_load_threads: models loaded in parallel
+        self.tags = tags or ["serve"]  # --saved_model_tags
+        self.warmup_iterations = warmup_iterations  # --num_request_iterations_for_warmup
         self.on_event = on_event or (lambda model, version, event: None)
         self._models: dict[str, ModelEntry] = {}
         self._state = threading.RLock()  # guards _models; held only briefly
@@ -102,9 +114,13 @@ class ModelManager:
 
     # -- configuration -------------------------------------------------------------------
     def apply_config(self, config: model_server_config_pb2.ModelServerConfig) -> None:
-        """Apply a ModelServerConfig: models added/removed, policies changed, then labels
-        (which may only point at versions available after the load pass)."""
+        """Apply a ModelServerConfig as TF Serving's ServerCore::ReloadConfig does: the
+        labels are checked first, against the versions available before this config (so a
+        config that loads a version and labels it in one step is refused, and so is a start-up
+        config with labels, unless --allow_version_labels_for_unavailable_models); then models
+        are added, changed or removed; then the labels move."""
         with self._reconcile:
+            self._check_labels(config)
             with self._state:
                 wanted = {m.name: m for m in config.model_config_list.config}
                 for name, model in wanted.items():
@@ -114,20 +130,26 @@ class ModelManager:
                     else:
                         entry.config = model
             self._reconcile_locked(removed=set(self._models) - set(wanted))
-            errors = []
             with self._state:
                 for name, model in wanted.items():
-                    entry = self._models[name]
-                    labels = dict(model.version_labels)
-                    bad = {k: v for k, v in labels.items() if v not in entry.available()}
-                    if bad:
-                        label, version = sorted(bad.items())[0]
-                        errors.append(
-                            f"Request to assign label to version {version} of model {name}, "
-                            f"which is not currently available for inference (label '{label}')"
-                        )
+                    self._models[name].labels = dict(model.version_labels)
+
+    def _check_labels(self, config: model_server_config_pb2.ModelServerConfig) -> None:
+        errors = []
+        with self._state:
+            for model in config.model_config_list.config:
+                entry = self._models.get(model.name)
+                available = entry.available() if entry else []
+                current = entry.labels if entry else {}
+                for label, version in sorted(model.version_labels.items()):
+                    unchanged_or_new = current.get(label, version) == version
+                    if version in available or (self.allow_unavailable_labels
+                                                and unchanged_or_new):
                         continue
-                    entry.labels = labels
+                    errors.append(
+                        f"Request to assign label to version {version} of model {model.name}, "
+                        f"which is not currently available for inference (label '{label}')"
+                    )
         if errors:
             raise FailedPrecondition("; ".join(errors))
 
@@ -142,6 +164,15 @@ class ModelManager:
             self._unload_all(name)
         with self._state:
             entries = {n: e for n, e in self._models.items() if n not in removed}
+        if self.load_threads > 1 and len(entries) > 1:
+            # Models are independent: load them side by side (TF Serving's --num_load_threads).
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(self.load_threads, thread_name_prefix="load") as pool:
+                for future in [pool.submit(self._reconcile_model, n, e)
+                               for n, e in entries.items()]:
+                    future.result()
+            return
         for name, entry in entries.items():
             self._reconcile_model(name, entry)
 
@@ -199,8 +230,9 @@ class ModelManager:
             entry.versions[version] = VersionRecord(version, State.LOADING)
         log.info("loading %s version %d from %s", name, version, path)
         try:
-            servable = Servable(name, version, path, batcher=self.batcher)
-            warmed = servable.warm_up() if self.warmup else 0
+            servable = Servable(name, version, path, batcher=self.batcher,
+                                method_name_check=self.method_name_check, tags=self.tags)
+            warmed = servable.warm_up(self.warmup_iterations) if self.warmup else 0
         except LoadError as e:
             log.error("model %s version %d failed to load: %s", name, version, e)
             with self._state:
@@ -237,7 +269,9 @@ class ModelManager:
     @staticmethod
     def _label_version(entry: ModelEntry, label: str) -> int:
         if label not in entry.labels:
-            raise NotFound(f"Unrecognized servable version label: {label}")
+            # INVALID_ARGUMENT, not NOT_FOUND: TF Serving's ServerCore treats an unknown label
+            # as a bad request.
+            raise InvalidArgument(f"Unrecognized servable version label: {label}")
         return entry.labels[label]
 
     def resolve(self, model_spec) -> Servable:

@@ -4,7 +4,6 @@ TF Serving reads it, so the same file works with stock tensorflow/serving."""
 from __future__ import annotations
 
 import os
-import re
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
@@ -90,17 +89,45 @@ def find_model(config, name: str):
     return None
 
 
+def _monitoring_config_class():
+    """TF Serving's MonitoringConfig (monitoring_config.proto), which tensorflow-serving-api
+    does not ship: built here from its two messages, so the file is read as the text proto
+    it is (`prometheus_config: { enable: true, path: "..." }` and every other spelling)."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    F = descriptor_pb2.FieldDescriptorProto
+    file = descriptor_pb2.FileDescriptorProto(
+        name="tandem/serving/monitoring_config.proto", package="tensorflow.serving",
+        syntax="proto3",
+    )
+    prometheus = file.message_type.add(name="PrometheusConfig")
+    prometheus.field.add(name="enable", number=1, type=F.TYPE_BOOL, label=F.LABEL_OPTIONAL)
+    prometheus.field.add(name="path", number=2, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    monitoring = file.message_type.add(name="MonitoringConfig")
+    monitoring.field.add(name="prometheus_config", number=1, type=F.TYPE_MESSAGE,
+                         type_name=".tensorflow.serving.PrometheusConfig",
+                         label=F.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    descriptor = pool.FindMessageTypeByName("tensorflow.serving.MonitoringConfig")
+    return message_factory.MessageFactory(pool).GetPrototype(descriptor)
+
+
+MonitoringConfig = _monitoring_config_class()
+
+
 def monitoring_path(path: str | None) -> str | None:
-    """The Prometheus path from a TF Serving monitoring config file
-    (`prometheus_config { enable: true path: "..." }`); None when disabled."""
+    """The Prometheus path from a TF Serving monitoring config file; None when disabled.
+    Without a file tandem still serves metrics on the default path (stock TF Serving serves
+    none): an embedded server is most often run where nobody wrote that file."""
     if path is None:
         return DEFAULT_MONITORING_PATH
     text = read_text(path, "monitoring config file")
-    block = re.search(r"prometheus_config\s*\{([^}]*)\}", text)
-    if block is None:
-        raise ConfigFileError(f"{path} has no prometheus_config block")
-    enable = re.search(r"enable\s*:\s*(\w+)", block.group(1))
-    if not enable or enable.group(1).lower() != "true":
+    config = MonitoringConfig()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as e:
+        raise ConfigFileError(f"monitoring config file {path} does not parse: {e}") from None
+    if not config.prometheus_config.enable:
         return None
-    custom = re.search(r'path\s*:\s*"([^"]*)"', block.group(1))
-    return custom.group(1) if custom else DEFAULT_MONITORING_PATH
+    return config.prometheus_config.path or DEFAULT_MONITORING_PATH

@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import threading
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -30,11 +31,20 @@ from serving.manager import ModelManager, State
 from serving.metrics import ServerMetrics
 
 log = logging.getLogger("tandem.serving")
-ROUTE = re.compile(
-    r"^/v1/models/(?P<name>[^/:]+)"
-    r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
-    r"(?:/(?P<metadata>metadata)|:(?P<verb>predict|classify|regress))?$"
-)
+# TF Serving's own path rules (http_rest_api_util.cc): case-insensitive; under /v1/ a path
+# that fits neither is a malformed request (400), not an unknown resource.
+PREDICTION_PATH = re.compile(
+    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)",
+    re.IGNORECASE)
+STATUS_PATH = re.compile(
+    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
+    re.IGNORECASE)
+API_PREFIX = re.compile(r"/v1/", re.IGNORECASE)
+INT64_MAX = 2**63 - 1
+CORS_HEADERS = (("Access-Control-Allow-Origin", "*"), ("Access-Control-Allow-Methods", "POST, GET"),
+                ("Access-Control-Allow-Headers", "Content-Type"))
+
+
 NP_DTYPES = {
     types_pb2.DT_FLOAT: np.float32, types_pb2.DT_DOUBLE: np.float64,
     types_pb2.DT_INT32: np.int32, types_pb2.DT_INT64: np.int64, types_pb2.DT_BOOL: np.bool_,
@@ -64,7 +74,7 @@ def _tensor(value: Any, dtype: int, where: str):
     elif dtype in NP_DTYPES:
         try:
             array = np.array(value, dtype=NP_DTYPES[dtype])
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, OverflowError):
             raise InvalidArgument(
                 f"{where}: cannot convert {json.dumps(value)[:80]} to "
                 f"{types_pb2.DataType.Name(dtype)[3:].lower()}"
@@ -76,9 +86,16 @@ def _tensor(value: Any, dtype: int, where: str):
     return tf.make_tensor_proto(array, dtype=dtype)
 
 
+def signature_name(body: dict) -> str:
+    name = body.get("signature_name", "")
+    if not isinstance(name, str):
+        raise InvalidArgument(f"'signature_name' must be a string, got {json.dumps(name)[:80]}")
+    return name
+
+
 def predict_request(body: dict, servable, spec: model_pb2.ModelSpec) -> tuple[Any, bool]:
     """Row ('instances') or columnar ('inputs') JSON to a PredictRequest."""
-    sig_name = body.get("signature_name") or "serving_default"
+    sig_name = signature_name(body) or "serving_default"
     _, sig = servable.signature(sig_name)
     has_rows, has_cols = "instances" in body, "inputs" in body
     if has_rows == has_cols:
@@ -123,15 +140,33 @@ def predict_request(body: dict, servable, spec: model_pb2.ModelSpec) -> tuple[An
     return request, has_rows
 
 
-def _jsonable(array: np.ndarray) -> Any:
-    if array.dtype == object:
+def _jsonable(value: Any, name: str = "") -> Any:
+    """An output as TF Serving writes it in JSON (json_tensor.cc): float32 values as the
+    shortest text that reads back as the same float32 (0.0003, not 0.0003000000142492354);
+    strings as text, or {"b64": ...} when the output's name ends in `_bytes` (or the bytes are
+    not UTF-8)."""
+    array = np.asarray(value)
+    if array.dtype == np.float32:
+        # numpy prints a float32 as its shortest round-trip text; read back as a Python float,
+        # that text is what json.dumps writes.
+        return array.astype(str).astype(np.float64).tolist()
+    if array.dtype.kind in ("O", "S", "U"):
+        as_b64 = name.endswith("_bytes")
+
         def convert(x):
-            if isinstance(x, bytes):
+            if isinstance(x, str):
+                x = x.encode()
+            if not isinstance(x, bytes):
+                return x
+            if not as_b64:
                 try:
                     return x.decode()
                 except UnicodeDecodeError:
-                    return {"b64": base64.b64encode(x).decode()}
-            return x
+                    pass
+            return {"b64": base64.b64encode(x).decode()}
+
+        if array.ndim == 0:
+            return convert(array.item())
         return np.vectorize(convert, otypes=[object])(array).tolist() if array.size else []
     return array.tolist()
 
@@ -140,14 +175,17 @@ def predict_json(response: predict_pb2.PredictResponse, row_format: bool) -> dic
     outputs = {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
     if not row_format:
         if len(outputs) == 1:
-            return {"outputs": _jsonable(next(iter(outputs.values())))}
-        return {"outputs": {k: _jsonable(v) for k, v in outputs.items()}}
+            (name, value), = outputs.items()
+            return {"outputs": _jsonable(value, name)}
+        return {"outputs": {k: _jsonable(v, k) for k, v in outputs.items()}}
     if len(outputs) == 1:
-        return {"predictions": _jsonable(next(iter(outputs.values())))}
-    batch = {len(v) if v.ndim else 0 for v in outputs.values()}
-    if len(batch) != 1:
-        raise InvalidArgument("outputs have different batch sizes; use the columnar 'inputs' format")
-    rows = [{k: _jsonable(v[i]) for k, v in outputs.items()} for i in range(batch.pop())]
+        (name, value), = outputs.items()
+        return {"predictions": _jsonable(value, name)}
+    batch = {len(v) if np.ndim(v) else 0 for v in outputs.values()}
+    if len(batch) != 1 or 0 in batch:
+        raise InvalidArgument("outputs have different batch sizes (or none); use the columnar "
+                              "'inputs' format")
+    rows = [{k: _jsonable(v[i], k) for k, v in outputs.items()} for i in range(batch.pop())]
     return {"predictions": rows}
 
 
@@ -212,6 +250,44 @@ def example_input(body: dict, types: dict[str, tf.DType] | None = None) -> input
     return model_input
 
 
+def parse_path(method: str, path: str) -> tuple[model_pb2.ModelSpec, str | None, bool]:
+    """(model spec, verb, whether metadata) of a /v1/ path, by TF Serving's rules."""
+    malformed = InvalidArgument(f"Malformed request: {method} {path}")
+    match = None
+    if method == "POST":
+        match = PREDICTION_PATH.fullmatch(path)
+    elif method == "GET":
+        match = STATUS_PATH.fullmatch(path)
+    if match is None:
+        raise malformed
+    name, version, label, last = match.groups()
+    if not name:
+        raise InvalidArgument("Missing model name in request.")
+    spec = model_pb2.ModelSpec(name=urllib.parse.unquote(name))
+    if version:
+        if int(version) > INT64_MAX:
+            raise InvalidArgument(f"Failed to convert version: {version} to numeric.")
+        spec.version.value = int(version)
+    elif label:
+        spec.version_label = urllib.parse.unquote(label)
+    if method == "POST":
+        return spec, last.lower(), False
+    return spec, None, bool(last)
+
+
+def metadata_json(response) -> dict:
+    """GetModelMetadata as TF Serving's REST API writes it (http_rest_api_util.cc): field
+    names as in the protos, fields at their defaults included, and the SignatureDefMap
+    unpacked (no '@type')."""
+    sig_map = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(sig_map)
+    options = {"preserving_proto_field_name": True, "including_default_value_fields": True}
+    return {
+        "model_spec": json_format.MessageToDict(response.model_spec, **options),
+        "metadata": {"signature_def": json_format.MessageToDict(sig_map, **options)},
+    }
+
+
 def status_json(records) -> dict:
     return {"model_version_status": [
         {
@@ -227,8 +303,8 @@ class RestServer:
     """TF Serving's REST API on a threaded HTTP server."""
 
     def __init__(self, manager: ModelManager, metrics: ServerMetrics, host: str, port: int,
-                 monitoring_path: str | None, max_body_bytes: int):
-        self.manager, self.metrics = manager, metrics
+                 monitoring_path: str | None, max_body_bytes: int, cors: bool = False):
+        self.manager, self.metrics, self.cors = manager, metrics, cors
         self.monitoring_path, self.max_body_bytes = monitoring_path, max_body_bytes
         server = self
 
@@ -246,6 +322,16 @@ class RestServer:
 
             def do_POST(self):
                 server.handle(self, "POST")
+
+            # Any other method is a malformed request (400), as in TF Serving.
+            def do_PUT(self):
+                server.handle(self, "PUT")
+
+            def do_DELETE(self):
+                server.handle(self, "DELETE")
+
+            def do_PATCH(self):
+                server.handle(self, "PATCH")
 
         self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
@@ -272,6 +358,8 @@ class RestServer:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         h.send_response(status)
         h.send_header("Content-Type", ctype)
+        for key, value in CORS_HEADERS if self.cors else ():
+            h.send_header(key, value)
         h.send_header("Content-Length", str(len(data)))
         h.end_headers()
         h.wfile.write(data)
@@ -288,6 +376,8 @@ class RestServer:
             body = json.loads(raw or b"null")
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise InvalidArgument(f"JSON Parse error: {e}") from None
+        except RecursionError:
+            raise InvalidArgument("JSON Parse error: the document is nested too deeply") from None
         if not isinstance(body, dict):
             raise InvalidArgument("request body must be a JSON object")
         return body
@@ -296,41 +386,30 @@ class RestServer:
         path = h.path.split("?", 1)[0]
         if method == "GET" and self.monitoring_path and path == self.monitoring_path:
             return 200, self.metrics.exposition(), "text/plain; version=0.0.4"
-        m = ROUTE.match(path)
-        if m is None:
-            raise NotFound(f"Malformed request: {method} {path}")
-        spec = model_pb2.ModelSpec(name=m.group("name"))
-        if m.group("version"):
-            spec.version.value = int(m.group("version"))
-        elif m.group("label"):
-            spec.version_label = m.group("label")
-        verb = m.group("verb")
-        if method == "GET" and verb is None:
-            if m.group("metadata"):
+        if not API_PREFIX.match(path):
+            raise NotFound(f"Not found: {method} {path}")
+        spec, verb, metadata = parse_path(method, path)
+        if method == "GET":
+            if metadata:
                 request = get_model_metadata_pb2.GetModelMetadataRequest(
                     model_spec=spec, metadata_field=["signature_def"]
                 )
                 response = run_request(self.manager, self.metrics, "metadata", request,
                                        model_metadata)
-                return 200, json_format.MessageToDict(
-                    response, preserving_proto_field_name=True
-                ), "application/json"
+                return 200, metadata_json(response), "application/json"
             return 200, status_json(self.manager.status(spec)), "application/json"
-        if method != "POST" or verb is None:
-            raise InvalidArgument(f"Malformed request: {method} {path}")
         body = self._body(h)
         if verb == "predict":
-            holder: dict[str, bool] = {}
-
-            def handler(servable, _):
-                request, holder["rows"] = predict_request(body, servable, spec)
+            def predict(servable, _) -> tuple[predict_pb2.PredictResponse, bool]:
+                """The response, and whether the request used the row format."""
+                request, rows = predict_request(body, servable, spec)
                 request.model_spec.version.value = servable.version
-                return servable.predict(request)
+                return servable.predict(request), rows
 
-            response = run_request(self.manager, self.metrics, "predict",
-                                   predict_pb2.PredictRequest(model_spec=spec), handler)
-            return 200, predict_json(response, holder["rows"]), "application/json"
-        sig = body.get("signature_name") or ""
+            response, rows = run_request(self.manager, self.metrics, "predict",
+                                         predict_pb2.PredictRequest(model_spec=spec), predict)
+            return 200, predict_json(response, rows), "application/json"
+        sig = signature_name(body)
 
         def with_examples(call):
             def handler(servable, request):
@@ -344,11 +423,12 @@ class RestServer:
             response = run_request(self.manager, self.metrics, "classify", request,
                                    with_examples(lambda s, r: s.classify(r)))
             return 200, {"results": [
-                [[c.label, c.score] for c in item.classes]
+                [[c.label, _jsonable(np.float32(c.score))] for c in item.classes]
                 for item in response.result.classifications
             ]}, "application/json"
         request = regression_pb2.RegressionRequest(model_spec=spec)
         request.model_spec.signature_name = sig
         response = run_request(self.manager, self.metrics, "regress", request,
                                with_examples(lambda s, r: s.regress(r)))
-        return 200, {"results": [r.value for r in response.result.regressions]}, "application/json"
+        values = np.array([r.value for r in response.result.regressions], np.float32)
+        return 200, {"results": _jsonable(values)}, "application/json"

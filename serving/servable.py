@@ -21,7 +21,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving.batching import BatchScheduler
-from serving.errors import InvalidArgument, ServingError
+from serving.errors import FailedPrecondition, InvalidArgument, ServingError, Unimplemented
 
 DEFAULT_SIGNATURE = "serving_default"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
@@ -35,7 +35,10 @@ class LoadError(Exception):
     """A version directory that cannot be served; the message says why."""
 
 
-def read_signature_defs(path: str) -> dict[str, meta_graph_pb2.SignatureDef]:
+def read_signature_defs(path: str, tags: list[str] | None = None
+                        ) -> dict[str, meta_graph_pb2.SignatureDef]:
+    """The signatures of the MetaGraph tagged with exactly `tags` (default: serve)."""
+    tags = tags or ["serve"]
     pb = os.path.join(path, "saved_model.pb")
     if not os.path.isfile(pb):
         raise LoadError(f"{pb} not found (incomplete copy?)")
@@ -46,9 +49,10 @@ def read_signature_defs(path: str) -> dict[str, meta_graph_pb2.SignatureDef]:
     except Exception as e:  # noqa: BLE001 - a corrupt file may raise anything from protobuf
         raise LoadError(f"{pb} is not a SavedModel: {e}") from None
     for meta_graph in saved.meta_graphs:
-        if "serve" in meta_graph.meta_info_def.tags:
+        if set(meta_graph.meta_info_def.tags) == set(tags):
             return dict(meta_graph.signature_def)
-    raise LoadError(f"{pb} has no MetaGraph tagged 'serve'")
+    found = [sorted(m.meta_info_def.tags) for m in saved.meta_graphs]
+    raise LoadError(f"{pb} has no MetaGraph tagged {','.join(tags)} (it has: {found})")
 
 
 def example_features(graph_def) -> dict[str, tf.DType]:
@@ -102,6 +106,15 @@ def op_error_text(error: Exception) -> str:
 
 def _dtype_name(dtype: int) -> str:
     return types_pb2.DataType.Name(dtype)[3:].lower()
+
+
+def _as_array(value) -> np.ndarray:
+    """A signature output as an array: a scalar string comes out of TensorFlow as bare bytes."""
+    if isinstance(value, bytes):
+        array = np.empty((), dtype=object)
+        array[()] = value
+        return array
+    return np.asarray(value)
 
 
 def _bytes_array(values: list[bytes]) -> np.ndarray:
@@ -192,12 +205,16 @@ def fill_tensor_proto(proto: tensor_pb2.TensorProto, array: np.ndarray) -> None:
 class Servable:
     """A loaded, callable model version."""
 
-    def __init__(self, name: str, version: int, path: str, batcher: BatchScheduler | None = None):
+    def __init__(self, name: str, version: int, path: str, batcher: BatchScheduler | None = None,
+                 method_name_check: bool = False, tags: list[str] | None = None):
+        """`method_name_check`: TF Serving's --enable_signature_method_name_check (off by
+        default since 2.x, so TF2 signatures exported as predict serve Classify/Regress)."""
         self.name, self.version, self.path = name, version, path
-        self.batcher = batcher
-        self.signature_defs = read_signature_defs(path)
+        self.batcher, self.method_name_check = batcher, method_name_check
+        self.tags = tags or ["serve"]
+        self.signature_defs = read_signature_defs(path, self.tags)
         try:
-            self._loaded = tf.saved_model.load(path, tags=["serve"])
+            self._loaded = tf.saved_model.load(path, tags=self.tags)
         except Exception as e:  # noqa: BLE001 - TF raises many error types for bad models
             raise LoadError(f"cannot load SavedModel {path}: {str(e).splitlines()[0]}") from None
         self.signatures = dict(self._loaded.signatures)
@@ -216,14 +233,20 @@ class Servable:
         return self._example_features[sig_name]
 
     # -- helpers ---------------------------------------------------------------------------
-    def signature(self, name: str) -> tuple[SignatureCall, meta_graph_pb2.SignatureDef]:
+    def signature(self, name: str, api: str = "predict"
+                  ) -> tuple[SignatureCall, meta_graph_pb2.SignatureDef]:
+        """The signature a request names, or TF Serving's error for `api` when it has none:
+        FAILED_PRECONDITION for Predict, INVALID_ARGUMENT for the others."""
         name = name or DEFAULT_SIGNATURE
         if name not in self.calls or name not in self.signature_defs:
-            raise InvalidArgument(
-                f"Serving signature name: \"{name}\" not found in signature def "
-                f"(model '{self.name}' version {self.version} has: "
-                f"{', '.join(sorted(self.signature_defs))})"
-            )
+            known = (f" (model '{self.name}' version {self.version} has: "
+                     f"{', '.join(sorted(self.signature_defs))})")
+            if api == "predict":
+                raise FailedPrecondition(f'Serving signature key "{name}" not found.{known}')
+            if api == "multi_inference":
+                raise InvalidArgument(f"Requested signature not found in model graph: {name}"
+                                      f"{known}")
+            raise InvalidArgument(f"No signature was found with the name: {name}{known}")
         return self.calls[name], self.signature_defs[name]
 
     def _call(self, sig_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -242,7 +265,7 @@ class Servable:
             raise InvalidArgument(
                 f"model '{self.name}' rejected the input: {op_error_text(e)}"
             ) from None
-        return {k: v.numpy() for k, v in outputs.items()}
+        return {k: _as_array(v.numpy()) for k, v in outputs.items()}
 
     def _input_tensors(self, sig_name: str, sig: meta_graph_pb2.SignatureDef,
                        given: dict[str, tensor_pb2.TensorProto]) -> dict[str, np.ndarray]:
@@ -290,12 +313,16 @@ class Servable:
         _, sig = self.signature(sig_name)
         outputs = self._call(sig_name, self._input_tensors(sig_name, sig, dict(request.inputs)))
         wanted = list(request.output_filter) or list(outputs)
-        unknown = [k for k in wanted if k not in outputs]
-        if unknown:
-            raise InvalidArgument(
-                f"output_filter names unknown output(s) {', '.join(unknown)} of signature "
-                f"'{sig_name}' (outputs: {', '.join(sorted(outputs))})"
-            )
+        seen: set[str] = set()
+        for alias in request.output_filter:
+            if alias not in outputs:
+                raise InvalidArgument(
+                    f"output tensor alias not found in signature: {alias} Outputs expected to "
+                    f"be in the set {{{','.join(sorted(outputs))}}}."
+                )
+            if alias in seen:
+                raise InvalidArgument(f"duplicate output tensor alias: {alias}")
+            seen.add(alias)
         response = predict_pb2.PredictResponse()
         self.fill_spec(response.model_spec, sig_name)
         for key in wanted:
@@ -324,20 +351,39 @@ class Servable:
             out.append(example.SerializeToString())
         return out
 
-    def _method_signature(self, sig_name: str, method: str, api: str):
-        _, sig = self.signature(sig_name)
-        if sig.method_name != method:
-            fitting = sorted(n for n, d in self.signature_defs.items() if d.method_name == method)
-            hint = (f"; set signature_name to {' or '.join(repr(n) for n in fitting)}, this "
-                    f"model's {api} signature" if fitting else
-                    f"; model '{self.name}' has no {api} signature")
-            raise InvalidArgument(
-                f"Expected {api} signature method_name to be {method}. Was: {sig.method_name}"
-                f" (signature '{sig_name}'){hint}"
-            )
-        if len(sig.inputs) != 1:
-            raise InvalidArgument(f"{api} signature '{sig_name}' must have exactly one input")
-        return next(iter(sig.inputs))
+    def _method_signature(self, sig_name: str, method: str, api: str) -> str:
+        """The input name of a Classify/Regress signature, checked as TF Serving checks it
+        (classifier.cc, regressor.cc); errors add which signature would fit."""
+        _, sig = self.signature(sig_name, api)
+        kind = "classification" if method == CLASSIFY_METHOD else "regression"
+        try:
+            if self.method_name_check and sig.method_name != method:
+                raise InvalidArgument(f"Expected {kind} signature method_name to be {method}. "
+                                      f"Was: {sig.method_name}")
+            if len(sig.inputs) != 1:
+                raise InvalidArgument("Expected one input Tensor.")
+            if method == CLASSIFY_METHOD and len(sig.outputs) not in (1, 2):
+                raise InvalidArgument(
+                    f"Expected one or two output Tensors, found {len(sig.outputs)}")
+            if method == REGRESS_METHOD and len(sig.outputs) != 1:
+                raise InvalidArgument("Expected one output Tensor.")
+            if "inputs" not in sig.inputs:
+                raise InvalidArgument(f"No {kind} inputs found in SignatureDef '{sig_name}' "
+                                      f"(its input is named {next(iter(sig.inputs))!r})")
+            if method == CLASSIFY_METHOD and not {"classes", "scores"} & set(sig.outputs):
+                raise InvalidArgument('Expected classification signature outputs to contain at '
+                                      'least one of "classes" or "scores".')
+            if method == REGRESS_METHOD and "outputs" not in sig.outputs:
+                raise InvalidArgument(f"No regression outputs found in SignatureDef "
+                                      f"'{sig_name}'")
+        except InvalidArgument as e:
+            fitting = sorted(n for n, d in self.signature_defs.items()
+                             if d.method_name == method and n != sig_name)
+            hint = (f" (signature '{sig_name}'); set signature_name to "
+                    f"{' or '.join(repr(n) for n in fitting)}, this model's {api} signature"
+                    if fitting else f" (signature '{sig_name}')")
+            raise InvalidArgument(f"{e}{hint}") from None
+        return "inputs"
 
     def _classify_into(self, sig_name: str, examples: list[bytes],
                        result: classification_pb2.ClassificationResult) -> None:
@@ -395,8 +441,9 @@ class Servable:
             if sig_name in seen:
                 raise InvalidArgument(f"Duplicate evaluation of signature: {sig_name}")
             seen.add(sig_name)
+            self.signature(sig_name, "multi_inference")
             if task.method_name not in (CLASSIFY_METHOD, REGRESS_METHOD):
-                raise InvalidArgument(f"Unsupported signature method_name: {task.method_name}")
+                raise Unimplemented(f"Unsupported signature method_name: {task.method_name}")
         examples = self._serialized_examples(request.input)
         response = inference_pb2.MultiInferenceResponse()
         for task in request.tasks:
@@ -416,9 +463,10 @@ class Servable:
             spec.signature_name = signature_name
 
     # -- warmup ----------------------------------------------------------------------------
-    def warm_up(self) -> int:
+    def warm_up(self, iterations: int = 1) -> int:
         """Replay assets.extra/tf_serving_warmup_requests, as TF Serving does before a
-        version takes traffic. Returns the number of requests replayed."""
+        version takes traffic, each record `iterations` times
+        (--num_request_iterations_for_warmup). Returns the number of records replayed."""
         path = os.path.join(self.path, WARMUP_FILE)
         if not os.path.isfile(path):
             return 0
@@ -427,16 +475,13 @@ class Servable:
             for record in tf.data.TFRecordDataset(path).take(MAX_WARMUP_RECORDS):
                 log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
                 kind = log.WhichOneof("log_type")
-                if kind == "predict_log":
-                    self.predict(log.predict_log.request)
-                elif kind == "classify_log":
-                    self.classify(log.classify_log.request)
-                elif kind == "regress_log":
-                    self.regress(log.regress_log.request)
-                elif kind == "multi_inference_log":
-                    self.multi_inference(log.multi_inference_log.request)
-                else:
+                calls = {"predict_log": self.predict, "classify_log": self.classify,
+                         "regress_log": self.regress,
+                         "multi_inference_log": self.multi_inference}
+                if kind not in calls:
                     raise LoadError(f"warmup record {count} has unsupported type {kind}")
+                for _ in range(iterations):
+                    calls[kind](getattr(log, kind).request)
                 count += 1
         except (ServingError, tf.errors.OpError) as e:
             raise LoadError(f"warmup request {count} failed: {e}") from None

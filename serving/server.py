@@ -9,10 +9,11 @@ import threading
 from concurrent import futures
 
 import grpc
-from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from serving.batching import BatchingOptions, BatchScheduler, read_batching_parameters
-from serving.grpc_api import ModelService, PredictionService
+from serving.errors import FailedPrecondition
+from serving.flags import channel_arguments
+from serving.grpc_api import ModelService, PredictionService, add_services
 from serving.manager import ModelManager
 from serving.metrics import ServerMetrics
 from serving.model_config import (
@@ -51,6 +52,14 @@ class ServerOptions:
     # TensorFlow's thread pools, as TF Serving's flags of the same names; 0 lets TF choose.
     tensorflow_intra_op_parallelism: int = 0
     tensorflow_inter_op_parallelism: int = 0
+    enable_signature_method_name_check: bool = False
+    allow_version_labels_for_unavailable_models: bool = False
+    num_load_threads: int = 0
+    grpc_channel_arguments: str = ""
+    grpc_socket_path: str = ""
+    saved_model_tags: str = "serve"
+    num_request_iterations_for_warmup: int = 1
+    rest_api_enable_cors_support: bool = False
 
 
 def configure_tensorflow_threads(intra: int, inter: int) -> None:
@@ -90,9 +99,18 @@ class ModelServer:
                          if options.batching_parameters_file
                          else BatchingOptions() if options.enable_batching else None)
         self.batcher: BatchScheduler | None = None
-        self.manager = ModelManager(warmup=options.enable_model_warmup,
-                                    on_event=self.metrics.record_event,
-                                    fall_back=options.fall_back_on_load_failure)
+        if options.num_request_iterations_for_warmup < 1:
+            raise ConfigFileError("--num_request_iterations_for_warmup must be >= 1")
+        self.channel_arguments = channel_arguments(options.grpc_channel_arguments)
+        self.manager = ModelManager(
+            warmup=options.enable_model_warmup, on_event=self.metrics.record_event,
+            fall_back=options.fall_back_on_load_failure,
+            method_name_check=options.enable_signature_method_name_check,
+            allow_unavailable_labels=options.allow_version_labels_for_unavailable_models,
+            load_threads=options.num_load_threads,
+            tags=[t.strip() for t in options.saved_model_tags.split(",") if t.strip()],
+            warmup_iterations=options.num_request_iterations_for_warmup,
+        )
         self._metrics_path = monitoring_path(options.monitoring_config_file)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -115,26 +133,31 @@ class ModelServer:
         if self.batching is not None:
             self.batcher = BatchScheduler(self.batching, on_batch=self.metrics.observe_batch)
             self.manager.batcher = self.batcher
-        self.manager.apply_config(self._initial_config())
+        try:
+            self.manager.apply_config(self._initial_config())
+        except FailedPrecondition as e:
+            hint = ("; start with --allow_version_labels_for_unavailable_models to label "
+                    "versions before they load" if "label" in str(e) else "")
+            raise ConfigFileError(f"the model config was refused: {e}{hint}") from None
         size = self.options.max_request_bytes
         self.grpc_server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self.options.grpc_max_threads),
             options=[("grpc.max_receive_message_length", size),
-                     ("grpc.max_send_message_length", size)],
+                     ("grpc.max_send_message_length", size), *self.channel_arguments],
         )
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionService(self.manager, self.metrics), self.grpc_server
-        )
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelService(self.manager), self.grpc_server
-        )
+        add_services(self.grpc_server, PredictionService(self.manager, self.metrics),
+                     ModelService(self.manager))
         self.grpc_port = self.grpc_server.add_insecure_port(f"{self.options.host}:{self.options.port}")
         if self.grpc_port == 0:
             raise OSError(f"cannot bind gRPC port {self.options.host}:{self.options.port}")
+        if self.options.grpc_socket_path:
+            if not self.grpc_server.add_insecure_port(f"unix:{self.options.grpc_socket_path}"):
+                raise OSError(f"cannot listen on UNIX socket {self.options.grpc_socket_path}")
         self.grpc_server.start()
         if self.options.rest_api_port:
             self.rest = RestServer(self.manager, self.metrics, self.options.host,
-                                   self.options.rest_api_port, self._metrics_path, size)
+                                   self.options.rest_api_port, self._metrics_path, size,
+                                   cors=self.options.rest_api_enable_cors_support)
             self.rest.start()
         self._every(self.options.file_system_poll_wait_seconds, self.manager.poll, "fs-poll")
         if self.options.model_config_file:

@@ -122,3 +122,51 @@ def start_server():
     yield start
     for server in servers:
         server.stop(grace=0)
+
+
+class HalfPlusTwo(tf.Module):
+    """TF Serving's canonical test model, rebuilt: y = 0.5 x + 2 on `x` of shape [-1, 1], with
+    TF2-style regress/classify signatures (method_name predict, as TF2 exports them), a
+    `*_bytes` output, a scalar string output and an int64 input."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = tf.Variable(0.5), tf.Variable(2.0)
+
+    def _x(self, serialized):
+        return tf.io.parse_example(serialized, {"x": tf.io.FixedLenFeature([1], tf.float32)})["x"]
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32, name="x")])
+    def predict(self, x):
+        return {"y": self.a * x + self.b}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def regress(self, inputs):
+        return {"outputs": self.a * self._x(inputs) + self.b}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def classify(self, inputs):
+        y = self.a * self._x(inputs) + self.b
+        return {"scores": tf.concat([y, y + 1.0], axis=1)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32, name="x")])
+    def describe(self, x):
+        raw = tf.strings.as_string(x[:, 0]) + b"\xff"  # not UTF-8: only b64 can carry it
+        return {"y_bytes": raw, "model": tf.constant("half_plus_two")}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64, name="n")])
+    def count(self, n):
+        return {"next": n + 1}
+
+
+def make_half_plus_two(base: str, version: int = 1) -> str:
+    module = HalfPlusTwo()
+    path = os.path.join(base, str(version))
+    tf.saved_model.save(module, path, signatures={
+        "serving_default": module.predict.get_concrete_function(),
+        "regress_x_to_y": module.regress.get_concrete_function(),
+        "classify_x_to_y": module.classify.get_concrete_function(),
+        "describe": module.describe.get_concrete_function(),
+        "count": module.count.get_concrete_function(),
+    })
+    return path

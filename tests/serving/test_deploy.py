@@ -59,6 +59,9 @@ def test_kubernetes_manifests_and_the_dockerfile_agree():
         configmap = yaml.safe_load(f)
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert sorted(container["args"]) == sorted(_dockerfile_flags())
+    # After `tandem promote` models.config holds labels; without this flag a fresh stock pod
+    # refuses to start on it.
+    assert "--allow_version_labels_for_unavailable_models=true" in container["args"]
     files = {arg.split("=", 1)[1][len("/config/"):] for arg in container["args"]
              if "=/config/" in arg}
     assert files == {"models.config", "monitoring.config", "batching.config"}

@@ -186,11 +186,16 @@ def test_multi_inference_runs_several_signatures_on_the_same_examples(clients):
         (inference_pb2.MultiInferenceRequest(), "at least one task"),
         (request(("classification", "classify"), ("classification", "classify")),
          "Duplicate evaluation of signature: classification"),
-        (request(("serving_default", "predict")), "Unsupported signature method_name"),
-        (request(("regression", "classify")), "method_name to be tensorflow/serving/classify"),
+        (request(("regression", "classify")),
+         'outputs to contain at least one of "classes" or "scores"'),
+        (request(("nope", "classify")), "Requested signature not found in model graph: nope"),
     ]:
         code, details = _code(lambda bad=bad: clients.predict_stub.MultiInference(bad, timeout=30))
         assert code == INVALID and want in details, details
+    code, details = _code(lambda: clients.predict_stub.MultiInference(
+        request(("serving_default", "predict")), timeout=30))
+    assert code == grpc.StatusCode.UNIMPLEMENTED
+    assert "Unsupported signature method_name: tensorflow/serving/predict" in details
     mixed = request(("classification", "classify"))
     mixed.tasks.add(model_spec=model_pb2.ModelSpec(name="other", signature_name="regression"),
                     method_name="tensorflow/serving/regress")
@@ -205,9 +210,13 @@ def test_every_bad_input_gets_its_status_code(clients):
     INVALID, NOT_FOUND = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
     assert _code(lambda: clients.predict([1.0], name="nope"))[0] == NOT_FOUND
     assert _code(lambda: clients.predict([1.0], version=7))[0] == NOT_FOUND
-    assert _code(lambda: clients.predict([1.0], label="stable"))[0] == NOT_FOUND
+    # TF Serving's codes: an unknown label is a bad request, an unknown signature a failed
+    # precondition.
+    code, details = _code(lambda: clients.predict([1.0], label="stable"))
+    assert code == INVALID and "Unrecognized servable version label: stable" in details
     code, details = _code(lambda: clients.predict([1.0], signature="nope"))
-    assert code == INVALID and "nope" in details
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert 'Serving signature key "nope" not found.' in details
 
     wrong_name = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="scorer"))
     wrong_name.inputs["inputs"].CopyFrom(tf.make_tensor_proto([example(1.0)]))
@@ -236,7 +245,8 @@ def test_every_bad_input_gets_its_status_code(clients):
     not_classify = classification_pb2.ClassificationRequest(model_spec=model_pb2.ModelSpec(name="scorer"))
     not_classify.input.example_list.examples.add().ParseFromString(example(1.0))
     code, details = _code(lambda: clients.predict_stub.Classify(not_classify, timeout=30))
-    assert code == INVALID and "method_name" in details
+    assert code == INVALID and "Expected one or two output Tensors, found 3" in details
+    assert "set signature_name to 'classification'" in details
 
     for path, body, want in [
         ("/v1/models/nope:predict", {"instances": [1]}, 404),
@@ -245,7 +255,7 @@ def test_every_bad_input_gets_its_status_code(clients):
         ("/v1/models/scorer:predict", {"instances": [{"b64": "%%%"}]}, 400),
         ("/v1/models/scorer:predict", {"nothing": 1}, 400),
         ("/v1/models/scorer:regress", {"examples": []}, 400),
-        ("/v1/models/scorer:frobnicate", {}, 404),
+        ("/v1/models/scorer:frobnicate", {}, 400),  # malformed, as TF Serving says
     ]:
         status, raw = clients.http(path, body)
         assert status == want, (path, raw)
@@ -380,18 +390,31 @@ def _config_file(tmp_path, base, versions, labels=None, name="scorer"):
 
 def test_config_reload_by_rpc_and_by_file_poll_without_restart(model_base, start_server, tmp_path):
     make_model(str(model_base), 2, bias=1.0)
-    path = _config_file(tmp_path, model_base, [1], {"stable": 1})
+    # Without --allow_version_labels_for_unavailable_models, as TF Serving by default: labels
+    # go on versions that are already loaded, so the server starts without any.
+    path = _config_file(tmp_path, model_base, [1])
     clients = Clients(start_server(model_config_file=str(path),
                                    model_config_file_poll_wait_seconds=0.3))
+    config = read_config(str(path))
+    config.model_config_list.config[0].version_labels["stable"] = 1
+    request = model_management_pb2.ReloadConfigRequest(config=config)
+    assert clients.model_stub.HandleReloadConfigRequest(request, timeout=60).status.error_code == 0
     assert clients.predict([0.5], label="stable").model_spec.version.value == 1
     # A label on a version that is not loaded is refused (FAILED_PRECONDITION).
-    config = read_config(str(path))
     config.model_config_list.config[0].version_labels["canary"] = 2
     request = model_management_pb2.ReloadConfigRequest(config=config)
     code, details = _code(lambda: clients.model_stub.HandleReloadConfigRequest(request, timeout=30))
     assert code == grpc.StatusCode.FAILED_PRECONDITION and "not currently available" in details
-    # Loading it first, then labelling it, works.
+    # So is loading it and labelling it in one step, as TF Serving refuses it.
     config.model_config_list.config[0].model_version_policy.specific.versions.append(2)
+    request = model_management_pb2.ReloadConfigRequest(config=config)
+    code, details = _code(lambda: clients.model_stub.HandleReloadConfigRequest(request, timeout=30))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "version 2 of model scorer" in details
+    # Loading it first, then labelling it, works.
+    del config.model_config_list.config[0].version_labels["canary"]
+    request = model_management_pb2.ReloadConfigRequest(config=config)
+    assert clients.model_stub.HandleReloadConfigRequest(request, timeout=60).status.error_code == 0
+    config.model_config_list.config[0].version_labels["canary"] = 2
     request = model_management_pb2.ReloadConfigRequest(config=config)
     response = clients.model_stub.HandleReloadConfigRequest(request, timeout=60)
     assert response.status.error_code == 0
@@ -417,7 +440,8 @@ def test_promote_and_rollback_apply_live_and_survive_a_restart(model_base, start
     make_model(str(model_base), 2, bias=1.0)
     make_model(str(model_base), 3, bias=2.0)
     path = _config_file(tmp_path, model_base, [1], {"stable": 1})
-    server = start_server(model_config_file=str(path))
+    server = start_server(model_config_file=str(path),
+                          allow_version_labels_for_unavailable_models=True)
     clients = Clients(server)
     address = f"127.0.0.1:{server.grpc_port}"
     steps = promote(str(path), address, "scorer", 2, "canary")
@@ -439,7 +463,8 @@ def test_promote_and_rollback_apply_live_and_survive_a_restart(model_base, start
 
     # A restart reads the rewritten file: same labels, no RPC needed.
     server.stop(grace=0)
-    clients = Clients(start_server(model_config_file=str(path)))
+    clients = Clients(start_server(model_config_file=str(path),
+                          allow_version_labels_for_unavailable_models=True))
     assert clients.predict([0.5], label="stable").model_spec.version.value == 1
     assert clients.predict([0.5], label="canary").model_spec.version.value == 2
     rollback(str(path), f"127.0.0.1:{clients.server.grpc_port}", "scorer", to=3)
@@ -454,7 +479,8 @@ def test_concurrent_promotions_leave_the_file_the_history_and_the_server_agreein
     for version in (2, 3, 4, 5):
         make_model(str(model_base), version, bias=float(version))
     path = _config_file(tmp_path, model_base, [1], {"stable": 1})
-    server = start_server(model_config_file=str(path))
+    server = start_server(model_config_file=str(path),
+                          allow_version_labels_for_unavailable_models=True)
     address = f"127.0.0.1:{server.grpc_port}"
     moves = [(2, "canary"), (3, "stable"), (4, "canary"), (5, "stable")]
     errors = []
@@ -498,7 +524,8 @@ def test_a_server_dying_midway_leaves_the_file_as_it_was_and_restarts_from_it(
     make_model(str(model_base), 2, bias=1.0)
     path = _config_file(tmp_path, model_base, [1], {"stable": 1})
     before = path.read_text()
-    server = start_server(model_config_file=str(path))
+    server = start_server(model_config_file=str(path),
+                          allow_version_labels_for_unavailable_models=True)
     real_reload = ServerClient.reload
 
     def dies_after_loading(self, config, step):
@@ -511,7 +538,8 @@ def test_a_server_dying_midway_leaves_the_file_as_it_was_and_restarts_from_it(
         promote(str(path), f"127.0.0.1:{server.grpc_port}", "scorer", 2, "stable")
     assert path.read_text() == before and read_history(str(path)) == []
     monkeypatch.undo()
-    clients = Clients(start_server(model_config_file=str(path)))
+    clients = Clients(start_server(model_config_file=str(path),
+                          allow_version_labels_for_unavailable_models=True))
     assert clients.predict([0.5], label="stable").model_spec.version.value == 1
     assert {s.version for s in clients.status() if s.state == AVAILABLE} == {1}
     # The promotion, run again, goes through.
@@ -527,7 +555,8 @@ def test_promote_refuses_a_version_that_does_not_load(model_base, start_server, 
     (bad / "saved_model.pb").write_bytes(b"junk")
     path = _config_file(tmp_path, model_base, [1], {"stable": 1})
     before = path.read_text()
-    server = start_server(model_config_file=str(path))
+    server = start_server(model_config_file=str(path),
+                          allow_version_labels_for_unavailable_models=True)
     with pytest.raises(PromotionError, match="version 4 did not load"):
         promote(str(path), f"127.0.0.1:{server.grpc_port}", "scorer", 4, "stable")
     assert path.read_text() == before
@@ -563,10 +592,10 @@ def test_warmup_requests_run_before_a_version_serves(model_base, start_server, m
     replayed, served_meanwhile = [], []
     real_warm_up = Servable.warm_up
 
-    def watched(self):
+    def watched(self, *args):
         # While version 2 warms up, requests still go to version 1.
         served_meanwhile.append(clients.predict([0.5]).model_spec.version.value)
-        replayed.append(real_warm_up(self))
+        replayed.append(real_warm_up(self, *args))
         return replayed[-1]
 
     monkeypatch.setattr(Servable, "warm_up", watched)
