@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -35,9 +36,8 @@ class LoadError(Exception):
     """A version directory that cannot be served; the message says why."""
 
 
-def read_signature_defs(path: str, tags: list[str] | None = None
-                        ) -> dict[str, meta_graph_pb2.SignatureDef]:
-    """The signatures of the MetaGraph tagged with exactly `tags` (default: serve)."""
+def read_meta_graph(path: str, tags: list[str] | None = None) -> meta_graph_pb2.MetaGraphDef:
+    """The MetaGraph tagged with exactly `tags` (default: serve)."""
     tags = tags or ["serve"]
     pb = os.path.join(path, "saved_model.pb")
     if not os.path.isfile(pb):
@@ -50,9 +50,35 @@ def read_signature_defs(path: str, tags: list[str] | None = None
         raise LoadError(f"{pb} is not a SavedModel: {e}") from None
     for meta_graph in saved.meta_graphs:
         if set(meta_graph.meta_info_def.tags) == set(tags):
-            return dict(meta_graph.signature_def)
+            return meta_graph
     found = [sorted(m.meta_info_def.tags) for m in saved.meta_graphs]
     raise LoadError(f"{pb} has no MetaGraph tagged {','.join(tags)} (it has: {found})")
+
+
+def read_signature_defs(path: str, tags: list[str] | None = None
+                        ) -> dict[str, meta_graph_pb2.SignatureDef]:
+    return dict(read_meta_graph(path, tags).signature_def)
+
+
+class SessionSignatureCall:
+    """Runs one signature of a TF1 SavedModel as TF Serving does: one Session.run, fed and
+    fetched by the tensor names in the SignatureDef.
+
+    TensorFlow 2's loader rebuilds a TF1 signature from the shapes its SignatureDef records,
+    and models exported by older TF record none (a rank-0 shape for a batch of examples): TF
+    Serving's own half_plus_three fails to load that way. A session never reads those shapes.
+    """
+
+    direct = False
+
+    def __init__(self, session, sig: meta_graph_pb2.SignatureDef):
+        self.session, self.sig = session, sig
+        self._fetches = {alias: info.name for alias, info in sig.outputs.items()}
+
+    def __call__(self, inputs: dict[str, tf.Tensor], direct: bool = True) -> dict[str, Any]:
+        feed = {self.sig.inputs[k].name: v.numpy() if hasattr(v, "numpy") else v
+                for k, v in inputs.items()}
+        return self.session.run(self._fetches, feed_dict=feed)
 
 
 def example_features(graph_def) -> dict[str, tf.DType]:
@@ -212,13 +238,24 @@ class Servable:
         self.name, self.version, self.path = name, version, path
         self.batcher, self.method_name_check = batcher, method_name_check
         self.tags = tags or ["serve"]
-        self.signature_defs = read_signature_defs(path, self.tags)
+        meta_graph = read_meta_graph(path, self.tags)
+        self.signature_defs = dict(meta_graph.signature_def)
         try:
-            self._loaded = tf.saved_model.load(path, tags=self.tags)
+            if meta_graph.object_graph_def.nodes:  # a TF2 SavedModel
+                self._loaded = tf.saved_model.load(path, tags=self.tags)
+                self.signatures = dict(self._loaded.signatures)
+                self.calls = {name: SignatureCall(fn) for name, fn in self.signatures.items()}
+                self._graph_def = lambda name: self.signatures[name].graph.as_graph_def()
+            else:  # TF1: in a session, as TF Serving runs it (see SessionSignatureCall)
+                graph = tf.Graph()
+                self._session = tf.compat.v1.Session(graph=graph)
+                with graph.as_default():
+                    tf.compat.v1.saved_model.loader.load(self._session, self.tags, path)
+                self.calls = {name: SessionSignatureCall(self._session, sig)
+                              for name, sig in self.signature_defs.items()}
+                self._graph_def = lambda name: graph.as_graph_def()
         except Exception as e:  # noqa: BLE001 - TF raises many error types for bad models
             raise LoadError(f"cannot load SavedModel {path}: {str(e).splitlines()[0]}") from None
-        self.signatures = dict(self._loaded.signatures)
-        self.calls = {name: SignatureCall(fn) for name, fn in self.signatures.items()}
         self.batchable = {name: batchable(sig) for name, sig in self.signature_defs.items()}
         self._example_features: dict[str, dict[str, tf.DType]] = {}
 
@@ -226,9 +263,8 @@ class Servable:
         """The tf.Example features signature `sig_name` parses (empty when it takes none)."""
         sig_name = sig_name or DEFAULT_SIGNATURE
         if sig_name not in self._example_features:
-            fn = self.signatures.get(sig_name)
             self._example_features[sig_name] = (
-                example_features(fn.graph.as_graph_def()) if fn is not None else {}
+                example_features(self._graph_def(sig_name)) if sig_name in self.calls else {}
             )
         return self._example_features[sig_name]
 
@@ -262,10 +298,12 @@ class Servable:
         try:
             outputs = fn({k: tf.constant(v) for k, v in inputs.items()})
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
+            # A session names a wrong shape or dtype with InvalidArgumentError too.
             raise InvalidArgument(
                 f"model '{self.name}' rejected the input: {op_error_text(e)}"
             ) from None
-        return {k: _as_array(v.numpy()) for k, v in outputs.items()}
+        return {k: _as_array(v.numpy() if hasattr(v, "numpy") else v)
+                for k, v in outputs.items()}
 
     def _input_tensors(self, sig_name: str, sig: meta_graph_pb2.SignatureDef,
                        given: dict[str, tensor_pb2.TensorProto]) -> dict[str, np.ndarray]:
@@ -293,17 +331,9 @@ class Servable:
                 value = tf.make_ndarray(proto)
             except Exception as e:  # noqa: BLE001 - malformed TensorProto content
                 raise InvalidArgument(f"input '{key}' is not a valid tensor: {e}") from None
-            shape = sig.inputs[key].tensor_shape
-            if not shape.unknown_rank and len(shape.dim) != value.ndim:
-                raise InvalidArgument(
-                    f"input '{key}' has rank {value.ndim} but signature '{sig_name}' expects "
-                    f"rank {len(shape.dim)}"
-                )
-            if not tf.TensorShape(shape).is_compatible_with(value.shape):
-                raise InvalidArgument(
-                    f"input '{key}' has shape {list(value.shape)} but signature '{sig_name}' "
-                    f"expects {tf.TensorShape(shape)}"
-                )
+            # No check of the shape against the signature's: TF Serving feeds what it got and
+            # lets the graph decide (a flat [3] works for a [-1, 1] input that only meets
+            # element-wise ops); a shape the graph cannot use fails there, with its reason.
             tensors[key] = value
         return tensors
 

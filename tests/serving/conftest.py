@@ -170,3 +170,37 @@ def make_half_plus_two(base: str, version: int = 1) -> str:
         "count": module.count.get_concrete_function(),
     })
     return path
+
+
+def make_tf1_half_plus_three(base: str, version: int = 1) -> str:
+    """TF Serving's saved_model_half_plus_three, rebuilt: a TF1 graph (y = 0.5 x + 3) with
+    regress and predict signatures whose TensorInfos record no shape, as models exported by
+    older TensorFlow do (which TF2's loader reads as rank 0)."""
+    v1 = tf.compat.v1
+    path = os.path.join(base, str(version))
+    builder = v1.saved_model.builder.SavedModelBuilder(path)
+    with v1.Session(graph=tf.Graph()) as session:
+        a, c = v1.Variable(0.5, name="a"), v1.Variable(3.0, name="c")
+        serialized = v1.placeholder(tf.string, name="tf_example", shape=[None])
+        x = tf.identity(v1.parse_example(
+            serialized, {"x": tf.io.FixedLenFeature([1], tf.float32)})["x"], name="x")
+        y = tf.identity(a * x + c, name="y")
+        info = v1.saved_model.utils.build_tensor_info
+        build = v1.saved_model.signature_def_utils.build_signature_def
+        session.run(v1.global_variables_initializer())
+        builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map={
+            "serving_default": build({"x": info(x)}, {"y": info(y)}, "tensorflow/serving/predict"),
+            "tensorflow/serving/regress": build({"inputs": info(serialized)}, {"outputs": info(y)},
+                                                "tensorflow/serving/regress"),
+        })
+    builder.save()
+    pb = os.path.join(path, "saved_model.pb")
+    saved = saved_model_pb2.SavedModel()
+    with open(pb, "rb") as f:
+        saved.ParseFromString(f.read())
+    for sig in saved.meta_graphs[0].signature_def.values():
+        for tensor in list(sig.inputs.values()) + list(sig.outputs.values()):
+            tensor.ClearField("tensor_shape")
+    with open(pb, "wb") as f:
+        f.write(saved.SerializeToString())
+    return path

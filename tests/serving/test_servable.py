@@ -64,10 +64,17 @@ def test_predict_answers_in_typed_fields_as_tf_serving_does(servable):
     assert list(response.outputs["classes"].string_val) == [b"0", b"1", b"0", b"1"]
 
 
-def test_an_input_of_the_wrong_shape_is_named_before_the_graph_runs(servable):
+def test_shapes_reach_the_graph_as_in_tf_serving(servable):
+    """TF Serving checks dtypes, not shapes: the graph decides. A shape its ops can use is
+    answered; one they cannot is refused with the graph's own reason, never INTERNAL."""
     request = predict_pb2.PredictRequest(
         model_spec=model_pb2.ModelSpec(name="scorer", signature_name="dense"))
-    request.inputs["dense"].CopyFrom(tf.make_tensor_proto([[1.0, 2.0, 3.0]]))
-    with pytest.raises(InvalidArgument, match=r"input 'dense' has shape \[1, 3\] but signature "
-                                              r"'dense' expects \(None, 2\)"):
+    request.inputs["dense"].CopyFrom(tf.make_tensor_proto([[1.0, 2.0, 3.0]]))  # declared [?, 2]
+    assert list(servable.predict(request).outputs["sum"].float_val) == [6.0 + 0.25]  # + bias
+    request.inputs["dense"].CopyFrom(tf.make_tensor_proto([1.0, 2.0]))  # rank 1: no axis 1
+    with pytest.raises(InvalidArgument, match=r"rejected the input: .*(reduction|axis|dimension)"):
+        servable.predict(request)
+    request.inputs["dense"].CopyFrom(tf.make_tensor_proto([[1, 2]]))  # int32 for float
+    with pytest.raises(InvalidArgument, match=r"input 'dense' has dtype int32 but signature "
+                                              r"'dense' expects float"):
         servable.predict(request)

@@ -19,7 +19,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from .conftest import make_half_plus_two, make_model
+from .conftest import make_half_plus_two, make_model, make_tf1_half_plus_three
 from .test_server import Clients, _code, _config_file
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -74,6 +74,31 @@ def test_tf2_style_classify_and_regress_signatures_are_served(hp2, tmp_path, sta
             "Was: tensorflow/serving/predict") in details
 
 
+def test_a_tf1_model_with_unshaped_signatures_loads_and_serves(tmp_path, start_server):
+    """TF Serving's half_plus_three: TF2's loader would build its signatures from the rank-0
+    shapes they record and fail; the embedded server runs TF1 models in a session."""
+    base = tmp_path / "models" / "half_plus_three"
+    base.mkdir(parents=True)
+    make_tf1_half_plus_three(str(base), 123)
+    clients = Clients(start_server(model_name="half_plus_three", model_base_path=str(base)))
+    example = tf.train.Example()
+    example.features.feature["x"].float_list.value.append(2.0)
+    regress = regression_pb2.RegressionRequest(model_spec=model_pb2.ModelSpec(
+        name="half_plus_three", signature_name="tensorflow/serving/regress"))
+    regress.input.example_list.examples.add().CopyFrom(example)
+    assert clients.predict_stub.Regress(regress, timeout=30).result.regressions[0].value == 4.0
+    status, raw, _ = _http(clients, "POST", "/v1/models/half_plus_three:predict",
+                           json.dumps({"instances": [[1.0], [2.0]]}).encode())
+    assert status == 200 and json.loads(raw) == {"predictions": [[3.5], [4.0]]}, raw
+    status, raw, _ = _http(clients, "POST", "/v1/models/half_plus_three:regress", json.dumps(
+        {"signature_name": "tensorflow/serving/regress", "examples": [{"x": [4]}]}).encode())
+    assert status == 200 and json.loads(raw) == {"results": [5.0]}, raw
+    bad = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="half_plus_three"))
+    bad.inputs["x"].CopyFrom(tf.make_tensor_proto([b"nope"]))
+    code, details = _code(lambda: clients.predict_stub.Predict(bad, timeout=30))
+    assert code == INVALID and "dtype string" in details
+
+
 def test_rest_paths_follow_tf_serving(hp2):
     body = json.dumps({"instances": [[1.0]]}).encode()
     assert _http(hp2, "POST", "/V1/Models/half_plus_two:PREDICT", body)[0] == 200  # any case
@@ -95,6 +120,16 @@ def test_rest_paths_follow_tf_serving(hp2):
     assert _http(hp2, "GET", "/v2/models/half_plus_two")[0] == 404
     status, raw, _ = _http(hp2, "GET", "/v1/models/half_plus_two/labels/nope")
     assert status == 400 and "Unrecognized servable version label: nope" in json.loads(raw)["error"]
+
+
+def test_a_flat_list_for_a_column_input_is_answered_as_tf_serving_answers_it(hp2):
+    """api_rest.md's own example: half_plus_two's x is [-1, 1], and TF Serving feeds
+    {"instances": [2.0, 3.0, 4.0]} as it is; so does gRPC with a [1]-shaped x."""
+    status, raw, _ = _http(hp2, "POST", "/v1/models/half_plus_two:predict",
+                           json.dumps({"instances": [2.0, 3.0, 4.0]}).encode())
+    assert status == 200 and json.loads(raw) == {"predictions": [3.0, 3.5, 4.0]}, raw
+    response = _predict(hp2, x=np.array([2.0], np.float32))
+    assert tf.make_ndarray(response.outputs["y"]).tolist() == [3.0]
 
 
 def test_flat_instances_and_float_text_as_tf_serving_prints_them(hp2):
