@@ -198,12 +198,21 @@ def cmd_serve_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replicas(text: str | None) -> list[str]:
+    return [a.strip() for a in (text or "").split(",") if a.strip()]
+
+
 def cmd_promote(args: argparse.Namespace) -> int:
     from serving.model_config import ConfigFileError
-    from serving.promotion import PromotionError, promote
+    from serving.promotion import PromotionError, promote, promote_replicas
 
     try:
-        steps = promote(args.config, args.server, args.model, args.version, args.label)
+        if args.replicas:
+            steps = promote_replicas(args.config, _replicas(args.replicas), args.model,
+                                     args.version, args.label, timeout=args.timeout,
+                                     apply=args.apply)
+        else:
+            steps = promote(args.config, args.server, args.model, args.version, args.label)
     except (PromotionError, ConfigFileError) as e:
         raise CommandError(str(e)) from None
     for step in steps:
@@ -216,7 +225,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from serving.promotion import PromotionError, rollback
 
     try:
-        steps = rollback(args.config, args.server, args.model, args.to)
+        steps = rollback(args.config, args.server, args.model, args.to,
+                         replicas=_replicas(args.replicas), timeout=args.timeout,
+                         apply=args.apply)
     except (PromotionError, ConfigFileError) as e:
         raise CommandError(str(e)) from None
     for step in steps:
@@ -309,7 +320,16 @@ def build_parser() -> argparse.ArgumentParser:
                            help="version to roll back to (default: the previous stable)")
         p.add_argument("--config", default="deploy/models.config",
                        help="the server's model config file (rewritten atomically)")
-        p.add_argument("--server", default="127.0.0.1:8500", help="the server's gRPC address")
+        p.add_argument("--server", default="127.0.0.1:8500",
+                       help="one server's gRPC address: steps go through its reload RPC")
+        p.add_argument("--replicas", default=None, metavar="HOST:PORT,...",
+                       help="servers that poll --config: each step is written to the file and "
+                            "waits until every replica shows it (instead of --server)")
+        p.add_argument("--apply", default=None, metavar="COMMAND",
+                       help="with --replicas: a shell command run after each step is written "
+                            "({} is the config file), e.g. one that updates the ConfigMap")
+        p.add_argument("--timeout", type=float, default=300.0,
+                       help="seconds to wait for the replicas at each step (default 300)")
         p.set_defaults(func=func)
 
     model = sub.add_parser("model", help="inspect what a model was built from")

@@ -104,7 +104,10 @@ class ServerClient:
                 raise PromotionError(f"model server {self.address} is not reachable") from None
             raise PromotionError(f"{step}: the server refused the config: {e.details()}") from None
 
-    def version_state(self, model: str, version: int) -> tuple[int, str]:
+    def version_state(self, model: str, version: int, unknown: int | None = State.END
+                      ) -> tuple[int | None, str]:
+        """(state, error) of a version; `unknown` is the state reported for a version the
+        server does not know yet (NOT_FOUND)."""
         spec = model_pb2.ModelSpec(name=model)
         spec.version.value = version
         try:
@@ -112,9 +115,22 @@ class ServerClient:
                 get_model_status_pb2.GetModelStatusRequest(model_spec=spec), timeout=self.timeout
             )
         except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND and unknown is None:
+                return None, ""
             return State.END, e.details() or str(e.code())
         status = response.model_version_status[0]
         return status.state, status.status.error_message
+
+    def label_version(self, model: str, label: str) -> int | None:
+        """The version `label` points at on this server, or None."""
+        spec = model_pb2.ModelSpec(name=model, version_label=label)
+        try:
+            response = self.stub.GetModelStatus(
+                get_model_status_pb2.GetModelStatusRequest(model_spec=spec), timeout=self.timeout
+            )
+        except grpc.RpcError:
+            return None
+        return response.model_version_status[0].version
 
     def close(self) -> None:
         self.channel.close()
@@ -188,13 +204,20 @@ def previous_stable(config_file: str, model_name: str, current: int | None) -> i
     return None
 
 
-def rollback(config_file: str, server: str, model_name: str, to: int | None = None) -> list[str]:
-    """Point `stable` back at the previous good version (or `to`)."""
+def rollback(config_file: str, server: str, model_name: str, to: int | None = None,
+             replicas: list[str] | None = None, timeout: float = 300.0,
+             apply: str | None = None) -> list[str]:
+    """Point `stable` back at the previous good version (or `to`): through one server's
+    reload RPC, or, with `replicas`, through the config file they all poll."""
     with config_lock(config_file):
-        return _rollback_locked(config_file, server, model_name, to)
+        to = _rollback_target(config_file, model_name, to)
+        if replicas:
+            return _promote_replicas_locked(config_file, replicas, model_name, to, "stable",
+                                            timeout, reason="rollback", apply=apply)
+        return _promote_locked(config_file, server, model_name, to, "stable", reason="rollback")
 
 
-def _rollback_locked(config_file: str, server: str, model_name: str, to: int | None) -> list[str]:
+def _rollback_target(config_file: str, model_name: str, to: int | None) -> int:
     config = read_config(config_file)
     model = find_model(config, model_name)
     if model is None:
@@ -211,4 +234,119 @@ def _rollback_locked(config_file: str, server: str, model_name: str, to: int | N
             to = older[-1]
     if to == current:
         raise PromotionError(f"stable already points at version {to}")
-    return _promote_locked(config_file, server, model_name, to, "stable", reason="rollback")
+    return to
+
+
+def _wait_for(clients: list[ServerClient], what: str, done, timeout: float,
+              poll: float = 0.5) -> None:
+    """Poll every replica until `done(client)` holds for all of them. `done` may raise
+    PromotionError to stop early (a version that failed to load)."""
+    deadline = time.monotonic() + timeout
+    pending = list(clients)
+    while pending:
+        pending = [c for c in pending if not done(c)]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            names = ", ".join(c.address for c in pending)
+            raise PromotionError(f"{what}: not seen on {names} within {timeout:.0f}s (do the "
+                                 "replicas poll this config file? --model_config_file_poll_wait_"
+                                 "seconds)")
+        time.sleep(poll)
+
+
+def _publisher(apply: str | None):
+    """Writes a step to the config file, then runs `apply` (with {} replaced by the file's
+    path) to put it where the servers read it, e.g. `kubectl create configmap ... --from-file=
+    models.config={} --dry-run=client -o yaml | kubectl apply -f -`."""
+    import shlex
+    import subprocess
+
+    def publish(config, config_file: str) -> None:
+        write_config(config, config_file)
+        if not apply:
+            return
+        command = apply.replace("{}", shlex.quote(config_file))
+        done = subprocess.run(command, shell=True, capture_output=True, text=True)
+        if done.returncode != 0:
+            detail = (done.stderr or done.stdout).strip().splitlines()
+            raise PromotionError(f"--apply command failed with status {done.returncode}: "
+                                 f"{detail[-1] if detail else command}")
+
+    return publish
+
+
+def promote_replicas(config_file: str, replicas: list[str], model_name: str, version: int,
+                     label: str, timeout: float = 300.0, reason: str = "promote",
+                     apply: str | None = None) -> list[str]:
+    """Promotion for servers that poll one config file (a shared volume, or a ConfigMap that
+    is written back to the file they read): each of TF Serving's two steps is written to the
+    file, and the next step waits until every replica's GetModelStatus shows the last one. A
+    server refuses a config that loads a version and labels it in one step, so writing the
+    final config at once would leave every replica on the old labels."""
+    with config_lock(config_file):
+        return _promote_replicas_locked(config_file, replicas, model_name, version, label,
+                                        timeout, reason, apply)
+
+
+def _promote_replicas_locked(config_file: str, replicas: list[str], model_name: str,
+                             version: int, label: str, timeout: float, reason: str,
+                             apply: str | None = None) -> list[str]:
+    publish = _publisher(apply)
+    if label not in LABELS:
+        raise PromotionError(f"label must be one of {', '.join(LABELS)}; got '{label}'")
+    if not replicas:
+        raise PromotionError("no replicas to wait for (--replicas HOST:PORT,HOST:PORT)")
+    config = read_config(config_file)
+    model = find_model(config, model_name)
+    if model is None:
+        raise PromotionError(f"model '{model_name}' is not in {config_file}")
+    if version not in version_dirs(model.base_path):
+        raise PromotionError(f"version {version} of '{model_name}' does not exist under {model.base_path}")
+    clients = [ServerClient(address) for address in replicas]
+    steps: list[str] = []
+    labelled = set(model.version_labels.values())
+    previous = model.version_labels.get(label)
+    try:
+        # 1. Load the new version next to the labelled ones, on every replica.
+        _set_versions(model, labelled | {version})
+        publish(config, config_file)
+
+        def loaded(client: ServerClient) -> bool:
+            state, error = client.version_state(model_name, version, unknown=None)
+            if state == State.END and error:
+                raise PromotionError(f"version {version} did not load on {client.address}: "
+                                     f"{error}")
+            return state == State.AVAILABLE
+
+        try:
+            _wait_for(clients, f"version {version} AVAILABLE", loaded, timeout)
+        except PromotionError:
+            _set_versions(model, labelled)  # undo: no replica should keep loading it
+            publish(config, config_file)
+            raise
+        steps.append(f"loaded version {version} on {len(clients)} replica(s)")
+        # 2. Move the label, on every replica.
+        model.version_labels[label] = version
+        publish(config, config_file)
+        _wait_for(clients, f"label '{label}' -> {version}",
+                  lambda c: c.label_version(model_name, label) == version, timeout)
+        steps.append(f"label '{label}': {previous if previous is not None else '-'} -> {version} "
+                     f"on {len(clients)} replica(s)")
+        # 3. Drop versions no label points at.
+        keep = set(model.version_labels.values())
+        dropped = sorted((labelled | {version}) - keep)
+        _set_versions(model, keep)
+        publish(config, config_file)
+        if dropped:
+            steps.append(f"unloading version(s) {', '.join(map(str, dropped))}")
+    finally:
+        for client in clients:
+            client.close()
+    _append_history(config_file, {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "action": reason,
+        "model": model_name, "label": label, "from": previous, "to": version,
+        "replicas": replicas,
+    })
+    steps.append(f"saved {config_file}")
+    return steps

@@ -547,6 +547,55 @@ def test_a_server_dying_midway_leaves_the_file_as_it_was_and_restarts_from_it(
     assert clients.predict([0.5], label="stable").model_spec.version.value == 2
 
 
+def test_promotion_across_replicas_polling_one_config_file(model_base, start_server, tmp_path):
+    """Two replicas poll one models.config (a shared volume, as deploy/k8s mounts it). Writing
+    the final config at once breaks TF Serving's two-step rule, so both refuse it and keep the
+    old labels; the replicated promotion writes each step and waits for both."""
+    from serving.model_config import read_config, write_config
+    from serving.promotion import promote_replicas, read_history, rollback
+
+    make_model(str(model_base), 2, bias=1.0)
+    path = _config_file(tmp_path, model_base, [1], {"stable": 1})
+    replicas = [Clients(start_server(model_config_file=str(path),
+                                     model_config_file_poll_wait_seconds=0.2,
+                                     allow_version_labels_for_unavailable_models=True))
+                for _ in range(2)]
+    addresses = [f"127.0.0.1:{r.server.grpc_port}" for r in replicas]
+
+    one_step = read_config(str(path))
+    one_step.model_config_list.config[0].model_version_policy.specific.versions[:] = [1, 2]
+    one_step.model_config_list.config[0].version_labels["stable"] = 2
+    original = path.read_text()
+    write_config(one_step, str(path))
+    time.sleep(1.0)  # several polls
+    assert [r.predict([0.5], label="stable").model_spec.version.value for r in replicas] == [1, 1]
+    path.write_text(original)
+    time.sleep(0.5)
+
+    steps = promote_replicas(str(path), addresses, "scorer", 2, "stable", timeout=30)
+    assert steps[0] == "loaded version 2 on 2 replica(s)"
+    assert "label 'stable': 1 -> 2 on 2 replica(s)" in steps
+    assert [r.predict([0.5], label="stable").model_spec.version.value for r in replicas] == [2, 2]
+    saved = read_config(str(path)).model_config_list.config[0]
+    assert dict(saved.version_labels) == {"stable": 2}
+    assert list(saved.model_version_policy.specific.versions) == [2]
+    assert read_history(str(path))[-1]["replicas"] == addresses
+
+    # The replicas read a copy (as pods read a ConfigMap): --apply puts each step there.
+    local = tmp_path / "local.config"
+    local.write_text(path.read_text())
+    rollback(str(local), "", "scorer", replicas=addresses, timeout=30, apply=f"cp {{}} {path}")
+    assert [r.predict([0.5], label="stable").model_spec.version.value for r in replicas] == [1, 1]
+    assert path.read_text() == local.read_text()
+    # A replica that never sees the file makes the promotion fail, naming it.
+    from serving.promotion import PromotionError
+
+    lone = Clients(start_server(model_name="scorer", model_base_path=str(model_base)))
+    with pytest.raises(PromotionError, match=f"not seen on 127.0.0.1:{lone.server.grpc_port}"):
+        promote_replicas(str(path), addresses + [f"127.0.0.1:{lone.server.grpc_port}"],
+                         "scorer", 2, "canary", timeout=3)
+
+
 def test_promote_refuses_a_version_that_does_not_load(model_base, start_server, tmp_path):
     from serving.promotion import PromotionError, promote
 
