@@ -1,4 +1,7 @@
-"""Model server: the REST API as TF Serving documents it, plus the Prometheus endpoint."""
+"""Model server: the REST API as TF Serving documents it, plus the Prometheus endpoint.
+
+`RestApi` is the API (routes, JSON, TF Serving's rules); `serving.http_front.RestServer`
+frames it over HTTP on aiohttp."""
 
 from __future__ import annotations
 
@@ -6,9 +9,7 @@ import base64
 import json
 import logging
 import re
-import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from serving.errors import InvalidArgument, NotFound, ResourceExhausted, ServingError
+from serving.errors import InvalidArgument, NotFound, ServingError
 from serving.grpc_api import model_metadata, run_request
 from serving.manager import ModelManager, State
 from serving.metrics import ServerMetrics
@@ -299,79 +300,27 @@ def status_json(records) -> dict:
     ]}
 
 
-class RestServer:
-    """TF Serving's REST API on a threaded HTTP server."""
+class RestApi:
+    """TF Serving's REST API as one synchronous call, `dispatch(method, path, body)`, apart
+    from the HTTP server that frames requests (so the same routes serve any front)."""
 
-    def __init__(self, manager: ModelManager, metrics: ServerMetrics, host: str, port: int,
-                 monitoring_path: str | None, max_body_bytes: int, cors: bool = False):
-        self.manager, self.metrics, self.cors = manager, metrics, cors
-        self.monitoring_path, self.max_body_bytes = monitoring_path, max_body_bytes
-        server = self
+    def __init__(self, manager: ModelManager, metrics: ServerMetrics,
+                 monitoring_path: str | None):
+        self.manager, self.metrics, self.monitoring_path = manager, metrics, monitoring_path
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # Headers and body go out in separate writes; with Nagle on, each response on a
-            # kept-alive connection waits for the client's delayed ACK (~40 ms).
-            disable_nagle_algorithm = True
-
-            def log_message(self, fmt, *args):  # keep access logs off stderr
-                log.debug("rest: " + fmt, *args)
-
-            def do_GET(self):
-                server.handle(self, "GET")
-
-            def do_POST(self):
-                server.handle(self, "POST")
-
-            # Any other method is a malformed request (400), as in TF Serving.
-            def do_PUT(self):
-                server.handle(self, "PUT")
-
-            def do_DELETE(self):
-                server.handle(self, "DELETE")
-
-            def do_PATCH(self):
-                server.handle(self, "PATCH")
-
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True,
-                                        name="rest-api")
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    # -- request handling ------------------------------------------------------------------
-    def handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
+    def dispatch(self, method: str, path: str, raw: bytes) -> tuple[int, Any, str]:
+        """(HTTP status, body (a JSON-able value or bytes), content type); never raises."""
         try:
-            status, body, ctype = self.route(h, method)
+            return self.route(method, path, raw)
         except ServingError as e:
-            status, body, ctype = e.http_status, {"error": str(e)}, "application/json"
+            log.info("REST %s %s: %s %s", method, path, e.code.name, e)  # one line per refusal
+            return e.http_status, {"error": str(e)}, "application/json"
         except Exception as e:  # noqa: BLE001 - answer, never die
-            log.exception("REST request failed")
-            status, body, ctype = 500, {"error": f"{type(e).__name__}: {e}"}, "application/json"
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        h.send_response(status)
-        h.send_header("Content-Type", ctype)
-        for key, value in CORS_HEADERS if self.cors else ():
-            h.send_header(key, value)
-        h.send_header("Content-Length", str(len(data)))
-        h.end_headers()
-        h.wfile.write(data)
+            log.exception("REST %s %s failed", method, path)
+            return 500, {"error": f"{type(e).__name__}: {e}"}, "application/json"
 
-    def _body(self, h: BaseHTTPRequestHandler) -> dict:
-        length = int(h.headers.get("Content-Length") or 0)
-        if length > self.max_body_bytes:
-            h.close_connection = True
-            raise ResourceExhausted(
-                f"request body of {length} bytes exceeds the limit of {self.max_body_bytes}"
-            )
-        raw = h.rfile.read(length) if length else b""
+    @staticmethod
+    def _body(raw: bytes) -> dict:
         try:
             body = json.loads(raw or b"null")
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -382,8 +331,8 @@ class RestServer:
             raise InvalidArgument("request body must be a JSON object")
         return body
 
-    def route(self, h: BaseHTTPRequestHandler, method: str):
-        path = h.path.split("?", 1)[0]
+    def route(self, method: str, path: str, raw: bytes):
+        path = path.split("?", 1)[0]
         if method == "GET" and self.monitoring_path and path == self.monitoring_path:
             return 200, self.metrics.exposition(), "text/plain; version=0.0.4"
         if not API_PREFIX.match(path):
@@ -398,7 +347,7 @@ class RestServer:
                                        model_metadata)
                 return 200, metadata_json(response), "application/json"
             return 200, status_json(self.manager.status(spec)), "application/json"
-        body = self._body(h)
+        body = self._body(raw)
         if verb == "predict":
             def predict(servable, _) -> tuple[predict_pb2.PredictResponse, bool]:
                 """The response, and whether the request used the row format."""

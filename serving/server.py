@@ -14,6 +14,7 @@ from serving.batching import BatchingOptions, BatchScheduler, read_batching_para
 from serving.errors import FailedPrecondition
 from serving.flags import channel_arguments
 from serving.grpc_api import ModelService, PredictionService, add_services
+from serving.http_front import RestServer
 from serving.manager import ModelManager
 from serving.metrics import ServerMetrics
 from serving.model_config import (
@@ -23,7 +24,7 @@ from serving.model_config import (
     read_text,
     single_model_config,
 )
-from serving.rest_api import RestServer
+from serving.rest_api import RestApi
 
 log = logging.getLogger("tandem.serving")
 
@@ -60,6 +61,8 @@ class ServerOptions:
     saved_model_tags: str = "serve"
     num_request_iterations_for_warmup: int = 1
     rest_api_enable_cors_support: bool = False
+    rest_api_num_threads: int = 0  # 0: 4 per core, as TF Serving
+    rest_api_timeout_in_ms: int = 30000
 
 
 def configure_tensorflow_threads(intra: int, inter: int) -> None:
@@ -155,9 +158,11 @@ class ModelServer:
                 raise OSError(f"cannot listen on UNIX socket {self.options.grpc_socket_path}")
         self.grpc_server.start()
         if self.options.rest_api_port:
-            self.rest = RestServer(self.manager, self.metrics, self.options.host,
-                                   self.options.rest_api_port, self._metrics_path, size,
-                                   cors=self.options.rest_api_enable_cors_support)
+            self.rest = RestServer(
+                RestApi(self.manager, self.metrics, self._metrics_path), self.options.host,
+                self.options.rest_api_port, size, cors=self.options.rest_api_enable_cors_support,
+                threads=self.options.rest_api_num_threads,
+                timeout_ms=self.options.rest_api_timeout_in_ms)
             self.rest.start()
         self._every(self.options.file_system_poll_wait_seconds, self.manager.poll, "fs-poll")
         if self.options.model_config_file:
