@@ -148,8 +148,8 @@ def promote(config_file: str, server: str, model_name: str, version: int, label:
         return _promote_locked(config_file, server, model_name, version, label, reason)
 
 
-def _promote_locked(config_file: str, server: str, model_name: str, version: int, label: str,
-                    reason: str) -> list[str]:
+def _promotable(config_file: str, model_name: str, version: int, label: str):
+    """(config, the model's entry in it), once the move is known to be possible."""
     if label not in LABELS:
         raise PromotionError(f"label must be one of {', '.join(LABELS)}; got '{label}'")
     config = read_config(config_file)
@@ -158,6 +158,20 @@ def _promote_locked(config_file: str, server: str, model_name: str, version: int
         raise PromotionError(f"model '{model_name}' is not in {config_file}")
     if version not in version_dirs(model.base_path):
         raise PromotionError(f"version {version} of '{model_name}' does not exist under {model.base_path}")
+    return config, model
+
+
+def _record(config_file: str, action: str, model: str, label: str, previous: int | None,
+            version: int, **extra) -> None:
+    _append_history(config_file, {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "action": action,
+        "model": model, "label": label, "from": previous, "to": version, **extra,
+    })
+
+
+def _promote_locked(config_file: str, server: str, model_name: str, version: int, label: str,
+                    reason: str) -> list[str]:
+    config, model = _promotable(config_file, model_name, version, label)
     steps: list[str] = []
     client = ServerClient(server)
     try:
@@ -186,10 +200,7 @@ def _promote_locked(config_file: str, server: str, model_name: str, version: int
     finally:
         client.close()
     write_config(config, config_file)
-    _append_history(config_file, {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "action": reason,
-        "model": model_name, "label": label, "from": previous, "to": version,
-    })
+    _record(config_file, reason, model_name, label, previous, version)
     steps.append(f"saved {config_file}")
     return steps
 
@@ -293,16 +304,9 @@ def _promote_replicas_locked(config_file: str, replicas: list[str], model_name: 
                              version: int, label: str, timeout: float, reason: str,
                              apply: str | None = None) -> list[str]:
     publish = _publisher(apply)
-    if label not in LABELS:
-        raise PromotionError(f"label must be one of {', '.join(LABELS)}; got '{label}'")
     if not replicas:
         raise PromotionError("no replicas to wait for (--replicas HOST:PORT,HOST:PORT)")
-    config = read_config(config_file)
-    model = find_model(config, model_name)
-    if model is None:
-        raise PromotionError(f"model '{model_name}' is not in {config_file}")
-    if version not in version_dirs(model.base_path):
-        raise PromotionError(f"version {version} of '{model_name}' does not exist under {model.base_path}")
+    config, model = _promotable(config_file, model_name, version, label)
     clients = [ServerClient(address) for address in replicas]
     steps: list[str] = []
     labelled = set(model.version_labels.values())
@@ -343,10 +347,6 @@ def _promote_replicas_locked(config_file: str, replicas: list[str], model_name: 
     finally:
         for client in clients:
             client.close()
-    _append_history(config_file, {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "action": reason,
-        "model": model_name, "label": label, "from": previous, "to": version,
-        "replicas": replicas,
-    })
+    _record(config_file, reason, model_name, label, previous, version, replicas=replicas)
     steps.append(f"saved {config_file}")
     return steps
