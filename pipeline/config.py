@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib.util
-import json
 import os
 import types
 import typing
@@ -136,16 +134,6 @@ class PipelineConfig:
     def deciding_metric(self) -> str:
         defaults = {"regression": "rmse", "multiclass_classification": "accuracy"}
         return self.evaluation.metric or defaults.get(self.problem_type, "auc")
-
-    def as_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d.pop("source")
-        return d
-
-    def fingerprint(self) -> str:
-        """Hash of every setting, for the model build record."""
-        blob = json.dumps(self.as_dict(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
 
 
 _TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}

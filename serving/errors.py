@@ -46,10 +46,6 @@ class FailedPrecondition(ServingError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
-class ResourceExhausted(ServingError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
-
-
 class Unavailable(ServingError):
     code = grpc.StatusCode.UNAVAILABLE
 

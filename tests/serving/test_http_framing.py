@@ -33,7 +33,7 @@ def _exchange(port: int, raw: bytes, read_for: float = 2.0) -> bytes:
                 if not data:
                     break
                 chunks.append(data)
-        except (socket.timeout, ConnectionResetError):
+        except (TimeoutError, ConnectionResetError):
             pass
     return b"".join(chunks)
 
