@@ -80,7 +80,9 @@ def latest_version(base: str) -> str:
 
 
 def warmup_examples(version_dir: str) -> list[bytes]:
-    path = os.path.join(version_dir, "assets.extra", "tf_serving_warmup_requests")
+    from schemas.contracts import warmup_path
+
+    path = warmup_path(version_dir)
     examples: list[bytes] = []
     for record in tf.data.TFRecordDataset(path):
         log = prediction_log_pb2.PredictionLog.FromString(record.numpy())

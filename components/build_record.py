@@ -14,8 +14,9 @@ import subprocess
 from importlib import metadata
 from typing import Any
 
+from schemas.contracts import ASSETS_EXTRA
+
 RECORD_FILE = "tandem_build_record.json"
-ASSETS_EXTRA = "assets.extra"
 LIBRARIES = (
     "tensorflow", "tfx", "tensorflow-transform", "tensorflow-data-validation",
     "tensorflow-model-analysis", "tfx-bsl", "ml-metadata", "apache-beam", "tf-keras",

@@ -11,6 +11,8 @@ from typing import Any
 
 from tensorflow_metadata.proto.v0 import schema_pb2
 
+from schemas.contracts import is_categorical
+
 NUMERIC, CATEGORICAL, BUCKETIZE, SKIP = "numeric", "categorical", "bucketize", "skip"
 DEFAULT_FREQUENCY_THRESHOLD = 5
 DEFAULT_OOV_BUCKETS = 1
@@ -41,14 +43,9 @@ def feature_plan(
         if feature.name == label:
             label_type = dtype
             continue
-        categorical = feature.type == schema_pb2.BYTES or (
-            feature.type == schema_pb2.INT
-            and (
-                (feature.HasField("int_domain") and feature.int_domain.is_categorical)
-                or feature.HasField("bool_domain")
-            )
-        )
-        spec: dict[str, Any] = {"kind": CATEGORICAL if categorical else NUMERIC, "dtype": dtype}
+        spec: dict[str, Any] = {
+            "kind": CATEGORICAL if is_categorical(feature) else NUMERIC, "dtype": dtype,
+        }
         spec.update(options.get(feature.name, {}))
         kind = spec["kind"]
         if kind not in (NUMERIC, CATEGORICAL, BUCKETIZE, SKIP):
@@ -75,26 +72,3 @@ def model_features(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The features the model reads (everything not skipped)."""
     return {n: s for n, s in plan["features"].items() if s["kind"] != SKIP}
 
-
-def class_names(plan: dict[str, Any], label_values: list[str]) -> list[str]:
-    """The served class order: `scores[:, k]` is the score of `class_names(...)[k]`.
-
-    `label_values` are the label's distinct values as text (Transform's label vocabulary).
-    Integer labels are class ids, as Keras and scikit-learn take them: classes 0..max, so
-    `scores[:, k]` is class k and the Evaluator's raw label equals the argmax position.
-    Binary integer labels are 0 and 1. String labels are ordered by their text, a stable
-    order that does not depend on how often each class occurs.
-    """
-    if plan["problem_type"] == "regression":
-        return []
-    if plan["label_dtype"] in ("INT", "FLOAT"):
-        if plan["problem_type"] == "binary_classification":
-            return ["0", "1"]
-        ids = sorted({int(float(v)) for v in label_values})
-        if ids and ids[0] < 0:
-            raise ValueError(
-                f"label '{plan['label']}' has negative class id {ids[0]}; integer classes "
-                "must be 0, 1, 2, ... (or use string class names)"
-            )
-        return [str(i) for i in range(ids[-1] + 1)] if ids else []
-    return sorted(label_values)

@@ -17,13 +17,21 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from components import build_record
-from components.features import BUCKETIZE, CATEGORICAL, NUMERIC, class_names, model_features
+from components.features import BUCKETIZE, CATEGORICAL, NUMERIC, model_features
 from components.transform import LABEL_MEAN, LABEL_STD, LABEL_VOCABULARY
+from schemas.contracts import (
+    CLASSIFY_METHOD,
+    CLASSIFY_SIGNATURE,
+    EXAMPLES_INPUT,
+    REGRESS_METHOD,
+    REGRESS_SIGNATURE,
+    SERVING_DEFAULT,
+    TRANSFORM_SIGNATURE,
+    class_names,
+    warmup_path,
+)
 
 WARMUP_RECORDS = 64
-WARMUP_FILE = "tf_serving_warmup_requests"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
 
 
 def _dataset(files, data_accessor, transform_output, plan, batch_size, seed, epochs=None,
@@ -76,7 +84,7 @@ def label_classes(plan: dict[str, Any], transform_output) -> list[str] | None:
     path = transform_output.vocabulary_file_by_name(LABEL_VOCABULARY)
     with tf.io.gfile.GFile(path) as f:
         values = [line.rstrip("\n") for line in f if line.rstrip("\n")]
-    return class_names(plan, values)
+    return class_names(plan["problem_type"], plan["label_dtype"], plan["label"], values)
 
 
 def label_scale(files, data_accessor, transform_output, plan) -> tuple[float, float]:
@@ -202,7 +210,7 @@ def _signatures(
         batch = tf.shape(scores)[0]
         return {"scores": scores, "classes": tf.tile(tf.expand_dims(names, 0), [batch, 1])}
 
-    string_input = tf.TensorSpec([None], tf.string, name="examples")
+    string_input = tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)
 
     @tf.function(input_signature=[string_input])
     def serve(examples):
@@ -228,13 +236,13 @@ def _signatures(
         return model.tft_layer(parsed)
 
     signatures = {
-        "serving_default": serve.get_concrete_function(),
-        "transform_features": transform_features.get_concrete_function(),
+        SERVING_DEFAULT: serve.get_concrete_function(),
+        TRANSFORM_SIGNATURE: transform_features.get_concrete_function(),
     }
     if problem == "regression":
-        signatures["regression"] = regress.get_concrete_function()
+        signatures[REGRESS_SIGNATURE] = regress.get_concrete_function()
     else:
-        signatures["classification"] = classify.get_concrete_function()
+        signatures[CLASSIFY_SIGNATURE] = classify.get_concrete_function()
     return signatures
 
 
@@ -248,10 +256,10 @@ def set_method_names(saved_model_dir: str) -> None:
     with tf.io.gfile.GFile(path, "rb") as f:
         saved.ParseFromString(f.read())
     for meta_graph in saved.meta_graphs:
-        if "classification" in meta_graph.signature_def:
-            meta_graph.signature_def["classification"].method_name = CLASSIFY_METHOD
-        if "regression" in meta_graph.signature_def:
-            meta_graph.signature_def["regression"].method_name = REGRESS_METHOD
+        if CLASSIFY_SIGNATURE in meta_graph.signature_def:
+            meta_graph.signature_def[CLASSIFY_SIGNATURE].method_name = CLASSIFY_METHOD
+        if REGRESS_SIGNATURE in meta_graph.signature_def:
+            meta_graph.signature_def[REGRESS_SIGNATURE].method_name = REGRESS_METHOD
     with tf.io.gfile.GFile(path, "wb") as f:
         f.write(saved.SerializeToString())
 
@@ -274,14 +282,14 @@ def write_warmup_requests(
                 examples.append(example.SerializeToString())
             if len(examples) >= WARMUP_RECORDS:
                 break
-    out_dir = os.path.join(saved_model_dir, build_record.ASSETS_EXTRA)
-    tf.io.gfile.makedirs(out_dir)
-    with tf.io.TFRecordWriter(os.path.join(out_dir, WARMUP_FILE)) as writer:
+    path = warmup_path(saved_model_dir)
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.TFRecordWriter(path) as writer:
         for example in examples:
             request = predict_pb2.PredictRequest(
-                model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default")
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=SERVING_DEFAULT)
             )
-            request.inputs["examples"].CopyFrom(tf.make_tensor_proto([example], dtype=tf.string))
+            request.inputs[EXAMPLES_INPUT].CopyFrom(tf.make_tensor_proto([example], dtype=tf.string))
             log = prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=request)
             )

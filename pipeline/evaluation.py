@@ -5,6 +5,7 @@ from __future__ import annotations
 import tensorflow_model_analysis as tfma
 
 from pipeline.config import ConfigError, PipelineConfig
+from schemas.contracts import SERVING_DEFAULT
 
 # Deciding metric -> (TFMA metric class, TFMA metric name, higher is better, default bound).
 METRICS = {
@@ -83,7 +84,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     ]
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(
-            signature_name="serving_default", label_key=config.label,
+            signature_name=SERVING_DEFAULT, label_key=config.label,
             prediction_key=prediction_key,
         )],
         slicing_specs=slicing,

@@ -11,6 +11,7 @@ from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
 from schemas import SERVING, TRAINING
+from schemas.contracts import is_categorical
 
 GUARD_BAND = 0.1  # fraction of the observed range added on each side of a numeric domain
 DRIFT_THRESHOLD = 0.1
@@ -68,13 +69,6 @@ def propose_numeric_ranges(
     return schema
 
 
-def _is_categorical(feature: schema_pb2.Feature) -> bool:
-    return (
-        feature.type == schema_pb2.BYTES
-        or (feature.HasField("int_domain") and feature.int_domain.is_categorical)
-    )
-
-
 def apply_contracts(
     schema: schema_pb2.Schema,
     label: str,
@@ -102,13 +96,13 @@ def apply_contracts(
                 feature.int_domain.is_categorical = True
         comparator = feature.drift_comparator
         comparator.Clear()
-        if _is_categorical(feature):
+        if is_categorical(feature):
             comparator.infinity_norm.threshold = DRIFT_THRESHOLD
         else:
             comparator.jensen_shannon_divergence.threshold = DRIFT_THRESHOLD
         feature.ClearField("skew_comparator")
         if not is_label:
-            if _is_categorical(feature):
+            if is_categorical(feature):
                 feature.skew_comparator.infinity_norm.threshold = SKEW_THRESHOLD
             else:
                 feature.skew_comparator.jensen_shannon_divergence.threshold = SKEW_THRESHOLD

@@ -26,6 +26,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
+from schemas.contracts import SERVING_DEFAULT
 from serving.errors import InvalidArgument, NotFound, ServingError
 from serving.grpc_api import model_metadata, run_request
 from serving.manager import ModelManager, State
@@ -96,7 +97,7 @@ def signature_name(body: dict) -> str:
 
 def predict_request(body: dict, servable, spec: model_pb2.ModelSpec) -> tuple[Any, bool]:
     """Row ('instances') or columnar ('inputs') JSON to a PredictRequest."""
-    sig_name = signature_name(body) or "serving_default"
+    sig_name = signature_name(body) or SERVING_DEFAULT
     _, sig = servable.signature(sig_name)
     has_rows, has_cols = "instances" in body, "inputs" in body
     if has_rows == has_cols:

@@ -21,14 +21,11 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
+from schemas.contracts import CLASSIFY_METHOD, REGRESS_METHOD, SERVING_DEFAULT, warmup_path
 from serving.batching import BatchScheduler
 from serving.errors import FailedPrecondition, InvalidArgument, ServingError, Unimplemented
 
-DEFAULT_SIGNATURE = "serving_default"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
-PREDICT_METHOD = "tensorflow/serving/predict"
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+DEFAULT_SIGNATURE = SERVING_DEFAULT
 MAX_WARMUP_RECORDS = 1000
 
 
@@ -497,7 +494,7 @@ class Servable:
         """Replay assets.extra/tf_serving_warmup_requests, as TF Serving does before a
         version takes traffic, each record `iterations` times
         (--num_request_iterations_for_warmup). Returns the number of records replayed."""
-        path = os.path.join(self.path, WARMUP_FILE)
+        path = warmup_path(self.path)
         if not os.path.isfile(path):
             return 0
         count = 0

@@ -38,22 +38,3 @@ def test_bad_options_are_rejected_by_name():
     with pytest.raises(ValueError, match="label 'x' is not in the schema"):
         feature_plan(schema, "x", "regression")
 
-
-def _plan(problem, dtype):
-    return {"label": "y", "label_dtype": dtype, "problem_type": problem, "features": {}}
-
-
-def test_class_order_is_the_class_id_for_integers_and_sorted_for_names():
-    from components.features import class_names
-
-    # Transform's vocabulary comes ordered by frequency; the served order must not.
-    assert class_names(_plan("multiclass_classification", "INT"), ["1", "0", "2"]) == ["0", "1", "2"]
-    # Ids are positions even when a class never occurs: scores[:, 3] is class 3.
-    assert class_names(_plan("multiclass_classification", "INT"), ["3", "0"]) == ["0", "1", "2", "3"]
-    assert class_names(_plan("binary_classification", "INT"), ["1", "0"]) == ["0", "1"]
-    assert class_names(_plan("multiclass_classification", "BYTES"), ["kirsche", "banane", "äpfel"]) == [
-        "banane", "kirsche", "äpfel"]
-    assert class_names(_plan("binary_classification", "BYTES"), ["yes", "no"]) == ["no", "yes"]
-    assert class_names(_plan("regression", "FLOAT"), []) == []
-    with pytest.raises(ValueError, match="negative class id -2"):
-        class_names(_plan("multiclass_classification", "INT"), ["-2", "1"])
