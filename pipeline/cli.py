@@ -199,7 +199,16 @@ def cmd_serve_models(args: argparse.Namespace) -> int:
 
 
 def _replicas(text: str | None) -> list[str]:
-    return [a.strip() for a in (text or "").split(",") if a.strip()]
+    """--replicas as a list of gRPC addresses; each must be HOST:PORT (or [IPv6]:PORT)."""
+    import re
+
+    addresses = [a.strip() for a in (text or "").split(",") if a.strip()]
+    for address in addresses:
+        if not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):\d{1,5}", address):
+            raise CommandError(f"--replicas: {address!r} is not HOST:PORT")
+    if text is not None and not addresses:
+        raise CommandError("--replicas names no address (give HOST:PORT,HOST:PORT)")
+    return addresses
 
 
 def cmd_promote(args: argparse.Namespace) -> int:

@@ -98,3 +98,15 @@ def test_bad_server_flags_get_one_line_and_status_2(tmp_path):
     assert proc.returncode == 2
     assert f"batching parameters file {bad}" in proc.stderr
     assert 'no field named "max_batch_sise"' in proc.stderr
+
+
+def test_promote_refuses_a_malformed_replica_address_at_once(tmp_path, capsys):
+    from pipeline import cli
+
+    config = tmp_path / "models.config"
+    config.write_text('model_config_list { config { name: "m" base_path: "/nowhere" } }\n')
+    for bad in ("localhost", "host:port", "a:1,,b", " , "):
+        code = cli.main(["promote", "--model", "m", "--version", "1", "--label", "stable",
+                         "--config", str(config), "--replicas", bad])
+        err = capsys.readouterr().err
+        assert code == 2 and "--replicas" in err, (bad, err)
