@@ -78,7 +78,7 @@ def _dataset(files, data_accessor, transform_output, plan, batch_size, seed, epo
 
 
 def label_classes(plan: dict[str, Any], transform_output) -> list[str] | None:
-    """The served class order (components.features.class_names), or None for regression."""
+    """The served class order (schemas.contracts.class_names), or None for regression."""
     if plan["problem_type"] == "regression":
         return None
     path = transform_output.vocabulary_file_by_name(LABEL_VOCABULARY)
@@ -362,11 +362,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, transform_output, plan,
                           hp["batch_size"], hp["seed"], epochs=1, classes=classes)
     model = build_model(plan, transform_output, hp, len(classes) if classes else 1)
-    if plan["problem_type"] == "multiclass_classification":
-        deciding = "accuracy"
-    else:
-        deciding = config.get("deciding_metric") or ("rmse" if classes is None else "auc")
-    monitor, mode = EARLY_STOPPING[deciding]
+    # The pipeline config fixed the deciding metric (accuracy for multi-class, as it validates).
+    monitor, mode = EARLY_STOPPING[config["deciding_metric"]]
     callbacks = [tf.keras.callbacks.EarlyStopping(
         monitor=monitor, mode=mode, patience=hp["early_stopping_patience"],
         restore_best_weights=True,

@@ -170,10 +170,6 @@ def cmd_serve_models(args: argparse.Namespace) -> int:
         args.model_name = "default"  # TF Serving's default model name
     names = {f.name for f in dataclasses.fields(ServerOptions)}
     options = ServerOptions(**{k: v for k, v in vars(args).items() if k in names})
-    for empty_means_none in ("model_config_file", "monitoring_config_file",
-                             "batching_parameters_file", "model_name", "model_base_path"):
-        if not getattr(options, empty_means_none):
-            setattr(options, empty_means_none, None)
     try:
         server = ModelServer(options)
         server.start()

@@ -157,7 +157,7 @@ def evaluation_verdict(config: PipelineConfig, outputs: dict[str, Any]) -> str |
 
     from pipeline.evaluation import deciding_metric_name
 
-    blessed = _custom(outputs["blessing"], "blessed") == 1
+    blessed = is_blessed(outputs)
     name = deciding_metric_name(config)
     values: dict[str, float] = {}
     evaluation = outputs.get("evaluation")

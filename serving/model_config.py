@@ -120,7 +120,7 @@ def monitoring_path(path: str | None) -> str | None:
     """The Prometheus path from a TF Serving monitoring config file; None when disabled.
     Without a file tandem still serves metrics on the default path (stock TF Serving serves
     none): an embedded server is most often run where nobody wrote that file."""
-    if path is None:
+    if not path:  # None, or the empty default of the command line's flag
         return DEFAULT_MONITORING_PATH
     text = read_text(path, "monitoring config file")
     config = MonitoringConfig()

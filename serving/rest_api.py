@@ -205,7 +205,7 @@ def _feature(value: Any, where: str, dtype: tf.DType | None = None) -> feature_p
         feature.float_list.value.extend(float(v) for v in values)
     elif dtype is not None and dtype.is_integer:
         whole = all(isinstance(v, bool) or (isinstance(v, (int, float)) and float(v).is_integer()
-                                            and abs(v) < 2**63) for v in values)
+                                            and abs(v) <= INT64_MAX) for v in values)
         if not whole:
             raise InvalidArgument(f"{where} takes whole numbers (the model parses it as "
                                   f"{dtype.name}); got {json.dumps(value)[:80]}")

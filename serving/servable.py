@@ -25,7 +25,6 @@ from schemas.contracts import CLASSIFY_METHOD, REGRESS_METHOD, SERVING_DEFAULT, 
 from serving.batching import BatchScheduler
 from serving.errors import FailedPrecondition, InvalidArgument, ServingError, Unimplemented
 
-DEFAULT_SIGNATURE = SERVING_DEFAULT
 MAX_WARMUP_RECORDS = 1000
 
 
@@ -50,11 +49,6 @@ def read_meta_graph(path: str, tags: list[str] | None = None) -> meta_graph_pb2.
             return meta_graph
     found = [sorted(m.meta_info_def.tags) for m in saved.meta_graphs]
     raise LoadError(f"{pb} has no MetaGraph tagged {','.join(tags)} (it has: {found})")
-
-
-def read_signature_defs(path: str, tags: list[str] | None = None
-                        ) -> dict[str, meta_graph_pb2.SignatureDef]:
-    return dict(read_meta_graph(path, tags).signature_def)
 
 
 class SessionSignatureCall:
@@ -258,7 +252,7 @@ class Servable:
 
     def example_features(self, sig_name: str) -> dict[str, tf.DType]:
         """The tf.Example features signature `sig_name` parses (empty when it takes none)."""
-        sig_name = sig_name or DEFAULT_SIGNATURE
+        sig_name = sig_name or SERVING_DEFAULT
         if sig_name not in self._example_features:
             self._example_features[sig_name] = (
                 example_features(self._graph_def(sig_name)) if sig_name in self.calls else {}
@@ -270,7 +264,7 @@ class Servable:
                   ) -> tuple[SignatureCall, meta_graph_pb2.SignatureDef]:
         """The signature a request names, or TF Serving's error for `api` when it has none:
         FAILED_PRECONDITION for Predict, INVALID_ARGUMENT for the others."""
-        name = name or DEFAULT_SIGNATURE
+        name = name or SERVING_DEFAULT
         if name not in self.calls or name not in self.signature_defs:
             known = (f" (model '{self.name}' version {self.version} has: "
                      f"{', '.join(sorted(self.signature_defs))})")
@@ -336,7 +330,7 @@ class Servable:
 
     # -- APIs ------------------------------------------------------------------------------
     def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
-        sig_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        sig_name = request.model_spec.signature_name or SERVING_DEFAULT
         _, sig = self.signature(sig_name)
         outputs = self._call(sig_name, self._input_tensors(sig_name, sig, dict(request.inputs)))
         wanted = list(request.output_filter) or list(outputs)
@@ -441,14 +435,14 @@ class Servable:
             result.regressions.add(value=float(v))
 
     def classify(self, request: classification_pb2.ClassificationRequest):
-        sig_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        sig_name = request.model_spec.signature_name or SERVING_DEFAULT
         response = classification_pb2.ClassificationResponse()
         self._classify_into(sig_name, self._serialized_examples(request.input), response.result)
         self.fill_spec(response.model_spec, sig_name)
         return response
 
     def regress(self, request: regression_pb2.RegressionRequest):
-        sig_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        sig_name = request.model_spec.signature_name or SERVING_DEFAULT
         response = regression_pb2.RegressionResponse()
         self._regress_into(sig_name, self._serialized_examples(request.input), response.result)
         self.fill_spec(response.model_spec, sig_name)
@@ -464,7 +458,7 @@ class Servable:
             if task.model_spec.name != self.name:
                 raise InvalidArgument("All ModelSpecs in a MultiInferenceRequest must access the "
                                       "same model name.")
-            sig_name = task.model_spec.signature_name or DEFAULT_SIGNATURE
+            sig_name = task.model_spec.signature_name or SERVING_DEFAULT
             if sig_name in seen:
                 raise InvalidArgument(f"Duplicate evaluation of signature: {sig_name}")
             seen.add(sig_name)
@@ -474,7 +468,7 @@ class Servable:
         examples = self._serialized_examples(request.input)
         response = inference_pb2.MultiInferenceResponse()
         for task in request.tasks:
-            sig_name = task.model_spec.signature_name or DEFAULT_SIGNATURE
+            sig_name = task.model_spec.signature_name or SERVING_DEFAULT
             result = response.results.add()
             self.fill_spec(result.model_spec, sig_name)
             if task.method_name == CLASSIFY_METHOD:

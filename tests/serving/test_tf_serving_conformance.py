@@ -49,18 +49,27 @@ def _predict(clients, signature="", output_filter=(), **inputs):
     return clients.predict_stub.Predict(request, timeout=30)
 
 
+def _x_example(x: float) -> tf.train.Example:
+    example = tf.train.Example()
+    example.features.feature["x"].float_list.value.append(x)
+    return example
+
+
+def _regress_request(model: str, signature: str, x: float) -> regression_pb2.RegressionRequest:
+    request = regression_pb2.RegressionRequest(model_spec=model_pb2.ModelSpec(
+        name=model, signature_name=signature))
+    request.input.example_list.examples.add().CopyFrom(_x_example(x))
+    return request
+
+
 def test_tf2_style_classify_and_regress_signatures_are_served(hp2, tmp_path, start_server):
     """TF2 exports every signature with method_name predict; TF Serving 2.16 serves them
     through Classify/Regress unless --enable_signature_method_name_check."""
-    example = tf.train.Example()
-    example.features.feature["x"].float_list.value.append(4.0)
-    regress = regression_pb2.RegressionRequest(model_spec=model_pb2.ModelSpec(
-        name="half_plus_two", signature_name="regress_x_to_y"))
-    regress.input.example_list.examples.add().CopyFrom(example)
+    regress = _regress_request("half_plus_two", "regress_x_to_y", 4.0)
     assert hp2.predict_stub.Regress(regress, timeout=30).result.regressions[0].value == 4.0
     classify = classification_pb2.ClassificationRequest(model_spec=model_pb2.ModelSpec(
         name="half_plus_two", signature_name="classify_x_to_y"))
-    classify.input.example_list.examples.add().CopyFrom(example)
+    classify.input.example_list.examples.add().CopyFrom(_x_example(4.0))
     scores = [c.score for c in hp2.predict_stub.Classify(classify, timeout=30)
               .result.classifications[0].classes]
     assert scores == [4.0, 5.0]
@@ -81,11 +90,7 @@ def test_a_tf1_model_with_unshaped_signatures_loads_and_serves(tmp_path, start_s
     base.mkdir(parents=True)
     make_tf1_half_plus_three(str(base), 123)
     clients = Clients(start_server(model_name="half_plus_three", model_base_path=str(base)))
-    example = tf.train.Example()
-    example.features.feature["x"].float_list.value.append(2.0)
-    regress = regression_pb2.RegressionRequest(model_spec=model_pb2.ModelSpec(
-        name="half_plus_three", signature_name="tensorflow/serving/regress"))
-    regress.input.example_list.examples.add().CopyFrom(example)
+    regress = _regress_request("half_plus_three", "tensorflow/serving/regress", 2.0)
     assert clients.predict_stub.Regress(regress, timeout=30).result.regressions[0].value == 4.0
     status, raw, _ = _http(clients, "POST", "/v1/models/half_plus_three:predict",
                            json.dumps({"instances": [[1.0], [2.0]]}).encode())
