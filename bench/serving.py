@@ -241,8 +241,8 @@ def batching_section(args, base: str, example: bytes) -> None:
 def batcher_in_process(args, version_dir: str, example: bytes, threads: int = 16) -> None:
     """The batch scheduler without gRPC in the way: `threads` callers of Servable.predict in
     this process, unbatched and batched on deploy/batching.config."""
-    from serving.batching import BatchScheduler, read_batching_parameters
-    from serving.servable import Servable
+    from serving.model_server.batching import BatchScheduler, read_batching_parameters
+    from serving.model_server.servable import Servable
 
     request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=args.model_name))
     request.inputs["examples"].CopyFrom(tf.make_tensor_proto([example]))
@@ -287,7 +287,7 @@ def main() -> None:
     examples = warmup_examples(version_dir)
     batches = {1: examples[:1], 64: (examples * 64)[:64]}
 
-    from serving.servable import Servable
+    from serving.model_server.servable import Servable
 
     local = Servable(args.model_name, int(os.path.basename(version_dir)), version_dir)
     assert all(call.direct for call in local.calls.values()), "the direct call does not apply"

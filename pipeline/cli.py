@@ -15,8 +15,7 @@ from pipeline import exit_status  # noqa: E402
 EXIT_BAD_INPUT = exit_status.BAD_INPUT
 
 
-class CommandError(Exception):
-    """An error reported as one line and exit status 2."""
+from serving.cli import CommandError, add_serving_commands  # noqa: E402
 
 
 def _progress_printer(label: str):
@@ -149,97 +148,6 @@ def cmd_model_diff(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve_models(args: argparse.Namespace) -> int:
-    import dataclasses
-    import signal
-
-    from serving.errors import ServingError
-    from serving.flags import ignored
-    from serving.model_config import ConfigFileError
-    from serving.server import ModelServer, ServerOptions
-
-    if args.version:
-        from importlib.metadata import version
-
-        print(f"TensorFlow ModelServer (tandem embedded server {version('tandem')}, "
-              f"TF Serving 2.16 API)")
-        return 0
-    for notice in ignored(args):
-        print(f"tandem serve models: {notice}", file=sys.stderr)
-    if args.model_base_path and not args.model_name:
-        args.model_name = "default"  # TF Serving's default model name
-    names = {f.name for f in dataclasses.fields(ServerOptions)}
-    options = ServerOptions(**{k: v for k, v in vars(args).items() if k in names})
-    try:
-        server = ModelServer(options)
-        server.start()
-    except (ConfigFileError, ServingError) as e:
-        raise CommandError(str(e)) from None
-    except OSError as e:
-        raise CommandError(f"cannot start the server: {e}") from None
-    for name, entry in sorted(server.manager.models().items()):
-        versions = entry.available()
-        labels = ", ".join(f"{k}={v}" for k, v in sorted(entry.labels.items()))
-        print(f"model '{name}': serving version(s) {versions or 'none yet'}"
-              f"{' (' + labels + ')' if labels else ''} from {entry.config.base_path}")
-    rest = f", REST and metrics on {options.host}:{server.rest_port}" if server.rest_port else ""
-    print(f"gRPC on {options.host}:{server.grpc_port}{rest}", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: server._stop.set())
-    try:
-        server.wait()
-    except KeyboardInterrupt:
-        pass
-    server.stop()
-    print("server stopped", flush=True)
-    return 0
-
-
-def _replicas(text: str | None) -> list[str]:
-    """--replicas as a list of gRPC addresses; each must be HOST:PORT (or [IPv6]:PORT)."""
-    import re
-
-    addresses = [a.strip() for a in (text or "").split(",") if a.strip()]
-    for address in addresses:
-        if not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):\d{1,5}", address):
-            raise CommandError(f"--replicas: {address!r} is not HOST:PORT")
-    if text is not None and not addresses:
-        raise CommandError("--replicas names no address (give HOST:PORT,HOST:PORT)")
-    return addresses
-
-
-def cmd_promote(args: argparse.Namespace) -> int:
-    from serving.model_config import ConfigFileError
-    from serving.promotion import PromotionError, promote, promote_replicas
-
-    try:
-        if args.replicas:
-            steps = promote_replicas(args.config, _replicas(args.replicas), args.model,
-                                     args.version, args.label, timeout=args.timeout,
-                                     apply=args.apply)
-        else:
-            steps = promote(args.config, args.server, args.model, args.version, args.label)
-    except (PromotionError, ConfigFileError) as e:
-        raise CommandError(str(e)) from None
-    for step in steps:
-        print(step)
-    return 0
-
-
-def cmd_rollback(args: argparse.Namespace) -> int:
-    from serving.model_config import ConfigFileError
-    from serving.promotion import PromotionError, rollback
-
-    try:
-        steps = rollback(args.config, args.server, args.model, args.to,
-                         replicas=_replicas(args.replicas), timeout=args.timeout,
-                         apply=args.apply)
-    except (PromotionError, ConfigFileError) as e:
-        raise CommandError(str(e)) from None
-    for step in steps:
-        print(step)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     from pipeline.config import STAGES
 
@@ -303,39 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="override a config key")
     comp.set_defaults(func=cmd_compile)
 
-    serve = sub.add_parser("serve", help="online serving")
-    serve_sub = serve.add_subparsers(dest="serve_command", required=True, metavar="WHAT")
-    srv = serve_sub.add_parser(
-        "models", help="the embedded TF Serving-compatible model server (flags as TF Serving's)"
-    )
-    from serving.flags import add_flags
-
-    add_flags(srv)
-    srv.set_defaults(func=cmd_serve_models)
-
-    for name, func, text in (("promote", cmd_promote, "point a label at a version, safely"),
-                             ("rollback", cmd_rollback, "point stable back at a good version")):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("--model", required=True, help="model name")
-        if name == "promote":
-            p.add_argument("--version", type=int, required=True)
-            p.add_argument("--label", choices=("canary", "stable"), required=True)
-        else:
-            p.add_argument("--to", type=int, default=None,
-                           help="version to roll back to (default: the previous stable)")
-        p.add_argument("--config", default="deploy/models.config",
-                       help="the server's model config file (rewritten atomically)")
-        p.add_argument("--server", default="127.0.0.1:8500",
-                       help="one server's gRPC address: steps go through its reload RPC")
-        p.add_argument("--replicas", default=None, metavar="HOST:PORT,...",
-                       help="servers that poll --config: each step is written to the file and "
-                            "waits until every replica shows it (instead of --server)")
-        p.add_argument("--apply", default=None, metavar="COMMAND",
-                       help="with --replicas: a shell command run after each step is written "
-                            "({} is the config file), e.g. one that updates the ConfigMap")
-        p.add_argument("--timeout", type=float, default=300.0,
-                       help="seconds to wait for the replicas at each step (default 300)")
-        p.set_defaults(func=func)
+    add_serving_commands(sub)
 
     model = sub.add_parser("model", help="inspect what a model was built from")
     model_sub = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")

@@ -1,4 +1,5 @@
-"""Model server errors, each carrying the gRPC status code TF Serving uses for it."""
+"""Serving errors (model server and gateway), each carrying the gRPC status code TF Serving
+uses for it."""
 
 from __future__ import annotations
 
@@ -52,3 +53,15 @@ class Unavailable(ServingError):
 
 class Unimplemented(ServingError):
     code = grpc.StatusCode.UNIMPLEMENTED
+
+
+class Unknown(ServingError):
+    code = grpc.StatusCode.UNKNOWN
+
+
+class Status(ServingError):
+    """An error with any status code: what an upstream server answered, passed on as is."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code

@@ -1,4 +1,4 @@
-"""Model server: the HTTP front of the REST API, on aiohttp.
+"""Serving: the HTTP front of the REST APIs (model server and gateway), on aiohttp.
 
 HTTP framing is aiohttp's, a maintained server that refuses what a hand-rolled one got wrong:
 a Content-Length that is not a number or is negative, a request carrying both Content-Length
@@ -20,16 +20,22 @@ import os
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from serving.rest_api import CORS_HEADERS, RestApi
+from serving.rest_codec import CORS_HEADERS
 
 log = logging.getLogger("tandem.serving")
 
 
+class Dispatch(Protocol):
+    def dispatch(self, method: str, path: str, raw: bytes) -> tuple[Any, ...]:
+        """(status, body, content type[, extra headers]); never raises."""
+
+
 class RestServer:
-    def __init__(self, api: RestApi, host: str, port: int, max_body_bytes: int,
+    def __init__(self, api: Dispatch, host: str, port: int, max_body_bytes: int,
                  cors: bool = False, threads: int = 0, timeout_ms: int = 30000):
         self.api, self.max_body_bytes, self.cors = api, max_body_bytes, cors
         self.timeout = timeout_ms / 1000 if timeout_ms > 0 else None
@@ -77,16 +83,17 @@ class RestServer:
         work = self._loop.run_in_executor(self._pool, self.api.dispatch, request.method,
                                           request.raw_path, raw)
         try:
-            status, body, ctype = await asyncio.wait_for(work, self.timeout)
+            status, body, ctype, *extra = await asyncio.wait_for(work, self.timeout)
         except asyncio.TimeoutError:
             return self._response(504, {"error": (
                 f"Deadline exceeded: the request took longer than {self.timeout:g} s "
                 "(--rest_api_timeout_in_ms)")}, "application/json")
-        return self._response(status, body, ctype)
+        return self._response(status, body, ctype, *extra)
 
-    def _response(self, status: int, body, ctype: str) -> web.Response:
+    def _response(self, status: int, body, ctype: str,
+                  extra: dict[str, str] | None = None) -> web.Response:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        headers = {"Content-Type": ctype}
+        headers = {"Content-Type": ctype, **(extra or {})}
         if self.cors:
             headers.update(CORS_HEADERS)
         return web.Response(status=status, body=data, headers=headers)

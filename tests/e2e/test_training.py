@@ -358,7 +358,7 @@ def test_the_model_server_serves_what_the_pipeline_pushed(trained):
         prediction_service_pb2_grpc,
     )
 
-    from serving.server import ModelServer, ServerOptions
+    from serving.model_server.server import ModelServer, ServerOptions
     from tests.serving.conftest import free_port
 
     config, result, _ = trained

@@ -2,8 +2,8 @@
 
 import os
 
-from serving.batching import read_batching_parameters
-from serving.model_config import monitoring_path, read_config
+from serving.model_server.batching import read_batching_parameters
+from serving.model_server.model_config import monitoring_path, read_config
 
 DEPLOY = os.path.join(os.path.dirname(__file__), "..", "..", "deploy")
 

@@ -8,7 +8,7 @@ from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import model_pb2, predict_pb2
 
 from serving.errors import InvalidArgument
-from serving.servable import Servable, fill_tensor_proto
+from serving.model_server.servable import Servable, fill_tensor_proto
 
 from .conftest import example
 

@@ -28,7 +28,7 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.model_config import read_config, write_config
+from serving.model_server.model_config import read_config, write_config
 
 from .conftest import example, make_model
 
@@ -95,13 +95,13 @@ def test_grpc_and_rest_predictions_equal_the_in_process_model(clients, model_bas
     np.testing.assert_allclose(tf.make_ndarray(response.outputs["probabilities"]), expected, rtol=1e-6)
     b64 = [{"b64": base64.b64encode(example(x)).decode()} for x in xs]
     status, body = clients.http("/v1/models/scorer:predict", {"instances": b64})
-    assert status == 200
+    assert status == 200, body
     rows = json.loads(body)["predictions"]
     np.testing.assert_allclose([r["probabilities"] for r in rows], expected, rtol=1e-6)
     assert rows[0]["classes"] == ["0", "1"]
     status, body = clients.http("/v1/models/scorer/versions/1:predict",
                                 {"inputs": b64, "signature_name": "serving_default"})
-    assert status == 200
+    assert status == 200, body
     np.testing.assert_allclose(json.loads(body)["outputs"]["probabilities"], expected, rtol=1e-6)
     status, body = clients.http("/v1/models/scorer:predict",
                                 {"signature_name": "dense", "instances": [[1.0, 2.0], [0.5, 0.5]]})
@@ -551,7 +551,7 @@ def test_promotion_across_replicas_polling_one_config_file(model_base, start_ser
     """Two replicas poll one models.config (a shared volume, as deploy/k8s mounts it). Writing
     the final config at once breaks TF Serving's two-step rule, so both refuse it and keep the
     old labels; the replicated promotion writes each step and waits for both."""
-    from serving.model_config import read_config, write_config
+    from serving.model_server.model_config import read_config, write_config
     from serving.promotion import promote_replicas, read_history, rollback
 
     make_model(str(model_base), 2, bias=1.0)
@@ -630,7 +630,7 @@ def test_metrics_carry_model_version_and_api(clients, model_base):
 
 
 def test_warmup_requests_run_before_a_version_serves(model_base, start_server, monkeypatch):
-    from serving.servable import Servable
+    from serving.model_server.servable import Servable
 
     clients = Clients(start_server(model_name="scorer", model_base_path=str(model_base)))
     # Warmup traffic is not user traffic: no request was counted, but the version is loaded.
@@ -670,8 +670,8 @@ def test_warmup_requests_run_before_a_version_serves(model_base, start_server, m
 
 
 def test_server_refuses_contradictory_flags(model_base):
-    from serving.model_config import ConfigFileError
-    from serving.server import ModelServer, ServerOptions
+    from serving.model_server.model_config import ConfigFileError
+    from serving.model_server.server import ModelServer, ServerOptions
 
     with pytest.raises(ConfigFileError, match="not both"):
         ModelServer(ServerOptions(model_name="a", model_base_path="b", model_config_file="c"))
@@ -680,8 +680,8 @@ def test_server_refuses_contradictory_flags(model_base):
 
 
 def test_tensorflow_thread_flags_are_checked_and_never_crash_a_running_process(caplog):
-    from serving.model_config import ConfigFileError
-    from serving.server import configure_tensorflow_threads
+    from serving.model_server.model_config import ConfigFileError
+    from serving.model_server.server import configure_tensorflow_threads
 
     with pytest.raises(ConfigFileError, match="tensorflow_intra_op_parallelism must be >= 0"):
         configure_tensorflow_threads(-1, 0)

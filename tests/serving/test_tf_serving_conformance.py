@@ -204,7 +204,7 @@ def test_hostile_json_gets_400_never_500(hp2):
 
 
 def test_a_start_up_config_with_labels_needs_tf_servings_flag(model_base, start_server, tmp_path):
-    from serving.model_config import ConfigFileError
+    from serving.model_server.model_config import ConfigFileError
 
     path = _config_file(tmp_path, model_base, [1], {"stable": 1})
     with pytest.raises(ConfigFileError, match="--allow_version_labels_for_unavailable_models"):
@@ -227,7 +227,7 @@ def test_every_tf_serving_flag_is_accepted(model_base, tmp_path, capsys):
     """A stock tensorflow_model_server command line parses; flags that do nothing here say so
     in one line each."""
     from pipeline.cli import build_parser
-    from serving.flags import FLAGS, ignored
+    from serving.model_server.flags import FLAGS, ignored
 
     values = {int: "3", float: "0.5", str: "x"}
 

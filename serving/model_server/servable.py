@@ -22,8 +22,8 @@ from tensorflow_serving.apis import (
 )
 
 from schemas.contracts import CLASSIFY_METHOD, REGRESS_METHOD, SERVING_DEFAULT, warmup_path
-from serving.batching import BatchScheduler
 from serving.errors import FailedPrecondition, InvalidArgument, ServingError, Unimplemented
+from serving.model_server.batching import BatchScheduler
 
 MAX_WARMUP_RECORDS = 1000
 

@@ -42,7 +42,7 @@ from google.protobuf import (
 )
 
 from serving.errors import InvalidArgument, ServingError, Unavailable
-from serving.model_config import ConfigFileError, read_text
+from serving.model_server.model_config import ConfigFileError, read_text
 
 log = logging.getLogger("tandem.serving")
 

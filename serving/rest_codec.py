@@ -1,15 +1,13 @@
-"""Model server: the REST API as TF Serving documents it, plus the Prometheus endpoint.
-
-`RestApi` is the API (routes, JSON, TF Serving's rules); `serving.http_front.RestServer`
-frames it over HTTP on aiohttp."""
+"""What the model server's and the gateway's REST APIs share: TF Serving's path rules and its
+JSON <-> tensor and JSON <-> tf.Example conversions (json_tensor.cc, http_rest_api_util.cc)."""
 
 from __future__ import annotations
 
 import base64
 import json
-import logging
 import re
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,22 +15,11 @@ import tensorflow as tf
 from google.protobuf import json_format
 from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow.core.framework import types_pb2
-from tensorflow_serving.apis import (
-    classification_pb2,
-    get_model_metadata_pb2,
-    input_pb2,
-    model_pb2,
-    predict_pb2,
-    regression_pb2,
-)
+from tensorflow_serving.apis import get_model_metadata_pb2, input_pb2, model_pb2, predict_pb2
 
 from schemas.contracts import SERVING_DEFAULT
-from serving.errors import InvalidArgument, NotFound, ServingError
-from serving.grpc_api import model_metadata, run_request
-from serving.manager import ModelManager, State
-from serving.metrics import ServerMetrics
+from serving.errors import InvalidArgument
 
-log = logging.getLogger("tandem.serving")
 # TF Serving's own path rules (http_rest_api_util.cc): case-insensitive; under /v1/ a path
 # that fits neither is a malformed request (400), not an unknown resource.
 PREDICTION_PATH = re.compile(
@@ -95,14 +82,16 @@ def signature_name(body: dict) -> str:
     return name
 
 
-def predict_request(body: dict, servable, spec: model_pb2.ModelSpec) -> tuple[Any, bool]:
-    """Row ('instances') or columnar ('inputs') JSON to a PredictRequest."""
+def predict_request(body: dict, spec: model_pb2.ModelSpec,
+                    signature_inputs: Callable[[str], dict[str, int]]) -> tuple[Any, bool]:
+    """Row ('instances') or columnar ('inputs') JSON to a PredictRequest; `signature_inputs`
+    gives a signature's input names and dtypes (from the servable, or from GetModelMetadata)."""
     sig_name = signature_name(body) or SERVING_DEFAULT
-    _, sig = servable.signature(sig_name)
+    sig_inputs = signature_inputs(sig_name)
     has_rows, has_cols = "instances" in body, "inputs" in body
     if has_rows == has_cols:
         raise InvalidArgument("request must have exactly one of 'instances' or 'inputs'")
-    names = sorted(sig.inputs)
+    names = sorted(sig_inputs)
     request = predict_pb2.PredictRequest(model_spec=spec)
     request.model_spec.signature_name = sig_name
     if has_rows:
@@ -136,9 +125,9 @@ def predict_request(body: dict, servable, spec: model_pb2.ModelSpec) -> tuple[An
         else:
             raise InvalidArgument(f"signature '{sig_name}' has inputs {names}: 'inputs' must name them")
     for key, value in columns.items():
-        if key not in sig.inputs:
+        if key not in sig_inputs:
             raise InvalidArgument(f"unknown input '{key}' (signature '{sig_name}' has {names})")
-        request.inputs[key].CopyFrom(_tensor(value, sig.inputs[key].dtype, f"input '{key}'"))
+        request.inputs[key].CopyFrom(_tensor(value, sig_inputs[key], f"input '{key}'"))
     return request, has_rows
 
 
@@ -290,95 +279,28 @@ def metadata_json(response) -> dict:
     }
 
 
-def status_json(records) -> dict:
-    return {"model_version_status": [
-        {
-            "version": str(r.version),
-            "state": State.Name(r.state),
-            "status": {"error_code": "UNKNOWN" if r.error else "OK", "error_message": r.error},
-        }
-        for r in records
+def classify_json(response) -> dict:
+    """A ClassificationResponse as TF Serving's REST API writes it."""
+    return {"results": [
+        [[c.label, _jsonable(np.float32(c.score))] for c in item.classes]
+        for item in response.result.classifications
     ]}
 
 
-class RestApi:
-    """TF Serving's REST API as one synchronous call, `dispatch(method, path, body)`, apart
-    from the HTTP server that frames requests (so the same routes serve any front)."""
+def regress_json(response) -> dict:
+    """A RegressionResponse as TF Serving's REST API writes it."""
+    values = np.array([r.value for r in response.result.regressions], np.float32)
+    return {"results": _jsonable(values)}
 
-    def __init__(self, manager: ModelManager, metrics: ServerMetrics,
-                 monitoring_path: str | None):
-        self.manager, self.metrics, self.monitoring_path = manager, metrics, monitoring_path
 
-    def dispatch(self, method: str, path: str, raw: bytes) -> tuple[int, Any, str]:
-        """(HTTP status, body (a JSON-able value or bytes), content type); never raises."""
-        try:
-            return self.route(method, path, raw)
-        except ServingError as e:
-            log.info("REST %s %s: %s %s", method, path, e.code.name, e)  # one line per refusal
-            return e.http_status, {"error": str(e)}, "application/json"
-        except Exception as e:  # noqa: BLE001 - answer, never die
-            log.exception("REST %s %s failed", method, path)
-            return 500, {"error": f"{type(e).__name__}: {e}"}, "application/json"
-
-    @staticmethod
-    def _body(raw: bytes) -> dict:
-        try:
-            body = json.loads(raw or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise InvalidArgument(f"JSON Parse error: {e}") from None
-        except RecursionError:
-            raise InvalidArgument("JSON Parse error: the document is nested too deeply") from None
-        if not isinstance(body, dict):
-            raise InvalidArgument("request body must be a JSON object")
-        return body
-
-    def route(self, method: str, path: str, raw: bytes):
-        path = path.split("?", 1)[0]
-        if method == "GET" and self.monitoring_path and path == self.monitoring_path:
-            return 200, self.metrics.exposition(), "text/plain; version=0.0.4"
-        if not API_PREFIX.match(path):
-            raise NotFound(f"Not found: {method} {path}")
-        spec, verb, metadata = parse_path(method, path)
-        if method == "GET":
-            if metadata:
-                request = get_model_metadata_pb2.GetModelMetadataRequest(
-                    model_spec=spec, metadata_field=["signature_def"]
-                )
-                response = run_request(self.manager, self.metrics, "metadata", request,
-                                       model_metadata)
-                return 200, metadata_json(response), "application/json"
-            return 200, status_json(self.manager.status(spec)), "application/json"
-        body = self._body(raw)
-        if verb == "predict":
-            def predict(servable, _) -> tuple[predict_pb2.PredictResponse, bool]:
-                """The response, and whether the request used the row format."""
-                request, rows = predict_request(body, servable, spec)
-                request.model_spec.version.value = servable.version
-                return servable.predict(request), rows
-
-            response, rows = run_request(self.manager, self.metrics, "predict",
-                                         predict_pb2.PredictRequest(model_spec=spec), predict)
-            return 200, predict_json(response, rows), "application/json"
-        sig = signature_name(body)
-
-        def with_examples(call):
-            def handler(servable, request):
-                request.input.CopyFrom(example_input(body, servable.example_features(sig)))
-                return call(servable, request)
-            return handler
-
-        if verb == "classify":
-            request = classification_pb2.ClassificationRequest(model_spec=spec)
-            request.model_spec.signature_name = sig
-            response = run_request(self.manager, self.metrics, "classify", request,
-                                   with_examples(lambda s, r: s.classify(r)))
-            return 200, {"results": [
-                [[c.label, _jsonable(np.float32(c.score))] for c in item.classes]
-                for item in response.result.classifications
-            ]}, "application/json"
-        request = regression_pb2.RegressionRequest(model_spec=spec)
-        request.model_spec.signature_name = sig
-        response = run_request(self.manager, self.metrics, "regress", request,
-                               with_examples(lambda s, r: s.regress(r)))
-        values = np.array([r.value for r in response.result.regressions], np.float32)
-        return 200, {"results": _jsonable(values)}, "application/json"
+def parse_body(raw: bytes) -> dict:
+    """A request body as a JSON object, with TF Serving's error wording."""
+    try:
+        body = json.loads(raw or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InvalidArgument(f"JSON Parse error: {e}") from None
+    except RecursionError:
+        raise InvalidArgument("JSON Parse error: the document is nested too deeply") from None
+    if not isinstance(body, dict):
+        raise InvalidArgument("request body must be a JSON object")
+    return body

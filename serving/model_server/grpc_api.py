@@ -23,9 +23,10 @@ from tensorflow_serving.apis import (
 )
 
 from serving.errors import InvalidArgument, ServingError
-from serving.manager import ModelManager
-from serving.metrics import ServerMetrics
-from serving.model_config import check_config
+from serving.grpc_common import register
+from serving.model_server.manager import ModelManager
+from serving.model_server.metrics import ServerMetrics
+from serving.model_server.model_config import check_config
 
 log = logging.getLogger("tandem.serving")
 ERROR_CODES = {  # grpc.StatusCode -> tensorflow.error.Code number
@@ -155,26 +156,10 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
-def _parsing(method, request_class):
-    """`method` with the request parsed inside the call: bytes that are not a valid request
-    get INVALID_ARGUMENT. (gRPC's own deserializer answers INTERNAL, which a malformed request
-    must never produce.)"""
-
-    def handler(raw: bytes, context):
-        try:
-            request = request_class.FromString(raw)
-        except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError and others
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"the request is not a valid {request_class.DESCRIPTOR.full_name}: {e}")
-        return method(request, context)
-
-    return handler
-
-
 def add_services(server: grpc.Server, prediction: PredictionService,
                  model: ModelService) -> None:
     """Register both services on `server` under TF Serving's names, parsing requests in the
-    handlers (see `_parsing`)."""
+    handlers (see `serving.grpc_common.parsing`)."""
     services = {
         "tensorflow.serving.PredictionService": {
             "Classify": (prediction.Classify, classification_pb2.ClassificationRequest,
@@ -197,11 +182,4 @@ def add_services(server: grpc.Server, prediction: PredictionService,
                                           model_management_pb2.ReloadConfigResponse),
         },
     }
-    for name, methods in services.items():
-        handlers = {
-            method: grpc.unary_unary_rpc_method_handler(
-                _parsing(call, request), request_deserializer=None,
-                response_serializer=response.SerializeToString)
-            for method, (call, request, response) in methods.items()
-        }
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+    register(server, services)

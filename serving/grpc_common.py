@@ -1,0 +1,39 @@
+"""What the model server's and the gateway's gRPC services share: requests parsed inside the
+handler, and TF Serving's service names."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+
+def parsing(method, request_class):
+    """`method` with the request parsed inside the call: bytes that are not a valid request
+    get INVALID_ARGUMENT. (gRPC's own deserializer answers INTERNAL, which a malformed request
+    must never produce.)"""
+
+    def handler(raw: bytes, context):
+        try:
+            request = request_class.FromString(raw)
+        except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError and others
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"the request is not a valid {request_class.DESCRIPTOR.full_name}: {e}")
+        return method(request, context)
+
+    return handler
+
+
+def register(server: grpc.Server,
+             services: dict[str, dict[str, tuple[Callable, Any, Any]]]) -> None:
+    """Register {service: {method: (call, request class, response class)}} on `server`, each
+    call receiving its request parsed by `parsing`."""
+    for name, methods in services.items():
+        handlers = {
+            method: grpc.unary_unary_rpc_method_handler(
+                parsing(call, request), request_deserializer=None,
+                response_serializer=response.SerializeToString)
+            for method, (call, request, response) in methods.items()
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
