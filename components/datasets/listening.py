@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from serving.gateway.sources import file_fingerprint
+
 CHUNK_ROWS = 10_000
 ROWS_PER_SHARD = 250_000
 
@@ -260,13 +262,36 @@ FEATURE_ORDER = [
 ]
 
 
-def _example_bytes(chunk: Chunk) -> Iterator[bytes]:
+REQUEST_FEATURES = [
+    "request_id", "user_id", "track_id", "hour_of_day", "day_of_week", "device", "context",
+    "shuffle",
+]
+# How requests are decorated: entity key feature -> table -> columns. The gateway's config
+# (deploy/gateway/listening.yaml) names the same joins.
+JOINS = (
+    ("user_id", "users", ("age", "country", "account_type", "signup_days")),
+    ("track_id", "tracks", ("genre", "duration_s", "popularity", "release_year")),
+)
+
+
+def joins():
+    from serving.gateway.sources import Join
+
+    return [Join(key, table, columns) for key, table, columns in JOINS]
+
+
+def _example_bytes(chunk: Chunk, source, with_label: bool = True) -> Iterator[bytes]:
+    """The chunk's request examples (plus the label), decorated by the gateway's own join."""
     from tensorflow.core.example import example_pb2
 
-    cols = [(name, chunk.columns[name], chunk.present.get(name)) for name in FEATURE_ORDER]
+    from serving.gateway.decorate import decorate
+
+    names = REQUEST_FEATURES + ([LABEL] if with_label else [])
+    cols = [(name, chunk.columns[name], chunk.present.get(name)) for name in names]
     kinds = {name: values.dtype.kind for name, values, _ in cols}
     lists = {name: values.tolist() for name, values, _ in cols}
     present = {name: p.tolist() for name, _, p in cols if p is not None}
+    examples = []
     for i in range(len(chunk)):
         example = example_pb2.Example()
         feature = example.features.feature
@@ -280,6 +305,9 @@ def _example_bytes(chunk: Chunk) -> Iterator[bytes]:
                 feature[name].float_list.value.append(lists[name][i])
             else:
                 feature[name].int64_list.value.append(lists[name][i])
+        examples.append(example)
+    decorate(examples, joins(), source)
+    for example in examples:
         yield example.SerializeToString(deterministic=True)
 
 
@@ -359,7 +387,13 @@ def generate(
         raise GeneratorError(f"unknown format(s) {sorted(unknown)}; use tfrecord and/or csv")
     span_dir = os.path.join(out_dir, f"span-{span}")
     os.makedirs(span_dir, exist_ok=True)
-    write_feature_sources(os.path.join(out_dir, "features.sqlite"), seed, rows, drift)
+    sources_path = os.path.join(out_dir, "features.sqlite")
+    write_feature_sources(sources_path, seed, rows, drift)
+    source = None
+    if "tfrecord" in formats:
+        from serving.gateway.sources import SqliteSource
+
+        source = SqliteSource(sources_path)
 
     shards = shard_count(rows)
     per_shard = math.ceil(rows / shards)
@@ -395,7 +429,7 @@ def generate(
         # A chunk never straddles shards when per_shard is a multiple of CHUNK_ROWS;
         # otherwise rows go to the shard their index falls in.
         offsets = np.arange(written, written + len(chunk)) // per_shard
-        records = _example_bytes(chunk) if "tfrecord" in formats else None
+        records = _example_bytes(chunk, source) if "tfrecord" in formats else None
         csv_rows = _csv_rows(chunk) if "csv" in formats else None
         for target in offsets.tolist():
             if target != shard:
@@ -410,6 +444,10 @@ def generate(
         if progress is not None:
             progress(written, rows)
     close_shard()
+    version = None
+    if source is not None:
+        version = source.version
+        source.close()
 
     manifest = {
         "dataset": "listening",
@@ -419,7 +457,8 @@ def generate(
         "drift": sorted(drift),
         "skip_rate": round(positives / written, 4),
         "files": [os.path.basename(f) for f in files],
-        "feature_sources": os.path.join(out_dir, "features.sqlite"),
+        "feature_sources": sources_path,
+        "feature_sources_version": version or file_fingerprint(sources_path),
     }
     with open(os.path.join(span_dir, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=2)

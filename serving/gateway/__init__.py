@@ -1,0 +1,1 @@
+"""The gateway: decorate, validate, log, predict (model A), mirror (model B)."""

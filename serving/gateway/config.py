@@ -1,0 +1,202 @@
+"""Gateway: its YAML config, read strictly (an unknown key or a wrong type is one clear line).
+
+Every key, with its default (deploy/gateway/listening.yaml is a complete example):
+
+    primary:  address (HOST:PORT, required), model_name (map any requested name to this one;
+              empty: pass the client's model_spec through), timeout_s (10)
+    shadow:   address, model_name (empty: no mirroring), sample_percent (100),
+              queue_size (1000), timeout_s (10), workers (2)
+    schema:   path of the curated schema (its SERVING environment is validated)
+    decorate: sqlite, redis (redis://HOST:PORT; used when set), joins ([{key, table, columns}];
+              empty: examples pass through), on_missing (default | reject), defaults
+              ({column: value} for unknown entities; by default derived from the schema)
+    validate: policy (flag | reject), features ({feature: flag | reject}), window_s (60),
+              min_examples (100), thresholds ({feature: rate}), alert_floor (0.01),
+              webhook (URL, optional)
+    log:      dir (required to log), sample_percent (100), max_bytes (128 MiB),
+              max_age_s (3600), fsync_interval_s (1.0), id_feature (request_id)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, get_type_hints
+
+import yaml
+
+from serving.gateway.sources import Join
+
+
+class GatewayConfigError(ValueError):
+    """A gateway config that cannot be used; the message names the key."""
+
+
+@dataclasses.dataclass
+class Primary:
+    address: str = ""
+    model_name: str = ""
+    timeout_s: float = 10.0
+
+
+@dataclasses.dataclass
+class Shadow:
+    address: str = ""
+    model_name: str = ""
+    sample_percent: float = 100.0
+    queue_size: int = 1000
+    timeout_s: float = 10.0
+    workers: int = 2
+
+
+@dataclasses.dataclass
+class Decorate:
+    sqlite: str = ""
+    redis: str = ""
+    joins: list = dataclasses.field(default_factory=list)
+    on_missing: str = "default"
+    defaults: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class Validate:
+    policy: str = "flag"
+    features: dict = dataclasses.field(default_factory=dict)
+    window_s: float = 60.0
+    min_examples: int = 100
+    thresholds: dict = dataclasses.field(default_factory=dict)
+    alert_floor: float = 0.01
+    webhook: str = ""
+
+
+@dataclasses.dataclass
+class Log:
+    dir: str = ""
+    sample_percent: float = 100.0
+    max_bytes: int = 128 << 20
+    max_age_s: float = 3600.0
+    fsync_interval_s: float = 1.0
+    id_feature: str = "request_id"
+
+
+@dataclasses.dataclass
+class GatewayConfig:
+    primary: Primary = dataclasses.field(default_factory=Primary)
+    shadow: Shadow = dataclasses.field(default_factory=Shadow)
+    schema: str = ""
+    decorate: Decorate = dataclasses.field(default_factory=Decorate)
+    validate: Validate = dataclasses.field(default_factory=Validate)
+    log: Log = dataclasses.field(default_factory=Log)
+
+    def join_list(self) -> list[Join]:
+        return [Join(j["key"], j["table"], tuple(j["columns"])) for j in self.decorate.joins]
+
+
+_TYPES = {int: "an integer", float: "a number", str: "a string", list: "a list",
+          dict: "a mapping"}
+
+
+def _coerce(value: Any, kind: type, where: str) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is str and value is None:
+        return ""
+    if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
+        raise GatewayConfigError(f"{where}: expected {_TYPES[kind]}, got {value!r}")
+    return value
+
+
+def _fill(obj: Any, values: Any, where: str) -> None:
+    if not isinstance(values, dict):
+        raise GatewayConfigError(f"{where or 'the config'}: expected a mapping, got {values!r}")
+    hints = get_type_hints(type(obj))
+    for key, value in values.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in hints:
+            known = ", ".join(f.name for f in dataclasses.fields(obj))
+            raise GatewayConfigError(f"unknown key '{path}' (known here: {known})")
+        kind = hints[key]
+        if dataclasses.is_dataclass(kind):
+            _fill(getattr(obj, key), value if value is not None else {}, path)
+        else:
+            setattr(obj, key, _coerce(value, kind, path))
+
+
+def _set(raw: dict, assignment: str) -> None:
+    key, sep, text = assignment.partition("=")
+    if not sep or not key:
+        raise GatewayConfigError(f"--set {assignment!r}: expected KEY=VALUE")
+    target = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        target = target.setdefault(part, {})
+        if not isinstance(target, dict):
+            raise GatewayConfigError(f"--set {key}: '{part}' is not a section")
+    target[parts[-1]] = yaml.safe_load(text) if text else ""
+
+
+def _check(config: GatewayConfig, base: str) -> None:
+    if not config.primary.address:
+        raise GatewayConfigError("primary.address is required (the model server, HOST:PORT)")
+    for name in ("schema",):
+        if not getattr(config, name):
+            raise GatewayConfigError(f"{name} is required (the curated schema.pbtxt)")
+    if config.validate.policy not in ("flag", "reject"):
+        raise GatewayConfigError(f"validate.policy: expected flag or reject, got "
+                                 f"{config.validate.policy!r}")
+    for feature, policy in config.validate.features.items():
+        if policy not in ("flag", "reject"):
+            raise GatewayConfigError(f"validate.features.{feature}: expected flag or reject, "
+                                     f"got {policy!r}")
+    if config.decorate.on_missing not in ("default", "reject"):
+        raise GatewayConfigError(f"decorate.on_missing: expected default or reject, got "
+                                 f"{config.decorate.on_missing!r}")
+    for i, join in enumerate(config.decorate.joins):
+        where = f"decorate.joins[{i}]"
+        if not isinstance(join, dict) or set(join) != {"key", "table", "columns"}:
+            raise GatewayConfigError(f"{where}: expected {{key, table, columns}}, got {join!r}")
+        if not isinstance(join["columns"], list) or not all(
+                isinstance(c, str) for c in join["columns"]) or not join["columns"]:
+            raise GatewayConfigError(f"{where}.columns: expected a list of column names")
+    if config.decorate.joins and not (config.decorate.sqlite or config.decorate.redis):
+        raise GatewayConfigError("decorate.joins needs a source: decorate.sqlite or "
+                                 "decorate.redis")
+    for key in ("shadow.sample_percent", "log.sample_percent"):
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if not 0 <= value <= 100:
+            raise GatewayConfigError(f"{key}: expected a percentage 0-100, got {value}")
+    if config.shadow.queue_size < 1 or config.shadow.workers < 1:
+        raise GatewayConfigError("shadow.queue_size and shadow.workers must be at least 1")
+    if config.validate.window_s <= 0:
+        raise GatewayConfigError("validate.window_s must be positive")
+    for feature, rate in config.validate.thresholds.items():
+        if not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            raise GatewayConfigError(f"validate.thresholds.{feature}: expected a rate 0-1, "
+                                     f"got {rate!r}")
+    # Relative paths are relative to the config file's directory's project, i.e. the CWD,
+    # unless they only exist beside the config file.
+    for section, name in (("", "schema"), ("decorate", "sqlite"), ("log", "dir")):
+        owner = getattr(config, section) if section else config
+        value = getattr(owner, name)
+        if value and "://" not in value and not os.path.isabs(value) and not os.path.exists(
+                value) and os.path.exists(os.path.join(base, value)):
+            setattr(owner, name, os.path.join(base, value))
+
+
+def load_config(path: str, overrides: list[str] | None = None) -> GatewayConfig:
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f) or {}
+    except OSError as e:
+        raise GatewayConfigError(f"cannot read {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise GatewayConfigError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise GatewayConfigError(f"{path}: expected a mapping at the top level")
+    for assignment in overrides or []:
+        _set(raw, assignment)
+    config = GatewayConfig()
+    _fill(config, raw, "")
+    _check(config, os.path.dirname(os.path.abspath(path)))
+    return config

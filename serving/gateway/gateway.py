@@ -1,0 +1,322 @@
+"""Gateway: one request through its named, timed stages.
+
+    decorate -> validate -> predict (model A) -> log -> mirror (model B)
+
+The log record carries A's answer, so it is written once A has answered and before the
+caller gets the answer (a record per answered request survives a crash of the gateway). The
+mirror is handed the request last and works off the request path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+import warnings
+from typing import Any
+
+import grpc
+from tensorflow.core.example import example_pb2
+from tensorflow_metadata.proto.v0 import schema_pb2
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    prediction_service_pb2_grpc,
+)
+
+from schemas import load_schema
+from schemas.contracts import EXAMPLES_INPUT
+from schemas.request_log import PRIMARY, LogWriter, make_record, sampled
+from serving.errors import InvalidArgument, ServingError, Status
+from serving.gateway.config import GatewayConfig
+from serving.gateway.decorate import decorate
+from serving.gateway.mirror import Mirror
+from serving.gateway.monitor import GatewayMetrics, ViolationWindow
+from serving.gateway.sources import check_joins, open_source
+from serving.gateway.validator import Validator
+
+log = logging.getLogger("tandem.gateway")
+# Bytes that are not a tf.Example are answered INVALID_ARGUMENT; protobuf's warning about
+# them would only repeat that on stderr, once per bad request.
+warnings.filterwarnings("ignore", message="Unexpected end-group tag", category=RuntimeWarning)
+CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1),
+                   ("grpc.max_send_message_length", -1)]
+
+
+def schema_defaults(schema: schema_pb2.Schema, columns: list[str]) -> dict[str, Any]:
+    """A value for each decorated column when an entity is unknown: the middle of an int or
+    float domain, a bool's 0, the first value of a string domain."""
+    by_name = {f.name: f for f in schema.feature}
+    domains = {d.name: list(d.value) for d in schema.string_domain}
+    out: dict[str, Any] = {}
+    for column in columns:
+        f = by_name.get(column)
+        if f is None:
+            continue
+        which = f.WhichOneof("domain_info")
+        if which == "int_domain" and f.int_domain.HasField("min") and f.int_domain.HasField("max"):
+            out[column] = (f.int_domain.min + f.int_domain.max) // 2
+        elif which == "float_domain" and f.float_domain.HasField("min") and \
+                f.float_domain.HasField("max"):
+            out[column] = (f.float_domain.min + f.float_domain.max) / 2
+        elif which == "domain" and domains.get(f.domain):
+            out[column] = domains[f.domain][0]
+        elif which == "string_domain" and f.string_domain.value:
+            out[column] = f.string_domain.value[0]
+        elif f.type == schema_pb2.INT:
+            out[column] = 0
+        elif f.type == schema_pb2.FLOAT:
+            out[column] = 0.0
+        else:
+            out[column] = ""
+    return out
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig, metrics: GatewayMetrics | None = None):
+        self.config = config
+        self.metrics = metrics or GatewayMetrics()
+        self.schema = load_schema(config.schema)
+        self.validator = Validator(self.schema)
+        self.types = {f.name: f.type for f in self.schema.feature}
+        self.joins = config.join_list()
+        self.source = None
+        if self.joins:
+            self.source = open_source(config.decorate.sqlite, config.decorate.redis)
+            check_joins(self.source, self.joins)
+        self.source_versions = (
+            {self.source.kind: self.source.version} if self.source is not None else {})
+        columns = [c for j in self.joins for c in j.columns]
+        self.defaults = {**schema_defaults(self.schema, columns), **config.decorate.defaults}
+        v = config.validate
+        self.reject_features = {c.name for c in self.validator.checks
+                                if v.features.get(c.name, v.policy) == "reject"}
+        thresholds = {c.name: float(v.thresholds.get(c.name, max(c.allowed_rate, v.alert_floor)))
+                      for c in self.validator.checks}
+        self.window = ViolationWindow(thresholds, v.window_s, v.min_examples, self.metrics,
+                                      v.webhook)
+        self.window.start(every_s=min(1.0, v.window_s / 4))
+        self.writer = None
+        if config.log.dir:
+            self.writer = LogWriter(config.log.dir, max_bytes=config.log.max_bytes,
+                                    max_age_s=config.log.max_age_s,
+                                    fsync_interval_s=config.log.fsync_interval_s)
+        self._channel = grpc.insecure_channel(config.primary.address, options=CHANNEL_OPTIONS)
+        self.primary = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self.primary_models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        self.mirror = None
+        if config.shadow.address and config.shadow.model_name:
+            s = config.shadow
+            self.mirror = Mirror(s.address, s.model_name, sample_percent=s.sample_percent,
+                                 queue_size=s.queue_size, timeout_s=s.timeout_s,
+                                 workers=s.workers, metrics=self.metrics, writer=self.writer,
+                                 log_percent=config.log.sample_percent)
+
+    # ---- the stages ---------------------------------------------------------------------
+
+    def _examples(self, api: str, request) -> tuple[list[example_pb2.Example], str | None]:
+        """The request's examples, parsed (and for Predict, the input that carries them)."""
+        if api != "predict":
+            model_input = request.input
+            which = model_input.WhichOneof("kind")
+            if which is None:
+                raise InvalidArgument("Invalid argument: Input is empty.")
+            return list(getattr(model_input, which).examples), None
+        inputs = request.inputs
+        name = EXAMPLES_INPUT if EXAMPLES_INPUT in inputs else (
+            next(iter(inputs)) if len(inputs) == 1 else None)
+        if name is None:
+            raise InvalidArgument(f"the gateway needs serialized tf.Examples in input "
+                                  f"'{EXAMPLES_INPUT}'; the request has "
+                                  f"{sorted(inputs) or 'no inputs'}")
+        tensor = inputs[name]
+        if tensor.dtype != 7:  # DT_STRING
+            raise InvalidArgument(f"input '{name}' must be DT_STRING serialized tf.Examples")
+        examples = []
+        for i, data in enumerate(tensor.string_val):
+            example = example_pb2.Example()
+            try:
+                example.ParseFromString(data)
+            except Exception:  # noqa: BLE001 - protobuf's DecodeError, by implementation
+                self.metrics.bad_requests.labels("not_an_example").inc()
+                raise InvalidArgument(f"input '{name}' value {i} is not a serialized "
+                                      "tf.Example") from None
+            examples.append(example)
+        if not examples:
+            raise InvalidArgument(f"input '{name}' holds no examples")
+        return examples, name
+
+    def _request_id(self, examples, client_id: str | None) -> tuple[str, list[str]]:
+        id_feature = self.config.log.id_feature
+        ids = []
+        for example in examples:
+            f = example.features.feature.get(id_feature) if id_feature else None
+            ids.append(f.bytes_list.value[0].decode("utf-8", "replace")
+                       if f is not None and f.bytes_list.value else None)
+        request_id = ids[0] if len(ids) == 1 and ids[0] else (client_id or uuid.uuid4().hex)
+        return request_id, [x or f"{request_id}/{i}" for i, x in enumerate(ids)]
+
+    def handle(self, api: str, request, client_id: str | None = None) -> tuple[Any, str]:
+        """(A's response, the request id); raises ServingError with the status to answer."""
+        m = self.metrics
+        start = time.perf_counter()
+        request_id = client_id or ""
+        code = "OK"
+        try:
+            examples, input_name = self._examples(api, request)
+            request_id, example_ids = self._request_id(examples, client_id)
+            m.examples.inc(len(examples))
+            t = time.perf_counter()
+            decoration = decorate(examples, self.joins, self.source,
+                                  self.config.decorate.on_missing, self.defaults)
+            if input_name is not None:
+                tensor = request.inputs[input_name]
+                del tensor.string_val[:]
+                tensor.string_val.extend(e.SerializeToString(deterministic=True)
+                                         for e in examples)
+            t2 = time.perf_counter()
+            m.stage["decorate"].observe(t2 - t)
+            violations = self.validator.validate_batch(examples)
+            verdict = self._verdict(len(examples), violations, decoration.unknown)
+            m.stage["validate"].observe(time.perf_counter() - t2)
+            if verdict.get("rejected"):
+                m.rejected.inc()
+                self._log(api, request, None, request_id, example_ids, verdict,
+                          ("INVALID_ARGUMENT", verdict["rejected"]))
+                raise InvalidArgument(verdict["rejected"])
+            response = self._predict(api, request, request_id, example_ids, verdict)
+            if self.mirror is not None:
+                t = time.perf_counter()
+                self.mirror.submit(api, request, request_id, example_ids)
+                m.stage["mirror"].observe(time.perf_counter() - t)
+            return response, request_id
+        except ServingError as e:
+            code = e.code.name
+            if e.code == grpc.StatusCode.NOT_FOUND:
+                m.bad_requests.labels("unknown_entity").inc()
+            elif e.code == grpc.StatusCode.INVALID_ARGUMENT:
+                m.bad_requests.labels("invalid_argument").inc()
+            raise
+        finally:
+            m.requests.labels(api, code).inc()
+            m.stage["total"].observe(time.perf_counter() - start)
+
+    def _verdict(self, examples: int, violations: dict[int, list[str]],
+                 unknown: dict[int, list[str]]) -> dict:
+        verdict: dict[str, Any] = {}
+        if violations:
+            verdict["violations"] = {str(i): v for i, v in violations.items()}
+        if unknown:
+            verdict["unknown_entities"] = {str(i): v for i, v in unknown.items()}
+            for keys in unknown.values():
+                for key in keys:
+                    self.metrics.unknown_entities.labels(key.split("=", 1)[0]).inc()
+        features = []  # one entry per (example, violated feature)
+        refused = []
+        for i, found in violations.items():
+            seen = set()
+            for violation in found:
+                feature, anomaly = violation.split(":", 1)
+                if feature not in seen:
+                    seen.add(feature)
+                    features.append(feature)
+                self.metrics.violations.labels(feature, anomaly).inc()
+                if feature in self.reject_features:
+                    refused.append(f"example {i}: {violation}")
+        self.window.add(examples, features)
+        if refused:
+            verdict["rejected"] = ("the request violates the schema: "
+                                   + "; ".join(f"example {i}: {', '.join(v)}"
+                                               for i, v in sorted(violations.items())))
+        return verdict
+
+    def _predict(self, api: str, request, request_id: str, example_ids: list[str],
+                 verdict: dict):
+        requested = request.model_spec.name
+        if self.config.primary.model_name:
+            request.model_spec.name = self.config.primary.model_name
+        method = {"predict": self.primary.Predict, "classify": self.primary.Classify,
+                  "regress": self.primary.Regress}[api]
+        t = time.perf_counter()
+        try:
+            response = method(request, timeout=self.config.primary.timeout_s)
+        except grpc.RpcError as e:
+            seconds = time.perf_counter() - t
+            self.metrics.stage["predict"].observe(seconds)
+            self.metrics.primary_errors.labels(e.code().name).inc()
+            message = e.details() or e.code().name
+            if e.code() == grpc.StatusCode.UNAVAILABLE:
+                message = (f"the primary model server {self.config.primary.address} is "
+                           f"unavailable: {message}")
+            self._log(api, request, None, request_id, example_ids, verdict,
+                      (e.code().name, message), seconds)
+            raise Status(e.code(), message) from None
+        seconds = time.perf_counter() - t
+        self.metrics.stage["predict"].observe(seconds)
+        self._log(api, request, response, request_id, example_ids, verdict, None, seconds)
+        if requested:
+            response.model_spec.name = requested
+        return response
+
+    def _log(self, api, request, response, request_id, example_ids, verdict, error,
+             seconds: float | None = None) -> None:
+        if self.writer is None or not sampled(request_id, self.config.log.sample_percent):
+            return
+        t = time.perf_counter()
+        version = response.model_spec.version.value if response is not None else 0
+        try:
+            record = make_record(
+                request=request, response=response, model_name=request.model_spec.name,
+                model_version=version, signature_name=(
+                    response.model_spec.signature_name if response is not None
+                    else request.model_spec.signature_name),
+                request_id=request_id, example_ids=example_ids, role=PRIMARY,
+                verdict=verdict, sources=self.source_versions, error=error,
+                latency_ms=None if seconds is None else seconds * 1000,
+                sampling_rate=self.config.log.sample_percent / 100)
+            self.metrics.log_bytes.inc(self.writer.write(record))
+            self.metrics.log_records.inc()
+        except OSError as e:
+            # The answer still goes out; the failure is loud in the metrics and the log.
+            self.metrics.log_errors.inc()
+            log.error("request log write failed: %s", e)
+        self.metrics.stage["log"].observe(time.perf_counter() - t)
+
+    # ---- pass-through --------------------------------------------------------------------
+
+    def _mapped(self, request):
+        requested = request.model_spec.name
+        if self.config.primary.model_name:
+            request.model_spec.name = self.config.primary.model_name
+        return requested
+
+    def metadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest):
+        requested = self._mapped(request)
+        try:
+            response = self.primary.GetModelMetadata(request,
+                                                     timeout=self.config.primary.timeout_s)
+        except grpc.RpcError as e:
+            raise Status(e.code(), e.details() or e.code().name) from None
+        if requested:
+            response.model_spec.name = requested
+        return response
+
+    def status(self, request: get_model_status_pb2.GetModelStatusRequest):
+        self._mapped(request)
+        try:
+            return self.primary_models.GetModelStatus(request,
+                                                      timeout=self.config.primary.timeout_s)
+        except grpc.RpcError as e:
+            raise Status(e.code(), e.details() or e.code().name) from None
+
+    def close(self) -> None:
+        self.window.stop()
+        if self.mirror is not None:
+            self.mirror.close()
+        if self.writer is not None:
+            self.writer.close()
+        if self.source is not None:
+            self.source.close()
+        self._channel.close()
+
