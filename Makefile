@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: run test test-fast lint bench env clean
+.PHONY: run test test-fast lint bench env clean system-packages
 
 # Find a Python 3.10: on PATH, else under pyenv.
 PYTHON310 := $(shell \
@@ -39,6 +39,27 @@ $(STAMP): requirements.lock requirements-test.txt setup.py
 	$(BIN)/python -m pip check
 	@touch $(STAMP)
 
+# Debian packages the tests use for real servers and tools: redis-server (the gateway's
+# production feature source), promtool from prometheus (alert rules), chromium (reports).
+# Installed with apt-get when running as root; otherwise one line with the exact command.
+SYSTEM_PACKAGES := redis-server:redis-server prometheus:promtool chromium:chromium
+
+system-packages:
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+		pkg=$${pair%%:*}; tool=$${pair##*:}; \
+		command -v $$tool >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing Debian packages the tests need:$$missing"; \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
+		else \
+			echo "the tests need Debian packages:$$missing; install them with: sudo apt-get install -y$$missing" >&2; \
+			exit 1; \
+		fi; \
+	fi
+
 run: $(STAMP)
 	@if [ ! -d $(DATA)/span-1 ]; then \
 		$(BIN)/tandem data generate --rows $(ROWS) --out $(DATA); \
@@ -49,11 +70,11 @@ run: $(STAMP)
 # session run carry the same xdist_group so that only one worker makes it.
 TEST_WORKERS ?= 2
 
-test: $(STAMP)
+test: $(STAMP) system-packages
 	$(BIN)/python -m pytest tests -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # Unit tests only (no end-to-end pipeline runs).
-test-fast: $(STAMP)
+test-fast: $(STAMP) system-packages
 	$(BIN)/python -m pytest tests --ignore=tests/e2e -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -83,3 +83,77 @@ def test_kubernetes_manifests_and_the_dockerfile_agree():
         assert configmap["data"][name].split() == words, name
     probe = container["readinessProbe"]["httpGet"]["path"]
     assert probe.split("/")[3] in [m.name for m in a.model_config_list.config]
+
+
+def _promtool() -> str:
+    import shutil
+
+    path = shutil.which("promtool")
+    assert path, "promtool is not installed: `make test` installs it (apt-get install prometheus)"
+    return path
+
+
+def test_gateway_alert_rules_pass_promtool_check_and_unit_tests():
+    import subprocess
+
+    rules = os.path.join(DEPLOY, "prometheus")
+    check = subprocess.run([_promtool(), "check", "rules", "gateway.rules.yml"], cwd=rules,
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "SUCCESS: 4 rules found" in check.stdout
+    unit = subprocess.run([_promtool(), "test", "rules", "gateway.rules.test.yml"], cwd=rules,
+                          capture_output=True, text=True)
+    assert unit.returncode == 0, unit.stdout + unit.stderr
+
+
+def test_alert_rules_name_metrics_the_gateway_exports():
+    """A renamed metric would leave a rule that never fires: every series a rule reads is in
+    the gateway's exposition."""
+    import re
+
+    import yaml
+
+    from serving.gateway.monitor import GatewayMetrics
+
+    metrics = GatewayMetrics()
+    metrics.violation_rate.labels("age").set(0)
+    metrics.threshold.labels("age").set(0)
+    metrics.mirror_requests.labels("OK").inc()
+    exported = {line.split("{")[0].split(" ")[0]
+                for line in metrics.exposition().decode().splitlines()
+                if line and not line.startswith("#")}
+    with open(os.path.join(DEPLOY, "prometheus", "gateway.rules.yml")) as f:
+        rules = [r for g in yaml.safe_load(f)["groups"] for r in g["rules"]]
+    used = {m for r in rules for m in re.findall(r"\b(tandem_gateway_[a-z_]+)", r["expr"])}
+    assert used and used <= exported, used - exported
+
+
+def test_gateway_manifest_runs_the_cli_with_a_config_it_accepts(tmp_path):
+    import yaml
+
+    from pipeline.cli import build_parser
+    from serving.gateway.config import load_config
+
+    with open(os.path.join(DEPLOY, "k8s", "gateway.yaml")) as f:
+        configmap, deployment, service = yaml.safe_load_all(f)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["tandem", "serve", "gateway"]
+    args = build_parser().parse_args(["serve", "gateway", *container["args"]])
+    assert (args.port, args.rest_api_port, args.host) == (8500, 8501, "0.0.0.0")
+    path = tmp_path / "gateway.yaml"
+    path.write_text(configmap["data"]["gateway.yaml"])
+    config = load_config(str(path))
+    assert config.primary.address == "tandem-serving:8500" and config.decorate.redis
+    with open(os.path.join(DEPLOY, "gateway", "listening.yaml")) as f:
+        local = yaml.safe_load(f)
+    assert config.decorate.joins == local["decorate"]["joins"]
+    assert {p["targetPort"] for p in service["spec"]["ports"]} == {
+        p["name"] for p in container["ports"]}
+
+
+def test_shipped_gateway_config_joins_what_the_generator_joins():
+    from components.datasets import listening
+    from serving.gateway.config import load_config
+
+    config = load_config(os.path.join(DEPLOY, "gateway", "listening.yaml"))
+    assert config.join_list() == listening.joins()
