@@ -83,10 +83,29 @@ _LOG_FIELD = {"PredictRequest": "predict_log", "ClassificationRequest": "classif
               "RegressionRequest": "regress_log"}
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (wire type 2)."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+_LOG_NUMBER = {"predict_log": 6, "classify_log": 2, "regress_log": 3}
+
+
 def make_record(
     *,
     request,
     response=None,
+    request_bytes: bytes | None = None,
+    response_bytes: bytes | None = None,
     model_name: str,
     model_version: int,
     signature_name: str,
@@ -100,11 +119,14 @@ def make_record(
     sampling_rate: float = 1.0,
     timestamp: float | None = None,
 ) -> bytes:
-    """A serialized PredictionLog in tandem's layout (see the module docstring)."""
-    from tensorflow_serving.apis import prediction_log_pb2
+    """A serialized PredictionLog in tandem's layout (see the module docstring).
 
-    log = prediction_log_pb2.PredictionLog()
-    meta = log.log_metadata
+    The request and response are embedded as the bytes they already are (`request_bytes`,
+    `response_bytes`, else serialized here): a protobuf message field is its bytes, so the
+    record is built by concatenation, without copying the examples through messages."""
+    from tensorflow_serving.apis import logging_pb2
+
+    meta = logging_pb2.LogMetadata()
     meta.model_spec.name = model_name
     meta.model_spec.signature_name = signature_name
     if model_version:
@@ -121,11 +143,13 @@ def make_record(
     if latency_ms is not None:
         fields["ms"] = round(latency_ms, 3)
     meta.request_origin = META_PREFIX + json.dumps(fields, separators=(",", ":"), sort_keys=True)
-    target = getattr(log, _LOG_FIELD[type(request).__name__])
-    target.request.CopyFrom(request)
-    if response is not None:
-        target.response.CopyFrom(response)
-    return log.SerializeToString(deterministic=True)
+    if request_bytes is None:
+        request_bytes = request.SerializeToString(deterministic=True)
+    if response_bytes is None and response is not None:
+        response_bytes = response.SerializeToString(deterministic=True)
+    body = _field(1, request_bytes) + (_field(2, response_bytes) if response_bytes else b"")
+    return (_field(1, meta.SerializeToString(deterministic=True))
+            + _field(_LOG_NUMBER[_LOG_FIELD[type(request).__name__]], body))
 
 
 @dataclasses.dataclass
@@ -211,7 +235,7 @@ class LogWriter:
 
     Each write is compressed with a sync flush and handed to the operating system before it
     returns; files rotate by size and by age; `fsync_interval_s` > 0 also asks the disk to
-    keep what was written at most that often. Local paths use the file descriptor directly;
+    keep what was written that often, from a thread of its own. Local paths use the file descriptor directly;
     other `tf.io.gfile` paths (gs://, s3://) are written through gfile and become visible
     when a file rotates. Thread-safe."""
 
@@ -226,11 +250,14 @@ class LogWriter:
         self._handle: Any = None
         self._fd = -1
         self._compressor: Any = None
-        self._opened = self._last_sync = 0.0
+        self._opened = 0.0
         self._bytes = 0
         self._seq = 0
         self.records = self.bytes_written = 0
         self.files: list[str] = []
+        self._stop = threading.Event()
+        if self.local and fsync_interval_s > 0:
+            threading.Thread(target=self._sync_loop, daemon=True, name="log-fsync").start()
         if self.local:
             os.makedirs(directory, exist_ok=True)
         else:
@@ -250,7 +277,7 @@ class LogWriter:
 
             self._handle = tf.io.gfile.GFile(path, "wb")
         self._compressor = zlib.compressobj(self.level, zlib.DEFLATED, 31)
-        self._opened = self._last_sync = time.monotonic()
+        self._opened = time.monotonic()
         self._bytes = 0
         self.files.append(path)
 
@@ -279,10 +306,21 @@ class LogWriter:
             self._bytes += len(data)
             self.records += 1
             self.bytes_written += len(data)
-            if self.local and self.fsync_interval_s > 0 and now - self._last_sync >= self.fsync_interval_s:
-                os.fsync(self._fd)
-                self._last_sync = now
             return len(data)
+
+    def _sync_loop(self) -> None:
+        """fsync every `fsync_interval_s`, off the write path (an fsync can take
+        milliseconds; a write only hands bytes to the OS)."""
+        while not self._stop.wait(self.fsync_interval_s):
+            with self._lock:
+                fd = os.dup(self._fd) if self._fd >= 0 else -1
+            if fd >= 0:
+                try:
+                    os.fsync(fd)
+                except OSError:
+                    pass  # the next rotation's fsync reports a broken disk
+                finally:
+                    os.close(fd)
 
     def _close_file(self) -> None:
         self._emit(self._compressor.flush(zlib.Z_FINISH))
@@ -296,6 +334,7 @@ class LogWriter:
         self._compressor = None
 
     def close(self) -> None:
+        self._stop.set()
         with self._lock:
             if self._compressor is not None:
                 self._close_file()

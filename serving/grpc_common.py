@@ -25,6 +25,11 @@ def parsing(method, request_class):
     return handler
 
 
+def _serialize(response) -> bytes:
+    """A response message, or bytes already serialized (passed through as they are)."""
+    return response if isinstance(response, bytes) else response.SerializeToString()
+
+
 def register(server: grpc.Server,
              services: dict[str, dict[str, tuple[Callable, Any, Any]]]) -> None:
     """Register {service: {method: (call, request class, response class)}} on `server`, each
@@ -33,7 +38,7 @@ def register(server: grpc.Server,
         handlers = {
             method: grpc.unary_unary_rpc_method_handler(
                 parsing(call, request), request_deserializer=None,
-                response_serializer=response.SerializeToString)
+                response_serializer=_serialize)
             for method, (call, request, response) in methods.items()
         }
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))

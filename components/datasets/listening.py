@@ -280,14 +280,12 @@ def joins():
     return [Join(key, table, columns) for key, table, columns in JOINS]
 
 
-def _example_bytes(chunk: Chunk, source, with_label: bool = True) -> Iterator[bytes]:
-    """The chunk's request examples (plus the label), decorated by the gateway's own join."""
+def _example_bytes(chunk: Chunk, decorator) -> Iterator[bytes]:
+    """The chunk's training examples: each request example, decorated by the gateway's own
+    join (serving.gateway.decorate), then its label."""
     from tensorflow.core.example import example_pb2
 
-    from serving.gateway.decorate import decorate
-
-    names = REQUEST_FEATURES + ([LABEL] if with_label else [])
-    cols = [(name, chunk.columns[name], chunk.present.get(name)) for name in names]
+    cols = [(name, chunk.columns[name], chunk.present.get(name)) for name in REQUEST_FEATURES]
     kinds = {name: values.dtype.kind for name, values, _ in cols}
     lists = {name: values.tolist() for name, values, _ in cols}
     present = {name: p.tolist() for name, _, p in cols if p is not None}
@@ -306,9 +304,19 @@ def _example_bytes(chunk: Chunk, source, with_label: bool = True) -> Iterator[by
             else:
                 feature[name].int64_list.value.append(lists[name][i])
         examples.append(example)
-    decorate(examples, joins(), source)
-    for example in examples:
-        yield example.SerializeToString(deterministic=True)
+    decorated, _ = decorator.decorate(examples)
+    for data, label in zip(decorated, chunk.columns[LABEL].tolist(), strict=True):
+        yield data + label_fragment(label)
+
+
+def label_fragment(label: int) -> bytes:
+    """The label as a tf.Example of its own, appended to a decorated example (protobuf merges
+    concatenated messages), so a training row is exactly the served example plus its label."""
+    from tensorflow.core.example import example_pb2
+
+    example = example_pb2.Example()
+    example.features.feature[LABEL].int64_list.value.append(label)
+    return example.SerializeToString()
 
 
 def _csv_rows(chunk: Chunk) -> Iterator[list[Any]]:
@@ -389,11 +397,13 @@ def generate(
     os.makedirs(span_dir, exist_ok=True)
     sources_path = os.path.join(out_dir, "features.sqlite")
     write_feature_sources(sources_path, seed, rows, drift)
-    source = None
+    source = decorator = None
     if "tfrecord" in formats:
+        from serving.gateway.decorate import Decorator
         from serving.gateway.sources import SqliteSource
 
         source = SqliteSource(sources_path)
+        decorator = Decorator(joins(), source, cache_s=float("inf"))
 
     shards = shard_count(rows)
     per_shard = math.ceil(rows / shards)
@@ -429,7 +439,7 @@ def generate(
         # A chunk never straddles shards when per_shard is a multiple of CHUNK_ROWS;
         # otherwise rows go to the shard their index falls in.
         offsets = np.arange(written, written + len(chunk)) // per_shard
-        records = _example_bytes(chunk, source) if "tfrecord" in formats else None
+        records = _example_bytes(chunk, decorator) if "tfrecord" in formats else None
         csv_rows = _csv_rows(chunk) if "csv" in formats else None
         for target in offsets.tolist():
             if target != shard:

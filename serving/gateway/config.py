@@ -9,7 +9,8 @@ Every key, with its default (deploy/gateway/listening.yaml is a complete example
     schema:   path of the curated schema (its SERVING environment is validated)
     decorate: sqlite, redis (redis://HOST:PORT; used when set), joins ([{key, table, columns}];
               empty: examples pass through), on_missing (default | reject), defaults
-              ({column: value} for unknown entities; by default derived from the schema)
+              ({column: value} for unknown entities; by default derived from the schema),
+              cache_s (60: how long an entity's looked-up columns are reused; 0: never)
     validate: policy (flag | reject), features ({feature: flag | reject}), window_s (60),
               min_examples (100), thresholds ({feature: rate}), alert_floor (0.01),
               webhook (URL, optional)
@@ -56,6 +57,7 @@ class Decorate:
     joins: list = dataclasses.field(default_factory=list)
     on_missing: str = "default"
     defaults: dict = dataclasses.field(default_factory=dict)
+    cache_s: float = 60.0
 
 
 @dataclasses.dataclass

@@ -16,13 +16,15 @@ import warnings
 from typing import Any
 
 import grpc
-from tensorflow.core.example import example_pb2
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_serving.apis import (
+    classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
     model_service_pb2_grpc,
+    predict_pb2,
     prediction_service_pb2_grpc,
+    regression_pb2,
 )
 
 from schemas import load_schema
@@ -30,7 +32,7 @@ from schemas.contracts import EXAMPLES_INPUT
 from schemas.request_log import PRIMARY, LogWriter, make_record, sampled
 from serving.errors import InvalidArgument, ServingError, Status
 from serving.gateway.config import GatewayConfig
-from serving.gateway.decorate import decorate
+from serving.gateway.decorate import Decorator, parse_examples
 from serving.gateway.mirror import Mirror
 from serving.gateway.monitor import GatewayMetrics, ViolationWindow
 from serving.gateway.sources import check_joins, open_source
@@ -40,6 +42,10 @@ log = logging.getLogger("tandem.gateway")
 # Bytes that are not a tf.Example are answered INVALID_ARGUMENT; protobuf's warning about
 # them would only repeat that on stderr, once per bad request.
 warnings.filterwarnings("ignore", message="Unexpected end-group tag", category=RuntimeWarning)
+RPC_METHODS = {"predict": "Predict", "classify": "Classify", "regress": "Regress"}
+RESPONSES = {"predict": predict_pb2.PredictResponse,
+             "classify": classification_pb2.ClassificationResponse,
+             "regress": regression_pb2.RegressionResponse}
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1),
                    ("grpc.max_send_message_length", -1)]
 
@@ -89,6 +95,9 @@ class Gateway:
             {self.source.kind: self.source.version} if self.source is not None else {})
         columns = [c for j in self.joins for c in j.columns]
         self.defaults = {**schema_defaults(self.schema, columns), **config.decorate.defaults}
+        self.decorator = Decorator(self.joins, self.source, config.decorate.on_missing,
+                                   self.defaults, validator=self.validator,
+                                   cache_s=config.decorate.cache_s)
         v = config.validate
         self.reject_features = {c.name for c in self.validator.checks
                                 if v.features.get(c.name, v.policy) == "reject"}
@@ -105,6 +114,10 @@ class Gateway:
         self._channel = grpc.insecure_channel(config.primary.address, options=CHANNEL_OPTIONS)
         self.primary = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self.primary_models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        # The model calls go out as bytes: the request is serialized once, for the call and
+        # for the log record, and the answer's bytes go back to the caller and into the log.
+        self._raw = {api: self._channel.unary_unary(f"/tensorflow.serving.PredictionService/{m}")
+                     for api, m in RPC_METHODS.items()}
         self.mirror = None
         if config.shadow.address and config.shadow.model_name:
             s = config.shadow
@@ -115,14 +128,14 @@ class Gateway:
 
     # ---- the stages ---------------------------------------------------------------------
 
-    def _examples(self, api: str, request) -> tuple[list[example_pb2.Example], str | None]:
-        """The request's examples, parsed (and for Predict, the input that carries them)."""
+    def _examples(self, api: str, request) -> tuple[list, list[bytes] | None, str | None]:
+        """(parsed request examples, their bytes, the Predict input that carries them)."""
         if api != "predict":
             model_input = request.input
             which = model_input.WhichOneof("kind")
             if which is None:
                 raise InvalidArgument("Invalid argument: Input is empty.")
-            return list(getattr(model_input, which).examples), None
+            return list(getattr(model_input, which).examples), None, None
         inputs = request.inputs
         name = EXAMPLES_INPUT if EXAMPLES_INPUT in inputs else (
             next(iter(inputs)) if len(inputs) == 1 else None)
@@ -133,51 +146,63 @@ class Gateway:
         tensor = inputs[name]
         if tensor.dtype != 7:  # DT_STRING
             raise InvalidArgument(f"input '{name}' must be DT_STRING serialized tf.Examples")
-        examples = []
-        for i, data in enumerate(tensor.string_val):
-            example = example_pb2.Example()
-            try:
-                example.ParseFromString(data)
-            except Exception:  # noqa: BLE001 - protobuf's DecodeError, by implementation
-                self.metrics.bad_requests.labels("not_an_example").inc()
-                raise InvalidArgument(f"input '{name}' value {i} is not a serialized "
-                                      "tf.Example") from None
-            examples.append(example)
-        if not examples:
+        serialized = list(tensor.string_val)
+        if not serialized:
             raise InvalidArgument(f"input '{name}' holds no examples")
-        return examples, name
+        try:
+            return parse_examples(serialized, f"input '{name}'"), serialized, name
+        except InvalidArgument:
+            self.metrics.bad_requests.labels("not_an_example").inc()
+            raise
 
     def _request_id(self, examples, client_id: str | None) -> tuple[str, list[str]]:
         id_feature = self.config.log.id_feature
         ids = []
         for example in examples:
-            f = example.features.feature.get(id_feature) if id_feature else None
+            features = example.features.feature
+            f = features[id_feature] if id_feature and id_feature in features else None
             ids.append(f.bytes_list.value[0].decode("utf-8", "replace")
                        if f is not None and f.bytes_list.value else None)
         request_id = ids[0] if len(ids) == 1 and ids[0] else (client_id or uuid.uuid4().hex)
         return request_id, [x or f"{request_id}/{i}" for i, x in enumerate(ids)]
 
     def handle(self, api: str, request, client_id: str | None = None) -> tuple[Any, str]:
-        """(A's response, the request id); raises ServingError with the status to answer."""
+        """(A's response, the request id); raises ServingError with the status to answer.
+        `handle_bytes` is the same with the response as the bytes A sent."""
+        return self._handle(api, request, client_id)[:2]
+
+    def handle_bytes(self, api: str, request, client_id: str | None = None
+                     ) -> tuple[bytes, str]:
+        response, request_id, data = self._handle(api, request, client_id)
+        return data, request_id
+
+    def _handle(self, api: str, request, client_id: str | None) -> tuple[Any, str, bytes]:
         m = self.metrics
         start = time.perf_counter()
         request_id = client_id or ""
         code = "OK"
         try:
-            examples, input_name = self._examples(api, request)
+            examples, serialized, input_name = self._examples(api, request)
             request_id, example_ids = self._request_id(examples, client_id)
             m.examples.inc(len(examples))
             t = time.perf_counter()
-            decoration = decorate(examples, self.joins, self.source,
-                                  self.config.decorate.on_missing, self.defaults)
+            decorated, decoration = self.decorator.decorate(examples, serialized)
             if input_name is not None:
                 tensor = request.inputs[input_name]
                 del tensor.string_val[:]
-                tensor.string_val.extend(e.SerializeToString(deterministic=True)
-                                         for e in examples)
+                tensor.string_val.extend(decorated)
+            else:  # Classify/Regress carry parsed examples: merge the fragments into them
+                for example, fragments in zip(examples, decoration.fragments, strict=True):
+                    for fragment in fragments:
+                        example.MergeFromString(fragment.data)
             t2 = time.perf_counter()
             m.stage["decorate"].observe(t2 - t)
-            violations = self.validator.validate_batch(examples)
+            violations = {}
+            for i, (example, fragments) in enumerate(zip(examples, decoration.fragments,
+                                                         strict=True)):
+                found = self.validator.validate_decorated(example, fragments)
+                if found:
+                    violations[i] = found
             verdict = self._verdict(len(examples), violations, decoration.unknown)
             m.stage["validate"].observe(time.perf_counter() - t2)
             if verdict.get("rejected"):
@@ -185,12 +210,13 @@ class Gateway:
                 self._log(api, request, None, request_id, example_ids, verdict,
                           ("INVALID_ARGUMENT", verdict["rejected"]))
                 raise InvalidArgument(verdict["rejected"])
-            response = self._predict(api, request, request_id, example_ids, verdict)
+            response, response_bytes = self._predict(api, request, request_id, example_ids,
+                                                     verdict)
             if self.mirror is not None:
                 t = time.perf_counter()
                 self.mirror.submit(api, request, request_id, example_ids)
                 m.stage["mirror"].observe(time.perf_counter() - t)
-            return response, request_id
+            return response, request_id, response_bytes
         except ServingError as e:
             code = e.code.name
             if e.code == grpc.StatusCode.NOT_FOUND:
@@ -233,14 +259,14 @@ class Gateway:
 
     def _predict(self, api: str, request, request_id: str, example_ids: list[str],
                  verdict: dict):
+        """(A's response, its bytes as they go back to the caller)."""
         requested = request.model_spec.name
         if self.config.primary.model_name:
             request.model_spec.name = self.config.primary.model_name
-        method = {"predict": self.primary.Predict, "classify": self.primary.Classify,
-                  "regress": self.primary.Regress}[api]
+        request_bytes = request.SerializeToString()
         t = time.perf_counter()
         try:
-            response = method(request, timeout=self.config.primary.timeout_s)
+            response_bytes = self._raw[api](request_bytes, timeout=self.config.primary.timeout_s)
         except grpc.RpcError as e:
             seconds = time.perf_counter() - t
             self.metrics.stage["predict"].observe(seconds)
@@ -250,24 +276,29 @@ class Gateway:
                 message = (f"the primary model server {self.config.primary.address} is "
                            f"unavailable: {message}")
             self._log(api, request, None, request_id, example_ids, verdict,
-                      (e.code().name, message), seconds)
+                      (e.code().name, message), seconds, request_bytes=request_bytes)
             raise Status(e.code(), message) from None
         seconds = time.perf_counter() - t
         self.metrics.stage["predict"].observe(seconds)
-        self._log(api, request, response, request_id, example_ids, verdict, None, seconds)
-        if requested:
+        response = RESPONSES[api].FromString(response_bytes)
+        self._log(api, request, response, request_id, example_ids, verdict, None, seconds,
+                  request_bytes=request_bytes, response_bytes=response_bytes)
+        if requested and requested != response.model_spec.name:
             response.model_spec.name = requested
-        return response
+            response_bytes = response.SerializeToString()
+        return response, response_bytes
 
     def _log(self, api, request, response, request_id, example_ids, verdict, error,
-             seconds: float | None = None) -> None:
+             seconds: float | None = None, request_bytes: bytes | None = None,
+             response_bytes: bytes | None = None) -> None:
         if self.writer is None or not sampled(request_id, self.config.log.sample_percent):
             return
         t = time.perf_counter()
         version = response.model_spec.version.value if response is not None else 0
         try:
             record = make_record(
-                request=request, response=response, model_name=request.model_spec.name,
+                request=request, response=response, request_bytes=request_bytes,
+                response_bytes=response_bytes, model_name=request.model_spec.name,
                 model_version=version, signature_name=(
                     response.model_spec.signature_name if response is not None
                     else request.model_spec.signature_name),

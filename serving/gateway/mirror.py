@@ -38,6 +38,7 @@ class Mirror:
         for thread in self._threads:
             thread.start()
         self.sent = self.dropped = self.failed = 0
+        self._closing = False
 
     def submit(self, api: str, request, request_id: str, example_ids: list[str]) -> bool:
         """Queue a copy of `request` for B; False when it was not mirrored (sampled out or
@@ -59,10 +60,13 @@ class Mirror:
             if item is _STOP:
                 return
             self.metrics.mirror_depth.set(self._queue.qsize())
+            if self._closing:
+                continue  # shutting down: what is still queued is not sent
             try:
                 self._call(*item)
             except Exception:  # noqa: BLE001 - a mirror failure is counted, never raised
-                log.exception("mirror call failed")
+                if not self._closing:
+                    log.exception("mirror call failed")
 
     def _call(self, api: str, request, request_id: str, example_ids: list[str]) -> None:
         request.model_spec.name = self.model_name
@@ -97,6 +101,7 @@ class Mirror:
     def close(self, wait_s: float = 5.0) -> None:
         """Stop the workers; queued calls still waiting after `wait_s` are abandoned."""
         deadline = time.monotonic() + wait_s
+        self._closing = True
         for _ in self._threads:
             try:
                 self._queue.put(_STOP, timeout=max(0.0, deadline - time.monotonic()))

@@ -68,7 +68,7 @@ class GatewayService:
 
     def _run(self, api: str, request, context):
         try:
-            response, request_id = self.gateway.handle(api, request, _client_id(context))
+            response, request_id = self.gateway.handle_bytes(api, request, _client_id(context))
         except ServingError as e:
             context.abort(e.code, str(e))
         context.set_trailing_metadata(((REQUEST_ID, request_id),))
@@ -194,7 +194,7 @@ class GatewayServer:
             futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gateway"),
             options=[("grpc.max_receive_message_length", max_request_bytes),
                      ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)])
-        register(self.server, {
+        register(self.server, {  # Predict/Classify/Regress answer with A's own bytes
             "tensorflow.serving.PredictionService": {
                 "Predict": (service.Predict, predict_pb2.PredictRequest,
                             predict_pb2.PredictResponse),

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Sequence
 
 from tensorflow.core.example import example_pb2
 from tensorflow_metadata.proto.v0 import schema_pb2
@@ -41,10 +42,7 @@ class FeatureCheck:
     bool_ints: bool
     strings: frozenset[bytes] | None
     allowed_rate: float  # the violation share the schema's constraints tolerate
-
-    @property
-    def has_inf_check(self) -> bool:
-        return not self.allow_inf
+    values: Callable  # feature -> its value list of the schema's kind (C-level getter)
 
 
 def _environment_features(schema: schema_pb2.Schema, environment: str):
@@ -107,7 +105,33 @@ def _check(feature: schema_pb2.Feature, schema: schema_pb2.Schema) -> FeatureChe
         bool_ints=domain == "bool_domain" and feature.type == schema_pb2.INT,
         strings=strings,
         allowed_rate=max(1.0 - presence, 1.0 - mass if strings is not None else 0.0),
+        values=operator.attrgetter(f"{KINDS[feature.type]}.value"),
     )
+
+
+def _accept_all(_value) -> bool:
+    return True
+
+
+def _reject_all(_value) -> bool:
+    return False
+
+
+def _single_ok(c: FeatureCheck):
+    """A predicate: one value that passes every rule of `c` (a C-level test where possible)."""
+    if (c.exact_shape and c.min_values != 1) or c.min_values > 1 or c.max_values == 0:
+        return _reject_all
+    if c.strings is not None:
+        return c.strings.__contains__
+    if c.bool_ints:
+        return frozenset((0, 1)).__contains__
+    low = -math.inf if c.low is None else c.low
+    high = math.inf if c.high is None else c.high
+    if c.float_domain and (not c.allow_inf or c.allow_nan):
+        return _reject_all  # rare flags: always the full check
+    if c.low is None and c.high is None and not c.float_domain:
+        return _accept_all
+    return lambda v: low <= v <= high  # NaN fails both comparisons: the full check names it
 
 
 class Validator:
@@ -117,68 +141,90 @@ class Validator:
         self.environment = environment
         self.checks = [_check(f, schema) for f in _environment_features(schema, environment)]
         self._by_name = {c.name: c for c in self.checks}
+        self._fast = {c.name: (c.values, c.required, _single_ok(c)) for c in self.checks}
         self._required = [c.name for c in self.checks if c.required]
         self._required_count = len(self._required)
 
-    def validate(self, example: example_pb2.Example) -> list[str]:
-        """The violations of one example, as `feature:ANOMALY_TYPE` (empty when clean).
+    def scan(self, example: example_pb2.Example) -> tuple[list[str], int]:
+        """(violations of the features the example holds, how many required ones it holds).
 
-        One pass over the example's features; single values (the common case) are compared
-        directly, since iterating a protobuf repeated field costs more than the check."""
+        One pass. A feature holding one value that its check's predicate accepts (the common
+        case) costs a getter, a length and a C-level set or range test; anything else takes
+        the full check, which names the violation."""
         out: list[str] = []
-        checks = self._by_name
+        fast = self._fast
         seen = 0
-        for name, feature in example.features.feature.items():
-            c = checks.get(name)
-            if c is None:
-                out.append(f"{name}:SCHEMA_NEW_COLUMN")
-                continue
-            seen += c.required
-            kind = feature.WhichOneof("kind")
-            if kind is not None and kind != c.kind:
-                out.append(f"{name}:UNEXPECTED_DATA_TYPE")
-                continue
-            values = getattr(feature, c.kind).value
-            n = len(values)
-            if c.exact_shape:
-                if n != c.min_values:
-                    out.append(f"{name}:INVALID_FEATURE_SHAPE")
-            elif n < c.min_values:
-                out.append(f"{name}:FEATURE_TYPE_LOW_NUMBER_VALUES")
-            elif 0 <= c.max_values < n:
-                out.append(f"{name}:FEATURE_TYPE_HIGH_NUMBER_VALUES")
-            if n == 1:
-                lo = hi = values[0]
-            elif n:
-                lo, hi = min(values), max(values)
-            else:
-                continue
-            if c.strings is not None:
-                if (lo if n == 1 else None) not in c.strings and any(
-                        v not in c.strings for v in values):
-                    out.append(f"{name}:ENUM_TYPE_UNEXPECTED_STRING_VALUES")
-            elif c.float_domain:
-                if lo != lo or hi != hi or c.has_inf_check:
-                    self._floats(c, values, out)
-                else:
-                    if c.low is not None and lo < c.low:
-                        out.append(f"{name}:FLOAT_TYPE_SMALL_FLOAT")
-                    if c.high is not None and hi > c.high:
-                        out.append(f"{name}:FLOAT_TYPE_BIG_FLOAT")
-            elif c.bool_ints:
-                if lo < 0:
-                    out.append(f"{name}:BOOL_TYPE_SMALL_INT")
-                if hi > 1:
-                    out.append(f"{name}:BOOL_TYPE_BIG_INT")
-            else:
-                if c.low is not None and lo < c.low:
-                    out.append(f"{name}:INT_TYPE_SMALL_INT")
-                if c.high is not None and hi > c.high:
-                    out.append(f"{name}:INT_TYPE_BIG_INT")
+        features = example.features.feature
+        for name in features:  # keys, then one lookup: cheaper than items() on a proto map
+            feature = features[name]
+            f = fast.get(name)
+            if f is not None:
+                seen += f[1]
+                values = f[0](feature)
+                if len(values) == 1 and f[2](values[0]):
+                    continue
+            self._check(name, feature, out)
+        return out, seen
+
+    def validate(self, example: example_pb2.Example) -> list[str]:
+        """The violations of one example, as `feature:ANOMALY_TYPE` (empty when clean)."""
+        out, seen = self.scan(example)
         if seen < self._required_count:
             present = example.features.feature
             out.extend(f"{n}:SCHEMA_MISSING_COLUMN" for n in self._required if n not in present)
         return out
+
+    def validate_decorated(self, request: example_pb2.Example, fragments) -> list[str]:
+        """The violations of a decorated example given as its request part and the
+        decorator's fragments, whose own violations were found once, when they were cached."""
+        out, seen = self.scan(request)
+        for fragment in fragments:
+            out.extend(fragment.violations)
+            seen += fragment.required
+        if seen < self._required_count:
+            present = set(request.features.feature.keys())
+            for fragment in fragments:
+                present |= fragment.names
+            out.extend(f"{n}:SCHEMA_MISSING_COLUMN" for n in self._required if n not in present)
+        return out
+
+    def _check(self, name: str, feature: example_pb2.Feature, out: list[str]) -> None:
+        c = self._by_name.get(name)
+        if c is None:
+            out.append(f"{name}:SCHEMA_NEW_COLUMN")
+            return
+        # The list of the schema's kind; only when it is empty can the value be of another
+        # kind (a oneof), so only then is the kind asked for.
+        values = c.values(feature)
+        n = len(values)
+        if not n and feature.WhichOneof("kind") not in (None, c.kind):
+            out.append(f"{name}:UNEXPECTED_DATA_TYPE")
+            return
+        if c.exact_shape:
+            if n != c.min_values:
+                out.append(f"{name}:INVALID_FEATURE_SHAPE")
+        elif n < c.min_values:
+            out.append(f"{name}:FEATURE_TYPE_LOW_NUMBER_VALUES")
+        elif 0 <= c.max_values < n:
+            out.append(f"{name}:FEATURE_TYPE_HIGH_NUMBER_VALUES")
+        if not n:
+            return
+        lo, hi = min(values), max(values)
+        if c.strings is not None:
+            if any(v not in c.strings for v in values):
+                out.append(f"{name}:ENUM_TYPE_UNEXPECTED_STRING_VALUES")
+        elif c.float_domain:
+            self._floats(c, values, out)
+        elif c.bool_ints:
+            if lo < 0:
+                out.append(f"{name}:BOOL_TYPE_SMALL_INT")
+            if hi > 1:
+                out.append(f"{name}:BOOL_TYPE_BIG_INT")
+        else:
+            if c.low is not None and lo < c.low:
+                out.append(f"{name}:INT_TYPE_SMALL_INT")
+            if c.high is not None and hi > c.high:
+                out.append(f"{name}:INT_TYPE_BIG_INT")
 
     @staticmethod
     def _floats(c: FeatureCheck, values, out: list[str]) -> None:

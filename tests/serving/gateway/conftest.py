@@ -98,9 +98,14 @@ def request_part(serialized: bytes) -> tf.train.Example:
 
 
 def without_label(serialized: bytes) -> bytes:
-    e = tf.train.Example.FromString(serialized)
-    del e.features.feature["skipped"]
-    return e.SerializeToString(deterministic=True)
+    """A training example as the gateway serves it: the generator appends the label as a
+    fragment of its own, so the served example is the training bytes without that suffix."""
+    from components.datasets.listening import LABEL, label_fragment
+
+    label = tf.train.Example.FromString(serialized).features.feature[LABEL].int64_list.value[0]
+    suffix = label_fragment(label)
+    assert serialized.endswith(suffix)
+    return serialized[:-len(suffix)]
 
 
 @pytest.fixture(scope="session")

@@ -5,27 +5,32 @@ import tensorflow as tf
 
 from components.datasets import listening
 from serving.errors import InvalidArgument, NotFound
-from serving.gateway.decorate import decorate, decorate_serialized
+from serving.gateway.decorate import Decorator, parse_examples
 from serving.gateway.sources import RedisSource, SourceError, SqliteSource, copy_to_redis
 from tests.serving.gateway.conftest import request_part, training_examples, without_label
 
 
-def _decorated(source, examples):
-    serialized = [request_part(e).SerializeToString() for e in examples]
-    out, _, result = decorate_serialized(serialized, listening.joins(), source)
-    return out, result
+def _decorate(source, training, **kw):
+    requests = [request_part(e) for e in training]
+    return Decorator(listening.joins(), source, **kw).decorate(requests)
 
 
 def test_gateway_join_rebuilds_the_generators_training_examples_byte_for_byte(listening_data):
     """The generator's training rows and the gateway's decorated requests come from the same
-    function: for the same keys, identical bytes (the label aside)."""
+    function: for the same keys, identical bytes (the label is appended after)."""
     training = training_examples(listening_data, 500)
     source = SqliteSource(str(listening_data / "features.sqlite"))
-    decorated, result = _decorated(source, training)
-    assert decorated == [without_label(e) for e in training]
+    decorated, result = _decorate(source, training)
+    assert [d + listening.label_fragment(listening.LABEL and tf.train.Example.FromString(t)
+            .features.feature[listening.LABEL].int64_list.value[0])
+            for d, t in zip(decorated, training, strict=False)] == training
     assert not result.unknown
-    # Not vacuous: the request part alone lacks the joined features.
+    # Not vacuous: the request part alone lacks the joined features, and the decorated bytes
+    # parse (protobuf merges the fragments) into the full example.
     assert request_part(training[0]).SerializeToString() != decorated[0]
+    parsed = tf.train.Example.FromString(decorated[0]).features.feature
+    assert parsed["age"].int64_list.value and parsed["genre"].bytes_list.value
+    assert "skipped" not in parsed
 
 
 def test_redis_and_sqlite_decorate_identically(listening_data, redis_url):
@@ -36,7 +41,9 @@ def test_redis_and_sqlite_decorate_identically(listening_data, redis_url):
     sqlite = SqliteSource(sqlite_path)
     redis = RedisSource(redis_url)
     assert redis.version == sqlite.version  # the snapshot a logged example came from
-    assert _decorated(redis, training)[0] == _decorated(sqlite, training)[0]
+    from_redis = _decorate(redis, training)[0]
+    assert from_redis == _decorate(sqlite, training)[0]
+    assert from_redis == [without_label(e) for e in training]
 
 
 class CountingSource:
@@ -56,40 +63,62 @@ class CountingSource:
 
 def test_a_batch_of_64_costs_one_lookup_per_source(listening_data):
     source = CountingSource(SqliteSource(str(listening_data / "features.sqlite")))
-    _decorated(source, training_examples(listening_data, 64))
-    assert source.lookups == [("users", 64), ("tracks", 64)]
+    training = training_examples(listening_data, 64)
+    users = len({tf.train.Example.FromString(e).features.feature["user_id"].bytes_list.value[0]
+                 for e in training})
+    decorator = Decorator(listening.joins(), source, cache_s=0)
+    decorator.decorate([request_part(e) for e in training])
+    assert [table for table, _ in source.lookups] == ["users", "tracks"]
+    assert source.lookups[0][1] == users  # each distinct key asked for once
+    # With the cache, the same keys again cost no lookup at all.
+    cached = Decorator(listening.joins(), source)
+    cached.decorate([request_part(e) for e in training])
+    cached.decorate([request_part(e) for e in training])
+    assert len(source.lookups) == 4
 
 
 def test_unknown_entity_is_filled_and_reported_or_rejected(listening_data):
     source = SqliteSource(str(listening_data / "features.sqlite"))
     example = request_part(training_examples(listening_data, 1)[0])
     example.features.feature["user_id"].bytes_list.value[0] = b"u999999"
-    result = decorate([example], listening.joins(), source, "default", {"age": 48})
+    (data,), result = Decorator(listening.joins(), source, "default",
+                                {"age": 48}).decorate([example])
     assert result.unknown == {0: ["user_id=u999999"]}
-    assert example.features.feature["age"].int64_list.value == [48]
-    assert example.features.feature["genre"].bytes_list.value  # the known track still joined
+    parsed = tf.train.Example.FromString(data).features.feature
+    assert parsed["age"].int64_list.value == [48]
+    assert parsed["genre"].bytes_list.value  # the known track still joined
     with pytest.raises(NotFound, match="user_id 'u999999' is not in the feature source"):
-        decorate([example], listening.joins(), source, "reject")
+        Decorator(listening.joins(), source, "reject").decorate([example])
+
+
+def test_the_source_overrides_a_joined_column_the_client_sent(listening_data):
+    source = SqliteSource(str(listening_data / "features.sqlite"))
+    training = training_examples(listening_data, 1)
+    example = request_part(training[0])
+    example.features.feature["age"].int64_list.value.append(-40)
+    (data,), _ = Decorator(listening.joins(), source).decorate([example])
+    assert data == without_label(training[0])
 
 
 def test_missing_or_mistyped_entity_key_is_invalid_argument(listening_data):
     source = SqliteSource(str(listening_data / "features.sqlite"))
+    decorator = Decorator(listening.joins(), source)
     example = request_part(training_examples(listening_data, 1)[0])
     del example.features.feature["track_id"]
     with pytest.raises(InvalidArgument, match="example 0: entity key 'track_id' is missing"):
-        decorate([example], listening.joins(), source)
+        decorator.decorate([example])
     example.features.feature["track_id"].int64_list.value.append(5)
     with pytest.raises(InvalidArgument, match="must be a string"):
-        decorate([example], listening.joins(), source)
-    with pytest.raises(InvalidArgument, match="example 1 is not a serialized tf.Example"):
-        decorate_serialized([example.SerializeToString(), b"\xff\xff"], listening.joins(), source)
+        decorator.decorate([example])
+    with pytest.raises(InvalidArgument, match="value 1 is not a serialized tf.Example"):
+        parse_examples([example.SerializeToString(), b"\xff\xff"])
 
 
 def test_no_joins_pass_examples_through_unchanged():
     e = tf.train.Example()
     e.features.feature["trip_miles"].float_list.value.append(1.5)
-    data = e.SerializeToString(deterministic=True)
-    out, _, result = decorate_serialized([data], [], None)
+    data = e.SerializeToString()
+    out, result = Decorator([], None).decorate([e], [data])
     assert out == [data] and not result.unknown
 
 

@@ -1,0 +1,300 @@
+"""Benchmark: what the gateway costs. A client calls the model server directly (sending the
+decorated examples itself), against the same client calling the gateway (sending request
+examples: keys and request-time features) with every stage on: decorate from the SQLite
+feature source, validate against the curated schema, log every request, predict. Batch 1 and
+batch 64, latency (p50/p99, one client) and throughput (4 client threads), each measured in
+rounds that interleave the two paths so a slow spell of a shared 2-core machine hits both.
+The time each stage adds is read from the gateway's own stage histograms.
+
+Then the mirror: model A's latency through the gateway (2 client threads, batch 1) with no
+shadow, with a healthy shadow B, with B ten times slower than A (a delaying proxy in front of
+it), and with B down (nothing listening). Mirroring is measured apart from the first table
+because B's own inference runs on the same two cores here.
+
+    python bench/gateway.py [--model_base_path DIR] [--rounds 5] [--requests 300]
+
+Without --model_base_path it trains one (20k generated listening rows through the pipeline).
+Model server and gateway run as `tandem serve ...` processes on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+_spec = importlib.util.spec_from_file_location("bench_serving",
+                                               os.path.join(ROOT, "bench", "serving.py"))
+bs = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bs)
+
+import grpc  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import yaml  # noqa: E402
+from tensorflow_serving.apis import (  # noqa: E402
+    model_pb2,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+STAGES = ("decorate", "validate", "predict", "log", "mirror", "total")
+
+
+def data_and_requests(work: str, n: int) -> tuple[str, list[bytes], list[bytes]]:
+    """(data dir, decorated examples, the request part of each): generated listening rows."""
+    from components.datasets import listening
+
+    data = os.path.join(work, "gw-data")
+    listening.generate(data, max(n, 1000), seed=5)
+    path = os.path.join(data, "span-1", "data-00000-of-00001.tfrecord.gz")
+    decorated, requests = [], []
+    for record in tf.data.TFRecordDataset(path, compression_type="GZIP").take(n):
+        full = tf.train.Example.FromString(record.numpy())
+        del full.features.feature[listening.LABEL]
+        decorated.append(full.SerializeToString(deterministic=True))
+        request = tf.train.Example()
+        for name in listening.REQUEST_FEATURES:
+            request.features.feature[name].CopyFrom(full.features.feature[name])
+        requests.append(request.SerializeToString(deterministic=True))
+    return data, decorated, requests
+
+
+def start_gateway(work: str, data: str, primary: int, *sets: str) -> tuple[subprocess.Popen, int, int]:
+    with open(os.path.join(ROOT, "deploy", "gateway", "listening.yaml")) as f:
+        config = yaml.safe_load(f)
+    config["primary"]["address"] = f"127.0.0.1:{primary}"
+    config["schema"] = os.path.join(ROOT, "schemas", "listening", "schema.pbtxt")
+    config["decorate"]["sqlite"] = os.path.join(data, "features.sqlite")
+    config["log"]["dir"] = tempfile.mkdtemp(prefix="logs-", dir=work)
+    path = os.path.join(work, "gateway.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(config, f)
+    port, rest = bs.free_port(), bs.free_port()
+    args = [a for s in sets for a in ("--set", s)]
+    proc = subprocess.Popen(bs.TANDEM + ["serve", "gateway", "--config", path, "--port", str(port),
+                                         "--rest_api_port", str(rest), *args],
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    for line in proc.stdout:
+        if line.startswith("gRPC on"):
+            return proc, port, rest
+    sys.exit(f"the gateway exited with status {proc.wait()}")
+
+
+def caller(port: int, examples: list[bytes], batch: int):
+    """A make_call for bs.threaded_load: each thread its own channel, cycling the examples."""
+    def make():
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(
+            grpc.insecure_channel(f"127.0.0.1:{port}"))
+        requests = []
+        for i in range(0, min(len(examples), 64 * batch), batch):
+            r = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="listening"))
+            chunk = (examples * 2)[i:i + batch]
+            r.inputs["examples"].CopyFrom(tf.make_tensor_proto(chunk, dtype=tf.string))
+            requests.append(r)
+        state = {"i": 0}
+
+        def call():
+            state["i"] += 1
+            stub.Predict(requests[state["i"] % len(requests)], timeout=30)
+        return call
+    return make
+
+
+def stage_means(rest_port: int) -> dict[str, tuple[float, float]]:
+    """{stage: (sum seconds, count)} from the gateway's histograms."""
+    conn = http.client.HTTPConnection("127.0.0.1", rest_port, timeout=30)
+    conn.request("GET", "/monitoring/prometheus/metrics")
+    text = conn.getresponse().read().decode()
+    out: dict[str, list[float]] = {s: [0.0, 0.0] for s in STAGES}
+    for line in text.splitlines():
+        for kind, slot in (("_sum", 0), ("_count", 1)):
+            prefix = f"tandem_gateway_stage_seconds{kind}{{stage=\""
+            if line.startswith(prefix):
+                stage = line[len(prefix):].split('"')[0]
+                out[stage][slot] = float(line.split()[-1])
+    return {s: (v[0], v[1]) for s, v in out.items()}
+
+
+def compare(args, server_port: int, proxy_port: int, gw_port: int, gw_rest: int, decorated,
+            requests) -> None:
+    print(f"\nclient -> model server (direct), against client -> a bare Python gRPC proxy that "
+          f"forwards bytes (proxy: the transport hop alone), and client -> gateway (decorate, "
+          f"validate, log, predict); {args.rounds} interleaved rounds")
+    print(f"{'batch':>6} {'path':<10}{'p50 ms':>9}{'p99 ms':>9}{'examples/s':>13}")
+    paths = ("direct", "proxy", "gateway")
+    for batch in (1, 64):
+        makes = {"direct": caller(server_port, decorated, batch),
+                 "proxy": caller(proxy_port, decorated, batch),
+                 "gateway": caller(gw_port, requests, batch)}
+        calls = {name: make() for name, make in makes.items()}
+        lat = {p: [] for p in paths}
+        p50s = {p: [] for p in paths}
+        tput = {p: [] for p in paths}
+        before = stage_means(gw_rest)
+        n = args.requests if batch == 1 else max(30, args.requests // 8)
+        for _ in range(args.rounds):
+            for name in paths:
+                call, make = calls[name], makes[name]
+                samples = bs.timed(call, n)
+                lat[name] += samples
+                p50s[name].append(bs.percentiles(samples)[0])
+                tput[name].append(bs.throughput(make, batch, seconds=args.seconds))
+        after = stage_means(gw_rest)
+        result = {}
+        for name in paths:
+            p99 = bs.percentiles(lat[name])[1]
+            result[name] = (float(np.median(p50s[name])), p99, float(np.median(tput[name])))
+            p50, p99, t = result[name]
+            print(f"{batch:>6} {name:<10}{p50:>9.2f}{p99:>9.2f}{t:>13,.0f}")
+        added = result["gateway"][0] - result["direct"][0]
+        hop = result["proxy"][0] - result["direct"][0]
+        share = result["gateway"][2] / result["direct"][2]
+        print(f"{batch:>6} gateway adds {added:.2f} ms at p50 ({hop:.2f} ms of it the bare "
+              f"hop); throughput {100 * share:.0f}% of direct "
+              f"(bare hop: {100 * result['proxy'][2] / result['direct'][2]:.0f}%)")
+        parts = []
+        for stage in STAGES:
+            s = after[stage][0] - before[stage][0]
+            c = after[stage][1] - before[stage][1]
+            if c:
+                parts.append(f"{stage} {1e6 * s / c:,.0f}")
+        print(f"{'':>6} mean µs per request by stage: {', '.join(parts)}")
+
+
+def mirror_section(args, work: str, data: str, server_port: int, base: str,
+                   requests: list[bytes]) -> None:
+    # A's own latency, to make B ten times slower than it.
+    probe, port, rest = start_gateway(work, data, server_port)
+    p50_a = bs.percentiles(bs.timed(caller(port, requests, 1)(), 200))[0]
+    bs.stop(probe)
+    proxy_script = os.path.join(work, "delay_proxy.py")
+    with open(proxy_script, "w") as f:
+        f.write(PROXY)
+    proxy_port = bs.free_port()
+    proxy = subprocess.Popen([sys.executable, proxy_script, str(proxy_port),
+                              f"127.0.0.1:{server_port}", str(10 * p50_a / 1000)],
+                             stdout=subprocess.PIPE, text=True)
+    proxy.stdout.readline()
+    down = bs.free_port()
+    setups = [
+        ("no mirroring", []),
+        ("B healthy", [f"shadow.address=127.0.0.1:{server_port}", "shadow.model_name=listening"]),
+        (f"B 10x slower ({10 * p50_a:.0f} ms)",
+         [f"shadow.address=127.0.0.1:{proxy_port}", "shadow.model_name=listening",
+          "shadow.timeout_s=5"]),
+        ("B down", [f"shadow.address=127.0.0.1:{down}", "shadow.model_name=listening"]),
+    ]
+    print(f"\nmodel A through the gateway while mirroring to B (batch 1, 2 client threads, "
+          f"{args.rounds} rounds of {args.seconds:g}s)")
+    print(f"{'':<28}{'A p50 ms':>10}{'A p99 ms':>10}{'vs none':>9}{'mirrored':>10}{'dropped':>9}")
+    baseline = None
+    for name, sets in setups:
+        proc, port, rest = start_gateway(work, data, server_port, *sets)
+        make = caller(port, requests, 1)
+        bs.timed(make(), 50)
+        samples: list[float] = []
+        for _ in range(args.rounds):
+            samples += bs.threaded_load(make, 2, args.seconds)[0]
+        metrics = scrape(rest)
+        bs.stop(proc)
+        p50, p99 = bs.percentiles(samples)
+        baseline = baseline or p99
+        print(f"{name:<28}{p50:>10.2f}{p99:>10.2f}{100 * (p99 / baseline - 1):>+8.0f}%"
+              f"{metrics.get('tandem_gateway_mirror_requests_total', 0):>10,.0f}"
+              f"{metrics.get('tandem_gateway_mirror_dropped_total', 0):>9,.0f}")
+    proxy.terminate()
+
+
+def scrape(rest_port: int) -> dict[str, float]:
+    conn = http.client.HTTPConnection("127.0.0.1", rest_port, timeout=30)
+    conn.request("GET", "/monitoring/prometheus/metrics")
+    totals: dict[str, float] = {}
+    for line in conn.getresponse().read().decode().splitlines():
+        if line.startswith("#") or not line:
+            continue
+        name = line.split("{")[0].split(" ")[0]
+        totals[name] = totals.get(name, 0.0) + float(line.split()[-1])
+    return totals
+
+
+RAW_PROXY = '''
+import sys
+from concurrent import futures
+import grpc
+port, target = int(sys.argv[1]), sys.argv[2]
+forward = grpc.insecure_channel(target).unary_unary("/tensorflow.serving.PredictionService/Predict")
+handler = grpc.method_handlers_generic_handler("tensorflow.serving.PredictionService", {
+    "Predict": grpc.unary_unary_rpc_method_handler(lambda raw, ctx: forward(raw, timeout=30))})
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+server.add_generic_rpc_handlers((handler,))
+server.add_insecure_port(f"127.0.0.1:{port}")
+server.start()
+print("ready", flush=True)
+server.wait_for_termination()
+'''
+
+PROXY = '''
+import sys, time
+from concurrent import futures
+import grpc
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+port, target, delay = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+upstream = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(target))
+def predict(request, context):
+    time.sleep(delay)
+    return upstream.Predict(request, timeout=30)
+handler = grpc.method_handlers_generic_handler("tensorflow.serving.PredictionService", {
+    "Predict": grpc.unary_unary_rpc_method_handler(
+        predict, request_deserializer=predict_pb2.PredictRequest.FromString,
+        response_serializer=predict_pb2.PredictResponse.SerializeToString)})
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
+server.add_generic_rpc_handlers((handler,))
+server.add_insecure_port(f"127.0.0.1:{port}")
+server.start()
+print("ready", flush=True)
+server.wait_for_termination()
+'''
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model_base_path", default=None)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--seconds", type=float, default=1.5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as work:
+        base = args.model_base_path or bs.trained_model(work)
+        data, decorated, requests = data_and_requests(work, 2000)
+        server, server_port, _ = bs.serve("listening", base)
+        gw, gw_port, gw_rest = start_gateway(work, data, server_port)
+        proxy_script = os.path.join(work, "raw_proxy.py")
+        with open(proxy_script, "w") as f:
+            f.write(RAW_PROXY)
+        proxy_port = bs.free_port()
+        proxy = subprocess.Popen([sys.executable, proxy_script, str(proxy_port),
+                                  f"127.0.0.1:{server_port}"], stdout=subprocess.PIPE, text=True)
+        proxy.stdout.readline()
+        try:
+            compare(args, server_port, proxy_port, gw_port, gw_rest, decorated, requests)
+            proxy.terminate()
+            bs.stop(gw)
+            mirror_section(args, work, data, server_port, base, requests)
+        finally:
+            if gw.poll() is None:
+                bs.stop(gw)
+            bs.stop(server)
+
+
+if __name__ == "__main__":
+    main()
