@@ -2,6 +2,8 @@
 
 Requests are handed over after A has answered, through a bounded queue: when B is slow or
 gone, the queue fills and further mirror calls are dropped and counted, never waited for.
+When B is down (calls fail UNAVAILABLE or time out in a row) the mirror stops trying for a
+while, doubling the pause up to 30 s, so a dead shadow costs the gateway no work per request.
 B's answer (or error) goes to the request log as a second record with the request's id.
 """
 
@@ -39,20 +41,43 @@ class Mirror:
             thread.start()
         self.sent = self.dropped = self.failed = 0
         self._closing = False
+        self._failures_in_row = 0
+        self._paused_until = 0.0
+        self._pause_s = 0.0
 
     def submit(self, api: str, request, request_id: str, example_ids: list[str]) -> bool:
         """Queue a copy of `request` for B; False when it was not mirrored (sampled out or
         dropped)."""
         if not sampled(request_id, self.sample_percent):
             return False
+        if self._paused_until and time.monotonic() < self._paused_until:
+            self._drop("shadow_down")
+            return False
         try:
             self._queue.put_nowait((api, request, request_id, example_ids))
         except queue.Full:
-            self.dropped += 1
-            self.metrics.mirror_dropped.inc()
+            self._drop("queue_full")
             return False
         self.metrics.mirror_depth.set(self._queue.qsize())
         return True
+
+    def _drop(self, reason: str) -> None:
+        self.dropped += 1
+        self.metrics.mirror_dropped.labels(reason).inc()
+
+    def _outcome(self, code: str) -> None:
+        """Pause mirroring while B looks down: 5 failures in a row to start, then the pause
+        doubles (1 s to 30 s) until a call succeeds."""
+        if code not in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
+            self._failures_in_row, self._pause_s, self._paused_until = 0, 0.0, 0.0
+            return
+        self._failures_in_row += 1
+        if self._failures_in_row >= 5:
+            self._pause_s = min(30.0, max(1.0, 2 * self._pause_s))
+            self._paused_until = time.monotonic() + self._pause_s
+            self._failures_in_row = 0
+            log.warning("shadow %s failing (%s): mirroring paused for %gs", self.address,
+                        code, self._pause_s)
 
     def _work(self) -> None:
         while True:
@@ -83,6 +108,7 @@ class Mirror:
             error = (code, e.details() or "")
             self.failed += 1
         seconds = time.perf_counter() - start
+        self._outcome(code)
         self.sent += 1
         self.metrics.mirror_requests.labels(code).inc()
         self.metrics.mirror_seconds.observe(seconds)

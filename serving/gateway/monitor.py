@@ -53,8 +53,11 @@ class GatewayMetrics:
                                       "primary model, by status code", ["code"], registry=r)
         self.mirror_depth = Gauge("tandem_gateway_mirror_queue_depth", "Mirror calls waiting",
                                   registry=r)
-        self.mirror_dropped = Counter("tandem_gateway_mirror_dropped", "Mirror calls dropped "
-                                      "because the queue was full", registry=r)
+        self.mirror_dropped = Counter("tandem_gateway_mirror_dropped", "Mirror calls not made: "
+                                      "the queue was full, or the shadow is down",
+                                      ["reason"], registry=r)
+        for reason in ("queue_full", "shadow_down"):
+            self.mirror_dropped.labels(reason)  # exported at 0 from the start
         self.mirror_requests = Counter("tandem_gateway_mirror_requests", "Calls to the shadow "
                                        "model, by status code", ["code"], registry=r)
         self.mirror_seconds = Histogram("tandem_gateway_mirror_seconds", "Shadow model "

@@ -119,6 +119,7 @@ def test_alert_rules_name_metrics_the_gateway_exports():
     metrics.violation_rate.labels("age").set(0)
     metrics.threshold.labels("age").set(0)
     metrics.mirror_requests.labels("OK").inc()
+    metrics.mirror_dropped.labels("queue_full").inc()
     exported = {line.split("{")[0].split(" ")[0]
                 for line in metrics.exposition().decode().splitlines()
                 if line and not line.startswith("#")}

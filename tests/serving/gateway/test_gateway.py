@@ -353,6 +353,9 @@ def test_a_failing_or_slow_shadow_never_changes_the_primary(fault, model_server,
     mirror = gw.gateway.mirror
     if fault == "killed":
         assert _wait(lambda: mirror.failed > 0)
+        # A dead shadow is paused after failures in a row: no calls, no work per request.
+        down = gw.gateway.metrics.mirror_dropped.labels("shadow_down")
+        assert _wait(lambda: down._value.get() > 0)
     else:
         assert mirror.dropped > 0  # the queue (8) filled behind the slow shadow
 
