@@ -6,7 +6,8 @@ batch 64, latency (p50/p99, one client) and throughput (4 client threads), each 
 rounds that interleave the two paths so a slow spell of a shared 2-core machine hits both.
 The time each stage adds is read from the gateway's own stage histograms.
 
-Then the mirror: model A's latency through the gateway (2 client threads, batch 1) with no
+Then the mirror: model A's latency through the gateway (batch 1, a fixed request rate below
+saturation, so a latency change is the mirror's doing and not queueing) with no
 shadow, with a healthy shadow B, with B ten times slower than A (a delaying proxy in front of
 it), and with B down (nothing listening). B is a near-free model in its own server process:
 on two shared cores B's real inference would slow A by taking CPU, which in production runs
@@ -27,6 +28,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -84,7 +86,8 @@ def start_gateway(work: str, data: str, primary: int, *sets: str) -> tuple[subpr
     args = [a for s in sets for a in ("--set", s)]
     proc = subprocess.Popen(bs.TANDEM + ["serve", "gateway", "--config", path, "--port", str(port),
                                          "--rest_api_port", str(rest), *args],
-                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                            stderr=open(os.path.join(work, "gateway.log"), "a"))
     for line in proc.stdout:
         if line.startswith("gRPC on"):
             return proc, port, rest
@@ -172,6 +175,37 @@ def compare(args, server_port: int, proxy_port: int, gw_port: int, gw_rest: int,
         print(f"{'':>6} mean µs per request by stage: {', '.join(parts)}")
 
 
+def paced_load(make_call, rate: float, seconds: float, clients: int = 2) -> list[float]:
+    """Open-loop load: `clients` threads together sending `rate` requests per second on a
+    fixed schedule (a late request is sent at once, not skipped): each call's latency."""
+    import threading
+
+    samples: list[list[float]] = [[] for _ in range(clients)]
+    start = time.perf_counter() + 0.05
+
+    def worker(i: int) -> None:
+        call = make_call()
+        n = 0
+        while True:
+            due = start + (n * clients + i) / rate
+            if due - start > seconds:
+                return
+            wait = due - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            t = time.perf_counter()
+            call()
+            samples[i].append(time.perf_counter() - t)
+            n += 1
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [x for s in samples for x in s]
+
+
 def cheap_shadow(work: str) -> str:
     """Model B for the mirror section: its own server process with a model that does almost
     no work, so what is measured is what mirroring costs the gateway and A (the queue, the
@@ -213,9 +247,9 @@ def mirror_section(args, work: str, data: str, server_port: int, base: str,
           "shadow.timeout_s=5"]),
         ("B down", [f"shadow.address=127.0.0.1:{down}", "shadow.model_name=listening"]),
     ]
-    print(f"\nmodel A through the gateway while mirroring to B (batch 1, 2 client threads, "
-          f"{args.rounds} rounds of {args.seconds:g}s; B is a near-free model in its own "
-          "server process)")
+    print(f"\nmodel A through the gateway while mirroring to B (batch 1, {args.rate:g} requests/s "
+          f"from 2 client threads, {args.rounds} interleaved rounds of {args.seconds:g}s; B is a "
+          "near-free model in its own server process)")
     print(f"{'':<28}{'A p50 ms':>10}{'A p99 ms':>10}{'vs none':>9}{'mirrored':>10}{'dropped':>9}")
     results: dict[str, list] = {name: [] for name, _ in setups}
     for _ in range(args.rounds):  # interleaved: each round runs every setup
@@ -223,7 +257,7 @@ def mirror_section(args, work: str, data: str, server_port: int, base: str,
             proc, port, rest = start_gateway(work, data, server_port, *sets)
             make = caller(port, requests, 1)
             bs.timed(make(), 50)
-            samples = bs.threaded_load(make, 2, args.seconds)[0]
+            samples = paced_load(make, args.rate, args.seconds)
             metrics = scrape(rest)
             bs.stop(proc)
             results[name].append((samples, metrics))
@@ -297,6 +331,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=1.5)
+    parser.add_argument("--rate", type=float, default=150.0,
+                        help="requests/s in the mirror section (an open-loop load, below "
+                             "saturation, as a production gateway runs)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
         base = args.model_base_path or bs.trained_model(work)
