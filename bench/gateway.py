@@ -114,13 +114,18 @@ def caller(port: int, examples: list[bytes], batch: int):
     return make
 
 
-def stage_means(rest_port: int) -> dict[str, tuple[float, float]]:
-    """{stage: (sum seconds, count)} from the gateway's histograms."""
+def metrics_lines(rest_port: int) -> list[str]:
+    """The gateway's Prometheus exposition, its sample lines only."""
     conn = http.client.HTTPConnection("127.0.0.1", rest_port, timeout=30)
     conn.request("GET", "/monitoring/prometheus/metrics")
     text = conn.getresponse().read().decode()
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def stage_means(rest_port: int) -> dict[str, tuple[float, float]]:
+    """{stage: (sum seconds, count)} from the gateway's histograms."""
     out: dict[str, list[float]] = {s: [0.0, 0.0] for s in STAGES}
-    for line in text.splitlines():
+    for line in metrics_lines(rest_port):
         for kind, slot in (("_sum", 0), ("_count", 1)):
             prefix = f"tandem_gateway_stage_seconds{kind}{{stage=\""
             if line.startswith(prefix):
@@ -230,14 +235,7 @@ def mirror_section(args, work: str, data: str, server_port: int, base: str,
     p50_a = bs.percentiles(bs.timed(caller(port, requests, 1)(), 200))[0]
     bs.stop(probe)
     shadow, shadow_port, _ = bs.serve("listening", cheap_shadow(work))
-    proxy_script = os.path.join(work, "delay_proxy.py")
-    with open(proxy_script, "w") as f:
-        f.write(PROXY)
-    proxy_port = bs.free_port()
-    proxy = subprocess.Popen([sys.executable, proxy_script, str(proxy_port),
-                              f"127.0.0.1:{shadow_port}", str(10 * p50_a / 1000)],
-                             stdout=subprocess.PIPE, text=True)
-    proxy.stdout.readline()
+    proxy, proxy_port = start_proxy(work, shadow_port, 10 * p50_a / 1000)
     down = bs.free_port()
     setups = [
         ("no mirroring", []),
@@ -275,47 +273,28 @@ def mirror_section(args, work: str, data: str, server_port: int, base: str,
 
 
 def scrape(rest_port: int) -> dict[str, float]:
-    conn = http.client.HTTPConnection("127.0.0.1", rest_port, timeout=30)
-    conn.request("GET", "/monitoring/prometheus/metrics")
+    """Each metric's total over its label sets."""
     totals: dict[str, float] = {}
-    for line in conn.getresponse().read().decode().splitlines():
-        if line.startswith("#") or not line:
-            continue
+    for line in metrics_lines(rest_port):
         name = line.split("{")[0].split(" ")[0]
         totals[name] = totals.get(name, 0.0) + float(line.split()[-1])
     return totals
 
 
-RAW_PROXY = '''
-import sys
-from concurrent import futures
-import grpc
-port, target = int(sys.argv[1]), sys.argv[2]
-forward = grpc.insecure_channel(target).unary_unary("/tensorflow.serving.PredictionService/Predict")
-handler = grpc.method_handlers_generic_handler("tensorflow.serving.PredictionService", {
-    "Predict": grpc.unary_unary_rpc_method_handler(lambda raw, ctx: forward(raw, timeout=30))})
-server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
-server.add_generic_rpc_handlers((handler,))
-server.add_insecure_port(f"127.0.0.1:{port}")
-server.start()
-print("ready", flush=True)
-server.wait_for_termination()
-'''
-
 PROXY = '''
+# A Python gRPC proxy that forwards Predict calls as bytes, after `delay` seconds: with no
+# delay, the cost of a Python hop alone; with one, a slow shadow.
 import sys, time
 from concurrent import futures
 import grpc
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 port, target, delay = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
-upstream = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(target))
-def predict(request, context):
-    time.sleep(delay)
-    return upstream.Predict(request, timeout=30)
+forward = grpc.insecure_channel(target).unary_unary("/tensorflow.serving.PredictionService/Predict")
+def predict(raw, context):
+    if delay:
+        time.sleep(delay)
+    return forward(raw, timeout=30)
 handler = grpc.method_handlers_generic_handler("tensorflow.serving.PredictionService", {
-    "Predict": grpc.unary_unary_rpc_method_handler(
-        predict, request_deserializer=predict_pb2.PredictRequest.FromString,
-        response_serializer=predict_pb2.PredictResponse.SerializeToString)})
+    "Predict": grpc.unary_unary_rpc_method_handler(predict)})
 server = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
 server.add_generic_rpc_handlers((handler,))
 server.add_insecure_port(f"127.0.0.1:{port}")
@@ -323,6 +302,17 @@ server.start()
 print("ready", flush=True)
 server.wait_for_termination()
 '''
+
+
+def start_proxy(work: str, target_port: int, delay_s: float) -> tuple[subprocess.Popen, int]:
+    script = os.path.join(work, "proxy.py")
+    with open(script, "w") as f:
+        f.write(PROXY)
+    port = bs.free_port()
+    proc = subprocess.Popen([sys.executable, script, str(port), f"127.0.0.1:{target_port}",
+                             str(delay_s)], stdout=subprocess.PIPE, text=True)
+    proc.stdout.readline()
+    return proc, port
 
 
 def main() -> None:
@@ -340,13 +330,7 @@ def main() -> None:
         data, decorated, requests = data_and_requests(work, 2000)
         server, server_port, _ = bs.serve("listening", base)
         gw, gw_port, gw_rest = start_gateway(work, data, server_port)
-        proxy_script = os.path.join(work, "raw_proxy.py")
-        with open(proxy_script, "w") as f:
-            f.write(RAW_PROXY)
-        proxy_port = bs.free_port()
-        proxy = subprocess.Popen([sys.executable, proxy_script, str(proxy_port),
-                                  f"127.0.0.1:{server_port}"], stdout=subprocess.PIPE, text=True)
-        proxy.stdout.readline()
+        proxy, proxy_port = start_proxy(work, server_port, 0.0)
         try:
             compare(args, server_port, proxy_port, gw_port, gw_rest, decorated, requests)
             proxy.terminate()

@@ -14,7 +14,6 @@ class CommandError(Exception):
 
 def cmd_serve_models(args: argparse.Namespace) -> int:
     import dataclasses
-    import signal
 
     from serving.errors import ServingError
     from serving.model_server.flags import ignored
@@ -45,15 +44,22 @@ def cmd_serve_models(args: argparse.Namespace) -> int:
         labels = ", ".join(f"{k}={v}" for k, v in sorted(entry.labels.items()))
         print(f"model '{name}': serving version(s) {versions or 'none yet'}"
               f"{' (' + labels + ')' if labels else ''} from {entry.config.base_path}")
-    rest = f", REST and metrics on {options.host}:{server.rest_port}" if server.rest_port else ""
-    print(f"gRPC on {options.host}:{server.grpc_port}{rest}", flush=True)
+    return _serve_until_stopped(server, options.host, server.grpc_port, "server")
+
+
+def _serve_until_stopped(server, host: str, port: int, what: str) -> int:
+    """Print where it listens, then run until SIGTERM or Ctrl-C and stop cleanly."""
+    import signal
+
+    rest = f", REST and metrics on {host}:{server.rest_port}" if server.rest_port else ""
+    print(f"gRPC on {host}:{port}{rest}", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: server._stop.set())
     try:
         server.wait()
     except KeyboardInterrupt:
         pass
     server.stop()
-    print("server stopped", flush=True)
+    print(f"{what} stopped", flush=True)
     return 0
 
 
@@ -104,8 +110,6 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_serve_gateway(args: argparse.Namespace) -> int:
-    import signal
-
     from serving.gateway.config import GatewayConfigError, load_config
     from serving.gateway.sources import SourceError, check_source
 
@@ -136,16 +140,7 @@ def cmd_serve_gateway(args: argparse.Namespace) -> int:
           f"validate: {len(g.validator.checks)} features ({config.validate.policy}"
           f"{', reject: ' + ', '.join(sorted(g.reject_features)) if g.reject_features and config.validate.policy != 'reject' else ''})"
           f"; log: {config.log.dir + ' (' + format(config.log.sample_percent, 'g') + '%)' if config.log.dir else 'off'}")
-    rest = f", REST and metrics on {args.host}:{server.rest_port}" if server.rest_port else ""
-    print(f"gRPC on {args.host}:{server.port}{rest}", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: server._stop.set())
-    try:
-        server.wait()
-    except KeyboardInterrupt:
-        pass
-    server.stop()
-    print("gateway stopped", flush=True)
-    return 0
+    return _serve_until_stopped(server, args.host, server.port, "gateway")
 
 
 def cmd_features_load(args: argparse.Namespace) -> int:

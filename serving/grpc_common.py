@@ -30,6 +30,31 @@ def _serialize(response) -> bytes:
     return response if isinstance(response, bytes) else response.SerializeToString()
 
 
+def prediction_service_methods(service) -> dict[str, tuple[Callable, Any, Any]]:
+    """TF Serving's PredictionService methods, bound to `service`'s handlers of the same
+    names, with their request and response classes (for `register`)."""
+    from tensorflow_serving.apis import (
+        classification_pb2,
+        get_model_metadata_pb2,
+        inference_pb2,
+        predict_pb2,
+        regression_pb2,
+    )
+
+    return {
+        "Classify": (service.Classify, classification_pb2.ClassificationRequest,
+                     classification_pb2.ClassificationResponse),
+        "Regress": (service.Regress, regression_pb2.RegressionRequest,
+                    regression_pb2.RegressionResponse),
+        "Predict": (service.Predict, predict_pb2.PredictRequest, predict_pb2.PredictResponse),
+        "MultiInference": (service.MultiInference, inference_pb2.MultiInferenceRequest,
+                           inference_pb2.MultiInferenceResponse),
+        "GetModelMetadata": (service.GetModelMetadata,
+                             get_model_metadata_pb2.GetModelMetadataRequest,
+                             get_model_metadata_pb2.GetModelMetadataResponse),
+    }
+
+
 def register(server: grpc.Server,
              services: dict[str, dict[str, tuple[Callable, Any, Any]]]) -> None:
     """Register {service: {method: (call, request class, response class)}} on `server`, each

@@ -25,15 +25,13 @@ from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
-    inference_pb2,
-    predict_pb2,
     regression_pb2,
 )
 
 from serving.errors import NotFound, ServingError
 from serving.gateway.config import GatewayConfig
 from serving.gateway.gateway import Gateway
-from serving.grpc_common import register
+from serving.grpc_common import prediction_service_methods, register
 from serving.http_front import RestServer
 from serving.rest_codec import (
     API_PREFIX,
@@ -195,19 +193,7 @@ class GatewayServer:
             options=[("grpc.max_receive_message_length", max_request_bytes),
                      ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)])
         register(self.server, {  # Predict/Classify/Regress answer with A's own bytes
-            "tensorflow.serving.PredictionService": {
-                "Predict": (service.Predict, predict_pb2.PredictRequest,
-                            predict_pb2.PredictResponse),
-                "Classify": (service.Classify, classification_pb2.ClassificationRequest,
-                             classification_pb2.ClassificationResponse),
-                "Regress": (service.Regress, regression_pb2.RegressionRequest,
-                            regression_pb2.RegressionResponse),
-                "MultiInference": (service.MultiInference, inference_pb2.MultiInferenceRequest,
-                                   inference_pb2.MultiInferenceResponse),
-                "GetModelMetadata": (service.GetModelMetadata,
-                                     get_model_metadata_pb2.GetModelMetadataRequest,
-                                     get_model_metadata_pb2.GetModelMetadataResponse),
-            },
+            "tensorflow.serving.PredictionService": prediction_service_methods(service),
             "tensorflow.serving.ModelService": {
                 "GetModelStatus": (service.GetModelStatus,
                                    get_model_status_pb2.GetModelStatusRequest,

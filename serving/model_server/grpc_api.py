@@ -10,20 +10,16 @@ from typing import Any
 
 import grpc
 from tensorflow_serving.apis import (
-    classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
-    inference_pb2,
     model_management_pb2,
     model_service_pb2_grpc,
-    predict_pb2,
     prediction_service_pb2_grpc,
-    regression_pb2,
     status_pb2,
 )
 
 from serving.errors import InvalidArgument, ServingError
-from serving.grpc_common import register
+from serving.grpc_common import prediction_service_methods, register
 from serving.model_server.manager import ModelManager
 from serving.model_server.metrics import ServerMetrics
 from serving.model_server.model_config import check_config
@@ -161,19 +157,7 @@ def add_services(server: grpc.Server, prediction: PredictionService,
     """Register both services on `server` under TF Serving's names, parsing requests in the
     handlers (see `serving.grpc_common.parsing`)."""
     services = {
-        "tensorflow.serving.PredictionService": {
-            "Classify": (prediction.Classify, classification_pb2.ClassificationRequest,
-                         classification_pb2.ClassificationResponse),
-            "Regress": (prediction.Regress, regression_pb2.RegressionRequest,
-                        regression_pb2.RegressionResponse),
-            "Predict": (prediction.Predict, predict_pb2.PredictRequest,
-                        predict_pb2.PredictResponse),
-            "MultiInference": (prediction.MultiInference, inference_pb2.MultiInferenceRequest,
-                               inference_pb2.MultiInferenceResponse),
-            "GetModelMetadata": (prediction.GetModelMetadata,
-                                 get_model_metadata_pb2.GetModelMetadataRequest,
-                                 get_model_metadata_pb2.GetModelMetadataResponse),
-        },
+        "tensorflow.serving.PredictionService": prediction_service_methods(prediction),
         "tensorflow.serving.ModelService": {
             "GetModelStatus": (model.GetModelStatus, get_model_status_pb2.GetModelStatusRequest,
                                get_model_status_pb2.GetModelStatusResponse),

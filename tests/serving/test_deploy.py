@@ -158,3 +158,14 @@ def test_shipped_gateway_config_joins_what_the_generator_joins():
 
     config = load_config(os.path.join(DEPLOY, "gateway", "listening.yaml"))
     assert config.join_list() == listening.joins()
+
+
+def test_taxi_gateway_config_joins_nothing_and_validates_its_schema():
+    from schemas import load_schema
+    from serving.gateway.config import load_config
+    from serving.gateway.validator import Validator
+
+    config = load_config(os.path.join(DEPLOY, "gateway", "taxi.yaml"))
+    assert config.join_list() == [] and config.log.id_feature == ""
+    validator = Validator(load_schema(os.path.join(DEPLOY, "..", config.schema)))
+    assert len(validator.checks) > 10
