@@ -148,6 +148,28 @@ def cmd_model_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_shadow_replay(args: argparse.Namespace) -> int:
+    from components.shadow.replay import ReplayError, load_replay_config, run_replay, summary
+
+    try:
+        config = load_replay_config(args.config, args.set)
+        start = time.monotonic()
+        print(f"replay: {args.logs} through {args.baseline} (A) and {args.candidate} (B) ...",
+              flush=True)
+        report = run_replay(args.logs, args.baseline, args.candidate, args.out, config,
+                            args.beam_args or None)
+    except ReplayError as e:
+        raise CommandError(str(e)) from None
+    for line in summary(report):
+        print(line)
+    print(f"report: {os.path.join(args.out, 'report.json')} ({time.monotonic() - start:.1f}s)")
+    if not report["verdict"]["passed"]:
+        print("FAILED: the candidate differs from the baseline beyond the gate")
+        return exit_status.CHECK_FAILED
+    print("PASSED: the candidate may be promoted")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pipeline.config import STAGES
 
@@ -213,6 +235,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serving_commands(sub)
 
+    shadow = sub.add_parser("shadow", help="compare a candidate with the serving model")
+    shadow_sub = shadow.add_subparsers(dest="shadow_command", required=True, metavar="ACTION")
+    replay = shadow_sub.add_parser(
+        "replay", help="replay logged requests through models A and B and gate on how they differ")
+    replay.add_argument("--logs", required=True, help="request-log directory, file or glob")
+    replay.add_argument("--baseline", required=True, help="model A: the version that served")
+    replay.add_argument("--candidate", required=True, help="model B")
+    replay.add_argument("--out", required=True, help="where the report goes")
+    replay.add_argument("--config", default=None,
+                        help="replay YAML: thresholds, slices, top_n, batch_size")
+    replay.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a replay config key, e.g. thresholds.max_flip_rate=0.02")
+    replay.add_argument("beam_args", nargs="*", help="after --: Beam pipeline args")
+    replay.set_defaults(func=cmd_shadow_replay)
+
     model = sub.add_parser("model", help="inspect what a model was built from")
     model_sub = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
     inspect = model_sub.add_parser("inspect", help="print a model's build record")
@@ -265,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries(verbose)
     noise_filter = None
     # Beam workers write the teardown noise; only the commands that run Beam need the filter.
-    if not verbose and getattr(args, "func", None) in (cmd_run, cmd_schema_propose):
+    if not verbose and getattr(args, "func", None) in (cmd_run, cmd_schema_propose,
+                                                         cmd_shadow_replay):
         from pipeline.quiet import StderrFilter
 
         noise_filter = StderrFilter()

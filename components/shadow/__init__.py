@@ -1,0 +1,1 @@
+"""Shadow replay: model A and model B on the same logged traffic."""

@@ -1,0 +1,305 @@
+"""Shadow replay: a Beam job that replays logged traffic through model A (the baseline) and
+model B (the candidate), checks A's offline answers against A's logged ones (training/serving
+skew), and compares B with A prediction by prediction.
+
+    logs --ReadLoggedExamples--> (id, example, A logged) --BatchElements--> PredictBoth
+         --> rows --ToList--> report.json, divergent.tfrecord.gz
+
+It runs on DirectRunner here; on another Beam runner only the pipeline args change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from components.shadow.compare import CLASSIFICATION, REGRESSION, Thresholds, compare, verdict
+
+REPORT = "report.json"
+RUN = "run.json"  # what varies between runs of the same replay: timings
+DIVERGENT = "divergent.tfrecord.gz"
+
+
+class ReplayError(ValueError):
+    """Input the replay cannot use: the message names it (exit status 2)."""
+
+
+@dataclasses.dataclass
+class ReplayConfig:
+    thresholds: Thresholds = dataclasses.field(default_factory=Thresholds)
+    slices: list[list[str]] = dataclasses.field(default_factory=list)
+    top_n: int = 20
+    batch_size: int = 512
+
+
+def model_version_dir(path: str) -> tuple[str, int]:
+    """A SavedModel directory and its version: a version dir, or the newest under a base."""
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        name = os.path.basename(os.path.normpath(path))
+        return path, int(name) if name.isdigit() else 0
+    versions = sorted(int(v) for v in os.listdir(path) if v.isdigit()) \
+        if os.path.isdir(path) else []
+    for version in reversed(versions):
+        candidate = os.path.join(path, str(version))
+        if os.path.isfile(os.path.join(candidate, "saved_model.pb")):
+            return candidate, version
+    raise ReplayError(f"{path} is not a SavedModel (no saved_model.pb in it or in a version "
+                      "directory under it)")
+
+
+def _signature_inputs(path: str) -> dict[str, Any]:
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    from schemas.contracts import SERVING_DEFAULT
+
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        saved = saved_model_pb2.SavedModel.FromString(f.read())
+    sigs = saved.meta_graphs[0].signature_def
+    if SERVING_DEFAULT not in sigs:
+        raise ReplayError(f"{path} has no '{SERVING_DEFAULT}' signature")
+    sig = sigs[SERVING_DEFAULT]
+    return {"inputs": sorted(sig.inputs), "outputs": sorted(sig.outputs)}
+
+
+def preflight(logs: str, baseline: str, candidate: str) -> tuple[list[str], str, str, int]:
+    """Files, both model dirs and A's version; refuses what cannot be replayed."""
+    from schemas.request_log import PRIMARY, LogError, expand, read_records
+
+    try:
+        files = expand(logs)
+    except LogError as e:
+        raise ReplayError(str(e)) from None
+    a_dir, a_version = model_version_dir(baseline)
+    b_dir, _ = model_version_dir(candidate)
+    a_sig, b_sig = _signature_inputs(a_dir), _signature_inputs(b_dir)
+    if a_sig["inputs"] != b_sig["inputs"]:
+        raise ReplayError(f"the models' serving signatures differ: baseline takes "
+                          f"{a_sig['inputs']}, candidate takes {b_sig['inputs']}")
+    if not set(a_sig["outputs"]) & set(b_sig["outputs"]):
+        raise ReplayError(f"the models share no output: baseline {a_sig['outputs']}, "
+                          f"candidate {b_sig['outputs']}")
+    logged = next((r for r in read_records(files[0], files=files) if r.role == PRIMARY
+                   and not r.error), None)
+    if logged is None:
+        raise ReplayError(f"no answered requests in {logs}")
+    if a_version and logged.model_version and logged.model_version != a_version:
+        raise ReplayError(f"the log was written by {logged.model_name} version "
+                          f"{logged.model_version}, but the baseline given is version "
+                          f"{a_version} ({a_dir}); replay against the model that served")
+    return files, a_dir, b_dir, a_version
+
+
+def build_report(rows: list[dict], stats: list[dict], config: ReplayConfig, out_dir: str,
+                 meta: dict) -> dict:
+    """The report (written as report.json) and the most divergent examples."""
+    import tensorflow as tf
+
+    rows = sorted(rows, key=lambda r: r["id"])  # the report does not depend on arrival order
+    totals: dict[str, float] = {}
+    for s in stats:
+        for k, v in s.items():
+            totals[k] = totals.get(k, 0) + v
+    thresholds = config.thresholds
+    report: dict[str, Any] = {"baseline": meta["baseline"], "candidate": meta["candidate"],
+                              "logs": meta["logs"], "seed": thresholds.seed}
+    report["input"] = {k: int(totals.get(k, 0)) for k in (
+        "files", "records", "torn", "corrupt", "unreadable", "shadow_records",
+        "failed_requests", "rejected_requests")}
+    report["input"]["replayed_examples"] = len(rows)
+    batches = max(1, int(totals.get("batches", 0)))
+    # Timings change from run to run: they go to run.json, so report.json stays
+    # byte-identical for the same logs, models and seed.
+    _write(out_dir, RUN, json.dumps({"inference": {
+        "batches": batches,
+        "a_ms_per_batch": round(1000 * totals.get("a_seconds", 0.0) / batches, 3),
+        "b_ms_per_batch": round(1000 * totals.get("b_seconds", 0.0) / batches, 3),
+    }}, indent=2, sort_keys=True))
+    if not rows:
+        report["verdict"] = {"passed": False, "checks": [
+            {"check": "replayed requests", "value": 0, "limit": thresholds.min_requests,
+             "passed": False}]}
+        _write(out_dir, REPORT, json.dumps(report, indent=2, sort_keys=True))
+        return report
+    a = np.array([r["a"] for r in rows], np.float64)
+    b = np.array([r["b"] for r in rows], np.float64)
+    logged = np.array([r["logged"] for r in rows], np.float64)
+    problem = meta.get("problem") or (
+        CLASSIFICATION if rows[0]["key"] in ("probabilities", "scores") else REGRESSION)
+    report["problem"] = problem
+    diff = np.abs(a - logged).reshape(len(rows), -1).max(axis=1)
+    report["parity"] = {
+        "max_abs_diff": float(round(float(diff.max()), 9)),
+        "mismatched": int((diff > thresholds.parity_tolerance).sum()),
+        "tolerance": thresholds.parity_tolerance,
+    }
+    rng = np.random.default_rng(thresholds.seed)
+    overall = compare(a, b, problem, thresholds, rng)
+    report["overall"] = overall
+    report["slices"] = {}
+    for spec in config.slices:
+        key = ",".join(spec)
+        groups: dict[str, list[int]] = {}
+        for i, r in enumerate(rows):
+            value = ",".join(str(r["slices"].get(f)) for f in spec)
+            groups.setdefault(value, []).append(i)
+        report["slices"][key] = {value: compare(a[idx], b[idx], problem, thresholds, rng)
+                                 for value, idx in sorted(groups.items())}
+    report["verdict"] = verdict(overall, report["parity"], len(rows), problem, thresholds)
+    tf.io.gfile.makedirs(out_dir)
+    # The most divergent requests, as tf.Examples carrying both predictions.
+    delta = np.abs(b - a).reshape(len(rows), -1).max(axis=1)
+    top = np.argsort(-delta, kind="stable")[:config.top_n]
+    path = os.path.join(out_dir, DIVERGENT)
+    with tf.io.TFRecordWriter(path, options=tf.io.TFRecordOptions(compression_type="GZIP")) as w:
+        for i in top:
+            example = tf.train.Example.FromString(rows[i]["data"])
+            f = example.features.feature
+            f["shadow_request_id"].bytes_list.value.append(rows[i]["id"].encode())
+            f["shadow_a"].float_list.value.extend(np.ravel(a[i]).tolist())
+            f["shadow_b"].float_list.value.extend(np.ravel(b[i]).tolist())
+            f["shadow_abs_delta"].float_list.value.append(float(delta[i]))
+            w.write(example.SerializeToString(deterministic=True))
+    report["divergent"] = {"file": DIVERGENT, "count": int(len(top)),
+                           "max_abs_delta": float(round(float(delta[top[0]]), 6))}
+    _write(out_dir, REPORT, json.dumps(report, indent=2, sort_keys=True))
+    return report
+
+
+def _write(out_dir: str, name: str, text: str) -> None:
+    import tensorflow as tf
+
+    tf.io.gfile.makedirs(out_dir)
+    with tf.io.gfile.GFile(os.path.join(out_dir, name), "w") as f:
+        f.write(text + "\n")
+
+
+def run_replay(logs: str, baseline: str, candidate: str, out_dir: str,
+               config: ReplayConfig | None = None, beam_args: list[str] | None = None,
+               problem: str | None = None) -> dict:
+    """Run the replay job; returns the report (also written to out_dir/report.json)."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from components.shadow.transforms import STATS, PredictBoth, ReadLoggedExamples
+
+    config = config or ReplayConfig()
+    files, a_dir, b_dir, _ = preflight(logs, baseline, candidate)
+    meta = {"baseline": os.path.abspath(a_dir), "candidate": os.path.abspath(b_dir),
+            "logs": logs, "problem": problem}
+    slice_features = sorted({f for spec in config.slices for f in spec})
+    options = PipelineOptions(beam_args or ["--direct_running_mode=in_memory"])
+    with beam.Pipeline(options=options) as p:
+        read = (p | "ListLogFiles" >> beam.Create(files)
+                  | "ReadLoggedExamples" >> beam.ParDo(ReadLoggedExamples()).with_outputs(
+                      STATS, main="examples"))
+        predicted = (read.examples
+                     | "Batch" >> beam.BatchElements(min_batch_size=config.batch_size,
+                                                     max_batch_size=config.batch_size)
+                     | "PredictBoth" >> beam.ParDo(PredictBoth(a_dir, b_dir, slice_features))
+                     .with_outputs(STATS, main="rows"))
+        stats = ((read[STATS], predicted[STATS]) | "AllStats" >> beam.Flatten()
+                 | "StatsList" >> beam.combiners.ToList())
+        _ = (predicted.rows
+             | "RowsList" >> beam.combiners.ToList()
+             | "BuildReport" >> beam.Map(
+                 lambda rows, stats: build_report(rows, stats, config, out_dir, meta),
+                 stats=beam.pvalue.AsSingleton(stats)))
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(os.path.join(out_dir, REPORT)) as f:
+        report = json.load(f)
+    with tf.io.gfile.GFile(os.path.join(out_dir, RUN)) as f:
+        report.update(json.load(f))
+    return report
+
+
+def load_replay_config(path: str | None, overrides: list[str] | None = None) -> ReplayConfig:
+    """The replay YAML (all keys optional):
+
+        thresholds: {max_flip_rate, max_p99_abs_delta, parity_tolerance, min_requests,
+                     bootstrap, seed}
+        slices: [[country], [device]]
+        top_n: 20
+        batch_size: 512
+    """
+    import yaml
+
+    raw: dict[str, Any] = {}
+    if path:
+        try:
+            with open(path) as f:
+                raw = yaml.safe_load(f) or {}
+        except OSError as e:
+            raise ReplayError(f"cannot read {path}: {e.strerror}") from None
+        except yaml.YAMLError as e:
+            raise ReplayError(f"{path} is not valid YAML: {e}") from None
+    for assignment in overrides or []:
+        key, sep, text = assignment.partition("=")
+        if not sep:
+            raise ReplayError(f"--set {assignment!r}: expected KEY=VALUE")
+        target = raw
+        *parents, last = key.split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[last] = yaml.safe_load(text)
+    config = ReplayConfig()
+    known = {f.name for f in dataclasses.fields(ReplayConfig)}
+    for key, value in raw.items():
+        if key not in known:
+            raise ReplayError(f"unknown replay config key '{key}' (known: {', '.join(sorted(known))})")
+        if key == "thresholds":
+            names = {f.name: f.type for f in dataclasses.fields(Thresholds)}
+            for name, v in (value or {}).items():
+                if name not in names:
+                    raise ReplayError(f"unknown key 'thresholds.{name}' (known: "
+                                      f"{', '.join(sorted(names))})")
+                if not isinstance(v, (int, float)) or isinstance(v, bool):
+                    raise ReplayError(f"thresholds.{name}: expected a number, got {v!r}")
+                setattr(config.thresholds, name, type(getattr(config.thresholds, name))(v))
+        elif key == "slices":
+            if not isinstance(value, list) or not all(
+                    isinstance(s, list) and all(isinstance(f, str) for f in s) for s in value):
+                raise ReplayError("slices: expected a list of feature lists, e.g. [[country]]")
+            config.slices = value
+        elif not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ReplayError(f"{key}: expected a positive integer, got {value!r}")
+        else:
+            setattr(config, key, value)
+    return config
+
+
+def summary(report: dict) -> list[str]:
+    """The terminal table: input, parity, the compared metrics and the gate's checks."""
+    def interval(m: dict) -> str:
+        if m.get("value") is None:
+            return "-"
+        return f"{m['value']:.4f} [{m['low']:.4f}, {m['high']:.4f}] n={m['n']:,}"
+
+    i = report["input"]
+    lines = [f"read {i['records']:,} records from {i['files']} file(s): "
+             f"{i['replayed_examples']:,} examples replayed; skipped {i['torn']} torn, "
+             f"{i['corrupt']} corrupt, {i['unreadable']} unreadable, {i['failed_requests']} "
+             f"failed and {i['rejected_requests']} rejected requests"]
+    if "parity" in report:
+        p = report["parity"]
+        lines.append(f"parity (A offline vs A logged): max |diff| {p['max_abs_diff']:.2e}, "
+                     f"{p['mismatched']:,} beyond {p['tolerance']:g}")
+        o = report["overall"]
+        for name in ("agreement", "symmetric_flip_rate", "pos_to_neg_flip_rate",
+                     "neg_to_pos_flip_rate"):
+            if name in o:
+                lines.append(f"  {name:<22} {interval(o[name])}")
+        for q in ("mean", "p50", "p90", "p99"):
+            lines.append(f"  |delta| {q:<14} {interval(o['abs_delta'][q])}")
+        lines.append(f"  |delta| max            {o['abs_delta']['max']}")
+        inf = report["inference"]
+        lines.append(f"inference: {inf['batches']} batches, A {inf['a_ms_per_batch']} ms, "
+                     f"B {inf['b_ms_per_batch']} ms per batch")
+    for check in report["verdict"]["checks"]:
+        mark = "ok  " if check["passed"] else "FAIL"
+        lines.append(f"  [{mark}] {check['check']}: {check['value']} (limit {check['limit']})")
+    return lines

@@ -1,0 +1,156 @@
+"""Shadow replay: logged traffic through models A and B, compared prediction by prediction."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import model_pb2, predict_pb2
+
+from components.datasets import listening
+from components.shadow.replay import ReplayConfig, ReplayError, run_replay
+from schemas.request_log import LogWriter, frame, make_record
+from tests.conftest import tandem
+from tests.serving.gateway.conftest import make_listening_model, training_examples
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """Decorated listening examples, models A (v1), A again (v2), B (perturbed bias), and a
+    log of A's answers written with the shared writer, 8 examples a request."""
+    root = tmp_path_factory.mktemp("replay")
+    listening.generate(str(root / "data"), 1200, seed=3)
+    served = []
+    for data in training_examples(root / "data"):
+        e = tf.train.Example.FromString(data)
+        del e.features.feature["skipped"]
+        served.append(e.SerializeToString())
+    for name, bias in (("a", 0.0), ("b", 0.3)):
+        os.makedirs(root / name)
+        make_listening_model(str(root / name), 1, bias)
+    a_fn = tf.saved_model.load(str(root / "a" / "1")).signatures["serving_default"]
+    writer = LogWriter(str(root / "logs"))
+    for i in range(0, len(served), 8):
+        batch = served[i:i + 8]
+        request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="listening"))
+        request.inputs["examples"].CopyFrom(tf.make_tensor_proto(batch, dtype=tf.string))
+        out = a_fn(examples=tf.constant(batch))
+        response = predict_pb2.PredictResponse(model_spec=model_pb2.ModelSpec(name="listening"))
+        response.model_spec.version.value = 1
+        for key, value in out.items():
+            response.outputs[key].CopyFrom(tf.make_tensor_proto(value.numpy()))
+        ids = [tf.train.Example.FromString(b).features.feature["request_id"].bytes_list
+               .value[0].decode() for b in batch]
+        writer.write(make_record(request=request, response=response, model_name="listening",
+                                 model_version=1, signature_name="serving_default",
+                                 request_id=ids[0], example_ids=ids))
+    writer.close()
+    return root, served
+
+
+def _probabilities(model_dir, served):
+    fn = tf.saved_model.load(model_dir).signatures["serving_default"]
+    return fn(examples=tf.constant(served))["probabilities"].numpy()
+
+
+def test_b_equal_to_a_gives_zero_flips_exact_parity_and_a_reproducible_report(setup, tmp_path):
+    root, served = setup
+    config = ReplayConfig(slices=[["country"]])
+    report = run_replay(str(root / "logs"), str(root / "a"), str(root / "a"),
+                        str(tmp_path / "one"), config)
+    assert report["input"]["replayed_examples"] == len(served)
+    assert report["parity"]["max_abs_diff"] <= 1e-6 and report["parity"]["mismatched"] == 0
+    assert report["overall"]["symmetric_flip_rate"]["value"] == 0.0
+    assert report["overall"]["abs_delta"]["max"] == 0.0
+    assert report["verdict"]["passed"]
+    assert "US" in report["slices"]["country"]
+    run_replay(str(root / "logs"), str(root / "a"), str(root / "a"), str(tmp_path / "two"),
+               config)
+    assert (tmp_path / "one" / "report.json").read_bytes() == \
+        (tmp_path / "two" / "report.json").read_bytes()
+
+
+def test_flip_rate_of_a_perturbed_b_matches_an_independent_count(setup, tmp_path):
+    root, served = setup
+    report = run_replay(str(root / "logs"), str(root / "a"), str(root / "b"), str(tmp_path))
+    a = _probabilities(str(root / "a" / "1"), served)
+    b = _probabilities(str(root / "b" / "1"), served)
+    flips = np.mean((a >= 0.5) != (b >= 0.5))
+    assert flips > 0.05  # the perturbation matters
+    overall = report["overall"]
+    assert overall["symmetric_flip_rate"]["value"] == pytest.approx(flips, abs=1e-6)
+    assert overall["neg_to_pos_flip_rate"]["value"] == pytest.approx(
+        np.mean((a < 0.5) & (b >= 0.5)), abs=1e-6)
+    assert overall["symmetric_flip_rate"]["low"] <= flips <= overall["symmetric_flip_rate"]["high"]
+    assert overall["mean_score"]["b"] > overall["mean_score"]["a"]
+    assert not report["verdict"]["passed"]
+    assert any(c["check"].startswith("symmetric_flip_rate") and not c["passed"]
+               for c in report["verdict"]["checks"])
+    divergent = [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(
+        str(tmp_path / "divergent.tfrecord.gz"), compression_type="GZIP")]
+    assert len(divergent) == 20
+    top = divergent[0].features.feature["shadow_abs_delta"].float_list.value[0]
+    assert top == pytest.approx(np.max(np.abs(b - a)), abs=1e-6)
+
+
+def test_tampered_logged_answers_fail_the_parity_check(setup, tmp_path):
+    from schemas.request_log import read_records
+
+    root, _ = setup
+    tampered = LogWriter(str(tmp_path / "logs"))
+    for n, record in enumerate(read_records(str(root / "logs"))):
+        if n % 10 == 0:
+            probs = record.log.predict_log.response.outputs["probabilities"]
+            values = tf.make_ndarray(probs) + 0.05
+            probs.CopyFrom(tf.make_tensor_proto(values))
+        tampered.write(record.log.SerializeToString())
+    tampered.close()
+    report = run_replay(str(tmp_path / "logs"), str(root / "a"), str(root / "a"),
+                        str(tmp_path / "out"))
+    assert report["parity"]["mismatched"] == 8 * 15  # 15 of 150 requests, 8 examples each
+    assert not report["verdict"]["passed"]
+
+
+def test_malformed_and_torn_records_are_skipped_and_counted(setup, tmp_path):
+    import shutil
+    import zlib
+
+    root, served = setup
+    logs = tmp_path / "logs"
+    shutil.copytree(root / "logs", logs)
+    c = zlib.compressobj(6, zlib.DEFLATED, 31)
+    with open(logs / "damaged.tfrecord.gz", "wb") as f:
+        f.write(c.compress(frame(b"\x0a\xff not a PredictionLog") + frame(b"x" * 50)[:30])
+                + c.flush(zlib.Z_SYNC_FLUSH))
+    report = run_replay(str(logs), str(root / "a"), str(root / "a"), str(tmp_path / "out"))
+    assert report["input"]["unreadable"] == 1 and report["input"]["torn"] == 1
+    assert report["input"]["replayed_examples"] == len(served)
+
+
+def test_a_log_from_another_version_or_no_log_is_refused(setup, tmp_path):
+    root, _ = setup
+    os.makedirs(tmp_path / "a2")
+    make_listening_model(str(tmp_path / "a2"), 2)
+    with pytest.raises(ReplayError, match="version 1, but the baseline given is version 2"):
+        run_replay(str(root / "logs"), str(tmp_path / "a2"), str(root / "b"), str(tmp_path))
+    with pytest.raises(ReplayError, match="no request-log files match"):
+        run_replay(str(tmp_path / "none-*.gz"), str(root / "a"), str(root / "b"), str(tmp_path))
+    with pytest.raises(ReplayError, match="is not a SavedModel"):
+        run_replay(str(root / "logs"), str(tmp_path), str(root / "b"), str(tmp_path))
+
+
+def test_cli_exit_status_follows_the_verdict(setup, tmp_path):
+    root, _ = setup
+    common = ["shadow", "replay", "--logs", str(root / "logs"), "--baseline", str(root / "a")]
+    passed = tandem(*common, "--candidate", str(root / "a"), "--out", str(tmp_path / "p"))
+    assert passed.returncode == 0, passed.stderr
+    assert "PASSED" in passed.stdout and "symmetric_flip_rate" in passed.stdout
+    assert passed.stderr == ""
+    failed = tandem(*common, "--candidate", str(root / "b"), "--out", str(tmp_path / "f"))
+    assert failed.returncode == 1 and "FAIL" in failed.stdout
+    loose = tandem(*common, "--candidate", str(root / "b"), "--out", str(tmp_path / "l"),
+                   "--set", "thresholds.max_flip_rate=0.9", "--set",
+                   "thresholds.max_p99_abs_delta=0.9")
+    assert loose.returncode == 0, loose.stdout
+    bad = tandem(*common, "--candidate", str(tmp_path), "--out", str(tmp_path / "b"))
+    assert bad.returncode == 2 and "is not a SavedModel" in bad.stderr
