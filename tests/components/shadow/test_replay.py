@@ -154,3 +154,48 @@ def test_cli_exit_status_follows_the_verdict(setup, tmp_path):
     assert loose.returncode == 0, loose.stdout
     bad = tandem(*common, "--candidate", str(tmp_path), "--out", str(tmp_path / "b"))
     assert bad.returncode == 2 and "is not a SavedModel" in bad.stderr
+
+
+@pytest.mark.parametrize("candidate,blessed", [("a", 1), ("b", 0)])
+def test_shadow_validator_blessing_follows_the_verdict(setup, tmp_path, candidate, blessed):
+    """The TFX executor, called as TFX calls it, with Model and Examples artifacts."""
+    from tfx.types import standard_artifacts
+
+    from components.shadow_validator.executor import BLESSED, NOT_BLESSED, Executor
+
+    root, _ = setup
+
+    def model(artifact_dir, source):
+        artifact = standard_artifacts.Model()
+        artifact.uri = str(tmp_path / artifact_dir)
+        os.makedirs(tmp_path / artifact_dir)
+        os.symlink(root / source / "1", tmp_path / artifact_dir / "Format-Serving")
+        return artifact
+
+    logs = standard_artifacts.Examples()
+    logs.uri = str(root / "logs")
+    blessing = standard_artifacts.ModelBlessing()
+    blessing.uri = str(tmp_path / "blessing")
+    Executor().Do({"baseline_model": [model("baseline", "a")],
+                   "candidate_model": [model("candidate", candidate)],
+                   "request_logs": [logs]}, {"blessing": [blessing]},
+                  {"config": '{"slices": [["device"]]}'})
+    assert blessing.get_int_custom_property("blessed") == blessed
+    expected = BLESSED if blessed else NOT_BLESSED
+    assert os.listdir(blessing.uri).count(expected) == 1
+    assert (NOT_BLESSED if blessed else BLESSED) not in os.listdir(blessing.uri)
+
+
+def test_shadow_validator_is_a_tfx_component_with_a_blessing_output():
+    from tfx.types import Channel, standard_artifacts
+
+    from components.shadow_validator.component import ShadowValidator
+
+    component = ShadowValidator(
+        baseline_model=Channel(type=standard_artifacts.Model),
+        candidate_model=Channel(type=standard_artifacts.Model),
+        request_logs=Channel(type=standard_artifacts.Examples),
+        config='{"thresholds": {"max_flip_rate": 0.02}}')
+    assert component.outputs["blessing"].type == standard_artifacts.ModelBlessing
+    assert set(component.inputs) == {"baseline_model", "candidate_model", "request_logs"}
+    assert component.exec_properties["config"] == '{"thresholds": {"max_flip_rate": 0.02}}'

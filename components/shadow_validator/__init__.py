@@ -1,0 +1,1 @@
+"""ShadowValidator: the shadow replay gate as a TFX component (spec, executor)."""

@@ -1,0 +1,43 @@
+"""ShadowValidator's executor: run the replay, write the blessing."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+import tensorflow as tf
+from tfx.dsl.components.base import base_beam_executor
+from tfx.types import artifact_utils
+from tfx.utils import path_utils
+
+BLESSED, NOT_BLESSED = "SHADOW_BLESSED", "SHADOW_NOT_BLESSED"
+
+
+def _model_dir(artifacts: list) -> str:
+    return path_utils.serving_model_dir(artifact_utils.get_single_uri(artifacts))
+
+
+class Executor(base_beam_executor.BaseBeamExecutor):
+    def Do(self, input_dict: dict[str, list], output_dict: dict[str, list],
+           exec_properties: dict[str, Any]) -> None:
+        from components.shadow.replay import REPORT, load_replay_config, run_replay
+
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            f.write(exec_properties.get("config") or "{}")  # JSON is YAML
+        try:
+            config = load_replay_config(f.name)
+        finally:
+            os.unlink(f.name)
+        blessing = artifact_utils.get_single_instance(output_dict["blessing"])
+        logs = artifact_utils.get_single_uri(input_dict["request_logs"])
+        report = run_replay(logs, _model_dir(input_dict["baseline_model"]),
+                            _model_dir(input_dict["candidate_model"]), blessing.uri, config,
+                            self._beam_pipeline_args or None)
+        passed = bool(report["verdict"]["passed"])
+        with tf.io.gfile.GFile(os.path.join(blessing.uri, BLESSED if passed else NOT_BLESSED),
+                               "w") as out:
+            out.write(json.dumps(report["verdict"], sort_keys=True))
+        blessing.set_int_custom_property("blessed", int(passed))
+        blessing.set_string_custom_property("report", os.path.join(blessing.uri, REPORT))
