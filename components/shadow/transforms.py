@@ -6,7 +6,6 @@ Heavy resources (the two SavedModels) are loaded in `setup()`, once per worker.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import apache_beam as beam
 import numpy as np
@@ -32,14 +31,29 @@ def _values(tensor_proto) -> np.ndarray:
     return tf.make_ndarray(tensor_proto)
 
 
+CHUNK = 2048  # examples per element: Beam's per-element cost is paid per chunk, not per example
+
+
+def _logged_rows(outputs, key: str, n: int) -> np.ndarray:
+    """A logged output as an [n, k] float array, read from the TensorProto's values."""
+    tensor = outputs[key]
+    if tensor.tensor_content:  # packed, as TF writes tensors
+        return _values(tensor).astype(np.float64).reshape(n, -1)
+    return np.asarray(tensor.float_val or tensor.double_val, np.float64).reshape(n, -1)
+
+
 class ReadLoggedExamples(beam.DoFn):
-    """One log file -> one element per logged example of model A's answered requests:
-    (example id, serialized example, A's logged output row, the version that answered).
-    Shadow records, refused and failed requests are skipped; damage is counted."""
+    """One log file -> chunks of the examples of model A's answered requests: (example ids,
+    serialized examples, A's logged outputs [n, k], versions). Shadow records, refused and
+    failed requests are skipped; damage is counted."""
 
     def process(self, path: str):
         stats = ReadStats()
         skipped = {"shadow_records": 0, "failed_requests": 0, "rejected_requests": 0}
+        ids: list[str] = []
+        data: list[bytes] = []
+        logged: list[np.ndarray] = []
+        versions: list[int] = []
         for record in read_records(path, stats, files=[path]):
             if record.role != PRIMARY:
                 skipped["shadow_records"] += 1
@@ -55,21 +69,28 @@ class ReadLoggedExamples(beam.DoFn):
             if not outputs or len(examples) != len(record.example_ids):
                 skipped["failed_requests"] += 1
                 continue
-            logged = _values(outputs[output_key(outputs)])
-            for i, (example_id, data) in enumerate(zip(record.example_ids, examples,
-                                                       strict=True)):
-                yield example_id, data, logged[i], record.model_version
+            ids.extend(record.example_ids)
+            data.extend(examples)
+            logged.append(_logged_rows(outputs, output_key(outputs), len(examples)))
+            versions.extend([record.model_version] * len(examples))
+            if len(ids) >= CHUNK:
+                yield ids, data, np.concatenate(logged), versions
+                ids, data, logged, versions = [], [], [], []
+        if ids:
+            yield ids, data, np.concatenate(logged), versions
         yield beam.pvalue.TaggedOutput(STATS, {
             "files": stats.files, "records": stats.records, "torn": stats.torn,
             "corrupt": stats.corrupt, "unreadable": stats.unreadable, **skipped})
 
 
 class PredictBoth(beam.DoFn):
-    """A batch of logged examples -> rows with A's logged output, A's output recomputed
-    offline and B's output, in one pass. Both models run in-process on the whole batch."""
+    """A chunk of logged examples -> the same chunk with A's output recomputed offline and
+    B's output, both models run in-process on batches of `batch_size`, in one pass."""
 
-    def __init__(self, baseline: str, candidate: str, slice_features: list[str]):
+    def __init__(self, baseline: str, candidate: str, slice_features: list[str],
+                 batch_size: int = 1024):
         self.baseline, self.candidate, self.slice_features = baseline, candidate, slice_features
+        self.batch_size = batch_size
 
     def setup(self) -> None:
         import os
@@ -86,27 +107,32 @@ class PredictBoth(beam.DoFn):
         out = fn(**{EXAMPLES_INPUT: batch})
         return {k: v.numpy() for k, v in out.items()}, time.perf_counter() - start
 
-    def process(self, elements: list[tuple]):
+    def process(self, chunk):
         from tensorflow.core.example import example_pb2
 
-        tf = self._tf
-        batch = tf.constant([e[1] for e in elements])
-        a, a_s = self._run(self._a, batch)
-        b, b_s = self._run(self._b, batch)
-        key = output_key(a)
-        yield beam.pvalue.TaggedOutput(STATS, {"batches": 1, "examples": len(elements),
-                                               "a_seconds": a_s, "b_seconds": b_s})
-        for i, (example_id, data, logged, version) in enumerate(elements):
-            slices: dict[str, Any] = {}
-            if self.slice_features:
-                features = example_pb2.Example.FromString(data).features.feature
+        ids, data, logged, versions = chunk
+        a_parts, b_parts = [], []
+        a_s = b_s = 0.0
+        key = None
+        for start in range(0, len(data), self.batch_size):
+            batch = self._tf.constant(data[start:start + self.batch_size])
+            a, t_a = self._run(self._a, batch)
+            b, t_b = self._run(self._b, batch)
+            key = key or output_key(a)
+            a_parts.append(a[key].reshape(len(batch), -1))
+            b_parts.append(b[key].reshape(len(batch), -1))
+            a_s, b_s = a_s + t_a, b_s + t_b
+        yield beam.pvalue.TaggedOutput(STATS, {
+            "batches": len(a_parts), "examples": len(data), "a_seconds": a_s, "b_seconds": b_s})
+        slices: dict[str, list] = {name: [] for name in self.slice_features}
+        if self.slice_features:
+            for serialized in data:
+                features = example_pb2.Example.FromString(serialized).features.feature
                 for name in self.slice_features:
                     f = features[name] if name in features else None
                     kind = f.WhichOneof("kind") if f is not None else None
                     value = getattr(f, kind).value[0] if kind and getattr(f, kind).value else None
-                    slices[name] = value.decode() if isinstance(value, bytes) else value
-            yield {"id": example_id, "data": data, "version": version, "slices": slices,
-                   "key": key,
-                   "logged": np.asarray(logged, np.float64).tolist(),
-                   "a": np.asarray(a[key][i], np.float64).tolist(),
-                   "b": np.asarray(b[key][i], np.float64).tolist()}
+                    slices[name].append(value.decode() if isinstance(value, bytes) else value)
+        yield {"ids": ids, "data": data, "versions": versions, "slices": slices, "key": key,
+               "logged": logged, "a": np.concatenate(a_parts).astype(np.float64),
+               "b": np.concatenate(b_parts).astype(np.float64)}

@@ -1,0 +1,195 @@
+"""Benchmark: shadow replay throughput (examples through both models per second) against
+three references, all in one run on the same logged requests:
+
+(a) naive: a loop sending each logged request to the model server over gRPC, one at a time,
+    to A and then to B (measured on the first --naive requests);
+(b) the stock path: tfx_bsl's RunInferencePerModel on DirectRunner with default settings,
+    over the same examples, both models (measured on the first --stock examples);
+(c) the floor: both models' raw batched in-process inference on the same examples.
+
+The log holds one request per example, written with the shared writer with model A's own
+answers. The models are the listening model the pipeline trains (A) and a copy of it (B).
+
+    python bench/replay.py [--model_base_path DIR] [--requests 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+_spec = importlib.util.spec_from_file_location("bench_serving",
+                                               os.path.join(ROOT, "bench", "serving.py"))
+bs = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bs)
+
+import grpc  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from tensorflow_serving.apis import (  # noqa: E402
+    model_pb2,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+
+def served_examples(work: str, n: int) -> list[bytes]:
+    from components.datasets import listening
+
+    data = os.path.join(work, "data")
+    listening.generate(data, n, seed=9)
+    out = []
+    for shard in sorted(os.listdir(os.path.join(data, "span-1"))):
+        if not shard.endswith(".tfrecord.gz"):
+            continue
+        for record in tf.data.TFRecordDataset(os.path.join(data, "span-1", shard),
+                                              compression_type="GZIP"):
+            e = tf.train.Example.FromString(record.numpy())
+            del e.features.feature[listening.LABEL]
+            out.append(e.SerializeToString())
+    return out[:n]
+
+
+def write_log(path: str, model_dir: str, version: int, examples: list[bytes]) -> None:
+    """One record per request, with A's answers, through the shared writer."""
+    from schemas.request_log import LogWriter, make_record
+
+    fn = tf.saved_model.load(model_dir).signatures["serving_default"]
+    writer = LogWriter(path, fsync_interval_s=0)
+    for start in range(0, len(examples), 1024):
+        batch = examples[start:start + 1024]
+        out = {k: v.numpy() for k, v in fn(examples=tf.constant(batch)).items()}
+        for i, data in enumerate(batch):
+            request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="listening"))
+            request.inputs["examples"].CopyFrom(tf.make_tensor_proto([data], dtype=tf.string))
+            response = predict_pb2.PredictResponse(
+                model_spec=model_pb2.ModelSpec(name="listening"))
+            response.model_spec.version.value = version
+            for key, value in out.items():
+                response.outputs[key].CopyFrom(tf.make_tensor_proto(value[i:i + 1]))
+            writer.write(make_record(request=request, response=response, model_name="listening",
+                                     model_version=version, signature_name="serving_default",
+                                     request_id=f"r{start + i}", example_ids=[f"r{start + i}"]))
+    writer.close()
+
+
+def naive(examples: list[bytes], base_a: str, base_b: str) -> float:
+    """Examples/s of one gRPC call per logged request to A, then to B."""
+    servers = [bs.serve("listening", base) for base in (base_a, base_b)]
+    try:
+        stubs = [prediction_service_pb2_grpc.PredictionServiceStub(
+            grpc.insecure_channel(f"127.0.0.1:{port}")) for _, port, _ in servers]
+        requests = []
+        for data in examples:
+            r = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="listening"))
+            r.inputs["examples"].CopyFrom(tf.make_tensor_proto([data], dtype=tf.string))
+            requests.append(r)
+        for r in requests[:20]:
+            for s in stubs:
+                s.Predict(r)
+        start = time.perf_counter()
+        for r in requests:
+            for s in stubs:
+                s.Predict(r, timeout=30)
+        return len(requests) / (time.perf_counter() - start)
+    finally:
+        for proc, _, _ in servers:
+            bs.stop(proc)
+
+
+def stock(examples: list[bytes], dir_a: str, dir_b: str) -> float:
+    """Examples/s of tfx_bsl's RunInferencePerModel on DirectRunner, default settings."""
+    import apache_beam as beam
+    from tfx_bsl.public.beam.run_inference import RunInferencePerModel
+    from tfx_bsl.public.proto import model_spec_pb2
+
+    specs = [model_spec_pb2.InferenceSpecType(saved_model_spec=model_spec_pb2.SavedModelSpec(
+        model_path=d, signature_name=["serving_default"])) for d in (dir_a, dir_b)]
+    parsed = [tf.train.Example.FromString(e) for e in examples]
+    start = time.perf_counter()
+    with beam.Pipeline() as p:
+        _ = (p | beam.Create(parsed) | RunInferencePerModel(specs)
+             | beam.combiners.Count.Globally())
+    return len(examples) / (time.perf_counter() - start)
+
+
+def floor(examples: list[bytes], dir_a: str, dir_b: str, batch: int = 1024) -> float:
+    """Examples/s of both models' batched in-process inference, nothing else."""
+    fns = [tf.saved_model.load(d).signatures["serving_default"] for d in (dir_a, dir_b)]
+    for fn in fns:
+        fn(examples=tf.constant(examples[:batch]))
+    start = time.perf_counter()
+    for i in range(0, len(examples), batch):
+        chunk = tf.constant(examples[i:i + batch])
+        for fn in fns:
+            fn(examples=chunk)
+    return len(examples) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model_base_path", default=None)
+    parser.add_argument("--requests", type=int, default=100_000)
+    parser.add_argument("--naive", type=int, default=2000)
+    parser.add_argument("--stock", type=int, default=20_000)
+    args = parser.parse_args()
+    from components.shadow.replay import run_replay
+
+    with tempfile.TemporaryDirectory() as work:
+        base_a = args.model_base_path or bs.trained_model(work)
+        dir_a = bs.latest_version(base_a)
+        version = int(os.path.basename(dir_a))
+        base_b = os.path.join(work, "b")
+        shutil.copytree(dir_a, os.path.join(base_b, str(version)))
+        dir_b = os.path.join(base_b, str(version))
+        print(f"generating {args.requests:,} examples and logging A's answers ...", flush=True)
+        examples = served_examples(work, args.requests)
+        logs = os.path.join(work, "logs")
+        write_log(logs, dir_a, version, examples)
+
+        print("replay (tandem shadow replay, DirectRunner in_memory) ...", flush=True)
+        start = time.perf_counter()
+        report = run_replay(logs, dir_a, dir_b, os.path.join(work, "out"))
+        whole = time.perf_counter() - start
+        ours = report["input"]["replayed_examples"] / whole
+        # The same job on 1,000 requests: its time is nearly all start-up (Beam, two model
+        # loads), so the difference gives the rate once running.
+        small = os.path.join(work, "small-logs")
+        write_log(small, dir_a, version, examples[:1000])
+        start = time.perf_counter()
+        run_replay(small, dir_a, dir_b, os.path.join(work, "out-small"))
+        startup = time.perf_counter() - start
+        steady = (len(examples) - 1000) / max(1e-9, whole - startup)
+        print(f"floor: batched in-process inference of both models on {len(examples):,} ...",
+              flush=True)
+        floor_rate = floor(examples, dir_a, dir_b)
+        print(f"stock: RunInferencePerModel on {args.stock:,} ...", flush=True)
+        stock_rate = stock(examples[:args.stock], dir_a, dir_b)
+        print(f"naive: one gRPC call per request and model, {args.naive:,} requests ...",
+              flush=True)
+        naive_rate = naive(examples[:args.naive], base_a, base_b)
+
+    print()
+    print(f"shadow replay of {len(examples):,} logged requests through two models "
+          "(examples/s, both models per example)")
+    print(f"{'tandem shadow replay (whole job)':40}{ours:>12,.0f}")
+    print(f"{'(a) naive gRPC loop':40}{naive_rate:>12,.0f}   ours {ours / naive_rate:.0f}x")
+    print(f"{'(b) RunInferencePerModel, default':40}{stock_rate:>12,.0f}   ours "
+          f"{ours / stock_rate:.1f}x")
+    print(f"{'(c) floor: batched in-process inference':40}{floor_rate:>12,.0f}   ours "
+          f"{ours / floor_rate:.2f}x")
+    print(f"the whole job took {whole:.1f}s, of which about {startup:.1f}s is start-up (the "
+          f"same job on 1,000 requests); once running it replays {steady:,.0f} examples/s "
+          f"({steady / floor_rate:.2f}x the floor)")
+
+
+if __name__ == "__main__":
+    main()
