@@ -9,7 +9,8 @@ import types
 import typing
 from typing import Any, Literal
 
-import yaml
+from schemas.yaml_config import YamlConfigError, read_yaml
+from schemas.yaml_config import apply_override as shared_override
 
 ProblemType = Literal["binary_classification", "multiclass_classification", "regression"]
 DataFormat = Literal["csv", "tfrecord"]
@@ -218,16 +219,10 @@ def resolve_path(value: str, base_dir: str | None = None) -> str:
 
 def apply_override(raw: dict, assignment: str) -> None:
     """Apply one `dotted.key=value` override (value parsed as YAML) to a raw config dict."""
-    key, sep, value = assignment.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"override {assignment!r} must look like key=value")
-    node = raw
-    parts = key.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {assignment!r}: '{part}' is not a mapping")
-    node[parts[-1]] = yaml.safe_load(value)
+    try:
+        shared_override(raw, assignment)
+    except YamlConfigError as e:
+        raise ConfigError(str(e)) from None
 
 
 def named_config(name: str) -> str:
@@ -240,16 +235,11 @@ def load_config(path: str, overrides: list[str] | None = None) -> PipelineConfig
     if not os.path.exists(path) and os.path.exists(named_config(path)):
         path = named_config(path)
     try:
-        with open(path) as f:
-            raw = yaml.safe_load(f)
-    except OSError as e:
-        raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config {path} is not valid YAML: {e}") from None
-    if raw is None:
+        raw = read_yaml(path)
+    except YamlConfigError as e:
+        raise ConfigError(str(e)) from None
+    if not raw:
         raise ConfigError(f"config {path} is empty")
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config {path} must be a mapping at the top level")
     for assignment in overrides or []:
         apply_override(raw, assignment)
     config = _build(PipelineConfig, raw)

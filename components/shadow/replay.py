@@ -253,26 +253,14 @@ def load_replay_config(path: str | None, overrides: list[str] | None = None) -> 
         top_n: 20
         batch_size: 512
     """
-    import yaml
+    from schemas.yaml_config import YamlConfigError, apply_override, read_yaml
 
-    raw: dict[str, Any] = {}
-    if path:
-        try:
-            with open(path) as f:
-                raw = yaml.safe_load(f) or {}
-        except OSError as e:
-            raise ReplayError(f"cannot read {path}: {e.strerror}") from None
-        except yaml.YAMLError as e:
-            raise ReplayError(f"{path} is not valid YAML: {e}") from None
-    for assignment in overrides or []:
-        key, sep, text = assignment.partition("=")
-        if not sep:
-            raise ReplayError(f"--set {assignment!r}: expected KEY=VALUE")
-        target = raw
-        *parents, last = key.split(".")
-        for part in parents:
-            target = target.setdefault(part, {})
-        target[last] = yaml.safe_load(text)
+    try:
+        raw: dict[str, Any] = read_yaml(path, "replay config") if path else {}
+        for assignment in overrides or []:
+            apply_override(raw, assignment)
+    except YamlConfigError as e:
+        raise ReplayError(str(e)) from None
     config = ReplayConfig()
     known = {f.name for f in dataclasses.fields(ReplayConfig)}
     for key, value in raw.items():

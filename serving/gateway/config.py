@@ -24,8 +24,7 @@ import dataclasses
 import os
 from typing import Any, get_type_hints
 
-import yaml
-
+from schemas.yaml_config import YamlConfigError, apply_override, read_yaml
 from serving.gateway.sources import Join
 
 
@@ -124,19 +123,6 @@ def _fill(obj: Any, values: Any, where: str) -> None:
             setattr(obj, key, _coerce(value, kind, path))
 
 
-def _set(raw: dict, assignment: str) -> None:
-    key, sep, text = assignment.partition("=")
-    if not sep or not key:
-        raise GatewayConfigError(f"--set {assignment!r}: expected KEY=VALUE")
-    target = raw
-    parts = key.split(".")
-    for part in parts[:-1]:
-        target = target.setdefault(part, {})
-        if not isinstance(target, dict):
-            raise GatewayConfigError(f"--set {key}: '{part}' is not a section")
-    target[parts[-1]] = yaml.safe_load(text) if text else ""
-
-
 def _check(config: GatewayConfig, base: str) -> None:
     if not config.primary.address:
         raise GatewayConfigError("primary.address is required (the model server, HOST:PORT)")
@@ -188,16 +174,11 @@ def _check(config: GatewayConfig, base: str) -> None:
 
 def load_config(path: str, overrides: list[str] | None = None) -> GatewayConfig:
     try:
-        with open(path) as f:
-            raw = yaml.safe_load(f) or {}
-    except OSError as e:
-        raise GatewayConfigError(f"cannot read {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise GatewayConfigError(f"{path} is not valid YAML: {e}") from None
-    if not isinstance(raw, dict):
-        raise GatewayConfigError(f"{path}: expected a mapping at the top level")
-    for assignment in overrides or []:
-        _set(raw, assignment)
+        raw = read_yaml(path, "gateway config")
+        for assignment in overrides or []:
+            apply_override(raw, assignment)
+    except YamlConfigError as e:
+        raise GatewayConfigError(str(e)) from None
     config = GatewayConfig()
     _fill(config, raw, "")
     _check(config, os.path.dirname(os.path.abspath(path)))
