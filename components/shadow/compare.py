@@ -33,14 +33,13 @@ def _round(x: float) -> float:
     return float(round(float(x), 6))
 
 
-def _interval(values: np.ndarray, stat: Callable[[np.ndarray], float], rng: np.random.Generator,
-              rounds: int) -> dict[str, Any]:
-    """A statistic with its bootstrap 95% interval and n."""
+def _interval(values: np.ndarray, stat: Callable[[np.ndarray], float],
+              draws: np.ndarray) -> dict[str, Any]:
+    """A statistic with its bootstrap 95% interval (over the resamples `draws`) and n."""
     n = len(values)
-    point = stat(values) if n else float("nan")
     if n == 0:
         return {"value": None, "low": None, "high": None, "n": 0}
-    draws = rng.integers(0, n, size=(rounds, n))
+    point = stat(values)
     boot = np.array([stat(values[d]) for d in draws])
     return {"value": _round(point), "low": _round(np.percentile(boot, 2.5)),
             "high": _round(np.percentile(boot, 97.5)), "n": int(n)}
@@ -59,29 +58,32 @@ def compare(a: np.ndarray, b: np.ndarray, problem: str, thresholds: Thresholds,
             rng: np.random.Generator) -> dict[str, Any]:
     """The comparison of B with A on one set of rows."""
     out: dict[str, Any] = {}
-    rounds = thresholds.bootstrap
+    # One set of resamples serves every statistic (drawn once: drawing them per statistic
+    # cost more than the statistics), so the intervals also describe the same resamples.
+    draws = rng.integers(0, max(len(a), 1), size=(thresholds.bootstrap, len(a)),
+                         dtype=np.int32)
     if problem == CLASSIFICATION:
         ca, cb = _classes(a), _classes(b)
         flips = (ca != cb).astype(np.float64)
-        out["agreement"] = _interval(1.0 - flips, np.mean, rng, rounds)
-        out["symmetric_flip_rate"] = _interval(flips, np.mean, rng, rounds)
+        out["agreement"] = _interval(1.0 - flips, np.mean, draws)
+        out["symmetric_flip_rate"] = _interval(flips, np.mean, draws)
         if a.ndim == 1:
             out["pos_to_neg_flip_rate"] = _interval(((ca == 1) & (cb == 0)).astype(float),
-                                                    np.mean, rng, rounds)
+                                                    np.mean, draws)
             out["neg_to_pos_flip_rate"] = _interval(((ca == 0) & (cb == 1)).astype(float),
-                                                    np.mean, rng, rounds)
+                                                    np.mean, draws)
         delta = np.abs(_positive(b) - _positive(a))
         out["mean_score"] = {"a": _round(_positive(a).mean()), "b": _round(_positive(b).mean())}
     else:
         delta = np.abs(b - a)
         relative = delta / np.maximum(np.abs(a), 1e-9)
         out["relative_delta"] = {
-            f"p{q}": _interval(relative, lambda x, q=q: np.percentile(x, q), rng, rounds)
+            f"p{q}": _interval(relative, lambda x, q=q: np.percentile(x, q), draws)
             for q in (50, 90, 99)}
         out["mean_prediction"] = {"a": _round(a.mean()), "b": _round(b.mean())}
     out["abs_delta"] = {
-        "mean": _interval(delta, np.mean, rng, rounds),
-        **{f"p{q}": _interval(delta, lambda x, q=q: np.percentile(x, q), rng, rounds)
+        "mean": _interval(delta, np.mean, draws),
+        **{f"p{q}": _interval(delta, lambda x, q=q: np.percentile(x, q), draws)
            for q in (50, 90, 99)},
         "max": _round(delta.max()) if len(delta) else None,
     }
