@@ -197,12 +197,7 @@ class Gateway:
                         example.MergeFromString(fragment.data)
             t2 = time.perf_counter()
             m.stage["decorate"].observe(t2 - t)
-            violations = {}
-            for i, (example, fragments) in enumerate(zip(examples, decoration.fragments,
-                                                         strict=True)):
-                found = self.validator.validate_decorated(example, fragments)
-                if found:
-                    violations[i] = found
+            violations = self.validator.validate_batch(examples, decoration.fragments)
             verdict = self._verdict(len(examples), violations, decoration.unknown)
             m.stage["validate"].observe(time.perf_counter() - t2)
             if verdict.get("rejected"):

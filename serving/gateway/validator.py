@@ -241,11 +241,15 @@ class Validator:
         if c.high is not None and hi > c.high:
             out.append(f"{c.name}:FLOAT_TYPE_BIG_FLOAT")
 
-    def validate_batch(self, examples: Sequence[example_pb2.Example]) -> dict[int, list[str]]:
-        """Violations by example index, for the examples that have any."""
+    def validate_batch(self, examples: Sequence[example_pb2.Example],
+                       fragments: Sequence[Sequence] | None = None) -> dict[int, list[str]]:
+        """Violations by example index, for the examples that have any. With `fragments`
+        (the decorator's, per example) the examples are request parts, checked with
+        `validate_decorated`."""
         out = {}
         for i, example in enumerate(examples):
-            found = self.validate(example)
+            found = (self.validate(example) if fragments is None
+                     else self.validate_decorated(example, fragments[i]))
             if found:
                 out[i] = found
         return out
