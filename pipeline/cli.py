@@ -157,12 +157,13 @@ def cmd_shadow_replay(args: argparse.Namespace) -> int:
         print(f"replay: {args.logs} through {args.baseline} (A) and {args.candidate} (B) ...",
               flush=True)
         report = run_replay(args.logs, args.baseline, args.candidate, args.out, config,
-                            args.beam_args or None)
+                            args.beam_args or None, labels=args.labels)
     except ReplayError as e:
         raise CommandError(str(e)) from None
     for line in summary(report):
         print(line)
-    print(f"report: {os.path.join(args.out, 'report.json')} ({time.monotonic() - start:.1f}s)")
+    print(f"report: {os.path.join(args.out, 'report.json')} and "
+          f"{os.path.join(args.out, 'report.html')} ({time.monotonic() - start:.1f}s)")
     if not report["verdict"]["passed"]:
         print("FAILED: the candidate differs from the baseline beyond the gate")
         return exit_status.CHECK_FAILED
@@ -247,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="replay YAML: thresholds, slices, top_n, batch_size")
     replay.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a replay config key, e.g. thresholds.max_flip_rate=0.02")
+    replay.add_argument("--labels", default=None, metavar="FILE",
+                        help="late labels (request_id,label[,timestamp] CSV or TFRecord): adds "
+                             "A's and B's quality on the replayed traffic")
     replay.add_argument("beam_args", nargs="*", help="after --: Beam pipeline args")
     replay.set_defaults(func=cmd_shadow_replay)
 

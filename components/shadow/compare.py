@@ -25,6 +25,9 @@ class Thresholds:
     max_p99_abs_delta: float = 0.10  # p99 |B - A|, upper bound of its interval
     parity_tolerance: float = 1e-4  # |A offline - A logged|
     min_requests: int = 100
+    # With labels: how much worse B's AUC/accuracy (or RMSE) may be than A's, judged by the
+    # pessimistic bound of B - A's interval. None: quality is reported, not gated.
+    max_quality_drop: float | None = None
     bootstrap: int = 200
     seed: int = 0
 
@@ -91,7 +94,7 @@ def compare(a: np.ndarray, b: np.ndarray, problem: str, thresholds: Thresholds,
 
 
 def verdict(overall: dict[str, Any], parity: dict[str, Any], n: int, problem: str,
-            thresholds: Thresholds) -> dict[str, Any]:
+            thresholds: Thresholds, quality: dict[str, Any] | None = None) -> dict[str, Any]:
     """Pass or fail, with each check and the numbers that decided it."""
     checks = []
 
@@ -108,4 +111,67 @@ def verdict(overall: dict[str, Any], parity: dict[str, Any], n: int, problem: st
     high = overall["abs_delta"]["p99"]["high"]
     check("p99 |delta| (95% upper bound)", high, thresholds.max_p99_abs_delta,
           high is not None and high <= thresholds.max_p99_abs_delta)
+    if thresholds.max_quality_drop is not None and quality:
+        for name, entry in quality.items():
+            if name == "n" or entry is None:
+                continue
+            diff = entry["b_minus_a"]
+            if name == "rmse":  # lower is better: B may not exceed A by more than the limit
+                bound = diff["high"]
+                ok = bound is not None and bound <= thresholds.max_quality_drop
+                check("rmse B - A (95% upper bound)", bound, thresholds.max_quality_drop, ok)
+            else:
+                bound = diff["low"]
+                ok = bound is not None and bound >= -thresholds.max_quality_drop
+                check(f"{name} B - A (95% lower bound)", bound, -thresholds.max_quality_drop, ok)
     return {"passed": all(c["passed"] for c in checks), "checks": checks}
+
+
+def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """ROC AUC by the rank-sum (Mann-Whitney) statistic, ties averaged; NaN with one class."""
+    from scipy.stats import rankdata
+
+    positives = labels > 0.5
+    n_pos = int(positives.sum())
+    n_neg = len(labels) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def quality(a: np.ndarray, b: np.ndarray, labels: np.ndarray, problem: str,
+            thresholds: Thresholds, rng: np.random.Generator) -> dict[str, Any]:
+    """A's and B's quality on the same labelled traffic, and B - A, each with its bootstrap
+    interval over the same resamples (so the difference's interval accounts for the two
+    models being scored on the same requests)."""
+    n = len(labels)
+    draws = rng.integers(0, max(n, 1), size=(thresholds.bootstrap, n), dtype=np.int32)
+    metrics: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {}
+    if problem == CLASSIFICATION:
+        if a.ndim == 1:
+            metrics["auc"] = _auc
+        metrics["accuracy"] = lambda s, y: float((_classes(s) == y.astype(np.int64)).mean())
+    else:
+        metrics["rmse"] = lambda s, y: float(np.sqrt(np.mean((s - y) ** 2)))
+    out: dict[str, Any] = {"n": int(n)}
+    for name, metric in metrics.items():
+        if n == 0:
+            out[name] = None
+            continue
+        index = np.arange(n)
+        entry = {}
+        for model, scores in (("a", a), ("b", b), ("b_minus_a", None)):
+            def stat(idx, scores=scores, metric=metric):
+                if scores is None:
+                    return metric(b[idx], labels[idx]) - metric(a[idx], labels[idx])
+                return metric(scores[idx], labels[idx])
+            point = stat(index)
+            boot = np.array([stat(d) for d in draws])
+            boot = boot[~np.isnan(boot)]
+            entry[model] = {"value": None if point != point else _round(point),
+                            "low": _round(np.percentile(boot, 2.5)) if len(boot) else None,
+                            "high": _round(np.percentile(boot, 97.5)) if len(boot) else None,
+                            "n": int(n)}
+        out[name] = entry
+    return out

@@ -21,9 +21,17 @@ from typing import Any
 
 import numpy as np
 
-from components.shadow.compare import CLASSIFICATION, REGRESSION, Thresholds, compare, verdict
+from components.shadow.compare import (
+    CLASSIFICATION,
+    REGRESSION,
+    Thresholds,
+    compare,
+    quality,
+    verdict,
+)
 
 REPORT = "report.json"
+HTML = "report.html"
 RUN = "run.json"  # what varies between runs of the same replay: timings
 DIVERGENT = "divergent.tfrecord.gz"
 
@@ -142,16 +150,18 @@ def build_report(chunks: list[dict], stats: list[dict], config: ReplayConfig, ou
     batches = max(1, int(totals.get("batches", 0)))
     # Timings change from run to run: they go to run.json, so report.json stays
     # byte-identical for the same logs, models and seed.
-    _write(out_dir, RUN, json.dumps({"inference": {
+    run = {"inference": {
         "batches": batches,
         "a_ms_per_batch": round(1000 * totals.get("a_seconds", 0.0) / batches, 3),
         "b_ms_per_batch": round(1000 * totals.get("b_seconds", 0.0) / batches, 3),
-    }}, indent=2, sort_keys=True))
+    }}
+    _write(out_dir, RUN, json.dumps(run, indent=2, sort_keys=True))
     if not n:
         report["verdict"] = {"passed": False, "checks": [
             {"check": "replayed requests", "value": 0, "limit": thresholds.min_requests,
              "passed": False}]}
         _write(out_dir, REPORT, json.dumps(report, indent=2, sort_keys=True))
+        _write(out_dir, HTML, render_html(report, run=run).render())
         return report
     a, b, logged = replayed["a"], replayed["b"], replayed["logged"]
     problem = meta.get("problem") or (
@@ -175,7 +185,16 @@ def build_report(chunks: list[dict], stats: list[dict], config: ReplayConfig, ou
             groups.setdefault(value, []).append(i)
         report["slices"][key] = {value: compare(a[idx], b[idx], problem, thresholds, rng)
                                  for value, idx in sorted(groups.items())}
-    report["verdict"] = verdict(overall, report["parity"], n, problem, thresholds)
+    labels = meta.get("labels")
+    if labels is not None:
+        known = [i for i, rid in enumerate(replayed["ids"]) if rid in labels]
+        y = np.array([labels[replayed["ids"][i]] for i in known], dtype=np.float64)
+        idx = np.array(known, dtype=np.int64)
+        report["quality"] = {"labels": meta["labels_path"], "matched": len(known),
+                             "unmatched": n - len(known),
+                             "metrics": quality(a[idx], b[idx], y, problem, thresholds, rng)}
+    report["verdict"] = verdict(overall, report["parity"], n, problem, thresholds,
+                                report.get("quality", {}).get("metrics"))
     tf.io.gfile.makedirs(out_dir)
     # The most divergent requests, as tf.Examples carrying both predictions.
     delta = np.abs(b - a).reshape(n, -1).max(axis=1)
@@ -193,7 +212,18 @@ def build_report(chunks: list[dict], stats: list[dict], config: ReplayConfig, ou
     report["divergent"] = {"file": DIVERGENT, "count": int(len(top)),
                            "max_abs_delta": float(round(float(delta[top[0]]), 6))}
     _write(out_dir, REPORT, json.dumps(report, indent=2, sort_keys=True))
+    shown = (lambda x: x if x.ndim == 1 else x[:, -1]) if problem == CLASSIFICATION else \
+        (lambda x: x if x.ndim == 1 else x[:, 0])
+    rows = [{"id": replayed["ids"][i], "a": float(np.ravel(a[i])[-1]),
+             "b": float(np.ravel(b[i])[-1]), "delta": float(delta[i])} for i in top]
+    _write(out_dir, HTML, render_html(report, shown(a), shown(b), run, rows).render())
     return report
+
+
+def render_html(report: dict, a=None, b=None, run=None, divergent=None):
+    from reports.replay import render
+
+    return render(report, a, b, run, divergent)
 
 
 def _write(out_dir: str, name: str, text: str) -> None:
@@ -206,7 +236,7 @@ def _write(out_dir: str, name: str, text: str) -> None:
 
 def run_replay(logs: str, baseline: str, candidate: str, out_dir: str,
                config: ReplayConfig | None = None, beam_args: list[str] | None = None,
-               problem: str | None = None) -> dict:
+               problem: str | None = None, labels: str | None = None) -> dict:
     """Run the replay job; returns the report (also written to out_dir/report.json)."""
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
@@ -217,6 +247,14 @@ def run_replay(logs: str, baseline: str, candidate: str, out_dir: str,
     files, a_dir, b_dir, _ = preflight(logs, baseline, candidate)
     meta = {"baseline": os.path.abspath(a_dir), "candidate": os.path.abspath(b_dir),
             "logs": logs, "problem": problem}
+    if labels:
+        from schemas.labels import LabelsError, read_labels
+
+        try:
+            meta["labels"] = {k: v.value for k, v in read_labels(labels).items()}
+        except LabelsError as e:
+            raise ReplayError(str(e)) from None
+        meta["labels_path"] = labels
     slice_features = sorted({f for spec in config.slices for f in spec})
     options = PipelineOptions(beam_args or ["--direct_running_mode=in_memory"])
     with beam.Pipeline(options=options) as p:
@@ -274,7 +312,8 @@ def load_replay_config(path: str | None, overrides: list[str] | None = None) -> 
                                       f"{', '.join(sorted(names))})")
                 if not isinstance(v, (int, float)) or isinstance(v, bool):
                     raise ReplayError(f"thresholds.{name}: expected a number, got {v!r}")
-                setattr(config.thresholds, name, type(getattr(config.thresholds, name))(v))
+                kind = type(getattr(Thresholds(), name))
+                setattr(config.thresholds, name, float(v) if kind is type(None) else kind(v))
         elif key == "slices":
             if not isinstance(value, list) or not all(
                     isinstance(s, list) and all(isinstance(f, str) for f in s) for s in value):
@@ -311,6 +350,14 @@ def summary(report: dict) -> list[str]:
         for q in ("mean", "p50", "p90", "p99"):
             lines.append(f"  |delta| {q:<14} {interval(o['abs_delta'][q])}")
         lines.append(f"  |delta| max            {o['abs_delta']['max']}")
+        q = report.get("quality")
+        if q:
+            for name, entry in q["metrics"].items():
+                if name != "n" and entry:
+                    lines.append(f"  {name:<22} A {interval(entry['a'])}  B "
+                                 f"{interval(entry['b'])}  (B - A "
+                                 f"{interval(entry['b_minus_a'])}; {q['unmatched']:,} "
+                                 "unlabelled)")
         inf = report["inference"]
         lines.append(f"inference: {inf['batches']} batches, A {inf['a_ms_per_batch']} ms, "
                      f"B {inf['b_ms_per_batch']} ms per batch")

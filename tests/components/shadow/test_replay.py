@@ -199,3 +199,121 @@ def test_shadow_validator_is_a_tfx_component_with_a_blessing_output():
     assert component.outputs["blessing"].type == standard_artifacts.ModelBlessing
     assert set(component.inputs) == {"baseline_model", "candidate_model", "request_logs"}
     assert component.exec_properties["config"] == '{"thresholds": {"max_flip_rate": 0.02}}'
+
+
+class _RenamedVocabulary(tf.Module):
+    """Model A's arithmetic, but country is looked up in a vocabulary where 'US' became
+    'USA': US traffic falls into the out-of-vocabulary bucket, as after a vocabulary change."""
+
+    def __init__(self):
+        super().__init__()
+        from tests.serving.gateway.conftest import ListeningScorer
+
+        self.inner = ListeningScorer(0.0)
+        self.table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            tf.constant(["USA", "GB", "DE"]), tf.constant([0.3, 0.0, 0.0])), default_value=0.0)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve(self, examples):
+        from tests.serving.gateway.conftest import PARSE
+
+        f = tf.io.parse_example(examples, PARSE)
+        logit = (0.03 * tf.cast(f["age"][:, 0] - 40, tf.float32)
+                 + 0.004 * (f["duration_s"][:, 0] - 210.0)
+                 + self.table.lookup(f["country"][:, 0])
+                 - 0.02 * tf.cast(f["hour_of_day"][:, 0], tf.float32))
+        p = tf.sigmoid(logit)
+        return {"probabilities": p, "scores": tf.stack([1 - p, p], axis=1)}
+
+
+def test_a_candidate_whose_vocabulary_changed_is_caught_in_the_affected_slice(setup, tmp_path):
+    root, served = setup
+    module = _RenamedVocabulary()
+    tf.saved_model.save(module, str(tmp_path / "vocab" / "1"),
+                        signatures={"serving_default": module.serve.get_concrete_function()})
+    report = run_replay(str(root / "logs"), str(root / "a"), str(tmp_path / "vocab"),
+                        str(tmp_path / "out"), ReplayConfig(slices=[["country"]]))
+    by_country = report["slices"]["country"]
+    # Only US requests change, and every one of them moves by the lost US weight.
+    assert by_country["US"]["abs_delta"]["p50"]["value"] > 0.05
+    assert all(g["abs_delta"]["max"] == 0.0 for c, g in by_country.items() if c != "US")
+    assert by_country["US"]["symmetric_flip_rate"]["high"] > 0.05
+    assert not report["verdict"]["passed"]
+
+
+def _auc(scores, labels):
+    """AUC by counting ordered pairs (positive scored above negative; ties count half)."""
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return greater / (len(pos) * len(neg))
+
+
+def test_labels_give_each_models_quality_on_the_same_traffic(setup, tmp_path):
+    root, served = setup
+    ids, labels = [], []
+    for data in training_examples(root / "data"):
+        f = tf.train.Example.FromString(data).features.feature
+        ids.append(f["request_id"].bytes_list.value[0].decode())
+        labels.append(f["skipped"].int64_list.value[0])
+    labels = np.array(labels)
+    # Labels for all but the last 100 requests, one of them twice (the later one wins).
+    with open(tmp_path / "labels.csv", "w") as out:
+        out.write("request_id,label,timestamp\n")
+        out.write(f"{ids[0]},{1 - labels[0]},100\n")
+        for rid, y in zip(ids[:-100], labels[:-100], strict=False):
+            out.write(f"{rid},{y},200\n")
+    report = run_replay(str(root / "logs"), str(root / "a"), str(root / "b"),
+                        str(tmp_path / "out"), ReplayConfig(), labels=str(tmp_path / "labels.csv"))
+    q = report["quality"]
+    assert (q["matched"], q["unmatched"]) == (len(ids) - 100, 100)
+    a = _probabilities(str(root / "a" / "1"), served)[:-100]
+    b = _probabilities(str(root / "b" / "1"), served)[:-100]
+    y = labels[:-100]
+    auc = q["metrics"]["auc"]
+    assert auc["a"]["value"] == pytest.approx(_auc(a, y), abs=1e-6)
+    assert auc["b"]["value"] == pytest.approx(_auc(b, y), abs=1e-6)
+    # B is A plus a constant logit: the ranking, hence the AUC, can change only where float32
+    # rounding makes or breaks a tie.
+    assert auc["b_minus_a"]["value"] == pytest.approx(0.0, abs=1e-4)
+    accuracy = q["metrics"]["accuracy"]
+    assert accuracy["b"]["value"] == pytest.approx(np.mean((b >= 0.5) == y), abs=1e-6)
+    assert accuracy["b_minus_a"]["low"] <= accuracy["b_minus_a"]["value"] \
+        <= accuracy["b_minus_a"]["high"]
+    assert report["verdict"]["checks"][-1]["check"].startswith("p99")  # not gated by default
+
+
+def test_quality_gate_and_bad_labels(setup, tmp_path):
+    root, _ = setup
+    ids = [tf.train.Example.FromString(d).features.feature["request_id"].bytes_list.value[0]
+           .decode() for d in training_examples(root / "data")]
+    (tmp_path / "labels.csv").write_text("".join(f"{rid},{i % 2}\n" for i, rid in
+                                                 enumerate(ids)))
+    common = ["shadow", "replay", "--logs", str(root / "logs"), "--baseline", str(root / "a"),
+              "--candidate", str(root / "a"), "--labels", str(tmp_path / "labels.csv")]
+    gated = tandem(*common, "--out", str(tmp_path / "g"), "--set",
+                   "thresholds.max_quality_drop=0.01")
+    assert gated.returncode == 0, gated.stdout + gated.stderr
+    assert "auc B - A (95% lower bound)" in gated.stdout and "accuracy" in gated.stdout
+    (tmp_path / "bad.csv").write_text("request_id,label\nr1,maybe\n")
+    bad = tandem(*common[:-1], str(tmp_path / "bad.csv"), "--out", str(tmp_path / "b"))
+    assert bad.returncode == 2
+    assert "bad.csv:2: label 'maybe' is not a number" in bad.stderr
+
+
+def test_html_report_renders_in_chromium_and_fetches_nothing(setup, tmp_path):
+    from tests import browser
+
+    root, _ = setup
+    run_replay(str(root / "logs"), str(root / "a"), str(root / "b"), str(tmp_path / "out"),
+               ReplayConfig(slices=[["device"]]))
+    page = tmp_path / "out" / "report.html"
+    rendered = browser.render(str(page), str(tmp_path / "report.png"))
+    assert rendered.title == "tandem shadow replay: FAIL"
+    # Deltas, the two score distributions, B against A, and flip rate by device.
+    assert len(rendered.figures) == 4
+    assert all(w > 100 and h > 100 and drawn > 10 for w, h, drawn in rendered.figures)
+    assert rendered.requests == [] and rendered.server_hits == []
+    assert rendered.violations == [] and rendered.errors == []
+    assert browser.ink(rendered.screenshot) > 0.02
+    text = page.read_text()
+    assert "<script src" not in text and "<link" not in text and "@import" not in text

@@ -1,0 +1,169 @@
+"""Charts, drawn by matplotlib as inline SVG.
+
+matplotlib's object API (Figure + the SVG canvas) is used rather than pyplot, so rendering a
+report never touches a notebook's or a user's pyplot state or backend. Text stays text
+(`svg.fonttype: none`): a chart is a few kilobytes rather than a few hundred, which keeps a
+report of hundreds of features small, and there is nothing to fetch: no fonts, no images.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+COLORS = ("#0969da", "#d1242f", "#1a7f37", "#8250df")
+_RC = {"svg.fonttype": "none", "svg.hashsalt": "tandem", "font.size": 8,
+       "axes.spines.top": False, "axes.spines.right": False, "axes.titlesize": 9,
+       "legend.fontsize": 7, "legend.frameon": False}
+_PROLOG = re.compile(r"^.*?(?=<svg)", re.S)
+_METADATA = re.compile(r"\s*<metadata>.*?</metadata>", re.S)
+
+
+def _figure(width: float = 3.6, height: float = 2.2):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    return fig, fig.add_subplot(1, 1, 1)
+
+
+def svg(fig) -> str:
+    """The figure as an inline <svg> element (no XML prolog, no date, stable ids)."""
+    import matplotlib
+
+    with matplotlib.rc_context(_RC):
+        fig.tight_layout(pad=0.4)
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", metadata={"Date": None})
+    return _METADATA.sub("", _PROLOG.sub("", buf.getvalue(), count=1), count=1)
+
+
+def figure(svg_text: str, caption: str = "") -> str:
+    from reports.html import esc
+
+    cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
+    return f"<figure>{svg_text}{cap}</figure>"
+
+
+def _with_rc(draw):
+    def wrapped(*args, **kwargs):
+        import matplotlib
+
+        with matplotlib.rc_context(_RC):
+            return svg(draw(*args, **kwargs))
+    wrapped.__doc__ = draw.__doc__
+    wrapped.__name__ = draw.__name__
+    return wrapped
+
+
+@_with_rc
+def histogram(series: Sequence[tuple[str, np.ndarray, np.ndarray]], title: str = "",
+              xlabel: str = "", marks: Sequence[tuple[float, str]] = (),
+              shade: tuple[float, float] | None = None, log_y: bool = False):
+    """Histograms from bucket edges and counts, one per (label, edges, counts) series,
+    normalised to fractions so datasets of different sizes compare; `marks` draws vertical
+    lines (e.g. a threshold), `shade` marks a range (e.g. the schema's domain)."""
+    fig, ax = _figure()
+    if shade is not None:
+        ax.axvspan(shade[0], shade[1], color="#1a7f37", alpha=0.08, lw=0,
+                   label="schema domain")
+    for i, (label, edges, counts) in enumerate(series):
+        edges, counts = np.asarray(edges, float), np.asarray(counts, float)
+        total = counts.sum()
+        if not len(counts) or total <= 0:
+            continue
+        ax.stairs(counts / total, edges, label=label, color=COLORS[i % len(COLORS)],
+                  fill=len(series) == 1, alpha=0.55 if len(series) == 1 else 0.95, lw=1.2)
+    for x, label in marks:
+        ax.axvline(x, color="#cf222e", lw=1, ls="--", label=label)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("fraction")
+    if len(series) > 1 or marks or shade is not None:
+        ax.legend(loc="best")
+    return fig
+
+
+@_with_rc
+def top_values(series: Sequence[tuple[str, Sequence[str], Sequence[float]]], title: str = "",
+               limit: int = 12, domain: Sequence[str] | None = None):
+    """Horizontal bars of the most frequent values (as fractions), one bar per series;
+    values outside the schema's `domain` are drawn hatched."""
+    first_labels = list(series[0][1])[:limit] if series else []
+    labels = list(first_labels)
+    for _, values, _ in series[1:]:
+        labels += [v for v in list(values)[:limit] if v not in labels]
+    labels = labels[:limit]
+    fig, ax = _figure(3.6, max(1.4, 0.22 * len(labels) + 0.7))
+    height = 0.8 / max(len(series), 1)
+    y = np.arange(len(labels))
+    allowed = set(domain) if domain is not None else None
+    for i, (name, values, fractions) in enumerate(series):
+        lookup = dict(zip(values, fractions, strict=False))
+        widths = [lookup.get(v, 0.0) for v in labels]
+        bars = ax.barh(y + i * height, widths, height=height, color=COLORS[i % len(COLORS)],
+                       label=name, alpha=0.85)
+        if allowed is not None:
+            for bar, value in zip(bars, labels, strict=False):
+                if value not in allowed:
+                    bar.set_hatch("///")
+                    bar.set_edgecolor("#cf222e")
+    ax.set_yticks(y + height * (len(series) - 1) / 2)
+    ax.set_yticklabels([v if len(v) <= 24 else v[:23] + "…" for v in labels])
+    ax.invert_yaxis()
+    ax.set_xlabel("fraction")
+    ax.set_title(title)
+    if len(series) > 1:
+        ax.legend(loc="lower right")
+    return fig
+
+
+@_with_rc
+def intervals(labels: Sequence[str], values: Sequence[float], lows: Sequence[float],
+              highs: Sequence[float], title: str = "", limit: float | None = None,
+              xlabel: str = ""):
+    """Point estimates with their confidence intervals, one row per label (e.g. a flip
+    rate per slice), and the gate's limit as a line."""
+    fig, ax = _figure(3.8, max(1.4, 0.24 * len(labels) + 0.8))
+    y = np.arange(len(labels))
+    v = np.asarray(values, float)
+    err = np.vstack([v - np.asarray(lows, float), np.asarray(highs, float) - v])
+    over = np.asarray(highs, float) > limit if limit is not None else np.zeros(len(v), bool)
+    for flag, color in ((False, COLORS[0]), (True, COLORS[1])):
+        idx = np.flatnonzero(over == flag)
+        if len(idx):
+            ax.errorbar(v[idx], y[idx], xerr=err[:, idx], fmt="o", ms=3.5, color=color,
+                        capsize=2.5, lw=1)
+    if limit is not None:
+        ax.axvline(limit, color="#cf222e", lw=1, ls="--", label=f"limit {limit:g}")
+        ax.legend(loc="best")
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    return fig
+
+
+@_with_rc
+def density(x: np.ndarray, y: np.ndarray, title: str = "", xlabel: str = "",
+            ylabel: str = "", gridsize: int = 20):
+    """Where (x, y) pairs fall, as hexagonal bins (a scatter of 100k points would be
+    megabytes of SVG), with the diagonal x = y."""
+    fig, ax = _figure(3.2, 2.8)
+    if len(x):
+        hb = ax.hexbin(x, y, gridsize=gridsize, bins="log", cmap="Blues", mincnt=1,
+                       linewidths=0.1)
+        bar = fig.colorbar(hb, ax=ax, label="requests (log)")
+        bar.solids.set_rasterized(False)  # a raster would be an <image>, which CSP refuses
+        lo = float(min(np.min(x), np.min(y)))
+        hi = float(max(np.max(x), np.max(y)))
+        ax.plot([lo, hi], [lo, hi], color="#cf222e", lw=0.8, ls="--")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return fig
