@@ -105,15 +105,42 @@ def cmd_run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _replay_config_dict(path: str | None, overrides: list[str]) -> dict:
+    """The replay config as a dict (validated), for a component's exec property."""
+    import dataclasses as dc
+
+    from components.shadow.replay import ReplayError, load_replay_config
+
+    try:
+        config = load_replay_config(path, overrides)
+    except ReplayError as e:
+        raise CommandError(str(e)) from None
+    return dc.asdict(config)
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
     from pipeline.kubeflow import compile_kubeflow
 
-    config = load_config(args.config, args.set)
-    summary = compile_kubeflow(
-        config, args.kubeflow, image=args.image, pipeline_root=args.pipeline_root,
-        schema_uri=args.schema_uri,
-    )
+    if args.promotion:
+        from pipeline.promotion import compile_promotion_kubeflow
+
+        missing = [f"--{n}" for n in ("baseline", "candidate", "logs", "pipeline_root")
+                   if not getattr(args, n)]
+        if missing:
+            raise CommandError("--promotion needs " + ", ".join(m.replace("_", "-")
+                                                                for m in missing))
+        summary = compile_promotion_kubeflow(
+            args.kubeflow, args.baseline, args.candidate, args.logs, args.pipeline_root,
+            args.image, _replay_config_dict(args.replay_config, []))
+    else:
+        if not args.config:
+            raise CommandError("compile needs --config (the training pipeline) or --promotion")
+        config = load_config(args.config, args.set)
+        summary = compile_kubeflow(
+            config, args.kubeflow, image=args.image, pipeline_root=args.pipeline_root,
+            schema_uri=args.schema_uri,
+        )
     print(f"wrote Kubeflow pipeline spec {summary['path']} (image {summary['image']})")
     print("components: " + ", ".join(summary["components"]))
     print("module code the image must contain (installed with tandem):")
@@ -171,6 +198,29 @@ def cmd_shadow_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_shadow_validate(args: argparse.Namespace) -> int:
+    from components.shadow.replay import ReplayError, load_report, preflight, summary
+    from pipeline.promotion import run_promotion_pipeline
+
+    config = _replay_config_dict(args.config, args.set)
+    try:
+        preflight(args.logs, args.baseline, args.candidate)
+    except ReplayError as e:
+        raise CommandError(str(e)) from None
+    if not os.path.isdir(args.logs):
+        raise CommandError(f"--logs must be a directory of request-log files (an Examples "
+                           f"artifact's uri), got {args.logs}")
+    start = time.monotonic()
+    print(f"promotion pipeline: ShadowValidator on {args.logs} ...", flush=True)
+    result = run_promotion_pipeline(args.baseline, args.candidate, args.logs, args.out, config)
+    report = load_report(os.path.dirname(result["report"]))
+    for line in summary(report):
+        print(line)
+    print(f"blessing: {result['uri']} (blessed={result['blessed']}; "
+          f"{time.monotonic() - start:.1f}s)")
+    return 0 if result["blessed"] else exit_status.CHECK_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pipeline.config import STAGES
 
@@ -223,7 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     comp = sub.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines")
     comp.add_argument("--kubeflow", required=True, metavar="OUT.json", help="output spec path")
-    comp.add_argument("--config", required=True, help="pipeline config YAML (or a name)")
+    comp.add_argument("--config", default=None, help="pipeline config YAML (or a name)")
+    comp.add_argument("--promotion", action="store_true",
+                      help="compile the promotion pipeline (request logs + baseline + candidate "
+                           "-> ShadowValidator) instead of the training pipeline")
+    comp.add_argument("--baseline", default=None, help="with --promotion: model A's URI")
+    comp.add_argument("--candidate", default=None, help="with --promotion: model B's URI")
+    comp.add_argument("--logs", default=None, help="with --promotion: request-log directory URI")
+    comp.add_argument("--replay-config", default=None,
+                      help="with --promotion: replay YAML (thresholds, slices)")
     comp.add_argument("--image", default="tandem-pipeline:latest",
                       help="container image with tandem installed (deploy/pipeline.Dockerfile)")
     comp.add_argument("--pipeline-root", default=None,
@@ -253,6 +311,17 @@ def build_parser() -> argparse.ArgumentParser:
                              "A's and B's quality on the replayed traffic")
     replay.add_argument("beam_args", nargs="*", help="after --: Beam pipeline args")
     replay.set_defaults(func=cmd_shadow_replay)
+    validate = shadow_sub.add_parser(
+        "validate", help="run the promotion pipeline (TFX ShadowValidator, ML Metadata) locally")
+    validate.add_argument("--logs", required=True, help="request-log directory")
+    validate.add_argument("--baseline", required=True, help="model A: the version that served")
+    validate.add_argument("--candidate", required=True, help="model B")
+    validate.add_argument("--out", required=True,
+                          help="pipeline root and ML Metadata (metadata.sqlite) go here")
+    validate.add_argument("--config", default=None, help="replay YAML")
+    validate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                          help="override a replay config key")
+    validate.set_defaults(func=cmd_shadow_validate)
 
     model = sub.add_parser("model", help="inspect what a model was built from")
     model_sub = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")

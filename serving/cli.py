@@ -101,7 +101,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     try:
         steps = rollback(args.config, args.server, args.model, args.to,
                          replicas=_replicas(args.replicas), timeout=args.timeout,
-                         apply=args.apply)
+                         apply=args.apply, label=args.label)
     except (PromotionError, ConfigFileError) as e:
         raise CommandError(str(e)) from None
     for step in steps:
@@ -325,7 +325,7 @@ def add_serving_commands(sub) -> None:
     st.set_defaults(func=cmd_logs_stats)
 
     for name, func, text in (("promote", cmd_promote, "point a label at a version, safely"),
-                             ("rollback", cmd_rollback, "point stable back at a good version")):
+                             ("rollback", cmd_rollback, "point stable (or canary) back at a good version")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--model", required=True, help="model name")
         if name == "promote":
@@ -333,7 +333,11 @@ def add_serving_commands(sub) -> None:
             p.add_argument("--label", choices=("canary", "stable"), required=True)
         else:
             p.add_argument("--to", type=int, default=None,
-                           help="version to roll back to (default: the previous stable)")
+                           help="version to roll back to (default: the previous stable; with "
+                                "--label canary: the stable version)")
+            p.add_argument("--label", choices=("canary", "stable"), default="stable",
+                           help="stable (default): back to the previous good version; canary: "
+                                "a rejected candidate's label back to stable's version")
         p.add_argument("--config", default="deploy/models.config",
                        help="the server's model config file (rewritten atomically)")
         p.add_argument("--server", default="127.0.0.1:8500",

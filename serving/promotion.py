@@ -217,22 +217,32 @@ def previous_stable(config_file: str, model_name: str, current: int | None) -> i
 
 def rollback(config_file: str, server: str, model_name: str, to: int | None = None,
              replicas: list[str] | None = None, timeout: float = 300.0,
-             apply: str | None = None) -> list[str]:
-    """Point `stable` back at the previous good version (or `to`): through one server's
-    reload RPC, or, with `replicas`, through the config file they all poll."""
+             apply: str | None = None, label: str = "stable") -> list[str]:
+    """Point `stable` back at the previous good version (or `to`); or, with label `canary`,
+    point `canary` back at the stable version, which unloads a rejected candidate. Through
+    one server's reload RPC, or, with `replicas`, through the config file they all poll."""
     with config_lock(config_file):
-        to = _rollback_target(config_file, model_name, to)
+        to = _rollback_target(config_file, model_name, to, label)
         if replicas:
-            return _promote_replicas_locked(config_file, replicas, model_name, to, "stable",
+            return _promote_replicas_locked(config_file, replicas, model_name, to, label,
                                             timeout, reason="rollback", apply=apply)
-        return _promote_locked(config_file, server, model_name, to, "stable", reason="rollback")
+        return _promote_locked(config_file, server, model_name, to, label, reason="rollback")
 
 
-def _rollback_target(config_file: str, model_name: str, to: int | None) -> int:
+def _rollback_target(config_file: str, model_name: str, to: int | None,
+                     label: str = "stable") -> int:
     config = read_config(config_file)
     model = find_model(config, model_name)
     if model is None:
         raise PromotionError(f"model '{model_name}' is not in {config_file}")
+    if label == "canary":
+        canary, stable = model.version_labels.get("canary"), model.version_labels.get("stable")
+        to = stable if to is None else to
+        if to is None:
+            raise PromotionError(f"'{model_name}' has no stable version to move canary back to")
+        if to == canary:
+            raise PromotionError(f"canary already points at version {to}")
+        return to
     current = model.version_labels.get("stable")
     if to is None:
         to = previous_stable(config_file, model_name, current)

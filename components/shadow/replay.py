@@ -273,6 +273,11 @@ def run_replay(logs: str, baseline: str, candidate: str, out_dir: str,
              | "BuildReport" >> beam.Map(
                  lambda chunks, stats: build_report(chunks, stats, config, out_dir, meta),
                  stats=beam.pvalue.AsSingleton(stats)))
+    return load_report(out_dir)
+
+
+def load_report(out_dir: str) -> dict:
+    """A finished replay's report.json, with run.json's timings merged in."""
     import tensorflow as tf
 
     with tf.io.gfile.GFile(os.path.join(out_dir, REPORT)) as f:
@@ -310,9 +315,12 @@ def load_replay_config(path: str | None, overrides: list[str] | None = None) -> 
                 if name not in names:
                     raise ReplayError(f"unknown key 'thresholds.{name}' (known: "
                                       f"{', '.join(sorted(names))})")
+                kind = type(getattr(Thresholds(), name))
+                if v is None and kind is type(None):
+                    setattr(config.thresholds, name, None)  # optional check, left off
+                    continue
                 if not isinstance(v, (int, float)) or isinstance(v, bool):
                     raise ReplayError(f"thresholds.{name}: expected a number, got {v!r}")
-                kind = type(getattr(Thresholds(), name))
                 setattr(config.thresholds, name, float(v) if kind is type(None) else kind(v))
         elif key == "slices":
             if not isinstance(value, list) or not all(

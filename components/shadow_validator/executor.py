@@ -16,7 +16,11 @@ BLESSED, NOT_BLESSED = "SHADOW_BLESSED", "SHADOW_NOT_BLESSED"
 
 
 def _model_dir(artifacts: list) -> str:
-    return path_utils.serving_model_dir(artifact_utils.get_single_uri(artifacts))
+    """A Trainer's Model artifact keeps the SavedModel under Format-Serving; an imported one
+    (a pushed version directory, or the base holding versions) is the directory itself."""
+    uri = artifact_utils.get_single_uri(artifacts)
+    serving = path_utils.serving_model_dir(uri)
+    return serving if tf.io.gfile.exists(serving) else uri
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):

@@ -3,9 +3,11 @@
 Every key, with its default (deploy/gateway/listening.yaml is a complete example):
 
     primary:  address (HOST:PORT, required), model_name (map any requested name to this one;
-              empty: pass the client's model_spec through), timeout_s (10)
-    shadow:   address, model_name (empty: no mirroring), sample_percent (100),
-              queue_size (1000), timeout_s (10), workers (2)
+              empty: pass the client's model_spec through), timeout_s (10), version_label
+              (e.g. stable: a request that names no version goes to this label)
+    shadow:   address, model_name (empty: no mirroring), version_label (e.g. canary; empty:
+              the latest version), sample_percent (100), queue_size (1000), timeout_s (10),
+              workers (2)
     schema:   path of the curated schema (its SERVING environment is validated)
     decorate: sqlite, redis (redis://HOST:PORT; used when set), joins ([{key, table, columns}];
               empty: examples pass through), on_missing (default | reject), defaults
@@ -37,12 +39,14 @@ class Primary:
     address: str = ""
     model_name: str = ""
     timeout_s: float = 10.0
+    version_label: str = ""
 
 
 @dataclasses.dataclass
 class Shadow:
     address: str = ""
     model_name: str = ""
+    version_label: str = ""
     sample_percent: float = 100.0
     queue_size: int = 1000
     timeout_s: float = 10.0

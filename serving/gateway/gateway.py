@@ -121,7 +121,8 @@ class Gateway:
         self.mirror = None
         if config.shadow.address and config.shadow.model_name:
             s = config.shadow
-            self.mirror = Mirror(s.address, s.model_name, sample_percent=s.sample_percent,
+            self.mirror = Mirror(s.address, s.model_name, version_label=s.version_label,
+                                 sample_percent=s.sample_percent,
                                  queue_size=s.queue_size, timeout_s=s.timeout_s,
                                  workers=s.workers, metrics=self.metrics, writer=self.writer,
                                  log_percent=config.log.sample_percent)
@@ -255,9 +256,7 @@ class Gateway:
     def _predict(self, api: str, request, request_id: str, example_ids: list[str],
                  verdict: dict):
         """(A's response, its bytes as they go back to the caller)."""
-        requested = request.model_spec.name
-        if self.config.primary.model_name:
-            request.model_spec.name = self.config.primary.model_name
+        requested = self._mapped(request)
         request_bytes = request.SerializeToString()
         t = time.perf_counter()
         try:
@@ -312,9 +311,14 @@ class Gateway:
     # ---- pass-through --------------------------------------------------------------------
 
     def _mapped(self, request):
+        """The client's model name; the request now names the primary's model, and the
+        configured label when the client named no version."""
         requested = request.model_spec.name
         if self.config.primary.model_name:
             request.model_spec.name = self.config.primary.model_name
+        if self.config.primary.version_label and \
+                request.model_spec.WhichOneof("version_choice") is None:
+            request.model_spec.version_label = self.config.primary.version_label
         return requested
 
     def metadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest):

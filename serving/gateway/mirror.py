@@ -25,10 +25,11 @@ _STOP = object()
 
 
 class Mirror:
-    def __init__(self, address: str, model_name: str, *, sample_percent: float,
+    def __init__(self, address: str, model_name: str, *, version_label: str = "",
+                 sample_percent: float,
                  queue_size: int, timeout_s: float, workers: int, metrics: GatewayMetrics,
                  writer=None, log_percent: float = 100.0):
-        self.address, self.model_name = address, model_name
+        self.address, self.model_name, self.version_label = address, model_name, version_label
         self.sample_percent, self.timeout_s = sample_percent, timeout_s
         self.metrics, self.writer, self.log_percent = metrics, writer, log_percent
         self._channel = grpc.insecure_channel(address, options=[
@@ -96,6 +97,8 @@ class Mirror:
     def _call(self, api: str, request, request_id: str, example_ids: list[str]) -> None:
         request.model_spec.name = self.model_name
         request.model_spec.ClearField("version_choice")
+        if self.version_label:
+            request.model_spec.version_label = self.version_label
         method = {"predict": self._stub.Predict, "classify": self._stub.Classify,
                   "regress": self._stub.Regress}[api]
         start = time.perf_counter()

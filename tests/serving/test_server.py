@@ -471,6 +471,29 @@ def test_promote_and_rollback_apply_live_and_survive_a_restart(model_base, start
     assert clients.predict([0.5], label="stable").model_spec.version.value == 3
 
 
+def test_rolling_back_a_rejected_canary_points_it_at_stable_and_unloads_it(
+    model_base, start_server, tmp_path
+):
+    from serving.promotion import PromotionError, promote, rollback
+
+    make_model(str(model_base), 2, bias=1.0)
+    path = _config_file(tmp_path, model_base, [1], {"stable": 1})
+    server = start_server(model_config_file=str(path),
+                          allow_version_labels_for_unavailable_models=True)
+    clients = Clients(server)
+    address = f"127.0.0.1:{server.grpc_port}"
+    promote(str(path), address, "scorer", 2, "canary")
+    assert clients.predict([0.5], label="canary").model_spec.version.value == 2
+    steps = rollback(str(path), address, "scorer", label="canary")
+    assert "label 'canary': 2 -> 1" in steps and "unloaded version(s) 2" in steps
+    assert clients.predict([0.5], label="canary").model_spec.version.value == 1
+    assert clients.predict([0.5], label="stable").model_spec.version.value == 1
+    saved = read_config(str(path)).model_config_list.config[0]
+    assert dict(saved.version_labels) == {"canary": 1, "stable": 1}
+    with pytest.raises(PromotionError, match="canary already points at version 1"):
+        rollback(str(path), address, "scorer", label="canary")
+
+
 def test_concurrent_promotions_leave_the_file_the_history_and_the_server_agreeing(
     model_base, start_server, tmp_path
 ):

@@ -317,3 +317,45 @@ def test_html_report_renders_in_chromium_and_fetches_nothing(setup, tmp_path):
     assert browser.ink(rendered.screenshot) > 0.02
     text = page.read_text()
     assert "<script src" not in text and "<link" not in text and "@import" not in text
+
+
+def test_promotion_pipeline_runs_shadow_validator_under_tfx_and_records_the_blessing(
+        setup, tmp_path):
+    """LocalDagRunner and ML Metadata: the CLI's exit status and the blessing artifact
+    follow the verdict; the Kubeflow compile of the same DAG names the component."""
+    import json
+
+    import ml_metadata as mlmd
+    from tfx import v1 as tfx
+
+    root, _ = setup
+    common = ["shadow", "validate", "--logs", str(root / "logs"), "--baseline",
+              str(root / "a" / "1")]
+    passed = tandem(*common, "--candidate", str(root / "a" / "1"), "--out", str(tmp_path / "p"))
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "blessed=1" in passed.stdout
+    failed = tandem(*common, "--candidate", str(root / "b" / "1"), "--out", str(tmp_path / "f"))
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    store = mlmd.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        str(tmp_path / "f" / "metadata.sqlite")))
+    [blessing] = store.get_artifacts_by_type("ModelBlessing")
+    assert blessing.custom_properties["blessed"].int_value == 0
+    assert "SHADOW_NOT_BLESSED" in os.listdir(blessing.uri)
+    [execution] = [e for e in store.get_executions()
+                   if "ShadowValidator" in store.get_execution_types_by_id([e.type_id])[0].name]
+    events = store.get_events_by_execution_ids([execution.id])
+    inputs = {a.uri for a in store.get_artifacts_by_id(
+        [e.artifact_id for e in events if e.type == mlmd.proto.Event.INPUT])}
+    assert str(root / "logs") in inputs and str(root / "b" / "1") in inputs
+
+    out = tmp_path / "promotion.json"
+    compiled = tandem("compile", "--kubeflow", str(out), "--promotion", "--baseline",
+                      "gs://bucket/models/listening/1", "--candidate",
+                      "gs://bucket/models/listening/2", "--logs", "gs://bucket/logs/2026-11-28",
+                      "--pipeline-root", "gs://bucket/tandem")
+    assert compiled.returncode == 0, compiled.stderr
+    tasks = set(json.loads(out.read_text())["pipelineSpec"]["root"]["dag"]["tasks"])
+    assert tasks == {"ShadowValidator", "request_logs", "baseline_model", "candidate_model"}
+    assert "components.shadow_validator.executor.Executor" in out.read_text()
+    missing = tandem("compile", "--kubeflow", str(out), "--promotion")
+    assert missing.returncode == 2 and "--baseline" in missing.stderr

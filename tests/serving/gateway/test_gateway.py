@@ -3,6 +3,7 @@ the embedded model server on 127.0.0.1."""
 
 import base64
 import json
+import os
 import threading
 import time
 import urllib.error
@@ -323,6 +324,39 @@ def test_shadow_answers_are_logged_beside_the_primary(model_server, listening_da
     assert shadow[some].model_name == "candidate" and shadow[some].latency_ms > 0
     assert b[0] > a[0]  # B's bias is higher: its answer, not A's, was logged
     assert not shadow[some].examples()  # the examples live in A's record
+
+
+def test_primary_answers_from_stable_and_the_mirror_goes_to_canary(
+        listening_data, start_server, start_gateway, tmp_path):
+    """Labels route the flow: stable answers the caller, canary gets the mirrored copy,
+    even though canary is the newest version (which a request naming no version gets)."""
+    from tests.serving.gateway.conftest import make_listening_model
+
+    os.makedirs(tmp_path / "models")
+    make_listening_model(str(tmp_path / "models"), 1, 0.0)
+    make_listening_model(str(tmp_path / "models"), 2, 0.4)
+    config = tmp_path / "models.config"
+    config.write_text(
+        f'model_config_list {{ config {{ name: "listening" base_path: "{tmp_path / "models"}" '
+        'model_platform: "tensorflow" model_version_policy { specific { versions: 1 '
+        'versions: 2 } } version_labels { key: "stable" value: 1 } version_labels { '
+        'key: "canary" value: 2 } } }\n')
+    server = start_server(model_config_file=str(config),
+                          allow_version_labels_for_unavailable_models=True)
+    address = f"127.0.0.1:{server.grpc_port}"
+    gw = start_gateway(gateway_config(
+        tmp_path, listening_data, address, primary={"version_label": "stable"},
+        shadow={"address": address, "model_name": "listening", "version_label": "canary"}))
+    for r in _requests(listening_data, 10):
+        assert stub(gw.port).Predict(predict_request([r])).model_spec.version.value == 1
+    pinned = predict_request(_requests(listening_data, 1))
+    pinned.model_spec.version.value = 2  # a client's own choice of version is kept
+    assert stub(gw.port).Predict(pinned).model_spec.version.value == 2
+    assert _wait(lambda: gw.gateway.mirror.sent == 11)
+    gw.stop()
+    records = list(read_records(str(tmp_path / "logs")))
+    assert sorted(r.model_version for r in records if r.role == "primary") == [1] * 10 + [2]
+    assert {r.model_version for r in records if r.role == "shadow"} == {2}
 
 
 @pytest.mark.parametrize("fault", ["killed", "slowed"])

@@ -1,0 +1,91 @@
+"""The promotion pipeline: a candidate is judged on the traffic the serving model answered.
+
+    Importer(request logs) ─┐
+    Importer(baseline) ─────┼─> ShadowValidator ─> blessing (SHADOW_BLESSED / NOT_BLESSED)
+    Importer(candidate) ────┘
+
+The blessing is a ModelBlessing with the int property `blessed`, so TFX's Pusher (or a
+promotion step) can require it. Locally it runs with LocalDagRunner and ML Metadata on SQLite;
+`tandem compile --kubeflow OUT.json --promotion ...` compiles the same DAG for Kubeflow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from tfx import v1 as tfx
+
+from components.shadow_validator.component import ShadowValidator
+
+PIPELINE_NAME = "tandem-promotion"
+
+
+def create_promotion_pipeline(baseline: str, candidate: str, logs: str, pipeline_root: str,
+                              replay_config: dict | None = None,
+                              beam_args: list[str] | None = None,
+                              metadata_path: str | None = None,
+                              name: str = PIPELINE_NAME) -> tfx.dsl.Pipeline:
+    """`baseline` is the version that served the logs, `candidate` the model to judge (each a
+    SavedModel version directory, or the directory holding versions), `logs` the directory
+    of request-log files. `metadata_path` puts ML Metadata on SQLite (None on Kubeflow)."""
+    logs_importer = tfx.dsl.Importer(
+        source_uri=logs, artifact_type=tfx.types.standard_artifacts.Examples,
+        reimport=False).with_id("request_logs")
+    baseline_importer = tfx.dsl.Importer(
+        source_uri=baseline, artifact_type=tfx.types.standard_artifacts.Model,
+        reimport=False).with_id("baseline_model")
+    candidate_importer = tfx.dsl.Importer(
+        source_uri=candidate, artifact_type=tfx.types.standard_artifacts.Model,
+        reimport=False).with_id("candidate_model")
+    validator = ShadowValidator(
+        baseline_model=baseline_importer.outputs["result"],
+        candidate_model=candidate_importer.outputs["result"],
+        request_logs=logs_importer.outputs["result"],
+        config=json.dumps(replay_config or {}, sort_keys=True))
+    return tfx.dsl.Pipeline(
+        pipeline_name=name, pipeline_root=pipeline_root,
+        components=[logs_importer, baseline_importer, candidate_importer, validator],
+        enable_cache=False,  # new traffic under the same log directory must be judged again
+        metadata_connection_config=(
+            tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
+            if metadata_path else None),
+        beam_pipeline_args=beam_args or ["--direct_running_mode=in_memory"],
+    )
+
+
+def run_promotion_pipeline(baseline: str, candidate: str, logs: str, out_dir: str,
+                           replay_config: dict | None = None) -> dict:
+    """Runs the promotion pipeline locally; returns the blessing artifact's uri and verdict."""
+    import ml_metadata as mlmd
+
+    root = os.path.abspath(out_dir)
+    metadata = os.path.join(root, "metadata.sqlite")
+    pipeline = create_promotion_pipeline(os.path.abspath(baseline), os.path.abspath(candidate),
+                                         os.path.abspath(logs), os.path.join(root, "pipeline"),
+                                         replay_config, metadata_path=metadata)
+    tfx.orchestration.LocalDagRunner().run(pipeline)
+    store = mlmd.MetadataStore(
+        tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata))
+    blessings = sorted(store.get_artifacts_by_type("ModelBlessing"), key=lambda a: a.id)
+    latest = blessings[-1]
+    return {"uri": latest.uri, "blessed": latest.custom_properties["blessed"].int_value,
+            "report": latest.custom_properties["report"].string_value}
+
+
+def compile_promotion_kubeflow(out_path: str, baseline: str, candidate: str, logs: str,
+                               pipeline_root: str, image: str,
+                               replay_config: dict | None = None) -> dict:
+    """The promotion pipeline as a Kubeflow Pipelines (v2) spec."""
+    pipeline = create_promotion_pipeline(baseline, candidate, logs, pipeline_root,
+                                         replay_config, beam_args=[])
+    runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
+        output_dir=os.path.dirname(os.path.abspath(out_path)),
+        output_filename=os.path.basename(out_path))
+    runner.run(pipeline, write_out=True)
+    with open(out_path) as f:
+        spec = json.load(f)
+    return {"path": out_path, "image": image,
+            "components": sorted(spec["pipelineSpec"]["root"]["dag"]["tasks"]),
+            "modules": {"ShadowValidator": "components.shadow_validator.executor.Executor"}}
