@@ -121,45 +121,42 @@ class Tracks:
 
 
 def make_users(n: int, rng: np.random.Generator, drift: frozenset[str]) -> Users:
-    """The users feature source: a bounded table, independent of the event count."""
+    """The users feature source: a bounded table, independent of the event count. Every
+    attribute is drawn before any drift profile draws, so a profile changes only what it
+    documents (the same seed gives the same users otherwise)."""
     age = np.clip(np.round(rng.gamma(4.0, 5.0, n) + 14), AGE_MIN, AGE_MAX).astype(np.int64)
+    country = rng.choice(len(COUNTRIES), n, p=COUNTRY_WEIGHTS)
+    account_type = rng.choice(len(ACCOUNT_TYPES), n, p=ACCOUNT_WEIGHTS)
+    signup_days = rng.integers(0, 3650, n)
+    skip_tendency = rng.normal(0.0, 0.4, n)
+    countries = list(COUNTRIES)
     if "age_shift" in drift:
         age = np.clip(age + 18, AGE_MIN, AGE_MAX)
-    countries = list(COUNTRIES)
-    country = rng.choice(len(COUNTRIES), n, p=COUNTRY_WEIGHTS)
     if "new_country" in drift:
         countries.append(NEW_COUNTRY)
         country = np.where(rng.random(n) < 0.08, len(COUNTRIES), country)
     if "impossible_values" in drift:
         bad = rng.random(n) < 0.03
         age = np.where(bad, -rng.integers(1, 6, n), age)
-    return Users(
-        age=age,
-        country=country,
-        account_type=rng.choice(len(ACCOUNT_TYPES), n, p=ACCOUNT_WEIGHTS),
-        signup_days=rng.integers(0, 3650, n),
-        skip_tendency=rng.normal(0.0, 0.4, n),
-        countries=countries,
-    )
+    return Users(age=age, country=country, account_type=account_type,
+                 signup_days=signup_days, skip_tendency=skip_tendency, countries=countries)
 
 
 def make_tracks(n: int, rng: np.random.Generator, drift: frozenset[str]) -> Tracks:
-    """The tracks feature source: a bounded table, independent of the event count."""
+    """The tracks feature source: a bounded table, independent of the event count; drift
+    profiles draw after every attribute, as for users."""
     duration = np.round(np.clip(rng.lognormal(math.log(215), 0.3, n), 60, 600), 1)
+    genre = rng.integers(0, len(GENRES), n)
+    popularity = np.round(rng.beta(2.0, 3.0, n) * 100, 1)
+    release_year = np.clip(np.round(2024 - rng.exponential(10.0, n)), 1960, 2025).astype(
+        np.int64)
     if "impossible_values" in drift:
         duration = np.where(rng.random(n) < 0.03, 0.0, duration)
     present = np.ones(n, dtype=bool)
     if "missing_features" in drift:
         present = rng.random(n) >= 0.10
-    return Tracks(
-        genre=rng.integers(0, len(GENRES), n),
-        duration_s=duration,
-        popularity=np.round(rng.beta(2.0, 3.0, n) * 100, 1),
-        release_year=np.clip(np.round(2024 - rng.exponential(10.0, n)), 1960, 2025).astype(
-            np.int64
-        ),
-        popularity_present=present,
-    )
+    return Tracks(genre=genre, duration_s=duration, popularity=popularity,
+                  release_year=release_year, popularity_present=present)
 
 
 def skip_logit(

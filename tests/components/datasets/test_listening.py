@@ -179,3 +179,22 @@ def test_bad_arguments_are_rejected(tmp_path):
         listening.generate(str(tmp_path), 0)
     with pytest.raises(listening.GeneratorError, match="format"):
         listening.generate(str(tmp_path), 10, formats=("parquet",))
+
+
+def test_a_drift_profile_changes_only_what_it_documents():
+    """Same seed, with and without a profile: the users' and tracks' other attributes are
+    identical, so monitoring a profile names only its own features."""
+    import numpy as np
+
+    rng = lambda k: np.random.default_rng([5, k])  # noqa: E731
+    base_users, base_tracks = listening.make_users(500, rng(1), frozenset()), \
+        listening.make_tracks(500, rng(2), frozenset())
+    for profile in listening.DRIFT_PROFILES:
+        users = listening.make_users(500, rng(1), frozenset([profile]))
+        tracks = listening.make_tracks(500, rng(2), frozenset([profile]))
+        for name in ("account_type", "signup_days", "skip_tendency"):
+            assert np.array_equal(getattr(users, name), getattr(base_users, name)), profile
+        for name in ("genre", "popularity", "release_year"):
+            assert np.array_equal(getattr(tracks, name), getattr(base_tracks, name)), profile
+        if profile != "age_shift" and profile != "impossible_values":
+            assert np.array_equal(users.age, base_users.age), profile
