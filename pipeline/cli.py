@@ -221,6 +221,63 @@ def cmd_shadow_validate(args: argparse.Namespace) -> int:
     return 0 if result["blessed"] else exit_status.CHECK_FAILED
 
 
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from components.monitor.job import MonitorError, parse_duration, run_monitor
+    from pipeline.config import load_config
+
+    config = load_config(args.config, args.set)
+    try:
+        window_s = parse_duration(args.window) if args.window else None
+        summary = run_monitor(args.logs, config, args.out, window_s=window_s,
+                              window_records=args.window_records,
+                              training_statistics=args.training_statistics,
+                              labels=args.labels, beam_args=args.beam_args or None,
+                              training_examples=args.training_examples,
+                              progress=lambda line: print(line, flush=True))
+    except MonitorError as e:
+        raise CommandError(str(e)) from None
+    if not summary["training_statistics"]:
+        print("no training statistics found for the served model (ML Metadata at "
+              f"{config.metadata_path}): skew not checked; pass --training-statistics")
+    print(f"report: {summary['report']} ({summary['seconds']:.1f}s)")
+    if summary["drift_features"] or summary["skew_features"]:
+        print(f"FOUND: drift in {', '.join(summary['drift_features']) or 'no feature'}; "
+              f"skew in {', '.join(summary['skew_features']) or 'no feature'}")
+        return exit_status.CHECK_FAILED
+    print("no drift or skew")
+    return 0
+
+
+def cmd_report_stats(args: argparse.Namespace) -> int:
+    from components.monitor.job import MonitorError, load_statistics
+    from reports.stats import stats_report
+
+    try:
+        stats = load_statistics(args.path)
+        compare = load_statistics(args.compare) if args.compare else None
+    except MonitorError as e:
+        raise CommandError(str(e)) from None
+    schema = anomalies = None
+    if args.schema:
+        import tensorflow_data_validation as tfdv
+
+        try:
+            schema = tfdv.load_schema_text(args.schema)
+        except Exception as e:  # noqa: BLE001 - any parse failure is bad input
+            raise CommandError(f"{args.schema} is not a schema in text format: "
+                               f"{str(e).splitlines()[0][:200]}") from None
+        anomalies = tfdv.validate_statistics(stats, schema)
+    names = (os.path.basename(os.path.normpath(args.path)) or "data",
+             os.path.basename(os.path.normpath(args.compare or "")) or "other")
+    if names[0] == names[1]:
+        names = ("data", "compare")
+    page = stats_report(stats, compare, schema, anomalies, names=names,
+                        title="tandem statistics" + (" comparison" if compare else ""))
+    page.write(args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pipeline.config import STAGES
 
@@ -293,6 +350,39 @@ def build_parser() -> argparse.ArgumentParser:
     comp.set_defaults(func=cmd_compile)
 
     add_serving_commands(sub)
+
+    mon = sub.add_parser("monitor", help="drift and skew in logged traffic, per window")
+    mon.add_argument("--logs", required=True, help="request-log directory, file or glob")
+    mon.add_argument("--config", required=True,
+                     help="pipeline config (name or path): schema, label, monitor: thresholds")
+    mon.add_argument("--out", required=True, help="where statistics, anomalies and reports go")
+    window = mon.add_mutually_exclusive_group()
+    window.add_argument("--window", default=None, metavar="DURATION",
+                        help="window by arrival time, e.g. 15m, 1h")
+    window.add_argument("--window-records", type=int, default=None, metavar="N",
+                        help="window by N logged requests (default: monitor.window_records)")
+    mon.add_argument("--training-statistics", default=None, metavar="PATH",
+                     help="the served model's training statistics (default: found in ML "
+                          "Metadata through the model version that answered)")
+    mon.add_argument("--training-examples", default=None, metavar="GLOB",
+                     help="training tf.Examples (TFRecord): feature-value skew, joined by id")
+    mon.add_argument("--labels", default=None, metavar="FILE",
+                     help="late labels (request_id,label[,timestamp]): label drift too")
+    mon.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key, e.g. monitor.drift.psi=0.1")
+    mon.add_argument("beam_args", nargs="*", help="after --: Beam pipeline args")
+    mon.set_defaults(func=cmd_monitor)
+
+    report = sub.add_parser("report", help="self-contained HTML reports")
+    report_sub = report.add_subparsers(dest="report_command", required=True, metavar="KIND")
+    rs = report_sub.add_parser("stats", help="render TFDV statistics (one file or two)")
+    rs.add_argument("path", help="statistics: a StatisticsGen artifact dir, FeatureStats.pb, "
+                                 "text format or TFRecord")
+    rs.add_argument("--compare", default=None, metavar="PATH",
+                    help="a second statistics file, drawn side by side with drift measures")
+    rs.add_argument("--schema", default=None, help="schema (text): domains and anomalies")
+    rs.add_argument("--out", required=True, metavar="FILE.html")
+    rs.set_defaults(func=cmd_report_stats)
 
     shadow = sub.add_parser("shadow", help="compare a candidate with the serving model")
     shadow_sub = shadow.add_subparsers(dest="shadow_command", required=True, metavar="ACTION")

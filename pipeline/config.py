@@ -97,6 +97,44 @@ class EvaluationConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DriftThresholds:
+    """When a feature's change alerts (components/monitor/drift.py): its effect size reaches
+    one of these, and its test survives the false-discovery-rate control. None: measured and
+    reported, not gated."""
+
+    psi: float | None = 0.15
+    wasserstein: float | None = None  # in the feature's own units
+    linf: float | None = None
+    missing: float | None = 0.05  # change in the share of examples lacking the feature
+    skip: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class MonitorConfig:
+    """`tandem monitor`: windows of logged traffic, compared with the previous window (drift)
+    and with the served model's training statistics (skew)."""
+
+    window_records: int = 1000  # logged requests per window (when window_s is 0)
+    window_s: float = 0.0  # window by the request's arrival time instead
+    min_examples: int = 200  # a smaller window is reported as too small, not judged
+    alpha: float = 0.05  # false-discovery rate across the features of one comparison
+    bins: int = 10  # PSI bins (the reference's deciles)
+    bootstrap: int = 200
+    seed: int = 0
+    drift: DriftThresholds = dataclasses.field(default_factory=DriftThresholds)
+    skew: DriftThresholds = dataclasses.field(default_factory=DriftThresholds)
+    features: dict[str, DriftThresholds] = dataclasses.field(default_factory=dict)
+    ignore: list[str] = dataclasses.field(default_factory=lambda: ["request_id", "user_id",
+                                                                   "track_id"])
+    training_statistics: str = ""  # default: found through ML Metadata for the served model
+    id_feature: str = "request_id"  # joins logged and training examples (feature-value skew)
+    training_examples: str = ""  # a glob of training tf.Examples: feature-value skew by id
+    max_mismatch_rate: float = 0.0  # share of joined pairs whose value may differ
+    textfile: str = ""  # Prometheus textfile collector file for the alerts
+    webhook: str = ""  # POSTed a JSON summary when drift or skew is found
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """One dataset's pipeline: data, label, problem type, schema, outputs, Beam."""
 
@@ -112,6 +150,7 @@ class PipelineConfig:
     evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
     serving_dir: str = ""  # default: <output_dir>/serving
     beam: BeamConfig = dataclasses.field(default_factory=BeamConfig)
+    monitor: MonitorConfig = dataclasses.field(default_factory=MonitorConfig)
     source: str = dataclasses.field(default="", compare=False)
 
     @property

@@ -47,6 +47,13 @@ def _example_gen(config: PipelineConfig):
     )
 
 
+def statistics_options():
+    """TFDV options of the pipeline's StatisticsGen; the monitor computes windows alike."""
+    import tensorflow_data_validation as tfdv
+
+    return tfdv.StatsOptions(num_quantiles_histogram_buckets=100, num_histogram_buckets=20)
+
+
 def transform_config(plan: dict) -> dict:
     """What Transform needs at run time: the feature plan and nothing else, so that a change
     to the model or the evaluation never invalidates Transform's cache."""
@@ -100,7 +107,10 @@ def create_pipeline(
     # Ingest: each new span of raw data becomes tf.Examples split into train/eval.
     example_gen = _example_gen(config)
     # Describe the data: TFDV statistics per split.
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    # 100 quantile buckets (TFDV's default is 10): the drift and skew measures read the
+    # distribution from these quantiles (components/monitor/drift.py).
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"], stats_options=statistics_options())
     # The contract: the curated schema, imported as is (never re-inferred).
     schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_uri or schema_file)
     # Check the data against the contract.

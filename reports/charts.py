@@ -167,3 +167,25 @@ def density(x: np.ndarray, y: np.ndarray, title: str = "", xlabel: str = "",
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     return fig
+
+
+@_with_rc
+def lines(x_labels: Sequence[str], series: Sequence[tuple[str, Sequence[float | None]]],
+          title: str = "", ylabel: str = "", limit: float | None = None):
+    """One line per series over ordered x labels (e.g. a feature's PSI per window)."""
+    fig, ax = _figure(4.4, 2.4)
+    x = np.arange(len(x_labels))
+    for i, (name, values) in enumerate(series):
+        y = np.array([np.nan if v is None else v for v in values], float)
+        ax.plot(x, y, marker="o", ms=3, lw=1.2, color=COLORS[i % len(COLORS)], label=name)
+    if limit is not None:
+        ax.axhline(limit, color="#cf222e", lw=1, ls="--", label=f"limit {limit:g}")
+    step = max(1, len(x_labels) // 8)
+    ax.set_xticks(x[::step])
+    ax.set_xticklabels([x_labels[i] for i in range(0, len(x_labels), step)], rotation=20,
+                       ha="right")
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    if series:
+        ax.legend(loc="best")
+    return fig

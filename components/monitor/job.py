@@ -1,0 +1,591 @@
+"""`tandem monitor`: drift and skew in what the gateway logged.
+
+    log files --ReadWindows--> (window, RecordBatch) --TFDV sliced statistics--> one
+    DatasetFeatureStatistics per window --> per window: schema anomalies (SERVING
+    environment), drift against the previous window, skew against the served model's
+    training statistics --> anomalies protos, summary.json, report.html, alerts
+
+The statistics are TFDV's own (GenerateSlicedStatisticsImpl, keyed by window), computed in
+one Beam pass over the log; every judgment afterwards reads only the statistics protos.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from components.monitor.drift import DriftConfig, FeatureThresholds, compare_datasets
+
+STATISTICS = "statistics.pb"
+SUMMARY = "summary.json"
+HTML = "report.html"
+CHUNK = 1000  # examples per RecordBatch
+LABEL_TIMESTAMP = "__label_ts__"
+
+
+class MonitorError(ValueError):
+    """Input the monitor cannot use: the message names it (exit status 2)."""
+
+
+def drift_config(monitor, kind: str) -> DriftConfig:
+    """The DriftConfig for one comparison ("drift" or "skew") from the pipeline config's
+    `monitor:` section: per-feature thresholds override the section's defaults."""
+    base = getattr(monitor, kind)
+
+    def thresholds(t) -> FeatureThresholds:
+        return FeatureThresholds(psi=t.psi, wasserstein=t.wasserstein, linf=t.linf,
+                                 missing=t.missing, skip=t.skip)
+
+    features = {name: thresholds(t) for name, t in monitor.features.items()}
+    for name in monitor.ignore:
+        features[name] = FeatureThresholds(skip=True)
+    return DriftConfig(default=thresholds(base), features=features, alpha=monitor.alpha,
+                       min_examples=monitor.min_examples, bins=monitor.bins,
+                       bootstrap=monitor.bootstrap, seed=monitor.seed)
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '15m', '1h', '1d' or plain seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    try:
+        if text and text[-1] in units:
+            value = float(text[:-1]) * units[text[-1]]
+        else:
+            value = float(text)
+    except ValueError:
+        raise MonitorError(f"--window: '{text}' is not a duration (e.g. 15m, 1h, 3600)") \
+            from None
+    if value <= 0:
+        raise MonitorError(f"--window must be positive, got '{text}'")
+    return value
+
+
+def _label_fragment(name: str, value: float, integer: bool) -> bytes:
+    from tensorflow.core.example import example_pb2
+
+    e = example_pb2.Example()
+    if integer:
+        e.features.feature[name].int64_list.value.append(int(value))
+    else:
+        e.features.feature[name].float_list.value.append(float(value))
+    return e.SerializeToString()
+
+
+def _windows_reader(schema_bytes: bytes, window_s: float, window_records: int,
+                    labels: dict | None, label_name: str, label_is_int: bool):
+    import apache_beam as beam
+
+    from schemas.request_log import PRIMARY, ReadStats, read_records
+
+    class ReadWindows(beam.DoFn):
+        """All log files, in order -> (window key, RecordBatch) chunks; per-window facts
+        and read damage go to the `meta` output."""
+
+        def setup(self):
+            from tfx_bsl.coders import example_coder
+
+            self._decoder = example_coder.ExamplesToRecordBatchDecoder(schema_bytes)
+
+        def process(self, files: list[str]):
+            stats = ReadStats()
+            buffers: dict[str, list[bytes]] = {}
+            windows: dict[str, dict[str, Any]] = {}
+            skipped = {"shadow_records": 0}
+            labelled = 0
+            n = 0
+            for record in read_records(files, stats, files=files):
+                if record.role != PRIMARY:
+                    skipped["shadow_records"] += 1
+                    continue
+                if window_s:
+                    start = int(record.timestamp // window_s * window_s)
+                    key = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start))
+                else:
+                    key = f"{n // window_records:05d}"
+                n += 1
+                examples = record.examples()
+                if labels is not None:
+                    joined = []
+                    for rid, example in zip(record.example_ids, examples, strict=False):
+                        if rid in labels:
+                            labelled += 1
+                            example += _label_fragment(label_name, labels[rid], label_is_int)
+                        joined.append(example)
+                    examples = joined
+                w = windows.setdefault(key, {"records": 0, "examples": 0,
+                                             "first": record.timestamp,
+                                             "last": record.timestamp, "rejected": 0})
+                w["records"] += 1
+                w["examples"] += len(examples)
+                w["first"] = min(w["first"], record.timestamp)
+                w["last"] = max(w["last"], record.timestamp)
+                w["rejected"] += int(bool(record.verdict.get("rejected")))
+                buffer = buffers.setdefault(key, [])
+                buffer.extend(examples)
+                if len(buffer) >= CHUNK:
+                    yield key, self._decoder.DecodeBatch(buffer)
+                    buffers[key] = []
+            for key, buffer in buffers.items():
+                if buffer:
+                    yield key, self._decoder.DecodeBatch(buffer)
+            yield beam.pvalue.TaggedOutput("meta", {
+                "windows": windows, "files": stats.files, "records": stats.records,
+                "torn": stats.torn, "corrupt": stats.corrupt, "unreadable": stats.unreadable,
+                "labelled_examples": labelled, **skipped})
+
+    return ReadWindows()
+
+
+def stats_options(schema) -> Any:
+    import tensorflow_data_validation as tfdv
+
+    # Finer quantiles than TFDV's default 10 make PSI and Wasserstein precise.
+    return tfdv.StatsOptions(schema=schema, num_quantiles_histogram_buckets=100,
+                             num_histogram_buckets=20, num_top_values=20,
+                             num_rank_histogram_buckets=1000)
+
+
+def window_statistics(files: list[str], schema, out_dir: str, window_s: float,
+                      window_records: int, beam_args: list[str] | None,
+                      labels: dict | None = None, label_name: str = "",
+                      label_is_int: bool = True):
+    """One Beam pass: TFDV statistics per window (a DatasetFeatureStatisticsList with one
+    dataset per window, named by its key) and the read facts."""
+    import apache_beam as beam
+    import tensorflow as tf
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from tensorflow_data_validation.statistics import stats_impl
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    tf.io.gfile.makedirs(out_dir)
+    stats_path = os.path.join(out_dir, STATISTICS)
+    meta_path = os.path.join(out_dir, ".read.json")
+    reader = _windows_reader(schema.SerializeToString(), window_s, window_records, labels,
+                             label_name, label_is_int)
+
+    def write_stats(result):
+        with tf.io.gfile.GFile(stats_path, "wb") as f:
+            f.write(result.SerializeToString())
+
+    def write_meta(metas):
+        with tf.io.gfile.GFile(meta_path, "w") as f:
+            f.write(json.dumps(metas[0] if metas else {}))
+
+    options = PipelineOptions(beam_args or ["--direct_running_mode=in_memory"])
+    with beam.Pipeline(options=options) as p:
+        read = (p | "Files" >> beam.Create([files])
+                  | "ReadWindows" >> beam.ParDo(reader).with_outputs("meta", main="batches"))
+        _ = (read.batches
+             | "WindowStatistics" >> stats_impl.GenerateSlicedStatisticsImpl(
+                 stats_options(schema), is_slicing_enabled=True)
+             | "WriteStatistics" >> beam.Map(write_stats))
+        _ = read.meta | "Meta" >> beam.combiners.ToList() | "WriteMeta" >> beam.Map(write_meta)
+    with tf.io.gfile.GFile(stats_path, "rb") as f:
+        result = statistics_pb2.DatasetFeatureStatisticsList.FromString(f.read())
+    with tf.io.gfile.GFile(meta_path) as f:
+        meta = json.load(f)
+    tf.io.gfile.remove(meta_path)
+    return result, meta
+
+
+def feature_value_skew(files: list[str], training_examples: str, id_feature: str,
+                       ignore: list[str], out_dir: str,
+                       beam_args: list[str] | None) -> list[dict[str, Any]]:
+    """TFDV's DetectFeatureSkew: logged examples joined with training examples by
+    `id_feature`; per feature, how many joined pairs hold a different value."""
+    import apache_beam as beam
+    import tensorflow as tf
+    import tensorflow_data_validation as tfdv
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from google.protobuf import json_format
+    from tensorflow.core.example import example_pb2
+
+    from schemas.request_log import PRIMARY, read_records
+
+    train_files = sorted(tf.io.gfile.glob(training_examples))
+    if not train_files:
+        raise MonitorError(f"no training examples match {training_examples}")
+    path = os.path.join(out_dir, "feature_skew.json")
+
+    def logged(files_):
+        for record in read_records(files_, files=files_):
+            if record.role == PRIMARY:
+                for example in record.examples():
+                    yield example_pb2.Example.FromString(example)
+
+    def write(results):
+        rows = sorted((json_format.MessageToDict(r, preserving_proto_field_name=True)
+                       for r in results), key=lambda r: r.get("feature_name", ""))
+        with tf.io.gfile.GFile(path, "w") as f:
+            f.write(json.dumps(rows, indent=2, sort_keys=True) + "\n")
+
+    compression = "GZIP" if train_files[0].endswith(".gz") else "UNCOMPRESSED"
+    options = PipelineOptions(beam_args or ["--direct_running_mode=in_memory"])
+    with beam.Pipeline(options=options) as p:
+        train = (p | "TrainingFiles" >> beam.Create(train_files)
+                 | "ReadTraining" >> beam.io.ReadAllFromTFRecord(
+                     compression_type=getattr(beam.io.filesystem.CompressionTypes,
+                                              compression))
+                 | "ParseTraining" >> beam.Map(example_pb2.Example.FromString))
+        serving = (p | "Logs" >> beam.Create([files]) | "ReadLogged" >> beam.FlatMap(logged))
+        results, _ = ((train, serving) | "DetectFeatureSkew" >> tfdv.DetectFeatureSkew(
+            identifier_features=[id_feature], features_to_ignore=ignore,
+            allow_duplicate_identifiers=True))
+        _ = results | "All" >> beam.combiners.ToList() | "Write" >> beam.Map(write)
+    with tf.io.gfile.GFile(path) as f:
+        rows = json.load(f)
+    out = []
+    for r in rows:
+        joined = int(r.get("match_count", 0)) + int(r.get("mismatch_count", 0))
+        out.append({"feature": r.get("feature_name"), "joined": joined,
+                    "mismatched": int(r.get("mismatch_count", 0)),
+                    "training_only": int(r.get("base_only", 0)),
+                    "serving_only": int(r.get("test_only", 0)),
+                    "mismatch_rate": round(int(r.get("mismatch_count", 0)) / joined, 6)
+                    if joined else 0.0})
+    return out
+
+
+def _one(dataset):
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    out = statistics_pb2.DatasetFeatureStatisticsList()
+    out.datasets.add().CopyFrom(dataset)
+    return out
+
+
+def _tfdv_measures(anomalies) -> dict[str, list[dict]]:
+    """TFDV's own comparator measurements (L-infinity, Jensen-Shannon), per feature, from an
+    Anomalies proto: recorded for every feature with a comparator, under threshold or not."""
+    out: dict[str, list[dict]] = {}
+    for info in list(anomalies.drift_skew_info):
+        name = info.path.step[0] if info.path.step else ""
+        for m in list(info.drift_measurements) + list(info.skew_measurements):
+            out.setdefault(name, []).append({
+                "type": type(m).Type.Name(m.type), "value": round(m.value, 6),
+                "threshold": round(m.threshold, 6)})
+    return out
+
+
+def find_training_statistics(metadata_path: str, model_name: str, version: int) -> str | None:
+    """The train split statistics of the model version that served, found in ML Metadata:
+    PushedModel (pushed_version) <- Pusher <- Model <- Trainer <- Examples -> StatisticsGen."""
+    import ml_metadata as mlmd
+    from ml_metadata.proto import metadata_store_pb2
+
+    if not os.path.exists(metadata_path):
+        return None
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    store = mlmd.MetadataStore(config)
+
+    def events(execution_ids=None, artifact_ids=None):
+        if execution_ids is not None:
+            return store.get_events_by_execution_ids(execution_ids)
+        return store.get_events_by_artifact_ids(artifact_ids)
+
+    pushed = [a for a in store.get_artifacts_by_type("PushedModel")
+              if a.custom_properties.get("pushed_version") is not None and
+              str(a.custom_properties["pushed_version"].string_value or
+                  a.custom_properties["pushed_version"].int_value) == str(version)
+              and model_name in a.uri]
+    if not pushed:
+        return None
+    out = mlmd.proto.Event.OUTPUT
+    inp = mlmd.proto.Event.INPUT
+    pusher = [e.execution_id for e in events(artifact_ids=[pushed[-1].id]) if e.type == out]
+    model_ids = [e.artifact_id for e in events(execution_ids=pusher) if e.type == inp]
+    models = [a for a in store.get_artifacts_by_id(model_ids)
+              if store.get_artifact_types_by_id([a.type_id])[0].name == "Model"]
+    if not models:
+        return None
+    trainer = [e.execution_id for e in events(artifact_ids=[models[0].id]) if e.type == out]
+    example_ids = [e.artifact_id for e in events(execution_ids=trainer) if e.type == inp]
+    examples = [a for a in store.get_artifacts_by_id(example_ids)
+                if store.get_artifact_types_by_id([a.type_id])[0].name == "Examples"]
+    if not examples:
+        return None
+    consumers = [e.execution_id for e in events(artifact_ids=[examples[0].id])
+                 if e.type == inp]
+    stat_ids = [e.artifact_id for e in events(execution_ids=consumers) if e.type == out]
+    for artifact in store.get_artifacts_by_id(stat_ids):
+        if store.get_artifact_types_by_id([artifact.type_id])[0].name == "ExampleStatistics":
+            path = os.path.join(artifact.uri, "Split-train", "FeatureStats.pb")
+            if os.path.exists(path):
+                return path
+    return None
+
+
+def load_statistics(path: str):
+    """Any TFDV statistics file as a DatasetFeatureStatisticsList: a TFX StatisticsGen
+    artifact (a directory with Split-*/FeatureStats.pb; the train split), TFDV's binary
+    (FeatureStats.pb, `tfdv.write_stats_binary`), text format, or TFRecord (older TFX)."""
+    import tensorflow as tf
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    if tf.io.gfile.isdir(path):
+        splits = sorted(tf.io.gfile.glob(os.path.join(path, "Split-*")))
+        if not splits:
+            raise MonitorError(f"{path}: a directory without Split-*/ statistics")
+        train = [s for s in splits if s.endswith("Split-train")]
+        split = train[0] if train else splits[0]
+        names = [n for n in ("FeatureStats.pb", "stats_tfrecord")
+                 if tf.io.gfile.exists(os.path.join(split, n))]
+        if not names:
+            raise MonitorError(f"{split}: no FeatureStats.pb or stats_tfrecord in it")
+        path = os.path.join(split, names[0])
+    if not tf.io.gfile.exists(path):
+        raise MonitorError(f"no statistics at {path}")
+    with tf.io.gfile.GFile(path, "rb") as f:
+        data = f.read()
+    stats = statistics_pb2.DatasetFeatureStatisticsList()
+    try:
+        stats.ParseFromString(data)
+        if stats.datasets:
+            return stats
+    except Exception:  # noqa: BLE001 - try the next format
+        pass
+    try:
+        return text_format.Parse(data.decode("utf-8"), statistics_pb2.DatasetFeatureStatisticsList())
+    except Exception:  # noqa: BLE001 - try the next format
+        pass
+    try:
+        import tensorflow_data_validation as tfdv
+
+        return tfdv.load_statistics(path)
+    except Exception as e:  # noqa: BLE001 - none of the formats
+        raise MonitorError(f"{path} is not TFDV statistics (binary, text or TFRecord): "
+                           f"{str(e)[:200]}") from None
+
+
+def _serving_model(files: list[str]) -> tuple[str, int]:
+    """(model name, version) that answered the first primary records of the log."""
+    from schemas.request_log import PRIMARY, read_records
+
+    for n, record in enumerate(read_records(files)):
+        if record.role == PRIMARY and record.model_version:
+            return record.model_name, record.model_version
+        if n > 1000:
+            break
+    return "", 0
+
+
+def run_monitor(logs: str, config, out_dir: str, window_s: float | None = None,
+                window_records: int | None = None, training_statistics: str | None = None,
+                labels: str | None = None, beam_args: list[str] | None = None,
+                training_examples: str | None = None,
+                progress: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+    """Statistics per window, then schema, drift and skew checks; writes everything under
+    out_dir and returns the summary. `config` is the PipelineConfig."""
+    import tensorflow as tf
+    import tensorflow_data_validation as tfdv
+
+    from schemas.request_log import LogError, expand
+
+    monitor = config.monitor
+    try:
+        files = expand(logs)
+    except LogError as e:
+        raise MonitorError(str(e)) from None
+    if not files:
+        raise MonitorError(f"no request-log files match {logs}")
+    schema = tfdv.load_schema_text(config.schema)
+    window_s = monitor.window_s if window_s is None else window_s
+    window_records = window_records or monitor.window_records
+    if window_records < 1:
+        raise MonitorError("--window-records must be at least 1")
+    label_map = None
+    if labels:
+        from schemas.labels import LabelsError, read_labels
+
+        try:
+            label_map = {k: v.value for k, v in read_labels(labels).items()}
+        except LabelsError as e:
+            raise MonitorError(str(e)) from None
+    label_is_int = config.problem_type != "regression"
+    model_name, version = _serving_model(files)
+    if model_name and model_name != config.model_name:
+        raise MonitorError(f"{logs} was logged for model '{model_name}', but config "
+                           f"'{config.name}' is for '{config.model_name}'")
+    train_path = training_statistics or monitor.training_statistics or (
+        find_training_statistics(config.metadata_path, config.model_name, version)
+        if version else None)
+    train = load_statistics(train_path).datasets[0] if train_path else None
+
+    start = time.monotonic()
+    progress(f"monitor: {len(files)} log file(s), windows of "
+             + (f"{window_s:g}s" if window_s else f"{window_records:,} requests") + " ...")
+    stats, meta = window_statistics(files, schema, out_dir, window_s or 0.0, window_records,
+                                    beam_args, label_map, config.label, label_is_int)
+    if not meta.get("windows"):
+        raise MonitorError(f"{logs}: no logged requests to monitor (read {meta.get('records', 0)}"
+                           f" records, {meta.get('unreadable', 0)} unreadable, "
+                           f"{meta.get('torn', 0)} torn)")
+    datasets = {d.name: d for d in stats.datasets}
+    keys = sorted(meta["windows"])
+    missing_features = _foreign_schema(datasets[keys[0]], schema, config)
+    if missing_features:
+        raise MonitorError(
+            f"{logs} does not look like '{config.name}' traffic: {len(missing_features)} of "
+            f"the schema's features ({', '.join(missing_features[:5])}, ...) are absent from "
+            "every example")
+    environment = "TRAINING" if label_map is not None else "SERVING"
+    drift_cfg, skew_cfg = drift_config(monitor, "drift"), drift_config(monitor, "skew")
+    if label_map is None:  # without joined labels, what SERVING lacks is not compared
+        absent = {f.name for f in schema.feature if "SERVING" in f.not_in_environment}
+        for cfg in (drift_cfg, skew_cfg):
+            for name in absent | {config.label}:
+                cfg.features[name] = FeatureThresholds(skip=True)
+    summary: dict[str, Any] = {
+        "logs": logs, "config": config.name, "model": {"name": model_name, "version": version},
+        "training_statistics": train_path, "environment": environment,
+        "input": {k: meta.get(k, 0) for k in ("files", "records", "torn", "corrupt",
+                                               "unreadable", "shadow_records",
+                                               "labelled_examples")},
+        "fdr": {"method": "Benjamini-Hochberg", "alpha": monitor.alpha},
+        "windows": [],
+    }
+    previous = None
+    for i, key in enumerate(keys):
+        dataset = datasets.get(key)
+        w = meta["windows"][key]
+        entry: dict[str, Any] = {"window": key, "records": w["records"],
+                                 "examples": w["examples"], "rejected": w["rejected"],
+                                 "first": w["first"], "last": w["last"]}
+        window_dir = os.path.join(out_dir, f"window-{i:04d}")
+        tf.io.gfile.makedirs(window_dir)
+        current = _one(dataset)
+        anomalies = tfdv.validate_statistics(current, schema, environment=environment)
+        tfdv.write_anomalies_text(anomalies, os.path.join(window_dir, "anomalies.pbtxt"))
+        entry["schema_anomalies"] = {
+            name: info.short_description for name, info in sorted(anomalies.anomaly_info.items())}
+        entry["too_small"] = dataset.num_examples < monitor.min_examples
+        if previous is not None:
+            tfdv_drift = tfdv.validate_statistics(current, schema, environment=environment,
+                                                  previous_statistics=_one(previous))
+            tfdv.write_anomalies_text(tfdv_drift, os.path.join(window_dir, "drift.pbtxt"))
+            entry["drift"] = compare_datasets(previous, dataset, drift_cfg)
+            entry["drift"]["tfdv"] = _tfdv_measures(tfdv_drift)
+        if train is not None:
+            tfdv_skew = tfdv.validate_statistics(_one(train), schema, environment=environment,
+                                                 serving_statistics=current)
+            tfdv.write_anomalies_text(tfdv_skew, os.path.join(window_dir, "skew.pbtxt"))
+            entry["skew"] = compare_datasets(train, dataset, skew_cfg)
+            entry["skew"]["tfdv"] = _tfdv_measures(tfdv_skew)
+        with tf.io.gfile.GFile(os.path.join(window_dir, SUMMARY), "w") as f:
+            f.write(json.dumps(entry, indent=2, sort_keys=True) + "\n")
+        summary["windows"].append(entry)
+        progress(f"  window {key}: {w['records']:,} requests, {dataset.num_examples:,} examples"
+                 + ("" if not entry["too_small"] else " (too small to judge)")
+                 + _alert_text(entry))
+        if not entry["too_small"]:
+            previous = dataset
+    summary["drift_features"] = sorted({f for w in summary["windows"]
+                                        for f in w.get("drift", {}).get("alerts", [])})
+    summary["skew_features"] = sorted({f for w in summary["windows"]
+                                       for f in w.get("skew", {}).get("alerts", [])})
+    summary["schema_anomalies"] = sorted({f for w in summary["windows"]
+                                          for f in w["schema_anomalies"]})
+    training_examples = training_examples or monitor.training_examples
+    summary["feature_value_skew"] = None
+    if training_examples:
+        progress(f"feature-value skew: logged examples joined with {training_examples} by "
+                 f"'{monitor.id_feature}' ...")
+        rows = feature_value_skew(files, training_examples, monitor.id_feature,
+                                  [config.label], out_dir, beam_args)
+        skewed = sorted(r["feature"] for r in rows
+                        if r["mismatch_rate"] > monitor.max_mismatch_rate)
+        summary["feature_value_skew"] = {"features": rows, "skewed": skewed,
+                                         "max_mismatch_rate": monitor.max_mismatch_rate}
+        for name in skewed:
+            if name not in summary["skew_features"]:
+                summary["skew_features"].append(name)
+        summary["skew_features"].sort()
+        progress("  " + (f"values differ for the same ids in: {', '.join(skewed)}" if skewed
+                         else "no feature's values differ for the same ids"))
+    summary["seconds"] = round(time.monotonic() - start, 2)
+    with tf.io.gfile.GFile(os.path.join(out_dir, SUMMARY), "w") as f:
+        f.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    from reports.stats import monitor_report
+
+    monitor_report(summary, stats, train, schema).write(os.path.join(out_dir, HTML))
+    summary["report"] = os.path.join(out_dir, HTML)
+    _alert(summary, monitor, config)
+    return summary
+
+
+def _foreign_schema(dataset, schema, config) -> list[str]:
+    """The schema's SERVING features absent from every example of a window, when that is
+    most of them: the log holds another dataset's traffic."""
+    present = {f.path.step[0] for f in dataset.features
+               if f.path.step and _has_values(f)}
+    expected = [f.name for f in schema.feature
+                if "SERVING" not in f.not_in_environment and f.name != config.label]
+    absent = [name for name in expected if name not in present]
+    return absent if len(absent) > len(expected) // 2 else []
+
+
+def _has_values(feature) -> bool:
+    common = feature.num_stats.common_stats if feature.HasField("num_stats") else \
+        feature.string_stats.common_stats
+    return common.num_non_missing > 0
+
+
+def _alert_text(entry: dict) -> str:
+    parts = []
+    for kind in ("drift", "skew"):
+        names = entry.get(kind, {}).get("alerts", [])
+        if names:
+            parts.append(f"{kind}: {', '.join(names)}")
+    if entry["schema_anomalies"]:
+        parts.append(f"schema: {', '.join(sorted(entry['schema_anomalies']))}")
+    return ("; " + "; ".join(parts)) if parts else ""
+
+
+def _alert(summary: dict, monitor, config) -> None:
+    """Drift and skew as Prometheus metrics (a textfile for node_exporter's collector) and a
+    webhook POST; both optional."""
+    if monitor.textfile:
+        judged = [w for w in summary["windows"] if not w["too_small"]]
+        last = judged[-1] if judged else {}
+        families = {
+            "tandem_monitor_drift": "1 when the feature drifted in the latest judged window",
+            "tandem_monitor_drift_psi": "the feature's PSI against the previous window",
+            "tandem_monitor_skew": "1 when the feature is skewed against training",
+            "tandem_monitor_skew_psi": "the feature's PSI against the training statistics",
+        }
+        lines = []
+        for family, text in families.items():
+            lines += [f"# HELP {family} {text}", f"# TYPE {family} gauge"]
+            kind = family.split("_")[2]
+            for name, m in sorted(last.get(kind, {}).get("features", {}).items()):
+                labels = f'{{model="{config.model_name}",feature="{name}"}}'
+                if family.endswith("_psi"):
+                    if m["psi"]["value"] is not None:
+                        lines.append(f"{family}{labels} {m['psi']['value']}")
+                else:
+                    lines.append(f"{family}{labels} {int(m['alert'])}")
+        tmp = monitor.textfile + ".tmp"
+        os.makedirs(os.path.dirname(os.path.abspath(monitor.textfile)), exist_ok=True)
+        with open(tmp, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        os.replace(tmp, monitor.textfile)  # the collector never reads a half-written file
+    if monitor.webhook and (summary["drift_features"] or summary["skew_features"]):
+        import urllib.request
+
+        body = json.dumps({"model": config.model_name, "drift": summary["drift_features"],
+                           "skew": summary["skew_features"], "report": summary.get("report"),
+                           "logs": summary["logs"]}).encode()
+        request = urllib.request.Request(monitor.webhook, data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            urllib.request.urlopen(request, timeout=10).close()
+            summary["webhook"] = "sent"
+        except OSError as e:
+            summary["webhook"] = f"failed: {e}"
