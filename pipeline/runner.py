@@ -274,6 +274,15 @@ def run(
         if key in outputs:
             out.write(f"  {key:<18} {outputs[key].uri}\n")
     out.write(f"  {'ML Metadata':<18} {config.metadata_path}\n")
+    if "statistics" in outputs:
+        from reports.stats import pipeline_report
+
+        report = pipeline_report(
+            outputs["statistics"].uri, config.schema,
+            outputs["anomalies"].uri if "anomalies" in outputs else None,
+            os.path.join(config.output_dir, "reports", "statistics.html"),
+            f"tandem: '{config.name}' statistics and anomalies")
+        out.write(f"  {'report':<18} {report}\n")
     if verdict:
         out.write(f"\nModel {verdict}\n")
     if "pushed_model" in outputs:

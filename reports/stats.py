@@ -316,3 +316,39 @@ def monitor_report(summary: dict, stats, train, schema) -> Page:
             page.section(f"Window {last['window']}", feature_sections(
                 [("serving", current)], schema, None, last["schema_anomalies"]))
     return page
+
+
+def pipeline_report(statistics_uri: str, schema_path: str | None, anomalies_uri: str | None,
+                    out_path: str, title: str) -> str:
+    """The report `tandem run` writes beside its outputs: the train and eval splits side by
+    side, the schema's domains, drift measures between the splits, and the anomalies."""
+    import os
+
+    import tensorflow as tf
+    from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
+
+    def stats(split):
+        path = os.path.join(statistics_uri, f"Split-{split}", "FeatureStats.pb")
+        if not tf.io.gfile.exists(path):
+            return None
+        with tf.io.gfile.GFile(path, "rb") as f:
+            return statistics_pb2.DatasetFeatureStatisticsList.FromString(f.read())
+
+    train, evaluation = stats("train"), stats("eval")
+    schema = None
+    if schema_path:
+        import tensorflow_data_validation as tfdv
+
+        schema = tfdv.load_schema_text(schema_path)
+    anomalies = None
+    if anomalies_uri:
+        path = os.path.join(anomalies_uri, "Split-train", "SchemaDiff.pb")
+        if tf.io.gfile.exists(path):
+            with tf.io.gfile.GFile(path, "rb") as f:
+                anomalies = anomalies_pb2.Anomalies.FromString(f.read())
+    first = train or evaluation
+    if first is None:
+        raise FileNotFoundError(f"no Split-*/FeatureStats.pb under {statistics_uri}")
+    page = stats_report(first, evaluation if train is not None else None, schema, anomalies,
+                        names=("train", "eval"), title=title)
+    return page.write(out_path)

@@ -289,11 +289,16 @@ def find_training_statistics(metadata_path: str, model_name: str, version: int) 
             return store.get_events_by_execution_ids(execution_ids)
         return store.get_events_by_artifact_ids(artifact_ids)
 
+    def pushed_as(artifact) -> tuple[str, str]:
+        props = artifact.custom_properties
+        if "pushed_version" not in props or "pushed_destination" not in props:
+            return "", ""
+        dest = props["pushed_destination"].string_value.rstrip("/")
+        v = props["pushed_version"]
+        return os.path.basename(os.path.dirname(dest)), str(v.string_value or v.int_value)
+
     pushed = [a for a in store.get_artifacts_by_type("PushedModel")
-              if a.custom_properties.get("pushed_version") is not None and
-              str(a.custom_properties["pushed_version"].string_value or
-                  a.custom_properties["pushed_version"].int_value) == str(version)
-              and model_name in a.uri]
+              if pushed_as(a) == (model_name, str(version))]
     if not pushed:
         return None
     out = mlmd.proto.Event.OUTPUT
