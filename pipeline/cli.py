@@ -122,7 +122,18 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
     from pipeline.kubeflow import compile_kubeflow
 
-    if args.promotion:
+    if args.monitoring:
+        from pipeline.monitoring import compile_monitoring_kubeflow
+
+        missing = [f"--{n}" for n in ("config", "logs", "pipeline_root") if not getattr(args, n)]
+        if missing:
+            raise CommandError("--monitoring needs " + ", ".join(m.replace("_", "-")
+                                                                 for m in missing))
+        config = load_config(args.config, args.set)
+        summary = compile_monitoring_kubeflow(
+            args.kubeflow, args.config, args.logs, args.schema_uri or config.schema,
+            args.pipeline_root, args.image, args.training_statistics)
+    elif args.promotion:
         from pipeline.promotion import compile_promotion_kubeflow
 
         missing = [f"--{n}" for n in ("baseline", "candidate", "logs", "pipeline_root")
@@ -226,6 +237,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
 
     config = load_config(args.config, args.set)
+    if args.pipeline:
+        return _monitor_pipeline(args, config)
     try:
         window_s = parse_duration(args.window) if args.window else None
         summary = run_monitor(args.logs, config, args.out, window_s=window_s,
@@ -243,6 +256,64 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     if summary["drift_features"] or summary["skew_features"]:
         print(f"FOUND: drift in {', '.join(summary['drift_features']) or 'no feature'}; "
               f"skew in {', '.join(summary['skew_features']) or 'no feature'}")
+        return exit_status.CHECK_FAILED
+    print("no drift or skew")
+    return 0
+
+
+def _monitor_pipeline(args: argparse.Namespace, config) -> int:
+    """`tandem monitor --pipeline`: the same check as the TFX monitoring pipeline."""
+    import ml_metadata as mlmd
+    from tfx import v1 as tfx
+
+    from components.monitor.job import MonitorError, _serving_model, find_training_statistics
+    from pipeline.monitoring import create_monitoring_pipeline
+    from schemas.request_log import LogError, expand
+
+    if not os.path.isdir(args.logs):
+        raise CommandError(f"--pipeline needs --logs to be a directory (an Examples artifact's "
+                           f"uri), got {args.logs}")
+    try:
+        files = expand(args.logs)
+    except LogError as e:
+        raise CommandError(str(e)) from None
+    overrides = list(args.set)
+    if args.window_records:
+        overrides.append(f"monitor.window_records={args.window_records}")
+    if args.window:
+        from components.monitor.job import parse_duration
+
+        try:
+            overrides.append(f"monitor.window_s={parse_duration(args.window)}")
+        except MonitorError as e:
+            raise CommandError(str(e)) from None
+    training = args.training_statistics
+    if training and os.path.isfile(training) and \
+            os.path.basename(os.path.dirname(training)).startswith("Split-"):
+        training = os.path.dirname(os.path.dirname(training))  # the artifact's directory
+    if not training:
+        name, version = _serving_model(files)
+        found = find_training_statistics(config.metadata_path, config.model_name, version) \
+            if version else None
+        training = os.path.dirname(os.path.dirname(found)) if found else None
+    root = os.path.abspath(args.out)
+    metadata = os.path.join(root, "metadata.sqlite")
+    pipeline = create_monitoring_pipeline(
+        config.source, os.path.abspath(args.logs), config.schema,
+        os.path.join(root, "pipeline"), training, overrides, metadata_path=metadata)
+    start = time.monotonic()
+    print(f"monitoring pipeline: TrafficMonitor on {args.logs} ...", flush=True)
+    tfx.orchestration.LocalDagRunner().run(pipeline)
+    store = mlmd.MetadataStore(
+        tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata))
+    [latest] = sorted(store.get_artifacts_by_type("ExampleAnomalies"), key=lambda a: a.id)[-1:]
+    props = latest.custom_properties
+    drift = props["drift_features"].string_value
+    skew = props["skew_features"].string_value
+    print(f"anomalies: {latest.uri}; report: {props['report'].string_value} "
+          f"({time.monotonic() - start:.1f}s)")
+    if props["drift_or_skew_found"].int_value:
+        print(f"FOUND: drift in {drift or 'no feature'}; skew in {skew or 'no feature'}")
         return exit_status.CHECK_FAILED
     print("no drift or skew")
     return 0
@@ -334,9 +405,15 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--promotion", action="store_true",
                       help="compile the promotion pipeline (request logs + baseline + candidate "
                            "-> ShadowValidator) instead of the training pipeline")
+    comp.add_argument("--monitoring", action="store_true",
+                      help="compile the monitoring pipeline (request logs -> TrafficMonitor) "
+                           "for --config")
+    comp.add_argument("--training-statistics", default=None,
+                      help="with --monitoring: the training ExampleStatistics artifact's URI")
     comp.add_argument("--baseline", default=None, help="with --promotion: model A's URI")
     comp.add_argument("--candidate", default=None, help="with --promotion: model B's URI")
-    comp.add_argument("--logs", default=None, help="with --promotion: request-log directory URI")
+    comp.add_argument("--logs", default=None,
+                      help="with --promotion or --monitoring: request-log directory URI")
     comp.add_argument("--replay-config", default=None,
                       help="with --promotion: replay YAML (thresholds, slices)")
     comp.add_argument("--image", default="tandem-pipeline:latest",
@@ -370,6 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="late labels (request_id,label[,timestamp]): label drift too")
     mon.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. monitor.drift.psi=0.1")
+    mon.add_argument("--pipeline", action="store_true",
+                     help="run it as the TFX monitoring pipeline (TrafficMonitor; ML Metadata "
+                          "in --out/metadata.sqlite)")
     mon.add_argument("beam_args", nargs="*", help="after --: Beam pipeline args")
     mon.set_defaults(func=cmd_monitor)
 

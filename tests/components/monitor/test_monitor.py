@@ -246,3 +246,44 @@ def test_cli_exit_status_alerts_and_report(monitor_data, training_statistics, tm
     assert rendered.requests == [] and rendered.server_hits == []
     assert rendered.violations == [] and rendered.errors == []
     assert browser.ink(rendered.screenshot) > 0.02
+
+
+def test_monitoring_pipeline_runs_traffic_monitor_under_tfx(monitor_data, training_statistics,
+                                                            tmp_path):
+    """LocalDagRunner and ML Metadata: per-window statistics and anomalies artifacts, the
+    found property, the exit status; and the Kubeflow compile of the same DAG."""
+    import ml_metadata as mlmd
+    from tfx import v1 as tfx
+
+    clean = examples_of(monitor_data / "clean")[:2000]
+    write_log(tmp_path / "logs", clean + examples_of(monitor_data / "new_country"))
+    done = tandem("monitor", "--pipeline", "--logs", str(tmp_path / "logs"), "--config",
+                  "listening", "--out", str(tmp_path / "out"), "--window-records", "1000",
+                  "--training-statistics", training_statistics)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "drift in country" in done.stdout
+    store = mlmd.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        str(tmp_path / "out" / "metadata.sqlite")))
+    [anomalies] = store.get_artifacts_by_type("ExampleAnomalies")
+    assert anomalies.custom_properties["drift_or_skew_found"].int_value == 1
+    assert anomalies.custom_properties["drift_features"].string_value == "country"
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    with open(os.path.join(anomalies.uri, "Split-window-0002", "SchemaDiff.pb"), "rb") as f:
+        found = anomalies_pb2.Anomalies.FromString(f.read())
+    assert "country" in found.anomaly_info  # 'NG' is outside the schema's domain
+    [stats] = [a for a in store.get_artifacts_by_type("ExampleStatistics")
+               if "TrafficMonitor" in a.uri]  # the other is the imported training statistics
+    window = tfdv.load_stats_binary(os.path.join(stats.uri, "Split-window-0001",
+                                                 "FeatureStats.pb"))
+    assert window.datasets[0].num_examples == 1000
+
+    out = tmp_path / "monitoring.json"
+    compiled = tandem("compile", "--kubeflow", str(out), "--monitoring", "--config",
+                      "listening", "--logs", "gs://bucket/logs/2026-11-28", "--pipeline-root",
+                      "gs://bucket/tandem", "--training-statistics",
+                      "gs://bucket/tandem/StatisticsGen/statistics/3")
+    assert compiled.returncode == 0, compiled.stderr
+    tasks = set(json.loads(out.read_text())["pipelineSpec"]["root"]["dag"]["tasks"])
+    assert tasks == {"TrafficMonitor", "request_logs", "schema", "training_statistics"}
+    assert "components.monitor.executor.Executor" in out.read_text()

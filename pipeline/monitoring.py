@@ -1,0 +1,75 @@
+"""The monitoring pipeline: request logs -> per-window statistics -> drift and skew check.
+
+    Importer(request logs), Importer(schema)[, Importer(training statistics)]
+        -> TrafficMonitor -> ExampleStatistics (a split per window), ExampleAnomalies
+
+Locally it runs with LocalDagRunner (`tandem monitor --pipeline`); `tandem compile --kubeflow
+OUT.json --monitoring ...` compiles the same DAG for Kubeflow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from tfx import v1 as tfx
+
+from components.monitor.component import TrafficMonitor
+
+PIPELINE_NAME = "tandem-monitoring"
+
+
+def create_monitoring_pipeline(config_name: str, logs: str, schema: str, pipeline_root: str,
+                               training_statistics: str | None = None,
+                               overrides: list[str] | None = None,
+                               beam_args: list[str] | None = None,
+                               metadata_path: str | None = None) -> tfx.dsl.Pipeline:
+    """`schema` is the curated schema file's directory or file (as the executor sees it);
+    `training_statistics` an ExampleStatistics artifact's uri (Split-train/ inside)."""
+    logs_in = tfx.dsl.Importer(source_uri=logs,
+                               artifact_type=tfx.types.standard_artifacts.Examples,
+                               reimport=False).with_id("request_logs")
+    schema_dir = schema if not schema.endswith(".pbtxt") else os.path.dirname(schema)
+    schema_in = tfx.dsl.Importer(source_uri=schema_dir,
+                                 artifact_type=tfx.types.standard_artifacts.Schema,
+                                 reimport=False).with_id("schema")
+    components = [logs_in, schema_in]
+    training = None
+    if training_statistics:
+        stats_in = tfx.dsl.Importer(
+            source_uri=training_statistics,
+            artifact_type=tfx.types.standard_artifacts.ExampleStatistics,
+            properties={"split_names": '["train"]'}, reimport=False).with_id(
+                "training_statistics")
+        components.append(stats_in)
+        training = stats_in.outputs["result"]
+    monitor = TrafficMonitor(request_logs=logs_in.outputs["result"],
+                             schema=schema_in.outputs["result"], config=config_name,
+                             training_statistics=training,
+                             overrides=json.dumps(overrides or []))
+    components.append(monitor)
+    return tfx.dsl.Pipeline(
+        pipeline_name=PIPELINE_NAME, pipeline_root=pipeline_root, components=components,
+        enable_cache=False,  # a log directory keeps growing: judge it again
+        metadata_connection_config=(
+            tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
+            if metadata_path else None),
+        beam_pipeline_args=beam_args if beam_args is not None
+        else ["--direct_running_mode=in_memory"])
+
+
+def compile_monitoring_kubeflow(out_path: str, config_name: str, logs: str, schema: str,
+                                pipeline_root: str, image: str,
+                                training_statistics: str | None = None) -> dict:
+    pipeline = create_monitoring_pipeline(config_name, logs, schema, pipeline_root,
+                                          training_statistics, beam_args=[])
+    runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
+        output_dir=os.path.dirname(os.path.abspath(out_path)),
+        output_filename=os.path.basename(out_path))
+    runner.run(pipeline, write_out=True)
+    with open(out_path) as f:
+        spec = json.load(f)
+    return {"path": out_path, "image": image,
+            "components": sorted(spec["pipelineSpec"]["root"]["dag"]["tasks"]),
+            "modules": {"TrafficMonitor": "components.monitor.executor.Executor"}}
