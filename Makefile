@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: run test test-fast lint bench env clean system-packages
+.PHONY: run pipeline test test-fast lint bench env clean system-packages
 
 # Find a Python 3.10: on PATH, else under pyenv.
 PYTHON310 := $(shell \
@@ -60,7 +60,12 @@ system-packages:
 		fi; \
 	fi
 
+# The whole loop on embedded defaults (pipeline/loop.py); the pipeline alone is
+# `make pipeline` (tandem run --config listening).
 run: $(STAMP)
+	$(BIN)/tandem loop
+
+pipeline: $(STAMP)
 	@if [ ! -d $(DATA)/span-1 ]; then \
 		$(BIN)/tandem data generate --rows $(ROWS) --out $(DATA); \
 	fi
@@ -78,7 +83,7 @@ test-fast: $(STAMP) system-packages
 	$(BIN)/python -m pytest tests --ignore=tests/e2e -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check pipeline components schemas serving tests bench
+	$(BIN)/ruff check pipeline components schemas serving reports notebooks tests bench
 
 bench: $(STAMP)
 	$(BIN)/python bench/pipeline_scale.py

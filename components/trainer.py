@@ -327,6 +327,7 @@ def write_build_record(
             "input_fingerprint": config.get("data_fingerprint"),
             "train_examples": counts["train"],
             "eval_examples": counts["eval"],
+            **({"source": config["data_source"]} if config.get("data_source") else {}),
         },
         "eval_metrics": {k: round(float(v), 6) for k, v in metrics.items()},
         "hyperparameters": config["hyperparameters"],

@@ -36,6 +36,11 @@ class TrainerExecutor(trainer_executor.GenericExecutor):
             examples.get_string_custom_property("input_fingerprint")
             if examples.has_custom_property("input_fingerprint") else None
         )
+        # LogExampleGen records the log files and labels the span was joined from.
+        custom["data_source"] = (
+            json.loads(examples.get_string_custom_property("tandem.source"))
+            if examples.has_custom_property("tandem.source") else None
+        )
         exec_properties = dict(exec_properties)
         exec_properties[standard_component_specs.CUSTOM_CONFIG_KEY] = json.dumps(custom)
         super().Do(input_dict, output_dict, exec_properties)

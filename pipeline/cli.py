@@ -36,12 +36,22 @@ def cmd_data_generate(args: argparse.Namespace) -> int:
     drift = listening.parse_drift(args.drift)
     formats = ("tfrecord", "csv") if args.format == "both" else (args.format,)
     start = time.monotonic()
-    manifest = listening.generate(
-        args.out, args.rows, seed=args.seed, drift=drift, span=args.span, formats=formats,
-        progress=_progress_printer("generate"),
-    )
+    try:
+        manifest = listening.generate(
+            args.out, args.rows, seed=args.seed, drift=drift, span=args.span, formats=formats,
+            progress=_progress_printer("generate"), requests=args.requests, labels=args.labels,
+            label_delay_s=args.label_delay, label_loss=args.label_loss, rate=args.rate,
+        )
+    except listening.GeneratorError as e:
+        raise CommandError(str(e)) from None
+    if "labels" in manifest:
+        lab = manifest["labels"]
+        print(f"wrote {lab['written']:,} labels to "
+              f"{os.path.join(args.out, f'span-{args.span}', lab['file'])} (mean delay "
+              f"{lab['delay_s']:g}s, {lab['loss']:.0%} lost)")
+    what = "requests (undecorated, no label)" if manifest.get("requests_only") else "rows"
     print(
-        f"wrote {manifest['rows']:,} rows (skip rate {manifest['skip_rate']:.1%}"
+        f"wrote {manifest['rows']:,} {what} (skip rate {manifest['skip_rate']:.1%}"
         f"{', drift: ' + ', '.join(manifest['drift']) if manifest['drift'] else ''}) to "
         f"{os.path.join(args.out, f'span-{args.span}')} and feature sources to "
         f"{manifest['feature_sources']} in {time.monotonic() - start:.1f}s"
@@ -101,6 +111,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.runner import run
 
     config = load_config(args.config, args.set)
+    result = run(config, until=args.until, verbose=getattr(args, "verbose", False))
+    return result.exit_code
+
+
+def cmd_loop(args: argparse.Namespace) -> int:
+    from pipeline.loop import run_loop
+
+    return run_loop(args.work, rows=args.rows, verbose=getattr(args, "verbose", False))
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    """The training pipeline on a span joined from the request log and late labels."""
+    from pipeline.config import load_config
+    from pipeline.runner import run
+
+    overrides = ["data.format=request_log", f"data.location={args.logs}",
+                 f"data.labels={args.labels}", *args.set]
+    config = load_config(args.config, overrides)
     result = run(config, until=args.until, verbose=getattr(args, "verbose", False))
     return result.exit_code
 
@@ -376,6 +404,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=("tfrecord", "csv", "both"), default="tfrecord",
         help="GZIP TFRecord tf.Examples (default), CSV, or both",
     )
+    gen.add_argument("--requests", action="store_true",
+                     help="write what a client sends: keys and request-time features only")
+    gen.add_argument("--labels", choices=("csv", "tfrecord"), default=None,
+                     help="also write the requests' late labels (request_id,label,timestamp)")
+    gen.add_argument("--label-delay", type=float, default=3600.0, metavar="SECONDS",
+                     help="mean delay before a label arrives (default 3600)")
+    gen.add_argument("--label-loss", type=float, default=0.0, metavar="SHARE",
+                     help="share of labels that never arrive (default 0)")
+    gen.add_argument("--rate", type=float, default=100.0,
+                     help="requests per second assumed for the labels' timestamps")
     gen.set_defaults(func=cmd_data_generate)
     profiles = data_sub.add_parser("profiles", help="list the drift profiles")
     profiles.set_defaults(func=cmd_data_profiles)
@@ -398,6 +436,29 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. output_dir=/tmp/out")
     run.set_defaults(func=cmd_run)
+
+    loop = sub.add_parser(
+        "loop", help="the whole loop on embedded defaults (what `make run` runs): train, "
+                     "serve, traffic, monitor, retrain from logs, canary, replay, promote, "
+                     "rollback")
+    loop.add_argument("--work", default="outputs/loop",
+                      help="work directory, started afresh (default outputs/loop)")
+    loop.add_argument("--rows", type=int, default=12000,
+                      help="rows of generated training data for v1 (default 12000)")
+    loop.set_defaults(func=cmd_loop)
+
+    retrain = sub.add_parser(
+        "retrain", help="retrain from the request log joined with late labels (no second "
+                        "decoration join); then the unchanged pipeline")
+    retrain.add_argument("--config", required=True, help="pipeline config YAML (or a name)")
+    retrain.add_argument("--logs", required=True, help="request-log directory or glob")
+    retrain.add_argument("--labels", required=True,
+                         help="late labels: request_id,label[,timestamp] (CSV or TFRecord)")
+    retrain.add_argument("--until", choices=STAGES, default=STAGES[-1],
+                         help="last stage to run (default: push)")
+    retrain.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a config key")
+    retrain.set_defaults(func=cmd_retrain)
 
     comp = sub.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines")
     comp.add_argument("--kubeflow", required=True, metavar="OUT.json", help="output spec path")

@@ -13,7 +13,7 @@ from schemas.yaml_config import YamlConfigError, read_yaml
 from schemas.yaml_config import apply_override as shared_override
 
 ProblemType = Literal["binary_classification", "multiclass_classification", "regression"]
-DataFormat = Literal["csv", "tfrecord"]
+DataFormat = Literal["csv", "tfrecord", "request_log"]
 RunningMode = Literal["in_memory", "multi_threading", "multi_processing"]
 
 FeatureKind = Literal["numeric", "categorical", "bucketize", "skip"]
@@ -37,6 +37,11 @@ class DataConfig:
     format: DataFormat
     # Relative to `location`; {SPAN} makes each matching directory a new span.
     pattern: str = "span-{SPAN}/*"
+    # format request_log: `location` is the gateway's log directory (or a glob) and `labels`
+    # the late labels (request_id,label[,timestamp]); labels later than label_delay_s after
+    # their request are left out.
+    labels: str = ""
+    label_delay_s: float = 7 * 86400.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -296,7 +301,11 @@ def load_config(path: str, overrides: list[str] | None = None) -> PipelineConfig
         raise ConfigError(
             f"key 'evaluation.metric': {config.evaluation.metric} needs a regression problem"
         )
-    data = dataclasses.replace(config.data, location=resolve_path(config.data.location))
+    if config.data.format == "request_log" and not config.data.labels:
+        raise ConfigError("key 'data.labels' is required with data.format request_log")
+    data = dataclasses.replace(
+        config.data, location=resolve_path(config.data.location),
+        labels=resolve_path(config.data.labels) if config.data.labels else "")
     output_dir = resolve_path(config.output_dir)
     serving_dir = (
         resolve_path(config.serving_dir) if config.serving_dir

@@ -23,6 +23,25 @@ PREPROCESSING_FN = "components.transform.preprocessing_fn"
 RUN_FN = "components.trainer.run_fn"
 
 
+def _log_example_gen(config: PipelineConfig) -> list:
+    """Importers for the request log and the labels, and LogExampleGen joining them."""
+    from components.log_example_gen.component import LogExampleGen
+
+    logs = tfx.dsl.Importer(source_uri=config.data.location,
+                            artifact_type=tfx.types.standard_artifacts.Examples,
+                            reimport=False).with_id("request_logs")
+    labels = tfx.dsl.Importer(source_uri=config.data.labels,
+                              artifact_type=tfx.types.standard_artifacts.ExternalArtifact,
+                              reimport=False).with_id("labels")
+    gen = LogExampleGen(request_logs=logs.outputs["result"], labels=labels.outputs["result"],
+                        label=config.label,
+                        integer_label=config.problem_type != "regression",
+                        label_delay_s=config.data.label_delay_s,
+                        train_buckets=config.split.train_buckets,
+                        eval_buckets=config.split.eval_buckets)
+    return [logs, labels, gen]
+
+
 def _example_gen(config: PipelineConfig):
     input_config = example_gen_pb2.Input(
         splits=[example_gen_pb2.Input.Split(name="single_split", pattern=config.data.pattern)]
@@ -104,8 +123,11 @@ def create_pipeline(
     options = {name: opts.as_options() for name, opts in config.features.items()}
     plan = feature_plan(load_schema(schema_file), config.label, config.problem_type, options)
 
-    # Ingest: each new span of raw data becomes tf.Examples split into train/eval.
-    example_gen = _example_gen(config)
+    # Ingest: each new span of raw data becomes tf.Examples split into train/eval; or, for
+    # format request_log, the logged examples joined with late labels.
+    inputs = _log_example_gen(config) if config.data.format == "request_log" else \
+        [_example_gen(config)]
+    example_gen = inputs[-1]
     # Describe the data: TFDV statistics per split.
     # 100 quantile buckets (TFDV's default is 10): the drift and skew measures read the
     # distribution from these quantiles (components/monitor/drift.py).
@@ -119,7 +141,7 @@ def create_pipeline(
     )
     # Stop here when anything is anomalous; everything downstream waits on the gate.
     validation_gate = ValidationGate(anomalies=example_validator.outputs["anomalies"])
-    components = [example_gen, statistics_gen, schema_gen, example_validator, validation_gate]
+    components = [*inputs, statistics_gen, schema_gen, example_validator, validation_gate]
 
     if last >= STAGES.index("transform"):
         # Record the preprocessing settings (means, vocabularies) once, as a graph.

@@ -204,9 +204,33 @@ def check_label(values: list, label: str, problem_type: str) -> list[str]:
     return distinct[:5]
 
 
+def _check_request_log(config: PipelineConfig) -> InputSummary:
+    """format request_log: log files exist and the labels file reads, with fitting labels."""
+    from schemas.labels import LabelsError, read_labels
+    from schemas.request_log import LogError, expand
+
+    try:
+        files = expand(config.data.location)
+    except LogError as e:
+        raise InputError(f"{e} (data.location)") from None
+    try:
+        labels = read_labels(config.data.labels)
+    except LabelsError as e:
+        raise InputError(f"{e} (data.labels)") from None
+    if not labels:
+        raise InputError(f"labels file {config.data.labels} holds no labels (data.labels)")
+    values = [v.value for v in labels.values()]
+    shown = [str(int(v)) if float(v).is_integer() else str(v) for v in values]
+    distinct = check_label(shown, config.label, config.problem_type)
+    return InputSummary(None, files, config.data.location, rows_checked=len(values),
+                        label_values=distinct)
+
+
 def check_data(config: PipelineConfig) -> InputSummary:
     """The input files and their label, without the schema (which `schema propose` is about
     to write). Raises InputError."""
+    if config.data.format == "request_log":
+        return _check_request_log(config)
     span, files, files_glob = resolve_input_files(config)
     if not files:
         return InputSummary(span, [], files_glob, rows_checked=0, label_values=[])

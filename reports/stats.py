@@ -96,7 +96,10 @@ def _measure_cells(m: dict | None) -> list[str]:
         f"{fmt(psi['value'], 3)} [{fmt(psi['low'], 3)}, {fmt(psi['high'], 3)}]"
     other = m.get("wasserstein") if m.get("kind") == "numeric" else m.get("linf")
     miss = m.get("missing", {})
-    miss_text = "–" if not miss else f"{fmt(miss.get('ref'), 3)} → {fmt(miss.get('cur'), 3)}"
+    miss_text = "–" if not miss else (
+        f"{fmt(miss.get('ref'), 3)} → {fmt(miss.get('cur'), 3)}"
+        + (f" (Δ [{fmt(miss['low'], 2)}, {fmt(miss['high'], 2)}])"
+           if miss.get("change") and miss.get("low") is not None else ""))
     flag = status(not m.get("alert"), "ok", "ALERT")
     return [esc(psi_text), esc(fmt(other, 4)), esc(miss_text),
             f"{esc(fmt(m.get('q_value'), 3))} {flag}"]

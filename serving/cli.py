@@ -94,6 +94,30 @@ def cmd_promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def _traffic_drifts() -> list[str]:
+    from serving.traffic import DRIFTS
+
+    return list(DRIFTS)
+
+
+def cmd_traffic_send(args: argparse.Namespace) -> int:
+    from serving.traffic import TrafficError, send
+
+    pace = f"{args.rate:g} requests/s" if args.rate else "as fast as answers come"
+    print(f"traffic: sending {args.examples} to {args.to}, {pace}", flush=True)
+    try:
+        result = send(args.to, args.examples, args.model, rate=args.rate, batch=args.batch,
+                      limit=args.limit, drift=args.drift,
+                      progress=lambda line: print(line, flush=True))
+    except TrafficError as e:
+        raise CommandError(str(e)) from None
+    errors = ", ".join(f"{k} {v}" for k, v in sorted(result.errors.items())) or "none"
+    print(f"sent {result.sent:,} requests in {result.seconds:.1f}s "
+          f"({result.sent / max(result.seconds, 1e-9):.0f}/s): {result.ok:,} answered, "
+          f"errors: {errors}")
+    return 0 if not result.errors else 1
+
+
 def cmd_rollback(args: argparse.Namespace) -> int:
     from serving.model_server.model_config import ConfigFileError
     from serving.promotion import PromotionError, rollback
@@ -323,6 +347,22 @@ def add_serving_commands(sub) -> None:
     st.add_argument("path", help="a log directory, file or glob")
     st.add_argument("--json", action="store_true", help="print JSON")
     st.set_defaults(func=cmd_logs_stats)
+
+    traffic = sub.add_parser("traffic", help="send requests to a gateway or model server")
+    traffic_sub = traffic.add_subparsers(dest="traffic_command", required=True,
+                                         metavar="ACTION")
+    ts = traffic_sub.add_parser("send", help="send tf.Examples as Predict requests at a rate")
+    ts.add_argument("--to", required=True, metavar="HOST:PORT", help="gRPC address")
+    ts.add_argument("--examples", required=True, metavar="GLOB",
+                    help="TFRecord files of tf.Examples (e.g. from data generate --requests)")
+    ts.add_argument("--model", default="listening", help="model name in the requests")
+    ts.add_argument("--rate", type=float, default=100.0,
+                    help="requests per second (0: as fast as answers come; default 100)")
+    ts.add_argument("--batch", type=int, default=1, help="examples per request (default 1)")
+    ts.add_argument("--limit", type=int, default=None, help="send at most N examples")
+    ts.add_argument("--drift", default=None,
+                    help="client-side drift: " + ", ".join(sorted(_traffic_drifts())))
+    ts.set_defaults(func=cmd_traffic_send)
 
     for name, func, text in (("promote", cmd_promote, "point a label at a version, safely"),
                              ("rollback", cmd_rollback, "point stable (or canary) back at a good version")):

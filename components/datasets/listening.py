@@ -30,6 +30,7 @@ import json
 import math
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -277,9 +278,10 @@ def joins():
     return [Join(key, table, columns) for key, table, columns in JOINS]
 
 
-def _example_bytes(chunk: Chunk, decorator) -> Iterator[bytes]:
+def _example_bytes(chunk: Chunk, decorator, requests_only: bool = False) -> Iterator[bytes]:
     """The chunk's training examples: each request example, decorated by the gateway's own
-    join (serving.gateway.decorate), then its label."""
+    join (serving.gateway.decorate), then its label. With `requests_only`, what a client
+    sends: keys and request-time features, undecorated, no label."""
     from tensorflow.core.example import example_pb2
 
     cols = [(name, chunk.columns[name], chunk.present.get(name)) for name in REQUEST_FEATURES]
@@ -301,9 +303,66 @@ def _example_bytes(chunk: Chunk, decorator) -> Iterator[bytes]:
             else:
                 feature[name].int64_list.value.append(lists[name][i])
         examples.append(example)
+    if requests_only:
+        for example in examples:
+            yield example.SerializeToString()
+        return
     decorated, _ = decorator.decorate(examples)
     for data, label in zip(decorated, chunk.columns[LABEL].tolist(), strict=True):
         yield data + label_fragment(label)
+
+
+def _labels_writer(span_dir: str, kind: str | None, delay_s: float, loss: float, rate: float,
+                   start: float, seed: int, span: int):
+    """(write(chunk, offset), close() -> count, path) for the late-labels file, or no-ops."""
+    if kind is None:
+        return None, (lambda: 0), None
+    rng = np.random.default_rng([seed, 7, span])
+    count = [0]
+    if kind == "csv":
+        path = os.path.join(span_dir, "labels.csv")
+        handle = open(path, "w", newline="")
+        out = csv.writer(handle)
+        out.writerow(["request_id", "label", "timestamp"])
+
+        def emit(rid: str, label: int, ts: float) -> None:
+            out.writerow([rid, label, f"{ts:.3f}"])
+
+        def close() -> int:
+            handle.close()
+            return count[0]
+    else:
+        import tensorflow as tf
+        from tensorflow.core.example import example_pb2
+
+        path = os.path.join(span_dir, "labels.tfrecord.gz")
+        writer = tf.io.TFRecordWriter(path, options=tf.io.TFRecordOptions(
+            compression_type="GZIP"))
+
+        def emit(rid: str, label: int, ts: float) -> None:
+            e = example_pb2.Example()
+            e.features.feature["request_id"].bytes_list.value.append(rid.encode())
+            e.features.feature["label"].int64_list.value.append(label)
+            e.features.feature["timestamp"].float_list.value.append(ts)
+            writer.write(e.SerializeToString())
+
+        def close() -> int:
+            writer.close()
+            return count[0]
+
+    def write(chunk: Chunk, offset: int) -> None:
+        n = len(chunk)
+        sent = start + (offset + np.arange(n)) / rate
+        arrives = sent + (rng.exponential(delay_s, n) if delay_s > 0 else np.zeros(n))
+        kept = rng.random(n) >= loss
+        for rid, label, ts, keep in zip(chunk.columns["request_id"].tolist(),
+                                        chunk.columns[LABEL].tolist(), arrives.tolist(),
+                                        kept.tolist(), strict=True):
+            if keep:
+                emit(rid, label, ts)
+                count[0] += 1
+
+    return write, close, path
 
 
 def label_fragment(label: int) -> bytes:
@@ -378,8 +437,20 @@ def generate(
     span: int = 1,
     formats: tuple[str, ...] = ("tfrecord",),
     progress=None,
+    requests: bool = False,
+    labels: str | None = None,
+    label_delay_s: float = 0.0,
+    label_loss: float = 0.0,
+    rate: float = 100.0,
+    start_time: float | None = None,
 ) -> dict:
     """Write `rows` decorated examples under out_dir/span-<span>/ and the feature sources.
+
+    With `requests`, the examples are what a client sends (keys and request-time features, no
+    decoration, no label). With `labels` ("csv" or "tfrecord"), the requests' labels are also
+    written as `request_id,label,timestamp` (labels.csv or labels.tfrecord.gz): request i is
+    taken as sent at start_time + i / rate, its label arrives an exponential delay of mean
+    `label_delay_s` later, and a share `label_loss` of labels never arrives.
 
     Returns the manifest that is also written to out_dir/span-<span>/manifest.json.
     """
@@ -390,6 +461,14 @@ def generate(
     unknown = set(formats) - {"tfrecord", "csv"}
     if unknown or not formats:
         raise GeneratorError(f"unknown format(s) {sorted(unknown)}; use tfrecord and/or csv")
+    if labels not in (None, "csv", "tfrecord"):
+        raise GeneratorError(f"--labels must be csv or tfrecord, got {labels!r}")
+    if not 0.0 <= label_loss < 1.0:
+        raise GeneratorError(f"--label-loss must be in [0, 1), got {label_loss}")
+    if label_delay_s < 0 or rate <= 0:
+        raise GeneratorError("--label-delay must be >= 0 and --rate > 0")
+    if requests and "csv" in formats:
+        raise GeneratorError("--requests writes tf.Examples: use --format tfrecord")
     span_dir = os.path.join(out_dir, f"span-{span}")
     os.makedirs(span_dir, exist_ok=True)
     sources_path = os.path.join(out_dir, "features.sqlite")
@@ -402,6 +481,9 @@ def generate(
         source = SqliteSource(sources_path)
         decorator = Decorator(joins(), source, cache_s=float("inf"))
 
+    label_writer, close_labels, label_path = _labels_writer(
+        span_dir, labels, label_delay_s, label_loss, rate,
+        time.time() if start_time is None else start_time, seed, span)
     shards = shard_count(rows)
     per_shard = math.ceil(rows / shards)
     writers: dict[str, Any] = {}
@@ -436,7 +518,10 @@ def generate(
         # A chunk never straddles shards when per_shard is a multiple of CHUNK_ROWS;
         # otherwise rows go to the shard their index falls in.
         offsets = np.arange(written, written + len(chunk)) // per_shard
-        records = _example_bytes(chunk, decorator) if "tfrecord" in formats else None
+        records = _example_bytes(chunk, decorator, requests) if "tfrecord" in formats \
+            else None
+        if label_writer is not None:
+            label_writer(chunk, written)
         csv_rows = _csv_rows(chunk) if "csv" in formats else None
         for target in offsets.tolist():
             if target != shard:
@@ -451,6 +536,7 @@ def generate(
         if progress is not None:
             progress(written, rows)
     close_shard()
+    written_labels = close_labels()
     version = None
     if source is not None:
         version = source.version
@@ -466,7 +552,11 @@ def generate(
         "files": [os.path.basename(f) for f in files],
         "feature_sources": sources_path,
         "feature_sources_version": version or file_fingerprint(sources_path),
+        "requests_only": requests,
     }
+    if label_path:
+        manifest["labels"] = {"file": os.path.basename(label_path), "written": written_labels,
+                              "delay_s": label_delay_s, "loss": label_loss, "rate": rate}
     with open(os.path.join(span_dir, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=2)
     return manifest

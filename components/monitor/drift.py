@@ -190,7 +190,10 @@ def _missing_change(ref, cur, n_ref: int, n_cur: int) -> dict[str, Any]:
     pooled = (n_ref * a + n_cur * b) / max(n_ref + n_cur, 1)
     se = np.sqrt(pooled * (1 - pooled) * (1 / max(n_ref, 1) + 1 / max(n_cur, 1)))
     p_value = float(2 * norm.sf(abs(b - a) / se)) if se > 0 else (1.0 if a == b else 0.0)
+    # The change's 95% (Wald) interval, from each side's own variance.
+    spread = 1.96 * np.sqrt(a * (1 - a) / max(n_ref, 1) + b * (1 - b) / max(n_cur, 1))
     return {"ref": _round(max(a, 0.0)), "cur": _round(max(b, 0.0)), "change": _round(b - a),
+            "low": _round(b - a - spread), "high": _round(b - a + spread),
             "p_value": p_value}
 
 

@@ -250,6 +250,18 @@ def feature_value_skew(files: list[str], training_examples: str, id_feature: str
     return out
 
 
+def monitored_schema(schema, ignore: list[str]):
+    """The schema without the ignored features (identifiers: unique by design). They are
+    neither decoded nor described: unique strings are the costliest statistics TFDV keeps
+    (per window, top-k and distinct sketches over every value), and never drift."""
+    pruned = type(schema)()
+    pruned.CopyFrom(schema)
+    keep = [f for f in pruned.feature if f.name not in set(ignore)]
+    del pruned.feature[:]
+    pruned.feature.extend(keep)
+    return pruned
+
+
 def _one(dataset):
     from tensorflow_metadata.proto.v0 import statistics_pb2
 
@@ -400,7 +412,7 @@ def run_monitor(logs: str, config, out_dir: str, window_s: float | None = None,
         raise MonitorError(str(e)) from None
     if not files:
         raise MonitorError(f"no request-log files match {logs}")
-    schema = tfdv.load_schema_text(config.schema)
+    schema = monitored_schema(tfdv.load_schema_text(config.schema), monitor.ignore)
     window_s = monitor.window_s if window_s is None else window_s
     window_records = window_records or monitor.window_records
     if window_records < 1:

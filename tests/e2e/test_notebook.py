@@ -4,9 +4,12 @@ small fresh run."""
 import os
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.xdist_group("trained_listening")
 
 
 def test_walkthrough_runs_every_cell_and_shows_the_reports(trained_listening, tmp_path,

@@ -15,6 +15,8 @@ from pipeline.config import load_config
 from tests.components.monitor.conftest import examples_of, write_log
 from tests.conftest import tandem
 
+pytestmark = pytest.mark.xdist_group("monitor")
+
 EXPECTED = {  # each generator profile and the features it must be named by
     "age_shift": {"age"},
     "new_country": {"country"},

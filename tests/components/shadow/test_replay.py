@@ -13,6 +13,8 @@ from schemas.request_log import LogWriter, frame, make_record
 from tests.conftest import tandem
 from tests.serving.gateway.conftest import make_listening_model, training_examples
 
+pytestmark = pytest.mark.xdist_group("replay")
+
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):

@@ -1,0 +1,104 @@
+"""The label join: logged, decorated examples + late labels -> training examples.
+
+Each training example is exactly what the model saw at serving time (the decorated example
+as the gateway logged it) plus the label joined by the example's id: no second join with the
+feature sources. The rules, counted in `JoinStats`:
+
+- only the primary's records count (the shadow's answers are the candidate's business);
+- requests the validator **rejected** are left out (the model never scored them);
+- an id logged twice (a client's retry) keeps its **first** logged occurrence;
+- an example with **no label** is left out; a label that arrived more than `label_delay_s`
+  after the request is **late** and left out too, so a span does not change as stragglers
+  arrive (a labels file's duplicates are resolved by schemas/labels.py: the latest wins);
+- a label feature already present in a logged example (a client sent it) is dropped before
+  the joined label is appended: **no label leaks into a feature** unless it is the label.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+from schemas.labels import Label
+
+
+@dataclasses.dataclass
+class JoinStats:
+    records: int = 0
+    shadow_records: int = 0
+    rejected: int = 0  # examples of requests the validator refused
+    duplicates: int = 0
+    unlabelled: int = 0
+    late: int = 0
+    label_in_request: int = 0
+    joined: int = 0
+
+    def add(self, other: JoinStats) -> None:
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+
+
+def label_fragment(name: str, value: float, integer: bool) -> bytes:
+    """The label as a tf.Example of its own; appended to serialized example bytes, protobuf
+    merges it in (the generator builds its training rows the same way)."""
+    from tensorflow.core.example import example_pb2
+
+    e = example_pb2.Example()
+    if integer:
+        e.features.feature[name].int64_list.value.append(int(value))
+    else:
+        e.features.feature[name].float_list.value.append(float(value))
+    return e.SerializeToString()
+
+
+def _without(example: bytes, name: str) -> tuple[bytes, bool]:
+    from tensorflow.core.example import example_pb2
+
+    if name.encode() not in example:  # cheap test first: most examples lack it
+        return example, False
+    parsed = example_pb2.Example.FromString(example)
+    if name not in parsed.features.feature:
+        return example, False
+    del parsed.features.feature[name]
+    return parsed.SerializeToString(), True
+
+
+def join_records(records, labels: dict[str, Label], label: str, integer: bool,
+                 label_delay_s: float, stats: JoinStats, seen: set[str]):
+    """(example id, training example bytes, request time) for every joinable example of the
+    PredictionLog `records`; `seen` carries ids across calls (duplicates)."""
+    from schemas.request_log import PRIMARY
+
+    for record in records:
+        if record.role != PRIMARY:
+            stats.shadow_records += 1
+            continue
+        stats.records += 1
+        examples = record.examples()
+        if record.verdict.get("rejected"):
+            stats.rejected += len(examples)
+            continue
+        for rid, example in zip(record.example_ids, examples, strict=False):
+            if rid in seen:
+                stats.duplicates += 1
+                continue
+            seen.add(rid)
+            found = labels.get(rid)
+            if found is None:
+                stats.unlabelled += 1
+                continue
+            if found.timestamp is not None and \
+                    found.timestamp - record.timestamp > label_delay_s:
+                stats.late += 1
+                continue
+            example, had = _without(example, label)
+            stats.label_in_request += int(had)
+            stats.joined += 1
+            yield rid, example + label_fragment(label, found.value, integer), record.timestamp
+
+
+def split_of(example_id: str, train_buckets: int, eval_buckets: int) -> str:
+    """train or eval, by a stable hash of the example id (the same id, the same split)."""
+    bucket = int.from_bytes(hashlib.blake2b(example_id.encode(), digest_size=8).digest(),
+                            "big") % (train_buckets + eval_buckets)
+    return "train" if bucket < train_buckets else "eval"
