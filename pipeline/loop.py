@@ -133,6 +133,11 @@ def run_loop(work: str = "outputs/loop", rows: int = 12000, out: TextIO = sys.st
     server = f"127.0.0.1:{grpc_port}"
     gateway = f"127.0.0.1:{gw_port}"
     status = 0
+
+    def terminated(signum, frame):  # SIGTERM too stops the servers, as Ctrl-C does
+        raise KeyboardInterrupt
+
+    previous_handler = signal.signal(signal.SIGTERM, terminated)
     try:
         with step("generate data, train and push v1 (stable)") as s:
             from components.datasets import listening
@@ -168,17 +173,18 @@ def run_loop(work: str = "outputs/loop", rows: int = 12000, out: TextIO = sys.st
             from serving.traffic import send
 
             start_time = time.time()
-            listening.generate(os.path.join(work, "requests"), 6000, seed=0, span=2,
-                               requests=True, labels="csv", label_delay_s=30, rate=400,
+            listening.generate(os.path.join(work, "requests"), 8000, seed=0, span=2,
+                               requests=True, labels="csv", label_delay_s=30, rate=800,
                                start_time=start_time)
+            # Requests from night owls: hour_of_day moves into 0-5, and their skips follow
+            # the same rule (the generator draws labels from the drifted features).
             listening.generate(os.path.join(work, "drift"), 2400, seed=0, span=3,
-                               requests=True, labels="csv", label_delay_s=30, rate=400,
-                               start_time=start_time + 15)
+                               requests=True, labels="csv", label_delay_s=30, rate=800,
+                               start_time=start_time + 10, drift=frozenset(["night_owls"]))
             clean = send(gateway, os.path.join(work, "requests", "span-2", "*.tfrecord.gz"),
                          MODEL, rate=0, batch=4, progress=lambda line: say("   " + line))
             drifted = send(gateway, os.path.join(work, "drift", "span-3", "*.tfrecord.gz"),
-                           MODEL, rate=0, batch=4, drift="night_owls",
-                           progress=lambda line: say("   " + line))
+                           MODEL, rate=0, batch=4, progress=lambda line: say("   " + line))
             say(f"   sent {clean.sent:,} clean and {drifted.sent:,} drifted requests "
                 f"(night_owls: hour_of_day moves into 0-5); errors: "
                 f"{dict(clean.errors) or 'none'}, {dict(drifted.errors) or 'none'}")
@@ -247,13 +253,10 @@ def run_loop(work: str = "outputs/loop", rows: int = 12000, out: TextIO = sys.st
                     say(f"   {line}")
                 s.result = f"v2 (version {v2}) promoted to stable"
             else:
-                for line in rollback(models_config, server, MODEL, label="canary"):
-                    say(f"   {line}")
-                s.result = f"v2 rejected: canary rolled back to v1 (version {v1})"
+                failed = [c["check"] for c in report["verdict"]["checks"] if not c["passed"]]
+                s.result = f"v2 rejected by the replay gate ({'; '.join(failed)})"
 
         with step("a rollback, with requests flowing") as s:
-            from serving.promotion import rollback
-
             flowing = {}
 
             def traffic() -> None:
@@ -264,16 +267,19 @@ def run_loop(work: str = "outputs/loop", rows: int = 12000, out: TextIO = sys.st
             thread = threading.Thread(target=traffic)
             thread.start()
             time.sleep(1.5)
-            if passed:
-                moved = rollback(models_config, server, MODEL)  # stable: v2 -> v1
-            else:
-                moved = [f"stable stays on v1 (version {v1}); canary already rolled back"]
+            try:
+                # Promoted: stable goes back to v1. Rejected: canary goes back to stable's v1,
+                # which unloads v2.
+                moved = rollback(models_config, server, MODEL) if passed else \
+                    rollback(models_config, server, MODEL, label="canary")
+            finally:
+                thread.join()
             for line in moved:
                 say(f"   {line}")
-            thread.join()
             sent = flowing.get("result")
             errors = sum(sent.errors.values()) if sent else -1
-            s.result = (f"{sent.sent:,} requests sent during the rollback, {errors} failed"
+            what = "stable back to v1" if passed else "canary back to v1, v2 unloaded"
+            s.result = (f"{what}; {sent.sent:,} requests sent meanwhile, {errors} failed"
                         if sent else "no traffic result")
             if errors:
                 raise LoopError(f"{errors} requests failed during the rollback")
@@ -285,6 +291,7 @@ def run_loop(work: str = "outputs/loop", rows: int = 12000, out: TextIO = sys.st
         status = 1
     finally:
         servers.stop()
+        signal.signal(signal.SIGTERM, previous_handler)
     total = time.monotonic() - started
     say("\n== summary")
     for i, s in enumerate(steps, 1):

@@ -30,8 +30,9 @@ def _log_example_gen(config: PipelineConfig) -> list:
     logs = tfx.dsl.Importer(source_uri=config.data.location,
                             artifact_type=tfx.types.standard_artifacts.Examples,
                             reimport=False).with_id("request_logs")
-    labels = tfx.dsl.Importer(source_uri=config.data.labels,
-                              artifact_type=tfx.types.standard_artifacts.ExternalArtifact,
+    from tfx.types.standard_artifacts import ExternalArtifact
+
+    labels = tfx.dsl.Importer(source_uri=config.data.labels, artifact_type=ExternalArtifact,
                               reimport=False).with_id("labels")
     gen = LogExampleGen(request_logs=logs.outputs["result"], labels=labels.outputs["result"],
                         label=config.label,

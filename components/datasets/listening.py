@@ -71,6 +71,8 @@ DRIFT_PROFILES: dict[str, str] = {
     "new_device": "10% of requests come from a device type the schema does not know ('smart_tv')",
     "impossible_values": "3% of users have a negative age and 3% of tracks have duration_s = 0",
     "missing_features": "10% of requests lack 'device' and 10% of tracks lack 'popularity'",
+    "night_owls": "every request arrives between midnight and 6am (hour_of_day 0-5, inside "
+    "the schema's domain; skips follow the documented rule for those hours)",
     "skip_rate": "every logit is raised by 1.0, so the skip rate jumps by about 20 points "
     "(label drift, no schema rule broken)",
 }
@@ -222,6 +224,8 @@ def generate_chunks(
         }
         if "new_device" in drift:
             events["device"] = np.where(rng.random(n) < 0.10, len(DEVICES), events["device"])
+        if "night_owls" in drift:
+            events["hour_of_day"] = rng.integers(0, 6, n)
         logit = skip_logit(users, tracks, user, track, events)
         if "skip_rate" in drift:
             logit = logit + 1.0

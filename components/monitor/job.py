@@ -291,10 +291,18 @@ def find_training_statistics(metadata_path: str, model_name: str, version: int) 
 
     if not os.path.exists(metadata_path):
         return None
+    import logging
+
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = metadata_path
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    store = mlmd.MetadataStore(config)
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.WARNING)  # "MetadataStore with DB connection initialized"
+    try:
+        store = mlmd.MetadataStore(config)
+    finally:
+        absl_logger.setLevel(level)
 
     def events(execution_ids=None, artifact_ids=None):
         if execution_ids is not None:

@@ -120,8 +120,16 @@ def test_every_profile_is_documented_and_parsed():
     with pytest.raises(listening.GeneratorError, match="unknown drift profile.*bogus"):
         listening.parse_drift("bogus")
     assert set(listening.DRIFT_PROFILES) == {
-        "age_shift", "new_country", "new_device", "impossible_values", "missing_features", "skip_rate",
+        "age_shift", "new_country", "new_device", "impossible_values", "missing_features",
+        "night_owls", "skip_rate",
     }
+
+
+def test_profile_night_owls_moves_requests_into_the_night_and_labels_follow():
+    base, drifted = _columns(20_000), _columns(20_000, drift=frozenset({"night_owls"}))
+    assert drifted["hour_of_day"].max() <= 5 and base["hour_of_day"].max() == 23
+    # Skips follow the documented rule for those hours (-0.3 logit at night): fewer skips.
+    assert base[listening.LABEL].mean() - drifted[listening.LABEL].mean() > 0.02
 
 
 def test_examples_are_the_join_of_events_with_the_feature_sources(tmp_path):

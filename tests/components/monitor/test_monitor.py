@@ -22,6 +22,7 @@ EXPECTED = {  # each generator profile and the features it must be named by
     "new_country": {"country"},
     "new_device": {"device"},
     "missing_features": {"device", "popularity"},
+    "night_owls": {"hour_of_day"},
 }
 
 

@@ -1,0 +1,39 @@
+"""`make run`'s loop, end to end, on a small world: every step runs, every report exists,
+and every server it started is stopped."""
+
+import os
+import re
+import socket
+
+import pytest
+
+from tests.conftest import tandem
+
+pytestmark = pytest.mark.xdist_group("loop")
+
+
+def test_the_whole_loop_runs_and_cleans_up(tmp_path):
+    work = tmp_path / "loop"
+    done = tandem("loop", "--work", str(work), "--rows", "8000", timeout=1500)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    out = done.stdout
+    summary = out[out.index("== summary"):]
+    steps = re.findall(r"^  (\d)\. .*?\s+(\d+\.\d)s  (.*)$", summary, re.M)
+    assert [int(n) for n, _, _ in steps] == [1, 2, 3, 4, 5, 6, 7]
+    results = {int(n): text for n, _, text in steps}
+    assert "labelled stable" in results[1]
+    assert "drift found in hour_of_day" in results[3]
+    assert "labelled canary" in results[4]
+    assert results[5].startswith("replay ")
+    assert "promoted to stable" in results[6] or "rejected by the replay gate" in results[6]
+    assert re.search(r"back to v1.*requests sent meanwhile, 0 failed", results[7])
+    reports = re.findall(r"report: .*?\s(/\S+)$", summary, re.M)
+    assert len(reports) == 3 and all(os.path.exists(p) for p in reports)
+    assert "servers stopped" in summary
+    # Nothing listens on the ports the loop used any more.
+    ports = {int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", out)}
+    assert len(ports) >= 2
+    for port in ports:
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0, port
+    assert "Traceback" not in done.stderr
