@@ -11,6 +11,23 @@ from pipeline.config import PipelineConfig
 DEFAULT_IMAGE = "tandem-pipeline:latest"  # built from deploy/pipeline.Dockerfile
 
 
+def compile_dag(pipeline, out_path: str, image: str, modules: dict[str, str]) -> dict:
+    """Write a TFX pipeline's KubeflowV2DagRunner spec to out_path; returns its summary:
+    component ids and the module code each executor loads (which the image must contain)."""
+    from tfx import v1 as tfx
+
+    runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
+        output_dir=os.path.dirname(os.path.abspath(out_path)),
+        output_filename=os.path.basename(out_path),
+    )
+    runner.run(pipeline, write_out=True)
+    with open(out_path) as f:
+        spec = json.load(f)
+    return {"path": out_path, "image": image, "modules": modules,
+            "components": sorted(spec["pipelineSpec"]["root"]["dag"]["tasks"])}
+
+
 def compile_kubeflow(
     config: PipelineConfig,
     out_path: str,
@@ -20,28 +37,13 @@ def compile_kubeflow(
 ) -> dict:
     """Write the KubeflowV2DagRunner pipeline spec to out_path and return a summary:
     component ids and the module code each executor loads (which the image must contain)."""
-    from tfx import v1 as tfx
-
     from pipeline.pipeline import PREPROCESSING_FN, RUN_FN, create_pipeline
 
     if pipeline_root:
         config = dataclasses.replace(config, output_dir=pipeline_root.rstrip("/"))
     # Kubeflow brings its own ML Metadata.
     pipeline = create_pipeline(config, config.schema, schema_uri=schema_uri, local_metadata=False)
-    runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
-        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
-        output_dir=os.path.dirname(os.path.abspath(out_path)),
-        output_filename=os.path.basename(out_path),
-    )
-    runner.run(pipeline, write_out=True)
-    with open(out_path) as f:
-        spec = json.load(f)
-    components = sorted(spec["pipelineSpec"]["root"]["dag"]["tasks"])
-    return {
-        "path": out_path,
-        "components": components,
-        "modules": {"Transform": PREPROCESSING_FN, "Trainer": RUN_FN,
-                    "ValidationGate": "components.validation_gate.ValidationGate",
-                    "Trainer executor": "components.trainer_executor.TrainerExecutor"},
-        "image": image,
-    }
+    return compile_dag(pipeline, out_path, image, {
+        "Transform": PREPROCESSING_FN, "Trainer": RUN_FN,
+        "ValidationGate": "components.validation_gate.ValidationGate",
+        "Trainer executor": "components.trainer_executor.TrainerExecutor"})

@@ -63,13 +63,7 @@ def compile_monitoring_kubeflow(out_path: str, config_name: str, logs: str, sche
                                 training_statistics: str | None = None) -> dict:
     pipeline = create_monitoring_pipeline(config_name, logs, schema, pipeline_root,
                                           training_statistics, beam_args=[])
-    runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
-        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
-        output_dir=os.path.dirname(os.path.abspath(out_path)),
-        output_filename=os.path.basename(out_path))
-    runner.run(pipeline, write_out=True)
-    with open(out_path) as f:
-        spec = json.load(f)
-    return {"path": out_path, "image": image,
-            "components": sorted(spec["pipelineSpec"]["root"]["dag"]["tasks"]),
-            "modules": {"TrafficMonitor": "components.monitor.executor.Executor"}}
+    from pipeline.kubeflow import compile_dag
+
+    return compile_dag(pipeline, out_path, image,
+                       {"TrafficMonitor": "components.monitor.executor.Executor"})

@@ -79,13 +79,7 @@ def compile_promotion_kubeflow(out_path: str, baseline: str, candidate: str, log
     """The promotion pipeline as a Kubeflow Pipelines (v2) spec."""
     pipeline = create_promotion_pipeline(baseline, candidate, logs, pipeline_root,
                                          replay_config, beam_args=[])
-    runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
-        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
-        output_dir=os.path.dirname(os.path.abspath(out_path)),
-        output_filename=os.path.basename(out_path))
-    runner.run(pipeline, write_out=True)
-    with open(out_path) as f:
-        spec = json.load(f)
-    return {"path": out_path, "image": image,
-            "components": sorted(spec["pipelineSpec"]["root"]["dag"]["tasks"]),
-            "modules": {"ShadowValidator": "components.shadow_validator.executor.Executor"}}
+    from pipeline.kubeflow import compile_dag
+
+    return compile_dag(pipeline, out_path, image,
+                       {"ShadowValidator": "components.shadow_validator.executor.Executor"})

@@ -64,21 +64,11 @@ def parse_duration(text: str) -> float:
     return value
 
 
-def _label_fragment(name: str, value: float, integer: bool) -> bytes:
-    from tensorflow.core.example import example_pb2
-
-    e = example_pb2.Example()
-    if integer:
-        e.features.feature[name].int64_list.value.append(int(value))
-    else:
-        e.features.feature[name].float_list.value.append(float(value))
-    return e.SerializeToString()
-
-
 def _windows_reader(schema_bytes: bytes, window_s: float, window_records: int,
                     labels: dict | None, label_name: str, label_is_int: bool):
     import apache_beam as beam
 
+    from components.log_example_gen.join import label_fragment
     from schemas.request_log import PRIMARY, ReadStats, read_records
 
     class ReadWindows(beam.DoFn):
@@ -113,7 +103,7 @@ def _windows_reader(schema_bytes: bytes, window_s: float, window_records: int,
                     for rid, example in zip(record.example_ids, examples, strict=False):
                         if rid in labels:
                             labelled += 1
-                            example += _label_fragment(label_name, labels[rid], label_is_int)
+                            example += label_fragment(label_name, labels[rid], label_is_int)
                         joined.append(example)
                     examples = joined
                 w = windows.setdefault(key, {"records": 0, "examples": 0,
