@@ -121,6 +121,34 @@ def cmd_loop(args: argparse.Namespace) -> int:
     return run_loop(args.work, rows=args.rows, verbose=getattr(args, "verbose", False))
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    import json as jsonlib
+
+    from pipeline.config import load_config
+    from pipeline.score import ScoreError, format_score, score
+
+    overrides = list(args.set)
+    if args.run:
+        if not os.path.isdir(args.run):
+            raise CommandError(f"--run {args.run} is not a directory")
+        if os.path.exists(os.path.join(args.run, "pipeline", "metadata.sqlite")):
+            overrides.insert(0, f"output_dir={os.path.join(args.run, 'pipeline')}")
+    config = load_config(args.config, overrides)
+    if not os.path.exists(config.metadata_path):
+        raise CommandError(f"no run to score: {config.metadata_path} does not exist (run "
+                           "`make run`, or pass --run DIR)")
+    try:
+        result = score(config, args.run)
+    except ScoreError as e:
+        raise CommandError(str(e)) from None
+    if args.json:
+        print(jsonlib.dumps(result, indent=2, sort_keys=True))
+    else:
+        for line in format_score(result):
+            print(line)
+    return 0
+
+
 def cmd_retrain(args: argparse.Namespace) -> int:
     """The training pipeline on a span joined from the request log and late labels."""
     from pipeline.config import load_config
@@ -436,6 +464,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. output_dir=/tmp/out")
     run.set_defaults(func=cmd_run)
+
+    sc = sub.add_parser("score", help="the ML Test Score of a run, from its own evidence")
+    sc.add_argument("--config", required=True, help="pipeline config YAML (or a name)")
+    sc.add_argument("--run", default=None, metavar="DIR",
+                    help="a loop's work directory (make run: outputs/loop): its replay, "
+                         "monitoring and promotion history")
+    sc.add_argument("--json", action="store_true", help="print JSON")
+    sc.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config key, e.g. score.reviews=reviews.yaml")
+    sc.set_defaults(func=cmd_score)
 
     loop = sub.add_parser(
         "loop", help="the whole loop on embedded defaults (what `make run` runs): train, "

@@ -140,6 +140,15 @@ class MonitorConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ScoreConfig:
+    """`tandem score`: where manual reviews live and the limits its checks use."""
+
+    reviews: str = ""  # a YAML file of reviews: [{test, reviewer, date, link, note}]
+    max_model_age_days: float = 30.0  # Monitoring 4: the serving model's age
+    offline_online_tolerance: float = 0.05  # Model 2: |offline - online| deciding metric
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """One dataset's pipeline: data, label, problem type, schema, outputs, Beam."""
 
@@ -156,6 +165,7 @@ class PipelineConfig:
     serving_dir: str = ""  # default: <output_dir>/serving
     beam: BeamConfig = dataclasses.field(default_factory=BeamConfig)
     monitor: MonitorConfig = dataclasses.field(default_factory=MonitorConfig)
+    score: ScoreConfig = dataclasses.field(default_factory=ScoreConfig)
     source: str = dataclasses.field(default="", compare=False)
 
     @property
@@ -311,6 +321,9 @@ def load_config(path: str, overrides: list[str] | None = None) -> PipelineConfig
         resolve_path(config.serving_dir) if config.serving_dir
         else os.path.join(output_dir, "serving")
     )
+    if config.score.reviews:
+        config = dataclasses.replace(config, score=dataclasses.replace(
+            config.score, reviews=resolve_path(config.score.reviews)))
     return dataclasses.replace(
         config,
         data=data,

@@ -37,3 +37,31 @@ def test_the_whole_loop_runs_and_cleans_up(tmp_path):
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", port)) != 0, port
     assert "Traceback" not in done.stderr
+
+    # `tandem score` reads the loop's evidence; every automated point names a path that exists.
+    import json
+
+    scored = tandem("score", "--config", "listening", "--run", str(work), "--json")
+    assert scored.returncode == 0, scored.stderr
+    result = json.loads(scored.stdout)
+    tests = {t["test"]: t for t in result["tests"]}
+    automated = {k for k, t in tests.items() if t["status"] == "automated"}
+    assert {"D1", "I3", "I4", "I6", "I7", "Mon1", "Mon2", "Mon3", "Mon4", "Mon7"} <= automated
+    for key in automated:
+        path = tests[key]["evidence"].rsplit(": ", 1)[-1]
+        assert os.path.exists(path), (key, path)
+    assert result["score"] == min(result["sections"].values())
+    # Deleting one piece of evidence lowers exactly that test's points.
+    os.remove(work / "models.config.history.json")
+    again = json.loads(tandem("score", "--config", "listening", "--run", str(work),
+                              "--json").stdout)
+    changed = {t["test"] for t, u in zip(result["tests"], again["tests"], strict=True)
+               if t["points"] != u["points"]}
+    assert changed == {"I7"} and again["sections"]["infrastructure"] == \
+        result["sections"]["infrastructure"] - 1
+    # A manual point needs a reviewer.
+    (tmp_path / "reviews.yaml").write_text("reviews:\n  - {test: D5, date: 2026-11-20, "
+                                           "link: 'https://review.example/1'}\n")
+    refused = tandem("score", "--config", "listening", "--run", str(work), "--set",
+                     f"score.reviews={tmp_path / 'reviews.yaml'}")
+    assert refused.returncode == 2 and "(D5): no reviewer" in refused.stderr
