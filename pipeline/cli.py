@@ -644,8 +644,9 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries(verbose)
     noise_filter = None
     # Beam workers write the teardown noise; only the commands that run Beam need the filter.
-    if not verbose and getattr(args, "func", None) in (cmd_run, cmd_schema_propose,
-                                                         cmd_shadow_replay):
+    if not verbose and getattr(args, "func", None) in (
+            cmd_run, cmd_retrain, cmd_loop, cmd_schema_propose, cmd_shadow_replay,
+            cmd_shadow_validate, cmd_monitor, cmd_report_stats):
         from pipeline.quiet import StderrFilter
 
         noise_filter = StderrFilter()
