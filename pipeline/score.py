@@ -120,7 +120,8 @@ def _schema(ev: Evidence) -> str | None:
     schema, anomalies = ev.outputs.get("schema"), ev.outputs.get("anomalies")
     if schema is None or anomalies is None:
         return None
-    return f"curated schema {schema.uri}; ExampleValidator anomalies {anomalies.uri}"
+    return (f"the data validated against the curated schema {schema.uri} by ExampleValidator: "
+            f"{anomalies.uri}")
 
 
 def _integration(ev: Evidence) -> str | None:
