@@ -322,7 +322,7 @@ def _monitor_pipeline(args: argparse.Namespace, config) -> int:
     import ml_metadata as mlmd
     from tfx import v1 as tfx
 
-    from components.monitor.job import MonitorError, _serving_model, find_training_statistics
+    from components.monitor.job import MonitorError, find_training_statistics, served_model
     from pipeline.monitoring import create_monitoring_pipeline
     from schemas.request_log import LogError, expand
 
@@ -348,7 +348,7 @@ def _monitor_pipeline(args: argparse.Namespace, config) -> int:
             os.path.basename(os.path.dirname(training)).startswith("Split-"):
         training = os.path.dirname(os.path.dirname(training))  # the artifact's directory
     if not training:
-        name, version = _serving_model(files)
+        _, version = served_model(files)
         found = find_training_statistics(config.metadata_path, config.model_name, version) \
             if version else None
         training = os.path.dirname(os.path.dirname(found)) if found else None

@@ -379,7 +379,7 @@ def load_statistics(path: str):
                            f"{str(e)[:200]}") from None
 
 
-def _serving_model(files: list[str]) -> tuple[str, int]:
+def served_model(files: list[str]) -> tuple[str, int]:
     """(model name, version) that answered the first primary records of the log."""
     from schemas.request_log import PRIMARY, read_records
 
@@ -424,7 +424,7 @@ def run_monitor(logs: str, config, out_dir: str, window_s: float | None = None,
         except LabelsError as e:
             raise MonitorError(str(e)) from None
     label_is_int = config.problem_type != "regression"
-    model_name, version = _serving_model(files)
+    model_name, version = served_model(files)
     if model_name and model_name != config.model_name:
         raise MonitorError(f"{logs} was logged for model '{model_name}', but config "
                            f"'{config.name}' is for '{config.model_name}'")
