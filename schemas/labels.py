@@ -3,7 +3,8 @@
 Labels arrive after the request, from the product (a skip, a purchase, a fare): this is the
 contract between that stream and tandem. A labels file is CSV (a header row is optional;
 `timestamp` is seconds since the epoch, optional) or a TFRecord of tf.Examples with the
-features `request_id` (bytes), `label` (int or float) and optionally `timestamp`.
+features `request_id` (bytes), `label` (int or float) and optionally `timestamp` (int64
+seconds; a float feature is float32, which keeps only about two minutes of resolution).
 
 Duplicates: when one request id has several labels, the one with the latest timestamp wins
 (on equal or missing timestamps, the later record in the file), and duplicates are counted.

@@ -347,7 +347,9 @@ def _labels_writer(span_dir: str, kind: str | None, delay_s: float, loss: float,
             e = example_pb2.Example()
             e.features.feature["request_id"].bytes_list.value.append(rid.encode())
             e.features.feature["label"].int64_list.value.append(label)
-            e.features.feature["timestamp"].float_list.value.append(ts)
+            # int64 seconds: a float32 (tf.Example's float) keeps only ~2 minutes of
+            # resolution at today's epoch seconds.
+            e.features.feature["timestamp"].int64_list.value.append(int(round(ts)))
             writer.write(e.SerializeToString())
 
         def close() -> int:

@@ -290,3 +290,15 @@ def test_monitoring_pipeline_runs_traffic_monitor_under_tfx(monitor_data, traini
     tasks = set(json.loads(out.read_text())["pipelineSpec"]["root"]["dag"]["tasks"])
     assert tasks == {"TrafficMonitor", "request_logs", "schema", "training_statistics"}
     assert "components.monitor.executor.Executor" in out.read_text()
+
+
+def test_a_window_under_the_minimum_is_reported_too_small_not_judged(monitor_data, tmp_path):
+    write_log(tmp_path / "logs", examples_of(monitor_data / "clean")[:1100])
+    summary = run_monitor(str(tmp_path / "logs"), _config(min_examples=200),
+                          str(tmp_path / "out"), window_records=500)
+    sizes = [(w["examples"], w["too_small"]) for w in summary["windows"]]
+    assert sizes == [(500, False), (500, False), (100, True)]
+    last = summary["windows"][2]
+    assert last["drift"].get("too_small") and not last["drift"]["features"]
+    assert "too small" in open(tmp_path / "out" / "report.html").read() or \
+        "n/a" in open(tmp_path / "out" / "report.html").read()

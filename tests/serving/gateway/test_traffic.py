@@ -73,3 +73,16 @@ def test_traffic_send_bad_input_exits_2(tmp_path):
     missing = tandem("traffic", "send", "--to", "127.0.0.1:1", "--examples",
                      str(tmp_path / "none-*.gz"))
     assert missing.returncode == 2 and "no example files match" in missing.stderr
+
+
+def test_labels_as_tfrecord_read_the_same_as_csv(tmp_path):
+    from schemas.labels import read_labels
+
+    for kind in ("csv", "tfrecord"):
+        listening.generate(str(tmp_path / kind), 500, seed=2, requests=True, labels=kind,
+                           label_delay_s=60, label_loss=0.2, start_time=1_800_000_000.0)
+    as_csv = read_labels(str(tmp_path / "csv" / "span-1" / "labels.csv"))
+    as_tfrecord = read_labels(str(tmp_path / "tfrecord" / "span-1" / "labels.tfrecord.gz"))
+    assert len(as_csv) > 300 and set(as_csv) == set(as_tfrecord)
+    assert all(as_csv[k].value == as_tfrecord[k].value for k in as_csv)
+    assert all(abs(as_csv[k].timestamp - as_tfrecord[k].timestamp) <= 0.5 for k in as_csv)
