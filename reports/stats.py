@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from components.monitor.drift import common_stats, feature_name
 from reports import charts
 from reports.html import Page, esc, fmt, status, table
 
@@ -15,24 +16,10 @@ from reports.html import Page, esc, fmt, status, table
 OPEN = 24
 
 
-def _name(feature) -> str:
-    return feature.path.step[0] if feature.path.step else feature.name
-
-
-def _common(feature):
-    if feature.HasField("num_stats"):
-        return feature.num_stats.common_stats
-    if feature.HasField("string_stats"):
-        return feature.string_stats.common_stats
-    if feature.HasField("bytes_stats"):
-        return feature.bytes_stats.common_stats
-    return feature.struct_stats.common_stats
-
-
 def _missing(feature, n: int) -> float | None:
     if not n:
         return None
-    return 1.0 - _common(feature).num_non_missing / n
+    return 1.0 - common_stats(feature).num_non_missing / n
 
 
 def _histogram(feature, kind: str):
@@ -112,7 +99,7 @@ def feature_sections(datasets: list[tuple[str, Any]], schema=None,
     (`datasets` = [(label, DatasetFeatureStatistics), ...])."""
     measures = measures or {}
     anomalies = anomalies or {}
-    by_name = [{_name(f): f for f in d.features} for _, d in datasets]
+    by_name = [{feature_name(f): f for f in d.features} for _, d in datasets]
     names = sorted(set().union(*[set(b) for b in by_name]))
     flagged = {n for n in names if n in anomalies or measures.get(n, {}).get("alert")}
     rows = []

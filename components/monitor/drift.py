@@ -54,8 +54,17 @@ class DriftConfig:
         return self.features.get(feature, self.default)
 
 
-def _name(feature) -> str:
+def feature_name(feature) -> str:
+    """A FeatureNameStatistics' name (its path's first step, or the legacy name)."""
     return feature.path.step[0] if feature.path.step else feature.name
+
+
+def common_stats(feature):
+    """The CommonStatistics of a feature, whatever kind of statistics it carries."""
+    for kind in ("num_stats", "string_stats", "bytes_stats", "struct_stats"):
+        if feature.HasField(kind):
+            return getattr(feature, kind).common_stats
+    return feature.num_stats.common_stats  # none set: an empty CommonStatistics
 
 
 def _round(x: float | None) -> float | None:
@@ -90,9 +99,7 @@ def _psi(p: np.ndarray, q: np.ndarray) -> float:
 
 
 def _count(feature) -> int:
-    common = feature.num_stats.common_stats if feature.HasField("num_stats") else \
-        feature.string_stats.common_stats
-    return int(common.num_non_missing)
+    return int(common_stats(feature).num_non_missing)
 
 
 def _interval(fn, p_counts: np.ndarray, q_counts: np.ndarray, draws: int,
@@ -216,7 +223,7 @@ def compare_datasets(ref, cur, config: DriftConfig,
     """Every feature of `cur` also in `ref`: its measures, its BH q-value and whether it
     alerts. `ref`/`cur` are DatasetFeatureStatistics (one dataset each)."""
     rng = np.random.default_rng(config.seed)
-    ref_by = {_name(f): f for f in ref.features}
+    ref_by = {feature_name(f): f for f in ref.features}
     out: dict[str, Any] = {"n": [int(ref.num_examples), int(cur.num_examples)],
                            "alpha": config.alpha, "min_examples": config.min_examples,
                            "features": {}}
@@ -224,8 +231,8 @@ def compare_datasets(ref, cur, config: DriftConfig,
         out["too_small"] = True
         return out
     measured: dict[str, dict] = {}
-    for feature in sorted(cur.features, key=_name):
-        name = _name(feature)
+    for feature in sorted(cur.features, key=feature_name):
+        name = feature_name(feature)
         if name not in ref_by or (features is not None and name not in features):
             continue
         if config.thresholds(name).skip:

@@ -538,18 +538,14 @@ def run_monitor(logs: str, config, out_dir: str, window_s: float | None = None,
 def _foreign_schema(dataset, schema, config) -> list[str]:
     """The schema's SERVING features absent from every example of a window, when that is
     most of them: the log holds another dataset's traffic."""
-    present = {f.path.step[0] for f in dataset.features
-               if f.path.step and _has_values(f)}
+    from components.monitor.drift import common_stats, feature_name
+
+    present = {feature_name(f) for f in dataset.features
+               if common_stats(f).num_non_missing > 0}
     expected = [f.name for f in schema.feature
                 if "SERVING" not in f.not_in_environment and f.name != config.label]
     absent = [name for name in expected if name not in present]
     return absent if len(absent) > len(expected) // 2 else []
-
-
-def _has_values(feature) -> bool:
-    common = feature.num_stats.common_stats if feature.HasField("num_stats") else \
-        feature.string_stats.common_stats
-    return common.num_non_missing > 0
 
 
 def _alert_text(entry: dict) -> str:
