@@ -70,8 +70,11 @@ class Servers:
             time.sleep(0.2)
         raise LoopError(f"{name} did not listen on 127.0.0.1:{port} within {timeout:.0f}s")
 
-    def stop(self) -> None:
-        for _, proc in reversed(self.procs):
+    def stop(self, only: str | None = None) -> None:
+        """Stop every server (or the one named `only`): SIGTERM, then SIGKILL after 15 s."""
+        for name, proc in reversed(list(self.procs)):
+            if only is not None and name != only:
+                continue
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGTERM)
@@ -81,7 +84,7 @@ class Servers:
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
-        self.procs.clear()
+            self.procs.remove((name, proc))
 
 
 def _latest_version(serving_dir: str) -> int:
@@ -219,11 +222,7 @@ def run_loop(work: str = "outputs/loop", rows: int = 12000, out: TextIO = sys.st
         with step("mirror live traffic to v2; shadow replay over the log") as s:
             from components.shadow.replay import load_replay_config, run_replay, summary
 
-            for name, proc in list(servers.procs):
-                if name == "gateway":
-                    os.killpg(proc.pid, signal.SIGTERM)
-                    proc.wait(15)
-                    servers.procs.remove((name, proc))
+            servers.stop("gateway")
             _write_gateway_config(gateway_yaml, server, work, logs_dir, shadow=True)
             servers.start("gateway", ["serve", "gateway", "--config", gateway_yaml,
                                       "--port", str(gw_port)], gw_port)
