@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tensorflow.core.example import example_pb2
@@ -107,6 +107,9 @@ class Decorator:
         self._cache: list[dict[str, Fragment]] = [{} for _ in self.joins]
         self._cleared = time.monotonic()
         self.lookups = 0
+        # Called with (table, seconds) for each join of each request: the cost of a source,
+        # which `tandem score` (Data 3) attributes to the features it supplies.
+        self.on_source: Callable[[str, float], None] | None = None
 
     def _fragment(self, join: Join, kinds: list[str], row: Sequence[Any]) -> Fragment:
         example = fragment_example(join.columns, kinds, row)
@@ -147,6 +150,7 @@ class Decorator:
         parts = [[s] for s in serialized]
         result.fragments = [[] for _ in examples]
         for j, join in enumerate(self.joins):
+            started = time.perf_counter()
             keys = [key_of(e, join, i) for i, e in enumerate(examples)]
             for i, (key, frag) in enumerate(zip(keys, self._fragments(j, keys), strict=True)):
                 if frag is None:
@@ -157,6 +161,8 @@ class Decorator:
                     frag = self._defaults[j]
                 parts[i].append(frag.data)
                 result.fragments[i].append(frag)
+            if self.on_source is not None:
+                self.on_source(join.table, time.perf_counter() - started)
         return [b"".join(p) for p in parts], result
 
     def _own(self, example: example_pb2.Example, data: bytes | None) -> bytes:

@@ -98,6 +98,11 @@ class Gateway:
         self.decorator = Decorator(self.joins, self.source, config.decorate.on_missing,
                                    self.defaults, validator=self.validator,
                                    cache_s=config.decorate.cache_s)
+        for join in self.joins:
+            for column in join.columns:
+                self.metrics.source_features.labels(join.table, column).set(1)
+        self.decorator.on_source = (
+            lambda table, seconds: self.metrics.source_seconds.labels(table).observe(seconds))
         v = config.validate
         self.reject_features = {c.name for c in self.validator.checks
                                 if v.features.get(c.name, v.policy) == "reject"}

@@ -68,6 +68,12 @@ class GatewayMetrics:
                                  "(compressed)", registry=r)
         self.log_errors = Counter("tandem_gateway_log_errors", "Request-log writes that failed",
                                   registry=r)
+        self.source_seconds = Histogram("tandem_gateway_source_seconds", "Time one feature "
+                                        "source's join takes per request (cache included)",
+                                        ["table"], buckets=STAGE_BUCKETS, registry=r)
+        self.source_features = Gauge("tandem_gateway_source_features", "1 for each feature a "
+                                     "source supplies (its cost is shared among them)",
+                                     ["table", "feature"], registry=r)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

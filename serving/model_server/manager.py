@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 
 from tensorflow_serving.apis import get_model_status_pb2
@@ -89,6 +90,7 @@ class ModelManager:
         self,
         warmup: bool = True,
         on_event: Callable[[str, int, str], None] | None = None,
+        on_load: Callable[[str, int, dict], None] | None = None,
         batcher: BatchScheduler | None = None,
         fall_back: bool = True,
         method_name_check: bool = False,
@@ -108,6 +110,7 @@ class ModelManager:
         self.tags = tags or ["serve"]  # --saved_model_tags
         self.warmup_iterations = warmup_iterations  # --num_request_iterations_for_warmup
         self.on_event = on_event or (lambda model, version, event: None)
+        self.on_load = on_load or (lambda model, version, stats: None)
         self._models: dict[str, ModelEntry] = {}
         self._state = threading.RLock()  # guards _models; held only briefly
         self._reconcile = threading.Lock()  # one load/unload pass at a time
@@ -229,6 +232,7 @@ class ModelManager:
         with self._state:
             entry.versions[version] = VersionRecord(version, State.LOADING)
         log.info("loading %s version %d from %s", name, version, path)
+        started, rss = time.perf_counter(), resident_bytes()
         try:
             servable = Servable(name, version, path, batcher=self.batcher,
                                 method_name_check=self.method_name_check, tags=self.tags)
@@ -243,6 +247,11 @@ class ModelManager:
         with self._state:
             entry.versions[version] = VersionRecord(version, State.AVAILABLE, servable=servable)
         log.info("model %s version %d is available (%d warmup requests)", name, version, warmed)
+        # What this version costs: load time, resident memory it added (approximate when
+        # versions load concurrently) and its warmup latency and throughput.
+        self.on_load(name, version, {"load_seconds": time.perf_counter() - started,
+                                     "memory_bytes": max(0, resident_bytes() - rss),
+                                     **servable.warmup_stats})
         self.on_event(name, version, "loaded")
         return True
 
@@ -331,3 +340,12 @@ class ModelManager:
         with self._state:
             entry = self._models.get(name)
             return dict(entry.labels) if entry else {}
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (Linux /proc; 0 where unavailable)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0

@@ -35,6 +35,24 @@ class ServerMetrics:
             ["model", "version"], registry=self.registry,
         )
 
+        self.load = {
+            key: Gauge(f"tandem_serving_{key}", help_text, ["model", "version"],
+                       registry=self.registry)
+            for key, help_text in (
+                ("load_seconds", "Time to load and warm a version up."),
+                ("memory_bytes", "Resident memory a version added when it loaded."),
+                ("warmup_latency_seconds", "Median latency of the version's warmup requests "
+                                           "(the first, which traces the graph, left out)."),
+                ("warmup_throughput", "Warmup requests per second, one at a time."),
+            )}
+
+    def record_load(self, model: str, version: int, stats: dict) -> None:
+        names = {"load_seconds": "load_seconds", "memory_bytes": "memory_bytes",
+                 "latency_seconds": "warmup_latency_seconds", "throughput": "warmup_throughput"}
+        for key, gauge in names.items():
+            if key in stats:
+                self.load[gauge].labels(model, str(version)).set(stats[key])
+
     def record_event(self, model: str, version: int, event: str) -> None:
         self.model_events.labels(model, str(version), event).inc()
         if event == "loaded":

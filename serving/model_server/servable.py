@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -227,6 +228,7 @@ class Servable:
         """`method_name_check`: TF Serving's --enable_signature_method_name_check (off by
         default since 2.x, so TF2 signatures exported as predict serve Classify/Regress)."""
         self.name, self.version, self.path = name, version, path
+        self.warmup_stats: dict[str, float] = {}
         self.batcher, self.method_name_check = batcher, method_name_check
         self.tags = tags or ["serve"]
         meta_graph = read_meta_graph(path, self.tags)
@@ -492,6 +494,7 @@ class Servable:
         if not os.path.isfile(path):
             return 0
         count = 0
+        seconds: list[float] = []
         try:
             for record in tf.data.TFRecordDataset(path).take(MAX_WARMUP_RECORDS):
                 log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
@@ -502,8 +505,18 @@ class Servable:
                 if kind not in calls:
                     raise LoadError(f"warmup record {count} has unsupported type {kind}")
                 for _ in range(iterations):
+                    started = time.perf_counter()
                     calls[kind](getattr(log, kind).request)
+                    seconds.append(time.perf_counter() - started)
                 count += 1
         except (ServingError, tf.errors.OpError) as e:
             raise LoadError(f"warmup request {count} failed: {e}") from None
+        # The first call traces the graph; the rest is what a request costs.
+        steady = sorted(seconds[1:] or seconds)
+        if steady:
+            self.warmup_stats = {
+                "requests": len(seconds),
+                "latency_seconds": steady[len(steady) // 2],
+                "throughput": len(steady) / sum(steady) if sum(steady) > 0 else 0.0,
+            }
         return count

@@ -107,6 +107,7 @@ class ModelServer:
         self.channel_arguments = channel_arguments(options.grpc_channel_arguments)
         self.manager = ModelManager(
             warmup=options.enable_model_warmup, on_event=self.metrics.record_event,
+            on_load=self.metrics.record_load,
             fall_back=options.fall_back_on_load_failure,
             method_name_check=options.enable_signature_method_name_check,
             allow_unavailable_labels=options.allow_version_labels_for_unavailable_models,

@@ -650,6 +650,21 @@ def test_metrics_carry_model_version_and_api(clients, model_base):
     assert any('api="predict"' in b and 'model="scorer"' in b and 'version="1"' in b
                for b in buckets)
     assert 'tandem_serving_model_events_total{event="loaded",model="scorer",version="1"} 1.0' in text
+    # What the version cost when it loaded (Monitoring 6): its warmup's median latency and
+    # throughput, the load time and the memory it added.
+    from prometheus_client.parser import text_string_to_metric_families
+
+    gauges = {f.name: f.samples[0] for f in text_string_to_metric_families(text)
+              if f.name.startswith(("tandem_serving_warmup", "tandem_serving_load_seconds",
+                                    "tandem_serving_memory_bytes"))}
+    assert set(gauges) == {"tandem_serving_warmup_latency_seconds",
+                           "tandem_serving_warmup_throughput", "tandem_serving_load_seconds",
+                           "tandem_serving_memory_bytes"}
+    assert all(g.labels == {"model": "scorer", "version": "1"} for g in gauges.values())
+    latency = gauges["tandem_serving_warmup_latency_seconds"].value
+    assert 0 < latency < gauges["tandem_serving_load_seconds"].value
+    assert gauges["tandem_serving_warmup_throughput"].value > 0
+    assert gauges["tandem_serving_memory_bytes"].value >= 0
 
 
 def test_warmup_requests_run_before_a_version_serves(model_base, start_server, monkeypatch):

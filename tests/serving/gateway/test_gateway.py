@@ -97,6 +97,11 @@ def test_rest_predict_and_classify_through_the_gateway(model_server, listening_d
         metrics = r.read().decode()
     assert 'tandem_gateway_requests_total{api="predict",code="OK"} 2.0' in metrics
     assert 'tandem_gateway_stage_seconds_count{stage="decorate"} 3.0' in metrics
+    # Each feature source's time per request, and the features it supplies (Data 3).
+    assert 'tandem_gateway_source_seconds_count{table="users"} 3.0' in metrics
+    assert 'tandem_gateway_source_seconds_count{table="tracks"} 3.0' in metrics
+    assert 'tandem_gateway_source_features{feature="genre",table="tracks"} 1.0' in metrics
+    assert 'tandem_gateway_source_features{feature="age",table="users"} 1.0' in metrics
 
 
 def _status(call, *args):
