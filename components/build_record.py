@@ -134,10 +134,17 @@ def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def format_record(record: dict[str, Any]) -> str:
     lines = []
-    for key, value in flatten(record).items():
+    checks = record.get("checks") or []
+    for key, value in flatten({k: v for k, v in record.items() if k != "checks"}).items():
         if isinstance(value, float):
             value = f"{value:.6g}"
         lines.append(f"{key:<48} {value}")
+    if checks:
+        lines.append("")
+        lines.append("model checks (components/model_checks.py):")
+        for c in checks:
+            state = "passed" if c["passed"] else ("FAILED (gate)" if c.get("gate") else "FAILED")
+            lines.append(f"  {c['check']:<16} {state:<14} {c['summary']}")
     return "\n".join(lines)
 
 
@@ -160,7 +167,8 @@ def diff_records(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
             lines.append(
                 f"preprocessing of `{name}` changed: {_brief(fa.get(name))} → {_brief(fb.get(name))}"
             )
-    flat_a, flat_b = flatten(a), flatten(b)
+    flat_a = flatten({k: v for k, v in a.items() if k != "checks"})
+    flat_b = flatten({k: v for k, v in b.items() if k != "checks"})
     skip = ("vocabularies.", "transform.features.", "created")
     for key in sorted(flat_a.keys() | flat_b.keys()):
         if key.startswith(skip):
@@ -174,3 +182,15 @@ def _brief(spec: dict[str, Any] | None) -> str:
     if spec is None:
         return "absent"
     return ", ".join(f"{k}={v}" for k, v in sorted(spec.items()) if k != "dtype")
+
+
+def write(serving_dir: str, record: dict[str, Any]) -> str:
+    """Write (or rewrite) a model's build record into its assets.extra/."""
+    import tensorflow as tf
+
+    out_dir = os.path.join(serving_dir, ASSETS_EXTRA)
+    tf.io.gfile.makedirs(out_dir)
+    path = os.path.join(out_dir, RECORD_FILE)
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(json.dumps(record, indent=2, sort_keys=True))
+    return path

@@ -56,6 +56,13 @@ def feature_plan(
             spec.setdefault("frequency_threshold", DEFAULT_FREQUENCY_THRESHOLD)
             spec.setdefault("num_oov_buckets", DEFAULT_OOV_BUCKETS)
         if kind == BUCKETIZE:
+            if "boundaries" in spec:  # fixed boundaries: ids 0..len(boundaries)
+                bounds = [float(b) for b in spec["boundaries"]]
+                if not bounds or bounds != sorted(set(bounds)):
+                    raise ValueError(f"feature '{feature.name}': boundaries must be a "
+                                     "non-empty increasing list")
+                spec["boundaries"] = bounds
+                spec["num_buckets"] = len(bounds)
             spec.setdefault("num_buckets", DEFAULT_BUCKETS)
         features[feature.name] = spec
     if label_type is None:

@@ -4,7 +4,6 @@ SavedModel that takes raw serialized tf.Examples, with the Transform graph insid
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import os
 from typing import Any
@@ -134,8 +133,11 @@ def count_examples(files: list[str]) -> int:
 def build_model(
     plan: dict[str, Any], transform_output, hp: dict[str, Any], classes: int
 ) -> tf.keras.Model:
-    """Wide (one-hot categoricals, linear) and deep (embeddings + numerics, MLP)."""
+    """Wide (one-hot categoricals and their crosses, linear) and deep (embeddings +
+    numerics, MLP). With no hidden units and no crosses it is a linear model on the
+    transformed features (the baseline of the model checks)."""
     inputs, wide, deep = {}, [], []
+    categorical: dict[str, tuple[Any, int]] = {}
     for name, spec in model_features(plan).items():
         kind = spec["kind"]
         if kind == NUMERIC:
@@ -150,12 +152,25 @@ def build_model(
             continue
         inputs[name] = tf.keras.Input(shape=(), name=name, dtype=tf.int64)
         ids = tf.keras.layers.Reshape((1,))(inputs[name])
+        categorical[name] = (ids, size)
         wide.append(tf.keras.layers.CategoryEncoding(num_tokens=size, output_mode="one_hot")(ids))
         dim = hp["embedding_dim"] or min(16, max(2, int(math.ceil(2 * size ** 0.25))))
         embedded = tf.keras.layers.Embedding(size, dim)(ids)
         deep.append(tf.keras.layers.Flatten()(embedded))
     if not inputs:
         raise ValueError("no model features: every feature is skipped")
+    for names in hp.get("crosses") or []:
+        missing = [n for n in names if n not in categorical]
+        if missing:
+            raise ValueError(f"model.crosses {names}: {', '.join(missing)} must be categorical "
+                             "or bucketized model features")
+        crossed, size = None, 1
+        for n in names:  # the cell id of the cross: mixed radix over the features' ids
+            ids, n_size = categorical[n]
+            crossed = ids if crossed is None else crossed * n_size + ids
+            size *= n_size
+        wide.append(tf.keras.layers.CategoryEncoding(num_tokens=size,
+                                                     output_mode="one_hot")(crossed))
     units = 1 if classes <= 2 else classes
     x = tf.keras.layers.Concatenate()(deep) if len(deep) > 1 else deep[0]
     for width in hp["hidden_units"]:
@@ -300,6 +315,7 @@ def write_warmup_requests(
 def write_build_record(
     fn_args: tfx.components.FnArgs, config: dict[str, Any], counts: dict[str, int],
     metrics: dict[str, float], classes: list[str] | None = None,
+    hyperparameters: dict[str, Any] | None = None, scale: tuple[float, float] = (0.0, 1.0),
 ) -> dict[str, Any]:
     from schemas import load_schema, schema_fingerprint
 
@@ -330,23 +346,24 @@ def write_build_record(
             **({"source": config["data_source"]} if config.get("data_source") else {}),
         },
         "eval_metrics": {k: round(float(v), 6) for k, v in metrics.items()},
-        "hyperparameters": config["hyperparameters"],
+        "hyperparameters": hyperparameters or config["hyperparameters"],
+        "label_scale": list(scale) if plan["problem_type"] == "regression" else None,
         "config_fingerprint": config["config_fingerprint"],
         "code_version": build_record.code_version(),
         "libraries": build_record.library_versions(),
     }
-    out_dir = os.path.join(fn_args.serving_model_dir, build_record.ASSETS_EXTRA)
-    tf.io.gfile.makedirs(out_dir)
-    with tf.io.gfile.GFile(os.path.join(out_dir, build_record.RECORD_FILE), "w") as f:
-        f.write(json.dumps(record, indent=2, sort_keys=True))
+    build_record.write(fn_args.serving_model_dir, record)
     return record
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    """TFX Trainer entry point."""
+    """TFX Trainer entry point: train, run the model checks (components/model_checks.py),
+    export, and write the build record."""
     config = fn_args.custom_config
     plan, hp = config["plan"], config["hyperparameters"]
-    tf.keras.utils.set_random_seed(hp["seed"])
+    checks = config.get("checks") or {"enabled": False}
+    seed = hp["seed"]
+    tf.keras.utils.set_random_seed(seed)
     transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     counts = {"train": count_examples(fn_args.train_files), "eval": count_examples(fn_args.eval_files)}
     steps_per_epoch = max(1, counts["train"] // hp["batch_size"])
@@ -358,17 +375,53 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     scale = (0.0, 1.0)
     if classes is None:
         scale = label_scale(fn_args.train_files, fn_args.data_accessor, transform_output, plan)
-    train = _dataset(fn_args.train_files, fn_args.data_accessor, transform_output, plan,
-                     hp["batch_size"], hp["seed"], classes=classes)
-    evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, transform_output, plan,
-                          hp["batch_size"], hp["seed"], epochs=1, classes=classes)
-    model = build_model(plan, transform_output, hp, len(classes) if classes else 1)
+    n_classes = len(classes) if classes else 1
+
+    def make_eval():
+        return _dataset(fn_args.eval_files, fn_args.data_accessor, transform_output, plan,
+                        hp["batch_size"], seed, epochs=1, classes=classes)
+
+    def prepare():
+        """The seeded start of a training: the reproducibility check replays it."""
+        tf.keras.utils.set_random_seed(seed)
+        train = _dataset(fn_args.train_files, fn_args.data_accessor, transform_output, plan,
+                         hp["batch_size"], seed, classes=classes)
+        make_eval()
+        return train
+
+    def build(h):
+        return build_model(plan, transform_output, h, n_classes)
+
+    results: list[dict[str, Any]] = []
+    used = dict(hp)
+    sample = measure = higher = None
+    if checks["enabled"]:
+        from components import model_checks as mc
+
+        features, labels = mc.take(make_eval(), checks["sample_examples"])
+        sample = mc.Sample(features, labels,
+                           mc.raw_records(fn_args.eval_files, checks["export_examples"]))
+        measure, higher = mc.metric(config["deciding_metric"], plan["problem_type"])
+        results.append(mc.model_spec(build, hp, prepare(), checks["spec_steps"]))
+        logging.info(CHECK_MESSAGE, results[-1]["check"], results[-1]["summary"])
+        if checks["tuning_trials"] > 1:
+            used, trial = mc.tuning(build, hp, prepare(), sample, measure, higher,
+                                    checks["tuning_trials"], checks["tuning_steps"], seed)
+            results.append(trial)
+            logging.info(CHECK_MESSAGE, trial["check"], trial["summary"])
+    train = prepare()
+    evaluation = make_eval()
+    model = build(used)
     # The pipeline config fixed the deciding metric (accuracy for multi-class, as it validates).
     monitor, mode = EARLY_STOPPING[config["deciding_metric"]]
     callbacks = [tf.keras.callbacks.EarlyStopping(
         monitor=monitor, mode=mode, patience=hp["early_stopping_patience"],
         restore_best_weights=True,
     ), EpochLog(epochs)]
+    if checks["enabled"]:
+        guard = mc.FiniteGuard()
+        snapshot = mc.WeightSnapshot(min(checks["reproducibility_steps"], steps_per_epoch))
+        callbacks += [guard, snapshot]
     logging.info("training %d epochs x %d steps on %d examples (early stopping on %s)", epochs,
                  steps_per_epoch, counts["train"], monitor)
     model.fit(train, steps_per_epoch=steps_per_epoch, epochs=epochs, validation_data=evaluation,
@@ -378,9 +431,53 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         std = scale[1]
         metrics = {k: v * (std * std if k == "loss" else std if k in ("rmse", "mae") else 1.0)
                    for k, v in metrics.items()}
+    if checks["enabled"]:
+        after = [
+            lambda: mc.numerics(model, guard, sample, plan["problem_type"]),
+            lambda: mc.reproducibility(build, used, snapshot, prepare, sample, seed,
+                                       checks["reproducibility_tolerance"]),
+            lambda: mc.importance(model, sample, measure, higher, checks["importance_repeats"],
+                                  checks["min_importance"], seed),
+            lambda: mc.baseline(lambda: build({**used, "hidden_units": [], "crosses": []}),
+                                model, prepare(),
+                                checks["baseline_steps"], sample, measure, higher,
+                                checks["min_gain_over_baseline"], config["deciding_metric"]),
+        ]
+        for check in after:
+            results.append(check())
+            logging.info(CHECK_MESSAGE, results[-1]["check"], results[-1]["summary"])
     signatures = _signatures(model, plan, transform_output, classes, scale)
     model.save(fn_args.serving_model_dir, save_format="tf", signatures=signatures)
     set_method_names(fn_args.serving_model_dir)
     write_warmup_requests(fn_args.serving_model_dir, fn_args.eval_files, plan["label"],
                           config["model_name"])
-    write_build_record(fn_args, config, counts, metrics, classes)
+    record = write_build_record(fn_args, config, counts, metrics, classes, used, scale)
+    if checks["enabled"]:
+        from components.explain import explain
+        from schemas import load_schema
+
+        loaded = tf.saved_model.load(fn_args.serving_model_dir)
+        schema = load_schema(fn_args.schema_path) if fn_args.schema_path.endswith(".pbtxt") \
+            else transform_output.raw_metadata.schema
+        names = {f.name for f in schema.feature}
+        exported = [
+            lambda: mc.export_skew(loaded, model, transform_output, sample.raw,
+                                   fn_args.eval_files, plan["problem_type"], scale, checks["export_tolerance"]),
+            lambda: mc.feature_code(loaded, transform_output, plan, sample.raw[0]),
+            lambda: mc.privacy(loaded, plan, sample.raw, checks["private_features"], names,
+                               plan["problem_type"]),
+            lambda: mc.feature_rules(schema, plan),
+            lambda: mc.explained(fn_args.serving_model_dir, sample.raw[0],
+                                 trace=lambda raw: explain(fn_args.serving_model_dir, raw,
+                                                           loaded, record)),
+        ]
+        for check in exported:
+            done = check()
+            if done is not None:
+                results.append(done)
+                logging.info(CHECK_MESSAGE, done["check"], done["summary"])
+        record["checks"] = results
+        build_record.write(fn_args.serving_model_dir, record)
+
+
+CHECK_MESSAGE = "Trainer check %s: %s"  # the runner prints these as progress lines

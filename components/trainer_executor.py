@@ -48,6 +48,11 @@ class TrainerExecutor(trainer_executor.GenericExecutor):
         model = artifact_utils.get_single_instance(output_dict[standard_component_specs.MODEL_KEY])
         serving_dir = path_utils.serving_model_path(model.uri)
         record = build_record.load_record(serving_dir)
+        for check in record.get("checks") or []:
+            model.set_string_custom_property(
+                f"tandem.check.{check['check']}",
+                f"{'passed' if check['passed'] else 'FAILED'}: {check['summary']}")
+        record = {k: v for k, v in record.items() if k != "checks"}
         for key, value in build_record.flatten(record).items():
             if key.startswith("libraries.") or key.startswith("hyperparameters."):
                 continue

@@ -97,6 +97,9 @@ def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any]) -> d
         kind = spec["kind"]
         if kind == NUMERIC:
             outputs[name] = tft.scale_to_z_score(_numeric(x))
+        elif kind == BUCKETIZE and spec.get("boundaries"):
+            outputs[name] = tft.apply_buckets(
+                _numeric(x), tf.constant([spec["boundaries"]], dtype=tf.float32))
         elif kind == BUCKETIZE:
             outputs[name] = tft.bucketize(_numeric(x), spec["num_buckets"])
         elif kind == CATEGORICAL:

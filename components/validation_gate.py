@@ -82,3 +82,30 @@ def ValidationGate(
     bad = sorted(split for split, value in dict(blessed).items() if not value)
     if bad:
         raise AnomaliesFound(anomalies.uri, bad)
+
+
+class ModelChecksFailed(RuntimeError):
+    """Raised by the model-check gate; carries the failed checks for the runner."""
+
+    def __init__(self, uri: str, failed: list[dict]):
+        names = ", ".join(c["check"] for c in failed)
+        super().__init__(f"model checks failed ({names}): see the build record under {uri}")
+        self.uri = uri
+        self.failed = failed
+
+
+@tfx.dsl.components.component
+def ModelCheckGate(
+    model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
+) -> None:
+    """Fail when a gating check the Trainer ran on the model (components/model_checks.py)
+    did not hold: the Evaluator and Pusher wait on this gate."""
+    from components.build_record import RecordError, load_record
+
+    try:
+        record = load_record(model.uri)
+    except RecordError:
+        return  # a model without a record (imported): nothing to gate on
+    failed = [c for c in record.get("checks") or [] if c.get("gate") and not c.get("passed")]
+    if failed:
+        raise ModelChecksFailed(model.uri, failed)

@@ -149,6 +149,29 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    import json as jsonlib
+
+    from components.explain import ExplainError, explain, format_explain, read_example
+
+    path = args.model
+    if os.path.isdir(os.path.join(path, "Format-Serving")):
+        path = os.path.join(path, "Format-Serving")  # a Trainer model artifact
+    elif os.path.isdir(path) and not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        versions = sorted((int(v) for v in os.listdir(path) if v.isdigit()), reverse=True)
+        if versions:  # a serving base directory: its newest version, as TF Serving serves
+            path = os.path.join(path, str(versions[0]))
+    try:
+        trace = explain(path, read_example(args.example, args.index))
+    except ExplainError as e:
+        raise CommandError(str(e)) from None
+    if args.json:
+        print(jsonlib.dumps(trace, indent=2))
+    else:
+        print("\n".join(format_explain(trace)))
+    return 0
+
+
 def cmd_retrain(args: argparse.Namespace) -> int:
     """The training pipeline on a span joined from the request log and late labels."""
     from pipeline.config import load_config
@@ -474,6 +497,18 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config key, e.g. score.reviews=reviews.yaml")
     sc.set_defaults(func=cmd_score)
+
+    ex = sub.add_parser("explain", help="one example through a model: raw -> transformed -> "
+                                        "score, and what moves the score")
+    ex.add_argument("--model", required=True, metavar="DIR",
+                    help="a SavedModel (a pushed version), a serving base directory (its "
+                         "newest version) or a Trainer model artifact")
+    ex.add_argument("--example", required=True, metavar="FILE",
+                    help="a TFRecord file of tf.Examples (GZIP or not), or a text tf.Example "
+                         "(.pbtxt)")
+    ex.add_argument("--index", type=int, default=0, help="which record of FILE (default 0)")
+    ex.add_argument("--json", action="store_true", help="print JSON")
+    ex.set_defaults(func=cmd_explain)
 
     loop = sub.add_parser(
         "loop", help="the whole loop on embedded defaults (what `make run` runs): train, "

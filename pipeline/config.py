@@ -68,6 +68,7 @@ class FeatureOptions:
 
     kind: FeatureKind | None = None
     num_buckets: int | None = None
+    boundaries: list[float] | None = None  # bucketize at these values instead of quantiles
     frequency_threshold: int | None = None
     num_oov_buckets: int | None = None
 
@@ -81,6 +82,9 @@ class ModelConfig:
 
     name: str = ""  # serving name; defaults to the pipeline name
     hidden_units: list[int] = dataclasses.field(default_factory=lambda: [64, 32])
+    # Feature crosses in the wide part, e.g. [[age, genre]]: each a categorical or bucketized
+    # model feature; the cross learns an interaction a linear model cannot.
+    crosses: list[list[str]] = dataclasses.field(default_factory=list)
     embedding_dim: int = 0  # 0: chosen from each vocabulary's size
     learning_rate: float = 0.005
     batch_size: int = 256
@@ -99,6 +103,13 @@ class EvaluationConfig:
     threshold: float | None = None  # lower bound (auc, accuracy) or upper bound (rmse, mae)
     max_regression: float = 0.01  # allowed change for the worse vs the baseline, absolute
     slices: list[list[str]] = dataclasses.field(default_factory=list)
+    # Per-slice gate (Model 6): every slice of `slices` and `inclusion` with at least
+    # min_slice_size examples must reach slice_threshold (None: slices reported, not gated).
+    slice_threshold: float | None = None
+    min_slice_size: int = 200
+    # Inclusion (Model 7): slices by who the users are; also the best-worst gap is bounded.
+    inclusion: list[list[str]] = dataclasses.field(default_factory=list)
+    max_slice_gap: float = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,12 +151,37 @@ class MonitorConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ChecksConfig:
+    """Model checks the Trainer runs on every model (components/model_checks.py); they are
+    the automated evidence of `tandem score`. Failing gate checks stop the run before the
+    Evaluator."""
+
+    enabled: bool = True
+    sample_examples: int = 4000  # eval examples the checks score
+    export_examples: int = 500  # raw eval examples for the export, privacy and code tests
+    spec_steps: int = 50  # Infra 2: updates on one batch; its loss must fall by a quarter
+    tuning_trials: int = 4  # Model 3: the configured hyperparameters + 3 seeded variants
+    tuning_steps: int = 150  # training steps per trial
+    reproducibility_steps: int = 20  # Infra 1: steps trained twice from the same seed
+    reproducibility_tolerance: float = 1e-4  # max |prediction difference|
+    importance_repeats: int = 3  # Data 2: shuffles per feature
+    min_importance: float = 0.001  # Data 2: a smaller drop of the metric: does not help
+    baseline_steps: int = 300  # Model 5: training steps of the linear baseline
+    min_gain_over_baseline: float = 0.003  # Model 5: the candidate must beat it by this
+    export_tolerance: float = 1e-5  # Data 7: serving vs training input path
+    private_features: list[str] = dataclasses.field(default_factory=list)  # Data 5
+
+
+@dataclasses.dataclass(frozen=True)
 class ScoreConfig:
     """`tandem score`: where manual reviews live and the limits its checks use."""
 
     reviews: str = ""  # a YAML file of reviews: [{test, reviewer, date, link, note}]
     max_model_age_days: float = 30.0  # Monitoring 4: the serving model's age
-    offline_online_tolerance: float = 0.05  # Model 2: |offline - online| deciding metric
+    offline_online_tolerance: float = 0.05  # Model 2: |offline - online| of B - A
+    max_feature_cost_ms: float = 1.0  # Data 3: a feature's share of its source's time
+    max_latency_regression: float = 1.5  # Monitoring 6: new / previous warmup latency
+    max_memory_regression: float = 1.5  # Monitoring 6: new / previous resident memory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,6 +201,7 @@ class PipelineConfig:
     serving_dir: str = ""  # default: <output_dir>/serving
     beam: BeamConfig = dataclasses.field(default_factory=BeamConfig)
     monitor: MonitorConfig = dataclasses.field(default_factory=MonitorConfig)
+    checks: ChecksConfig = dataclasses.field(default_factory=ChecksConfig)
     score: ScoreConfig = dataclasses.field(default_factory=ScoreConfig)
     source: str = dataclasses.field(default="", compare=False)
 

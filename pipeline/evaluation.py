@@ -79,9 +79,9 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     metrics += [tfma.MetricConfig(class_name=name) for name in extra]
     if config.problem_type == "multiclass_classification":
         metrics.append(gated("SparseCategoricalAccuracy", _threshold(config, True, 0.0)))
-    slicing = [tfma.SlicingSpec()] + [
-        tfma.SlicingSpec(feature_keys=list(keys)) for keys in config.evaluation.slices
-    ]
+    e = config.evaluation
+    groups = [list(g) for g in e.slices] + [list(g) for g in e.inclusion if g not in e.slices]
+    slicing = [tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=g) for g in groups]
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(
             signature_name=SERVING_DEFAULT, label_key=config.label,

@@ -46,4 +46,6 @@ def compile_kubeflow(
     return compile_dag(pipeline, out_path, image, {
         "Transform": PREPROCESSING_FN, "Trainer": RUN_FN,
         "ValidationGate": "components.validation_gate.ValidationGate",
+        "ModelCheckGate": "components.validation_gate.ModelCheckGate",
+        "SliceGate": "components.slice_gate.SliceGate",
         "Trainer executor": "components.trainer_executor.TrainerExecutor"})

@@ -132,7 +132,7 @@ def run_loop(work: str = "outputs/loop", rows: int = 12000, out: TextIO = sys.st
     models_config = os.path.join(work, "models.config")
     logs_dir = os.path.join(work, "request_logs")
     labels_file = os.path.join(work, "labels.csv")
-    grpc_port, rest_port, gw_port = free_port(), free_port(), free_port()
+    grpc_port, rest_port, gw_port, gw_rest = free_port(), free_port(), free_port(), free_port()
     server = f"127.0.0.1:{grpc_port}"
     gateway = f"127.0.0.1:{gw_port}"
     status = 0
@@ -167,7 +167,8 @@ def run_loop(work: str = "outputs/loop", rows: int = 12000, out: TextIO = sys.st
             gateway_yaml = os.path.join(work, "gateway.yaml")
             _write_gateway_config(gateway_yaml, server, work, logs_dir, shadow=False)
             servers.start("gateway", ["serve", "gateway", "--config", gateway_yaml,
-                                      "--port", str(gw_port)], gw_port)
+                                      "--port", str(gw_port),
+                                      f"--rest_api_port={gw_rest}"], gw_port)
             s.result = f"model server {server}, gateway {gateway} (logs to {logs_dir})"
 
         with step("send traffic, then traffic with drift; monitor it") as s:
@@ -176,14 +177,17 @@ def run_loop(work: str = "outputs/loop", rows: int = 12000, out: TextIO = sys.st
             from serving.traffic import send
 
             start_time = time.time()
+            # Requests come from the users and tracks of v1's data: the tables the gateway
+            # joins them with (work/data/features.sqlite).
             listening.generate(os.path.join(work, "requests"), 8000, seed=0, span=2,
                                requests=True, labels="csv", label_delay_s=30, rate=800,
-                               start_time=start_time)
+                               start_time=start_time, source_rows=rows)
             # Requests from night owls: hour_of_day moves into 0-5, and their skips follow
             # the same rule (the generator draws labels from the drifted features).
             listening.generate(os.path.join(work, "drift"), 2400, seed=0, span=3,
                                requests=True, labels="csv", label_delay_s=30, rate=800,
-                               start_time=start_time + 10, drift=frozenset(["night_owls"]))
+                               start_time=start_time + 10, drift=frozenset(["night_owls"]),
+                               source_rows=rows)
             clean = send(gateway, os.path.join(work, "requests", "span-2", "*.tfrecord.gz"),
                          MODEL, rate=0, batch=4, progress=lambda line: say("   " + line))
             drifted = send(gateway, os.path.join(work, "drift", "span-3", "*.tfrecord.gz"),
@@ -225,12 +229,18 @@ def run_loop(work: str = "outputs/loop", rows: int = 12000, out: TextIO = sys.st
             servers.stop("gateway")
             _write_gateway_config(gateway_yaml, server, work, logs_dir, shadow=True)
             servers.start("gateway", ["serve", "gateway", "--config", gateway_yaml,
-                                      "--port", str(gw_port)], gw_port)
+                                      "--port", str(gw_port),
+                                      f"--rest_api_port={gw_rest}"], gw_port)
             mirrored = send(gateway, os.path.join(work, "requests", "span-2", "*.tfrecord.gz"),
                             MODEL, rate=0, batch=4, limit=2000,
                             progress=lambda line: say("   " + line))
             say(f"   {mirrored.sent:,} requests answered by stable v1 and mirrored to canary "
                 "v2")
+            # What each version and each feature source cost, for `tandem score` (Monitoring 6,
+            # Data 3): both servers' Prometheus metrics, as scraped now.
+            for name, port in (("model-server", rest_port), ("gateway", gw_rest)):
+                snapshot_metrics(f"http://127.0.0.1:{port}/monitoring/prometheus/metrics",
+                                 os.path.join(work, "server", f"{name}.metrics.prom"))
             replay_config = load_replay_config(None, [
                 "thresholds.max_flip_rate=0.10", "thresholds.max_p99_abs_delta=0.35",
                 "thresholds.max_quality_drop=0.02", "slices=[[device]]"])
@@ -301,6 +311,17 @@ def run_loop(work: str = "outputs/loop", rows: int = 12000, out: TextIO = sys.st
             say(f"  report: {name:<34} {path}")
     say(f"  work directory: {work} (servers stopped)")
     return status
+
+
+def snapshot_metrics(url: str, path: str) -> None:
+    """Save a server's Prometheus exposition (the evidence `tandem score` reads)."""
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body = response.read()
+    with open(path + ".tmp", "wb") as f:
+        f.write(body)
+    os.replace(path + ".tmp", path)
 
 
 def _write_gateway_config(path: str, server: str, work: str, logs_dir: str,

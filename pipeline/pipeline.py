@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
@@ -12,7 +13,7 @@ from tfx.proto import example_gen_pb2
 from components.baseline import LatestBlessedBaselineStrategy
 from components.features import feature_plan
 from components.trainer_executor import TrainerExecutor
-from components.validation_gate import ValidationGate
+from components.validation_gate import ModelCheckGate, ValidationGate
 from pipeline.beam import beam_pipeline_args
 from pipeline.config import STAGES, PipelineConfig
 from pipeline.evaluation import eval_config
@@ -91,6 +92,7 @@ def trainer_config(config: PipelineConfig, plan: dict) -> dict:
         "deciding_metric": config.deciding_metric,
         "hyperparameters": {
             "hidden_units": list(model.hidden_units),
+            "crosses": [list(c) for c in model.crosses],
             "embedding_dim": model.embedding_dim,
             "learning_rate": model.learning_rate,
             "batch_size": model.batch_size,
@@ -99,6 +101,7 @@ def trainer_config(config: PipelineConfig, plan: dict) -> dict:
             "early_stopping_patience": model.early_stopping_patience,
             "seed": model.seed,
         },
+        "checks": dataclasses.asdict(config.checks),
     }
     blob = json.dumps(trainer, sort_keys=True).encode()
     trainer["config_fingerprint"] = hashlib.sha256(blob).hexdigest()[:16]
@@ -171,7 +174,10 @@ def create_pipeline(
             custom_config=trainer_config(config, plan),
             custom_executor_spec=executor_spec.ExecutorClassSpec(TrainerExecutor),
         )
-        components.append(trainer)
+        # Stop here when a gating model check failed (a simpler model is as good, NaNs, an
+        # export that disagrees with training): the model is never evaluated or pushed.
+        model_gate = ModelCheckGate(model=trainer.outputs["model"])
+        components += [trainer, model_gate]
 
     if last >= STAGES.index("evaluate"):
         # The model in production: the latest blessed one other than the candidate (so a
@@ -197,7 +203,23 @@ def create_pipeline(
             baseline_model=baseline.outputs["model"],
             eval_config=eval_config(config),
         )
+        evaluator.add_upstream_node(model_gate)
         components += [baseline, evaluator]
+        e = config.evaluation
+        slice_gate = None
+        if e.slice_threshold is not None and (e.slices or e.inclusion):
+            # Every large enough slice must reach the slice threshold (Model 6, 7).
+            from components.slice_gate import SliceGate
+            from pipeline.evaluation import METRICS, deciding_metric_name
+
+            slice_gate = SliceGate(evaluation=evaluator.outputs["evaluation"], settings=json.dumps({
+                "slices": [list(g) for g in e.slices],
+                "inclusion": [list(g) for g in e.inclusion],
+                "metric": deciding_metric_name(config),
+                "higher": METRICS.get(config.deciding_metric, (0, 0, True))[2],
+                "threshold": e.slice_threshold, "min_size": e.min_slice_size,
+                "max_gap": e.max_slice_gap}, sort_keys=True))
+            components.append(slice_gate)
 
     if last >= STAGES.index("push"):
         # Only a blessed model reaches <serving_dir>/<model_name>/<version>/.
@@ -208,6 +230,8 @@ def create_pipeline(
                 filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.push_dir)
             ),
         )
+        if slice_gate is not None:
+            pusher.add_upstream_node(slice_gate)
         components.append(pusher)
 
     return tfx.dsl.Pipeline(

@@ -54,6 +54,9 @@ class ProgressReporter(logging.Handler):
         elif msg == "Trainer epoch %d/%d: %s":
             epoch, epochs, shown = record.args
             self._line(f"[Trainer] epoch {epoch}/{epochs}: {shown}")
+        elif msg == "Trainer check %s: %s":
+            name, summary = record.args
+            self._line(f"[Trainer] check {name}: {summary}")
         elif msg.startswith("A cached execution") and self.current:
             self.cached.add(self.current)
         elif msg == "Execution %d failed." and self.current:
@@ -182,12 +185,16 @@ def evaluation_verdict(config: PipelineConfig, outputs: dict[str, Any]) -> str |
     lines = [f"{'blessed' if blessed else 'NOT blessed'} ({', '.join(parts)})"]
     if evaluation is not None and not blessed:
         result = tfma.load_validation_result(evaluation.uri)
+        from components.slice_gate import slice_name
+
         for per_slice in result.metric_validations_per_slice:
+            where = slice_name(per_slice.slice_key)
             for failure in per_slice.failures:
                 key = failure.metric_key
                 what = "change vs last blessed" if key.is_diff else "value"
                 lines.append(
-                    f"  failed: {key.name} {what} {failure.metric_value.double_value.value:+.4f} "
+                    f"  failed: {key.name} {what} {failure.metric_value.double_value.value:+.4f}"
+                    f"{f' on slice {where}' if where else ''} "
                     f"breaks {_threshold_text(failure.metric_threshold)}"
                 )
     return "\n".join(lines)
@@ -225,7 +232,14 @@ def run(
 
     from tfx import v1 as tfx
 
-    from components.validation_gate import AnomaliesFound, advice, anomaly_rows, load_anomalies
+    from components.slice_gate import SlicesFailed
+    from components.validation_gate import (
+        AnomaliesFound,
+        ModelChecksFailed,
+        advice,
+        anomaly_rows,
+        load_anomalies,
+    )
     from pipeline.pipeline import create_pipeline
 
     where = f"span {summary.span}" if summary.span is not None else config.data.location
@@ -240,6 +254,8 @@ def run(
     reporter = ProgressReporter(out)
     absl_logger, handlers = _route_logs(reporter, verbose)
     anomalies: list[tuple[str, str, str, str]] = []
+    failed_checks: list[dict] = []
+    failed_slices = ""
     try:
         try:
             tfx.orchestration.LocalDagRunner().run(pipeline)
@@ -249,6 +265,12 @@ def run(
             for split in found.splits:
                 for row in anomaly_rows(load_anomalies(found.uri, split)):
                     anomalies.append((split, *row))
+        except ModelChecksFailed as failed:
+            exit_code = EXIT_CHECK_FAILED
+            failed_checks = failed.failed
+        except SlicesFailed as failed:
+            exit_code = EXIT_CHECK_FAILED
+            failed_slices = str(failed)
         outputs = latest_outputs(config)
     finally:
         for handler in handlers:
@@ -261,12 +283,20 @@ def run(
         out.write("\n")
         for line in advice(anomalies):
             out.write(f"What to do: {line}\n")
+    if failed_checks:
+        out.write("\nModel checks failed: the model was not evaluated or pushed.\n")
+        for check in failed_checks:
+            out.write(f"  {check['check']}: {check['summary']}\n")
     verdict = evaluation_verdict(config, outputs)
     blessed = is_blessed(outputs)
     if exit_code == EXIT_OK and blessed is False:
         exit_code = EXIT_NOT_BLESSED  # "nothing pushed" is a failed check, not a success
+    if failed_slices:
+        verdict = (verdict or "") + f"\n  slices failed, nothing pushed: {failed_slices}"
     pushed = pushed_destination(outputs)
     status = ("FAILED: anomalies found" if anomalies
+              else "FAILED: model checks" if failed_checks
+              else "FAILED: slices below the threshold" if failed_slices
               else "FAILED: the candidate was not blessed" if blessed is False else "OK")
     out.write(f"\n{status} in {elapsed:.1f}s. Outputs:\n")
     for key in ("examples", "statistics", "schema", "anomalies", "transform_graph", "model",

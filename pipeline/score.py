@@ -81,12 +81,49 @@ class Evidence:
     monitor_path: str | None = None
     history: list | None = None
     history_path: str | None = None
+    trained: dict | None = None  # the latest trained model's build record (its checks)
+    trained_path: str | None = None
+    baseline_uri: str | None = None  # the Evaluator's baseline: the previous blessed model
+    server_metrics_path: str | None = None
+    gateway_metrics_path: str | None = None
+    _metrics: dict | None = None
+
+    def evaluation_metrics(self) -> dict:
+        """{(slice, model): {metric: value}} of the latest evaluation; slice '' is overall,
+        else 'feature=value'; model is candidate, baseline or diff."""
+        if self._metrics is None:
+            self._metrics = {}
+            evaluation = self.outputs.get("evaluation")
+            if evaluation is not None:
+                from components.slice_gate import evaluation_metrics
+
+                self._metrics = evaluation_metrics(evaluation.uri)
+        return self._metrics
 
 
 def _json(path: str | None) -> dict | list | None:
     if path and os.path.isfile(path):
         with open(path) as f:
             return json.load(f)
+    return None
+
+
+def _baseline_uri(config, evaluation) -> str | None:
+    """The model the Evaluator compared with (its `baseline_model` input), from ML Metadata."""
+    from ml_metadata.metadata_store import metadata_store
+    from tfx.orchestration import metadata
+
+    store = metadata_store.MetadataStore(
+        metadata.sqlite_metadata_connection_config(config.metadata_path))
+    events = store.get_events_by_artifact_ids([evaluation.id])
+    producers = [e.execution_id for e in events if e.type == e.OUTPUT]
+    if not producers:
+        return None
+    for event in store.get_events_by_execution_ids(producers):
+        if event.type == event.INPUT and event.path.steps and \
+                event.path.steps[0].key == "baseline_model":
+            (artifact,) = store.get_artifacts_by_id([event.artifact_id])
+            return artifact.uri
     return None
 
 
@@ -104,6 +141,14 @@ def gather(config, run_dir: str | None) -> Evidence:
             ev.record = load_record(pushed)
         except RecordError:
             ev.record = None
+    if "model" in ev.outputs:
+        try:
+            ev.trained_path = record_path(ev.outputs["model"].uri)
+            ev.trained = load_record(ev.outputs["model"].uri)
+        except RecordError:
+            ev.trained = None
+    if "evaluation" in ev.outputs:
+        ev.baseline_uri = _baseline_uri(config, ev.outputs["evaluation"])
     if run_dir:
         ev.replay_path = os.path.join(run_dir, "replay", "report.json")
         ev.replay = _json(ev.replay_path)
@@ -111,6 +156,11 @@ def gather(config, run_dir: str | None) -> Evidence:
         ev.monitor = _json(ev.monitor_path)
         ev.history_path = os.path.join(run_dir, "models.config.history.json")
         ev.history = _json(ev.history_path)
+        for name in ("server", "gateway"):
+            path = os.path.join(run_dir, "server",
+                                f"{'model-server' if name == 'server' else name}.metrics.prom")
+            if os.path.isfile(path):
+                setattr(ev, f"{name}_metrics_path", path)
     return ev
 
 
@@ -203,30 +253,187 @@ def _quality_on_served(ev: Evidence) -> str | None:
 
 
 def _offline_online(ev: Evidence) -> str | None:
+    """Model 2: the offline comparison predicts the online one. The Evaluator measured the
+    candidate against the serving model on the eval split (B - A offline); the replay
+    measured the same two models on labelled served traffic (B - A online). They agree when
+    they differ by at most the tolerance."""
     from components.build_record import RecordError, load_record
 
     q = (ev.replay or {}).get("quality")
-    if not q:
+    if not q or not ev.trained or not ev.baseline_uri:
         return None
-    try:  # the serving model (A of the replay): its own offline evaluation
-        record = load_record(ev.replay["baseline"])
+    try:  # the replay's B must be this run's candidate, and its A the Evaluator's baseline
+        same_b = load_record(ev.replay["candidate"]).get("created") == ev.trained.get("created")
+        same_a = load_record(ev.replay["baseline"]).get("created") == \
+            load_record(ev.baseline_uri).get("created")
     except (RecordError, KeyError):
         return None
+    if not (same_a and same_b):
+        return None
+    from pipeline.evaluation import deciding_metric_name
+
     metric = ev.config.deciding_metric
-    online = (q["metrics"].get(metric) or {}).get("a", {}).get("value")
-    offline = record.get("eval_metrics", {}).get(metric)
+    online = ((q["metrics"].get(metric) or {}).get("b_minus_a") or {}).get("value")
+    offline = ev.evaluation_metrics().get(("", "diff"), {}).get(deciding_metric_name(ev.config))
     if online is None or offline is None:
         return None
     tolerance = ev.config.score.offline_online_tolerance
-    text = (f"{metric} of the serving model offline {offline:.4f} (Evaluator) vs online "
-            f"{online:.4f} (labelled served traffic), limit ±{tolerance:g}: {ev.replay_path}")
+    text = (f"{metric} candidate - serving model: offline {offline:+.4f} (Evaluator, eval "
+            f"split) vs online {online:+.4f} (replay, {q['matched']:,} labelled served "
+            f"requests), limit ±{tolerance:g}: {ev.replay_path}")
     return text if abs(online - offline) <= tolerance else Failed(text)
 
 
+def _trained_check(*names: str) -> Callable[[Evidence], str | None]:
+    """Evidence from the Trainer's model checks (components/model_checks.py) in the latest
+    trained model's build record: automated when all named checks ran and held."""
+    def check(ev: Evidence) -> str | None:
+        found = {c["check"]: c for c in (ev.trained or {}).get("checks") or []}
+        if not all(n in found for n in names):
+            return None
+        text = "; ".join(found[n]["summary"] for n in names) + f": {ev.trained_path}"
+        return text if all(found[n]["passed"] for n in names) else Failed(text)
+    return check
+
+
+def _staleness_known(ev: Evidence) -> str | None:
+    """Model 4: the previous blessed model evaluated on the new span (the Evaluator's
+    baseline) against what it scored on its own span when it was built."""
+    from components.build_record import RecordError, load_record
+    from pipeline.evaluation import deciding_metric_name
+
+    if not ev.baseline_uri or not ev.trained:
+        return None
+    now = ev.evaluation_metrics().get(("", "baseline"), {}).get(deciding_metric_name(ev.config))
+    try:
+        old = load_record(ev.baseline_uri)
+    except RecordError:
+        return None
+    then = old.get("eval_metrics", {}).get(ev.config.deciding_metric)
+    if now is None or then is None:
+        return None
+    created = [dt.datetime.fromisoformat(r["created"]) for r in (old, ev.trained)]
+    days = (created[1] - created[0]).total_seconds() / 86400
+    spans = (old.get("data", {}).get("span"), ev.trained.get("data", {}).get("span"))
+    return (f"the previous blessed model scored {ev.config.deciding_metric} {then:.4f} on its "
+            f"own span {spans[0]} and {now:.4f} on this run's span {spans[1]} "
+            f"({now - then:+.4f} at {days:.1f} days of age): "
+            f"{ev.outputs['evaluation'].uri}")
+
+
+def _slices(ev: Evidence, groups: list[list[str]], inclusion: bool) -> str | None:
+    """Model 6 / Model 7: every slice with at least evaluation.min_slice_size examples
+    reaches evaluation.slice_threshold (the SliceGate's rule, on the Evaluator's metrics); for
+    inclusion, the best and worst slice also lie within evaluation.max_slice_gap."""
+    from components.slice_gate import describe, judge
+    from pipeline.evaluation import METRICS, deciding_metric_name
+
+    e = ev.config.evaluation
+    evaluation = ev.outputs.get("evaluation")
+    if not groups or e.slice_threshold is None or evaluation is None:
+        return None
+    name = deciding_metric_name(ev.config)
+    higher = METRICS.get(ev.config.deciding_metric, (0, 0, True))[2]
+    gap = e.max_slice_gap if inclusion else None
+    verdict = judge(ev.evaluation_metrics(), groups, name, higher, e.slice_threshold,
+                    e.min_slice_size, gap)
+    if not verdict["judged"]:
+        return None
+    text = describe(verdict, groups, name, e.slice_threshold, e.min_slice_size, gap)
+    text += f": {evaluation.uri}"
+    return text if verdict["passed"] else Failed(text)
+
+
+def _metric_families(path: str) -> dict:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with open(path) as f:
+        return {fam.name: fam for fam in text_string_to_metric_families(f.read())}
+
+
+def _feature_cost(ev: Evidence) -> str | None:
+    """Data 3: each feature source's time per request (the gateway's metrics, scraped by the
+    loop), shared among the features it supplies; none may cost more than the limit."""
+    if not ev.gateway_metrics_path:
+        return None
+    families = _metric_families(ev.gateway_metrics_path)
+    seconds = families.get("tandem_gateway_source_seconds")
+    features = families.get("tandem_gateway_source_features")
+    if seconds is None or features is None:
+        return None
+    sums, counts = {}, {}
+    for sample in seconds.samples:
+        table = sample.labels.get("table")
+        if sample.name.endswith("_sum"):
+            sums[table] = sample.value
+        elif sample.name.endswith("_count"):
+            counts[table] = sample.value
+    supplied: dict[str, list[str]] = {}
+    for sample in features.samples:
+        supplied.setdefault(sample.labels["table"], []).append(sample.labels["feature"])
+    if not counts or not any(counts.values()):
+        return None
+    limit = ev.config.score.max_feature_cost_ms
+    parts, over = [], []
+    for table in sorted(supplied):
+        if not counts.get(table):
+            continue
+        per_request = sums[table] / counts[table] * 1000
+        per_feature = per_request / len(supplied[table])
+        parts.append(f"{table} {per_request:.3f} ms/request for {len(supplied[table])} "
+                     f"features ({per_feature:.3f} ms each)")
+        if per_feature > limit:
+            over += supplied[table]
+    text = f"{'; '.join(parts)}, limit {limit:g} ms per feature"
+    if over:
+        text += f"; too costly: {', '.join(sorted(over))}"
+    text += f": {ev.gateway_metrics_path}"
+    return Failed(text) if over else text
+
+
+def _computing_performance(ev: Evidence) -> str | None:
+    """Monitoring 6: the newest version's warmup latency, throughput and memory against the
+    previous version's, as the model server measured them when it loaded each."""
+    if not ev.server_metrics_path:
+        return None
+    families = _metric_families(ev.server_metrics_path)
+    model = ev.config.model_name
+    per: dict[int, dict[str, float]] = {}
+    for key in ("warmup_latency_seconds", "warmup_throughput", "memory_bytes"):
+        fam = families.get(f"tandem_serving_{key}")
+        for sample in fam.samples if fam else []:
+            if sample.labels.get("model") == model:
+                per.setdefault(int(sample.labels["version"]), {})[key] = sample.value
+    versions = sorted(v for v in per if len(per[v]) == 3)
+    if len(versions) < 2:
+        return None
+    old, new = per[versions[-2]], per[versions[-1]]
+    limit = ev.config.score.max_latency_regression
+    mem_limit = ev.config.score.max_memory_regression
+    latency = new["warmup_latency_seconds"] / max(old["warmup_latency_seconds"], 1e-9)
+    memory = new["memory_bytes"] / max(old["memory_bytes"], 1.0)
+    text = (f"version {versions[-1]} vs {versions[-2]}: warmup latency "
+            f"{new['warmup_latency_seconds'] * 1000:.2f} vs "
+            f"{old['warmup_latency_seconds'] * 1000:.2f} ms ({latency:.2f}x, limit {limit:g}x), "
+            f"throughput {new['warmup_throughput']:.0f} vs {old['warmup_throughput']:.0f}/s, "
+            f"memory {new['memory_bytes'] / 2**20:.0f} vs {old['memory_bytes'] / 2**20:.0f} MiB "
+            f"({memory:.2f}x, limit {mem_limit:g}x): {ev.server_metrics_path}")
+    return text if latency <= limit and memory <= mem_limit else Failed(text)
+
+
 CHECKS: dict[str, Callable[[Evidence], str | None]] = {
-    "D1": _schema, "M2": _offline_online, "I3": _integration, "I4": _validated_before_serving,
+    "D1": _schema, "D2": _trained_check("importance"), "D3": _feature_cost,
+    "D4": _trained_check("feature_rules"), "D5": _trained_check("privacy"),
+    "D7": _trained_check("export_skew", "feature_code"),
+    "M2": _offline_online, "M3": _trained_check("tuning"), "M4": _staleness_known,
+    "M5": _trained_check("baseline"),
+    "M6": lambda ev: _slices(ev, ev.config.evaluation.slices, inclusion=False),
+    "M7": lambda ev: _slices(ev, ev.config.evaluation.inclusion, inclusion=True),
+    "I1": _trained_check("reproducibility"), "I2": _trained_check("model_spec"),
+    "I3": _integration, "I4": _validated_before_serving, "I5": _trained_check("explain"),
     "I6": _canaried, "I7": _rollback, "Mon1": _dependencies, "Mon2": _invariants,
-    "Mon3": _skew, "Mon4": _staleness, "Mon7": _quality_on_served,
+    "Mon3": _skew, "Mon4": _staleness, "Mon5": _trained_check("numerics"),
+    "Mon6": _computing_performance, "Mon7": _quality_on_served,
 }
 
 

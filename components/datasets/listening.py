@@ -202,10 +202,13 @@ class Chunk:
 
 
 def generate_chunks(
-    rows: int, seed: int = 0, drift: frozenset[str] = frozenset(), span: int = 1
+    rows: int, seed: int = 0, drift: frozenset[str] = frozenset(), span: int = 1,
+    source_rows: int | None = None,
 ) -> Iterator[Chunk]:
-    """Yield decorated events in chunks; deterministic for (rows, seed, drift, span)."""
-    n_users, n_tracks = table_sizes(rows)
+    """Yield decorated events in chunks; deterministic for (rows, seed, drift, span,
+    source_rows). The users and tracks tables are sized for `source_rows` (default `rows`):
+    requests meant for a gateway must be drawn from the tables it joins them with."""
+    n_users, n_tracks = table_sizes(source_rows or rows)
     users = make_users(n_users, np.random.default_rng([seed, 1]), drift)
     tracks = make_tracks(n_tracks, np.random.default_rng([seed, 2]), drift)
     devices = DEVICES + ([NEW_DEVICE] if "new_device" in drift else [])
@@ -393,7 +396,7 @@ def _csv_rows(chunk: Chunk) -> Iterator[list[Any]]:
 
 
 def write_feature_sources(path: str, seed: int, rows: int, drift: frozenset[str]) -> None:
-    """Write the users and tracks tables the gateway joins requests with."""
+    """Write the users and tracks tables the gateway joins requests with (sized for `rows`)."""
     n_users, n_tracks = table_sizes(rows)
     users = make_users(n_users, np.random.default_rng([seed, 1]), drift)
     tracks = make_tracks(n_tracks, np.random.default_rng([seed, 2]), drift)
@@ -449,8 +452,14 @@ def generate(
     label_loss: float = 0.0,
     rate: float = 100.0,
     start_time: float | None = None,
+    source_rows: int | None = None,
 ) -> dict:
     """Write `rows` decorated examples under out_dir/span-<span>/ and the feature sources.
+
+    `source_rows` sizes the users and tracks tables as for that many rows (default `rows`):
+    requests sent to a gateway that joins them with the tables of an earlier, larger span
+    must come from the same users and tracks, or their labels follow attributes the gateway
+    never sees.
 
     With `requests`, the examples are what a client sends (keys and request-time features, no
     decoration, no label). With `labels` ("csv" or "tfrecord"), the requests' labels are also
@@ -478,7 +487,7 @@ def generate(
     span_dir = os.path.join(out_dir, f"span-{span}")
     os.makedirs(span_dir, exist_ok=True)
     sources_path = os.path.join(out_dir, "features.sqlite")
-    write_feature_sources(sources_path, seed, rows, drift)
+    write_feature_sources(sources_path, seed, source_rows or rows, drift)
     source = decorator = None
     if "tfrecord" in formats:
         from serving.gateway.decorate import Decorator
@@ -520,7 +529,7 @@ def generate(
         if "csv" in writers:
             writers.pop("csv")[0].close()
 
-    for chunk in generate_chunks(rows, seed, drift, span):
+    for chunk in generate_chunks(rows, seed, drift, span, source_rows):
         # A chunk never straddles shards when per_shard is a multiple of CHUNK_ROWS;
         # otherwise rows go to the shard their index falls in.
         offsets = np.arange(written, written + len(chunk)) // per_shard

@@ -38,3 +38,15 @@ def test_bad_options_are_rejected_by_name():
     with pytest.raises(ValueError, match="label 'x' is not in the schema"):
         feature_plan(schema, "x", "regression")
 
+
+
+def test_bucketize_at_fixed_boundaries():
+    schema = load_schema(curated_schema_path("listening"))
+    plan = feature_plan(schema, "skipped", "binary_classification",
+                        {"age": {"kind": "bucketize", "boundaries": [30, 51]}})
+    assert plan["features"]["age"] == {"kind": "bucketize", "dtype": "INT",
+                                       "boundaries": [30.0, 51.0], "num_buckets": 2}
+    for bad in ([], [51, 30], [30, 30]):
+        with pytest.raises(ValueError, match="'age': boundaries must be"):
+            feature_plan(schema, "skipped", "binary_classification",
+                         {"age": {"kind": "bucketize", "boundaries": bad}})

@@ -6,6 +6,7 @@ xdist group: one worker makes that run and the others never wait for it."""
 
 import io
 import os
+import re
 
 import numpy as np
 import pytest
@@ -61,7 +62,10 @@ def test_pipeline_trains_blesses_and_pushes_in_serving_layout(trained):
     assert record["eval_metrics"]["auc"] >= 0.70
     assert record["data"]["span"] == 1
     assert record["data"]["train_examples"] + record["data"]["eval_examples"] == 4500
-    assert set(record["vocabularies"]) >= {"country", "device", "genre", "context", "account_type"}
+    assert set(record["vocabularies"]) >= {"device", "genre", "context", "account_type"}
+    # Permutation importance found no signal in country: the listening config skips it.
+    assert "country" not in record["vocabularies"]
+    assert record["transform"]["features"]["country"]["kind"] == "skip"
     assert "request_id" not in record["transform"]["features"] or (
         record["transform"]["features"]["request_id"]["kind"] == "skip"
     )
@@ -97,7 +101,10 @@ def test_model_artifact_in_ml_metadata_carries_the_build_record(trained):
     record = load_record(result.pushed)
     assert props["tandem.schema.fingerprint"].string_value == record["schema"]["fingerprint"]
     assert props["tandem.transform.fingerprint"].string_value == record["transform"]["fingerprint"]
-    assert props["tandem.vocabularies.country.size"].int_value == record["vocabularies"]["country"]["size"]
+    assert props["tandem.vocabularies.genre.size"].int_value == record["vocabularies"]["genre"]["size"]
+    for check in record["checks"]:
+        assert props[f"tandem.check.{check['check']}"].string_value.startswith(
+            "passed: " if check["passed"] else "FAILED: ")
     assert props["tandem.data.span"].int_value == 1
 
 
@@ -267,8 +274,11 @@ def worse_candidate(trained_listening, clean_listening):
     before = sorted(os.listdir(config.push_dir))
     _, result, text = _run(
         f"data.location={clean_listening}", f"output_dir={config.output_dir}",
-        "features.country.frequency_threshold=200", "model.max_steps=1",
-        "evaluation.threshold=0.3", in_memory=False,
+        "features.genre.frequency_threshold=200", "model.max_steps=1",
+        "evaluation.threshold=0.3",
+        # A one-step model loses to the linear baseline, and that gate (Model 5) would stop
+        # the run before the Evaluator these tests are about.
+        "checks.min_gain_over_baseline=-1", in_memory=False,
     )
     return result, text, before
 
@@ -296,20 +306,118 @@ def test_a_changed_vocabulary_and_option_show_in_fingerprints_and_diff(
     new_model = os.path.join(result.outputs["model"].uri, "Format-Serving")
     a, b = load_record(first.pushed), load_record(new_model)
     assert a["transform"]["fingerprint"] != b["transform"]["fingerprint"]
-    assert a["vocabularies"]["country"]["sha256"] != b["vocabularies"]["country"]["sha256"]
+    assert a["vocabularies"]["genre"]["sha256"] != b["vocabularies"]["genre"]["sha256"]
     lines = diff_records(a, b)
-    size_a, size_b = a["vocabularies"]["country"]["size"], b["vocabularies"]["country"]["size"]
+    size_a, size_b = a["vocabularies"]["genre"]["size"], b["vocabularies"]["genre"]["size"]
     assert size_b < size_a
-    assert f"vocabulary `country` changed: {size_a} → {size_b} terms" in lines
-    assert any(line.startswith("preprocessing of `country` changed") and "frequency_threshold=200"
+    assert f"vocabulary `genre` changed: {size_a} → {size_b} terms" in lines
+    assert any(line.startswith("preprocessing of `genre` changed") and "frequency_threshold=200"
                in line for line in lines)
     assert "hyperparameters.max_steps: 0 → 1" in lines
-    assert all("vocabulary `genre`" not in line for line in lines)
+    assert all("vocabulary `device`" not in line for line in lines)
     assert cli.main(["model", "diff", first.pushed, new_model]) == 0
-    assert f"vocabulary `country` changed: {size_a} → {size_b} terms" in capsys.readouterr().out
+    assert f"vocabulary `genre` changed: {size_a} → {size_b} terms" in capsys.readouterr().out
     assert cli.main(["model", "inspect", first.pushed]) == 0
-    assert "vocabularies.country.size" in capsys.readouterr().out
+    inspected = capsys.readouterr().out
+    assert "vocabularies.genre.size" in inspected
+    assert "model checks (components/model_checks.py):" in inspected
+    assert re.search(r"^  baseline\s+passed\s+auc candidate", inspected, re.M)
     assert cli.main(["model", "inspect", str(tmp_path)]) == 2
+
+
+CHECKS = {"model_spec", "tuning", "numerics", "reproducibility", "importance", "baseline",
+          "export_skew", "feature_code", "privacy", "feature_rules", "explain"}
+
+
+def test_every_model_check_ran_and_held_on_the_default_run(trained):
+    _, result, text = trained
+    record = load_record(result.pushed)
+    checks = {c["check"]: c for c in record["checks"]}
+    assert set(checks) == CHECKS
+    assert [c["summary"] for c in checks.values() if not c["passed"]] == []
+    for name in CHECKS:
+        assert f"[Trainer] check {name}: " in text
+    assert checks["export_skew"]["max_abs_diff"] <= 1e-5 and checks["export_skew"]["examples"] > 0
+    assert checks["privacy"]["features"] == ["user_id"]
+    assert checks["baseline"]["gain"] >= checks["baseline"]["min_gain"] == 0.003
+    assert checks["reproducibility"]["max_abs_diff"] <= 1e-4
+    # The model was trained with the tuning's best trial.
+    chosen = checks["tuning"]["chosen"]
+    assert record["hyperparameters"]["learning_rate"] == chosen["learning_rate"]
+    assert record["hyperparameters"]["hidden_units"] == chosen["hidden_units"]
+    assert len(checks["tuning"]["trials"]) == 4
+
+
+def test_explain_traces_an_example_from_raw_bytes_to_the_served_score(trained, tmp_path):
+    import json
+
+    from tests.conftest import tandem
+
+    config, result, _ = trained
+    split = os.path.join(result.outputs["examples"].uri, "Split-eval")
+    path = sorted(tf.io.gfile.glob(os.path.join(split, "*")))[0]
+    done = tandem("explain", "--model", config.push_dir, "--example", path, "--index", "3",
+                  "--json")
+    assert done.returncode == 0, done.stderr
+    trace = json.loads(done.stdout)
+    records, _ = _eval_examples(result, n=4)
+    served = tf.saved_model.load(result.pushed).signatures["serving_default"](
+        examples=tf.constant(_without(records[3:4], "skipped")))["probabilities"].numpy()[0]
+    assert trace["served"] == pytest.approx(float(served), abs=1e-6)
+    assert trace["score"] == pytest.approx(trace["served"], abs=1e-6)
+    assert set(trace["transformed"]) == set(trace["moves"]) and "country" not in trace["moves"]
+    assert "age" in trace["transformed"] and trace["transformed"]["age"][0] in (0, 1, 2)
+    text = tandem("explain", "--model", result.pushed, "--example", path).stdout
+    assert "score from the transformed features:" in text and "(not an input)" in text
+    # Bad input: one line, exit 2.
+    (tmp_path / "junk.tfrecord").write_bytes(b"not a record at all")
+    (tmp_path / "partial.pbtxt").write_text(
+        'features { feature { key: "age" value { int64_list { value: 30 } } } }')
+    for args, message in (
+            (["--model", str(tmp_path), "--example", path], "not a SavedModel"),
+            (["--model", result.pushed, "--example", str(tmp_path / "junk.tfrecord")],
+             "not a TFRecord file"),
+            (["--model", result.pushed, "--example", path, "--index", "100000"], "has no record"),
+            (["--model", result.pushed, "--example", str(tmp_path / "partial.pbtxt")],
+             "the model cannot parse this example"),
+            (["--model", result.pushed, "--example", str(tmp_path / "none")], "no such file")):
+        bad = tandem("explain", *args)
+        assert bad.returncode == 2 and message in bad.stderr, (args, bad.stderr)
+        assert "Traceback" not in bad.stderr
+
+
+def _score(config) -> dict:
+    import json
+
+    from tests.conftest import tandem
+
+    done = tandem("score", "--config", "listening", "--set", f"output_dir={config.output_dir}",
+                  "--json")
+    assert done.returncode == 0, done.stderr
+    return {t["test"]: t for t in json.loads(done.stdout)["tests"]}
+
+
+def test_breaking_a_check_lowers_the_score_and_says_why(clean_listening, tmp_path):
+    """A feature of pure noise (day_of_week does not enter the label rule) is listed by the
+    permutation importance (Data 2); a model that learned nothing loses to the linear baseline,
+    which stops the run (Model 5)."""
+    config, result, text = _run(f"data.location={clean_listening}", f"output_dir={tmp_path}",
+                                "features.day_of_week.kind=categorical")
+    assert result.exit_code == EXIT_OK, text
+    tests = _score(config)
+    assert tests["D2"]["status"] == "failed" and tests["D2"]["points"] == 0
+    assert re.search(r"do not help \(drop < 0\.001\): .*day_of_week", tests["D2"]["evidence"])
+    assert tests["M5"]["status"] == "automated"
+
+    _, result, text = _run(f"data.location={clean_listening}", f"output_dir={tmp_path}",
+                           "features.day_of_week.kind=categorical", "model.max_steps=1")
+    assert result.exit_code == 1 and result.pushed is None, text
+    assert "FAILED: model checks" in text and "[ModelCheckGate] failed" in text
+    assert re.search(r"^  baseline: auc candidate .*: a simpler model is as good$", text, re.M)
+    assert "[Evaluator]" not in text  # the gate stopped the run before it
+    tests = _score(config)
+    assert tests["M5"]["status"] == "failed" and "a simpler model is as good" in \
+        tests["M5"]["evidence"]
 
 
 @pytest.mark.xdist_group("taxi")

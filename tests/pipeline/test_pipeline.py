@@ -10,12 +10,12 @@ from pipeline.kubeflow import compile_kubeflow
 from pipeline.pipeline import create_pipeline
 
 ALL = ["ImportExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-       "ValidationGate", "Transform", "Trainer", "latest_blessed_model_resolver", "Evaluator",
-       "Pusher"]
+       "ValidationGate", "Transform", "Trainer", "ModelCheckGate",
+       "latest_blessed_model_resolver", "Evaluator", "SliceGate", "Pusher"]
 
 
-@pytest.mark.parametrize("until, count", [("validate", 5), ("transform", 6), ("train", 7),
-                                          ("evaluate", 9), ("push", 10)])
+@pytest.mark.parametrize("until, count", [("validate", 5), ("transform", 6), ("train", 8),
+                                          ("evaluate", 11), ("push", 12)])
 def test_until_cuts_the_dag(until, count, tmp_path):
     config = load_config("listening", [f"output_dir={tmp_path}"])
     pipeline = create_pipeline(config, config.schema, until=until)
@@ -28,6 +28,13 @@ def test_transform_waits_for_the_validation_gate(tmp_path):
     pipeline = create_pipeline(config, config.schema)
     transform = next(c for c in pipeline.components if c.id == "Transform")
     assert "ValidationGate" in {n.id for n in transform.upstream_nodes}
+
+
+def test_evaluator_waits_for_the_model_check_gate(tmp_path):
+    config = load_config("listening", [f"output_dir={tmp_path}"])
+    pipeline = create_pipeline(config, config.schema)
+    evaluator = next(c for c in pipeline.components if c.id == "Evaluator")
+    assert "ModelCheckGate" in {n.id for n in evaluator.upstream_nodes}
 
 
 def _custom_configs(*overrides):
@@ -61,6 +68,18 @@ def test_classification_gate_is_on_the_overall_slice_only():
     assert gate.threshold.change_threshold.absolute.value == pytest.approx(-0.01)
     assert not metrics["BinaryAccuracy"].per_slice_thresholds
     assert deciding_metric_name(config) == "auc"
+
+
+def test_the_slice_gate_holds_the_pusher_back(tmp_path):
+    config = load_config("listening", [f"output_dir={tmp_path}"])
+    nodes = {c.id: c for c in create_pipeline(config, config.schema).components}
+    assert "SliceGate" in {n.id for n in nodes["Pusher"].upstream_nodes}
+    settings = json.loads(nodes["SliceGate"].exec_properties["settings"])
+    assert settings == {"slices": [["country"], ["device"]], "inclusion": [["country"]],
+                        "metric": "auc", "higher": True, "threshold": 0.65, "min_size": 200,
+                        "max_gap": 0.12}
+    off = load_config("listening", [f"output_dir={tmp_path}", "evaluation.slice_threshold=null"])
+    assert "SliceGate" not in {c.id for c in create_pipeline(off, off.schema).components}
 
 
 def test_regression_gate_is_an_upper_bound_on_rmse():

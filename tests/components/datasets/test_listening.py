@@ -206,3 +206,27 @@ def test_a_drift_profile_changes_only_what_it_documents():
             assert np.array_equal(getattr(tracks, name), getattr(base_tracks, name)), profile
         if profile != "age_shift" and profile != "impossible_values":
             assert np.array_equal(users.age, base_users.age), profile
+
+
+def test_requests_for_an_existing_feature_source_come_from_its_users_and_tracks(tmp_path):
+    """A small request span drawn for a larger span's tables (source_rows): its labels follow
+    the very attributes the gateway will join from those tables. Without source_rows the
+    tables are sized for the small span, and the users' attributes differ."""
+    import tensorflow as tf
+    from tensorflow.core.example import example_pb2
+
+    big = listening.generate(str(tmp_path / "big"), 12000, seed=0)
+    small = listening.generate(str(tmp_path / "small"), 900, seed=0, span=2,
+                               source_rows=12000)
+    own = listening.generate(str(tmp_path / "own"), 900, seed=0, span=2)
+    assert small["feature_sources_version"] == big["feature_sources_version"]
+    assert own["feature_sources_version"] != big["feature_sources_version"]
+    decorated = {}
+    for name in ("big", "small"):
+        files = sorted((tmp_path / name / f"span-{1 if name == 'big' else 2}").glob("*.gz"))
+        for record in tf.data.TFRecordDataset([str(f) for f in files], compression_type="GZIP"):
+            f = example_pb2.Example.FromString(record.numpy()).features.feature
+            user = f["user_id"].bytes_list.value[0]
+            attrs = (f["account_type"].bytes_list.value[0], f["signup_days"].int64_list.value[0])
+            decorated.setdefault(user, set()).add(attrs)
+    assert all(len(a) == 1 for a in decorated.values())  # one user, one set of attributes

@@ -1,0 +1,553 @@
+"""Checks the Trainer runs on every model it trains, recorded in the build record (`checks`).
+
+They are the automated evidence behind `tandem score` (the ML Test Score):
+
+    model_spec        (Infra 2)  the model spec learns: a fresh model overfits one batch
+    tuning            (Model 3)  a seeded search around the configured hyperparameters; the
+                                 full training uses the best trial
+    numerics          (Mon 5)    losses, weights and outputs are finite (NaN/Inf stop training)
+    reproducibility   (Infra 1)  a second training from the same seed and inputs gives the same
+                                 predictions on the eval split, within a tolerance
+    importance        (Data 2)   permutation importance of every model input on the eval split;
+                                 features that do not help are listed
+    baseline          (Model 5)  a linear model on the same transformed features; the candidate
+                                 must beat it by a margin
+    export_skew       (Data 7)   the exported serving signature (raw tf.Example bytes) and the
+                                 training input path give the same predictions
+    feature_code      (Data 7)   unit tests of the fitted feature code: vocabulary round trips,
+                                 unseen values, monotone numeric scaling
+    privacy           (Data 5)   private features are not model inputs and do not move a
+                                 prediction when changed
+    feature_rules     (Data 4)   every model input is declared in the schema with a domain, a
+                                 presence rule and a production lifecycle stage
+    explain           (Infra 5)  one eval example traced raw -> transformed -> score reproduces
+                                 the served score
+
+A check that gates (`gate: true`) and fails stops the run at the ModelCheckGate after the
+Trainer, so the model is never evaluated or pushed, and its record (with the reason) stays in
+the Trainer's output for `tandem model inspect` and `tandem score`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+# Which checks stop the run when they fail.
+GATES = ("model_spec", "numerics", "baseline", "export_skew", "feature_code", "privacy",
+         "feature_rules")
+
+
+@dataclasses.dataclass
+class Sample:
+    """Eval examples the checks share: transformed model inputs, labels and the raw bytes."""
+
+    features: dict[str, np.ndarray]
+    labels: np.ndarray
+    raw: list[bytes]
+
+
+class NumericalError(RuntimeError):
+    """A loss went NaN or infinite during training."""
+
+
+def auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    from components.shadow.compare import _auc
+
+    return _auc(scores, labels)
+
+
+def metric(deciding: str, problem: str) -> tuple[Callable[[np.ndarray, np.ndarray], float], bool]:
+    """(metric(predictions, labels), higher is better) for the deciding metric, on the
+    model's own outputs (for regression, in the label's transformed units)."""
+    if deciding == "auc":
+        return auc, True
+    if deciding == "accuracy":
+        def accuracy(p, y):
+            if p.ndim == 2:
+                return float((p.argmax(axis=1) == y.astype(np.int64)).mean())
+            return float(((p > 0.5).astype(np.int64) == y.astype(np.int64)).mean())
+        return accuracy, True
+    if deciding == "rmse":
+        return lambda p, y: float(np.sqrt(np.mean((p - y) ** 2))), False
+    return lambda p, y: float(np.mean(np.abs(p - y))), False
+
+
+def gain(value: float, reference: float, higher: bool) -> float:
+    """How much better `value` is than `reference` (positive: better)."""
+    return value - reference if higher else reference - value
+
+
+def predict(model, features: dict[str, np.ndarray], batch: int = 4096) -> np.ndarray:
+    out = [np.asarray(model(({k: v[i:i + batch] for k, v in features.items()}), training=False))
+           for i in range(0, len(next(iter(features.values()))), batch)]
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def take(dataset, n: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The first n (features, label) rows of a batched dataset, as numpy."""
+    features: dict[str, list[np.ndarray]] = {}
+    labels: list[np.ndarray] = []
+    count = 0
+    for x, y in dataset:
+        for k, v in x.items():
+            features.setdefault(k, []).append(v.numpy())
+        labels.append(y.numpy())
+        count += len(labels[-1])
+        if count >= n:
+            break
+    if not labels:
+        return {}, np.zeros(0)
+    return ({k: np.concatenate(v)[:n] for k, v in features.items()},
+            np.concatenate(labels)[:n])
+
+
+def raw_records(files: list[str], n: int) -> list[bytes]:
+    import tensorflow as tf
+
+    out: list[bytes] = []
+    for pattern in files:
+        for path in sorted(tf.io.gfile.glob(pattern)):
+            ds = tf.data.TFRecordDataset(path, compression_type="GZIP" if path.endswith(".gz")
+                                         else "")
+            out.extend(r.numpy() for r in ds.take(n - len(out)))
+            if len(out) >= n:
+                return out
+    return out
+
+
+class FiniteGuard:
+    """A Keras callback: every batch's loss must be finite; the first that is not stops
+    training and is recorded (the run then fails at the gate)."""
+
+    def __new__(cls):
+        import tensorflow as tf
+
+        class _Guard(tf.keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.batches = 0
+                self.bad: str | None = None
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.batches += 1
+                loss = (logs or {}).get("loss")
+                if loss is not None and not math.isfinite(float(loss)):
+                    self.bad = f"loss {float(loss)} at batch {self.batches}"
+                    self.model.stop_training = True
+
+        return _Guard()
+
+
+class WeightSnapshot:
+    """A Keras callback keeping the weights after the first `steps` batches (the
+    reproducibility check trains that far again and compares)."""
+
+    def __new__(cls, steps: int):
+        import tensorflow as tf
+
+        class _Snapshot(tf.keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.steps = steps
+                self.seen = 0
+                self.weights = None
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.seen += 1
+                if self.seen == steps:
+                    self.weights = [w.copy() for w in self.model.get_weights()]
+
+        return _Snapshot()
+
+
+def result(name: str, passed: bool, summary: str, **details: Any) -> dict[str, Any]:
+    return {"check": name, "passed": bool(passed), "gate": name in GATES, "summary": summary,
+            **details}
+
+
+# ---- before training ---------------------------------------------------------------------
+
+def model_spec(build: Callable[[dict], Any], hp: dict, train, steps: int) -> dict[str, Any]:
+    """Infra 2: the spec builds, gives finite outputs of the right shape, and can learn:
+    `steps` updates on one fixed batch must cut its loss by at least a quarter (a spec whose
+    gradients do not flow, or whose output is cut off from its inputs, cannot)."""
+    import tensorflow as tf
+
+    start = time.perf_counter()
+    x, y = next(iter(train))
+    model = build(hp)
+    out = np.asarray(model(x, training=False))
+    shape_ok = out.shape[0] == int(tf.shape(y)[0]) and np.isfinite(out).all()
+    first = float(model.evaluate(x, y, verbose=0, return_dict=True)["loss"])
+    model.optimizer.learning_rate.assign(max(hp["learning_rate"], 0.02))
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+    last = float(model.evaluate(x, y, verbose=0, return_dict=True)["loss"])
+    passed = bool(shape_ok and math.isfinite(last) and last <= 0.75 * first)
+    return result("model_spec", passed,
+                  f"one batch of {len(out)}: loss {first:.4f} -> {last:.4f} after {steps} steps"
+                  + ("" if shape_ok else "; outputs not finite or of the wrong shape"),
+                  loss_before=round(first, 6), loss_after=round(last, 6), steps=steps,
+                  seconds=round(time.perf_counter() - start, 2))
+
+
+def trial_grid(hp: dict, trials: int, seed: int) -> list[dict]:
+    """The configured hyperparameters first, then seeded draws around them: learning rate
+    x{1/3, 1, 3}; hidden layers x{1/2, 1, 2}, or for a model without them (wide only), one
+    hidden layer of 16 or 32, so every run asks whether a deep part helps."""
+    widths = ([[max(4, int(u * f)) for u in hp["hidden_units"]] for f in (1.0, 0.5, 2.0)]
+              if hp["hidden_units"] else [[], [16], [32]])
+    grid = [{"learning_rate": round(hp["learning_rate"] * lr, 6), "hidden_units": units}
+            for lr in (1.0, 1 / 3, 3.0) for units in widths]
+    grid = [g for g in grid if g != {"learning_rate": round(hp["learning_rate"], 6),
+                                     "hidden_units": list(hp["hidden_units"])}]
+    rng = np.random.default_rng(seed)
+    picks = rng.permutation(len(grid))[: max(0, trials - 1)]
+    return [dict(hp)] + [{**hp, **grid[i]} for i in sorted(picks)]
+
+
+def tuning(build: Callable[[dict], Any], hp: dict, train, sample: Sample, measure,
+           higher: bool, trials: int, steps: int, seed: int) -> tuple[dict, dict[str, Any]]:
+    """Model 3: train each trial `steps` steps from the same seed, score it on the eval
+    sample, and return the best trial's hyperparameters with the record."""
+    import tensorflow as tf
+
+    start = time.perf_counter()
+    rows = []
+    for trial in trial_grid(hp, trials, seed):
+        tf.keras.utils.set_random_seed(seed)
+        model = build(trial)
+        model.fit(train, steps_per_epoch=steps, epochs=1, verbose=0)
+        value = measure(predict(model, sample.features), sample.labels)
+        rows.append({"learning_rate": trial["learning_rate"],
+                     "hidden_units": list(trial["hidden_units"]),
+                     "value": round(value, 6) if math.isfinite(value) else None})
+    scored = [r for r in rows if r["value"] is not None]
+    best = (max if higher else min)(scored, key=lambda r: r["value"]) if scored else rows[0]
+    chosen = {**hp, "learning_rate": best["learning_rate"], "hidden_units": best["hidden_units"]}
+    configured = rows[0]
+    return chosen, result(
+        "tuning", bool(scored) and len(rows) >= 2,
+        f"{len(rows)} trials of {steps} steps; best learning_rate {best['learning_rate']:g}, "
+        f"hidden_units {best['hidden_units']} ({best['value']}) vs configured "
+        f"({configured['value']})",
+        trials=rows, steps=steps, chosen={"learning_rate": best["learning_rate"],
+                                          "hidden_units": best["hidden_units"]},
+        seconds=round(time.perf_counter() - start, 2))
+
+
+# ---- after training ----------------------------------------------------------------------
+
+def numerics(model, guard, sample: Sample, problem: str) -> dict[str, Any]:
+    """Monitoring 5: every batch's loss was finite, and so are the weights and the outputs
+    (which for classification are probabilities in [0, 1])."""
+    weights_ok = all(np.isfinite(w).all() for w in model.get_weights())
+    out = predict(model, sample.features)
+    outputs_ok = bool(np.isfinite(out).all())
+    if outputs_ok and problem != "regression":
+        outputs_ok = bool(((out >= 0) & (out <= 1)).all())
+    bad = [what for what, ok in (("loss", guard.bad is None), ("weights", weights_ok),
+                                  ("outputs", outputs_ok)) if not ok]
+    summary = (f"losses of {guard.batches} batches, {len(model.get_weights())} weight tensors "
+               f"and {len(out)} outputs finite" if not bad else
+               f"not finite: {', '.join(bad)}" + (f" ({guard.bad})" if guard.bad else ""))
+    return result("numerics", not bad, summary, batches=guard.batches, failed=bad)
+
+
+def reproducibility(build: Callable[[dict], Any], hp: dict, snapshot, make_train, sample: Sample,
+                    seed: int, tolerance: float) -> dict[str, Any]:
+    """Infra 1: the same seed and inputs, trained again for the snapshot's steps, predict
+    what the first training predicted after those steps."""
+    import tensorflow as tf
+
+    if snapshot.weights is None:
+        return result("reproducibility", False, "training ended before the snapshot step",
+                      steps=snapshot.seen)
+    start = time.perf_counter()
+    steps = snapshot.steps
+    first = build(hp)
+    first.set_weights(snapshot.weights)
+    a = predict(first, sample.features)
+    tf.keras.utils.set_random_seed(seed)
+    train = make_train()
+    second = build(hp)
+    second.fit(train, steps_per_epoch=steps, epochs=1, verbose=0)
+    b = predict(second, sample.features)
+    diff = float(np.max(np.abs(a - b))) if len(a) else 0.0
+    return result("reproducibility", diff <= tolerance,
+                  f"two trainings of {steps} steps from seed {seed}: max |prediction "
+                  f"difference| {diff:.2e} on {len(a)} eval examples (tolerance {tolerance:g})",
+                  steps=steps, max_abs_diff=diff, tolerance=tolerance, examples=len(a),
+                  seconds=round(time.perf_counter() - start, 2))
+
+
+def importance(model, sample: Sample, measure, higher: bool, repeats: int, min_drop: float,
+               seed: int) -> dict[str, Any]:
+    """Data 2: each model input's permutation importance on the eval sample, the drop of the
+    deciding metric when its column is shuffled (mean over `repeats`). Features whose drop is
+    under `min_drop` do not help, and are listed."""
+    start = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    base = measure(predict(model, sample.features), sample.labels)
+    rows = {}
+    for name in sorted(sample.features):
+        drops = []
+        for _ in range(repeats):
+            shuffled = dict(sample.features)
+            shuffled[name] = sample.features[name][rng.permutation(len(sample.labels))]
+            drops.append(gain(base, measure(predict(model, shuffled), sample.labels), higher))
+        rows[name] = {"drop": round(float(np.mean(drops)), 6),
+                      "std": round(float(np.std(drops)), 6)}
+    useless = sorted(n for n, r in rows.items() if r["drop"] < min_drop)
+    ranked = sorted(rows, key=lambda n: -rows[n]["drop"])
+    return result("importance", not useless,
+                  (f"{len(useless)} of {len(rows)} features do not help (drop < {min_drop:g}): "
+                   f"{', '.join(useless)}" if useless else
+                   f"all {len(rows)} features help (smallest drop "
+                   f"{rows[ranked[-1]]['drop']:.4f}, {ranked[-1]}; threshold {min_drop:g})"),
+                  base=round(base, 6), features=rows, not_beneficial=useless,
+                  min_drop=min_drop, repeats=repeats, examples=len(sample.labels),
+                  seconds=round(time.perf_counter() - start, 2))
+
+
+def baseline(build_linear: Callable[[], Any], model, train, steps: int, sample: Sample,
+             measure, higher: bool, min_gain: float, name: str) -> dict[str, Any]:
+    """Model 5: a linear model on the same transformed features, trained `steps` steps; the
+    candidate must beat it by `min_gain` on the eval sample."""
+    start = time.perf_counter()
+    linear = build_linear()
+    linear.fit(train, steps_per_epoch=steps, epochs=1, verbose=0)
+    simple = measure(predict(linear, sample.features), sample.labels)
+    ours = measure(predict(model, sample.features), sample.labels)
+    margin = gain(ours, simple, higher)
+    ok = math.isfinite(margin) and margin >= min_gain
+    return result("baseline", ok,
+                  f"{name} candidate {ours:.4f} vs linear baseline {simple:.4f} "
+                  f"(gain {margin:+.4f}, required {min_gain:g})"
+                  + ("" if ok else ": a simpler model is as good"),
+                  candidate=round(ours, 6), baseline=round(simple, 6), gain=round(margin, 6),
+                  min_gain=min_gain, steps=steps, metric=name,
+                  seconds=round(time.perf_counter() - start, 2))
+
+
+# ---- on the exported SavedModel ----------------------------------------------------------
+
+def served_output(outputs: dict, problem: str) -> np.ndarray:
+    """The serving signature's prediction: probabilities (binary), scores (multi-class) or
+    predictions (regression)."""
+    for key in (("predictions",) if problem == "regression" else ("probabilities", "scores")):
+        if key in outputs:
+            return np.asarray(outputs[key])
+    raise KeyError(f"serving outputs {sorted(outputs)} lack a prediction")
+
+
+def export_skew(loaded, model, transform_output, raw: list[bytes], files: list[str],
+                problem: str, scale: tuple[float, float], tolerance: float) -> dict[str, Any]:
+    """Data 7: the same raw examples through the exported serving signature (tf.Example
+    bytes, parsed by the SavedModel) and through the training input path (tfx_bsl's decoder
+    and tensor adapter, as the Trainer's dataset reads them), then the same Transform graph
+    and model: the predictions must agree."""
+    import tensorflow as tf
+    from tfx_bsl.coders import example_coder
+    from tfx_bsl.public import tfxio
+
+    start = time.perf_counter()
+    schema = transform_output.raw_metadata.schema
+    batch = example_coder.ExamplesToRecordBatchDecoder(schema.SerializeToString()).DecodeBatch(raw)
+    adapter = tfxio.TensorAdapter(tfxio.TensorAdapterConfig(
+        batch.schema, tfxio.TFExampleRecord(file_pattern=files, schema=schema,
+                                            validate=False).TensorRepresentations()))
+    transformed = transform_output.transform_features_layer()(adapter.ToBatchTensors(batch))
+    names = list(model.input.keys()) if isinstance(model.input, dict) else []
+    training = np.asarray(model({k: transformed[k] for k in names}, training=False))
+    if problem == "regression":
+        training = training * scale[1] + scale[0]
+    served = served_output(loaded.signatures["serving_default"](examples=tf.constant(raw)),
+                           problem)
+    if served.ndim == 2 and training.ndim == 1:  # binary classify outputs: P(class 1)
+        served = served[:, -1]
+    diff = float(np.max(np.abs(served - training))) if len(raw) else 0.0
+    return result("export_skew", diff <= tolerance,
+                  f"{len(raw)} eval examples: serving signature vs training input path, max "
+                  f"|difference| {diff:.2e} (tolerance {tolerance:g})",
+                  examples=len(raw), max_abs_diff=diff, tolerance=tolerance,
+                  seconds=round(time.perf_counter() - start, 2))
+
+
+def _set(example, name: str, value, dtype: str) -> None:
+    feature = example.features.feature[name]
+    feature.Clear()
+    if dtype == "BYTES":
+        feature.bytes_list.value.append(value if isinstance(value, bytes) else str(value).encode())
+    elif dtype == "INT":
+        feature.int64_list.value.append(int(value))
+    else:
+        feature.float_list.value.append(float(value))
+
+
+def _value(example, name: str):
+    feature = example.features.feature[name]
+    kind = feature.WhichOneof("kind")
+    values = getattr(feature, kind).value if kind else []
+    return values[0] if len(values) else None
+
+
+def feature_code(loaded, transform_output, plan: dict, base: bytes,
+                 max_entries: int = 25) -> dict[str, Any]:
+    """Data 7: unit tests of the fitted feature code, through the exported
+    transform_features signature. Categorical: vocabulary entries map to their line in the
+    vocabulary file, and an unseen value to an out-of-vocabulary bucket. Numeric: scaling is
+    finite and increasing. Bucketized: ids are in range and do not decrease."""
+    import tensorflow as tf
+    from tensorflow.core.example import example_pb2
+
+    from components.features import BUCKETIZE, CATEGORICAL, NUMERIC, model_features
+
+    start = time.perf_counter()
+    transform = loaded.signatures["transform_features"]
+    template = example_pb2.Example.FromString(base)
+
+    def run(name: str, values: list, dtype: str) -> np.ndarray:
+        batch = []
+        for v in values:
+            e = example_pb2.Example()
+            e.CopyFrom(template)
+            _set(e, name, v, dtype)
+            batch.append(e.SerializeToString())
+        return np.asarray(transform(examples=tf.constant(batch))[name]).reshape(-1)
+
+    failures: list[str] = []
+    tests = 0
+    for name, spec in model_features(plan).items():
+        dtype = spec["dtype"]
+        if spec["kind"] == CATEGORICAL:
+            path = transform_output.vocabulary_file_by_name(name)
+            with tf.io.gfile.GFile(path) as f:
+                vocab = [line.rstrip("\n") for line in f]
+            picks = list(range(min(max_entries, len(vocab))))
+            ids = run(name, [vocab[i] for i in picks], dtype)
+            tests += 1
+            if list(ids) != picks:
+                failures.append(f"{name}: vocabulary entries map to {list(ids)[:5]}..., not to "
+                                "their lines")
+            unseen = "__tandem_unseen__" if dtype == "BYTES" else \
+                max([int(float(v)) for v in vocab if v.lstrip("-").isdigit()] or [0]) + 10_007
+            (oov,) = run(name, [unseen], dtype)
+            tests += 1
+            size = len(vocab)
+            if not size <= oov < size + spec["num_oov_buckets"]:
+                failures.append(f"{name}: an unseen value maps to {oov}, outside the "
+                                f"out-of-vocabulary buckets [{size}, "
+                                f"{size + spec['num_oov_buckets']})")
+        elif spec["kind"] in (NUMERIC, BUCKETIZE):
+            v = _value(template, name)
+            v = float(v) if v is not None else 0.0
+            values = [v - 10, v, v + 10] if dtype == "INT" else [v - 10.0, v, v + 10.0]
+            out = run(name, values, dtype)
+            tests += 1
+            if not np.isfinite(out).all():
+                failures.append(f"{name}: transformed values {list(out)} are not finite")
+            elif spec["kind"] == NUMERIC and not (out[0] < out[1] < out[2]):
+                failures.append(f"{name}: scaling is not increasing ({list(out)})")
+            elif spec["kind"] == BUCKETIZE and not (
+                    out[0] <= out[1] <= out[2] and out.min() >= 0
+                    and out.max() <= spec["num_buckets"]):
+                failures.append(f"{name}: bucket ids {list(out)} out of order or range")
+    return result("feature_code", not failures,
+                  f"{tests} feature code tests on {len(model_features(plan))} features" +
+                  (f"; {len(failures)} failed: {'; '.join(failures)}" if failures else ", all pass"),
+                  tests=tests, failures=failures, seconds=round(time.perf_counter() - start, 2))
+
+
+def privacy(loaded, plan: dict, raw: list[bytes], private: list[str], schema_names: set[str],
+            problem: str) -> dict[str, Any] | None:
+    """Data 5: private features (config `checks.private_features`) are not model inputs, and
+    changing them changes no prediction of the exported model."""
+    import tensorflow as tf
+    from tensorflow.core.example import example_pb2
+
+    from components.features import model_features
+
+    if not private:
+        return None  # nothing declared private: Data 5 stays without automated evidence
+    inputs = set(model_features(plan))
+    unknown = sorted(set(private) - schema_names)
+    used = sorted(set(private) & inputs)
+    serve = loaded.signatures["serving_default"]
+    before = served_output(serve(examples=tf.constant(raw)), problem)
+    changed = []
+    for e in raw:
+        ex = example_pb2.Example.FromString(e)
+        for name in private:
+            if name in ex.features.feature:
+                spec = plan["features"].get(name, {"dtype": "BYTES"})
+                old = _value(ex, name)
+                new = b"__tandem_redacted__" if spec["dtype"] == "BYTES" else \
+                    (old or 0) + 12_345
+                _set(ex, name, new, spec["dtype"])
+        changed.append(ex.SerializeToString())
+    after = served_output(serve(examples=tf.constant(changed)), problem)
+    moved = float(np.max(np.abs(after - before))) if len(raw) else 0.0
+    problems = ([f"not in the schema: {', '.join(unknown)}"] if unknown else []) + \
+        ([f"model inputs: {', '.join(used)}"] if used else []) + \
+        ([f"changing them moves predictions by up to {moved:.2e}"] if moved > 0 else [])
+    return result("privacy", not problems,
+                  f"private features {', '.join(private)}: " +
+                  ("; ".join(problems) if problems else
+                   f"not model inputs; changed in {len(raw)} examples, no prediction moved"),
+                  features=list(private), model_inputs=used, max_abs_change=moved)
+
+
+ALLOWED_STAGES = ("UNKNOWN_STAGE", "BETA", "PRODUCTION")
+
+
+def feature_rules(schema, plan: dict) -> dict[str, Any]:
+    """Data 4: every model input is declared in the schema with a presence rule, a domain
+    (values or range), is served (not excluded from the SERVING environment) and is at a
+    production lifecycle stage (unset, BETA or PRODUCTION)."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    from components.features import model_features
+
+    by_name = {f.name: f for f in schema.feature}
+    failures = []
+    for name in model_features(plan):
+        f = by_name.get(name)
+        if f is None:
+            failures.append(f"{name}: not in the schema")
+            continue
+        stage = schema_pb2.LifecycleStage.Name(f.lifecycle_stage)
+        if stage not in ALLOWED_STAGES:
+            failures.append(f"{name}: lifecycle stage {stage}")
+        if not f.HasField("presence"):
+            failures.append(f"{name}: no presence rule")
+        if f.WhichOneof("domain_info") is None:
+            failures.append(f"{name}: no domain (values or range)")
+        if "SERVING" in f.not_in_environment:
+            failures.append(f"{name}: not in the SERVING environment, yet a model input")
+    n = len(model_features(plan))
+    return result("feature_rules", not failures,
+                  f"{n} model inputs declared with presence, domain, SERVING and lifecycle" +
+                  (f"; {len(failures)} problems: {'; '.join(failures)}" if failures else ""),
+                  failures=failures)
+
+
+def explained(serving_dir: str, raw: bytes, trace: Callable[[bytes], dict] | None = None,
+              tolerance: float = 1e-5) -> dict[str, Any]:
+    """Infra 5: `tandem explain` on one eval example: the score rebuilt from the transformed
+    features equals the served score."""
+    from components.explain import explain
+
+    trace = trace(raw) if trace else explain(serving_dir, raw)
+    diff = abs(trace["score"] - trace["served"])
+    return result("explain", diff <= tolerance,
+                  f"one eval example traced raw ({len(trace['raw'])} features) -> transformed "
+                  f"({len(trace['transformed'])}) -> score {trace['score']:.6f}; served "
+                  f"{trace['served']:.6f} (|difference| {diff:.1e})",
+                  max_abs_diff=diff)
