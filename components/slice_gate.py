@@ -2,8 +2,10 @@
 
 Every slice of `evaluation.slices` and `evaluation.inclusion` with at least
 `evaluation.min_slice_size` examples must reach `evaluation.slice_threshold` on the deciding
-metric; for the inclusion slices, the best and the worst must also lie within
-`evaluation.max_slice_gap`. Slices below the threshold are named.
+metric; an inclusion slice must also not trail the overall metric by more than
+`evaluation.max_slice_gap`. Both are judged beyond each slice's sampling error (a few hundred
+examples move an AUC by several points), so a slice fails only when it is clearly short.
+Slices that fail are named.
 
 This reads the Evaluator's own metrics rather than putting the bound into TFMA's per-slice
 thresholds: TFMA's `min_slice_size` drops a small slice's metrics, and its validator then
@@ -43,10 +45,34 @@ def evaluation_metrics(uri: str) -> dict:
     return out
 
 
+Z = 1.96  # two-sided 95%
+
+
+def standard_error(metric: str, value: float, n: int, mean_label: float | None) -> float:
+    """The sampling error of a slice's metric: Hanley and McNeil's for AUC (positives and
+    negatives from the slice's mean label), the binomial one for accuracy; 0 otherwise."""
+    if n <= 0:
+        return float("inf")
+    if metric == "auc":
+        share = 0.5 if mean_label is None else min(max(mean_label, 0.0), 1.0)
+        pos, neg = max(share * n, 1.0), max((1 - share) * n, 1.0)
+        q1, q2 = value / (2 - value), 2 * value * value / (1 + value)
+        var = (value * (1 - value) + (pos - 1) * (q1 - value * value)
+               + (neg - 1) * (q2 - value * value)) / (pos * neg)
+        return max(var, 0.0) ** 0.5
+    if "accuracy" in metric:
+        return (max(value * (1 - value), 0.0) / n) ** 0.5
+    return 0.0
+
+
 def judge(metrics: dict, groups: list[list[str]], metric: str, higher: bool,
           threshold: float, min_size: int, max_gap: float | None = None) -> dict[str, Any]:
-    """The verdict on the slices of `groups`: judged (slice -> value, n), too small, failed,
-    and for inclusion (`max_gap` set) the gap between the best and the worst."""
+    """The verdict on the slices of `groups` with at least `min_size` examples.
+
+    A slice fails when it is below the threshold beyond its sampling error (its 95% bound
+    on the good side is still on the bad side). For inclusion (`max_gap` set), a slice is
+    behind when it trails the overall metric by more than `max_gap`, again beyond its error;
+    the largest gap is reported either way. Small slices are listed, not judged."""
     shapes = {tuple(sorted(g)) for g in groups}
     judged, small = {}, []
     for (name, model), values in sorted(metrics.items()):
@@ -59,14 +85,18 @@ def judge(metrics: dict, groups: list[list[str]], metric: str, higher: bool,
         if n < min_size:
             small.append(name)
             continue
-        judged[name] = (values[metric], n)
-    failed = sorted(s for s, (v, _) in judged.items()
-                    if (v < threshold if higher else v > threshold))
-    out = {"judged": judged, "small": small, "failed": failed, "gap": None}
-    if max_gap is not None and judged:
-        values = [v for v, _ in judged.values()]
-        out["gap"] = max(values) - min(values)
-    out["passed"] = not failed and (out["gap"] is None or out["gap"] <= max_gap)
+        v = values[metric]
+        judged[name] = (v, n, standard_error(metric, v, n, values.get("mean_label")))
+    sign = 1.0 if higher else -1.0
+    failed = sorted(s for s, (v, _, se) in judged.items()
+                    if sign * (v - threshold) + Z * se < 0)
+    out = {"judged": judged, "small": small, "failed": failed, "gap": None, "behind": []}
+    overall = metrics.get(("", "candidate"), {}).get(metric)
+    if max_gap is not None and judged and overall is not None:
+        gaps = {s: sign * (overall - v) for s, (v, _, _) in judged.items()}
+        out["gap"] = max(gaps.values())
+        out["behind"] = sorted(s for s, g in gaps.items() if g - Z * judged[s][2] > max_gap)
+    out["passed"] = not failed and not out["behind"]
     return out
 
 
@@ -77,15 +107,17 @@ def describe(verdict: dict, groups: list[list[str]], metric: str, threshold: flo
         return (f"no slice of {', '.join('/'.join(g) for g in groups)} has {min_size} "
                 "examples: nothing judged")
     worst = min(judged, key=lambda s: judged[s][0])
+    v, n, se = judged[worst]
     text = (f"{len(judged)} slices of {', '.join('/'.join(g) for g in groups)} with >= "
-            f"{min_size} examples against {metric} {threshold:g} (lowest {worst} "
-            f"{judged[worst][0]:.4f}, n={judged[worst][1]}; {len(verdict['small'])} smaller "
-            "not judged)")
+            f"{min_size} examples against {metric} {threshold:g} (lowest {worst} {v:.4f} "
+            f"± {Z * se:.4f}, n={n}; {len(verdict['small'])} smaller not judged)")
     if verdict["failed"]:
         text += "; below the threshold: " + ", ".join(
             f"{s} {judged[s][0]:.4f}" for s in verdict["failed"])
     if max_gap is not None and verdict["gap"] is not None:
-        text += f"; gap between slices {verdict['gap']:.4f} (limit {max_gap:g})"
+        text += f"; largest gap behind overall {verdict['gap']:.4f} (limit {max_gap:g}"
+        text += ", beyond sampling error)" if not verdict["behind"] else \
+            f"): behind: {', '.join(verdict['behind'])}"
     return text
 
 
@@ -98,8 +130,8 @@ def SliceGate(
     evaluation: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelEvaluation],
     settings: tfx.dsl.components.Parameter[str],
 ) -> None:
-    """Fail when a large enough slice is below the slice threshold, or the inclusion slices
-    are further apart than the gap allows; the Pusher waits on this gate."""
+    """Fail when a large enough slice is below the slice threshold, or an inclusion slice
+    trails the overall metric by more than the gap allows; the Pusher waits on this gate."""
     s = json.loads(settings)
     metrics = evaluation_metrics(evaluation.uri)
     problems = []

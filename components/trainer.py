@@ -441,7 +441,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             lambda: mc.baseline(lambda: build({**used, "hidden_units": [], "crosses": []}),
                                 model, prepare(),
                                 checks["baseline_steps"], sample, measure, higher,
-                                checks["min_gain_over_baseline"], config["deciding_metric"]),
+                                checks["min_gain_over_baseline"], config["deciding_metric"],
+                                linear_candidate=not used["hidden_units"]
+                                and not used.get("crosses")),
         ]
         for check in after:
             results.append(check())

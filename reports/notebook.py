@@ -102,5 +102,9 @@ def show_build_record(model: Any):
     path = _uri(model)
     if hasattr(model, "custom_properties") and "pushed_destination" in model.custom_properties:
         path = model.custom_properties["pushed_destination"].string_value
-    record = flatten(load_record(path))
-    return HTML(table(["field", "value"], [[k, str(v)] for k, v in record.items()]))
+    record = load_record(path)
+    rows = [[k, str(v)] for k, v in flatten(
+        {k: v for k, v in record.items() if k != "checks"}).items()]
+    rows += [[f"check {c['check']}", ("passed: " if c["passed"] else "FAILED: ") + c["summary"]]
+             for c in record.get("checks") or []]
+    return HTML(table(["field", "value"], rows))

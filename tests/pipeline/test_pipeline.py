@@ -77,7 +77,7 @@ def test_the_slice_gate_holds_the_pusher_back(tmp_path):
     settings = json.loads(nodes["SliceGate"].exec_properties["settings"])
     assert settings == {"slices": [["country"], ["device"]], "inclusion": [["country"]],
                         "metric": "auc", "higher": True, "threshold": 0.65, "min_size": 200,
-                        "max_gap": 0.12}
+                        "max_gap": 0.1}
     off = load_config("listening", [f"output_dir={tmp_path}", "evaluation.slice_threshold=null"])
     assert "SliceGate" not in {c.id for c in create_pipeline(off, off.schema).components}
 
