@@ -116,8 +116,9 @@ def describe(verdict: dict, groups: list[list[str]], metric: str, threshold: flo
             f"{s} {judged[s][0]:.4f}" for s in verdict["failed"])
     if max_gap is not None and verdict["gap"] is not None:
         text += f"; largest gap behind overall {verdict['gap']:.4f} (limit {max_gap:g}"
-        text += ", beyond sampling error)" if not verdict["behind"] else \
-            f"): behind: {', '.join(verdict['behind'])}"
+        text += "; no slice behind by more, beyond its sampling error)" if not \
+            verdict["behind"] else f"): behind beyond sampling error: " \
+            f"{', '.join(verdict['behind'])}"
     return text
 
 
