@@ -20,6 +20,9 @@ import sys
 import tempfile
 import time
 
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -65,6 +68,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     sys.path.insert(0, ROOT)
+    import warnings
+
+    warnings.simplefilter("ignore", FutureWarning)
     from components.datasets import listening
 
     work = tempfile.mkdtemp(prefix="tandem-bench-checks-")
