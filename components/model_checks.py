@@ -108,6 +108,7 @@ def take(dataset, n: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
 
 
 def raw_records(files: list[str], n: int) -> list[bytes]:
+    """The first n serialized records of (GZIP) TFRecord files, in file-name order."""
     import tensorflow as tf
 
     out: list[bytes] = []
@@ -303,14 +304,21 @@ def importance(model, sample: Sample, measure, higher: bool, repeats: int, min_d
             shuffled[name] = sample.features[name][rng.permutation(len(sample.labels))]
             drops.append(gain(base, measure(predict(model, shuffled), sample.labels), higher))
         rows[name] = {"drop": round(float(np.mean(drops)), 6),
-                      "std": round(float(np.std(drops)), 6)}
-    useless = sorted(n for n, r in rows.items() if r["drop"] < min_drop)
-    ranked = sorted(rows, key=lambda n: -rows[n]["drop"])
+                      "std": round(float(np.std(drops)), 6),
+                      "se": round(float(np.std(drops, ddof=1) / np.sqrt(repeats)), 6)
+                      if repeats > 1 else 0.0}
+    # A feature helps when its drop is above min_drop by two standard errors over the
+    # shuffles: a noise feature the model learned spurious weights for moves the metric a
+    # lot from shuffle to shuffle, a weak real one moves it a little, consistently.
+    useless = sorted(n for n, r in rows.items() if r["drop"] - 2 * r["se"] < min_drop)
+    ranked = sorted(rows, key=lambda n: -(rows[n]["drop"] - 2 * rows[n]["se"]))
+    last = rows[ranked[-1]]
     return result("importance", not useless,
-                  (f"{len(useless)} of {len(rows)} features do not help (drop < {min_drop:g}): "
+                  (f"{len(useless)} of {len(rows)} features do not help (drop not above "
+                   f"{min_drop:g} by two standard errors over {repeats} shuffles): "
                    f"{', '.join(useless)}" if useless else
-                   f"all {len(rows)} features help (smallest drop "
-                   f"{rows[ranked[-1]]['drop']:.4f}, {ranked[-1]}; threshold {min_drop:g})"),
+                   f"all {len(rows)} features help (weakest {ranked[-1]}: drop "
+                   f"{last['drop']:.4f} ± {2 * last['se']:.4f}; threshold {min_drop:g})"),
                   base=round(base, 6), features=rows, not_beneficial=useless,
                   min_drop=min_drop, repeats=repeats, examples=len(sample.labels),
                   seconds=round(time.perf_counter() - start, 2))

@@ -286,17 +286,14 @@ def write_warmup_requests(
     (label removed), so a server warms the model up before it takes traffic."""
     from tensorflow.core.example import example_pb2
 
+    from components.model_checks import raw_records
+
     examples: list[bytes] = []
-    for pattern in eval_files:
-        for path in sorted(tf.io.gfile.glob(pattern)):
-            ds = tf.data.TFRecordDataset(path, compression_type="GZIP" if path.endswith(".gz") else "")
-            for record in ds.take(WARMUP_RECORDS - len(examples)):
-                example = example_pb2.Example.FromString(record.numpy())
-                if label in example.features.feature:
-                    del example.features.feature[label]
-                examples.append(example.SerializeToString())
-            if len(examples) >= WARMUP_RECORDS:
-                break
+    for record in raw_records(eval_files, WARMUP_RECORDS):
+        example = example_pb2.Example.FromString(record)
+        if label in example.features.feature:
+            del example.features.feature[label]
+        examples.append(example.SerializeToString())
     path = warmup_path(saved_model_dir)
     tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.TFRecordWriter(path) as writer:
@@ -382,12 +379,12 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                         hp["batch_size"], seed, epochs=1, classes=classes)
 
     def prepare():
-        """The seeded start of a training: the reproducibility check replays it."""
+        """The seeded start of a training, (train, eval) datasets: the tuning, the training
+        and the reproducibility check all start here."""
         tf.keras.utils.set_random_seed(seed)
         train = _dataset(fn_args.train_files, fn_args.data_accessor, transform_output, plan,
                          hp["batch_size"], seed, classes=classes)
-        make_eval()
-        return train
+        return train, make_eval()
 
     def build(h):
         return build_model(plan, transform_output, h, n_classes)
@@ -402,15 +399,14 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         sample = mc.Sample(features, labels,
                            mc.raw_records(fn_args.eval_files, checks["export_examples"]))
         measure, higher = mc.metric(config["deciding_metric"], plan["problem_type"])
-        results.append(mc.model_spec(build, hp, prepare(), checks["spec_steps"]))
+        results.append(mc.model_spec(build, hp, prepare()[0], checks["spec_steps"]))
         logging.info(CHECK_MESSAGE, results[-1]["check"], results[-1]["summary"])
         if checks["tuning_trials"] > 1:
-            used, trial = mc.tuning(build, hp, prepare(), sample, measure, higher,
+            used, trial = mc.tuning(build, hp, prepare()[0], sample, measure, higher,
                                     checks["tuning_trials"], checks["tuning_steps"], seed)
             results.append(trial)
             logging.info(CHECK_MESSAGE, trial["check"], trial["summary"])
-    train = prepare()
-    evaluation = make_eval()
+    train, evaluation = prepare()
     model = build(used)
     # The pipeline config fixed the deciding metric (accuracy for multi-class, as it validates).
     monitor, mode = EARLY_STOPPING[config["deciding_metric"]]
@@ -434,12 +430,12 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     if checks["enabled"]:
         after = [
             lambda: mc.numerics(model, guard, sample, plan["problem_type"]),
-            lambda: mc.reproducibility(build, used, snapshot, prepare, sample, seed,
+            lambda: mc.reproducibility(build, used, snapshot, lambda: prepare()[0], sample, seed,
                                        checks["reproducibility_tolerance"]),
             lambda: mc.importance(model, sample, measure, higher, checks["importance_repeats"],
                                   checks["min_importance"], seed),
             lambda: mc.baseline(lambda: build({**used, "hidden_units": [], "crosses": []}),
-                                model, prepare(),
+                                model, prepare()[0],
                                 checks["baseline_steps"], sample, measure, higher,
                                 checks["min_gain_over_baseline"], config["deciding_metric"],
                                 linear_candidate=not used["hidden_units"]

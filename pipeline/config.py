@@ -164,8 +164,8 @@ class ChecksConfig:
     tuning_steps: int = 150  # training steps per trial
     reproducibility_steps: int = 20  # Infra 1: steps trained twice from the same seed
     reproducibility_tolerance: float = 1e-4  # max |prediction difference|
-    importance_repeats: int = 5  # Data 2: shuffles per feature
-    min_importance: float = 0.0005  # Data 2: a smaller drop of the metric: does not help
+    importance_repeats: int = 8  # Data 2: shuffles per feature
+    min_importance: float = 0.0005  # Data 2: not above it by two standard errors: no help
     baseline_steps: int = 300  # Model 5: training steps of the linear baseline
     min_gain_over_baseline: float = 0.003  # Model 5: the candidate must beat it by this
     export_tolerance: float = 1e-5  # Data 7: serving vs training input path

