@@ -434,7 +434,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                                        checks["reproducibility_tolerance"]),
             lambda: mc.importance(model, sample, measure, higher, checks["importance_repeats"],
                                   checks["min_importance"], seed),
-            lambda: mc.baseline(lambda: build({**used, "hidden_units": [], "crosses": []}),
+            # The baseline trains at the larger of the configured and the tuned learning
+            # rate: a linear model under-trained at a deep model's small rate is no baseline.
+            lambda: mc.baseline(lambda: build({
+                **used, "hidden_units": [], "crosses": [],
+                "learning_rate": max(used["learning_rate"], hp["learning_rate"])}),
                                 model, prepare()[0],
                                 checks["baseline_steps"], sample, measure, higher,
                                 checks["min_gain_over_baseline"], config["deciding_metric"],

@@ -165,7 +165,7 @@ class ChecksConfig:
     reproducibility_steps: int = 20  # Infra 1: steps trained twice from the same seed
     reproducibility_tolerance: float = 1e-4  # max |prediction difference|
     importance_repeats: int = 8  # Data 2: shuffles per feature
-    min_importance: float = 0.0005  # Data 2: not above it by two standard errors: no help
+    min_importance: float = 0.0002  # Data 2: not above it by two standard errors: no help
     baseline_steps: int = 300  # Model 5: training steps of the linear baseline
     min_gain_over_baseline: float = 0.003  # Model 5: the candidate must beat it by this
     export_tolerance: float = 1e-5  # Data 7: serving vs training input path
@@ -180,7 +180,7 @@ class ScoreConfig:
     max_model_age_days: float = 30.0  # Monitoring 4: the serving model's age
     offline_online_tolerance: float = 0.05  # Model 2: |offline - online| of B - A
     max_feature_cost_ms: float = 1.0  # Data 3: a feature's share of its source's time
-    max_latency_regression: float = 1.5  # Monitoring 6: new / previous warmup latency
+    max_latency_regression: float = 2.0  # Monitoring 6: new / previous warmup latency
     max_memory_regression: float = 1.5  # Monitoring 6: new / previous resident memory
 
 

@@ -415,7 +415,7 @@ def test_breaking_a_check_lowers_the_score_and_says_why(clean_listening, tmp_pat
     assert result.exit_code == EXIT_OK, text
     tests = _score(config)
     assert tests["D2"]["status"] == "failed" and tests["D2"]["points"] == 0
-    assert re.search(r"do not help \(drop not above 0\.0005 .*\): .*day_of_week",
+    assert re.search(r"do not help \(drop not above 0\.0002 .*\): .*day_of_week",
                      tests["D2"]["evidence"])
     assert tests["M5"]["status"] == "automated"
 
