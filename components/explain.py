@@ -94,12 +94,13 @@ def explain(serving_dir: str, serialized: bytes, loaded=None, record=None) -> di
         value = inputs[n]
         neutral = tf.zeros_like(value)
         moves[n] = score - model_score({**inputs, n: neutral})
+    raw = _raw(example)
     return {
         "model": serving_dir,
         "model_name": record.get("model_name"),
         "problem_type": problem,
-        "raw": {k: v for k, v in _raw(example).items() if k != label},
-        "label": _raw(example).get(label) if label else None,
+        "raw": {k: v for k, v in raw.items() if k != label},
+        "label": raw.get(label) if label else None,
         "transformed": {n: np.asarray(transformed[n]).reshape(-1).tolist() for n in names},
         "score": score,
         "served": served,

@@ -97,3 +97,8 @@ def deciding_metric_name(config: PipelineConfig) -> str:
     if config.problem_type == "multiclass_classification":
         return "sparse_categorical_accuracy"
     return METRICS[config.deciding_metric][1]
+
+
+def higher_is_better(config: PipelineConfig) -> bool:
+    """Whether a larger deciding metric is better (AUC, accuracy) or worse (RMSE, MAE)."""
+    return METRICS.get(config.deciding_metric, (None, None, True, None))[2]

@@ -210,13 +210,13 @@ def create_pipeline(
         if e.slice_threshold is not None and (e.slices or e.inclusion):
             # Every large enough slice must reach the slice threshold (Model 6, 7).
             from components.slice_gate import SliceGate
-            from pipeline.evaluation import METRICS, deciding_metric_name
+            from pipeline.evaluation import deciding_metric_name, higher_is_better
 
             slice_gate = SliceGate(evaluation=evaluator.outputs["evaluation"], settings=json.dumps({
                 "slices": [list(g) for g in e.slices],
                 "inclusion": [list(g) for g in e.inclusion],
                 "metric": deciding_metric_name(config),
-                "higher": METRICS.get(config.deciding_metric, (0, 0, True))[2],
+                "higher": higher_is_better(config),
                 "threshold": e.slice_threshold, "min_size": e.min_slice_size,
                 "max_gap": e.max_slice_gap}, sort_keys=True))
             components.append(slice_gate)

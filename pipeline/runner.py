@@ -165,16 +165,13 @@ def evaluation_verdict(config: PipelineConfig, outputs: dict[str, Any]) -> str |
     values: dict[str, float] = {}
     evaluation = outputs.get("evaluation")
     if evaluation is not None:
-        for slice_metrics in tfma.load_metrics(evaluation.uri):
-            if slice_metrics.slice_key.single_slice_keys:
-                continue
-            for kv in slice_metrics.metric_keys_and_values:
-                if kv.key.name == name and not kv.key.HasField("sub_key"):
-                    if kv.key.is_diff:
-                        role = "change"
-                    else:
-                        role = "baseline" if kv.key.model_name == "baseline" else "candidate"
-                    values[role] = kv.value.double_value.value
+        from components.slice_gate import evaluation_metrics
+
+        overall = evaluation_metrics(evaluation.uri)
+        for role, model in (("candidate", "candidate"), ("baseline", "baseline"),
+                            ("change", "diff")):
+            if name in overall.get(("", model), {}):
+                values[role] = overall[("", model)][name]
     parts = [f"{name} {values['candidate']:.4f}" if "candidate" in values else name]
     if "baseline" in values:
         parts.append(f"last blessed model {values['baseline']:.4f}")

@@ -326,14 +326,14 @@ def _slices(ev: Evidence, groups: list[list[str]], inclusion: bool) -> str | Non
     reaches evaluation.slice_threshold (the SliceGate's rule, on the Evaluator's metrics); for
     inclusion, the best and worst slice also lie within evaluation.max_slice_gap."""
     from components.slice_gate import describe, judge
-    from pipeline.evaluation import METRICS, deciding_metric_name
+    from pipeline.evaluation import deciding_metric_name, higher_is_better
 
     e = ev.config.evaluation
     evaluation = ev.outputs.get("evaluation")
     if not groups or e.slice_threshold is None or evaluation is None:
         return None
     name = deciding_metric_name(ev.config)
-    higher = METRICS.get(ev.config.deciding_metric, (0, 0, True))[2]
+    higher = higher_is_better(ev.config)
     gap = e.max_slice_gap if inclusion else None
     verdict = judge(ev.evaluation_metrics(), groups, name, higher, e.slice_threshold,
                     e.min_slice_size, gap)
