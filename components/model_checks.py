@@ -4,12 +4,16 @@ They are the automated evidence behind `tandem score` (the ML Test Score):
 
     model_spec        (Infra 2)  the model spec learns: a fresh model overfits one batch
     tuning            (Model 3)  a seeded search around the configured hyperparameters; the
-                                 full training uses the best trial
+                                 full training uses the best trial if it wins beyond the
+                                 sampling error, else the configured one
     numerics          (Mon 5)    losses, weights and outputs are finite (NaN/Inf stop training)
-    reproducibility   (Infra 1)  a second training from the same seed and inputs gives the same
-                                 predictions on the eval split, within a tolerance
-    importance        (Data 2)   permutation importance of every model input on the eval split;
-                                 features that do not help are listed
+    reproducibility   (Infra 1)  two trainings of at least 100 steps from the same seed and
+                                 inputs give the same predictions on the eval split, within a
+                                 tolerance
+    importance        (Data 2)   permutation importance of the model inputs on the eval split,
+                                 strongly correlated ones shuffled together; features that do
+                                 not help are listed, or "cannot tell" when the sample could
+                                 not show it
     baseline          (Model 5)  a linear model on the same transformed features; the candidate
                                  must beat it by a margin
     export_skew       (Data 7)   the exported serving signature (raw tf.Example bytes) and the
@@ -33,7 +37,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import numpy as np
@@ -145,31 +149,43 @@ class FiniteGuard:
         return _Guard()
 
 
-class WeightSnapshot:
-    """A Keras callback keeping the weights after the first `steps` batches (the
-    reproducibility check trains that far again and compares)."""
-
-    def __new__(cls, steps: int):
-        import tensorflow as tf
-
-        class _Snapshot(tf.keras.callbacks.Callback):
-            def __init__(self):
-                super().__init__()
-                self.steps = steps
-                self.seen = 0
-                self.weights = None
-
-            def on_train_batch_end(self, batch, logs=None):
-                self.seen += 1
-                if self.seen == steps:
-                    self.weights = [w.copy() for w in self.model.get_weights()]
-
-        return _Snapshot()
-
-
 def result(name: str, passed: bool, summary: str, **details: Any) -> dict[str, Any]:
     return {"check": name, "passed": bool(passed), "gate": name in GATES, "summary": summary,
             **details}
+
+
+# ---- sampling error ----------------------------------------------------------------------
+
+def metric_error(name: str, value: float, predictions: np.ndarray, labels: np.ndarray) -> float:
+    """The deciding metric's sampling error on these n examples: Hanley and McNeil's for AUC
+    and the binomial one for accuracy (components/slice_gate.py: standard_error, the one the
+    slice gate judges with); for rmse and mae, the standard error of the mean per-example
+    loss (through the square root, by the delta method, for rmse)."""
+    n = len(labels)
+    if name in ("auc", "accuracy"):
+        from components.slice_gate import standard_error
+
+        mean_label = float(np.mean(labels)) if name == "auc" and n else None
+        return standard_error(name, value, n, mean_label)
+    if n < 2:
+        return float("inf")
+    loss = (predictions - labels) ** 2 if name == "rmse" else np.abs(predictions - labels)
+    se = float(np.std(loss, ddof=1) / np.sqrt(n))
+    return se / (2 * value) if name == "rmse" and value > 0 else se
+
+
+def metric_bounds(name: str, labels: np.ndarray) -> tuple[float, float]:
+    """(chance, ceiling) of the metric on these labels: what a constant prediction scores (AUC
+    0.5, the majority class's share, the error of the mean or median label) and a perfect
+    one (1, or an error of 0)."""
+    if name == "auc":
+        return 0.5, 1.0
+    if name == "accuracy":
+        counts = np.bincount(labels.astype(np.int64)) if len(labels) else np.ones(1)
+        return float(counts.max() / max(1, counts.sum())), 1.0
+    if name == "rmse":
+        return float(np.sqrt(np.mean((labels - np.mean(labels)) ** 2))), 0.0
+    return float(np.mean(np.abs(labels - np.median(labels)))), 0.0
 
 
 # ---- before training ---------------------------------------------------------------------
@@ -213,33 +229,71 @@ def trial_grid(hp: dict, trials: int, seed: int) -> list[dict]:
     return [dict(hp)] + [{**hp, **grid[i]} for i in sorted(picks)]
 
 
+# A trial trains at most this many passes over the training data: on a few hundred rows
+# `tuning_steps` would be dozens of them, and the trial that won would be the one that overfit
+# in a way the eval sample's noise happened to reward.
+TRIAL_PASSES = 3
+
+
 def tuning(build: Callable[[dict], Any], hp: dict, train, sample: Sample, measure,
-           higher: bool, trials: int, steps: int, seed: int) -> tuple[dict, dict[str, Any]]:
-    """Model 3: train each trial `steps` steps from the same seed, score it on the eval
-    sample, and return the best trial's hyperparameters with the record."""
+           higher: bool, trials: int, steps: int, seed: int, name: str,
+           epoch_steps: int) -> tuple[dict, dict[str, Any]]:
+    """Model 3: train each trial from the same seed for `steps` steps, at most TRIAL_PASSES
+    passes over the training data (`epoch_steps` batches each), and score it on the eval
+    sample.
+
+    A trial replaces the configured hyperparameters only when it beats them by more than
+    two sampling errors of the metric at the eval sample's n (`metric_error`: Hanley and
+    McNeil's for AUC, the binomial one for accuracy): a smaller lead is what another sample
+    of n examples could reverse. When every trial is within that margin of the configured
+    one, they tie, and the record says so."""
     import tensorflow as tf
 
     start = time.perf_counter()
+    steps = max(1, min(steps, TRIAL_PASSES * epoch_steps))
     rows = []
     for trial in trial_grid(hp, trials, seed):
         tf.keras.utils.set_random_seed(seed)
         model = build(trial)
         model.fit(train, steps_per_epoch=steps, epochs=1, verbose=0)
-        value = measure(predict(model, sample.features), sample.labels)
+        out = predict(model, sample.features)
+        value = measure(out, sample.labels)
+        if not rows:
+            configured_out = out
         rows.append({"learning_rate": trial["learning_rate"],
                      "hidden_units": list(trial["hidden_units"]),
                      "value": round(value, 6) if math.isfinite(value) else None})
-    scored = [r for r in rows if r["value"] is not None]
-    best = (max if higher else min)(scored, key=lambda r: r["value"]) if scored else rows[0]
-    chosen = {**hp, "learning_rate": best["learning_rate"], "hidden_units": best["hidden_units"]}
+    n = len(sample.labels)
     configured = rows[0]
-    return chosen, result(
-        "tuning", bool(scored) and len(rows) >= 2,
-        f"{len(rows)} trials of {steps} steps; best learning_rate {best['learning_rate']:g}, "
-        f"hidden_units {best['hidden_units']} ({best['value']}) vs configured "
-        f"({configured['value']})",
-        trials=rows, steps=steps, chosen={"learning_rate": best["learning_rate"],
-                                          "hidden_units": best["hidden_units"]},
+    scored = [r for r in rows if r["value"] is not None]
+    best = (max if higher else min)(scored, key=lambda r: r["value"]) if scored else configured
+    se = (metric_error(name, configured["value"], configured_out, sample.labels)
+          if configured["value"] is not None else float("nan"))
+    margin = 2 * se
+    of = f"{len(rows)} trials of {steps} steps"
+    if not scored:
+        winner = configured
+        summary = f"{of}: no trial gave a finite {name}"
+    elif configured["value"] is None or gain(best["value"], configured["value"], higher) > margin:
+        winner = best
+        summary = (f"{of}; best learning_rate {best['learning_rate']:g}, hidden_units "
+                   f"{best['hidden_units']} ({best['value']}) vs configured "
+                   f"({configured['value']}), beyond ±{margin:.4f} (n={n})")
+    else:
+        winner = configured
+        spread = max(abs(r["value"] - configured["value"]) for r in scored)
+        summary = (f"all {of} tie within ±{margin:.4f} of the configured {name} "
+                   f"{configured['value']:.4f} (n={n}): configured kept" if spread <= margin
+                   else f"{of}: none beats the configured {name} {configured['value']:.4f} "
+                   f"by more than ±{margin:.4f} (n={n}; best learning_rate "
+                   f"{best['learning_rate']:g}, hidden_units {best['hidden_units']}, "
+                   f"{best['value']:.4f}): configured kept")
+    chosen = {"learning_rate": winner["learning_rate"], "hidden_units": winner["hidden_units"]}
+    return {**hp, **chosen}, result(
+        "tuning", bool(scored) and len(rows) >= 2, summary,
+        trials=rows, steps=steps, epoch_steps=epoch_steps, chosen=chosen,
+        kept_configured=winner is configured, examples=n,
+        metric_se=round(se, 6) if math.isfinite(se) else None,
         seconds=round(time.perf_counter() - start, 2))
 
 
@@ -261,66 +315,162 @@ def numerics(model, guard, sample: Sample, problem: str) -> dict[str, Any]:
     return result("numerics", not bad, summary, batches=guard.batches, failed=bad)
 
 
-def reproducibility(build: Callable[[dict], Any], hp: dict, snapshot, make_train, sample: Sample,
-                    seed: int, tolerance: float) -> dict[str, Any]:
-    """Infra 1: the same seed and inputs, trained again for the snapshot's steps, predict
-    what the first training predicted after those steps."""
+# One epoch counts for at most this many steps: past it, a longer run costs minutes and tells
+# little more about whether two trainings agree.
+REPRODUCIBILITY_MAX_STEPS = 500
+
+
+def reproducibility(build: Callable[[dict], Any], hp: dict, make_train, sample: Sample,
+                    seed: int, tolerance: float, min_steps: int,
+                    epoch_steps: int) -> dict[str, Any]:
+    """Infra 1: two trainings from the same seed and inputs, apart from the main training,
+    predict the same on the eval sample. Each trains `min_steps`, or one pass over the
+    training data (`epoch_steps` batches, counted at most REPRODUCIBILITY_MAX_STEPS) if that
+    is more: on small data that is many passes (the training dataset repeats), so the
+    reshuffles between them are covered too."""
     import tensorflow as tf
 
-    if snapshot.weights is None:
-        return result("reproducibility", False, "training ended before the snapshot step",
-                      steps=snapshot.seen)
     start = time.perf_counter()
-    steps = snapshot.steps
-    first = build(hp)
-    first.set_weights(snapshot.weights)
-    a = predict(first, sample.features)
-    tf.keras.utils.set_random_seed(seed)
-    train = make_train()
-    second = build(hp)
-    second.fit(train, steps_per_epoch=steps, epochs=1, verbose=0)
-    b = predict(second, sample.features)
+    steps = max(min_steps, min(epoch_steps, REPRODUCIBILITY_MAX_STEPS))
+
+    def train_once() -> np.ndarray:
+        tf.keras.utils.set_random_seed(seed)
+        train = make_train()
+        model = build(hp)
+        model.fit(train, steps_per_epoch=steps, epochs=1, verbose=0)
+        return predict(model, sample.features)
+
+    a, b = train_once(), train_once()
     diff = float(np.max(np.abs(a - b))) if len(a) else 0.0
+    passes = steps / max(1, epoch_steps)
     return result("reproducibility", diff <= tolerance,
-                  f"two trainings of {steps} steps from seed {seed}: max |prediction "
-                  f"difference| {diff:.2e} on {len(a)} eval examples (tolerance {tolerance:g})",
-                  steps=steps, max_abs_diff=diff, tolerance=tolerance, examples=len(a),
+                  f"two trainings of {steps} steps ({passes:.3g} passes over the training "
+                  f"data) from seed {seed}: max |prediction difference| {diff:.2e} on "
+                  f"n={len(a)} eval examples (tolerance {tolerance:g})",
+                  steps=steps, epoch_steps=epoch_steps, max_abs_diff=diff,
+                  tolerance=tolerance, examples=len(a),
                   seconds=round(time.perf_counter() - start, 2))
 
 
+def correlated_groups(features: dict[str, np.ndarray], threshold: float,
+                      ordinal: Collection[str] = ()) -> list[list[str]]:
+    """The model inputs as groups: inputs connected by |Pearson r| >= `threshold` on the eval
+    sample fall in one group (single linkage, computed once: a~b and b~c put a, b and c
+    together), every other input is a group of its own. Groups and their members are in
+    name order.
+
+    Floating-point (numeric) inputs enter as they are, and integer ones named in `ordinal`
+    (bucket ids, which are ordered) too. Categorical vocabulary ids stay alone: an id is a
+    rank by frequency, so r between two id columns says whether two frequency orders line up,
+    not whether the columns carry the same information (a city and its country overlap
+    whatever r their ids show)."""
+    names = sorted(features)
+    numeric = [n for n in names if features[n].ndim == 1 and len(features[n]) > 1 and (
+        np.issubdtype(features[n].dtype, np.floating) or n in ordinal)]
+    parent = {n: n for n in names}
+
+    def root(n: str) -> str:
+        while parent[n] != n:
+            n = parent[n]
+        return n
+
+    if len(numeric) > 1:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = np.corrcoef(np.stack([features[n].astype(np.float64) for n in numeric]))
+        r = np.nan_to_num(r)  # a constant column correlates with nothing
+        for i, j in np.argwhere(np.triu(np.abs(r) >= threshold, k=1)):
+            a, b = sorted((root(numeric[i]), root(numeric[j])))
+            parent[b] = a
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        groups.setdefault(root(n), []).append(n)
+    return sorted(groups.values())
+
+
 def importance(model, sample: Sample, measure, higher: bool, repeats: int, min_drop: float,
-               seed: int) -> dict[str, Any]:
-    """Data 2: each model input's permutation importance on the eval sample, the drop of the
-    deciding metric when its column is shuffled (mean over `repeats`). Features whose drop is
-    under `min_drop` do not help, and are listed."""
+               seed: int, name: str, correlation: float = 0.8,
+               ordinal: Collection[str] = ()) -> dict[str, Any]:
+    """Data 2: permutation importance of the model inputs on the eval sample, by groups of
+    correlated inputs.
+
+    Inputs connected at |r| >= `correlation` (`correlated_groups`) are shuffled together,
+    their columns by one permutation: shuffled alone, one of two near copies leaves the other
+    carrying what they share, and each looks useless. A group's drop is the mean fall of the
+    deciding metric over `repeats` shuffles, and each input is judged by its group's drop:
+
+    - helps: the drop is above `min_drop` by two standard errors over the shuffles (a noise
+      input the model learned spurious weights for moves the metric a lot from shuffle to
+      shuffle, a weak real one moves it a little, consistently);
+    - cannot tell: not shown to help, on a sample that cannot show a drop. With n eval
+      examples and se the metric's sampling error at n (`metric_error`), that is when the
+      metric's 95% interval, value ± 2 se, reaches its ceiling (AUC or accuracy 1, an error
+      of 0) or chance (`metric_bounds`). At the ceiling the sample cannot tell the model from
+      a perfect one: it has almost no mistakes left, so an input that matters can show no
+      drop because the others still separate these few examples (for AUC with balanced
+      classes this holds from about 0.979 at n=193, 0.997 at n=1,500 and 0.999 at n=4,000;
+      for accuracy, with about four wrong examples or fewer). At chance even the largest
+      drop, to chance, would be inside the sampling error;
+    - does not help: otherwise.
+
+    `status` is "failed" when an input does not help, else "cannot tell" when one cannot be
+    told, else "passed"; `passed` is status != "failed": a sample too small to judge is no
+    evidence against the model, and the summary says what it could not tell and why."""
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
-    base = measure(predict(model, sample.features), sample.labels)
-    rows = {}
-    for name in sorted(sample.features):
+    n = len(sample.labels)
+    out = predict(model, sample.features)
+    base = measure(out, sample.labels)
+    se = metric_error(name, base, out, sample.labels)
+    chance, ceiling = metric_bounds(name, sample.labels)
+    # Why this sample can show no drop, when it cannot (the 'cannot tell' rule above).
+    blind = ("reaches the ceiling" if 2 * se >= gain(ceiling, base, higher) else
+             "reaches chance" if 2 * se >= gain(base, chance, higher) else None)
+    groups = []
+    for members in correlated_groups(sample.features, correlation, ordinal):
         drops = []
         for _ in range(repeats):
-            shuffled = dict(sample.features)
-            shuffled[name] = sample.features[name][rng.permutation(len(sample.labels))]
+            order = rng.permutation(n)
+            shuffled = {**sample.features, **{m: sample.features[m][order] for m in members}}
             drops.append(gain(base, measure(predict(model, shuffled), sample.labels), higher))
-        rows[name] = {"drop": round(float(np.mean(drops)), 6),
-                      "std": round(float(np.std(drops)), 6),
-                      "se": round(float(np.std(drops, ddof=1) / np.sqrt(repeats)), 6)
-                      if repeats > 1 else 0.0}
-    # A feature helps when its drop is above min_drop by two standard errors over the
-    # shuffles: a noise feature the model learned spurious weights for moves the metric a
-    # lot from shuffle to shuffle, a weak real one moves it a little, consistently.
-    useless = sorted(n for n, r in rows.items() if r["drop"] - 2 * r["se"] < min_drop)
-    ranked = sorted(rows, key=lambda n: -(rows[n]["drop"] - 2 * rows[n]["se"]))
-    last = rows[ranked[-1]]
-    return result("importance", not useless,
-                  (f"{len(useless)} of {len(rows)} features do not help (drop not above "
-                   f"{min_drop:g} by two standard errors over {repeats} shuffles): "
-                   f"{', '.join(useless)}" if useless else
-                   f"all {len(rows)} features help (weakest {ranked[-1]}: drop "
-                   f"{last['drop']:.4f} ± {2 * last['se']:.4f}; threshold {min_drop:g})"),
-                  base=round(base, 6), features=rows, not_beneficial=useless,
-                  min_drop=min_drop, repeats=repeats, examples=len(sample.labels),
+        drop = float(np.mean(drops))
+        shuffle_se = float(np.std(drops, ddof=1) / np.sqrt(repeats)) if repeats > 1 else 0.0
+        verdict = ("helps" if drop - 2 * shuffle_se >= min_drop else
+                   "cannot tell" if blind else "does not help")
+        groups.append({"features": members, "drop": round(drop, 6),
+                       "std": round(float(np.std(drops)), 6), "se": round(shuffle_se, 6),
+                       "verdict": verdict})
+    rows = {m: {**{k: g[k] for k in ("drop", "std", "se", "verdict")},
+                "group": "+".join(g["features"])} for g in groups for m in g["features"]}
+    useless = sorted(m for m, r in rows.items() if r["verdict"] == "does not help")
+    unknown = sorted(m for m, r in rows.items() if r["verdict"] == "cannot tell")
+    status = "failed" if useless else "cannot tell" if unknown else "passed"
+
+    def listed(verdict: str) -> str:
+        return ", ".join("+".join(g["features"]) for g in groups if g["verdict"] == verdict)
+
+    at = f"n={n}, {name} {base:.4f} ± {2 * se:.4f}"
+    if status == "failed":
+        summary = (f"{len(useless)} of {len(rows)} features do not help (drop not above "
+                   f"{min_drop:g} by two standard errors over {repeats} shuffles; {at}): "
+                   f"{listed('does not help')}")
+    elif status == "cannot tell":
+        helping = listed("helps")
+        summary = (f"cannot tell ({at}): the metric's 95% interval {blind}, so no drop could "
+                   f"show for {len(unknown)} of {len(rows)} features: {listed('cannot tell')}"
+                   + (f"; help: {helping}" if helping else ""))
+    else:
+        weakest = min(groups, key=lambda g: g["drop"] - 2 * g["se"])
+        summary = (f"all {len(rows)} features help (weakest {'+'.join(weakest['features'])}: "
+                   f"drop {weakest['drop']:.4f} ± {2 * weakest['se']:.4f}; threshold "
+                   f"{min_drop:g}; {at})")
+    joint = [g["features"] for g in groups if len(g["features"]) > 1]
+    if joint:
+        summary += (f"; judged together (|r| >= {correlation:g}): "
+                    + ", ".join("+".join(g) for g in joint))
+    return result("importance", status != "failed", summary, status=status,
+                  base=round(base, 6), metric_se=round(se, 6), examples=n, groups=groups,
+                  features=rows, not_beneficial=useless, cannot_tell=unknown,
+                  min_drop=min_drop, repeats=repeats, correlation=correlation,
                   seconds=round(time.perf_counter() - start, 2))
 
 

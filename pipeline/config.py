@@ -161,11 +161,14 @@ class ChecksConfig:
     export_examples: int = 500  # raw eval examples for the export, privacy and code tests
     spec_steps: int = 50  # Infra 2: updates on one batch; its loss must fall by a quarter
     tuning_trials: int = 4  # Model 3: the configured hyperparameters + 3 seeded variants
-    tuning_steps: int = 150  # training steps per trial
-    reproducibility_steps: int = 20  # Infra 1: steps trained twice from the same seed
+    tuning_steps: int = 150  # training steps per trial, at most 3 passes over the data
+    # Infra 1: two trainings from the same seed, apart from the main one, of at least this
+    # many steps, or one pass over the training data if more (counted at most 500 steps).
+    reproducibility_steps: int = 100
     reproducibility_tolerance: float = 1e-4  # max |prediction difference|
-    importance_repeats: int = 8  # Data 2: shuffles per feature
+    importance_repeats: int = 8  # Data 2: shuffles per group of correlated inputs
     min_importance: float = 0.0002  # Data 2: not above it by two standard errors: no help
+    importance_correlation: float = 0.8  # Data 2: inputs at |r| >= this shuffle together
     baseline_steps: int = 300  # Model 5: training steps of the linear baseline
     min_gain_over_baseline: float = 0.003  # Model 5: the candidate must beat it by this
     export_tolerance: float = 1e-5  # Data 7: serving vs training input path

@@ -1,6 +1,8 @@
 """The Trainer's model checks on small Keras models with a known truth: a feature of pure
-noise is listed, a constant model loses to the linear baseline, NaNs fail, the same seed
-reproduces and a different data order does not, and the schema rules name what breaks them."""
+noise is listed, two near copies of a real feature help as one group, a tiny sample at the
+metric's ceiling cannot tell, a constant model loses to the linear baseline, NaNs fail, the
+same seed reproduces and a different data order does not, tuning trials that tie keep the
+configured hyperparameters, and the schema rules name what breaks them."""
 
 import numpy as np
 import pytest
@@ -56,10 +58,77 @@ def fitted():
 
 def test_permutation_importance_lists_the_feature_of_pure_noise(fitted):
     model, sample = fitted
-    found = mc.importance(model, sample, mc.auc, True, repeats=3, min_drop=0.005, seed=0)
+    found = mc.importance(model, sample, mc.auc, True, repeats=3, min_drop=0.005, seed=0,
+                          name="auc")
     assert found["not_beneficial"] == ["noise"] and not found["passed"]
+    assert found["status"] == "failed" and found["cannot_tell"] == []
     assert found["features"]["signal"]["drop"] > found["features"]["other"]["drop"] > 0.005
-    assert "noise" in found["summary"]
+    assert found["examples"] == N and 0 < found["metric_se"] < 0.01
+    assert [g["features"] for g in found["groups"]] == [["noise"], ["other"], ["signal"]]
+    assert "noise" in found["summary"] and f"n={N}, auc " in found["summary"]
+
+
+def _logistic(weights: dict[str, float]):
+    """A logistic model with the given weights: the truth, known."""
+    inputs = {n: tf.keras.Input(shape=(), name=n, dtype=tf.float32) for n in weights}
+    x = tf.keras.layers.Concatenate()([tf.keras.layers.Reshape((1,))(v) for v in inputs.values()])
+    dense = tf.keras.layers.Dense(1, activation="sigmoid")
+    model = tf.keras.Model(inputs, tf.keras.layers.Reshape(())(dense(x)))
+    dense.set_weights([np.array([[w] for w in weights.values()], np.float32),
+                       np.zeros(1, np.float32)])
+    return model
+
+
+def _sample(weights: dict[str, float], n: int, seed: int, copies: int = 0) -> mc.Sample:
+    """n examples labelled by the logistic truth `weights` on independent normal features;
+    `copies` > 0 makes copy_a and copy_b near copies (r about 0.98) of `signal`, which is
+    then no model input itself."""
+    rng = np.random.default_rng(seed)
+    x = {k: rng.normal(size=n) for k in weights}
+    y = (rng.random(n) < 1 / (1 + np.exp(-sum(w * x[k] for k, w in weights.items()))))
+    if copies:
+        signal = x.pop("signal")
+        x.update({c: signal + 0.15 * rng.normal(size=n) for c in ("copy_a", "copy_b")})
+    return mc.Sample({k: v.astype(np.float32) for k, v in x.items()}, y.astype(np.float32), [])
+
+
+def test_two_near_copies_of_a_real_feature_help_as_one_group():
+    # The model spreads the signal's weight over its two copies, as a regularized fit does:
+    # shuffled alone, each copy leaves the other carrying most of the signal.
+    sample = _sample({"signal": 0.4, "other": 2.0, "noise": 0.0}, N, seed=0, copies=2)
+    model = _logistic({"copy_a": 0.2, "copy_b": 0.2, "other": 2.0, "noise": 0.0})
+    alone = mc.importance(model, sample, mc.auc, True, repeats=3, min_drop=0.005, seed=0,
+                          name="auc", correlation=1.0)  # only exact copies would group
+    assert alone["not_beneficial"] == ["copy_a", "copy_b", "noise"]
+    found = mc.importance(model, sample, mc.auc, True, repeats=3, min_drop=0.005, seed=0,
+                          name="auc")
+    assert found["not_beneficial"] == ["noise"] and found["status"] == "failed"
+    pair = found["groups"][0]
+    assert pair["features"] == ["copy_a", "copy_b"] and pair["verdict"] == "helps"
+    assert pair["drop"] > 3 * max(alone["features"]["copy_a"]["drop"],
+                                  alone["features"]["copy_b"]["drop"])
+    assert found["features"]["copy_a"] == found["features"]["copy_b"]
+    assert found["features"]["copy_a"]["group"] == "copy_a+copy_b"
+    assert "judged together (|r| >= 0.8): copy_a+copy_b" in found["summary"]
+
+
+def test_a_tiny_sample_at_the_ceiling_cannot_tell_what_does_not_help():
+    truth = {"signal": 12.0, "other": 0.5, "noise": 0.0}
+    model = _logistic(truth)
+    # 193 examples at AUC 0.99: the weak real `other` shows no drop on this sample.
+    tiny = mc.importance(model, _sample(truth, 193, seed=1), mc.auc, True, repeats=8,
+                         min_drop=0.0002, seed=0, name="auc")
+    assert tiny["status"] == "cannot tell" and tiny["passed"]
+    assert tiny["cannot_tell"] == ["noise", "other"] and tiny["not_beneficial"] == []
+    assert tiny["features"]["signal"]["verdict"] == "helps"
+    assert tiny["summary"].startswith("cannot tell (n=193, auc 0.99")
+    assert "reaches the ceiling" in tiny["summary"] and tiny["examples"] == 193
+    assert 0.99 + 2 * tiny["metric_se"] >= 1.0
+    # The same model on 6,000 examples: `other` helps, and the noise is listed.
+    large = mc.importance(model, _sample(truth, N, seed=1), mc.auc, True, repeats=8,
+                          min_drop=0.0002, seed=0, name="auc")
+    assert large["status"] == "failed" and large["not_beneficial"] == ["noise"]
+    assert large["features"]["other"]["verdict"] == "helps"
 
 
 def test_a_constant_model_loses_to_the_linear_baseline(fitted):
@@ -108,21 +177,36 @@ def test_nan_weights_and_a_nan_loss_fail_the_numerics_check(fitted):
 def test_the_same_seed_reproduces_and_another_data_order_does_not(fitted):
     _, sample = fitted
     x, y = _data(0)
-
-    def first_training(shuffle_seed):
-        tf.keras.utils.set_random_seed(5)
-        snapshot = mc.WeightSnapshot(20)
-        _build(HP).fit(_train(x, y, shuffle_seed=0), steps_per_epoch=40, epochs=1, verbose=0,
-                       callbacks=[snapshot])
-        return snapshot
-
-    same = mc.reproducibility(_build, HP, first_training(0), lambda: _train(x, y), sample,
-                              seed=5, tolerance=1e-4)
-    assert same["passed"] and same["max_abs_diff"] <= 1e-4 and same["steps"] == 20
-    other = mc.reproducibility(_build, HP, first_training(0),
-                               lambda: _train(x, y, shuffle_seed=9), sample, seed=5,
-                               tolerance=1e-4)
+    same = mc.reproducibility(_build, HP, lambda: _train(x, y), sample, seed=5,
+                              tolerance=1e-4, min_steps=20, epoch_steps=40)
+    assert same["passed"] and same["max_abs_diff"] <= 1e-4 and same["steps"] == 40
+    orders = iter([0, 9])  # the second training reads the data in another order
+    other = mc.reproducibility(_build, HP, lambda: _train(x, y, shuffle_seed=next(orders)),
+                               sample, seed=5, tolerance=1e-4, min_steps=20, epoch_steps=40)
     assert not other["passed"] and other["max_abs_diff"] > 1e-3
+
+
+def test_reproducibility_trains_its_own_steps_when_an_epoch_is_one_step(fitted):
+    _, sample = fitted
+    x, y = _data(0)
+    tiny = {k: v[:128] for k, v in x.items()}, y[:128]  # one batch: an epoch is one step
+    built = []
+
+    def build(hp):
+        built.append(_build(hp))
+        return built[-1]
+
+    found = mc.reproducibility(build, HP, lambda: _train(*tiny), sample, seed=5,
+                               tolerance=1e-4, min_steps=100, epoch_steps=1)
+    assert found["passed"] and found["steps"] == 100 and found["examples"] == N
+    assert [int(m.optimizer.iterations) for m in built] == [100, 100]
+    assert found["summary"].startswith("two trainings of 100 steps (100 passes over")
+    assert f"n={N} eval examples" in found["summary"]
+    # A large dataset's epoch counts for at most REPRODUCIBILITY_MAX_STEPS steps.
+    assert mc.reproducibility(lambda hp: _build({**hp, "learning_rate": 0.0}), HP,
+                              lambda: _train(*tiny), sample, seed=5, tolerance=1e-4,
+                              min_steps=1, epoch_steps=10**6)["steps"] == \
+        mc.REPRODUCIBILITY_MAX_STEPS
 
 
 def test_trials_start_from_the_configured_hyperparameters_and_are_seeded():
@@ -131,6 +215,29 @@ def test_trials_start_from_the_configured_hyperparameters_and_are_seeded():
     assert trials[0] == hp and len(trials) == 4
     assert len({(t["learning_rate"], tuple(t["hidden_units"])) for t in trials}) == 4
     assert trials == mc.trial_grid(hp, 4, seed=3) and trials != mc.trial_grid(hp, 4, seed=4)
+
+
+def test_tuning_trials_that_tie_keep_the_configured_hyperparameters():
+    def small(seed, n):
+        rng = np.random.default_rng(seed)
+        x = {k: rng.normal(size=n).astype(np.float32) for k in ("signal", "other", "noise")}
+        return x, (rng.random(n) < 1 / (1 + np.exp(-3.0 * x["signal"]))).astype(np.float32)
+
+    x, y = small(0, 300)
+    test_x, test_y = small(1, 193)
+    train = tf.data.Dataset.from_tensor_slices((x, y)).repeat().shuffle(300, seed=0).batch(32)
+    hp = {**HP, "seed": 2}
+    # 300 rows are 10 batches: tuning_steps 150 would be 15 passes, a trial trains 3.
+    chosen, found = mc.tuning(_build, hp, train, mc.Sample(test_x, test_y, []), mc.auc, True,
+                              trials=4, steps=150, seed=2, name="auc", epoch_steps=10)
+    assert found["steps"] == 30 and len(found["trials"]) == 4 and found["passed"]
+    values = [t["value"] for t in found["trials"]]
+    margin = 2 * found["metric_se"]
+    assert max(values) > values[0] and max(abs(v - values[0]) for v in values) <= margin
+    assert chosen == hp and found["kept_configured"] and found["examples"] == 193
+    assert found["chosen"] == {"learning_rate": 0.01, "hidden_units": [16]}
+    assert found["summary"].startswith(f"all 4 trials of 30 steps tie within ±{margin:.4f}")
+    assert found["summary"].endswith("(n=193): configured kept")
 
 
 def test_a_model_spec_that_cannot_learn_fails_its_unit_test():

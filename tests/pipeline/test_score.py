@@ -25,3 +25,20 @@ def test_a_manual_entry_needs_a_reviewer_a_date_and_a_link(tmp_path):
         bad.write_text(f"reviews:\n  - {entry}\n")
         with pytest.raises(ScoreError, match=message):
             load_reviews(str(bad))
+
+
+def test_an_importance_that_cannot_tell_counts_as_run_with_its_reason_as_evidence():
+    from pipeline.score import CHECKS, Evidence, Failed
+
+    summary = ("cannot tell (n=193, auc 0.9909 ± 0.0143): the metric's 95% interval reaches "
+               "the ceiling, so no drop could show for 2 of 3 features: noise, other")
+
+    def d2(status: str):
+        check = {"check": "importance", "status": status, "passed": status != "failed",
+                 "summary": summary}
+        return CHECKS["D2"](Evidence(config=None, run_dir=None, trained={"checks": [check]},
+                                     trained_path="serving/1/build_record.json"))
+
+    found = d2("cannot tell")
+    assert found == f"{summary}: serving/1/build_record.json" and not isinstance(found, Failed)
+    assert isinstance(d2("failed"), Failed)
