@@ -14,8 +14,10 @@ They are the automated evidence behind `tandem score` (the ML Test Score):
                                  strongly correlated ones shuffled together; features that do
                                  not help are listed, or "cannot tell" when the sample could
                                  not show it
-    baseline          (Model 5)  a linear model on the same transformed features; the candidate
-                                 must beat it by a margin
+    baseline          (Model 5)  the configured model against a linear model on the same
+                                 transformed features; the simpler one is exported unless the
+                                 configured one is better beyond the sampling error
+                                 (components/model_selection.py)
     export_skew       (Data 7)   the exported serving signature (raw tf.Example bytes) and the
                                  training input path give the same predictions
     feature_code      (Data 7)   unit tests of the fitted feature code: vocabulary round trips,
@@ -149,18 +151,23 @@ class FiniteGuard:
         return _Guard()
 
 
-def result(name: str, passed: bool, summary: str, **details: Any) -> dict[str, Any]:
-    return {"check": name, "passed": bool(passed), "gate": name in GATES, "summary": summary,
+def result(name: str, passed: bool, summary: str, gate: bool | None = None,
+           **details: Any) -> dict[str, Any]:
+    """A check's record; `gate` (default: the name is in GATES) says whether failing it
+    stops the run."""
+    return {"check": name, "passed": bool(passed),
+            "gate": name in GATES if gate is None else bool(gate), "summary": summary,
             **details}
 
 
 # ---- sampling error ----------------------------------------------------------------------
 
-def metric_error(name: str, value: float, predictions: np.ndarray, labels: np.ndarray) -> float:
-    """The deciding metric's sampling error on these n examples: Hanley and McNeil's for AUC
-    and the binomial one for accuracy (components/slice_gate.py: standard_error, the one the
-    slice gate judges with); for rmse and mae, the standard error of the mean per-example
-    loss (through the square root, by the delta method, for rmse)."""
+def metric_error(name: str, value: float, predictions: np.ndarray, labels: np.ndarray,
+                 seed: int = 0, resamples: int = 200) -> float:
+    """The deciding metric's sampling error on these n examples, the one rule every check
+    and the model selection use: Hanley and McNeil's for AUC and the binomial one for
+    accuracy (components/slice_gate.py: standard_error, the one the slice gate judges with);
+    for rmse and mae, the spread of the metric over seeded bootstrap resamples."""
     n = len(labels)
     if name in ("auc", "accuracy"):
         from components.slice_gate import standard_error
@@ -170,8 +177,10 @@ def metric_error(name: str, value: float, predictions: np.ndarray, labels: np.nd
     if n < 2:
         return float("inf")
     loss = (predictions - labels) ** 2 if name == "rmse" else np.abs(predictions - labels)
-    se = float(np.std(loss, ddof=1) / np.sqrt(n))
-    return se / (2 * value) if name == "rmse" and value > 0 else se
+    rng = np.random.default_rng(seed)
+    means = np.array([loss[rng.integers(0, n, n)].mean() for _ in range(resamples)])
+    values = np.sqrt(means) if name == "rmse" else means
+    return float(np.std(values, ddof=1))
 
 
 def metric_bounds(name: str, labels: np.ndarray) -> tuple[float, float]:
@@ -471,31 +480,6 @@ def importance(model, sample: Sample, measure, higher: bool, repeats: int, min_d
                   base=round(base, 6), metric_se=round(se, 6), examples=n, groups=groups,
                   features=rows, not_beneficial=useless, cannot_tell=unknown,
                   min_drop=min_drop, repeats=repeats, correlation=correlation,
-                  seconds=round(time.perf_counter() - start, 2))
-
-
-def baseline(build_linear: Callable[[], Any], model, train, steps: int, sample: Sample,
-             measure, higher: bool, min_gain: float, name: str,
-             linear_candidate: bool = False) -> dict[str, Any]:
-    """Model 5: a linear model on the same transformed features, trained `steps` steps; the
-    candidate must beat it by `min_gain` on the eval sample."""
-    if linear_candidate:
-        return result("baseline", True, "the candidate is itself a linear model on the "
-                      "transformed features (no hidden layers, no crosses): nothing simpler "
-                      "to compare with", metric=name, gain=None, min_gain=min_gain)
-    start = time.perf_counter()
-    linear = build_linear()
-    linear.fit(train, steps_per_epoch=steps, epochs=1, verbose=0)
-    simple = measure(predict(linear, sample.features), sample.labels)
-    ours = measure(predict(model, sample.features), sample.labels)
-    margin = gain(ours, simple, higher)
-    ok = math.isfinite(margin) and margin >= min_gain
-    return result("baseline", ok,
-                  f"{name} candidate {ours:.4f} vs linear baseline {simple:.4f} "
-                  f"(gain {margin:+.4f}, required {min_gain:g})"
-                  + ("" if ok else ": a simpler model is as good"),
-                  candidate=round(ours, 6), baseline=round(simple, 6), gain=round(margin, 6),
-                  min_gain=min_gain, steps=steps, metric=name,
                   seconds=round(time.perf_counter() - start, 2))
 
 

@@ -8,6 +8,7 @@ import math
 import os
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
@@ -31,6 +32,7 @@ from schemas.contracts import (
 )
 
 WARMUP_RECORDS = 64
+MIN_STEPS_PER_EPOCH = 30
 
 
 def _dataset(files, data_accessor, transform_output, plan, batch_size, seed, epochs=None,
@@ -118,6 +120,38 @@ EARLY_STOPPING = {
     "rmse": ("val_rmse", "min"),
     "mae": ("val_mae", "min"),
 }
+
+
+def raw_labels(files: list[str], plan: dict[str, Any], classes: list[str] | None) -> np.ndarray:
+    """Every example's label as the model's target, read from the raw examples alone (no
+    Transform): the class position in `classes`, or the regression label in its own units.
+    Examples without a label, or with a class not in `classes`, are left out, as the
+    training input leaves them out."""
+    label, dtype = plan["label"], plan["label_dtype"]
+    tf_dtype = {"BYTES": tf.string, "INT": tf.int64}.get(dtype, tf.float32)
+    values: list[np.ndarray] = []
+    for pattern in files:
+        for path in sorted(tf.io.gfile.glob(pattern)):
+            ds = tf.data.TFRecordDataset(path, compression_type="GZIP" if path.endswith(".gz")
+                                         else "").batch(8192)
+            for batch in ds:
+                parsed = tf.io.parse_example(batch, {label: tf.io.VarLenFeature(tf_dtype)})
+                sparse = parsed[label]
+                first = tf.sparse.to_dense(sparse)[:, :1] if sparse.dense_shape[1] else None
+                if first is None:
+                    continue
+                present = tf.math.bincount(tf.cast(sparse.indices[:, 0], tf.int32),
+                                           minlength=tf.shape(first)[0]) > 0
+                values.append(first.numpy()[present.numpy(), 0])
+    raw = np.concatenate(values) if values else np.zeros(0)
+    if classes is None:
+        return raw.astype(np.float64)
+    if dtype == "BYTES":
+        index = {c: i for i, c in enumerate(classes)}
+        ids = np.array([index.get(v.decode("utf-8", "replace"), -1) for v in raw], np.int64)
+    else:
+        ids = raw.astype(np.int64)
+    return ids[(ids >= 0) & (ids < len(classes))]
 
 
 def count_examples(files: list[str]) -> int:
@@ -313,6 +347,7 @@ def write_build_record(
     fn_args: tfx.components.FnArgs, config: dict[str, Any], counts: dict[str, int],
     metrics: dict[str, float], classes: list[str] | None = None,
     hyperparameters: dict[str, Any] | None = None, scale: tuple[float, float] = (0.0, 1.0),
+    selection: dict[str, Any] | None = None, naive: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from schemas import load_schema, schema_fingerprint
 
@@ -344,6 +379,10 @@ def write_build_record(
         },
         "eval_metrics": {k: round(float(v), 6) for k, v in metrics.items()},
         "hyperparameters": hyperparameters or config["hyperparameters"],
+        # Which model family was exported and why (components/model_selection.py).
+        "selection": selection,
+        # The Evaluator's default bar (components/evaluator.py).
+        "naive": naive,
         "label_scale": list(scale) if plan["problem_type"] == "regression" else None,
         "config_fingerprint": config["config_fingerprint"],
         "code_version": build_record.code_version(),
@@ -363,7 +402,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     tf.keras.utils.set_random_seed(seed)
     transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     counts = {"train": count_examples(fn_args.train_files), "eval": count_examples(fn_args.eval_files)}
-    steps_per_epoch = max(1, counts["train"] // hp["batch_size"])
+    # An epoch is at least MIN_STEPS_PER_EPOCH batches (the training input repeats), so a
+    # few hundred rows still get a few hundred updates instead of ten.
+    steps_per_epoch = max(MIN_STEPS_PER_EPOCH, counts["train"] // hp["batch_size"])
     epochs = hp["epochs"]
     if hp["max_steps"]:
         steps_per_epoch = min(steps_per_epoch, hp["max_steps"])
@@ -389,61 +430,87 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     def build(h):
         return build_model(plan, transform_output, h, n_classes)
 
+    from components import model_checks as mc
+    from components import model_selection as ms
+
+    # One eval sample for the model selection and the checks.
+    features, labels = mc.take(make_eval(), checks.get("sample_examples", 4000))
+    sample = mc.Sample(features, labels, mc.raw_records(fn_args.eval_files, checks["export_examples"])
+                       if checks["enabled"] else [])
+    measure, higher = mc.metric(config["deciding_metric"], plan["problem_type"])
     results: list[dict[str, Any]] = []
     used = dict(hp)
-    sample = measure = higher = None
     if checks["enabled"]:
-        from components import model_checks as mc
-
-        features, labels = mc.take(make_eval(), checks["sample_examples"])
-        sample = mc.Sample(features, labels,
-                           mc.raw_records(fn_args.eval_files, checks["export_examples"]))
-        measure, higher = mc.metric(config["deciding_metric"], plan["problem_type"])
         results.append(mc.model_spec(build, hp, prepare()[0], checks["spec_steps"]))
         logging.info(CHECK_MESSAGE, results[-1]["check"], results[-1]["summary"])
         if checks["tuning_trials"] > 1:
             used, trial = mc.tuning(build, hp, prepare()[0], sample, measure, higher,
-                                    checks["tuning_trials"], checks["tuning_steps"], seed)
+                                    checks["tuning_trials"], checks["tuning_steps"], seed,
+                                    config["deciding_metric"],
+                                    math.ceil(counts["train"] / hp["batch_size"]))
             results.append(trial)
             logging.info(CHECK_MESSAGE, trial["check"], trial["summary"])
-    train, evaluation = prepare()
-    model = build(used)
     # The pipeline config fixed the deciding metric (accuracy for multi-class, as it validates).
     monitor, mode = EARLY_STOPPING[config["deciding_metric"]]
-    callbacks = [tf.keras.callbacks.EarlyStopping(
-        monitor=monitor, mode=mode, patience=hp["early_stopping_patience"],
-        restore_best_weights=True,
-    ), EpochLog(epochs)]
-    if checks["enabled"]:
-        guard = mc.FiniteGuard()
-        snapshot = mc.WeightSnapshot(min(checks["reproducibility_steps"], steps_per_epoch))
-        callbacks += [guard, snapshot]
+
+    def fit(h: dict[str, Any], log_epochs: bool) -> tuple[tf.keras.Model, Any]:
+        """One seeded training of hyperparameters h, kept at its best epoch."""
+        train, evaluation = prepare()
+        model = build(h)
+        callbacks = [tf.keras.callbacks.EarlyStopping(
+            monitor=monitor, mode=mode, patience=hp["early_stopping_patience"],
+            restore_best_weights=True,
+        )] + ([EpochLog(epochs)] if log_epochs else [])
+        guard = None
+        if checks["enabled"]:
+            guard = mc.FiniteGuard()
+            callbacks += [guard]
+        model.fit(train, steps_per_epoch=steps_per_epoch, epochs=epochs,
+                  validation_data=evaluation, callbacks=callbacks, verbose=0)
+        return model, guard
+
     logging.info("training %d epochs x %d steps on %d examples (early stopping on %s)", epochs,
                  steps_per_epoch, counts["train"], monitor)
-    model.fit(train, steps_per_epoch=steps_per_epoch, epochs=epochs, validation_data=evaluation,
-              callbacks=callbacks, verbose=0)
+    model, guard = fit(used, log_epochs=True)
+    # The simplest adequate model: the configured one only when it beats a linear model on
+    # the same features beyond the sampling error. The linear model trains at the larger of
+    # the configured and the tuned learning rate: under-trained at a deep model's small
+    # rate, it would be no alternative.
+    linear_hp = {**used, "hidden_units": [], "crosses": [],
+                 "learning_rate": max(used["learning_rate"], hp["learning_rate"])}
+    is_linear = not used["hidden_units"] and not used.get("crosses")
+    linear = None if is_linear else fit(linear_hp, log_epochs=False)
+    selection = ms.select(
+        config["deciding_metric"], higher, measure, sample.labels,
+        mc.predict(model, sample.features),
+        None if linear is None else mc.predict(linear[0], sample.features),
+        config.get("select", "simplest_adequate"), seed,
+        unit=scale[1] if classes is None else 1.0)
+    logging.info(CHOICE_MESSAGE, selection.line())
+    if selection.chosen == "linear":
+        (model, guard), used = linear, linear_hp
+    evaluation = make_eval()
     metrics = model.evaluate(evaluation, return_dict=True, verbose=0)
     if classes is None:  # report errors in the label's own units
         std = scale[1]
         metrics = {k: v * (std * std if k == "loss" else std if k in ("rmse", "mae") else 1.0)
                    for k, v in metrics.items()}
+    naive = ms.naive_bar(config["deciding_metric"],
+                         raw_labels(fn_args.eval_files, plan, classes),
+                         raw_labels(fn_args.train_files, plan, classes), classes, seed)
     if checks["enabled"]:
         after = [
             lambda: mc.numerics(model, guard, sample, plan["problem_type"]),
-            lambda: mc.reproducibility(build, used, snapshot, lambda: prepare()[0], sample, seed,
-                                       checks["reproducibility_tolerance"]),
+            lambda: mc.reproducibility(build, used, lambda: prepare()[0], sample, seed,
+                                       checks["reproducibility_tolerance"],
+                                       checks["reproducibility_steps"],
+                                       math.ceil(counts["train"] / hp["batch_size"])),
             lambda: mc.importance(model, sample, measure, higher, checks["importance_repeats"],
-                                  checks["min_importance"], seed),
-            # The baseline trains at the larger of the configured and the tuned learning
-            # rate: a linear model under-trained at a deep model's small rate is no baseline.
-            lambda: mc.baseline(lambda: build({
-                **used, "hidden_units": [], "crosses": [],
-                "learning_rate": max(used["learning_rate"], hp["learning_rate"])}),
-                                model, prepare()[0],
-                                checks["baseline_steps"], sample, measure, higher,
-                                checks["min_gain_over_baseline"], config["deciding_metric"],
-                                linear_candidate=not used["hidden_units"]
-                                and not used.get("crosses")),
+                                  checks["min_importance"], seed, config["deciding_metric"],
+                                  checks["importance_correlation"], ordinal={
+                                      n for n, s in model_features(plan).items()
+                                      if s["kind"] == BUCKETIZE}),
+            lambda: ms.baseline_check(selection),
         ]
         for check in after:
             results.append(check())
@@ -453,7 +520,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     set_method_names(fn_args.serving_model_dir)
     write_warmup_requests(fn_args.serving_model_dir, fn_args.eval_files, plan["label"],
                           config["model_name"])
-    record = write_build_record(fn_args, config, counts, metrics, classes, used, scale)
+    record = write_build_record(fn_args, config, counts, metrics, classes, used, scale,
+                                selection=selection.record(), naive=naive)
     if checks["enabled"]:
         from components.explain import explain
         from schemas import load_schema
@@ -483,3 +551,4 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
 
 CHECK_MESSAGE = "Trainer check %s: %s"  # the runner prints these as progress lines
+CHOICE_MESSAGE = "Trainer chose %s"

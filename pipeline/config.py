@@ -34,9 +34,12 @@ class DataConfig:
     """Where the examples are and how they are laid out."""
 
     location: str
-    format: DataFormat
-    # Relative to `location`; {SPAN} makes each matching directory a new span.
-    pattern: str = "span-{SPAN}/*"
+    # Default: tfrecord when `location` holds TFRecord files (.tfrecord, .gz), else csv.
+    format: DataFormat | None = None
+    # Relative to `location`; {SPAN} makes each matching directory a new span. Default:
+    # "span-{SPAN}/*" when `location` has span-N directories, else every CSV ("*.csv") or
+    # every file ("*") directly in it.
+    pattern: str = ""
     # format request_log: `location` is the gateway's log directory (or a glob) and `labels`
     # the late labels (request_id,label[,timestamp]); labels later than label_delay_s after
     # their request are left out.
@@ -92,6 +95,10 @@ class ModelConfig:
     max_steps: int = 0  # 0: no cap (a cap makes a deliberately short training run)
     early_stopping_patience: int = 2
     seed: int = 42
+    # simplest_adequate: export the configured model only when it beats a linear model on
+    # the same features beyond the eval split's sampling error, else the linear one;
+    # configured: always the configured one (the comparison is still recorded).
+    select: Literal["simplest_adequate", "configured"] = "simplest_adequate"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,8 +106,11 @@ class EvaluationConfig:
     """Evaluator gate: a value threshold and a change threshold against the last blessed
     model, on one deciding metric; slices are reported per feature value."""
 
-    metric: Metric | None = None  # default: auc (classification) or rmse (regression)
-    threshold: float | None = None  # lower bound (auc, accuracy) or upper bound (rmse, mae)
+    metric: Metric | None = None  # default: auc (binary), accuracy (multi-class), rmse
+    # Lower bound (auc, accuracy) or upper bound (rmse, mae). None: the model must beat the
+    # naive predictor (AUC 0.5, the majority class, the training mean) beyond its sampling
+    # error on the eval split (components/evaluator.py).
+    threshold: float | None = None
     max_regression: float = 0.01  # allowed change for the worse vs the baseline, absolute
     slices: list[list[str]] = dataclasses.field(default_factory=list)
     # Per-slice gate (Model 6): every slice of `slices` and `inclusion` with at least
@@ -169,8 +179,6 @@ class ChecksConfig:
     importance_repeats: int = 8  # Data 2: shuffles per group of correlated inputs
     min_importance: float = 0.0002  # Data 2: not above it by two standard errors: no help
     importance_correlation: float = 0.8  # Data 2: inputs at |r| >= this shuffle together
-    baseline_steps: int = 300  # Model 5: training steps of the linear baseline
-    min_gain_over_baseline: float = 0.003  # Model 5: the candidate must beat it by this
     export_tolerance: float = 1e-5  # Data 7: serving vs training input path
     private_features: list[str] = dataclasses.field(default_factory=list)  # Data 5
 
@@ -195,8 +203,8 @@ class PipelineConfig:
     data: DataConfig
     label: str
     problem_type: ProblemType
-    schema: str
-    output_dir: str
+    schema: str = ""  # default: schemas/<name>/schema.pbtxt (what `schema propose` writes)
+    output_dir: str = ""  # default: outputs/<name>
     split: SplitConfig = dataclasses.field(default_factory=SplitConfig)
     features: dict[str, FeatureOptions] = dataclasses.field(default_factory=dict)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
@@ -324,6 +332,32 @@ def named_config(name: str) -> str:
     return os.path.join(CONFIGS_DIR, f"{name}.yaml")
 
 
+TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".gz")
+
+
+def _data_defaults(data: DataConfig) -> DataConfig:
+    """Fill an unset format and pattern from what `location` holds (a local directory; a
+    remote or missing location gets the plain defaults, and preflight names what is
+    missing)."""
+    import glob
+    import re
+
+    local = "://" not in data.location and os.path.isdir(data.location)
+    names = sorted(os.listdir(data.location)) if local else []
+    spans = [n for n in names if re.fullmatch(r"span-\d+", n)
+             and os.path.isdir(os.path.join(data.location, n))]
+    fmt = data.format
+    if fmt is None:
+        inside = glob.glob(os.path.join(data.location, "span-*", "*")) if spans else \
+            [os.path.join(data.location, n) for n in names]
+        fmt = "tfrecord" if any(f.endswith(TFRECORD_SUFFIXES) for f in inside) else "csv"
+    pattern = data.pattern
+    if not pattern:
+        pattern = "span-{SPAN}/*" if spans or not local else (
+            "*.csv" if fmt == "csv" else "*")
+    return dataclasses.replace(data, format=fmt, pattern=pattern)
+
+
 def load_config(path: str, overrides: list[str] | None = None) -> PipelineConfig:
     """Load and check a pipeline config; errors name the offending key."""
     if not os.path.exists(path) and os.path.exists(named_config(path)):
@@ -353,10 +387,11 @@ def load_config(path: str, overrides: list[str] | None = None) -> PipelineConfig
         )
     if config.data.format == "request_log" and not config.data.labels:
         raise ConfigError("key 'data.labels' is required with data.format request_log")
-    data = dataclasses.replace(
+    data = _data_defaults(dataclasses.replace(
         config.data, location=resolve_path(config.data.location),
-        labels=resolve_path(config.data.labels) if config.data.labels else "")
-    output_dir = resolve_path(config.output_dir)
+        labels=resolve_path(config.data.labels) if config.data.labels else ""))
+    output_dir = resolve_path(config.output_dir or os.path.join("outputs", config.name))
+    schema = config.schema or os.path.join("schemas", config.name, "schema.pbtxt")
     serving_dir = (
         resolve_path(config.serving_dir) if config.serving_dir
         else os.path.join(output_dir, "serving")
@@ -367,7 +402,7 @@ def load_config(path: str, overrides: list[str] | None = None) -> PipelineConfig
     return dataclasses.replace(
         config,
         data=data,
-        schema=resolve_path(config.schema),
+        schema=resolve_path(schema),
         output_dir=output_dir,
         serving_dir=serving_dir,
         source=os.path.abspath(path),

@@ -4,30 +4,29 @@ from __future__ import annotations
 
 import tensorflow_model_analysis as tfma
 
-from pipeline.config import ConfigError, PipelineConfig
+from pipeline.config import PipelineConfig
 from schemas.contracts import SERVING_DEFAULT
 
-# Deciding metric -> (TFMA metric class, TFMA metric name, higher is better, default bound).
+# Deciding metric -> (TFMA metric class, TFMA metric name, higher is better).
 METRICS = {
-    "auc": ("AUC", "auc", True, 0.6),
-    "accuracy": ("BinaryAccuracy", "binary_accuracy", True, 0.5),
-    "rmse": ("RootMeanSquaredError", "root_mean_squared_error", False, None),
-    "mae": ("MeanAbsoluteError", "mean_absolute_error", False, None),
+    "auc": ("AUC", "auc", True),
+    "accuracy": ("BinaryAccuracy", "binary_accuracy", True),
+    "rmse": ("RootMeanSquaredError", "root_mean_squared_error", False),
+    "mae": ("MeanAbsoluteError", "mean_absolute_error", False),
 }
 
 
-def _threshold(config: PipelineConfig, higher_is_better: bool, default: float | None):
-    bound = config.evaluation.threshold if config.evaluation.threshold is not None else default
-    if bound is None:
-        # Without a value threshold TFMA cannot bless a first model (no baseline to compare).
-        raise ConfigError(
-            f"key 'evaluation.threshold' is required for {config.deciding_metric} "
-            "(an upper bound the model must stay under)"
+def _threshold(config: PipelineConfig, higher_is_better: bool):
+    """The configured value bound and the change bound against the last blessed model. With
+    no `evaluation.threshold` the value bound is left open here: the Evaluator fills it with
+    the naive predictor's score beyond its sampling error (components/evaluator.py)."""
+    bound = config.evaluation.threshold
+    value = None
+    if bound is not None:
+        value = tfma.GenericValueThreshold(
+            lower_bound={"value": bound} if higher_is_better else None,
+            upper_bound=None if higher_is_better else {"value": bound},
         )
-    value = tfma.GenericValueThreshold(
-        lower_bound={"value": bound} if higher_is_better else None,
-        upper_bound=None if higher_is_better else {"value": bound},
-    )
     direction = (
         tfma.MetricDirection.HIGHER_IS_BETTER if higher_is_better
         else tfma.MetricDirection.LOWER_IS_BETTER
@@ -37,6 +36,8 @@ def _threshold(config: PipelineConfig, higher_is_better: bool, default: float | 
         direction=direction,
         absolute={"value": -tolerance if higher_is_better else tolerance},
     )
+    if value is None:
+        return tfma.MetricThreshold(change_threshold=change)
     return tfma.MetricThreshold(value_threshold=value, change_threshold=change)
 
 
@@ -71,14 +72,14 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
 
     metrics = []
     for name in names:
-        class_name, _, higher, default = METRICS[name]
+        class_name, _, higher = METRICS[name]
         if name == deciding:
-            metrics.append(gated(class_name, _threshold(config, higher, default)))
+            metrics.append(gated(class_name, _threshold(config, higher)))
         else:
             metrics.append(tfma.MetricConfig(class_name=class_name))
     metrics += [tfma.MetricConfig(class_name=name) for name in extra]
     if config.problem_type == "multiclass_classification":
-        metrics.append(gated("SparseCategoricalAccuracy", _threshold(config, True, 0.0)))
+        metrics.append(gated("SparseCategoricalAccuracy", _threshold(config, True)))
     e = config.evaluation
     groups = [list(g) for g in e.slices] + [list(g) for g in e.inclusion if g not in e.slices]
     slicing = [tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=g) for g in groups]
@@ -101,4 +102,4 @@ def deciding_metric_name(config: PipelineConfig) -> str:
 
 def higher_is_better(config: PipelineConfig) -> bool:
     """Whether a larger deciding metric is better (AUC, accuracy) or worse (RMSE, MAE)."""
-    return METRICS.get(config.deciding_metric, (None, None, True, None))[2]
+    return METRICS.get(config.deciding_metric, (None, None, True))[2]

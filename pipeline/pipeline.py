@@ -11,6 +11,7 @@ from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 
 from components.baseline import LatestBlessedBaselineStrategy
+from components.evaluator import Evaluator
 from components.features import feature_plan
 from components.trainer_executor import TrainerExecutor
 from components.validation_gate import ModelCheckGate, ValidationGate
@@ -101,6 +102,7 @@ def trainer_config(config: PipelineConfig, plan: dict) -> dict:
             "early_stopping_patience": model.early_stopping_patience,
             "seed": model.seed,
         },
+        "select": model.select,
         "checks": dataclasses.asdict(config.checks),
     }
     blob = json.dumps(trainer, sort_keys=True).encode()
@@ -196,8 +198,9 @@ def create_pipeline(
                 model=all_models, model_blessing=all_blessings,
             )
         baseline = baseline.with_id("latest_blessed_model_resolver")
-        # Bless the candidate only if it clears the threshold and is no worse than baseline.
-        evaluator = tfx.components.Evaluator(
+        # Bless the candidate only if it clears the threshold (by default: the naive predictor
+        # beyond its sampling error) and is no worse than the last blessed model.
+        evaluator = Evaluator(
             examples=example_gen.outputs["examples"],
             model=trainer.outputs["model"],
             baseline_model=baseline.outputs["model"],

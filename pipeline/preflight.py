@@ -251,7 +251,9 @@ def check_data(config: PipelineConfig) -> InputSummary:
 def check_inputs(config: PipelineConfig) -> InputSummary:
     """Everything that can be checked cheaply before Beam starts. Raises InputError."""
     if not os.path.isfile(config.schema):
-        raise InputError(f"schema file {config.schema} does not exist (schema)")
+        raise InputError(f"schema file {config.schema} does not exist (schema); propose one "
+                         f"with: tandem schema propose --config {config.source or config.name} "
+                         f"--out {config.schema}")
     try:
         schema = load_schema(config.schema)
     except SchemaError as e:

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from pipeline import exit_status
 from pipeline.config import STAGES, PipelineConfig
-from pipeline.preflight import check_inputs
+from pipeline.preflight import InputError, check_inputs
 from schemas import load_schema, schema_fingerprint
 
 EXIT_OK, EXIT_CHECK_FAILED = exit_status.OK, exit_status.CHECK_FAILED
@@ -57,6 +57,9 @@ class ProgressReporter(logging.Handler):
         elif msg == "Trainer check %s: %s":
             name, summary = record.args
             self._line(f"[Trainer] check {name}: {summary}")
+        elif msg == "Trainer chose %s":
+            (choice,) = record.args
+            self._line(f"[Trainer] chose {choice}")
         elif msg.startswith("A cached execution") and self.current:
             self.cached.add(self.current)
         elif msg == "Execution %d failed." and self.current:
@@ -173,6 +176,11 @@ def evaluation_verdict(config: PipelineConfig, outputs: dict[str, Any]) -> str |
             if name in overall.get(("", model), {}):
                 values[role] = overall[("", model)][name]
     parts = [f"{name} {values['candidate']:.4f}" if "candidate" in values else name]
+    naive = _naive_bar(config, outputs)
+    if naive:
+        margin = abs(naive["bar"] - naive["score"])
+        parts.append(f"bar {naive['bar']:.4f}: the naive predictor, {naive['predictor']}, "
+                     f"scores {naive['score']:.4f} ± {margin:.4f} at n={naive['n']}")
     if "baseline" in values:
         parts.append(f"last blessed model {values['baseline']:.4f}")
     elif blessed:
@@ -195,6 +203,20 @@ def evaluation_verdict(config: PipelineConfig, outputs: dict[str, Any]) -> str |
                     f"breaks {_threshold_text(failure.metric_threshold)}"
                 )
     return "\n".join(lines)
+
+
+def _naive_bar(config: PipelineConfig, outputs: dict[str, Any]) -> dict[str, Any] | None:
+    """The naive predictor's bar the Evaluator judged the candidate against (no
+    evaluation.threshold configured), from the candidate's build record."""
+    if config.evaluation.threshold is not None or "model" not in outputs:
+        return None
+    from components.build_record import RecordError, load_record
+
+    try:
+        naive = load_record(outputs["model"].uri).get("naive")
+    except RecordError:
+        return None
+    return naive if naive and naive.get("bar") is not None else None
 
 
 def _threshold_text(threshold) -> str:
@@ -225,10 +247,11 @@ def run(
     if STAGES.index(until) >= STAGES.index("evaluate"):
         from pipeline.evaluation import eval_config
 
-        eval_config(config)  # a missing evaluation threshold is a config error, found now
+        eval_config(config)  # a bad evaluation setting is a config error, found now
 
     from tfx import v1 as tfx
 
+    from components.evaluator import NoBar
     from components.slice_gate import SlicesFailed
     from components.validation_gate import (
         AnomaliesFound,
@@ -268,6 +291,8 @@ def run(
         except SlicesFailed as failed:
             exit_code = EXIT_CHECK_FAILED
             failed_slices = str(failed)
+        except NoBar as e:  # a model built elsewhere and no threshold: a config error
+            raise InputError(str(e)) from None
         outputs = latest_outputs(config)
     finally:
         for handler in handlers:

@@ -44,12 +44,6 @@ def tandem(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
-# 4,500 rows (3,000 to train on) are too few for the listening model's age x genre cross to
-# beat a linear model, so the Model 5 gate would stop these runs; the tests that train on
-# them turn it off. The loop test trains at the default scale with every check on.
-SMALL_DATA = "checks.min_gain_over_baseline=-1"
-
-
 @pytest.fixture(scope="session")
 def trained_listening(clean_listening, tmp_path_factory):
     """The listening pipeline run once through push by the CLI, in the default Beam mode
@@ -59,7 +53,9 @@ def trained_listening(clean_listening, tmp_path_factory):
     from pipeline.runner import latest_outputs, pushed_destination
 
     out_dir = tmp_path_factory.mktemp("trained")
-    overrides = [f"data.location={clean_listening}", f"output_dir={out_dir}", SMALL_DATA]
+    # Every gate on: on 3,000 training rows the Trainer may ship the linear model when the
+    # configured one is not better beyond the eval split's error; the tests read which.
+    overrides = [f"data.location={clean_listening}", f"output_dir={out_dir}"]
     proc = tandem("run", "--config", "listening", *[a for o in overrides for a in ("--set", o)])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     config = load_config("listening", overrides)

@@ -1,7 +1,7 @@
 """The Trainer's model checks on small Keras models with a known truth: a feature of pure
 noise is listed, two near copies of a real feature help as one group, a tiny sample at the
-metric's ceiling cannot tell, a constant model loses to the linear baseline, NaNs fail, the
-same seed reproduces and a different data order does not, tuning trials that tie keep the
+metric's ceiling cannot tell, a constant model loses to the linear model (which ships), NaNs
+fail, the same seed reproduces and a different data order does not, tuning trials that tie keep the
 configured hyperparameters, and the schema rules name what breaks them."""
 
 import numpy as np
@@ -131,28 +131,42 @@ def test_a_tiny_sample_at_the_ceiling_cannot_tell_what_does_not_help():
     assert large["features"]["other"]["verdict"] == "helps"
 
 
-def test_a_constant_model_loses_to_the_linear_baseline(fitted):
+def _linear(x, y):
+    tf.keras.utils.set_random_seed(2)
+    linear = _build({**HP, "hidden_units": []})
+    linear.fit(_train(x, y), steps_per_epoch=150, epochs=1, verbose=0)
+    return linear
+
+
+def test_a_constant_model_loses_to_the_linear_model_which_is_shipped(fitted):
+    from components import model_selection as ms
+
     _, sample = fitted
     x, y = _data(0)
     inputs = {n: tf.keras.Input(shape=(), name=n) for n in ("signal", "other", "noise")}
     constant = tf.keras.Model(inputs, tf.keras.layers.Lambda(
         lambda t: 0.0 * t + 0.5)(inputs["signal"]))
-    linear = lambda: _build({**HP, "hidden_units": []})  # noqa: E731
-    verdict = mc.baseline(linear, constant, _train(x, y), 150, sample, mc.auc, True,
-                          min_gain=0.002, name="auc")
-    assert not verdict["passed"] and verdict["gate"]
-    assert verdict["gain"] < -0.2 and "a simpler model is as good" in verdict["summary"]
+    chosen = ms.select("auc", True, mc.auc, sample.labels, mc.predict(constant, sample.features),
+                       mc.predict(_linear(x, y), sample.features), "simplest_adequate", seed=0)
+    assert chosen.chosen == "linear" and chosen.gain < -0.2
+    assert ms.baseline_check(chosen)["passed"]  # the simpler, better model ships
+    kept = ms.select("auc", True, mc.auc, sample.labels, mc.predict(constant, sample.features),
+                     mc.predict(_linear(x, y), sample.features), "configured", seed=0)
+    verdict = ms.baseline_check(kept)
+    assert not verdict["passed"] and "a simpler model is better" in verdict["summary"]
 
 
-def test_a_model_that_learns_an_interaction_beats_the_linear_baseline():
+def test_a_model_that_learns_an_interaction_beats_the_linear_model():
+    from components import model_selection as ms
+
     x, y = _data(0, interaction=True)
     tf.keras.utils.set_random_seed(2)
     deep = _build({**HP, "hidden_units": [32, 16]})
     deep.fit(_train(x, y), steps_per_epoch=400, epochs=1, verbose=0)
     test_x, test_y = _data(1, interaction=True)
-    verdict = mc.baseline(lambda: _build({**HP, "hidden_units": []}), deep, _train(x, y), 150,
-                          mc.Sample(test_x, test_y, []), mc.auc, True, 0.002, "auc")
-    assert verdict["passed"] and verdict["gain"] > 0.1, verdict["summary"]
+    chosen = ms.select("auc", True, mc.auc, test_y, mc.predict(deep, test_x),
+                       mc.predict(_linear(x, y), test_x), "simplest_adequate", seed=0)
+    assert chosen.chosen == "configured" and chosen.gain > 0.1 > chosen.margin, chosen.line()
 
 
 def test_nan_weights_and_a_nan_loss_fail_the_numerics_check(fitted):

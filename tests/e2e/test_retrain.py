@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import SMALL_DATA, tandem
+from tests.conftest import tandem
 
 pytestmark = pytest.mark.xdist_group("trained_listening")
 
@@ -45,7 +45,7 @@ def test_a_model_retrained_from_logs_matches_one_trained_on_the_generators_rows(
     labels.write_text("request_id,label\n" + "".join(f"{r},{y}\n" for r, _, y in rows))
     out = tmp_path / "retrained"
     done = tandem("retrain", "--config", "listening", "--logs", str(tmp_path / "logs"),
-                  "--labels", str(labels), "--set", f"output_dir={out}", "--set", SMALL_DATA)
+                  "--labels", str(labels), "--set", f"output_dir={out}")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "[LogExampleGen] finished" in done.stdout
 

@@ -16,7 +16,6 @@ from components.build_record import diff_records, load_record
 from pipeline import cli
 from pipeline.config import load_config
 from pipeline.runner import EXIT_NOT_BLESSED, EXIT_OK, run
-from tests.conftest import SMALL_DATA
 
 
 def _run(*overrides, name="listening", until=None, in_memory=True):
@@ -24,8 +23,7 @@ def _run(*overrides, name="listening", until=None, in_memory=True):
     runner's process pool); reruns on the session run's output directory keep its Beam args,
     which are part of TFX's cache key."""
     mode = ["beam.direct_running_mode=in_memory"] if in_memory else []
-    small = [SMALL_DATA] if name == "listening" else []  # as the session run (conftest)
-    config = load_config(name, [*mode, *small, *overrides])
+    config = load_config(name, [*mode, *overrides])
     out = io.StringIO()
     result = run(config, until=until, out=out)
     return config, result, out.getvalue()
@@ -277,10 +275,7 @@ def worse_candidate(trained_listening, clean_listening):
     _, result, text = _run(
         f"data.location={clean_listening}", f"output_dir={config.output_dir}",
         "features.genre.frequency_threshold=200", "model.max_steps=1",
-        "evaluation.threshold=0.3",
-        # A one-step model loses to the linear baseline, and that gate (Model 5) would stop
-        # the run before the Evaluator these tests are about.
-        "checks.min_gain_over_baseline=-1", in_memory=False,
+        "evaluation.threshold=0.3", in_memory=False,
     )
     return result, text, before
 
@@ -323,7 +318,8 @@ def test_a_changed_vocabulary_and_option_show_in_fingerprints_and_diff(
     inspected = capsys.readouterr().out
     assert "vocabularies.genre.size" in inspected
     assert "model checks (components/model_checks.py):" in inspected
-    assert re.search(r"^  baseline\s+passed\s+auc candidate", inspected, re.M)
+    assert re.search(r"^  baseline\s+passed\s+(linear|configured): configured 0\.\d+ vs linear",
+                     inspected, re.M)
     assert cli.main(["model", "inspect", str(tmp_path)]) == 2
 
 
@@ -332,9 +328,10 @@ CHECKS = {"model_spec", "tuning", "numerics", "reproducibility", "importance", "
 
 
 def test_every_model_check_ran_and_is_recorded(trained):
-    """Every check ran on the session run and is in its record. (On 3,000 training rows a
-    weak feature can fall under the importance threshold and the Model 5 gate is off, see
-    conftest.SMALL_DATA; the loop test asserts that every check holds at the default scale.)"""
+    """Every check ran on the session run, every gate on, and is in its record. (On 3,000
+    training rows a weak feature can fall under the importance threshold; the loop test
+    asserts that every check holds at the default scale.) The exported model is the one the
+    selection chose, trained with the hyperparameters the record names."""
     _, result, text = trained
     record = load_record(result.pushed)
     checks = {c["check"]: c for c in record["checks"]}
@@ -342,18 +339,25 @@ def test_every_model_check_ran_and_is_recorded(trained):
     for name in CHECKS:
         assert f"[Trainer] check {name}: " in text
     held = {n for n, c in checks.items() if c["passed"]}
-    assert held >= CHECKS - {"importance", "baseline"}, {
+    assert held >= CHECKS - {"importance"}, {
         n: c["summary"] for n, c in checks.items() if not c["passed"]}
     assert checks["export_skew"]["max_abs_diff"] <= 1e-5 and checks["export_skew"]["examples"] > 0
     assert checks["privacy"]["features"] == ["user_id"]
-    assert checks["baseline"]["min_gain"] == -1 and checks["baseline"]["candidate"] > 0.7
+    selection = record["selection"]
+    assert checks["baseline"]["chosen"] == selection["chosen"] and selection["configured"] > 0.7
+    assert f"[Trainer] chose {selection['chosen']}: configured " in text
     assert checks["reproducibility"]["max_abs_diff"] <= 1e-4
     strong = {n for n, f in checks["importance"]["features"].items() if f["drop"] > 0.01}
     assert {"context", "duration_s"} <= strong
-    # The model was trained with the tuning's best trial.
+    # The configured model was trained with the tuning's best trial; the linear one is that
+    # trial without hidden layers or crosses.
     chosen = checks["tuning"]["chosen"]
-    assert record["hyperparameters"]["learning_rate"] == chosen["learning_rate"]
-    assert record["hyperparameters"]["hidden_units"] == chosen["hidden_units"]
+    if selection["chosen"] == "configured":
+        assert record["hyperparameters"]["learning_rate"] == chosen["learning_rate"]
+        assert record["hyperparameters"]["hidden_units"] == chosen["hidden_units"]
+    else:
+        assert record["hyperparameters"]["hidden_units"] == []
+        assert record["hyperparameters"]["crosses"] == []
     assert len(checks["tuning"]["trials"]) == 4
 
 
@@ -408,27 +412,29 @@ def _score(config) -> dict:
 
 def test_breaking_a_check_lowers_the_score_and_says_why(clean_listening, tmp_path):
     """A feature of pure noise (day_of_week does not enter the label rule) is listed by the
-    permutation importance (Data 2); a model that learned nothing loses to the linear baseline,
-    which stops the run (Model 5)."""
+    permutation importance (Data 2), while Model 5 stays automated with the comparison that
+    chose the exported model; a model that reads the private user_id fails the privacy
+    check, which stops the run before the Evaluator (Data 5)."""
     config, result, text = _run(f"data.location={clean_listening}", f"output_dir={tmp_path}",
                                 "features.day_of_week.kind=categorical")
     assert result.exit_code == EXIT_OK, text
     tests = _score(config)
     assert tests["D2"]["status"] == "failed" and tests["D2"]["points"] == 0
-    assert re.search(r"do not help \(drop not above 0\.0002 .*\): .*day_of_week",
-                     tests["D2"]["evidence"])
+    assert "day_of_week" in tests["D2"]["evidence"]
+    assert re.search(r"do not help .*: .*day_of_week", tests["D2"]["evidence"])
     assert tests["M5"]["status"] == "automated"
+    assert re.search(r"^(linear|configured): configured 0\.\d+ vs linear 0\.\d+ ± 0\.\d+ auc",
+                     tests["M5"]["evidence"])
 
     _, result, text = _run(f"data.location={clean_listening}", f"output_dir={tmp_path}",
-                           "features.day_of_week.kind=categorical", "model.max_steps=1",
-                           "checks.min_gain_over_baseline=0.003")  # the gate on again
+                           "features.user_id.kind=categorical")
     assert result.exit_code == 1 and result.pushed is None, text
     assert "FAILED: model checks" in text and "[ModelCheckGate] failed" in text
-    assert re.search(r"^  baseline: auc candidate .*: a simpler model is as good$", text, re.M)
+    assert re.search(r"^  privacy: private features user_id: model inputs: user_id", text, re.M)
     assert "[Evaluator]" not in text  # the gate stopped the run before it
     tests = _score(config)
-    assert tests["M5"]["status"] == "failed" and "a simpler model is as good" in \
-        tests["M5"]["evidence"]
+    assert tests["D5"]["status"] == "failed" and "model inputs: user_id" in \
+        tests["D5"]["evidence"]
 
 
 @pytest.mark.xdist_group("taxi")

@@ -41,6 +41,32 @@ def test_defaults_fill_optional_sections(tmp_path):
     assert config.output_dir == os.path.join(os.getcwd(), "out")
 
 
+def test_a_four_key_config_takes_its_paths_and_layout_from_the_data(tmp_path, monkeypatch):
+    """name, data, label and problem type are enough: the schema and outputs go where
+    `schema propose` and `run` put them, and the format and pattern follow the files."""
+    monkeypatch.chdir(tmp_path)
+    minimal = "name: churn\ndata: {location: data}\nlabel: y\nproblem_type: regression\n"
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "rows.csv").write_text("x,y\n1,2\n")
+    (tmp_path / "data" / "README").write_text("not data")
+    config = load_config(_write(tmp_path, minimal))
+    assert config.schema == str(tmp_path / "schemas" / "churn" / "schema.pbtxt")
+    assert config.output_dir == str(tmp_path / "outputs" / "churn")
+    assert (config.data.format, config.data.pattern) == ("csv", "*.csv")
+    for span in ("span-1", "span-2"):
+        (tmp_path / "spans" / span).mkdir(parents=True)
+        (tmp_path / "spans" / span / "part.tfrecord.gz").write_bytes(b"")
+    spans = load_config(_write(tmp_path, minimal.replace("location: data", "location: spans")))
+    assert (spans.data.format, spans.data.pattern) == ("tfrecord", "span-{SPAN}/*")
+    # What is written is kept.
+    kept = load_config(_write(tmp_path, minimal.replace(
+        "{location: data}", "{location: data, format: tfrecord, pattern: 'x-*'}")))
+    assert (kept.data.format, kept.data.pattern) == ("tfrecord", "x-*")
+    with pytest.raises(ConfigError, match="key 'model.select' must be one of simplest_adequate, "
+                                          "configured; got 'best'"):
+        load_config(_write(tmp_path, minimal + "model: {select: best}\n"))
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

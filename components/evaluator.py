@@ -1,0 +1,92 @@
+"""Evaluator: TFX's own, with a bar that needs no knowledge of the data.
+
+A newcomer cannot know a good RMSE for data nobody has modelled yet, and a fixed AUC bar is
+wrong for half of all datasets. So when `evaluation.threshold` is not set, the deciding
+metric's value threshold is the naive predictor's score moved by its sampling error (AUC 0.5,
+the training split's most frequent class, or the training mean; see
+components/model_selection.py: `naive_bar`). The Trainer measures it on the same eval split
+the Evaluator scores and writes it to the model's build record; this executor puts it into
+the EvalConfig just before TFMA runs, so TFMA itself blesses or refuses, the blessing in ML
+Metadata is right for the next run's baseline, and the verdict names the failed bound.
+
+A configured threshold is used as it is. A model without the bar in its record (imported,
+built elsewhere) fails closed: there is nothing to judge it against.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+from tfx.components.evaluator import executor as evaluator_executor
+from tfx.dsl.components.base import executor_spec
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import path_utils, proto_utils
+
+from components.build_record import RecordError, load_record
+
+
+class NoBar(RuntimeError):
+    """No evaluation threshold is configured and the model records no naive bar."""
+
+
+def unbounded_thresholds(eval_config: tfma.EvalConfig) -> list[tfma.MetricThreshold]:
+    """The gated metrics' thresholds that have no value bound (the ones the naive bar
+    fills)."""
+    found = []
+    for spec in eval_config.metrics_specs:
+        for metric in spec.metrics:
+            for per_slice in metric.per_slice_thresholds:
+                if not per_slice.threshold.HasField("value_threshold"):
+                    found.append(per_slice.threshold)
+            if metric.HasField("threshold") and not metric.threshold.HasField("value_threshold"):
+                found.append(metric.threshold)
+    return found
+
+
+def apply_naive_bar(eval_config: tfma.EvalConfig, naive: dict[str, Any] | None) -> bool:
+    """Give every gated metric without a value bound the naive bar; False when none lacked
+    one. Raises NoBar when one does and there is no bar."""
+    open_thresholds = unbounded_thresholds(eval_config)
+    if not open_thresholds:
+        return False
+    if not naive or naive.get("bar") is None:
+        raise NoBar("no evaluation.threshold is set and the model's build record has no "
+                    "naive-predictor bar" + (f" ({naive['summary']})" if naive else "")
+                    + ": set evaluation.threshold")
+    bound = {"value": float(naive["bar"])}
+    for threshold in open_thresholds:
+        if naive["higher_is_better"]:
+            threshold.value_threshold.lower_bound.CopyFrom(
+                tfma.GenericValueThreshold(lower_bound=bound).lower_bound)
+        else:
+            threshold.value_threshold.upper_bound.CopyFrom(
+                tfma.GenericValueThreshold(upper_bound=bound).upper_bound)
+    return True
+
+
+class NaiveBarExecutor(evaluator_executor.Executor):
+    def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]],
+           exec_properties: dict[str, Any]) -> None:
+        key = standard_component_specs.EVAL_CONFIG_KEY
+        if exec_properties.get(key) and input_dict.get(standard_component_specs.MODEL_KEY):
+            eval_config = tfma.EvalConfig()
+            proto_utils.json_to_proto(exec_properties[key], eval_config)
+            model = artifact_utils.get_single_instance(
+                input_dict[standard_component_specs.MODEL_KEY])
+            try:
+                naive = load_record(path_utils.serving_model_path(model.uri)).get("naive")
+            except RecordError:
+                naive = None
+            if apply_naive_bar(eval_config, naive):
+                exec_properties = {**exec_properties,
+                                   key: proto_utils.proto_to_json(eval_config)}
+        super().Do(input_dict, output_dict, exec_properties)
+
+
+class Evaluator(tfx.components.Evaluator):
+    """TFX's Evaluator (same name, inputs, outputs and id) whose default bar is the naive
+    predictor's."""
+
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(NaiveBarExecutor)

@@ -1,0 +1,158 @@
+"""The simplest adequate model and the naive bar: which model is exported when, the margins
+the choice rests on, and the Evaluator's default bar filled into TFMA's config."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow_model_analysis as tfma
+
+from components import model_checks as mc
+from components import model_selection as ms
+from components.evaluator import NoBar, apply_naive_bar
+
+
+def _hanley_mcneil(a, positives, negatives):
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    return math.sqrt((a * (1 - a) + (positives - 1) * (q1 - a * a)
+                      + (negatives - 1) * (q2 - a * a)) / (positives * negatives))
+
+
+def _labels_and_scores(n, strength, seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n).astype(np.float32)
+    return y, 1 / (1 + np.exp(-(strength * (2 * y - 1) + rng.normal(size=n))))
+
+
+def test_the_configured_model_is_exported_only_when_better_beyond_the_error():
+    y, strong = _labels_and_scores(400, 2.0, 0)
+    _, weak = _labels_and_scores(400, 0.3, 0)
+    auc = mc.auc
+    better = ms.select("auc", True, auc, y, strong, weak, "simplest_adequate", seed=0)
+    assert better.chosen == "configured" and better.better
+    assert "better beyond error" in better.line() and "(n=400)" in better.line()
+
+    # Nearly the same scores: within the error, the linear model is exported.
+    _, close = _labels_and_scores(400, 2.0, 0)
+    tie = ms.select("auc", True, auc, y, strong, close + 1e-3 * np.sin(np.arange(400)),
+                    "simplest_adequate", seed=0)
+    assert tie.chosen == "linear" and not tie.better
+    assert tie.line().startswith("linear: configured ") and "not better beyond error" in \
+        tie.line()
+    # The margin is Hanley-McNeil's at the linear model's AUC and the split's counts.
+    positives = int(y.sum())
+    assert tie.margin == pytest.approx(
+        ms.Z * _hanley_mcneil(tie.linear, positives, 400 - positives), rel=1e-6)
+
+    # select: configured keeps the configured model, and says when the simpler one is better.
+    worse = ms.select("auc", True, auc, y, weak, strong, "configured", seed=0)
+    assert worse.chosen == "configured" and worse.simpler_better
+    check = ms.baseline_check(worse)
+    assert not check["passed"] and not check["gate"]
+    assert check["summary"].endswith("a simpler model is better")
+    assert ms.baseline_check(tie)["passed"]
+
+
+def test_a_linear_configured_model_has_nothing_simpler_and_a_diverged_one_fails_closed():
+    y, scores = _labels_and_scores(200, 1.0, 1)
+    linear = ms.select("auc", True, mc.auc, y, scores, None, "simplest_adequate", seed=0)
+    assert linear.chosen == "configured" and "itself linear" in linear.line()
+    nan = np.full(200, np.nan)
+    broken = ms.select("rmse", False, lambda p, t: float(np.sqrt(np.mean((p - t) ** 2))), y, nan,
+                       nan, "simplest_adequate", seed=0)
+    check = ms.baseline_check(broken)
+    assert not check["passed"] and check["gate"] and "nothing judged" in check["summary"]
+    # A linear model that diverged is no alternative to a finite configured model.
+    kept = ms.select("auc", True, mc.auc, y, scores, nan, "simplest_adequate", seed=0)
+    assert kept.chosen == "configured"
+    with pytest.raises(ValueError, match="model.select must be one of"):
+        ms.select("auc", True, mc.auc, y, scores, scores, "best", seed=0)
+
+
+def test_the_regression_margin_is_a_bootstrap_in_the_labels_units():
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=300)
+
+    def rmse(p, t):
+        return float(np.sqrt(np.mean((p - t) ** 2)))
+
+    chosen = ms.select("rmse", False, rmse, y, y + rng.normal(scale=0.5, size=300),
+                       y + rng.normal(scale=0.52, size=300), "simplest_adequate", seed=0,
+                       unit=10.0)
+    assert chosen.chosen == "linear"  # 0.50 vs 0.52 at n=300 is within the error
+    # The bootstrap's spread is the textbook one for an RMSE: about sigma / sqrt(2n).
+    assert chosen.error == pytest.approx(0.52 / math.sqrt(600), rel=0.25)
+    record = chosen.record()
+    assert record["linear"] == pytest.approx(10 * chosen.linear, abs=1e-5)  # label units
+    assert record["margin"] == pytest.approx(10 * chosen.margin, abs=1e-5)
+
+
+def test_the_naive_bar_for_each_metric():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    auc = ms.naive_bar("auc", y, y, None, seed=0)
+    assert auc["score"] == 0.5 and auc["higher_is_better"]
+    assert auc["bar"] == pytest.approx(0.5 + ms.Z * _hanley_mcneil(0.5, y.sum(), 400 - y.sum()),
+                                       abs=1e-6)
+
+    train = np.array([2] * 50 + [0] * 30 + [1] * 20)
+    evaluation = np.array([2] * 40 + [0] * 40 + [1] * 20)
+    acc = ms.naive_bar("accuracy", evaluation, train, ["x", "y", "z"], seed=0)
+    assert acc["score"] == pytest.approx(0.4) and "'z'" in acc["predictor"]  # training majority
+    assert acc["bar"] == pytest.approx(0.4 + ms.Z * math.sqrt(0.4 * 0.6 / 100), abs=1e-6)
+
+    values = rng.normal(loc=100, scale=5, size=500)
+    rmse = ms.naive_bar("rmse", values, values + 1.0, None, seed=0)
+    expected = math.sqrt(np.mean((values - (values.mean() + 1.0)) ** 2))
+    assert rmse["score"] == pytest.approx(expected, abs=1e-5) and not rmse["higher_is_better"]
+    assert rmse["bar"] < rmse["score"] and "training mean" in rmse["predictor"]
+    assert ms.naive_bar("mae", values[:0], values, None, seed=0)["bar"] is None
+
+
+def _config(threshold=None):
+    from pipeline.config import load_config
+    from pipeline.evaluation import eval_config
+
+    # The shipped taxi config sets a threshold; null takes the default (the naive bar).
+    value = "null" if threshold is None else threshold
+    return eval_config(load_config("taxi", [f"evaluation.threshold={value}"]))
+
+
+def _bounds(config):
+    found = []
+    for spec in config.metrics_specs:
+        for metric in spec.metrics:
+            for per_slice in metric.per_slice_thresholds:
+                found.append((metric.class_name, per_slice.threshold))
+    return found
+
+
+def test_the_evaluator_fills_the_naive_bar_only_where_no_threshold_is_set():
+    naive = {"bar": 3.25, "higher_is_better": False, "summary": "naive"}
+    config = _config()
+    assert apply_naive_bar(config, naive)
+    ((name, threshold),) = _bounds(config)
+    assert name == "RootMeanSquaredError"
+    assert threshold.value_threshold.upper_bound.value == 3.25
+    assert not threshold.value_threshold.HasField("lower_bound")
+    assert threshold.HasField("change_threshold")  # still no worse than the last blessed
+
+    configured = _config(threshold=1.5)
+    assert not apply_naive_bar(configured, naive)
+    ((_, threshold),) = _bounds(configured)
+    assert threshold.value_threshold.upper_bound.value == 1.5
+
+    with pytest.raises(NoBar, match="set evaluation.threshold"):
+        apply_naive_bar(_config(), None)
+    with pytest.raises(NoBar):
+        apply_naive_bar(_config(), {"bar": None, "summary": "no labelled eval examples"})
+
+
+def test_a_higher_is_better_bar_is_a_lower_bound():
+    per_slice = tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
+                                             threshold=tfma.MetricThreshold())
+    metric = tfma.MetricConfig(class_name="AUC", per_slice_thresholds=[per_slice])
+    config = tfma.EvalConfig(metrics_specs=[tfma.MetricsSpec(metrics=[metric])])
+    assert apply_naive_bar(config, {"bar": 0.58, "higher_is_better": True, "summary": ""})
+    ((_, threshold),) = _bounds(config)
+    assert threshold.value_threshold.lower_bound.value == 0.58

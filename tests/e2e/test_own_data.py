@@ -1,0 +1,222 @@
+"""End-to-end: tandem on data of a user's own, with the minimal config (name, data, label,
+problem type), a proposed schema and every gate on, as a newcomer runs it from a directory of
+their own: the simplest adequate model ships, the Evaluator's default bar is the naive
+predictor's, and the pushed model's metric, computed here independently, is the Evaluator's.
+
+Synthetic data with a known truth decides which model must win: a linear truth ships the
+linear model, an XOR truth the configured one, and pure noise is refused against the naive
+predictor. scikit-learn's bundled datasets (iris, digits, linnerud) are small real ones."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import yaml
+
+from components.build_record import load_record
+from pipeline.config import load_config
+from pipeline.runner import latest_outputs, pushed_destination
+
+
+def _write(root, header, rows):
+    os.makedirs(root, exist_ok=True)
+    with open(os.path.join(root, "data.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def _tandem(cwd, *args, timeout=900):
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _user_run(tmp, name, header, rows, label, problem_type):
+    """What a newcomer writes and runs, in a directory of their own: data/, a four-key
+    config, `schema propose` (to the default schema path), then `run`."""
+    home = tmp / name
+    _write(str(home / "data"), header, rows)
+    (home / "config.yaml").write_text(yaml.safe_dump({
+        "name": name, "data": {"location": "data"}, "label": label,
+        "problem_type": problem_type}))
+    proposed = _tandem(home, "schema", "propose", "--config", "config.yaml", "--out",
+                       f"schemas/{name}/schema.pbtxt")
+    assert proposed.returncode == 0, proposed.stderr
+    done = _tandem(home, "run", "--config", "config.yaml")
+    cwd = os.getcwd()
+    os.chdir(home)  # the config's relative paths are the user's
+    try:
+        config = load_config("config.yaml")
+    finally:
+        os.chdir(cwd)
+    outputs = latest_outputs(config)
+    return done, config, outputs
+
+
+def _eval_split(outputs, label):
+    """(labels, serialized examples without the label) of the whole eval split."""
+    split = os.path.join(outputs["examples"].uri, "Split-eval")
+    labels, examples = [], []
+    for path in sorted(tf.io.gfile.glob(os.path.join(split, "*"))):
+        for record in tf.data.TFRecordDataset(path, compression_type="GZIP"):
+            example = tf.train.Example.FromString(record.numpy())
+            feature = example.features.feature[label]
+            labels.append(getattr(feature, feature.WhichOneof("kind")).value[0])
+            del example.features.feature[label]
+            examples.append(example.SerializeToString())
+    return np.array(labels), examples
+
+
+def _evaluator_metric(outputs, name):
+    from components.slice_gate import evaluation_metrics
+
+    return evaluation_metrics(outputs["evaluation"].uri)[("", "candidate")][name]
+
+
+def _served(pushed, examples, key):
+    serve = tf.saved_model.load(pushed).signatures["serving_default"]
+    return serve(examples=tf.constant(examples))[key].numpy()
+
+
+@pytest.fixture(scope="module")
+def tmp(tmp_path_factory):
+    return tmp_path_factory.mktemp("own")
+
+
+def _binary(seed, truth):
+    rng = np.random.default_rng(seed)
+    n = 800
+    x = rng.normal(size=(n, 4))
+    if truth == "linear":
+        y = (rng.random(n) < 1 / (1 + np.exp(-(1.5 * x[:, 0] - x[:, 1] + 0.5 * x[:, 2]))))
+    else:  # XOR of two signs: nothing linear in the features can express it
+        y = ((x[:, 0] > 0) ^ (x[:, 1] > 0)) ^ (rng.random(n) < 0.05)
+    return [[f"{v:.5f}" for v in row] + [int(t)] for row, t in zip(x, y, strict=True)]
+
+
+@pytest.mark.parametrize("truth,chosen", [("linear", "linear"), ("xor", "configured")])
+def test_the_simplest_adequate_model_ships(tmp, truth, chosen):
+    done, config, outputs = _user_run(tmp, truth, ["a", "b", "c", "d", "y"],
+                                      _binary(5, truth), "y", "binary_classification")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"[Trainer] chose {chosen}: configured " in done.stdout, done.stdout
+    pushed = pushed_destination(outputs)
+    record = load_record(pushed)
+    selection = record["selection"]
+    assert selection["chosen"] == chosen and selection["select"] == "simplest_adequate"
+    gain = selection["configured"] - selection["linear"]
+    if chosen == "configured":  # better beyond the error; the XOR truth is far beyond it
+        assert gain > selection["margin"] > 0 and selection["linear"] < 0.7
+        assert record["hyperparameters"]["hidden_units"]
+    else:
+        assert gain <= selection["margin"]
+        assert record["hyperparameters"]["hidden_units"] == [] and \
+            record["hyperparameters"]["crosses"] == []
+    checks = {c["check"]: c for c in record["checks"]}
+    assert checks["baseline"]["passed"] and checks["baseline"]["chosen"] == chosen
+    # The default bar named the naive predictor, and the pushed model's AUC, computed here,
+    # is the Evaluator's.
+    assert "the naive predictor, a constant score (AUC 0.5), scores 0.5000" in done.stdout
+    from sklearn.metrics import roc_auc_score
+
+    labels, examples = _eval_split(outputs, "y")
+    auc = roc_auc_score(labels, _served(pushed, examples, "probabilities"))
+    assert auc == pytest.approx(_evaluator_metric(outputs, "auc"), abs=2e-3)
+    assert auc > record["naive"]["bar"]
+
+
+def test_noise_is_refused_against_the_naive_predictor(tmp):
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(600, 4))
+    target = rng.normal(loc=50, scale=10, size=600)
+    rows = [[f"{v:.5f}" for v in r] + [f"{t:.3f}"] for r, t in zip(x, target, strict=True)]
+    done, config, outputs = _user_run(tmp, "noise", ["a", "b", "c", "d", "y"], rows, "y",
+                                      "regression")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Model NOT blessed (root_mean_squared_error" in done.stdout
+    naive = load_record(outputs["model"].uri)["naive"]
+    assert f"bar {naive['bar']:.4f}: the naive predictor, the training mean" in done.stdout
+    assert "failed: root_mean_squared_error value" in done.stdout
+    bound = float(done.stdout.split("upper_bound { value: ")[1].split()[0])
+    assert bound == pytest.approx(naive["bar"], rel=1e-6)  # TFMA judged the naive bar
+    assert pushed_destination(outputs) is None
+    assert not os.path.exists(config.push_dir) or not os.listdir(config.push_dir)
+    # The refused model really is no better than the training mean beyond the error.
+    labels, examples = _eval_split(outputs, "y")
+    served = _served(os.path.join(outputs["model"].uri, "Format-Serving"), examples,
+                     "predictions")
+    rmse = float(np.sqrt(np.mean((served - labels) ** 2)))
+    assert rmse == pytest.approx(_evaluator_metric(outputs, "root_mean_squared_error"),
+                                 rel=1e-4)
+    assert rmse > naive["bar"]
+
+
+def _sklearn_rows(frame, label):
+    header = [c.replace(" ", "_").replace("(", "").replace(")", "") for c in frame.columns]
+    rows = frame.to_numpy().tolist()
+    return header, rows, header[list(frame.columns).index(label)]
+
+
+@pytest.mark.parametrize("dataset", ["iris", "digits"])
+def test_small_real_classification_datasets_are_pushed(tmp, dataset):
+    from sklearn import datasets
+
+    loaded = getattr(datasets, f"load_{dataset}")(as_frame=True)
+    frame = loaded.frame
+    header, rows, label = _sklearn_rows(frame, "target")
+    rows = [[*r[:-1], int(r[-1])] for r in rows]
+    done, config, outputs = _user_run(tmp, dataset, header, rows, label,
+                                      "multiclass_classification")
+    assert done.returncode == 0, done.stdout + done.stderr
+    pushed = pushed_destination(outputs)
+    assert pushed and "Model blessed (sparse_categorical_accuracy" in done.stdout
+    record = load_record(pushed)
+    assert record["classes"] == [str(c) for c in range(len(loaded.target_names))]
+    labels, examples = _eval_split(outputs, label)
+    scores = _served(pushed, examples, "scores")
+    accuracy = float(np.mean(np.argmax(scores, axis=1) == labels))
+    assert accuracy == pytest.approx(
+        _evaluator_metric(outputs, "sparse_categorical_accuracy"), abs=1e-6)
+    assert accuracy > record["naive"]["bar"] > record["naive"]["score"]
+
+
+def test_a_small_real_regression_dataset_is_pushed(tmp):
+    from sklearn import datasets
+
+    loaded = datasets.load_linnerud(as_frame=True)
+    # One target, Waist, from the exercises and the other two physiological measures.
+    frame = loaded.frame
+    header, rows, label = _sklearn_rows(frame, "Waist")
+    done, config, outputs = _user_run(tmp, "linnerud", header, rows, label, "regression")
+    assert done.returncode == 0, done.stdout + done.stderr
+    pushed = pushed_destination(outputs)
+    assert pushed and "Model blessed (root_mean_squared_error" in done.stdout
+    labels, examples = _eval_split(outputs, label)
+    served = _served(pushed, examples, "predictions")
+    rmse = float(np.sqrt(np.mean((served - labels) ** 2)))
+    assert rmse == pytest.approx(_evaluator_metric(outputs, "root_mean_squared_error"),
+                                 rel=1e-4)
+    assert rmse < load_record(pushed)["naive"]["bar"]
+
+
+def test_a_bad_select_value_is_one_line_and_exit_2(tmp):
+    home = tmp / "bad"
+    _write(str(home / "data"), ["a", "y"], [[1.0, 0], [2.0, 1]])
+    (home / "config.yaml").write_text(yaml.safe_dump({
+        "name": "bad", "data": {"location": "data"}, "label": "y",
+        "problem_type": "binary_classification", "model": {"select": "best"}}))
+    done = _tandem(home, "run", "--config", "config.yaml")
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0, done.stderr
+    assert "key 'model.select' must be one of simplest_adequate, configured; got 'best'" in \
+        done.stderr
+    # With the key right, a missing schema says how to make one.
+    (home / "config.yaml").write_text(yaml.safe_dump({
+        "name": "bad", "data": {"location": "data"}, "label": "y",
+        "problem_type": "binary_classification"}))
+    done = _tandem(home, "run", "--config", "config.yaml")
+    assert done.returncode == 2 and "tandem schema propose --config" in done.stderr
