@@ -16,9 +16,11 @@ its round trip and the server CPU it spends per call.
 Last, server-side batching on the shipped deploy/batching.config: batch-1 gRPC requests from
 4 load processes x 8 clients (bench/grpc_load.py) against the server as is and with
 `--enable_batching` (examples per graph call read from the server's own metrics), then the
-batch scheduler alone (16 threads calling the servable in this process, no gRPC).
+batch scheduler alone (16 threads calling the servable in this process, no gRPC). And the REST
+answer's JSON text alone, for 64 rows of 1, 16 and 256 floats.
 
     python bench/serving.py [--model_base_path DIR] [--requests 400] [--rounds 5]
+    python bench/serving.py --json_only   # the REST JSON encoding alone, no model
 
 Without --model_base_path it trains one: 20k generated listening rows through the pipeline.
 """
@@ -37,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+import timeit
 
 # This file is named like tandem's `serving` package; drop its own directory from the path so
 # `import serving` finds the package.
@@ -268,6 +271,27 @@ def batcher_in_process(args, version_dir: str, example: bytes, threads: int = 16
     print(f"throughput batching / unbatched: {rows[1][1] / rows[0][1]:.2f}x")
 
 
+def json_encoding_section(floats_per_row: tuple[int, ...] = (1, 16, 256)) -> None:
+    """The REST answer's JSON text alone (serving.rest_codec.predict_json, TF Serving's float
+    text) for a batch of 64 rows of N float32 outputs, random in [0, 1) like scores: the best
+    of 5 repeats, per response and per float."""
+    from tensorflow_serving.apis import predict_pb2
+
+    from serving.rest_codec import predict_json
+    from serving.tensor_codec import fill_tensor_proto
+
+    rng = np.random.default_rng(0)
+    print("\nREST JSON encoding of one Predict response of 64 rows (predict_json, no transport)")
+    print(f"{'floats/row':>10}{'us/response':>13}{'ns/float':>10}")
+    for n in floats_per_row:
+        response = predict_pb2.PredictResponse()
+        fill_tensor_proto(response.outputs["scores"], rng.random((64, n), dtype=np.float32))
+        calls = max(10, 10000 // n)
+        best = min(timeit.repeat(lambda response=response: predict_json(response, True),
+                                 number=calls, repeat=5)) / calls
+        print(f"{n:>10}{best * 1e6:>13.1f}{best * 1e9 / (64 * n):>10.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model_base_path", help="serving dir of one model (version subdirs)")
@@ -281,7 +305,12 @@ def main() -> None:
                         help="client threads per load process in the batching comparison")
     parser.add_argument("--load_processes", type=int, default=4,
                         help="load processes in the batching comparison")
+    parser.add_argument("--json_only", action="store_true",
+                        help="only the REST JSON encoding section (needs no model)")
     args = parser.parse_args()
+    if args.json_only:
+        json_encoding_section()
+        return
     base = args.model_base_path or trained_model(tempfile.mkdtemp(prefix="tandem-bench-serving-"))
     version_dir = latest_version(base)
     examples = warmup_examples(version_dir)
@@ -363,6 +392,7 @@ def main() -> None:
           f"batch-1 p50 minus in-process p50: {grpc_b1 - floor[1]:.2f} ms")
     batching_section(args, base, examples[0])
     batcher_in_process(args, version_dir, examples[0])
+    json_encoding_section()
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 import urllib.parse
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2, input_pb2, model_pb2
 
 from schemas.contracts import SERVING_DEFAULT
 from serving.errors import InvalidArgument
+from serving.tensor_codec import MAX_NUMPY_DIMS, flat_values
 
 # TF Serving's own path rules (http_rest_api_util.cc): case-insensitive; under /v1/ a path
 # that fits neither is a malformed request (400), not an unknown resource.
@@ -57,15 +59,74 @@ def _to_bytes(value: Any, where: str) -> Any:
     raise InvalidArgument(f"{where}: expected a string or {{\"b64\": ...}}, got {value!r}")
 
 
+def _snippet(value: Any) -> str:
+    """A JSON value as an error message quotes it: its first 80 characters (TF Serving cuts at
+    256), or its type when it nests too deeply to print."""
+    try:
+        return json.dumps(value)[:80]
+    except (RecursionError, ValueError, TypeError):
+        return f"<a JSON {type(value).__name__}>"
+
+
+def _depth(value: Any) -> int:
+    depth = 0
+    while isinstance(value, list):
+        depth += 1
+        if not value:
+            break
+        value = value[0]
+    return depth
+
+
+def _dense(value: list, where: str) -> tuple[list, list[int]]:
+    """A nested JSON list as its flat values and its shape, read as TF Serving reads it
+    (json_tensor.cc: GetDenseTensorShape, FillTensorProto): the shape from the first element
+    at each level, every list at a level of that size. Level by level, so any depth takes no
+    recursion."""
+    shape, probe = [], value
+    while isinstance(probe, list):
+        shape.append(len(probe))
+        probe = probe[0] if probe else None
+    items = [value]
+    for level, size in enumerate(shape):
+        inner = []
+        for item in items:
+            if not isinstance(item, list):
+                raise InvalidArgument(
+                    f"{where}: JSON Value: {_snippet(item)} found at incorrect level: "
+                    f"{level + 1} in the JSON DOM. Expected at level: {len(shape)}")
+            if len(item) != size:
+                raise InvalidArgument(
+                    f"{where}: Encountered list at unexpected size: {len(item)} at level: "
+                    f"{level} expected size: {size}")
+            inner.extend(item)
+        items = inner
+    if any(isinstance(item, list) for item in items):
+        raise InvalidArgument(f"{where}: Encountered list at unexpected level: {len(shape)} "
+                              f"expected < {len(shape)}")
+    return items, shape
+
+
 def _tensor(value: Any, dtype: int, where: str):
+    if _depth(value) > MAX_NUMPY_DIMS:
+        # Deeper than numpy goes (TensorFlow takes up to 254 dimensions): the flat values
+        # through numpy, the shape written into the proto.
+        flat, shape = _dense(value, where)
+        proto = _tensor(flat, dtype, where)
+        proto.tensor_shape.Clear()
+        for size in shape:
+            proto.tensor_shape.dim.add(size=size)
+        return proto
     if dtype == types_pb2.DT_STRING:
-        array = np.array(_to_bytes(value, where), dtype=object)
+        # Flattened first, so that no nesting (a deep list where a string should be) recurses.
+        flat, shape = _dense(value, where) if isinstance(value, list) else ([value], [])
+        array = np.array(_to_bytes(flat, where), dtype=object).reshape(shape)
     elif dtype in NP_DTYPES:
         try:
             array = np.array(value, dtype=NP_DTYPES[dtype])
         except (ValueError, TypeError, OverflowError):
             raise InvalidArgument(
-                f"{where}: cannot convert {json.dumps(value)[:80]} to "
+                f"{where}: cannot convert {_snippet(value)} to "
                 f"{types_pb2.DataType.Name(dtype)[3:].lower()}"
             ) from None
     else:
@@ -78,7 +139,7 @@ def _tensor(value: Any, dtype: int, where: str):
 def signature_name(body: dict) -> str:
     name = body.get("signature_name", "")
     if not isinstance(name, str):
-        raise InvalidArgument(f"'signature_name' must be a string, got {json.dumps(name)[:80]}")
+        raise InvalidArgument(f"'signature_name' must be a string, got {_snippet(name)}")
     return name
 
 
@@ -131,53 +192,100 @@ def predict_request(body: dict, spec: model_pb2.ModelSpec,
     return request, has_rows
 
 
-def _jsonable(value: Any, name: str = "") -> Any:
-    """An output as TF Serving writes it in JSON (json_tensor.cc): float32 values as the
-    shortest text that reads back as the same float32 (0.0003, not 0.0003000000142492354);
-    strings as text, or {"b64": ...} when the output's name ends in `_bytes` (or the bytes are
-    not UTF-8)."""
-    array = np.asarray(value)
-    if array.dtype == np.float32:
-        # numpy prints a float32 as its shortest round-trip text; read back as a Python float,
-        # that text is what json.dumps writes.
-        return array.astype(str).astype(np.float64).tolist()
-    if array.dtype.kind in ("O", "S", "U"):
+# The integer dtypes TF Serving's JSON writer writes (AddSingleValueAndAdvance); not uint16.
+_JSON_INTEGERS = {np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64, np.uint8,
+                                        np.uint32, np.uint64)}
+
+
+def _decimal_texts(flat: np.ndarray) -> list[str]:
+    """Floats as TF Serving writes them (json_tensor.cc's WriteDecimal): absl::StrCat's six
+    significant digits when those read back as the same float, else max_digits10 (9 for
+    float32, 17 for double); '.0' after a whole number that has neither a point nor an
+    exponent; NaN, Infinity, -Infinity. So 0.0002 is 0.0002, 9e6 is 9e+06, 1/3 as float32 is
+    0.333333343 and 1234567 is 1234567.0."""
+    values = flat.tolist()
+    texts = [f"{v:g}" for v in values]  # printf's %g, as absl's SixDigitsToBuffer writes it
+    # Read back through float64, which for six-digit decimals rounds to float32 exactly as
+    # absl::SimpleAtof does (checked for every six-digit decimal in float32's range).
+    with np.errstate(over="ignore", invalid="ignore"):
+        same = np.array(texts, dtype=np.float64).astype(flat.dtype) == flat
+    if not same.all():
+        wide = ".9g" if flat.dtype == np.float32 else ".17g"
+        texts = [t if ok else format(v, wide)
+                 for t, v, ok in zip(texts, values, same.tolist(), strict=True)]
+    finite = np.isfinite(flat)
+    for i in np.flatnonzero(finite & (flat == np.trunc(flat))).tolist():
+        if "." not in texts[i] and "e" not in texts[i]:
+            texts[i] += ".0"
+    for i in np.flatnonzero(~finite).tolist():
+        v = values[i]
+        texts[i] = "NaN" if v != v else "Infinity" if v > 0 else "-Infinity"
+    return texts
+
+
+def _string_text(value: bytes, as_b64: bool) -> str:
+    if not as_b64:
+        try:
+            return json.dumps(value.decode())
+        except UnicodeDecodeError:
+            pass
+    return '{"b64":"' + base64.b64encode(value).decode() + '"}'
+
+
+def _value_texts(flat: np.ndarray, name: str) -> list[str]:
+    """A tensor's values as JSON texts, as TF Serving writes each dtype it writes (strings as
+    text, or {"b64": ...} when the output's name ends in `_bytes` or they are not UTF-8)."""
+    kind = flat.dtype.kind
+    if flat.dtype in (np.float32, np.float64):
+        return _decimal_texts(flat)
+    if kind == "b":
+        return ["true" if v else "false" for v in flat.tolist()]
+    if flat.dtype in _JSON_INTEGERS:
+        return [str(v) for v in flat.tolist()]
+    if kind in "OSU":
         as_b64 = name.endswith("_bytes")
-
-        def convert(x):
-            if isinstance(x, str):
-                x = x.encode()
-            if not isinstance(x, bytes):
-                return x
-            if not as_b64:
-                try:
-                    return x.decode()
-                except UnicodeDecodeError:
-                    pass
-            return {"b64": base64.b64encode(x).decode()}
-
-        if array.ndim == 0:
-            return convert(array.item())
-        return np.vectorize(convert, otypes=[object])(array).tolist() if array.size else []
-    return array.tolist()
+        return [_string_text(v.encode() if isinstance(v, str) else v, as_b64)
+                for v in flat.tolist()]
+    dtype = types_pb2.DataType.Name(tf.as_dtype(flat.dtype).as_datatype_enum)
+    raise InvalidArgument(f"Failed to write JSON value for tensor type: {dtype[3:].lower()}")
 
 
-def predict_json(response: predict_pb2.PredictResponse, row_format: bool) -> dict:
-    outputs = {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
-    if not row_format:
-        if len(outputs) == 1:
-            (name, value), = outputs.items()
-            return {"outputs": _jsonable(value, name)}
-        return {"outputs": {k: _jsonable(v, k) for k, v in outputs.items()}}
+def _tensor_items(proto, name: str) -> tuple[list[str], int]:
+    """A tensor's JSON texts: of each item along dimension 0, and its rank (a scalar is one
+    item of rank 0). Nested innermost dimension first, so any rank takes no recursion."""
+    flat, shape = flat_values(proto)
+    texts = _value_texts(flat, name)
+    for axis in range(len(shape) - 1, 0, -1):
+        size, count = shape[axis], math.prod(shape[:axis])
+        texts = (["[]"] * count if size == 0 else
+                 ["[" + ",".join(texts[i:i + size]) + "]" for i in range(0, count * size, size)])
+    return texts, len(shape)
+
+
+def _tensor_text(items: list[str], rank: int) -> str:
+    return items[0] if rank == 0 else "[" + ",".join(items) + "]"
+
+
+def predict_json(response: predict_pb2.PredictResponse, row_format: bool) -> bytes:
+    """A PredictResponse as TF Serving's REST API writes it (json_tensor.cc), as JSON text,
+    since json.dumps cannot write TF Serving's float text (9e+06, 0.333333343)."""
+    outputs = {k: _tensor_items(v, k) for k, v in response.outputs.items()}
+    key = "predictions" if row_format else "outputs"
     if len(outputs) == 1:
-        (name, value), = outputs.items()
-        return {"predictions": _jsonable(value, name)}
-    batch = {len(v) if np.ndim(v) else 0 for v in outputs.values()}
+        (items, rank), = outputs.values()
+        return f'{{"{key}":{_tensor_text(items, rank)}}}'.encode()
+    if not row_format:
+        named = ",".join(f"{json.dumps(k)}:{_tensor_text(*v)}" for k, v in outputs.items())
+        return f'{{"outputs":{{{named}}}}}'.encode()
+    batch = {len(items) if rank else 0 for items, rank in outputs.values()}
     if len(batch) != 1 or 0 in batch:
         raise InvalidArgument("outputs have different batch sizes (or none); use the columnar "
                               "'inputs' format")
-    rows = [{k: _jsonable(v[i], k) for k, v in outputs.items()} for i in range(batch.pop())]
-    return {"predictions": rows}
+    names = [json.dumps(k) for k in outputs]
+    columns = [(n, items) for n, (items, _) in zip(names, outputs.values(), strict=True)]
+    rows = ["{" + ",".join(f"{n}:{items[i]}" for n, items in columns) + "}"
+            for i in range(batch.pop())]
+    return ('{"predictions":[' + ",".join(rows) + "]}").encode()
 
 
 def _feature(value: Any, where: str, dtype: tf.DType | None = None) -> feature_pb2.Feature:
@@ -185,24 +293,26 @@ def _feature(value: Any, where: str, dtype: tf.DType | None = None) -> feature_p
     (`dtype`, from its ParseExample op), the value is encoded as that type: JSON has one kind
     of number, so `17` for a float feature is 17.0, not an int64 the model would refuse."""
     values = value if isinstance(value, list) else [value]
+    if any(isinstance(v, list) for v in values):  # TF Serving's AddValueToFeature
+        raise InvalidArgument(f"{where} has element with unexpected JSON type: Array")
     feature = feature_pb2.Feature()
     numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
     if dtype is not None and dtype.is_floating:
         if not numbers:
             raise InvalidArgument(f"{where} takes numbers (the model parses it as "
-                                  f"{dtype.name}); got {json.dumps(value)[:80]}")
+                                  f"{dtype.name}); got {_snippet(value)}")
         feature.float_list.value.extend(float(v) for v in values)
     elif dtype is not None and dtype.is_integer:
         whole = all(isinstance(v, bool) or (isinstance(v, (int, float)) and float(v).is_integer()
                                             and abs(v) <= INT64_MAX) for v in values)
         if not whole:
             raise InvalidArgument(f"{where} takes whole numbers (the model parses it as "
-                                  f"{dtype.name}); got {json.dumps(value)[:80]}")
+                                  f"{dtype.name}); got {_snippet(value)}")
         feature.int64_list.value.extend(int(v) for v in values)
     elif dtype is not None and dtype == tf.string:
         if any(not isinstance(v, (str, dict)) for v in values):
             raise InvalidArgument(f"{where} takes strings (the model parses it as string); "
-                                  f"got {json.dumps(value)[:80]}")
+                                  f"got {_snippet(value)}")
         feature.bytes_list.value.extend(_to_bytes(values, where))
     elif all(isinstance(v, bool) or isinstance(v, int) for v in values):
         feature.int64_list.value.extend(int(v) for v in values)
@@ -279,18 +389,21 @@ def metadata_json(response) -> dict:
     }
 
 
-def classify_json(response) -> dict:
-    """A ClassificationResponse as TF Serving's REST API writes it."""
-    return {"results": [
-        [[c.label, _jsonable(np.float32(c.score))] for c in item.classes]
-        for item in response.result.classifications
-    ]}
+def classify_json(response) -> bytes:
+    """A ClassificationResponse as TF Serving's REST API writes it: [label, score] pairs."""
+    results = []
+    for item in response.result.classifications:
+        scores = _decimal_texts(np.array([c.score for c in item.classes], np.float32))
+        results.append("[" + ",".join(f"[{json.dumps(c.label)},{score}]"
+                                      for c, score in zip(item.classes, scores, strict=True))
+                       + "]")
+    return ('{"results":[' + ",".join(results) + "]}").encode()
 
 
-def regress_json(response) -> dict:
+def regress_json(response) -> bytes:
     """A RegressionResponse as TF Serving's REST API writes it."""
     values = np.array([r.value for r in response.result.regressions], np.float32)
-    return {"results": _jsonable(values)}
+    return ('{"results":[' + ",".join(_decimal_texts(values)) + "]}").encode()
 
 
 def parse_body(raw: bytes) -> dict:

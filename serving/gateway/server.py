@@ -115,14 +115,15 @@ class GatewayRestApi:
         self._lock = threading.Lock()
 
     def dispatch(self, method: str, path: str, raw: bytes) -> tuple[Any, ...]:
+        path = path.split("?", 1)[0]
         try:
-            status, body, request_id = self.route(method, path.split("?", 1)[0], raw)
+            status, body, request_id = self.route(method, path, raw)
         except ServingError as e:
             return e.http_status, {"error": str(e)}, "application/json"
         except Exception as e:  # noqa: BLE001 - answer, never die
             log.exception("REST %s %s failed", method, path)
             return 500, {"error": f"{type(e).__name__}: {e}"}, "application/json"
-        if isinstance(body, bytes):
+        if method == "GET" and path == METRICS_PATH:
             return status, body, "text/plain; version=0.0.4"
         headers = {REQUEST_ID: request_id} if request_id else {}
         return status, body, "application/json", headers

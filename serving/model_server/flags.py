@@ -1,4 +1,5 @@
-"""Model server: the command line of TF Serving 2.16's `tensorflow_model_server` (main.cc).
+"""Model server: the command line of TF Serving 2.16's `tensorflow_model_server` (main.cc), plus
+--enable_serialization_as_tensor_content from 2.19.
 
 Every flag stock TF Serving accepts is accepted here, so an existing command line starts the
 embedded server unchanged. Those that change what a client or an operator sees are
@@ -92,6 +93,9 @@ FLAGS = (
     Flag("skip_initialize_tpu", bool, False, "TPU", implemented=False),
     Flag("enable_grpc_healthcheck_service", bool, False, "gRPC health service",
          implemented=False),
+    # Since TF Serving 2.19: clients that decode tensor_content faster than repeated fields.
+    Flag("enable_serialization_as_tensor_content", bool, False,
+         "answer Predict with output tensors serialized as tensor_content"),
 )
 
 # tandem's own flags (not in TF Serving's main.cc).

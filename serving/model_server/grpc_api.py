@@ -76,8 +76,12 @@ def model_metadata(servable, request) -> get_model_metadata_pb2.GetModelMetadata
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, manager: ModelManager, metrics: ServerMetrics):
+    def __init__(self, manager: ModelManager, metrics: ServerMetrics,
+                 tensor_content: bool = False):
+        """`tensor_content`: --enable_serialization_as_tensor_content. It changes only how
+        Predict's output tensors travel; the REST API writes the same JSON either way."""
         self.manager, self.metrics = manager, metrics
+        self.tensor_content = tensor_content
 
     def _serve(self, api, request, context, handler, model_spec=None):
         try:
@@ -86,7 +90,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             context.abort(e.code, str(e))
 
     def Predict(self, request, context):
-        return self._serve("predict", request, context, lambda s, r: s.predict(r))
+        return self._serve("predict", request, context,
+                           lambda s, r: s.predict(r, as_tensor_content=self.tensor_content))
 
     def Classify(self, request, context):
         return self._serve("classify", request, context, lambda s, r: s.classify(r))

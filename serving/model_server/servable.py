@@ -12,7 +12,7 @@ import tensorflow as tf
 from tensorflow.core.example import example_pb2
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow.core.function.polymorphism.function_type import sanitize_arg_name
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
     inference_pb2,
@@ -25,6 +25,7 @@ from tensorflow_serving.apis import (
 from schemas.contracts import CLASSIFY_METHOD, REGRESS_METHOD, SERVING_DEFAULT, warmup_path
 from serving.errors import FailedPrecondition, InvalidArgument, ServingError, Unimplemented
 from serving.model_server.batching import BatchScheduler
+from serving.tensor_codec import MAX_NUMPY_DIMS, Value, fill_tensor_proto, tensor_value
 
 MAX_WARMUP_RECORDS = 1000
 
@@ -53,24 +54,44 @@ def read_meta_graph(path: str, tags: list[str] | None = None) -> meta_graph_pb2.
 
 
 class SessionSignatureCall:
-    """Runs one signature of a TF1 SavedModel as TF Serving does: one Session.run, fed and
+    """Runs one signature of a TF1 SavedModel as TF Serving does: one session call, fed and
     fetched by the tensor names in the SignatureDef.
 
     TensorFlow 2's loader rebuilds a TF1 signature from the shapes its SignatureDef records,
     and models exported by older TF record none (a rank-0 shape for a batch of examples): TF
     Serving's own half_plus_three fails to load that way. A session never reads those shapes.
+
+    Nor does TF Serving's C++ Session::Run check a fed tensor against the static shape of the
+    tensor it replaces: half_plus_two's x is (?, 1) and a flat (3,) batch is answered. Python's
+    Session.run (and make_callable with a feed list, which calls it) refuses that feed before
+    the graph sees it ("Cannot feed value of shape (3,)..."). A callable made from
+    CallableOptions runs through the C API's Session::RunCallable, which checks the number and
+    dtypes of the feeds only, as Session::Run does; an op that cannot use the shape still fails
+    in the graph, with InvalidArgumentError, as it does in TF Serving.
     """
 
     direct = False
 
     def __init__(self, session, sig: meta_graph_pb2.SignatureDef):
-        self.session, self.sig = session, sig
-        self._fetches = {alias: info.name for alias, info in sig.outputs.items()}
+        self._feeds = list(sig.inputs)
+        fetch_names = sorted({info.name for info in sig.outputs.values()})
+        self._outputs = {alias: fetch_names.index(info.name) for alias, info in sig.outputs.items()}
+        options = config_pb2.CallableOptions(feed=[sig.inputs[k].name for k in self._feeds],
+                                             fetch=fetch_names)
+        self._run, self._error = None, None
+        try:
+            self._run = session._make_callable_from_options(options)
+        except tf.errors.InvalidArgumentError as e:
+            # A signature naming a tensor the graph lacks: TF Serving loads the model and its
+            # Session::Run refuses each request with this error; so does this call.
+            self._error = e
 
-    def __call__(self, inputs: dict[str, tf.Tensor], direct: bool = True) -> dict[str, Any]:
-        feed = {self.sig.inputs[k].name: v.numpy() if hasattr(v, "numpy") else v
-                for k, v in inputs.items()}
-        return self.session.run(self._fetches, feed_dict=feed)
+    def __call__(self, inputs: dict[str, Any], direct: bool = True) -> dict[str, Any]:
+        if self._run is None:
+            raise self._error
+        values = self._run(*(inputs[k].numpy() if hasattr(inputs[k], "numpy") else inputs[k]
+                             for k in self._feeds))
+        return {alias: values[i] for alias, i in self._outputs.items()}
 
 
 def example_features(graph_def) -> dict[str, tf.DType]:
@@ -126,8 +147,13 @@ def _dtype_name(dtype: int) -> str:
     return types_pb2.DataType.Name(dtype)[3:].lower()
 
 
-def _as_array(value) -> np.ndarray:
-    """A signature output as an array: a scalar string comes out of TensorFlow as bare bytes."""
+def _as_array(value) -> Value:
+    """A signature output as an array: a scalar string comes out of TensorFlow as bare bytes,
+    and a tensor of more dimensions than numpy holds stays a tensor (see serving.tensor_codec)."""
+    if isinstance(value, tf.Tensor):
+        if value.shape.rank > MAX_NUMPY_DIMS:
+            return value
+        value = value.numpy()
     if isinstance(value, bytes):
         array = np.empty((), dtype=object)
         array[()] = value
@@ -193,33 +219,6 @@ class SignatureCall:
         return self._direct([sanitized[name] for name in self._order] + self._captures)
 
 
-# TF Serving answers Predict with values in the typed repeated fields (AsProtoField), not
-# tensor_content; so does tandem, for the dtypes a signature can output.
-_VALUE_FIELDS = {
-    np.dtype(np.float32): (types_pb2.DT_FLOAT, "float_val"),
-    np.dtype(np.float64): (types_pb2.DT_DOUBLE, "double_val"),
-    np.dtype(np.int32): (types_pb2.DT_INT32, "int_val"),
-    np.dtype(np.int16): (types_pb2.DT_INT16, "int_val"),
-    np.dtype(np.int8): (types_pb2.DT_INT8, "int_val"),
-    np.dtype(np.uint8): (types_pb2.DT_UINT8, "int_val"),
-    np.dtype(np.int64): (types_pb2.DT_INT64, "int64_val"),
-    np.dtype(np.bool_): (types_pb2.DT_BOOL, "bool_val"),
-    np.dtype(object): (types_pb2.DT_STRING, "string_val"),
-}
-
-
-def fill_tensor_proto(proto: tensor_pb2.TensorProto, array: np.ndarray) -> None:
-    """Write `array` into `proto` as TF Serving's Tensor::AsProtoField would."""
-    kind = _VALUE_FIELDS.get(array.dtype)
-    if kind is None:  # rarer dtypes (half, complex, uint16...): TensorFlow's own encoder
-        proto.CopyFrom(tf.make_tensor_proto(array))
-        return
-    proto.dtype = kind[0]
-    for size in array.shape:
-        proto.tensor_shape.dim.add(size=size)
-    getattr(proto, kind[1]).extend(array.ravel().tolist())
-
-
 class Servable:
     """A loaded, callable model version."""
 
@@ -278,28 +277,30 @@ class Servable:
             raise InvalidArgument(f"No signature was found with the name: {name}{known}")
         return self.calls[name], self.signature_defs[name]
 
-    def _call(self, sig_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _call(self, sig_name: str, inputs: dict[str, Value]) -> dict[str, Value]:
         """Run a signature on numpy inputs, batched with concurrent requests when the server
-        batches and the signature allows it."""
+        batches and the signature allows it. A tf.Tensor input (past numpy's 32 dimensions)
+        cannot be concatenated by the batcher and runs alone."""
         fn = self.calls[sig_name]
-        if self.batcher is not None and self.batchable.get(sig_name):
+        arrays = all(isinstance(v, np.ndarray) for v in inputs.values())
+        if self.batcher is not None and self.batchable.get(sig_name) and arrays:
             return self.batcher.run((self.name, self.version, sig_name),
                                     lambda arrays: self._run(fn, arrays), inputs)
         return self._run(fn, inputs)
 
-    def _run(self, fn: SignatureCall, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run(self, fn: SignatureCall, inputs: dict[str, Value]) -> dict[str, Value]:
         try:
-            outputs = fn({k: tf.constant(v) for k, v in inputs.items()})
+            outputs = fn({k: v if isinstance(v, tf.Tensor) else tf.constant(v)
+                          for k, v in inputs.items()})
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
             # A session names a wrong shape or dtype with InvalidArgumentError too.
             raise InvalidArgument(
                 f"model '{self.name}' rejected the input: {op_error_text(e)}"
             ) from None
-        return {k: _as_array(v.numpy() if hasattr(v, "numpy") else v)
-                for k, v in outputs.items()}
+        return {k: _as_array(v) for k, v in outputs.items()}
 
     def _input_tensors(self, sig_name: str, sig: meta_graph_pb2.SignatureDef,
-                       given: dict[str, tensor_pb2.TensorProto]) -> dict[str, np.ndarray]:
+                       given: dict[str, tensor_pb2.TensorProto]) -> dict[str, Value]:
         expected = set(sig.inputs)
         missing, extra = sorted(expected - set(given)), sorted(set(given) - expected)
         if missing or extra:
@@ -321,9 +322,11 @@ class Servable:
                     f"'{sig_name}' expects {_dtype_name(want)}"
                 )
             try:
-                value = tf.make_ndarray(proto)
+                value = tensor_value(proto)
             except Exception as e:  # noqa: BLE001 - malformed TensorProto content
-                raise InvalidArgument(f"input '{key}' is not a valid tensor: {e}") from None
+                # TF Serving's words (saved_model::GetInputValues), then the reason.
+                raise InvalidArgument(f"tensor parsing error: {key} ({op_error_text(e)})"
+                                      ) from None
             # No check of the shape against the signature's: TF Serving feeds what it got and
             # lets the graph decide (a flat [3] works for a [-1, 1] input that only meets
             # element-wise ops); a shape the graph cannot use fails there, with its reason.
@@ -331,7 +334,10 @@ class Servable:
         return tensors
 
     # -- APIs ------------------------------------------------------------------------------
-    def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+    def predict(self, request: predict_pb2.PredictRequest,
+                as_tensor_content: bool = False) -> predict_pb2.PredictResponse:
+        """`as_tensor_content`: TF Serving's --enable_serialization_as_tensor_content, outputs
+        as raw bytes in tensor_content instead of the typed repeated fields."""
         sig_name = request.model_spec.signature_name or SERVING_DEFAULT
         _, sig = self.signature(sig_name)
         outputs = self._call(sig_name, self._input_tensors(sig_name, sig, dict(request.inputs)))
@@ -349,7 +355,7 @@ class Servable:
         response = predict_pb2.PredictResponse()
         self.fill_spec(response.model_spec, sig_name)
         for key in wanted:
-            fill_tensor_proto(response.outputs[key], outputs[key])
+            fill_tensor_proto(response.outputs[key], outputs[key], as_tensor_content)
         return response
 
     def _serialized_examples(self, model_input: input_pb2.Input) -> list[bytes]:

@@ -63,6 +63,7 @@ class ServerOptions:
     rest_api_enable_cors_support: bool = False
     rest_api_num_threads: int = 0  # 0: 4 per core, as TF Serving
     rest_api_timeout_in_ms: int = 30000
+    enable_serialization_as_tensor_content: bool = False  # Predict outputs in tensor_content
 
 
 def configure_tensorflow_threads(intra: int, inter: int) -> None:
@@ -149,8 +150,10 @@ class ModelServer:
             options=[("grpc.max_receive_message_length", size),
                      ("grpc.max_send_message_length", size), *self.channel_arguments],
         )
-        add_services(self.grpc_server, PredictionService(self.manager, self.metrics),
-                     ModelService(self.manager))
+        prediction = PredictionService(
+            self.manager, self.metrics,
+            tensor_content=self.options.enable_serialization_as_tensor_content)
+        add_services(self.grpc_server, prediction, ModelService(self.manager))
         self.grpc_port = self.grpc_server.add_insecure_port(f"{self.options.host}:{self.options.port}")
         if self.grpc_port == 0:
             raise OSError(f"cannot bind gRPC port {self.options.host}:{self.options.port}")

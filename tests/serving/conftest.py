@@ -172,6 +172,29 @@ def make_half_plus_two(base: str, version: int = 1) -> str:
     return path
 
 
+def make_tf1_half_plus_two(base: str, version: int = 1) -> str:
+    """TF Serving's saved_model_half_plus_two_cpu, rebuilt: a TF1 graph, y = 0.5 x + 2 on x of
+    static shape (?, 1), plus an `outer` signature (x times [[1, 2]]) whose matmul needs x to
+    be a matrix."""
+    v1 = tf.compat.v1
+    path = os.path.join(base, str(version))
+    builder = v1.saved_model.builder.SavedModelBuilder(path)
+    with v1.Session(graph=tf.Graph()) as session:
+        a, b = v1.Variable(0.5, name="a"), v1.Variable(2.0, name="b")
+        x = v1.placeholder(tf.float32, name="x", shape=[None, 1])
+        y = tf.identity(a * x + b, name="y")
+        outer = tf.matmul(x, tf.constant([[1.0, 2.0]]), name="outer")
+        info = v1.saved_model.utils.build_tensor_info
+        build = v1.saved_model.signature_def_utils.build_signature_def
+        session.run(v1.global_variables_initializer())
+        builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map={
+            "serving_default": build({"x": info(x)}, {"y": info(y)}, "tensorflow/serving/predict"),
+            "outer": build({"x": info(x)}, {"outer": info(outer)}, "tensorflow/serving/predict"),
+        })
+    builder.save()
+    return path
+
+
 def make_tf1_half_plus_three(base: str, version: int = 1) -> str:
     """TF Serving's saved_model_half_plus_three, rebuilt: a TF1 graph (y = 0.5 x + 3) with
     regress and predict signatures whose TensorInfos record no shape, as models exported by

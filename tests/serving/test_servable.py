@@ -4,11 +4,11 @@ input checks, without a server in between."""
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.core.framework import tensor_pb2, types_pb2
+from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import model_pb2, predict_pb2
 
 from serving.errors import InvalidArgument
-from serving.model_server.servable import Servable, fill_tensor_proto
+from serving.model_server.servable import Servable
 
 from .conftest import example
 
@@ -32,25 +32,6 @@ def test_the_direct_call_returns_what_the_public_call_returns(servable):
     dense = tf.constant([[1.0, 2.0], [-4.0, 0.5]])
     np.testing.assert_allclose(servable.calls["dense"]({"dense": dense})["sum"].numpy(),
                                [3.25, -3.25])
-
-
-@pytest.mark.parametrize("array", [
-    np.array([[0.25, -1.5]], np.float32),
-    np.array([1e300, -2.0]),
-    np.array([[1, 2, 3]], np.int32),
-    np.array([2**40, -7], np.int64),
-    np.array([True, False]),
-    np.array([[b"0", b"1"], [b"", b"\xff"]], dtype=object),
-    np.array(3.5, np.float32),  # scalar
-    np.zeros((0, 2), np.float32),  # empty batch
-    np.array([1.5, 2.5], np.float16),  # no typed field in the table: TensorFlow's encoder
-])
-def test_responses_encode_every_output_dtype_losslessly(array):
-    proto = tensor_pb2.TensorProto()
-    fill_tensor_proto(proto, array)
-    back = tf.make_ndarray(proto)
-    assert back.shape == array.shape and back.dtype == array.dtype
-    np.testing.assert_array_equal(back, array)
 
 
 def test_predict_answers_in_typed_fields_as_tf_serving_does(servable):

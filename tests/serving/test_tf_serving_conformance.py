@@ -11,6 +11,7 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
     model_pb2,
@@ -19,7 +20,12 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from .conftest import make_half_plus_two, make_model, make_tf1_half_plus_three
+from .conftest import (
+    make_half_plus_two,
+    make_model,
+    make_tf1_half_plus_three,
+    make_tf1_half_plus_two,
+)
 from .test_server import Clients, _code, _config_file
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -104,6 +110,115 @@ def test_a_tf1_model_with_unshaped_signatures_loads_and_serves(tmp_path, start_s
     assert code == INVALID and "dtype string" in details
 
 
+def _nested(value, depth: int):
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_a_tf1_graph_is_fed_as_tf_servings_session_feeds_it(tmp_path, start_server):
+    """TF Serving's saved_model_half_plus_two_cpu: x is a (?, 1) placeholder, and C++'s
+    Session::Run feeds a flat (3,) batch as it is (api_rest.md's own example). An op that
+    cannot use a shape refuses it in the graph: INVALID_ARGUMENT, as TF Serving answers."""
+    base = tmp_path / "models" / "half_plus_two"
+    base.mkdir(parents=True)
+    make_tf1_half_plus_two(str(base), 1)
+    clients = Clients(start_server(model_name="half_plus_two", model_base_path=str(base)))
+    status, raw, _ = _http(clients, "POST", "/v1/models/half_plus_two:predict",
+                           json.dumps({"instances": [1.0, 2.0, 5.0]}).encode())
+    assert status == 200 and json.loads(raw) == {"predictions": [2.5, 3.0, 4.5]}, raw
+    flat = _predict(clients, x=np.array([1.0, 2.0, 5.0], np.float32)).outputs["y"]
+    assert [d.size for d in flat.tensor_shape.dim] == [3]
+    assert tf.make_ndarray(flat).tolist() == [2.5, 3.0, 4.5]
+
+    matrix = _predict(clients, "outer", x=np.array([[1.0], [3.0]], np.float32)).outputs["outer"]
+    assert tf.make_ndarray(matrix).tolist() == [[1.0, 2.0], [3.0, 6.0]]
+    code, details = _code(lambda: _predict(clients, "outer", x=np.array([1.0, 3.0], np.float32)))
+    assert code == INVALID and "In[0]" in details, details  # MatMul's own words
+    status, raw, _ = _http(clients, "POST", "/v1/models/half_plus_two:predict", json.dumps(
+        {"signature_name": "outer", "instances": [1.0, 3.0]}).encode())
+    assert status == 400 and "In[0]" in json.loads(raw)["error"], raw
+
+    # Past numpy's 32 dimensions Python cannot feed a session (TF2 models take them, see
+    # test_deeply_nested_instances_are_a_tensor_of_that_rank): a 400 that says so, not a 500.
+    status, raw, _ = _http(clients, "POST", "/v1/models/half_plus_two:predict",
+                           json.dumps({"instances": _nested(1.0, 40)}).encode())
+    assert status == 400 and "40 dimensions" in json.loads(raw)["error"], raw
+
+
+def test_floats_are_written_as_tf_servings_json_writer_writes_them(hp2):
+    """json_tensor.cc's WriteDecimal: six significant digits (%g) when they read back as the
+    same float32, else nine; '.0' after a whole number; an exponent from 1e6 on, as %g puts
+    one. Predict, Classify and Regress alike."""
+    third = float(np.float32(1 / 3))  # y = 2.16666675 as float32; "2.16667" is another float
+    status, raw, _ = _http(hp2, "POST", "/v1/models/half_plus_two:predict", json.dumps(
+        {"instances": [[third], [17999996.0], [-4.0], [0.1]]}).encode())
+    assert status == 200 and raw == b'{"predictions":[[2.16666675],[9e+06],[0.0],[2.05]]}', raw
+    status, raw, _ = _http(hp2, "POST", "/v1/models/half_plus_two:regress", json.dumps(
+        {"signature_name": "regress_x_to_y", "examples": [{"x": [third]}]}).encode())
+    assert status == 200 and raw == b'{"results":[2.16666675]}', raw
+    status, raw, _ = _http(hp2, "POST", "/v1/models/half_plus_two:classify", json.dumps(
+        {"signature_name": "classify_x_to_y", "examples": [{"x": [third]}]}).encode())
+    assert status == 200 and raw == b'{"results":[[["",2.16666675],["",3.16666675]]]}', raw
+
+
+def test_deeply_nested_instances_are_a_tensor_of_that_rank(hp2):
+    """TF Serving's JSON parser takes any nesting and TensorFlow up to 254 dimensions, past
+    numpy's 32: a [1]*200 batch through an element-wise model is answered at that depth, over
+    REST and gRPC. Deeper, or ragged, is TF Serving's 400."""
+    status, raw, _ = _http(hp2, "POST", "/v1/models/half_plus_two:predict",
+                           json.dumps({"instances": _nested(1.0, 200)}).encode())
+    assert status == 200 and json.loads(raw) == {"predictions": _nested(2.5, 200)}, raw[:200]
+
+    request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="half_plus_two"))
+    x = request.inputs["x"]
+    x.dtype = types_pb2.DT_FLOAT
+    for _ in range(200):
+        x.tensor_shape.dim.add(size=1)
+    x.float_val.append(4.0)
+    y = hp2.predict_stub.Predict(request, timeout=30).outputs["y"]
+    assert [d.size for d in y.tensor_shape.dim] == [1] * 200 and list(y.float_val) == [4.0]
+
+    for body, message in [
+        ({"instances": _nested(1.0, 255)}, "tensor parsing error: x"),  # over 254 dimensions
+        ({"instances": _nested([[1.0], [2.0, 3.0]], 40)}, "Encountered list at unexpected size"),
+        ({"inputs": _nested([[1.0], 2.0], 40)}, "found at incorrect level"),
+    ]:
+        status, raw, _ = _http(hp2, "POST", "/v1/models/half_plus_two:predict",
+                               json.dumps(body).encode())
+        assert status == 400 and message in json.loads(raw)["error"], raw
+
+
+def test_serialization_as_tensor_content_changes_how_predict_outputs_travel(hp2, tmp_path,
+                                                                            start_server):
+    """--enable_serialization_as_tensor_content (TF Serving 2.19, server.cc): Predict's outputs
+    as AsProtoTensorContent writes them, strings included; without it the typed fields. The
+    REST API answers the same JSON either way."""
+    packed = Clients(start_server(model_name="half_plus_two",
+                                  model_base_path=str(tmp_path / "models" / "half_plus_two"),
+                                  enable_serialization_as_tensor_content=True))
+    x = np.array([[1.0], [2.0], [5.0]], np.float32)
+    plain_y = _predict(hp2, x=x).outputs["y"]
+    assert list(plain_y.float_val) == [2.5, 3.0, 4.5] and not plain_y.tensor_content
+    packed_y = _predict(packed, x=x).outputs["y"]
+    assert not packed_y.float_val
+    # Byte for byte what TensorFlow's C++ Tensor::AsProtoTensorContent writes.
+    expected = tf.io.serialize_tensor(tf.constant([[2.5], [3.0], [4.5]])).numpy()
+    assert packed_y.SerializeToString() == expected
+
+    plain, outputs = (_predict(c, "describe", x=x).outputs for c in (hp2, packed))
+    assert list(plain["y_bytes"].string_val) and not plain["y_bytes"].tensor_content
+    assert not outputs["y_bytes"].string_val and not outputs["model"].string_val
+    for name in ("y_bytes", "model"):  # read back by C++'s Tensor::FromProto
+        back = tf.io.parse_tensor(outputs[name].SerializeToString(), tf.string).numpy()
+        np.testing.assert_array_equal(back, tf.make_ndarray(plain[name]))
+
+    body = json.dumps({"signature_name": "describe", "inputs": {"x": x.tolist()}}).encode()
+    plain_json, packed_json = (json.loads(_http(c, "POST", "/v1/models/half_plus_two:predict",
+                                                body)[1]) for c in (hp2, packed))
+    assert packed_json == plain_json and plain_json["outputs"]["model"] == "half_plus_two"
+
+
 def test_rest_paths_follow_tf_serving(hp2):
     body = json.dumps({"instances": [[1.0]]}).encode()
     assert _http(hp2, "POST", "/V1/Models/half_plus_two:PREDICT", body)[0] == 200  # any case
@@ -141,7 +256,7 @@ def test_flat_instances_and_float_text_as_tf_serving_prints_them(hp2):
     status, raw, _ = _http(hp2, "POST", "/v1/models/half_plus_two:predict",
                            json.dumps({"instances": [[1.0], [0.0002]]}).encode())
     assert status == 200, raw
-    # The shortest text that reads back as the same float32, as TF Serving writes it.
+    # Six significant digits when they read back as the same float32, as TF Serving writes it.
     assert raw.decode().replace(" ", "") == '{"predictions":[[2.5],[2.0001]]}'
     status, raw, _ = _http(hp2, "POST", "/v1/models/half_plus_two:regress", json.dumps(
         {"signature_name": "regress_x_to_y", "examples": [{"x": [0.0002]}]}).encode())
@@ -201,6 +316,17 @@ def test_hostile_json_gets_400_never_500(hp2):
         status, raw, _ = _http(hp2, "POST", "/v1/models/half_plus_two:predict", body)
         assert status == 400, (body[:80], raw)
         assert json.loads(raw)["error"]
+    # Nesting that parses but goes where a string or a feature value belongs.
+    deep, deep_text = _nested([], 600), _nested("a", 600)
+    for verb, body in [
+        ("predict", {"signature_name": "regress_x_to_y", "instances": [["a"], deep_text]}),
+        ("predict", {"signature_name": "regress_x_to_y", "inputs": deep_text}),
+        ("classify", {"signature_name": "classify_x_to_y", "examples": [{"x": [1.0, deep]}]}),
+        ("regress", {"signature_name": "regress_x_to_y", "examples": [{"x": {"b64": deep}}]}),
+    ]:
+        status, raw, _ = _http(hp2, "POST", f"/v1/models/half_plus_two:{verb}",
+                               json.dumps(body).encode())
+        assert status == 400 and json.loads(raw)["error"], (verb, raw[:200])
 
 
 def test_a_start_up_config_with_labels_needs_tf_servings_flag(model_base, start_server, tmp_path):
@@ -237,12 +363,16 @@ def test_every_tf_serving_flag_is_accepted(model_base, tmp_path, capsys):
     argv = ["serve", "models"] + [f"--{f.name}={other_than_default(f)}" for f in FLAGS
                                   if f.name != "version"]
     args = build_parser().parse_args(argv)
-    assert len(FLAGS) == 46  # main.cc of TF Serving 2.16.1
+    assert len(FLAGS) == 47  # main.cc of TF Serving 2.16.1, and 2.19's tensor_content flag
     notices = ignored(args)
     unused = [f.name for f in FLAGS if not f.implemented]
     assert len(notices) == len(unused) and all(
         any(f"--{name}=" in n for n in notices) for name in unused)
     assert args.enable_signature_method_name_check is True and args.num_load_threads == 3
+    from serving.model_server.server import ServerOptions
+
+    assert args.enable_serialization_as_tensor_content is True
+    assert hasattr(ServerOptions(), "enable_serialization_as_tensor_content")  # reaches the server
 
 
 def test_implemented_flags_take_effect(tmp_path, start_server):
