@@ -47,11 +47,16 @@ def render(report: dict, a: np.ndarray | None = None, b: np.ndarray | None = Non
                  "by the bound of its bootstrap 95% interval, not its point estimate.</p>",
                  checks)
     i = report["input"]
-    page.section("Input", table(["records", "files", "replayed examples", "torn", "corrupt",
-                                 "unreadable", "shadow records", "failed", "rejected"],
-                                [[i["records"], i["files"], i["replayed_examples"], i["torn"],
-                                  i["corrupt"], i["unreadable"], i["shadow_records"],
-                                  i["failed_requests"], i["rejected_requests"]]]))
+    duplicates = i["duplicate_examples"]
+    note = (f"<p>{duplicates:,} logged example(s) repeat an id logged before (a retry, or a "
+            "request sent again): each id is replayed once, at its first logged occurrence, "
+            "so n counts distinct requests.</p>" if duplicates else "")
+    page.section("Input", note, table(
+        ["records", "files", "replayed examples", "torn", "corrupt", "unreadable",
+         "shadow records", "failed", "rejected", "duplicates"],
+        [[i["records"], i["files"], i["replayed_examples"], i["torn"], i["corrupt"],
+          i["unreadable"], i["shadow_records"], i["failed_requests"], i["rejected_requests"],
+          duplicates]]))
     if "parity" not in report:
         return page
     p = report["parity"]

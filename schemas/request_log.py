@@ -165,6 +165,7 @@ class LogRecord:
     error: dict[str, str] | None
     latency_ms: float | None
     path: str = ""
+    position: int = 0  # the record's place in its file
 
     @property
     def model_name(self) -> str:
@@ -220,11 +221,21 @@ def parse_record(data: bytes, path: str = "", position: int = 0) -> LogRecord:
         log=log, request_id=request_id, role=fields.get("role", PRIMARY),
         example_ids=fields.get("ids") or [], verdict=fields.get("verdict") or {},
         sources=fields.get("sources") or {}, error=fields.get("error"),
-        latency_ms=fields.get("ms"), path=path,
+        latency_ms=fields.get("ms"), path=path, position=position,
     )
     if not record.example_ids:
         record.example_ids = [f"{request_id}/{i}" for i in range(len(record.examples()))]
     return record
+
+
+def log_place(record: LogRecord, example: int) -> tuple[int, str, int, int]:
+    """Where the record's `example`-th example sits in the log. An id logged more than once
+    (a client's retry, a request sent again) counts once, and every stage keeps the same
+    occurrence: the one with the smallest place, i.e. the first logged by time, then (within
+    the same second) by file name, record in the file and example in the request. Time comes
+    first because replicas write files of their own, and file names order them only by when
+    each file was opened."""
+    return record.timestamp, record.path, record.position, example
 
 
 # ---- the writer ---------------------------------------------------------------------------

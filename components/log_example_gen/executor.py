@@ -21,7 +21,12 @@ class Executor(base_beam_executor.BaseBeamExecutor):
            exec_properties: dict[str, Any]) -> None:
         import apache_beam as beam
 
-        from components.log_example_gen.join import JoinStats, join_records, split_of
+        from components.log_example_gen.join import (
+            JoinStats,
+            first_places,
+            join_records,
+            split_of,
+        )
         from schemas.labels import LabelStats, read_labels
         from schemas.request_log import ReadStats, expand, read_records
 
@@ -39,9 +44,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         out = examples.uri
 
         def joined(all_files):
-            read, stats, seen = ReadStats(), JoinStats(), set()
+            read, stats = ReadStats(), JoinStats()
+            first = first_places(read_records(all_files, ReadStats(), files=all_files))
             yield from join_records(read_records(all_files, read, files=all_files), labels,
-                                    label, integer, delay, stats, seen)
+                                    label, integer, delay, stats, first)
             yield beam.pvalue.TaggedOutput("stats", {
                 **dataclasses.asdict(stats), "torn": read.torn, "corrupt": read.corrupt,
                 "unreadable": read.unreadable, "files": read.files})

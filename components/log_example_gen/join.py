@@ -6,7 +6,8 @@ feature sources. The rules, counted in `JoinStats`:
 
 - only the primary's records count (the shadow's answers are the candidate's business);
 - requests the validator **rejected** are left out (the model never scored them);
-- an id logged twice (a client's retry) keeps its **first** logged occurrence;
+- an id logged twice (a client's retry) keeps its **first** logged occurrence, by
+  `schemas.request_log.log_place` (the shadow replay keeps the same one);
 - an example with **no label** is left out; a label that arrived more than `label_delay_s`
   after the request is **late** and left out too, so a span does not change as stragglers
   arrive (a labels file's duplicates are resolved by schemas/labels.py: the latest wins);
@@ -63,11 +64,28 @@ def _without(example: bytes, name: str) -> tuple[bytes, bool]:
     return parsed.SerializeToString(), True
 
 
+def first_places(records) -> dict[str, tuple]:
+    """Each example id's first logged place among the records `join_records` would join: a
+    first pass over the log, since files are not in time order across replicas."""
+    from schemas.request_log import PRIMARY, log_place
+
+    first: dict[str, tuple] = {}
+    for record in records:
+        if record.role != PRIMARY or record.verdict.get("rejected"):
+            continue
+        for i, rid in enumerate(record.example_ids[:len(record.examples())]):
+            place = log_place(record, i)
+            if rid not in first or place < first[rid]:
+                first[rid] = place
+    return first
+
+
 def join_records(records, labels: dict[str, Label], label: str, integer: bool,
-                 label_delay_s: float, stats: JoinStats, seen: set[str]):
+                 label_delay_s: float, stats: JoinStats, first: dict[str, tuple]):
     """(example id, training example bytes, request time) for every joinable example of the
-    PredictionLog `records`; `seen` carries ids across calls (duplicates)."""
-    from schemas.request_log import PRIMARY
+    PredictionLog `records`; `first` (from `first_places`) says which occurrence of an id
+    to keep."""
+    from schemas.request_log import PRIMARY, log_place
 
     for record in records:
         if record.role != PRIMARY:
@@ -78,11 +96,10 @@ def join_records(records, labels: dict[str, Label], label: str, integer: bool,
         if record.verdict.get("rejected"):
             stats.rejected += len(examples)
             continue
-        for rid, example in zip(record.example_ids, examples, strict=False):
-            if rid in seen:
+        for i, (rid, example) in enumerate(zip(record.example_ids, examples, strict=False)):
+            if first.get(rid) != log_place(record, i):
                 stats.duplicates += 1
                 continue
-            seen.add(rid)
             found = labels.get(rid)
             if found is None:
                 stats.unlabelled += 1

@@ -2,8 +2,13 @@
 model B (the candidate), checks A's offline answers against A's logged ones (training/serving
 skew), and compares B with A prediction by prediction.
 
-    logs --ReadLoggedExamples--> chunks (ids, examples, A logged) --PredictBoth--> chunks
-         with A offline and B --ToList--> report.json, divergent.tfrecord.gz
+    logs --ReadLoggedExamples--> chunks (ids, examples, A logged) --KeepFirstLogged-->
+         chunks, each id once --PredictBoth--> chunks with A offline and B --ToList-->
+         report.json, divergent.tfrecord.gz
+
+An example id logged more than once (a client's retry, a request sent again) is replayed once,
+at its first logged occurrence (the one LogExampleGen trains on); the others are counted as
+`duplicate_examples`, since counting them would narrow every interval without new evidence.
 
 Elements are chunks of thousands of examples, not single examples: on DirectRunner the
 cost of an element is tens of microseconds, which per example would cost more than both
@@ -145,7 +150,7 @@ def build_report(chunks: list[dict], stats: list[dict], config: ReplayConfig, ou
                               "logs": meta["logs"], "seed": thresholds.seed}
     report["input"] = {k: int(totals.get(k, 0)) for k in (
         "files", "records", "torn", "corrupt", "unreadable", "shadow_records",
-        "failed_requests", "rejected_requests")}
+        "failed_requests", "rejected_requests", "duplicate_examples")}
     report["input"]["replayed_examples"] = n
     batches = max(1, int(totals.get("batches", 0)))
     # Timings change from run to run: they go to run.json, so report.json stays
@@ -241,7 +246,12 @@ def run_replay(logs: str, baseline: str, candidate: str, out_dir: str,
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from components.shadow.transforms import STATS, PredictBoth, ReadLoggedExamples
+    from components.shadow.transforms import (
+        STATS,
+        KeepFirstLogged,
+        PredictBoth,
+        ReadLoggedExamples,
+    )
 
     config = config or ReplayConfig()
     files, a_dir, b_dir, _ = preflight(logs, baseline, candidate)
@@ -261,12 +271,13 @@ def run_replay(logs: str, baseline: str, candidate: str, out_dir: str,
         read = (p | "ListLogFiles" >> beam.Create(files)
                   | "ReadLoggedExamples" >> beam.ParDo(ReadLoggedExamples()).with_outputs(
                       STATS, main="examples"))
-        predicted = (read.examples
+        kept = read.examples | "KeepFirstLogged" >> KeepFirstLogged()
+        predicted = (kept.chunks
                      | "Spread" >> beam.Reshuffle()  # chunks of one file to every worker
                      | "PredictBoth" >> beam.ParDo(PredictBoth(a_dir, b_dir, slice_features,
                                                                config.batch_size))
                      .with_outputs(STATS, main="rows"))
-        stats = ((read[STATS], predicted[STATS]) | "AllStats" >> beam.Flatten()
+        stats = ((read[STATS], kept[STATS], predicted[STATS]) | "AllStats" >> beam.Flatten()
                  | "StatsList" >> beam.combiners.ToList())
         _ = (predicted.rows
              | "ChunksList" >> beam.combiners.ToList()
@@ -345,7 +356,8 @@ def summary(report: dict) -> list[str]:
     lines = [f"read {i['records']:,} records from {i['files']} file(s): "
              f"{i['replayed_examples']:,} examples replayed; skipped {i['torn']} torn, "
              f"{i['corrupt']} corrupt, {i['unreadable']} unreadable, {i['failed_requests']} "
-             f"failed and {i['rejected_requests']} rejected requests"]
+             f"failed and {i['rejected_requests']} rejected requests, and "
+             f"{i['duplicate_examples']:,} duplicate examples (an id logged before)"]
     if "parity" in report:
         p = report["parity"]
         lines.append(f"parity (A offline vs A logged): max |diff| {p['max_abs_diff']:.2e}, "

@@ -1,4 +1,5 @@
-"""Shadow replay: the Beam transforms (read the request log, run both models in batches).
+"""Shadow replay: the Beam transforms (read the request log, keep each id's first logged
+occurrence, run both models in batches).
 
 Heavy resources (the two SavedModels) are loaded in `setup()`, once per worker.
 """
@@ -6,12 +7,13 @@ Heavy resources (the two SavedModels) are loaded in `setup()`, once per worker.
 from __future__ import annotations
 
 import time
+import zlib
 
 import apache_beam as beam
 import numpy as np
 
 from schemas.contracts import EXAMPLES_INPUT, SERVING_DEFAULT
-from schemas.request_log import PRIMARY, ReadStats, read_records
+from schemas.request_log import PRIMARY, ReadStats, log_place, read_records
 
 OUTPUT_KEYS = ("probabilities", "scores", "predictions", "outputs")
 STATS = "stats"
@@ -44,8 +46,8 @@ def _logged_rows(outputs, key: str, n: int) -> np.ndarray:
 
 class ReadLoggedExamples(beam.DoFn):
     """One log file -> chunks of the examples of model A's answered requests: (example ids,
-    serialized examples, A's logged outputs [n, k], versions). Shadow records, refused and
-    failed requests are skipped; damage is counted."""
+    serialized examples, A's logged outputs [n, k], versions, log places). Shadow records,
+    refused and failed requests are skipped; damage is counted."""
 
     def process(self, path: str):
         stats = ReadStats()
@@ -54,6 +56,7 @@ class ReadLoggedExamples(beam.DoFn):
         data: list[bytes] = []
         logged: list[np.ndarray] = []
         versions: list[int] = []
+        places: list[tuple] = []
         for record in read_records(path, stats, files=[path]):
             if record.role != PRIMARY:
                 skipped["shadow_records"] += 1
@@ -73,14 +76,83 @@ class ReadLoggedExamples(beam.DoFn):
             data.extend(examples)
             logged.append(_logged_rows(outputs, output_key(outputs), len(examples)))
             versions.extend([record.model_version] * len(examples))
+            places.extend(log_place(record, i) for i in range(len(examples)))
             if len(ids) >= CHUNK:
-                yield ids, data, np.concatenate(logged), versions
-                ids, data, logged, versions = [], [], [], []
+                yield ids, data, np.concatenate(logged), versions, places
+                ids, data, logged, versions, places = [], [], [], [], []
         if ids:
-            yield ids, data, np.concatenate(logged), versions
+            yield ids, data, np.concatenate(logged), versions, places
         yield beam.pvalue.TaggedOutput(STATS, {
             "files": stats.files, "records": stats.records, "torn": stats.torn,
             "corrupt": stats.corrupt, "unreadable": stats.unreadable, **skipped})
+
+
+ID_BUCKETS = 32  # keys of the combine that finds repeated ids; ids spread by a stable hash
+
+
+def _places_by_bucket(chunk):
+    """A chunk -> (bucket, [(example id, log place)]) per bucket its ids fall in. The bucket
+    is a CRC of the id, not hash(): every worker process must put an id in the same one."""
+    buckets: dict[int, list] = {}
+    for rid, place in zip(chunk[0], chunk[4], strict=True):
+        buckets.setdefault(zlib.crc32(rid.encode()) % ID_BUCKETS, []).append((rid, place))
+    yield from buckets.items()
+
+
+class LaterOccurrences(beam.CombineFn):
+    """(example id, log place) pairs -> the places of every occurrence of an id after its
+    first logged one (`schemas.request_log.log_place`, the rule LogExampleGen keeps too)."""
+
+    def create_accumulator(self) -> dict[str, list]:
+        return {}
+
+    def add_input(self, places: dict[str, list], pairs) -> dict[str, list]:
+        for rid, place in pairs:
+            places.setdefault(rid, []).append(place)
+        return places
+
+    def merge_accumulators(self, accumulators) -> dict[str, list]:
+        merged: dict[str, list] = {}
+        for places in accumulators:
+            for rid, found in places.items():
+                merged.setdefault(rid, []).extend(found)
+        return merged
+
+    def extract_output(self, places: dict[str, list]) -> list[tuple]:
+        return [p for found in places.values() if len(found) > 1 for p in sorted(found)[1:]]
+
+
+class DropLaterOccurrences(beam.DoFn):
+    """A chunk without the occurrences `later` names, and without its places (they have
+    served); how many examples it dropped is counted."""
+
+    def process(self, chunk, later):
+        ids, data, logged, versions, places = chunk
+        later = set(later)
+        keep = [i for i, place in enumerate(places) if place not in later]
+        if len(keep) < len(ids):
+            yield beam.pvalue.TaggedOutput(STATS, {"duplicate_examples": len(ids) - len(keep)})
+            if not keep:
+                return
+            ids, data, versions = ([v[i] for i in keep] for v in (ids, data, versions))
+            logged = logged[keep]
+        yield ids, data, logged, versions
+
+
+class KeepFirstLogged(beam.PTransform):
+    """Chunks -> (example ids, examples, A logged, versions), each id kept once, at its first
+    logged place: a client's retry or a request sent again would count twice and narrow the
+    intervals. Repeats are found by a keyed combine over buckets of ids, so it runs on any
+    runner and any number of workers; only the places to drop travel as a side input."""
+
+    def expand(self, chunks):
+        later = (chunks
+                 | "PlacesByBucket" >> beam.FlatMap(_places_by_bucket)
+                 | "FindLaterOccurrences" >> beam.CombinePerKey(LaterOccurrences())
+                 | "PlacesToDrop" >> beam.FlatMap(lambda bucket: bucket[1]))
+        return chunks | "DropLaterOccurrences" >> beam.ParDo(
+            DropLaterOccurrences(), later=beam.pvalue.AsList(later)).with_outputs(
+                STATS, main="chunks")
 
 
 class PredictBoth(beam.DoFn):

@@ -117,3 +117,26 @@ def test_a_log_with_no_labelled_example_is_refused(tmp_path):
     (tmp_path / "labels.csv").write_text("request_id,label\nzzz,1\n")
     with pytest.raises(ValueError, match="no example of .* has a label"):
         _run(tmp_path, tmp_path / "logs", tmp_path / "labels.csv")
+
+
+def test_a_retry_keeps_its_first_logged_occurrence_by_time_not_by_file_name(tmp_path):
+    """Another replica logged r3 again later, in a file whose name sorts first: the example
+    kept is the one logged first (the rule the shadow replay keeps too)."""
+    from schemas.request_log import write_records
+
+    _write(tmp_path / "logs", [([f"r{i}"], [_example(i)], "primary", False) for i in range(10)])
+    retry = tf.train.Example.FromString(_example(3))
+    retry.features.feature["age"].int64_list.value[0] = 99
+    request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="listening"))
+    request.inputs["examples"].CopyFrom(tf.make_tensor_proto([retry.SerializeToString()]))
+    write_records(str(tmp_path / "logs" / "0-replica-b.tfrecord.gz"), [make_record(
+        request=request, response=predict_pb2.PredictResponse(), model_name="listening",
+        model_version=1, signature_name="serving_default", request_id="r3",
+        example_ids=["r3"], timestamp=T0 + 50)])
+    (tmp_path / "labels.csv").write_text(
+        "request_id,label\n" + "".join(f"r{i},{i % 2}\n" for i in range(10)))
+    artifact, joined = _run(tmp_path, tmp_path / "logs", tmp_path / "labels.csv")
+    assert json.loads(artifact.get_string_custom_property("tandem.source"))["join"][
+        "duplicates"] == 1
+    assert len(joined) == 10
+    assert list(joined["r3"][1].features.feature["age"].int64_list.value) == [23]

@@ -129,6 +129,68 @@ def test_malformed_and_torn_records_are_skipped_and_counted(setup, tmp_path):
     assert report["input"]["replayed_examples"] == len(served)
 
 
+def _again(record, later_s: int, tamper: float = 0.0, rename: bool = False) -> bytes:
+    """A logged request written once more, `later_s` after it, its logged answers moved by
+    `tamper`; with `rename`, under new ids (then it is not a repeat but more traffic)."""
+    import json
+
+    from schemas.request_log import META_PREFIX
+
+    log = type(record.log).FromString(record.log.SerializeToString())
+    log.log_metadata.timestamp_secs += later_s
+    if tamper:
+        probs = log.predict_log.response.outputs["probabilities"]
+        probs.CopyFrom(tf.make_tensor_proto(tf.make_ndarray(probs) + tamper))
+    if rename:
+        fields = json.loads(log.log_metadata.request_origin[len(META_PREFIX):])
+        fields["id"] += "-again"
+        fields["ids"] = [i + "-again" for i in fields["ids"]]
+        log.log_metadata.request_origin = META_PREFIX + json.dumps(fields)
+    return log.SerializeToString()
+
+
+def test_a_request_logged_twice_is_replayed_once_at_its_first_logged_occurrence(setup,
+                                                                                 tmp_path):
+    """The loop's old mirror step: requests already logged, sent and logged again."""
+    import shutil
+
+    from components.shadow.replay import summary
+    from schemas.request_log import read_records, write_records
+
+    root, served = setup
+    records = list(read_records(str(root / "logs")))
+    for name, kw in (("repeated", {"tamper": 0.05}), ("renamed", {"rename": True})):
+        shutil.copytree(root / "logs", tmp_path / name)
+        # A minute later, in a file whose name sorts before the first log's: time decides.
+        write_records(str(tmp_path / name / "0-again.tfrecord.gz"),
+                      [_again(r, later_s=60, **kw) for r in records])
+    config = ReplayConfig(top_n=40)
+    report = run_replay(str(tmp_path / "repeated"), str(root / "a"), str(root / "b"),
+                        str(tmp_path / "out"), config)
+    i = report["input"]
+    assert i["records"] == 2 * len(records)
+    assert i["replayed_examples"] == len(served) and i["duplicate_examples"] == len(served)
+    # The repeats' logged answers were moved: had one been kept, parity would see it.
+    assert report["parity"]["mismatched"] == 0
+    flips = report["overall"]["symmetric_flip_rate"]
+    assert flips["n"] == len(served)
+    divergent = [tf.train.Example.FromString(r.numpy()).features.feature["shadow_request_id"]
+                 .bytes_list.value[0] for r in tf.data.TFRecordDataset(
+                     str(tmp_path / "out" / "divergent.tfrecord.gz"), compression_type="GZIP")]
+    assert len(divergent) == 40 and len(set(divergent)) == 40
+    assert f"{len(served):,} duplicate examples" in summary(report)[0]
+    assert "repeat an id logged before" in (tmp_path / "out" / "report.html").read_text()
+    # Counted twice (as the repeats are when they carry new ids), the same flip rate came
+    # with an interval about 1/sqrt(2) as wide: too sure of itself.
+    twice = run_replay(str(tmp_path / "renamed"), str(root / "a"), str(root / "b"),
+                       str(tmp_path / "twice"), config)
+    assert twice["input"]["duplicate_examples"] == 0
+    counted = twice["overall"]["symmetric_flip_rate"]
+    assert counted["n"] == 2 * len(served) and counted["value"] == flips["value"]
+    widening = (flips["high"] - flips["low"]) / (counted["high"] - counted["low"])
+    assert 1.2 < widening < 1.7, widening
+
+
 def test_a_log_from_another_version_or_no_log_is_refused(setup, tmp_path):
     root, _ = setup
     os.makedirs(tmp_path / "a2")
