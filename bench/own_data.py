@@ -49,8 +49,8 @@ def write_dataset(home: str, rows: int, seed: int = 0) -> None:
 
 def tandem(home: str, *args: str) -> tuple[float, str]:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=home,
-                          capture_output=True, text=True)
+    command = os.path.join(os.path.dirname(sys.executable), "tandem")  # as a user runs it
+    done = subprocess.run([command, *args], cwd=home, capture_output=True, text=True)
     wall = time.perf_counter() - started
     if done.returncode != 0:
         sys.exit(f"tandem {' '.join(args)} failed ({done.returncode}):\n{done.stdout[-3000:]}"

@@ -31,8 +31,11 @@ def _write(root, header, rows):
 
 
 def _tandem(cwd, *args, timeout=900):
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+    """The installed `tandem` command, as a user runs it from their own directory (whose
+    schemas/ folder must not shadow anything of tandem's)."""
+    command = os.path.join(os.path.dirname(sys.executable), "tandem")
+    return subprocess.run([command, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def _user_run(tmp, name, header, rows, label, problem_type):
