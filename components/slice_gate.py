@@ -72,7 +72,8 @@ def judge(metrics: dict, groups: list[list[str]], metric: str, higher: bool,
     A slice fails when it is below the threshold beyond its sampling error (its 95% bound
     on the good side is still on the bad side). For inclusion (`max_gap` set), a slice is
     behind when it trails the overall metric by more than `max_gap`, again beyond its error;
-    the largest gap is reported either way. Small slices are listed, not judged."""
+    the largest gap is reported either way. Small slices are listed, not judged; when no
+    slice is judged the verdict fails (closed)."""
     shapes = {tuple(sorted(g)) for g in groups}
     judged, small = {}, []
     for (name, model), values in sorted(metrics.items()):
@@ -96,7 +97,9 @@ def judge(metrics: dict, groups: list[list[str]], metric: str, higher: bool,
         gaps = {s: sign * (overall - v) for s, (v, _, _) in judged.items()}
         out["gap"] = max(gaps.values())
         out["behind"] = sorted(s for s, g in gaps.items() if g - Z * judged[s][2] > max_gap)
-    out["passed"] = not failed and not out["behind"]
+    # A gate that judged nothing fails closed: a mistyped metric or slice feature, or slices
+    # all too small to judge, must not pass a model silently.
+    out["passed"] = bool(judged) and not failed and not out["behind"]
     return out
 
 
@@ -104,8 +107,10 @@ def describe(verdict: dict, groups: list[list[str]], metric: str, threshold: flo
              min_size: int, max_gap: float | None = None) -> str:
     judged = verdict["judged"]
     if not judged:
-        return (f"no slice of {', '.join('/'.join(g) for g in groups)} has {min_size} "
-                "examples: nothing judged")
+        found = f"{len(verdict['small'])} smaller ones" if verdict["small"] else \
+            f"no {metric} for any slice of them in the evaluation"
+        return (f"no slice of {', '.join('/'.join(g) for g in groups)} with >= {min_size} "
+                f"examples ({found}): nothing judged, so the gate fails closed")
     worst = min(judged, key=lambda s: judged[s][0])
     v, n, se = judged[worst]
     text = (f"{len(judged)} slices of {', '.join('/'.join(g) for g in groups)} with >= "

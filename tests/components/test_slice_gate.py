@@ -30,6 +30,19 @@ def test_small_slices_are_not_judged_and_clearly_failing_slices_are_named():
         both, [["country"], ["device"]], "auc", 0.65, 200)
 
 
+def test_a_gate_that_judged_nothing_fails_closed_and_says_why():
+    mistyped = judge(METRICS, [["contry"]], "auc", True, 0.65, 200)
+    assert not mistyped["passed"] and not mistyped["judged"]
+    assert "(no auc for any slice of them in the evaluation): nothing judged" in describe(
+        mistyped, [["contry"]], "auc", 0.65, 200)
+    wrong_metric = judge(METRICS, [["country"]], "auc_typo", True, 0.65, 200)
+    assert not wrong_metric["passed"]
+    all_small = judge(METRICS, [["country"]], "auc", True, 0.65, 100_000)
+    assert not all_small["passed"] and len(all_small["small"]) == 3
+    assert "(3 smaller ones): nothing judged, so the gate fails closed" in describe(
+        all_small, [["country"]], "auc", 0.65, 100_000)
+
+
 def test_inclusion_bounds_how_far_a_slice_trails_the_overall_metric():
     tight = judge(METRICS, [["country"]], "auc", True, 0.65, 200, max_gap=0.03)
     assert not tight["passed"] and tight["behind"] == ["country=DE"]

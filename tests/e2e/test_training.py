@@ -294,6 +294,22 @@ def test_a_candidate_worse_than_the_blessed_model_fails_the_change_threshold_alo
     assert sorted(os.listdir(config.push_dir)) == before
 
 
+def test_a_slice_below_the_threshold_stops_the_push(trained, clean_listening):
+    """The SliceGate fails for the right reason end to end: at a slice threshold no country
+    or device reaches, the run exits 1 naming the slices, and nothing is pushed. The model
+    and its evaluation come from the cache; only the gate judges anew."""
+    config, first, _ = trained
+    before = sorted(os.listdir(config.push_dir))
+    _, result, text = _run(f"data.location={clean_listening}", f"output_dir={config.output_dir}",
+                           "evaluation.slice_threshold=0.99", in_memory=False)
+    assert result.exit_code == 1, text
+    assert "FAILED: slices below the threshold" in text and "[SliceGate] failed" in text
+    assert re.search(r"slices failed, nothing pushed: slices: .* below the threshold: "
+                     r"country=\w+ 0\.\d+", text), text
+    assert "[Pusher]" not in text and result.pushed is None
+    assert sorted(os.listdir(config.push_dir)) == before
+
+
 def test_a_changed_vocabulary_and_option_show_in_fingerprints_and_diff(
     trained, worse_candidate, tmp_path, capsys
 ):
