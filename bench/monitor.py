@@ -70,13 +70,13 @@ def plain_and_logged(work: str, n: int) -> tuple[str, str]:
 def report_weight(work: str) -> tuple[float, float]:
     """(size in MB, Chromium load ms) of a 200-feature side-by-side statistics report."""
     sys.path.insert(0, os.path.join(ROOT, "tests"))
-    from reports.stats import stats_report
+    from components.statistics_report import statistics_page
     from tests import browser
     from tests.reports.test_stats_report import wide_statistics
 
     a = wide_statistics(200, 2000, seed=1)
     b = wide_statistics(200, 2000, seed=2, shift=0.5)
-    path = stats_report(a, b, names=("training", "serving")).write(
+    path = statistics_page(a, b, names=("training", "serving")).write(
         os.path.join(work, "wide.html"))
     loads = [browser.render(path, os.path.join(work, "wide.png")).load_ms for _ in range(3)]
     return os.path.getsize(path) / 1e6, sorted(loads)[1]

@@ -86,7 +86,8 @@ def cmd_schema_propose(args: argparse.Namespace) -> int:
     print(f"computing statistics over {where}{summary.glob} ...", flush=True)
     stats = compute_statistics(summary.glob, config.data.format, beam_pipeline_args(config))
     try:
-        schema = propose_schema(stats, config.label, config.problem_type, config.data.format)
+        schema = propose_schema(stats, config.label, config.problem_type, config.data.format,
+                                curated)
     except ValueError as e:
         raise CommandError(str(e)) from None
     write_schema(schema, args.out)
@@ -400,7 +401,7 @@ def _monitor_pipeline(args: argparse.Namespace, config) -> int:
 
 def cmd_report_stats(args: argparse.Namespace) -> int:
     from components.monitor.job import MonitorError, load_statistics
-    from reports.stats import stats_report
+    from components.statistics_report import statistics_page
 
     try:
         stats = load_statistics(args.path)
@@ -421,8 +422,8 @@ def cmd_report_stats(args: argparse.Namespace) -> int:
              os.path.basename(os.path.normpath(args.compare or "")) or "other")
     if names[0] == names[1]:
         names = ("data", "compare")
-    page = stats_report(stats, compare, schema, anomalies, names=names,
-                        title="tandem statistics" + (" comparison" if compare else ""))
+    page = statistics_page(stats, compare, schema, anomalies, names=names,
+                           title="tandem statistics" + (" comparison" if compare else ""))
     page.write(args.out)
     print(f"wrote {args.out}")
     return 0

@@ -149,9 +149,9 @@ class MonitorConfig:
     seed: int = 0
     drift: DriftThresholds = dataclasses.field(default_factory=DriftThresholds)
     skew: DriftThresholds = dataclasses.field(default_factory=DriftThresholds)
+    # Per feature; `skip: true` leaves one out. Identifiers are not listed here: the schema
+    # declares them (schemas/identifiers.py), for the monitor and the statistics report alike.
     features: dict[str, DriftThresholds] = dataclasses.field(default_factory=dict)
-    ignore: list[str] = dataclasses.field(default_factory=lambda: ["request_id", "user_id",
-                                                                   "track_id"])
     training_statistics: str = ""  # default: found through ML Metadata for the served model
     id_feature: str = "request_id"  # joins logged and training examples (feature-value skew)
     training_examples: str = ""  # a glob of training tf.Examples: feature-value skew by id
@@ -370,6 +370,11 @@ def load_config(path: str, overrides: list[str] | None = None) -> PipelineConfig
         raise ConfigError(f"config {path} is empty")
     for assignment in overrides or []:
         apply_override(raw, assignment)
+    if isinstance(raw.get("monitor"), dict) and "ignore" in raw["monitor"]:
+        raise ConfigError(
+            "key 'monitor.ignore' is gone: declare identifiers in the schema (annotation { tag: "
+            "\"identifier\" } on the feature), which the monitor and the statistics report both "
+            "read; leave out any other feature with monitor.features.<name>.skip: true")
     config = _build(PipelineConfig, raw)
     if config.split.train_buckets < 1 or config.split.eval_buckets < 1:
         raise ConfigError("keys 'split.train_buckets' and 'split.eval_buckets' must be >= 1")

@@ -28,6 +28,7 @@ class RunResult:
     verdict: str | None = None
     blessed: bool | None = None  # None when the run did not reach the Evaluator
     pushed: str | None = None  # the pushed version's directory
+    report: str | None = None  # the statistics report (statistics_report_path)
 
 
 class ProgressReporter(logging.Handler):
@@ -139,6 +140,17 @@ def _custom(artifact, key: str):
     if value is None:
         return None
     return getattr(value, value.WhichOneof("value"))
+
+
+def statistics_report_path(config: PipelineConfig, outputs: dict[str, Any]) -> str:
+    """Where a run's statistics report goes: `reports/span-<span>/statistics-<id>.html`, by the
+    span it ingested and its statistics artifact's id (the `<id>` of
+    `pipeline_root/StatisticsGen/statistics/<id>/`). A later run (a new span, a retraining on
+    the request log) writes its own; a cached rerun rewrites the one of the same statistics."""
+    span = _custom(outputs["examples"], "span") if "examples" in outputs else None
+    statistics = os.path.basename(outputs["statistics"].uri.rstrip("/"))
+    return os.path.join(config.output_dir, "reports", f"span-{span or 0}",
+                        f"statistics-{statistics}.html")
 
 
 def pushed_destination(outputs: dict[str, Any]) -> str | None:
@@ -326,13 +338,14 @@ def run(
         if key in outputs:
             out.write(f"  {key:<18} {outputs[key].uri}\n")
     out.write(f"  {'ML Metadata':<18} {config.metadata_path}\n")
+    report = None
     if "statistics" in outputs:
-        from reports.stats import pipeline_report
+        from components.statistics_report import write_run_report
 
-        report = pipeline_report(
+        report = write_run_report(
             outputs["statistics"].uri, config.schema,
             outputs["anomalies"].uri if "anomalies" in outputs else None,
-            os.path.join(config.output_dir, "reports", "statistics.html"),
+            statistics_report_path(config, outputs),
             f"tandem: '{config.name}' statistics and anomalies")
         out.write(f"  {'report':<18} {report}\n")
     if verdict:
@@ -348,4 +361,4 @@ def run(
         else:
             out.write("Nothing pushed: the candidate was not blessed.\n")
     return RunResult(exit_code=exit_code, outputs=outputs, anomalies=anomalies, elapsed=elapsed,
-                     verdict=verdict, blessed=blessed, pushed=pushed)
+                     verdict=verdict, blessed=blessed, pushed=pushed, report=report)

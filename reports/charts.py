@@ -9,6 +9,7 @@ report of hundreds of features small, and there is nothing to fetch: no fonts, n
 from __future__ import annotations
 
 import io
+import os
 import re
 from collections.abc import Sequence
 
@@ -88,17 +89,58 @@ def histogram(series: Sequence[tuple[str, np.ndarray, np.ndarray]], title: str =
     return fig
 
 
+TOP_K = 20  # values drawn per categorical feature (TFDV keeps 20 top values by default)
+LABEL_CHARS = 24  # longer values are shortened (short_labels)
+
+
+def short_labels(values: Sequence[str], limit: int = LABEL_CHARS) -> list[str]:
+    """Values shortened to `limit` characters, keeping what tells them apart: long values
+    that share a beginning and an end (ids, URLs) show the part where they differ, with as
+    much around it as fits and "…" where something was cut ("…tracks/001234?from=ra…"); a
+    value with nothing in common with the rest keeps both its ends."""
+    long = [v for v in values if len(v) > limit]
+    same_start = len(os.path.commonprefix(long)) if len(long) > 1 else 0
+    same_end = len(os.path.commonprefix([v[::-1] for v in long])) if len(long) > 1 else 0
+    out = []
+    for v in values:
+        if len(v) <= limit:
+            out.append(v)
+            continue
+        lo = min(same_start, len(v))
+        hi = max(len(v) - same_end, lo)
+        budget = limit - 2  # room for an ellipsis at each end
+        if hi - lo >= budget:  # the differing part alone is too long: both its ends
+            keep = limit - 1
+            core = v[lo:hi]
+            out.append(core[:(keep + 1) // 2] + "…" + core[len(core) - keep // 2:])
+            continue
+        spare = budget - (hi - lo)
+        a = max(0, lo - spare // 2)
+        b = min(len(v), a + budget)
+        a = max(0, b - budget)
+        if a == 0:
+            b = min(len(v), b + 1)  # no ellipsis before: one more character after
+        if b == len(v):
+            a = max(0, a - 1)
+        out.append(("…" if a else "") + v[a:b] + ("…" if b < len(v) else ""))
+    return out
+
+
 @_with_rc
 def top_values(series: Sequence[tuple[str, Sequence[str], Sequence[float]]], title: str = "",
-               limit: int = 12, domain: Sequence[str] | None = None):
-    """Horizontal bars of the most frequent values (as fractions), one bar per series;
-    values outside the schema's `domain` are drawn hatched."""
-    first_labels = list(series[0][1])[:limit] if series else []
-    labels = list(first_labels)
+               limit: int = TOP_K, domain: Sequence[str] | None = None):
+    """Horizontal bars of the `limit` most frequent values (as fractions), one bar per
+    series; values outside the schema's `domain` are drawn hatched. Every value gets its own
+    row, shortened when long, and the fraction axis carries at most four ticks, so no two
+    labels meet however many values or however small the fractions."""
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
+    from matplotlib.transforms import ScaledTranslation
+
+    labels = list(series[0][1])[:limit] if series else []
     for _, values, _ in series[1:]:
         labels += [v for v in list(values)[:limit] if v not in labels]
     labels = labels[:limit]
-    fig, ax = _figure(3.6, max(1.4, 0.22 * len(labels) + 0.7))
+    fig, ax = _figure(3.6, max(1.4, 0.17 * len(labels) + 0.9))
     height = 0.8 / max(len(series), 1)
     y = np.arange(len(labels))
     allowed = set(domain) if domain is not None else None
@@ -113,12 +155,16 @@ def top_values(series: Sequence[tuple[str, Sequence[str], Sequence[float]]], tit
                     bar.set_hatch("///")
                     bar.set_edgecolor("#cf222e")
     ax.set_yticks(y + height * (len(series) - 1) / 2)
-    ax.set_yticklabels([v if len(v) <= 24 else v[:23] + "…" for v in labels])
-    ax.invert_yaxis()
-    ax.set_xlabel("fraction")
+    ax.set_yticklabels(short_labels(labels))
+    ax.set_ylim(max(len(labels), 1) - 0.5 + height * (len(series) - 1), -0.5)  # first on top
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+    ax.xaxis.set_major_formatter(PercentFormatter(xmax=1))
+    ax.set_xlabel("share of examples")
     ax.set_title(title)
-    if len(series) > 1:
-        ax.legend(loc="lower right")
+    if len(series) > 1:  # under the axis label, never on the bars
+        below = ax.transAxes + ScaledTranslation(0, -0.36, fig.dpi_scale_trans)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=below,
+                  ncol=len(series), borderaxespad=0.0, handlelength=1.0)
     return fig
 
 

@@ -63,7 +63,7 @@ def show_statistics(statistics: Any, compare: Any = None, schema: str | None = N
     `compare` shows its train and eval splits."""
     import tensorflow_data_validation as tfdv
 
-    from reports.stats import stats_report
+    from components.statistics_report import statistics_page
 
     first = _statistics(statistics, "train")
     if compare is None and os.path.exists(os.path.join(_uri(statistics), "Split-eval")):
@@ -72,8 +72,8 @@ def show_statistics(statistics: Any, compare: Any = None, schema: str | None = N
         compare = _statistics(compare)
     loaded = tfdv.load_schema_text(schema) if schema else None
     anomalies = tfdv.validate_statistics(first, loaded) if loaded is not None else None
-    page = stats_report(first, compare, loaded, anomalies, names=names,
-                        title="tandem statistics")
+    page = statistics_page(first, compare, loaded, anomalies, names=names,
+                           title="tandem statistics")
     return frame(page.render(), height)
 
 

@@ -1,15 +1,21 @@
 """Statistics, anomalies and drift as HTML: one dataset, or two side by side (training vs
-serving, a window vs the previous one), and the monitor's report over windows."""
+serving, a window vs the previous one), and the monitor's report over windows.
+
+Pages draw what their callers measured: the drift measures and which features are
+identifiers come in as arguments (components/statistics_report.py and the monitor measure
+them), so a page never judges data on its own.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from components.monitor.drift import common_stats, feature_name
 from reports import charts
 from reports.html import Page, esc, fmt, status, table
+from schemas.statistics import common_stats, feature_name
 
 # Features drawn open in the page; the rest open on a click (a page of hundreds of features
 # stays quick to load: a closed <details> is not laid out).
@@ -75,7 +81,9 @@ def _domain(schema, name: str):
     return None, None
 
 
-def _measure_cells(m: dict | None) -> list[str]:
+def _measure_cells(m: dict | None, identifier: bool = False) -> list[str]:
+    if identifier:
+        return ['<span class="note">identifier: not compared</span>', "–", "–", "–"]
     if not m:
         return ["–", "–", "–", "–"]
     psi = m.get("psi", {})
@@ -94,25 +102,29 @@ def _measure_cells(m: dict | None) -> list[str]:
 
 def feature_sections(datasets: list[tuple[str, Any]], schema=None,
                      measures: dict[str, dict] | None = None,
-                     anomalies: dict[str, str] | None = None) -> str:
+                     anomalies: dict[str, str] | None = None,
+                     identifiers: Mapping[str, str] | None = None) -> str:
     """The per-feature summary table and one block per feature, for one dataset or two
-    (`datasets` = [(label, DatasetFeatureStatistics), ...])."""
+    (`datasets` = [(label, DatasetFeatureStatistics), ...]); `identifiers` (name: why) are
+    described, not compared."""
     measures = measures or {}
     anomalies = anomalies or {}
+    identifiers = identifiers or {}
     by_name = [{feature_name(f): f for f in d.features} for _, d in datasets]
     names = sorted(set().union(*[set(b) for b in by_name]))
     flagged = {n for n in names if n in anomalies or measures.get(n, {}).get("alert")}
     rows = []
     for name in names:
         cells = [f'<a href="#f-{esc(name)}">{esc(name)}</a>']
-        kind = "numeric" if any(b.get(name) is not None and b[name].HasField("num_stats")
-                                for b in by_name) else "categorical"
+        kind = "identifier" if name in identifiers else "numeric" if any(
+            b.get(name) is not None and b[name].HasField("num_stats") for b in by_name) \
+            else "categorical"
         cells.append(kind)
         for (_, d), b in zip(datasets, by_name, strict=True):
             f = b.get(name)
             cells.append(esc(fmt(_missing(f, d.num_examples), 3)) if f is not None else "absent")
         if len(datasets) == 2:
-            cells += _measure_cells(measures.get(name))
+            cells += _measure_cells(measures.get(name), name in identifiers)
         cells.append(esc(anomalies.get(name, "")))
         rows.append(cells)
     header = ["feature", "type"] + [f"missing ({label})" for label, _ in datasets]
@@ -126,7 +138,7 @@ def feature_sections(datasets: list[tuple[str, Any]], schema=None,
     for i, name in enumerate(sorted(names, key=lambda n: (n not in flagged, n))):
         present = [(label, d, b.get(name)) for (label, d), b in zip(datasets, by_name,
                                                                      strict=True)]
-        body = _feature_body(name, present, schema, measures.get(name))
+        body = _feature_body(name, present, schema, measures.get(name), identifiers.get(name))
         is_open = " open" if (name in flagged or i < OPEN) else ""
         cls = "feature flagged" if name in flagged else "feature"
         note = f" — {esc(anomalies[name])}" if name in anomalies else ""
@@ -135,7 +147,33 @@ def feature_sections(datasets: list[tuple[str, Any]], schema=None,
     return "".join(out)
 
 
-def _feature_body(name: str, present: list, schema, measure: dict | None) -> str:
+def _identifier_body(present: list, why: str) -> str:
+    """An identifier described: how many examples carry one, how many values are unique, and
+    how often the most repeated one occurs (a duplicated id shows here)."""
+    rows = []
+    for label, d, f in present:
+        if f is None:
+            rows.append([label, "absent", "–", "–", "–", "–"])
+            continue
+        carried = int(common_stats(f).num_non_missing)
+        s = f.string_stats if f.HasField("string_stats") else None
+        unique = int(s.unique) if s is not None else None
+        top = max((v.frequency for v in s.top_values), default=None) if s is not None else None
+        rows.append([label, f"{carried:,} of {d.num_examples:,}",
+                     unique if unique is not None else "–",
+                     f"{unique / carried:.1%}" if unique is not None and carried else "–",
+                     int(top) if top is not None else "–",
+                     float(s.avg_length) if s is not None else "–"])
+    return (f'<p class="note">identifier ({esc(why)}): described, never compared for drift '
+            "or skew, since its values are new in every dataset by design</p>"
+            + table(["dataset", "examples with a value", "unique", "unique share",
+                     "most repeated value occurs", "avg length"], rows))
+
+
+def _feature_body(name: str, present: list, schema, measure: dict | None,
+                  identifier: str | None = None) -> str:
+    if identifier is not None:
+        return _identifier_body(present, identifier)
     numeric_range, values = _domain(schema, name)
     parts = []
     numeric = [(label, f) for label, _, f in present
@@ -205,29 +243,52 @@ def anomalies_table(anomalies) -> str:
     return table(["feature", "severity", "anomaly", "description"], rows)
 
 
+def _drift_text(drift: dict, identifiers: Mapping[str, str]) -> str:
+    """What was compared, against which thresholds, and what changed."""
+    if drift.get("too_small"):
+        text = (f"<p>{status(None)} not compared: fewer than {drift['min_examples']:,} "
+                "examples on one side.</p>")
+    else:
+        alerts = drift.get("alerts", [])
+        t = drift.get("thresholds", {})
+        reached = [f"PSI ≥ {t['psi']:g}" if t.get("psi") is not None else "",
+                   f"a {t['missing'] * 100:g}-point change in missing share"
+                   if t.get("missing") is not None else "",
+                   f"Wasserstein ≥ {t['wasserstein']:g}"
+                   if t.get("wasserstein") is not None else "",
+                   f"L∞ ≥ {t['linf']:g}" if t.get("linf") is not None else ""]
+        text = (f"<p>{len(alerts)} feature(s) changed beyond the thresholds "
+                f"({' or '.join(r for r in reached if r) or 'none set'}, with the "
+                f"false-discovery rate across features held at {drift['alpha']:.0%} by "
+                f"Benjamini-Hochberg){': ' + esc(', '.join(alerts)) if alerts else ''}.</p>")
+    if identifiers:
+        text += ('<p class="note">Identifiers, described and never compared (their values are '
+                 "new in every dataset by design): "
+                 + esc(", ".join(f"{n} ({why})" for n, why in sorted(identifiers.items())))
+                 + ".</p>")
+    return text
+
+
 def stats_report(stats, compare=None, schema=None, anomalies=None, names=("data", "other"),
-                 title: str = "tandem statistics", measures: dict | None = None) -> Page:
-    """One statistics file (first dataset), or two side by side with drift measures."""
+                 title: str = "tandem statistics", drift: dict | None = None,
+                 identifiers: Mapping[str, str] | None = None) -> Page:
+    """One statistics file (first dataset), or two side by side. `drift` is what
+    components.monitor.drift.compare_datasets measured between them (no Drift section
+    without it); `identifiers` (name: why) are described, never compared."""
+    identifiers = identifiers or {}
     datasets = [(names[0], stats.datasets[0])]
     if compare is not None:
         datasets.append((names[1], compare.datasets[0]))
     meta = [f"{label}: {d.num_examples:,} examples" for label, d in datasets]
     page = Page(title, meta=meta)
-    if compare is not None and measures is None:
-        from components.monitor.drift import DriftConfig, compare_datasets
-
-        result = compare_datasets(datasets[0][1], datasets[1][1], DriftConfig(min_examples=1))
-        measures = result["features"]
-        alerts = result.get("alerts", [])
-        page.section("Drift", f"<p>{len(alerts)} feature(s) changed beyond the default "
-                     "thresholds (PSI ≥ 0.2 or a 5-point change in missing share, with the "
-                     "false-discovery rate across features held at 5% by Benjamini-Hochberg)"
-                     f"{': ' + esc(', '.join(alerts)) if alerts else ''}.</p>")
+    if drift is not None:
+        page.section("Drift", _drift_text(drift, identifiers))
     anomaly_names = {}
     if anomalies is not None:
         page.section("Anomalies", anomalies_table(anomalies))
         anomaly_names = {n: i.short_description for n, i in anomalies.anomaly_info.items()}
-    page.section("Features", feature_sections(datasets, schema, measures, anomaly_names))
+    page.section("Features", feature_sections(
+        datasets, schema, (drift or {}).get("features"), anomaly_names, identifiers))
     return page
 
 
@@ -249,7 +310,10 @@ def monitor_report(summary: dict, stats, train, schema) -> Page:
         f"{i['corrupt']} corrupt, {i['unreadable']} unreadable skipped). A feature alerts when "
         "its effect size reaches its threshold and its test survives "
         f"{esc(summary['fdr']['method'])} control of the false-discovery rate across features "
-        f"at {summary['fdr']['alpha']:g}; windows under the minimum size are not judged.</p>"))
+        f"at {summary['fdr']['alpha']:g}; windows under the minimum size are not judged.</p>"
+        + ('<p class="note">Identifiers, never judged: ' + esc(", ".join(
+            f"{n} ({why})" for n, why in sorted(summary["identifiers"].items()))) + ".</p>"
+           if summary.get("identifiers") else "")))
     rows = []
     for w in windows:
         rows.append([esc(w["window"]), w["records"], w["examples"],
@@ -301,44 +365,10 @@ def monitor_report(summary: dict, stats, train, schema) -> Page:
         if train is not None and current is not None:
             page.section(f"Window {last['window']} against training", feature_sections(
                 [("training", train), ("serving", current)], schema,
-                last.get("skew", {}).get("features"), last["schema_anomalies"]))
+                last.get("skew", {}).get("features"), last["schema_anomalies"],
+                summary.get("identifiers")))
         elif current is not None:
             page.section(f"Window {last['window']}", feature_sections(
-                [("serving", current)], schema, None, last["schema_anomalies"]))
+                [("serving", current)], schema, None, last["schema_anomalies"],
+                summary.get("identifiers")))
     return page
-
-
-def pipeline_report(statistics_uri: str, schema_path: str | None, anomalies_uri: str | None,
-                    out_path: str, title: str) -> str:
-    """The report `tandem run` writes beside its outputs: the train and eval splits side by
-    side, the schema's domains, drift measures between the splits, and the anomalies."""
-    import os
-
-    import tensorflow as tf
-    from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
-
-    def stats(split):
-        path = os.path.join(statistics_uri, f"Split-{split}", "FeatureStats.pb")
-        if not tf.io.gfile.exists(path):
-            return None
-        with tf.io.gfile.GFile(path, "rb") as f:
-            return statistics_pb2.DatasetFeatureStatisticsList.FromString(f.read())
-
-    train, evaluation = stats("train"), stats("eval")
-    schema = None
-    if schema_path:
-        import tensorflow_data_validation as tfdv
-
-        schema = tfdv.load_schema_text(schema_path)
-    anomalies = None
-    if anomalies_uri:
-        path = os.path.join(anomalies_uri, "Split-train", "SchemaDiff.pb")
-        if tf.io.gfile.exists(path):
-            with tf.io.gfile.GFile(path, "rb") as f:
-                anomalies = anomalies_pb2.Anomalies.FromString(f.read())
-    first = train or evaluation
-    if first is None:
-        raise FileNotFoundError(f"no Split-*/FeatureStats.pb under {statistics_uri}")
-    page = stats_report(first, evaluation if train is not None else None, schema, anomalies,
-                        names=("train", "eval"), title=title)
-    return page.write(out_path)

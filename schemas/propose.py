@@ -12,6 +12,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
 from schemas import SERVING, TRAINING
 from schemas.contracts import is_categorical
+from schemas.identifiers import declare_identifiers, declared_identifiers, identifiers
 
 GUARD_BAND = 0.1  # fraction of the observed range added on each side of a numeric domain
 DRIFT_THRESHOLD = 0.1
@@ -77,12 +78,14 @@ def apply_contracts(
 ) -> schema_pb2.Schema:
     """Add tandem's contracts: TRAINING/SERVING environments with the label absent at
     serving, a label domain for the problem type, a drift comparator on every feature and
-    a skew comparator on every serving feature, and a minimum example count."""
+    a skew comparator on every serving feature (identifiers get neither: they are never
+    compared), and a minimum example count."""
     names = [f.name for f in schema.feature]
     if label not in names:
         raise ValueError(f"label '{label}' is not a feature of the data (features: {names})")
     del schema.default_environment[:]
     schema.default_environment.extend([TRAINING, SERVING])
+    ids = set(declared_identifiers(schema))
     for feature in schema.feature:
         is_label = feature.name == label
         if is_label:
@@ -94,6 +97,10 @@ def apply_contracts(
                 feature.int_domain.is_categorical = True
             elif problem_type == "multiclass_classification" and feature.type == schema_pb2.INT:
                 feature.int_domain.is_categorical = True
+        if feature.name in ids:
+            feature.ClearField("drift_comparator")
+            feature.ClearField("skew_comparator")
+            continue
         comparator = feature.drift_comparator
         comparator.Clear()
         if is_categorical(feature):
@@ -126,13 +133,16 @@ def propose_schema(
     label: str,
     problem_type: str,
     data_format: str = "tfrecord",
+    curated: schema_pb2.Schema | None = None,
 ) -> schema_pb2.Schema:
-    """Infer a schema with numeric ranges and tandem's contracts from statistics."""
+    """Infer a schema with numeric ranges and tandem's contracts from statistics. The
+    identifiers are those the `curated` schema declares and any the data shows."""
     import tensorflow_data_validation as tfdv
 
     schema = tfdv.infer_schema(
         stats, infer_feature_shape=True, schema_transformations=[propose_numeric_ranges]
     )
+    declare_identifiers(schema, identifiers(curated, stats.datasets[:1]))
     if data_format == "csv":
         allow_empty_cells(schema)
     return apply_contracts(schema, label, problem_type, stats.datasets[0].num_examples)

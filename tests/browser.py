@@ -37,6 +37,20 @@ Array.from(document.querySelectorAll('figure svg')).map(function (s) {
 })
 """
 
+# Every figure's tick labels as laid out: [left, top, right, bottom] per label, by axis.
+_TICK_LABELS = """
+Array.from(document.querySelectorAll('figure svg')).map(function (s) {
+  function boxes(axis) {
+    return Array.from(s.querySelectorAll('g[id^="' + axis + 'tick_"] text')).map(function (t) {
+      var r = t.getBoundingClientRect();
+      return {text: t.textContent, box: [r.left, r.top, r.right, r.bottom]};
+    });
+  }
+  var r = s.getBoundingClientRect();
+  return {svg: [r.left, r.top, r.right, r.bottom], x: boxes('x'), y: boxes('y')};
+})
+"""
+
 
 @dataclasses.dataclass
 class Rendered:
@@ -48,6 +62,8 @@ class Rendered:
     title: str
     load_ms: float
     screenshot: str
+    # Per figure: {"svg": box, "x": [{"text", "box"}], "y": [...]}, boxes [l, t, r, b] in px.
+    tick_labels: list = dataclasses.field(default_factory=list)
 
 
 def chromium() -> str:
@@ -128,6 +144,7 @@ async def _drive(ws_url: str, url: str, shot: str, timeout: float) -> Rendered:
                 return result["result"].get("value")
 
             figures = await value(_FIGURES)
+            tick_labels = await value(_TICK_LABELS)
             violations = await value("window.__violations")
             title = await value("document.title")
             metrics = await call("Page.getLayoutMetrics")
@@ -139,7 +156,7 @@ async def _drive(ws_url: str, url: str, shot: str, timeout: float) -> Rendered:
                 f.write(base64.b64decode(png["data"]))
             task.cancel()
     return Rendered(figures or [], [u for u in requests if u != url], [], violations or [],
-                    errors, title or "", 1000 * (end - start), shot)
+                    errors, title or "", 1000 * (end - start), shot, tick_labels or [])
 
 
 def render(html_path: str, screenshot: str, timeout: float = 60.0) -> Rendered:
@@ -184,6 +201,17 @@ def render(html_path: str, screenshot: str, timeout: float = 60.0) -> Rendered:
         server.shutdown()
         server.server_close()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def overlapping(labels: list[dict]) -> list[tuple[str, str]]:
+    """Pairs of laid-out labels ({"text", "box"}) whose boxes intersect."""
+    out = []
+    for i, a in enumerate(labels):
+        for b in labels[i + 1:]:
+            (l1, t1, r1, b1), (l2, t2, r2, b2) = a["box"], b["box"]
+            if min(r1, r2) > max(l1, l2) and min(b1, b2) > max(t1, t2):
+                out.append((a["text"], b["text"]))
+    return out
 
 
 def ink(png_path: str) -> float:

@@ -15,7 +15,8 @@ false-discovery rate across all the features compared at once (`alpha`), and its
 reaches the feature's threshold (PSI by default; Wasserstein or L-infinity when configured).
 Significance alone would alarm on tiny, harmless differences in large windows; a fixed
 threshold alone would alarm on noise in small ones (TFDV's Jensen-Shannon comparator does:
-identical distributions sampled at different sizes differ). Windows smaller than
+identical distributions sampled at different sizes differ). Identifiers (schemas/identifiers.py)
+are never judged: their values are new in every dataset by design. Windows smaller than
 `min_examples` are reported as too small, not judged. Each measure carries a parametric
 bootstrap 95% interval (both datasets' bin counts resampled) and both n.
 """
@@ -26,6 +27,8 @@ import dataclasses
 from typing import Any
 
 import numpy as np
+
+from schemas.statistics import common_stats, feature_name
 
 EPS = 1e-4  # floor on a bin's proportion in PSI (an empty bin would be infinite)
 OTHER = "__other__"
@@ -49,22 +52,13 @@ class DriftConfig:
     bins: int = 10
     bootstrap: int = 200
     seed: int = 0
+    # Identifiers (schemas/identifiers.py), by name, with why: described, never judged.
+    identifiers: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def thresholds(self, feature: str) -> FeatureThresholds:
+        if feature in self.identifiers:
+            return FeatureThresholds(skip=True)
         return self.features.get(feature, self.default)
-
-
-def feature_name(feature) -> str:
-    """A FeatureNameStatistics' name (its path's first step, or the legacy name)."""
-    return feature.path.step[0] if feature.path.step else feature.name
-
-
-def common_stats(feature):
-    """The CommonStatistics of a feature, whatever kind of statistics it carries."""
-    for kind in ("num_stats", "string_stats", "bytes_stats", "struct_stats"):
-        if feature.HasField(kind):
-            return getattr(feature, kind).common_stats
-    return feature.num_stats.common_stats  # none set: an empty CommonStatistics
 
 
 def _round(x: float | None) -> float | None:
@@ -226,7 +220,9 @@ def compare_datasets(ref, cur, config: DriftConfig,
     ref_by = {feature_name(f): f for f in ref.features}
     out: dict[str, Any] = {"n": [int(ref.num_examples), int(cur.num_examples)],
                            "alpha": config.alpha, "min_examples": config.min_examples,
-                           "features": {}}
+                           "thresholds": dataclasses.asdict(config.default), "features": {},
+                           "identifiers": sorted(n for n in map(feature_name, cur.features)
+                                                 if n in config.identifiers)}
     if min(ref.num_examples, cur.num_examples) < config.min_examples:
         out["too_small"] = True
         return out

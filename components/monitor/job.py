@@ -18,6 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from components.monitor.drift import DriftConfig, FeatureThresholds, compare_datasets
+from schemas.identifiers import declared_identifiers, identifiers
+from schemas.statistics import common_stats, feature_name
 
 STATISTICS = "statistics.pb"
 SUMMARY = "summary.json"
@@ -30,9 +32,10 @@ class MonitorError(ValueError):
     """Input the monitor cannot use: the message names it (exit status 2)."""
 
 
-def drift_config(monitor, kind: str) -> DriftConfig:
+def drift_config(monitor, kind: str, ids: dict[str, str]) -> DriftConfig:
     """The DriftConfig for one comparison ("drift" or "skew") from the pipeline config's
-    `monitor:` section: per-feature thresholds override the section's defaults."""
+    `monitor:` section: per-feature thresholds override the section's defaults; identifiers
+    (schemas/identifiers.py) are never judged."""
     base = getattr(monitor, kind)
 
     def thresholds(t) -> FeatureThresholds:
@@ -40,11 +43,10 @@ def drift_config(monitor, kind: str) -> DriftConfig:
                                  missing=t.missing, skip=t.skip)
 
     features = {name: thresholds(t) for name, t in monitor.features.items()}
-    for name in monitor.ignore:
-        features[name] = FeatureThresholds(skip=True)
     return DriftConfig(default=thresholds(base), features=features, alpha=monitor.alpha,
                        min_examples=monitor.min_examples, bins=monitor.bins,
-                       bootstrap=monitor.bootstrap, seed=monitor.seed)
+                       bootstrap=monitor.bootstrap, seed=monitor.seed,
+                       identifiers=dict(ids))
 
 
 def parse_duration(text: str) -> float:
@@ -240,13 +242,14 @@ def feature_value_skew(files: list[str], training_examples: str, id_feature: str
     return out
 
 
-def monitored_schema(schema, ignore: list[str]):
-    """The schema without the ignored features (identifiers: unique by design). They are
-    neither decoded nor described: unique strings are the costliest statistics TFDV keeps
-    (per window, top-k and distinct sketches over every value), and never drift."""
+def monitored_schema(schema):
+    """The schema without the identifiers it declares (unique by design). They are neither
+    decoded nor described per window: unique strings are the costliest statistics TFDV keeps
+    (top-k and distinct sketches over every value), and an id never drifts."""
     pruned = type(schema)()
     pruned.CopyFrom(schema)
-    keep = [f for f in pruned.feature if f.name not in set(ignore)]
+    declared = set(declared_identifiers(schema))
+    keep = [f for f in pruned.feature if f.name not in declared]
     del pruned.feature[:]
     pruned.feature.extend(keep)
     return pruned
@@ -410,7 +413,8 @@ def run_monitor(logs: str, config, out_dir: str, window_s: float | None = None,
         raise MonitorError(str(e)) from None
     if not files:
         raise MonitorError(f"no request-log files match {logs}")
-    schema = monitored_schema(tfdv.load_schema_text(config.schema), monitor.ignore)
+    curated = tfdv.load_schema_text(config.schema)
+    schema = monitored_schema(curated)
     window_s = monitor.window_s if window_s is None else window_s
     window_records = window_records or monitor.window_records
     if window_records < 1:
@@ -451,7 +455,10 @@ def run_monitor(logs: str, config, out_dir: str, window_s: float | None = None,
             f"the schema's features ({', '.join(missing_features[:5])}, ...) are absent from "
             "every example")
     environment = "TRAINING" if label_map is not None else "SERVING"
-    drift_cfg, skew_cfg = drift_config(monitor, "drift"), drift_config(monitor, "skew")
+    # Declared identifiers, and any string feature unique per example in the training
+    # statistics and every window alike.
+    ids = identifiers(curated, ([train] if train is not None else []) + list(datasets.values()))
+    drift_cfg, skew_cfg = drift_config(monitor, "drift", ids), drift_config(monitor, "skew", ids)
     if label_map is None:  # without joined labels, what SERVING lacks is not compared
         absent = {f.name for f in schema.feature if "SERVING" in f.not_in_environment}
         for cfg in (drift_cfg, skew_cfg):
@@ -464,6 +471,7 @@ def run_monitor(logs: str, config, out_dir: str, window_s: float | None = None,
                                                "unreadable", "shadow_records",
                                                "labelled_examples")},
         "fdr": {"method": "Benjamini-Hochberg", "alpha": monitor.alpha},
+        "identifiers": ids,
         "windows": [],
     }
     previous = None
@@ -538,8 +546,6 @@ def run_monitor(logs: str, config, out_dir: str, window_s: float | None = None,
 def _foreign_schema(dataset, schema, config) -> list[str]:
     """The schema's SERVING features absent from every example of a window, when that is
     most of them: the log holds another dataset's traffic."""
-    from components.monitor.drift import common_stats, feature_name
-
     present = {feature_name(f) for f in dataset.features
                if common_stats(f).num_non_missing > 0}
     expected = [f.name for f in schema.feature

@@ -29,7 +29,12 @@ def test_the_whole_loop_runs_and_cleans_up(tmp_path):
     assert "promoted to stable" in results[6] or "rejected by the replay gate" in results[6]
     assert re.search(r"back to v1.*requests sent meanwhile, 0 failed", results[7])
     reports = re.findall(r"report: .*?\s(/\S+)$", summary, re.M)
-    assert len(reports) == 3 and all(os.path.exists(p) for p in reports)
+    assert len(reports) == 4 and all(os.path.exists(p) for p in reports)
+    # v1's and v2's statistics each keep their own report, named for what they describe.
+    statistics = dict(re.findall(r"report: (statistics \(.*?\))\s+(/\S+)$", summary, re.M))
+    assert len(set(statistics.values())) == 2, statistics
+    assert "/span-1/" in statistics["statistics (v1's training data)"]
+    assert "/span-1/" not in statistics["statistics (v2's training data: the log)"]
     assert "servers stopped" in summary
     # Nothing listens on the ports the loop used any more.
     ports = {int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", out)}

@@ -1,8 +1,9 @@
-"""Reports wherever data is produced: `tandem run` writes one, `tandem report stats` renders
-any TFDV statistics, and `tandem monitor` finds the served model's training statistics in
-ML Metadata."""
+"""Reports wherever data is produced: `tandem run` writes one per run, `tandem report stats`
+renders any TFDV statistics, and `tandem monitor` finds the served model's training statistics
+in ML Metadata."""
 
 import os
+import re
 
 import pytest
 import tensorflow as tf
@@ -24,13 +25,41 @@ def _render(path, tmp_path, name):
 
 
 def test_run_writes_a_statistics_report_and_prints_its_path(trained_listening, tmp_path):
-    report = os.path.join(trained_listening.config.output_dir, "reports", "statistics.html")
+    from pipeline.runner import statistics_report_path
+
+    report = statistics_report_path(trained_listening.config, trained_listening.outputs)
+    assert report.endswith(os.path.join("reports", "span-1", "statistics-" + os.path.basename(
+        trained_listening.outputs["statistics"].uri) + ".html"))
     assert f"report             {report}" in trained_listening.stdout
     text = open(report).read()
     assert "train: " in text and "eval: " in text and "No anomalies" in text
+    # The ids are described, not compared: train and eval raise no alarm between them.
+    assert "0 feature(s) changed" in text and "ALERT" not in text
+    assert "request_id (declared in the schema)" in text
     rendered = _render(report, tmp_path, "run")
     assert rendered.title == "tandem: 'listening' statistics and anomalies"
-    assert len(rendered.figures) >= 15  # one chart per feature, train and eval drawn together
+    # One chart per feature but the three identifiers, train and eval drawn together.
+    assert len(rendered.figures) >= 14
+
+
+def test_two_runs_in_one_output_dir_keep_two_reports(tmp_path):
+    """A later span's run writes its own report; the earlier one is left as it was."""
+    from components.datasets import listening
+
+    data, out = tmp_path / "data", tmp_path / "out"
+    reports = []
+    for span in (1, 2):
+        listening.generate(str(data), 3300, seed=span, span=span)
+        done = tandem("run", "--config", "listening", "--until", "validate",
+                      "--set", f"data.location={data}", "--set", f"output_dir={out}",
+                      "--set", "beam.direct_running_mode=in_memory")
+        assert done.returncode == 0, done.stdout + done.stderr
+        [report] = re.findall(r"^  report +(\S+)$", done.stdout, re.M)
+        reports.append((report, open(report).read()))
+    (first, first_text), (second, _) = reports
+    assert os.path.join("reports", "span-1", "statistics-") in first
+    assert os.path.join("reports", "span-2", "statistics-") in second
+    assert open(first).read() == first_text  # span 1's report survives span 2's run
 
 
 def test_report_stats_renders_every_statistics_format(trained_listening, tmp_path):

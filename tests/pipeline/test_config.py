@@ -78,6 +78,9 @@ def test_a_four_key_config_takes_its_paths_and_layout_from_the_data(tmp_path, mo
         ("beam: {extra_args: --runner=X}", "key 'beam.extra_args' must be a list"),
         ("split: {train_buckets: 0}", "split.train_buckets"),
         ("beam: 3", "'beam' must be a mapping"),
+        # Identifiers moved to the schema, where the monitor and the report both read them.
+        ("monitor: {ignore: [request_id]}", "key 'monitor.ignore' is gone: declare identifiers "
+                                            "in the schema"),
     ],
 )
 def test_bad_keys_and_values_are_named(tmp_path, extra, message):

@@ -7,6 +7,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 
 from components.datasets import listening
 from schemas import SERVING, SchemaError, curated_schema_path, load_schema, schema_fingerprint
+from schemas.identifiers import declare_identifiers, declared_identifiers
 from schemas.propose import (
     apply_contracts,
     diff_schemas,
@@ -63,6 +64,22 @@ def test_contracts_environments_label_domain_comparators_and_min_examples():
         apply_contracts(schema, "nope", "regression", 100)
 
 
+def test_proposals_declare_identifiers_the_data_shows_and_keep_the_curated_ones():
+    frame = pd.DataFrame({"request_id": [f"r{i}" for i in range(200)],
+                          "user_id": [f"u{i % 40}" for i in range(200)],
+                          "c": ["a", "b"] * 100, "y": [0, 1] * 100})
+    curated = propose_schema(_stats(frame), "y", "binary_classification")
+    assert declared_identifiers(curated) == ["request_id"]  # unique per example
+    declare_identifiers(curated, ["user_id"])  # a reviewer's declaration
+    proposed = propose_schema(_stats(frame), "y", "binary_classification", curated=curated)
+    assert declared_identifiers(proposed) == ["request_id", "user_id"]
+    features = {f.name: f for f in proposed.feature}
+    for name in ("request_id", "user_id"):
+        assert not features[name].HasField("drift_comparator")
+        assert not features[name].HasField("skew_comparator")
+    assert features["c"].HasField("drift_comparator")
+
+
 def test_csv_proposals_accept_empty_cells_for_sometimes_missing_columns():
     frame = pd.DataFrame({"x": [1.0, None] * 50, "y": [0.5, 1.5] * 50})
     schema = propose_schema(_stats(frame), "y", "regression", data_format="csv")
@@ -94,7 +111,12 @@ def test_curated_schemas_carry_every_contract(dataset, label):
     schema = load_schema(curated_schema_path(dataset))
     assert list(schema.default_environment) == ["TRAINING", "SERVING"]
     assert schema.dataset_constraints.min_examples_count >= 1000
+    identifiers = declared_identifiers(schema)
     for feature in schema.feature:
+        if feature.name in identifiers:  # described, never compared
+            assert not feature.HasField("drift_comparator"), feature.name
+            assert not feature.HasField("skew_comparator"), feature.name
+            continue
         assert feature.HasField("drift_comparator"), feature.name
         if feature.name == label:
             assert list(feature.not_in_environment) == [SERVING]
