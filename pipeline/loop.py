@@ -155,8 +155,7 @@ def run_loop(work: str = "outputs/loop", rows: int = 12000, out: TextIO = sys.st
                         f'"{os.path.join(config.serving_dir, MODEL)}" model_platform: '
                         f'"tensorflow" model_version_policy {{ specific {{ versions: {v1} }} }} '
                         f'version_labels {{ key: "stable" value: {v1} }} }} }}\n')
-            reports["statistics (v1's training data)"] = os.path.join(
-                config.output_dir, "reports", "statistics.html")
+            reports["statistics (v1's training data)"] = result.report
             s.result = f"v1 = version {v1}, labelled stable"
 
         with step("start the model server and the gateway") as s:
@@ -217,6 +216,7 @@ def run_loop(work: str = "outputs/loop", rows: int = 12000, out: TextIO = sys.st
             if result.exit_code != 0 or v2 == v1:
                 raise LoopError("retraining from the log did not push a new model (the "
                                 "Evaluator's verdict is above)")
+            reports["statistics (v2's training data: the log)"] = result.report
             from serving.promotion import promote
 
             for line in promote(models_config, server, MODEL, v2, "canary"):
@@ -224,6 +224,7 @@ def run_loop(work: str = "outputs/loop", rows: int = 12000, out: TextIO = sys.st
             s.result = f"v2 = version {v2}, labelled canary"
 
         with step("mirror live traffic to v2; shadow replay over the log") as s:
+            from components.datasets import listening
             from components.shadow.replay import load_replay_config, run_replay, summary
 
             servers.stop("gateway")
@@ -231,9 +232,11 @@ def run_loop(work: str = "outputs/loop", rows: int = 12000, out: TextIO = sys.st
             servers.start("gateway", ["serve", "gateway", "--config", gateway_yaml,
                                       "--port", str(gw_port),
                                       f"--rest_api_port={gw_rest}"], gw_port)
-            mirrored = send(gateway, os.path.join(work, "requests", "span-2", "*.tfrecord.gz"),
-                            MODEL, rate=0, batch=4, limit=2000,
-                            progress=lambda line: say("   " + line))
+            # Requests not sent before (span 4): step 3's again would log their ids twice.
+            listening.generate(os.path.join(work, "mirror"), 2000, seed=0, span=4,
+                               requests=True, source_rows=rows)
+            mirrored = send(gateway, os.path.join(work, "mirror", "span-4", "*.tfrecord.gz"),
+                            MODEL, rate=0, batch=4, progress=lambda line: say("   " + line))
             say(f"   {mirrored.sent:,} requests answered by stable v1 and mirrored to canary "
                 "v2")
             # What each version and each feature source cost, for `tandem score` (Monitoring 6,
@@ -308,7 +311,7 @@ def run_loop(work: str = "outputs/loop", rows: int = 12000, out: TextIO = sys.st
     say(f"  total {total:.1f}s")
     for name, path in reports.items():
         if os.path.exists(path):
-            say(f"  report: {name:<34} {path}")
+            say(f"  report: {name:<40} {path}")
     say(f"  work directory: {work} (servers stopped)")
     return status
 
