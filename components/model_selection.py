@@ -14,10 +14,11 @@ of them (two-sided 95%). It is the error of one model's score, not of the paired
 the extra model has to clear the noise a reader of one score would see, which leans toward
 the simpler model, as intended.
 
-The same errors give the Evaluator its default bar when no `evaluation.threshold` is set: the
+The same errors (Wilson's bound for accuracy) give the Evaluator its default bar when no
+`evaluation.threshold` is set: the
 model must beat the naive predictor (AUC 0.5, the training split's majority class, or the
 training mean) by the margin on the eval split (`naive_bar`, read by
-components/evaluator_executor.py).
+components/evaluator.py).
 """
 
 from __future__ import annotations
@@ -162,29 +163,49 @@ def naive_bar(metric: str, eval_labels: np.ndarray, train_labels: np.ndarray,
         return {"metric": metric, "n": n, "bar": None,
                 "summary": "no labelled eval or training examples: no naive bar"}
     labels = eval_labels.astype(np.float64)
+    if metric in ("auc", "accuracy") and len(np.unique(eval_labels)) < 2:
+        # One class in the eval split: AUC is undefined, and always predicting that class is
+        # perfect, so no model could be shown better than the naive predictor.
+        return {"metric": metric, "n": n, "bar": None,
+                "summary": f"the eval split has one class (n={n}): there is nothing to judge "
+                           "a model against"}
     if metric == "auc":
+        labels = labels[labels >= 0]  # a class the model does not know has no place in AUC
         score, what, higher = 0.5, "a constant score (AUC 0.5)", True
-        guess = np.full(n, 0.5)
+        error = standard_error(metric, score, np.full(len(labels), 0.5), labels, seed)
+        bar = score + Z * error
     elif metric == "accuracy":
-        counts = np.bincount(train_labels.astype(np.int64))
-        majority = int(np.argmax(counts))
+        known = train_labels[train_labels >= 0].astype(np.int64)
+        majority = int(np.argmax(np.bincount(known)))
+        # Eval rows of a class the training split lacks stay in: the Evaluator counts them
+        # (always wrong), so the naive score is over the same rows.
         score = float(np.mean(eval_labels.astype(np.int64) == majority))
         name = classes[majority] if classes and majority < len(classes) else str(majority)
         what, higher = f"the training split's most frequent class ({name!r})", True
-        guess = np.full(n, float(majority))
+        error = (max(score * (1 - score), 0.0) / n) ** 0.5
+        # Wilson's upper bound, not score + Z * error: that collapses onto the score when
+        # the eval split is (almost) all one class, and would bless the naive predictor.
+        z2 = Z * Z
+        bar = (score + z2 / (2 * n) + Z * math.sqrt(score * (1 - score) / n + z2 / (4 * n * n))) \
+            / (1 + z2 / n)
     else:
         mean = float(np.mean(train_labels))
         guess = np.full(n, mean)
         score = float(np.sqrt(np.mean((guess - labels) ** 2)) if metric == "rmse"
                       else np.mean(np.abs(guess - labels)))
         what, higher = f"the training mean ({mean:.4g})", False
-    error = standard_error(metric, score, guess, labels, seed)
-    bar = score + Z * error if higher else score - Z * error
+        error = standard_error(metric, score, guess, labels, seed)
+        bar = score - Z * error
     if not math.isfinite(bar):
         bar = None
+    elif metric in ("auc", "accuracy") and bar >= 1.0:
+        return {"metric": metric, "n": n, "bar": None,
+                "summary": f"the eval split is too small (n={n}): the naive predictor's "
+                           f"{metric} {score:.4f} ± {bar - score:.4f} reaches 1, so no model "
+                           "could be shown better"}
     return {"metric": metric, "predictor": what, "score": round(score, 6),
             "error": round(error, 6) if math.isfinite(error) else None, "n": n,
             "bar": None if bar is None else round(bar, 6), "higher_is_better": higher,
             "summary": (f"naive predictor {what}: {metric} {score:.4f} on n={n} eval examples; "
-                        + (f"bar {bar:.4f} (±{Z * error:.4f})" if bar is not None
+                        + (f"bar {bar:.4f} (±{abs(bar - score):.4f})" if bar is not None
                            else "its error is unknown: no bar"))}

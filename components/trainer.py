@@ -122,11 +122,13 @@ EARLY_STOPPING = {
 }
 
 
-def raw_labels(files: list[str], plan: dict[str, Any], classes: list[str] | None) -> np.ndarray:
+def raw_labels(files: list[str], plan: dict[str, Any], classes: list[str] | None,
+               keep_unknown: bool = False) -> np.ndarray:
     """Every example's label as the model's target, read from the raw examples alone (no
     Transform): the class position in `classes`, or the regression label in its own units.
-    Examples without a label, or with a class not in `classes`, are left out, as the
-    training input leaves them out."""
+    Examples without a label are left out. A class not in `classes` is left out too, as the
+    training input leaves it out, or kept as -1 (`keep_unknown`: the Evaluator scores such
+    rows, always wrong)."""
     label, dtype = plan["label"], plan["label_dtype"]
     tf_dtype = {"BYTES": tf.string, "INT": tf.int64}.get(dtype, tf.float32)
     values: list[np.ndarray] = []
@@ -151,7 +153,8 @@ def raw_labels(files: list[str], plan: dict[str, Any], classes: list[str] | None
         ids = np.array([index.get(v.decode("utf-8", "replace"), -1) for v in raw], np.int64)
     else:
         ids = raw.astype(np.int64)
-    return ids[(ids >= 0) & (ids < len(classes))]
+    known = (ids >= 0) & (ids < len(classes))
+    return np.where(known, ids, -1) if keep_unknown else ids[known]
 
 
 def count_examples(files: list[str]) -> int:
@@ -447,7 +450,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             used, trial = mc.tuning(build, hp, prepare()[0], sample, measure, higher,
                                     checks["tuning_trials"], checks["tuning_steps"], seed,
                                     config["deciding_metric"],
-                                    math.ceil(counts["train"] / hp["batch_size"]))
+                                    steps_per_epoch)
             results.append(trial)
             logging.info(CHECK_MESSAGE, trial["check"], trial["summary"])
     # The pipeline config fixed the deciding metric (accuracy for multi-class, as it validates).
@@ -496,7 +499,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         metrics = {k: v * (std * std if k == "loss" else std if k in ("rmse", "mae") else 1.0)
                    for k, v in metrics.items()}
     naive = ms.naive_bar(config["deciding_metric"],
-                         raw_labels(fn_args.eval_files, plan, classes),
+                         raw_labels(fn_args.eval_files, plan, classes, keep_unknown=True),
                          raw_labels(fn_args.train_files, plan, classes), classes, seed)
     if checks["enabled"]:
         after = [

@@ -239,6 +239,14 @@ class PipelineConfig:
         return self.evaluation.metric or defaults.get(self.problem_type, "auc")
 
 
+# Keys of earlier versions, and what replaced them.
+REMOVED_KEYS = {
+    "checks.min_gain_over_baseline": "the Trainer now exports the linear model unless the "
+    "configured one is better beyond the eval split's sampling error (model.select)",
+    "checks.baseline_steps": "the linear model now trains like the configured one "
+    "(model.select)",
+}
+
 _TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 
@@ -284,6 +292,10 @@ def _build(cls: type, raw: Any, prefix: str = "") -> Any:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
     unknown = sorted(set(raw) - set(fields))
+    for key in unknown:
+        name = f"{prefix}.{key}" if prefix else key
+        if name in REMOVED_KEYS:
+            raise ConfigError(f"key '{name}' was removed: {REMOVED_KEYS[name]}")
     if unknown:
         name = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
         raise ConfigError(
@@ -332,7 +344,14 @@ def named_config(name: str) -> str:
     return os.path.join(CONFIGS_DIR, f"{name}.yaml")
 
 
-TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".gz")
+TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrecord.gz", ".tfrecords.gz")
+
+
+def _is_tfrecord(path: str) -> bool:
+    """A TFRecord file by its name: .tfrecord(s), optionally .gz; any other .gz but a
+    compressed CSV (ExampleGen reads .csv.gz as CSV)."""
+    return path.endswith(TFRECORD_SUFFIXES) or (path.endswith(".gz")
+                                                and not path.endswith(".csv.gz"))
 
 
 def _data_defaults(data: DataConfig) -> DataConfig:
@@ -350,11 +369,12 @@ def _data_defaults(data: DataConfig) -> DataConfig:
     if fmt is None:
         inside = glob.glob(os.path.join(data.location, "span-*", "*")) if spans else \
             [os.path.join(data.location, n) for n in names]
-        fmt = "tfrecord" if any(f.endswith(TFRECORD_SUFFIXES) for f in inside) else "csv"
+        fmt = "tfrecord" if any(_is_tfrecord(f) for f in inside) else "csv"
     pattern = data.pattern
     if not pattern:
         pattern = "span-{SPAN}/*" if spans or not local else (
-            "*.csv" if fmt == "csv" else "*")
+            ("*.csv*" if any(n.endswith(".csv.gz") for n in names) else "*.csv")
+            if fmt == "csv" else "*")
     return dataclasses.replace(data, format=fmt, pattern=pattern)
 
 

@@ -44,6 +44,12 @@ def test_the_configured_model_is_exported_only_when_better_beyond_the_error():
     assert tie.margin == pytest.approx(
         ms.Z * _hanley_mcneil(tie.linear, positives, 400 - positives), rel=1e-6)
 
+    # Better, but not beyond the error: still the linear model.
+    rng = np.random.default_rng(5)
+    nudged = np.clip(weak + np.where(y > 0, 1, -1) * rng.uniform(0, 0.02, 400), 0, 1)
+    inside = ms.select("auc", True, auc, y, nudged, weak, "simplest_adequate", seed=0)
+    assert 0 < inside.gain < inside.margin and inside.chosen == "linear"
+
     # select: configured keeps the configured model, and says when the simpler one is better.
     worse = ms.select("auc", True, auc, y, weak, strong, "configured", seed=0)
     assert worse.chosen == "configured" and worse.simpler_better
@@ -76,12 +82,13 @@ def test_the_regression_margin_is_a_bootstrap_in_the_labels_units():
     def rmse(p, t):
         return float(np.sqrt(np.mean((p - t) ** 2)))
 
-    chosen = ms.select("rmse", False, rmse, y, y + rng.normal(scale=0.5, size=300),
-                       y + rng.normal(scale=0.52, size=300), "simplest_adequate", seed=0,
+    chosen = ms.select("rmse", False, rmse, y, y + rng.normal(scale=2.0, size=300),
+                       y + rng.normal(scale=2.05, size=300), "simplest_adequate", seed=0,
                        unit=10.0)
-    assert chosen.chosen == "linear"  # 0.50 vs 0.52 at n=300 is within the error
-    # The bootstrap's spread is the textbook one for an RMSE: about sigma / sqrt(2n).
-    assert chosen.error == pytest.approx(0.52 / math.sqrt(600), rel=0.25)
+    assert chosen.chosen == "linear"  # 2.0 vs 2.05 at n=300 is within the error
+    # The bootstrap's spread is the textbook one for an RMSE: about sigma / sqrt(2n) (the
+    # MSE's would be 2 sigma times that).
+    assert chosen.error == pytest.approx(chosen.linear / math.sqrt(600), rel=0.2)
     record = chosen.record()
     assert record["linear"] == pytest.approx(10 * chosen.linear, abs=1e-5)  # label units
     assert record["margin"] == pytest.approx(10 * chosen.margin, abs=1e-5)
@@ -99,7 +106,11 @@ def test_the_naive_bar_for_each_metric():
     evaluation = np.array([2] * 40 + [0] * 40 + [1] * 20)
     acc = ms.naive_bar("accuracy", evaluation, train, ["x", "y", "z"], seed=0)
     assert acc["score"] == pytest.approx(0.4) and "'z'" in acc["predictor"]  # training majority
-    assert acc["bar"] == pytest.approx(0.4 + ms.Z * math.sqrt(0.4 * 0.6 / 100), abs=1e-6)
+    # Wilson's upper bound at p = 0.4, n = 100 (about the normal one at this n).
+    z2 = ms.Z ** 2
+    wilson = (0.4 + z2 / 200 + ms.Z * math.sqrt(0.24 / 100 + z2 / 40000)) / (1 + z2 / 100)
+    assert acc["bar"] == pytest.approx(wilson, abs=1e-6)
+    assert abs(acc["bar"] - (0.4 + ms.Z * math.sqrt(0.24 / 100))) < 0.005
 
     values = rng.normal(loc=100, scale=5, size=500)
     rmse = ms.naive_bar("rmse", values, values + 1.0, None, seed=0)
@@ -107,6 +118,25 @@ def test_the_naive_bar_for_each_metric():
     assert rmse["score"] == pytest.approx(expected, abs=1e-5) and not rmse["higher_is_better"]
     assert rmse["bar"] < rmse["score"] and "training mean" in rmse["predictor"]
     assert ms.naive_bar("mae", values[:0], values, None, seed=0)["bar"] is None
+
+
+def test_the_naive_bar_never_collapses_onto_the_naive_score():
+    """All one class in the eval split: nothing can be judged (AUC undefined, the naive
+    predictor perfect). None of the training majority: Wilson's bound stays above 0. A tiny
+    split whose error reaches 1 is too small to bless anything."""
+    train = np.array([0] * 90 + [1] * 10)
+    for metric in ("auc", "accuracy"):
+        one_class = ms.naive_bar(metric, np.zeros(30), train, ["a", "b"], seed=0)
+        assert one_class["bar"] is None and "one class (n=30)" in one_class["summary"]
+    none_of_it = ms.naive_bar("accuracy", np.array([1] * 20 + [2] * 10), train, None, seed=0)
+    assert none_of_it["score"] == 0.0 and none_of_it["bar"] == pytest.approx(
+        ms.Z ** 2 / (30 + ms.Z ** 2), rel=1e-4)
+    tiny = ms.naive_bar("auc", np.array([0, 1, 0, 1, 1]), train, None, seed=0)
+    assert tiny["bar"] is None and "too small (n=5)" in tiny["summary"]
+    # Eval rows of a class the training split never had count as the naive predictor's
+    # misses, as the Evaluator counts them.
+    unknown = ms.naive_bar("accuracy", np.array([0] * 60 + [-1] * 40), train, None, seed=0)
+    assert unknown["score"] == pytest.approx(0.6) and unknown["n"] == 100
 
 
 def _config(threshold=None):

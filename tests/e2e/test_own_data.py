@@ -156,6 +156,10 @@ def test_noise_is_refused_against_the_naive_predictor(tmp):
     assert rmse == pytest.approx(_evaluator_metric(outputs, "root_mean_squared_error"),
                                  rel=1e-4)
     assert rmse > naive["bar"]
+    # The Trainer's choice was made in the label's units: its score of the exported model is
+    # the Evaluator's RMSE on the same eval split.
+    selection = load_record(outputs["model"].uri)["selection"]
+    assert selection[selection["chosen"]] == pytest.approx(rmse, rel=1e-3)
 
 
 def _sklearn_rows(frame, label):
@@ -203,7 +207,9 @@ def test_a_small_real_regression_dataset_is_pushed(tmp):
     rmse = float(np.sqrt(np.mean((served - labels) ** 2)))
     assert rmse == pytest.approx(_evaluator_metric(outputs, "root_mean_squared_error"),
                                  rel=1e-4)
-    assert rmse < load_record(pushed)["naive"]["bar"]
+    record = load_record(pushed)
+    assert rmse < record["naive"]["bar"]
+    assert record["selection"][record["selection"]["chosen"]] == pytest.approx(rmse, rel=1e-3)
 
 
 def test_a_bad_select_value_is_one_line_and_exit_2(tmp):

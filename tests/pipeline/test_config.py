@@ -62,6 +62,13 @@ def test_a_four_key_config_takes_its_paths_and_layout_from_the_data(tmp_path, mo
     kept = load_config(_write(tmp_path, minimal.replace(
         "{location: data}", "{location: data, format: tfrecord, pattern: 'x-*'}")))
     assert (kept.data.format, kept.data.pattern) == ("tfrecord", "x-*")
+    (tmp_path / "packed").mkdir()
+    (tmp_path / "packed" / "rows.csv.gz").write_bytes(b"")
+    packed = load_config(_write(tmp_path, minimal.replace("location: data", "location: packed")))
+    assert (packed.data.format, packed.data.pattern) == ("csv", "*.csv*")
+    with pytest.raises(ConfigError, match="key 'checks.min_gain_over_baseline' was removed: "
+                                          "the Trainer now exports the linear model"):
+        load_config(_write(tmp_path, minimal + "checks: {min_gain_over_baseline: 0.003}\n"))
     with pytest.raises(ConfigError, match="key 'model.select' must be one of simplest_adequate, "
                                           "configured; got 'best'"):
         load_config(_write(tmp_path, minimal + "model: {select: best}\n"))
