@@ -11,7 +11,9 @@ import json
 import os
 from typing import Any
 
+from tfx import v1 as tfx
 from tfx.components.trainer import executor as trainer_executor
+from tfx.dsl.components.base import executor_spec
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import path_utils
 
@@ -69,3 +71,10 @@ class TrainerExecutor(trainer_executor.GenericExecutor):
             "tandem.build_record", os.path.join(serving_dir, build_record.ASSETS_EXTRA,
                                                 build_record.RECORD_FILE)
         )
+
+
+class Trainer(tfx.components.Trainer):
+    """TFX's generic Trainer (same name, inputs, outputs and id) run by TrainerExecutor, as a
+    subclass: the `custom_executor_spec` argument is deprecated and says so on every run."""
+
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(TrainerExecutor)

@@ -7,13 +7,12 @@ import hashlib
 import json
 
 from tfx import v1 as tfx
-from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 
 from components.baseline import LatestBlessedBaselineStrategy
 from components.evaluator import Evaluator
 from components.features import feature_plan
-from components.trainer_executor import TrainerExecutor
+from components.trainer_executor import Trainer
 from components.validation_gate import ModelCheckGate, ValidationGate
 from pipeline.beam import beam_pipeline_args
 from pipeline.config import STAGES, PipelineConfig
@@ -166,7 +165,7 @@ def create_pipeline(
 
     if last >= STAGES.index("train"):
         # Train one wide-and-deep model; export it with the Transform graph inside.
-        trainer = tfx.components.Trainer(
+        trainer = Trainer(
             run_fn=RUN_FN,
             examples=example_gen.outputs["examples"],
             transform_graph=transform.outputs["transform_graph"],
@@ -174,7 +173,6 @@ def create_pipeline(
             train_args=tfx.proto.TrainArgs(splits=["train"]),
             eval_args=tfx.proto.EvalArgs(splits=["eval"]),
             custom_config=trainer_config(config, plan),
-            custom_executor_spec=executor_spec.ExecutorClassSpec(TrainerExecutor),
         )
         # Stop here when a gating model check failed (a simpler model is as good, NaNs, an
         # export that disagrees with training): the model is never evaluated or pushed.
