@@ -1,6 +1,6 @@
 """The shadow replay report as HTML: the gate's verdict, parity, how B differs from A
-overall and per slice (with intervals), quality on labelled traffic, and the most
-divergent requests."""
+overall and per slice (with intervals), a multi-class model's flip matrix, quality on
+labelled traffic, and the most divergent requests."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from components.shadow.compare import LOWER_IS_BETTER
 from reports import charts
 from reports.html import Page, esc, fmt, status, table
 
@@ -30,6 +31,29 @@ def _metric_rows(block: dict) -> list[list[Any]]:
         rows.append([f"relative |Δ| {q}", _ci(m), m["n"]])
     rows.append(["|Δ| max", fmt(block["abs_delta"]["max"]), block["abs_delta"]["mean"]["n"]])
     return rows
+
+
+def _flip_matrix(matrix: dict) -> str:
+    """A's class (rows) against B's (columns) as a table whose cells are shaded by their share
+    of the row: blue where B agrees, red where it moved A's requests."""
+    names, counts = matrix["classes"], np.asarray(matrix["counts"])
+    totals = counts.sum(axis=1)
+    out = ["<table><thead><tr><th>A \\ B</th>"]
+    out += [f"<th>{esc(c)}</th>" for c in names]
+    out.append("<th>A's n</th><th>flipped</th></tr></thead><tbody>")
+    for i, name in enumerate(names):
+        out.append(f"<tr><th>{esc(name)}</th>")
+        for j, other in enumerate(names):
+            share = counts[i, j] / totals[i] if totals[i] else 0.0
+            rgb = "9,105,218" if i == j else "207,34,46"
+            out.append(f'<td class="num" style="background: rgba({rgb},{0.6 * share:.3f})" '
+                       f'title="A {esc(name)}, B {esc(other)}: {share:.1%} of A\'s {esc(name)}">'
+                       f"{counts[i, j]:,}</td>")
+        flipped = 1.0 - counts[i, i] / totals[i] if totals[i] else None
+        out.append(f'<td class="num">{totals[i]:,}</td><td class="num">{esc(fmt(flipped))}</td>'
+                   "</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
 
 
 def render(report: dict, a: np.ndarray | None = None, b: np.ndarray | None = None,
@@ -92,9 +116,18 @@ def render(report: dict, a: np.ndarray | None = None, b: np.ndarray | None = Non
     mean = overall.get("mean_score") or overall.get("mean_prediction")
     text = (f"<p>Mean output: A {esc(fmt(mean['a']))}, B {esc(fmt(mean['b']))}.</p>"
             if mean else "")
+    matrix = ""
+    if "flip_matrix" in overall:  # a multi-class model: its mean score per class
+        text = "<p>Mean score per class, A → B: " + ", ".join(
+            f"{esc(c)} {esc(fmt(x))} → {esc(fmt(y))}" for c, x, y in zip(
+                overall["flip_matrix"]["classes"], mean["a"], mean["b"], strict=True)) + ".</p>"
+        matrix = ("<h3>Flip matrix</h3><p>Requests by A's class (rows) and B's class "
+                  "(columns); off the diagonal, B answered another class than A. |Δ| is the "
+                  "largest change of any class's score.</p>"
+                  + _flip_matrix(overall["flip_matrix"]))
     page.section(f"B against A ({report['problem']})", text,
                  table(["metric", "value [95% interval]", "n"], _metric_rows(overall)),
-                 "".join(figures))
+                 matrix, "".join(figures))
     for key, groups in sorted(report.get("slices", {}).items()):
         labels = list(groups)
         metric = "symmetric_flip_rate" if report["problem"] == "classification" else None
@@ -121,10 +154,13 @@ def render(report: dict, a: np.ndarray | None = None, b: np.ndarray | None = Non
         for name, entry in q["metrics"].items():
             if name == "n" or entry is None:
                 continue
-            rows.append([name, _ci(entry["a"]), _ci(entry["b"]), _ci(entry["b_minus_a"])])
+            shown = f"{name} (lower is better)" if name in LOWER_IS_BETTER else name
+            rows.append([shown, _ci(entry["a"]), _ci(entry["b"]), _ci(entry["b_minus_a"])])
+        unknown = (f" {q['unknown_class']:,} of them are not a class position and are left "
+                   "out." if q.get("unknown_class") else "")
         page.section("Quality on labelled traffic",
                      f"<p>{q['matched']:,} replayed request(s) have a label in "
-                     f"{esc(q['labels'])}; {q['unmatched']:,} have none yet.</p>",
+                     f"{esc(q['labels'])}; {q['unmatched']:,} have none yet.{esc(unknown)}</p>",
                      table(["metric", "A", "B", "B - A"], rows))
     if run:
         inf = run.get("inference", {})

@@ -6,6 +6,10 @@ neg_to_pos_flip_rate). Every rate and quantile carries a bootstrap 95% interval 
 and the gate compares the interval's upper bound with the threshold, so a small slice can
 neither pass nor fail on noise. The bootstrap is seeded: the same rows and seed give the
 same report, byte for byte.
+
+Three kinds of output are compared: a binary probability [n], class scores [n, k] of a
+multi-class model (k > 2; a model answering [n, 2] keeps the report a binary one had), and a
+regression value [n].
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from typing import Any
 import numpy as np
 
 CLASSIFICATION, REGRESSION = "classification", "regression"
+# Quality metrics where a larger value is worse: the gate bounds B - A from above for these,
+# from below for the others (AUC, accuracy).
+LOWER_IS_BETTER = frozenset({"rmse", "mae", "log_loss"})
 
 
 @dataclasses.dataclass
@@ -25,8 +32,9 @@ class Thresholds:
     max_p99_abs_delta: float = 0.10  # p99 |B - A|, upper bound of its interval
     parity_tolerance: float = 1e-4  # |A offline - A logged|
     min_requests: int = 100
-    # With labels: how much worse B's AUC/accuracy (or RMSE) may be than A's, judged by the
-    # pessimistic bound of B - A's interval. None: quality is reported, not gated.
+    # With labels: how much worse B's AUC/accuracy (or RMSE, MAE, log loss) may be than A's,
+    # in each metric's own units, judged by the pessimistic bound of B - A's interval. None:
+    # quality is reported, not gated.
     max_quality_drop: float | None = None
     bootstrap: int = 200
     seed: int = 0
@@ -57,9 +65,26 @@ def _positive(scores: np.ndarray) -> np.ndarray:
     return scores if scores.ndim == 1 else scores[:, -1]
 
 
+def multiclass(scores: np.ndarray) -> bool:
+    """Class scores of more than two classes, [n, k]."""
+    return scores.ndim == 2 and scores.shape[1] > 2
+
+
+def flip_matrix(ca: np.ndarray, cb: np.ndarray, k: int,
+                classes: list[str] | None = None) -> dict[str, Any]:
+    """How many requests A put in each class (rows) and B in each (columns), in the order of
+    the score columns; named by `classes` when it names all k of them."""
+    counts = np.zeros((k, k), dtype=np.int64)
+    np.add.at(counts, (ca, cb), 1)
+    names = list(classes) if classes is not None and len(classes) == k else \
+        [str(i) for i in range(k)]
+    return {"classes": names, "counts": counts.tolist()}
+
+
 def compare(a: np.ndarray, b: np.ndarray, problem: str, thresholds: Thresholds,
-            rng: np.random.Generator) -> dict[str, Any]:
-    """The comparison of B with A on one set of rows."""
+            rng: np.random.Generator, classes: list[str] | None = None) -> dict[str, Any]:
+    """The comparison of B with A on one set of rows; `classes` names a multi-class model's
+    score columns."""
     out: dict[str, Any] = {}
     # One set of resamples serves every statistic (drawn once: drawing them per statistic
     # cost more than the statistics), so the intervals also describe the same resamples.
@@ -75,8 +100,16 @@ def compare(a: np.ndarray, b: np.ndarray, problem: str, thresholds: Thresholds,
                                                     np.mean, draws)
             out["neg_to_pos_flip_rate"] = _interval(((ca == 0) & (cb == 1)).astype(float),
                                                     np.mean, draws)
-        delta = np.abs(_positive(b) - _positive(a))
-        out["mean_score"] = {"a": _round(_positive(a).mean()), "b": _round(_positive(b).mean())}
+        if multiclass(a):
+            out["flip_matrix"] = flip_matrix(ca, cb, a.shape[1], classes)
+            # Every class's score can move, not only the last one's: the largest move counts.
+            delta = np.abs(b - a).max(axis=1)
+            out["mean_score"] = {"a": [_round(v) for v in a.mean(axis=0)],
+                                 "b": [_round(v) for v in b.mean(axis=0)]}  # per class
+        else:
+            delta = np.abs(_positive(b) - _positive(a))
+            out["mean_score"] = {"a": _round(_positive(a).mean()),
+                                 "b": _round(_positive(b).mean())}
     else:
         delta = np.abs(b - a)
         relative = delta / np.maximum(np.abs(a), 1e-9)
@@ -94,8 +127,11 @@ def compare(a: np.ndarray, b: np.ndarray, problem: str, thresholds: Thresholds,
 
 
 def verdict(overall: dict[str, Any], parity: dict[str, Any], n: int, problem: str,
-            thresholds: Thresholds, quality: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Pass or fail, with each check and the numbers that decided it."""
+            thresholds: Thresholds, quality: dict[str, Any] | None = None,
+            classes: tuple[list[str], list[str]] | None = None) -> dict[str, Any]:
+    """Pass or fail, with each check and the numbers that decided it. `classes`: A's and B's
+    class names, when both models name them (a multi-class replay compares score columns by
+    position, which means nothing unless both models order the same classes alike)."""
     checks = []
 
     def check(name: str, value, limit, ok: bool) -> None:
@@ -104,6 +140,8 @@ def verdict(overall: dict[str, Any], parity: dict[str, Any], n: int, problem: st
     check("parity: max |A offline - A logged|", parity["max_abs_diff"],
           thresholds.parity_tolerance, parity["max_abs_diff"] <= thresholds.parity_tolerance)
     check("replayed requests", n, thresholds.min_requests, n >= thresholds.min_requests)
+    if classes is not None:
+        check("classes: B's, in order, are A's", classes[1], classes[0], classes[1] == classes[0])
     if problem == CLASSIFICATION:
         high = overall["symmetric_flip_rate"]["high"]
         check("symmetric_flip_rate (95% upper bound)", high, thresholds.max_flip_rate,
@@ -116,10 +154,10 @@ def verdict(overall: dict[str, Any], parity: dict[str, Any], n: int, problem: st
             if name == "n" or entry is None:
                 continue
             diff = entry["b_minus_a"]
-            if name == "rmse":  # lower is better: B may not exceed A by more than the limit
+            if name in LOWER_IS_BETTER:  # B may not exceed A by more than the limit
                 bound = diff["high"]
                 ok = bound is not None and bound <= thresholds.max_quality_drop
-                check("rmse B - A (95% upper bound)", bound, thresholds.max_quality_drop, ok)
+                check(f"{name} B - A (95% upper bound)", bound, thresholds.max_quality_drop, ok)
             else:
                 bound = diff["low"]
                 ok = bound is not None and bound >= -thresholds.max_quality_drop
@@ -140,11 +178,18 @@ def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def _log_loss(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log of the score given to the true class (a class position); a score of
+    0 is taken as 1e-15, as scikit-learn did, so one confident miss costs ~34.5, not infinity."""
+    p = scores[np.arange(len(labels)), labels.astype(np.int64)]
+    return float(-np.mean(np.log(np.clip(p, 1e-15, 1.0))))
+
+
 def quality(a: np.ndarray, b: np.ndarray, labels: np.ndarray, problem: str,
             thresholds: Thresholds, rng: np.random.Generator) -> dict[str, Any]:
     """A's and B's quality on the same labelled traffic, and B - A, each with its bootstrap
     interval over the same resamples (so the difference's interval accounts for the two
-    models being scored on the same requests)."""
+    models being scored on the same requests). A multi-class label is a class position."""
     n = len(labels)
     draws = rng.integers(0, max(n, 1), size=(thresholds.bootstrap, n), dtype=np.int32)
     metrics: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {}
@@ -152,8 +197,11 @@ def quality(a: np.ndarray, b: np.ndarray, labels: np.ndarray, problem: str,
         if a.ndim == 1:
             metrics["auc"] = _auc
         metrics["accuracy"] = lambda s, y: float((_classes(s) == y.astype(np.int64)).mean())
+        if multiclass(a):
+            metrics["log_loss"] = _log_loss
     else:
         metrics["rmse"] = lambda s, y: float(np.sqrt(np.mean((s - y) ** 2)))
+        metrics["mae"] = lambda s, y: float(np.mean(np.abs(s - y)))
     out: dict[str, Any] = {"n": int(n)}
     for name, metric in metrics.items():
         if n == 0:

@@ -31,6 +31,7 @@ from components.shadow.compare import (
     REGRESSION,
     Thresholds,
     compare,
+    multiclass,
     quality,
     verdict,
 )
@@ -129,9 +130,22 @@ def _merge(chunks: list[dict]) -> dict[str, Any]:
         "data": ordered([d for c in chunks for d in c["data"]]),
         "slices": {n: ordered([v for c in chunks for v in c["slices"][n]]) for n in names},
         "key": chunks[0]["key"] if chunks else None,
+        "classes": chunks[0].get("classes") if chunks else None,
         "a": stacked("a") if chunks else None, "b": stacked("b") if chunks else None,
         "logged": stacked("logged") if chunks else None,
     }
+
+
+def _class_names(answered: list[str] | None, model_dir: str) -> list[str] | None:
+    """A model's class names: those it answers with, else its build record's."""
+    if answered is not None:
+        return answered
+    from components.build_record import RecordError, load_record
+
+    try:
+        return load_record(model_dir).get("classes")
+    except RecordError:
+        return None
 
 
 def build_report(chunks: list[dict], stats: list[dict], config: ReplayConfig, out_dir: str,
@@ -178,8 +192,14 @@ def build_report(chunks: list[dict], stats: list[dict], config: ReplayConfig, ou
         "mismatched": int((diff > thresholds.parity_tolerance).sum()),
         "tolerance": thresholds.parity_tolerance,
     }
+    names = None  # A's and B's class names, for a multi-class model
+    if problem == CLASSIFICATION and multiclass(a):
+        answered = replayed["classes"] or (None, None)
+        names = (_class_names(answered[0], meta["baseline"]),
+                 _class_names(answered[1], meta["candidate"]))
+    classes = names[0] if names is not None else None
     rng = np.random.default_rng(thresholds.seed)
-    overall = compare(a, b, problem, thresholds, rng)
+    overall = compare(a, b, problem, thresholds, rng, classes)
     report["overall"] = overall
     report["slices"] = {}
     for spec in config.slices:
@@ -188,7 +208,8 @@ def build_report(chunks: list[dict], stats: list[dict], config: ReplayConfig, ou
         for i in range(n):
             value = ",".join(str(replayed["slices"][f][i]) for f in spec)
             groups.setdefault(value, []).append(i)
-        report["slices"][key] = {value: compare(a[idx], b[idx], problem, thresholds, rng)
+        report["slices"][key] = {value: compare(a[idx], b[idx], problem, thresholds, rng,
+                                                classes)
                                  for value, idx in sorted(groups.items())}
     labels = meta.get("labels")
     if labels is not None:
@@ -196,10 +217,16 @@ def build_report(chunks: list[dict], stats: list[dict], config: ReplayConfig, ou
         y = np.array([labels[replayed["ids"][i]] for i in known], dtype=np.float64)
         idx = np.array(known, dtype=np.int64)
         report["quality"] = {"labels": meta["labels_path"], "matched": len(known),
-                             "unmatched": n - len(known),
-                             "metrics": quality(a[idx], b[idx], y, problem, thresholds, rng)}
+                             "unmatched": n - len(known)}
+        if names is not None:
+            # A multi-class label is a class position; any other value cannot be scored.
+            scored = (y == np.round(y)) & (y >= 0) & (y < a.shape[1])
+            report["quality"]["unknown_class"] = int((~scored).sum())
+            idx, y = idx[scored], y[scored]
+        report["quality"]["metrics"] = quality(a[idx], b[idx], y, problem, thresholds, rng)
     report["verdict"] = verdict(overall, report["parity"], n, problem, thresholds,
-                                report.get("quality", {}).get("metrics"))
+                                report.get("quality", {}).get("metrics"),
+                                names if names is not None and None not in names else None)
     tf.io.gfile.makedirs(out_dir)
     # The most divergent requests, as tf.Examples carrying both predictions.
     delta = np.abs(b - a).reshape(n, -1).max(axis=1)
@@ -217,10 +244,18 @@ def build_report(chunks: list[dict], stats: list[dict], config: ReplayConfig, ou
     report["divergent"] = {"file": DIVERGENT, "count": int(len(top)),
                            "max_abs_delta": float(round(float(delta[top[0]]), 6))}
     _write(out_dir, REPORT, json.dumps(report, indent=2, sort_keys=True))
-    shown = (lambda x: x if x.ndim == 1 else x[:, -1]) if problem == CLASSIFICATION else \
-        (lambda x: x if x.ndim == 1 else x[:, 0])
-    rows = [{"id": replayed["ids"][i], "a": float(np.ravel(a[i])[-1]),
-             "b": float(np.ravel(b[i])[-1]), "delta": float(delta[i])} for i in top]
+    # The page draws a binary model's positive score; a multi-class model's scores whole.
+    shown = (lambda x: x if x.ndim == 1 or multiclass(x) else x[:, -1]) \
+        if problem == CLASSIFICATION else (lambda x: x if x.ndim == 1 else x[:, 0])
+
+    def answer(x: np.ndarray) -> float | str:
+        """What the page shows of one answer: a multi-class model's class and its score."""
+        if names is None:
+            return float(np.ravel(x)[-1])
+        return f"{overall['flip_matrix']['classes'][x.argmax()]} {x.max():.4g}"
+
+    rows = [{"id": replayed["ids"][i], "a": answer(a[i]), "b": answer(b[i]),
+             "delta": float(delta[i])} for i in top]
     _write(out_dir, HTML, render_html(report, shown(a), shown(b), run, rows).render())
     return report
 
@@ -378,6 +413,9 @@ def summary(report: dict) -> list[str]:
                                  f"{interval(entry['b'])}  (B - A "
                                  f"{interval(entry['b_minus_a'])}; {q['unmatched']:,} "
                                  "unlabelled)")
+            if q.get("unknown_class"):
+                lines.append(f"  {q['unknown_class']:,} label(s) not a class position, left "
+                             "out of quality")
         inf = report["inference"]
         lines.append(f"inference: {inf['batches']} batches, A {inf['a_ms_per_batch']} ms, "
                      f"B {inf['b_ms_per_batch']} ms per batch")

@@ -155,9 +155,19 @@ class KeepFirstLogged(beam.PTransform):
                 STATS, main="chunks")
 
 
+def class_names(outputs: dict[str, np.ndarray], key: str) -> list[str] | None:
+    """The class names a classifier answers with its scores (`classes`, one row per example,
+    the same in every row), or None."""
+    names = outputs.get("classes")
+    if key != "scores" or names is None or names.ndim != 2 or not len(names):
+        return None
+    return [c.decode() if isinstance(c, bytes) else str(c) for c in names[0]]
+
+
 class PredictBoth(beam.DoFn):
     """A chunk of logged examples -> the same chunk with A's output recomputed offline and
-    B's output, both models run in-process on batches of `batch_size`, in one pass."""
+    B's output, both models run in-process on batches of `batch_size`, in one pass; with
+    each model's class names when it answers with them."""
 
     def __init__(self, baseline: str, candidate: str, slice_features: list[str],
                  batch_size: int = 1024):
@@ -186,11 +196,14 @@ class PredictBoth(beam.DoFn):
         a_parts, b_parts = [], []
         a_s = b_s = 0.0
         key = None
+        classes = None
         for start in range(0, len(data), self.batch_size):
             batch = self._tf.constant(data[start:start + self.batch_size])
             a, t_a = self._run(self._a, batch)
             b, t_b = self._run(self._b, batch)
-            key = key or output_key(a)
+            if key is None:
+                key = output_key(a)
+                classes = (class_names(a, key), class_names(b, key))
             a_parts.append(a[key].reshape(len(batch), -1))
             b_parts.append(b[key].reshape(len(batch), -1))
             a_s, b_s = a_s + t_a, b_s + t_b
@@ -206,5 +219,6 @@ class PredictBoth(beam.DoFn):
                     value = getattr(f, kind).value[0] if kind and getattr(f, kind).value else None
                     slices[name].append(value.decode() if isinstance(value, bytes) else value)
         yield {"ids": ids, "data": data, "versions": versions, "slices": slices, "key": key,
-               "logged": logged, "a": np.concatenate(a_parts).astype(np.float64),
+               "classes": classes, "logged": logged,
+               "a": np.concatenate(a_parts).astype(np.float64),
                "b": np.concatenate(b_parts).astype(np.float64)}

@@ -5,11 +5,11 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow_serving.apis import model_pb2, predict_pb2
 
 from components.datasets import listening
 from components.shadow.replay import ReplayConfig, ReplayError, run_replay
-from schemas.request_log import LogWriter, frame, make_record
+from schemas.request_log import LogWriter, frame
+from tests.components.shadow.conftest import served_examples, write_log
 from tests.conftest import tandem
 from tests.serving.gateway.conftest import make_listening_model, training_examples
 
@@ -22,31 +22,11 @@ def setup(tmp_path_factory):
     log of A's answers written with the shared writer, 8 examples a request."""
     root = tmp_path_factory.mktemp("replay")
     listening.generate(str(root / "data"), 1200, seed=3)
-    served = []
-    for data in training_examples(root / "data"):
-        e = tf.train.Example.FromString(data)
-        del e.features.feature["skipped"]
-        served.append(e.SerializeToString())
+    served = served_examples(root / "data")
     for name, bias in (("a", 0.0), ("b", 0.3)):
         os.makedirs(root / name)
         make_listening_model(str(root / name), 1, bias)
-    a_fn = tf.saved_model.load(str(root / "a" / "1")).signatures["serving_default"]
-    writer = LogWriter(str(root / "logs"))
-    for i in range(0, len(served), 8):
-        batch = served[i:i + 8]
-        request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="listening"))
-        request.inputs["examples"].CopyFrom(tf.make_tensor_proto(batch, dtype=tf.string))
-        out = a_fn(examples=tf.constant(batch))
-        response = predict_pb2.PredictResponse(model_spec=model_pb2.ModelSpec(name="listening"))
-        response.model_spec.version.value = 1
-        for key, value in out.items():
-            response.outputs[key].CopyFrom(tf.make_tensor_proto(value.numpy()))
-        ids = [tf.train.Example.FromString(b).features.feature["request_id"].bytes_list
-               .value[0].decode() for b in batch]
-        writer.write(make_record(request=request, response=response, model_name="listening",
-                                 model_version=1, signature_name="serving_default",
-                                 request_id=ids[0], example_ids=ids))
-    writer.close()
+    write_log(str(root / "a" / "1"), served, str(root / "logs"))
     return root, served
 
 
