@@ -197,12 +197,16 @@ WORSE = {
 }
 
 
+def _quality_replay(p, tmp_path, worse: bool) -> dict:
+    """The labelled replay judged on quality alone: B against A, or A against itself."""
+    labels = _write_labels(tmp_path / "labels.csv", p.ids, p.y)
+    return run_replay(p.logs, p.a, p.b if worse else p.a, str(tmp_path / "out"),
+                      ReplayConfig(thresholds=QUALITY_ONLY), labels=labels)
+
+
 @pytest.mark.parametrize("kind", sorted(WORSE))
 def test_quality_gate_fails_a_worse_candidate_naming_the_metric(problems, tmp_path, kind):
-    p = problems(kind)
-    labels = _write_labels(tmp_path / "labels.csv", p.ids, p.y)
-    report = run_replay(p.logs, p.a, p.b, str(tmp_path / "out"),
-                        ReplayConfig(thresholds=QUALITY_ONLY), labels=labels)
+    report = _quality_replay(problems(kind), tmp_path, worse=True)
     failed = {c["check"] for c in report["verdict"]["checks"] if not c["passed"]}
     assert failed == set(WORSE[kind]), report["verdict"]
     assert not report["verdict"]["passed"]
@@ -216,10 +220,7 @@ def test_quality_gate_fails_a_worse_candidate_naming_the_metric(problems, tmp_pa
 
 @pytest.mark.parametrize("kind", sorted(WORSE))
 def test_quality_gate_passes_a_candidate_equal_to_the_baseline(problems, tmp_path, kind):
-    p = problems(kind)
-    labels = _write_labels(tmp_path / "labels.csv", p.ids, p.y)
-    report = run_replay(p.logs, p.a, p.a, str(tmp_path / "out"),
-                        ReplayConfig(thresholds=QUALITY_ONLY), labels=labels)
+    report = _quality_replay(problems(kind), tmp_path, worse=False)
     checks = {c["check"]: c for c in report["verdict"]["checks"]}
     assert report["verdict"]["passed"], report["verdict"]
     for check in WORSE[kind]:
