@@ -192,7 +192,7 @@ def _log_summary(record) -> dict:
         "request_id": record.request_id, "role": record.role, "time": record.timestamp,
         "model": record.model_name, "version": record.model_version,
         "examples": len(record.example_ids),
-        "flagged": sorted(verdict.get("violations", {}), key=int),
+        "flagged": sorted(int(i) for i in verdict.get("violations", {})),  # example indices
         "rejected": bool(verdict.get("rejected")),
         "error": record.error["code"] if record.error else None,
     }
@@ -206,6 +206,8 @@ def cmd_logs_cat(args: argparse.Namespace) -> int:
 
     from schemas.request_log import LogError, ReadStats, read_records
 
+    if args.limit is not None and args.limit < 0:
+        raise CommandError(f"--limit must be at least 0, got {args.limit}")
     stats = ReadStats()
     try:
         for n, record in enumerate(read_records(args.path, stats)):
