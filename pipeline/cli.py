@@ -117,24 +117,37 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_loop(args: argparse.Namespace) -> int:
-    from pipeline.loop import run_loop
+    from pipeline.loop import LoopError, run_loop
+    from pipeline.loop_data import LoopDataError
 
-    return run_loop(args.work, rows=args.rows, verbose=getattr(args, "verbose", False))
+    try:
+        return run_loop(args.work, rows=args.rows, verbose=getattr(args, "verbose", False),
+                        config=args.config, overrides=args.set, scenario=args.scenario)
+    except (LoopError, LoopDataError) as e:
+        raise CommandError(str(e)) from None
 
 
 def cmd_score(args: argparse.Namespace) -> int:
     import json as jsonlib
 
     from pipeline.config import load_config
+    from pipeline.loop import read_loop_record
     from pipeline.score import ScoreError, format_score, score
 
     overrides = list(args.set)
+    name = args.config
     if args.run:
         if not os.path.isdir(args.run):
             raise CommandError(f"--run {args.run} is not a directory")
+        record = read_loop_record(args.run)
+        if record is not None and name in (None, record["config"]):
+            name = record["config"]
+            overrides = list(record["overrides"]) + overrides
         if os.path.exists(os.path.join(args.run, "pipeline", "metadata.sqlite")):
             overrides.insert(0, f"output_dir={os.path.join(args.run, 'pipeline')}")
-    config = load_config(args.config, overrides)
+    if name is None:
+        raise CommandError("--config is required (or --run with a loop's work directory)")
+    config = load_config(name, overrides)
     if not os.path.exists(config.metadata_path):
         raise CommandError(f"no run to score: {config.metadata_path} does not exist (run "
                            "`make run`, or pass --run DIR)")
@@ -490,7 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     sc = sub.add_parser("score", help="the ML Test Score of a run, from its own evidence")
-    sc.add_argument("--config", required=True, help="pipeline config YAML (or a name)")
+    sc.add_argument("--config", default=None,
+                    help="pipeline config YAML (or a name); default: the one --run's loop ran")
     sc.add_argument("--run", default=None, metavar="DIR",
                     help="a loop's work directory (make run: outputs/loop): its replay, "
                          "monitoring and promotion history")
@@ -512,13 +526,21 @@ def build_parser() -> argparse.ArgumentParser:
     ex.set_defaults(func=cmd_explain)
 
     loop = sub.add_parser(
-        "loop", help="the whole loop on embedded defaults (what `make run` runs): train, "
-                     "serve, traffic, monitor, retrain from logs, canary, replay, promote, "
-                     "rollback")
+        "loop", help="the whole loop, on embedded defaults (what `make run` runs) or on a "
+                     "config's own data: train, serve, traffic, monitor, retrain from logs, "
+                     "canary, replay, promote, rollback")
+    loop.add_argument("--config", default=None,
+                      help="a pipeline config (YAML or a name): a held-out share of its rows "
+                           "becomes the traffic (default: the listening generator)")
+    loop.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a key of --config, e.g. loop.drift.feature=age")
+    loop.add_argument("--scenario", choices=("default", "bad-canary"), default="default",
+                      help="bad-canary: v2 is trained on shuffled labels and must be rejected")
     loop.add_argument("--work", default="outputs/loop",
                       help="work directory, started afresh (default outputs/loop)")
-    loop.add_argument("--rows", type=int, default=12000,
-                      help="rows of generated training data for v1 (default 12000)")
+    loop.add_argument("--rows", type=int, default=None,
+                      help="rows: of generated training data for v1 (default 12000), or at "
+                           "most this many of --config's rows (default all)")
     loop.set_defaults(func=cmd_loop)
 
     retrain = sub.add_parser(

@@ -176,8 +176,9 @@ class ChecksConfig:
     # many steps, or one pass over the training data if more (counted at most 500 steps).
     reproducibility_steps: int = 100
     reproducibility_tolerance: float = 1e-4  # max |prediction difference|
-    importance_repeats: int = 8  # Data 2: shuffles per group of correlated inputs
-    min_importance: float = 0.0002  # Data 2: not above it by two standard errors: no help
+    # Data 2: shuffles per group of correlated inputs; their spread is the noise a group's
+    # drop must clear (at least 2)
+    importance_repeats: int = 20
     importance_correlation: float = 0.8  # Data 2: inputs at |r| >= this shuffle together
     export_tolerance: float = 1e-5  # Data 7: serving vs training input path
     private_features: list[str] = dataclasses.field(default_factory=list)  # Data 5
@@ -193,6 +194,27 @@ class ScoreConfig:
     max_feature_cost_ms: float = 1.0  # Data 3: a feature's share of its source's time
     max_latency_regression: float = 2.0  # Monitoring 6: new / previous warmup latency
     max_memory_regression: float = 1.5  # Monitoring 6: new / previous resident memory
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftRecipe:
+    """`tandem loop`'s drifted traffic on your own data: one feature of part of the held-out
+    requests changed, so that the monitor's step has something to find."""
+
+    feature: str = ""  # empty: the first numeric model feature, else the first categorical
+    shift: float | None = None  # numeric: add this many of its standard deviations (2)
+    swap: list[str] | None = None  # categorical: exchange these two values (the two most
+    # frequent in the training part)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+    """`tandem loop --config NAME`: the loop on this config's own data. A seeded share of the
+    rows is held out of v1's training and sent as requests; their labels arrive later."""
+
+    holdout: float = 0.6  # of the rows: requests (60% clean, 20% drifted, 20% mirrored)
+    label_delay_s: float = 30.0  # a label arrives this long after its request
+    drift: DriftRecipe = dataclasses.field(default_factory=DriftRecipe)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,6 +236,7 @@ class PipelineConfig:
     monitor: MonitorConfig = dataclasses.field(default_factory=MonitorConfig)
     checks: ChecksConfig = dataclasses.field(default_factory=ChecksConfig)
     score: ScoreConfig = dataclasses.field(default_factory=ScoreConfig)
+    loop: LoopConfig = dataclasses.field(default_factory=LoopConfig)
     source: str = dataclasses.field(default="", compare=False)
 
     @property
@@ -245,6 +268,8 @@ REMOVED_KEYS = {
     "configured one is better beyond the eval split's sampling error (model.select)",
     "checks.baseline_steps": "the linear model now trains like the configured one "
     "(model.select)",
+    "checks.min_importance": "each feature's drop is now judged against the shuffle noise "
+    "measured in the same run (checks.importance_repeats)",
 }
 
 _TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
@@ -398,8 +423,20 @@ def load_config(path: str, overrides: list[str] | None = None) -> PipelineConfig
     config = _build(PipelineConfig, raw)
     if config.split.train_buckets < 1 or config.split.eval_buckets < 1:
         raise ConfigError("keys 'split.train_buckets' and 'split.eval_buckets' must be >= 1")
+    if not 0.05 <= config.loop.holdout <= 0.9:
+        raise ConfigError(f"key 'loop.holdout' must be between 0.05 and 0.9; got "
+                          f"{config.loop.holdout}")
+    if config.loop.drift.shift is not None and config.loop.drift.swap is not None:
+        raise ConfigError("keys 'loop.drift.shift' and 'loop.drift.swap': give one (shift a "
+                          "numeric feature, or swap two values of a categorical one)")
+    if config.loop.drift.swap is not None and len(config.loop.drift.swap) != 2:
+        raise ConfigError(f"key 'loop.drift.swap' must name two values; got "
+                          f"{config.loop.drift.swap!r}")
     if config.beam.direct_num_workers < 1:
         raise ConfigError("key 'beam.direct_num_workers' must be >= 1")
+    if config.checks.importance_repeats < 2:
+        raise ConfigError("key 'checks.importance_repeats' must be >= 2: the shuffle noise "
+                          "is measured from their spread")
     if config.problem_type == "regression" and config.evaluation.metric in ("auc", "accuracy"):
         raise ConfigError(
             f"key 'evaluation.metric': {config.evaluation.metric} needs a classification problem"

@@ -1,12 +1,18 @@
-"""`tandem loop` (what `make run` runs): the whole product on embedded defaults, one command.
+"""`tandem loop` (what `make run` runs): the whole product in one command, on embedded
+defaults (the listening generator) or on any pipeline config's own data (`--config NAME`,
+pipeline/loop_data.py: a held-out share of its rows becomes the requests).
 
-    1. generate data, train and push v1, label it stable
+    1. prepare data, train and push v1, label it stable
     2. start the model server and the gateway (127.0.0.1, free ports)
     3. send traffic, then traffic with drift; monitoring names the drifted feature
     4. labels arrive; retrain from the request log: v2 is pushed and labelled canary
     5. v2 gets live mirrored traffic; a shadow replay runs over the log
     6. the gate promotes v2 to stable, or rejects it (canary rolled back)
     7. a rollback, with requests flowing
+
+Scenario `bad-canary`: step 4's label join is broken (each request gets another's label), so
+v2 learns noise; the pipeline refuses it, v2 is pushed by hand as a model built outside the
+pipeline would be, and the replay must reject it.
 
 Every server it starts is stopped at the end, on a failing step, and on Ctrl-C. Everything
 lives under one work directory, which a new run starts afresh, so a second run needs no
@@ -26,8 +32,6 @@ import sys
 import threading
 import time
 from typing import TextIO
-
-MODEL = "listening"
 
 
 class LoopError(RuntimeError):
@@ -87,8 +91,8 @@ class Servers:
             self.procs.remove((name, proc))
 
 
-def _latest_version(serving_dir: str) -> int:
-    base = os.path.join(serving_dir, MODEL)
+def _latest_version(serving_dir: str, model: str) -> int:
+    base = os.path.join(serving_dir, model)
     versions = sorted(int(v) for v in os.listdir(base) if v.isdigit()) if os.path.isdir(base) \
         else []
     if not versions:
@@ -96,16 +100,202 @@ def _latest_version(serving_dir: str) -> int:
     return versions[-1]
 
 
-def run_loop(work: str = "outputs/loop", rows: int = 12000, out: TextIO = sys.stdout,
-             verbose: bool = False) -> int:
-    from pipeline.config import load_config
+SCENARIOS = ("default", "bad-canary")
+
+
+class Plan:
+    """What differs between the loop on the listening generator and on a config's own rows:
+    where v1's data and the requests come from, the gateway's joins, the replay's limits."""
+
+    model: str
+    config: object  # v1's PipelineConfig
+    overrides: list[str]
+    drift_note: str
+    drift_feature: str
+    labels: str  # labels that arrive before retraining
+    replay_labels: str  # labels that arrive before the replay
+    clean = drift = mirror = ""
+    window_records = 500
+    rollback_rate = 200.0
+    rollback_limit = 1200
+
+    def train_data(self, say) -> None:
+        raise NotImplementedError
+
+    def requests(self, start_time: float) -> None:
+        pass
+
+    def mirror_requests(self) -> None:
+        pass
+
+    def gateway(self, config: dict) -> None:
+        pass
+
+    def replay_overrides(self) -> list[str]:
+        raise NotImplementedError
+
+
+class Listening(Plan):
+    """`make run`: the listening generator's users, tracks and requests, joined at the
+    gateway from work/data/features.sqlite."""
+
+    def __init__(self, work: str, rows: int):
+        from pipeline.config import load_config
+
+        self.work, self.rows = work, rows
+        self.overrides = [f"data.location={work}/data", f"output_dir={work}/pipeline"]
+        self.config = load_config("listening", self.overrides)
+        self.model = self.config.model_name
+        self.labels = self.replay_labels = os.path.join(work, "labels.csv")
+        self.drift_feature = "hour_of_day"
+        self.drift_note = "night_owls: hour_of_day moves into 0-5"
+
+    def train_data(self, say) -> None:
+        from components.datasets import listening
+
+        listening.generate(os.path.join(self.work, "data"), self.rows, seed=0, span=1)
+
+    def requests(self, start_time: float) -> None:
+        from components.datasets import listening
+
+        work, rows = self.work, self.rows
+        # Requests come from the users and tracks of v1's data: the tables the gateway joins
+        # them with (work/data/features.sqlite).
+        listening.generate(os.path.join(work, "requests"), 8000, seed=0, span=2,
+                           requests=True, labels="csv", label_delay_s=30, rate=800,
+                           start_time=start_time, source_rows=rows)
+        # Requests from night owls: hour_of_day moves into 0-5, and their skips follow the
+        # same rule (the generator draws labels from the drifted features).
+        listening.generate(os.path.join(work, "drift"), 2400, seed=0, span=3,
+                           requests=True, labels="csv", label_delay_s=30, rate=800,
+                           start_time=start_time + 10, drift=frozenset(["night_owls"]),
+                           source_rows=rows)
+        self.clean = os.path.join(work, "requests", "span-2", "*.tfrecord.gz")
+        self.drift = os.path.join(work, "drift", "span-3", "*.tfrecord.gz")
+        with open(self.labels, "w") as f:
+            f.write("request_id,label,timestamp\n")
+            for part in (("requests", 2), ("drift", 3)):
+                path = os.path.join(work, part[0], f"span-{part[1]}", "labels.csv")
+                with open(path) as g:
+                    next(g)
+                    shutil.copyfileobj(g, f)
+
+    def mirror_requests(self) -> None:
+        from components.datasets import listening
+
+        # Requests not sent before (span 4): step 3's again would log their ids twice.
+        listening.generate(os.path.join(self.work, "mirror"), 2000, seed=0, span=4,
+                           requests=True, source_rows=self.rows)
+        self.mirror = os.path.join(self.work, "mirror", "span-4", "*.tfrecord.gz")
+
+    def gateway(self, config: dict) -> None:
+        import yaml
+
+        from pipeline.config import CONFIGS_DIR
+
+        root = os.path.dirname(os.path.dirname(CONFIGS_DIR))
+        with open(os.path.join(root, "deploy", "gateway", "listening.yaml")) as f:
+            shipped = yaml.safe_load(f)
+        shipped["decorate"]["sqlite"] = os.path.join(self.work, "data", "features.sqlite")
+        shipped["schema"] = os.path.join(root, "schemas", "listening", "schema.pbtxt")
+        for key in ("primary", "shadow", "log"):
+            shipped[key].update(config[key])
+        config.clear()
+        config.update(shipped)
+
+    def replay_overrides(self) -> list[str]:
+        return ["thresholds.max_flip_rate=0.10", "thresholds.max_p99_abs_delta=0.35",
+                "thresholds.max_quality_drop=0.02", "slices=[[device]]"]
+
+
+class OwnData(Plan):
+    """`tandem loop --config NAME`: the config's own rows, a held-out share of them sent as
+    requests (pipeline/loop_data.py); the gateway joins nothing."""
+
+    def __init__(self, work: str, name: str, rows: int | None, user_overrides: list[str]):
+        from pipeline.config import load_config
+
+        self.work, self.rows, self.name = work, rows, name
+        self.user_overrides = list(user_overrides)
+        self.user_config = load_config(name, self.user_overrides)
+        self.model = self.user_config.model_name
+        from pipeline.loop_data import check_recipe
+        from schemas import SchemaError, load_schema
+
+        try:
+            check_recipe(self.user_config, load_schema(self.user_config.schema))
+        except SchemaError as e:
+            raise LoopError(str(e)) from None
+
+    def train_data(self, say) -> None:
+        from pipeline.config import load_config
+        from pipeline.loop_data import prepare
+
+        self.held = prepare(self.user_config, self.work, self.rows, time.time())
+        self.overrides = self.user_overrides + self.held.overrides
+        self.config = load_config(self.name, self.overrides)
+        counts = self.held.counts
+        self.labels, self.replay_labels = self.held.labels, self.held.all_labels
+        self.clean, self.drift = self.held.clean, self.held.drift
+        self.drift_feature, self.drift_note = self.held.drift_feature, self.held.drift_note
+        # The monitor's last window is the drifted requests (sent after the clean ones).
+        self.window_records = counts["drift"]
+        self.rollback_limit = counts["clean"]
+        self.rollback_rate = max(20.0, min(200.0, counts["clean"] / 6.0))
+        say(f"   {sum(counts.values()):,} rows of {self.user_config.data.location}: "
+            f"{counts['training']:,} train v1; held out as requests: {counts['clean']:,} "
+            f"clean, {counts['drift']:,} drifted ({self.drift_note}), {counts['mirror']:,} "
+            "for the mirror")
+        if counts["drift"] < self.config.monitor.min_examples:
+            say(f"   note: {counts['drift']} drifted requests are fewer than "
+                f"monitor.min_examples ({self.config.monitor.min_examples}); the monitor will "
+                "call their window too small to judge")
+
+    def mirror_requests(self) -> None:
+        self.mirror = self.held.mirror
+
+    def gateway(self, config: dict) -> None:
+        config["schema"] = self.held.schema
+        config["primary"]["model_name"] = self.model
+
+    def replay_overrides(self) -> list[str]:
+        overrides = ["thresholds.max_flip_rate=0.10", "thresholds.max_p99_abs_delta=0.35",
+                     "thresholds.max_quality_drop=0.02"]
+        if self.held.label_std is not None:
+            # Regression: how far B's answers may move, and how much worse its RMSE/MAE may
+            # be, in the label's own units: shares of its spread in v1's training part.
+            std = self.held.label_std
+            overrides = [f"thresholds.max_p99_abs_delta={0.5 * std:.6g}",
+                         f"thresholds.max_quality_drop={0.05 * std:.6g}"]
+        slices = self.config.evaluation.slices
+        if slices:
+            overrides.append(f"slices={slices}")
+        return overrides
+
+
+def run_loop(work: str = "outputs/loop", rows: int | None = None, out: TextIO = sys.stdout,
+             verbose: bool = False, config: str | None = None,
+             overrides: list[str] | None = None, scenario: str = "default") -> int:
+    """The seven steps; `config`: a pipeline config (name or path) whose own rows feed the
+    loop instead of the listening generator. Returns the exit status."""
+    from pipeline.config import ConfigError
+    from pipeline.loop_data import LoopDataError, shuffled_labels
     from pipeline.runner import run
 
+    if scenario not in SCENARIOS:
+        raise LoopError(f"--scenario {scenario!r}: expected one of {', '.join(SCENARIOS)}")
     work = os.path.abspath(work)
+    if config in (None, "listening"):
+        if overrides:
+            raise LoopError("--set needs --config: the listening loop runs on embedded defaults")
+        plan: Plan = Listening(work, rows or 12000)
+    else:
+        plan = OwnData(work, config, rows, overrides or [])  # a bad config stops here
     if os.path.exists(work):
         shutil.rmtree(work)  # a fresh run: nothing carried over from the last one
-    for sub in ("data", "requests", "drift", "server", "reports"):
+    for sub in ("data", "server", "reports"):
         os.makedirs(os.path.join(work, sub), exist_ok=True)
+    model = plan.model
     steps: list[Step] = []
     reports: dict[str, str] = {}
     servers = Servers(os.path.join(work, "server"))
@@ -127,32 +317,35 @@ def run_loop(work: str = "outputs/loop", rows: int = 12000, out: TextIO = sys.st
             s.seconds = time.monotonic() - t
             say(f"   ({s.seconds:.1f}s) {s.result}")
 
-    overrides = [f"data.location={work}/data", f"output_dir={work}/pipeline"]
-    config = load_config("listening", overrides)
     models_config = os.path.join(work, "models.config")
     logs_dir = os.path.join(work, "request_logs")
-    labels_file = os.path.join(work, "labels.csv")
     grpc_port, rest_port, gw_port, gw_rest = free_port(), free_port(), free_port(), free_port()
     server = f"127.0.0.1:{grpc_port}"
     gateway = f"127.0.0.1:{gw_port}"
+    gateway_yaml = os.path.join(work, "gateway.yaml")
     status = 0
 
     def terminated(signum, frame):  # SIGTERM too stops the servers, as Ctrl-C does
         raise KeyboardInterrupt
 
+    def start_gateway(shadow: bool) -> None:
+        _write_gateway_config(gateway_yaml, plan, server, logs_dir, shadow)
+        servers.start("gateway", ["serve", "gateway", "--config", gateway_yaml,
+                                  "--port", str(gw_port), f"--rest_api_port={gw_rest}"],
+                      gw_port)
+
     previous_handler = signal.signal(signal.SIGTERM, terminated)
     try:
-        with step("generate data, train and push v1 (stable)") as s:
-            from components.datasets import listening
-
-            listening.generate(os.path.join(work, "data"), rows, seed=0, span=1)
-            result = run(config, out=out, verbose=verbose)
+        with step("prepare data, train and push v1 (stable)") as s:
+            plan.train_data(say)
+            _write_loop_record(work, config or "listening", plan.overrides, scenario)
+            result = run(plan.config, out=out, verbose=verbose)
             if result.exit_code != 0 or not result.pushed:
-                raise LoopError("training v1 did not push a model")
-            v1 = _latest_version(config.serving_dir)
+                raise LoopError("training v1 did not push a model (the verdict is above)")
+            v1 = _latest_version(plan.config.serving_dir, model)
             with open(models_config, "w") as f:
-                f.write(f'model_config_list {{ config {{ name: "{MODEL}" base_path: '
-                        f'"{os.path.join(config.serving_dir, MODEL)}" model_platform: '
+                f.write(f'model_config_list {{ config {{ name: "{model}" base_path: '
+                        f'"{os.path.join(plan.config.serving_dir, model)}" model_platform: '
                         f'"tensorflow" model_version_policy {{ specific {{ versions: {v1} }} }} '
                         f'version_labels {{ key: "stable" value: {v1} }} }} }}\n')
             reports["statistics (v1's training data)"] = result.report
@@ -163,80 +356,67 @@ def run_loop(work: str = "outputs/loop", rows: int = 12000, out: TextIO = sys.st
                 "serve", "models", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
                 f"--model_config_file={models_config}",
                 "--allow_version_labels_for_unavailable_models"], grpc_port)
-            gateway_yaml = os.path.join(work, "gateway.yaml")
-            _write_gateway_config(gateway_yaml, server, work, logs_dir, shadow=False)
-            servers.start("gateway", ["serve", "gateway", "--config", gateway_yaml,
-                                      "--port", str(gw_port),
-                                      f"--rest_api_port={gw_rest}"], gw_port)
+            start_gateway(shadow=False)
             s.result = f"model server {server}, gateway {gateway} (logs to {logs_dir})"
 
         with step("send traffic, then traffic with drift; monitor it") as s:
-            from components.datasets import listening
             from components.monitor.job import run_monitor
             from serving.traffic import send
 
-            start_time = time.time()
-            # Requests come from the users and tracks of v1's data: the tables the gateway
-            # joins them with (work/data/features.sqlite).
-            listening.generate(os.path.join(work, "requests"), 8000, seed=0, span=2,
-                               requests=True, labels="csv", label_delay_s=30, rate=800,
-                               start_time=start_time, source_rows=rows)
-            # Requests from night owls: hour_of_day moves into 0-5, and their skips follow
-            # the same rule (the generator draws labels from the drifted features).
-            listening.generate(os.path.join(work, "drift"), 2400, seed=0, span=3,
-                               requests=True, labels="csv", label_delay_s=30, rate=800,
-                               start_time=start_time + 10, drift=frozenset(["night_owls"]),
-                               source_rows=rows)
-            clean = send(gateway, os.path.join(work, "requests", "span-2", "*.tfrecord.gz"),
-                         MODEL, rate=0, batch=4, progress=lambda line: say("   " + line))
-            drifted = send(gateway, os.path.join(work, "drift", "span-3", "*.tfrecord.gz"),
-                           MODEL, rate=0, batch=4, progress=lambda line: say("   " + line))
+            plan.requests(time.time())
+            clean = send(gateway, plan.clean, model, rate=0, batch=4,
+                         progress=lambda line: say("   " + line))
+            drifted = send(gateway, plan.drift, model, rate=0, batch=4,
+                           progress=lambda line: say("   " + line))
             say(f"   sent {clean.sent:,} clean and {drifted.sent:,} drifted requests "
-                f"(night_owls: hour_of_day moves into 0-5); errors: "
+                f"({plan.drift_note}); errors: "
                 f"{dict(clean.errors) or 'none'}, {dict(drifted.errors) or 'none'}")
-            summary = run_monitor(logs_dir, config, os.path.join(work, "monitor"),
-                                  window_records=500)
+            summary = run_monitor(logs_dir, plan.config, os.path.join(work, "monitor"),
+                                  window_records=plan.window_records)
             reports["monitoring"] = summary["report"]
             s.result = (f"drift found in {', '.join(summary['drift_features']) or 'nothing'}"
                         f"; skew in {', '.join(summary['skew_features']) or 'nothing'}")
 
         with step("labels arrive; retrain from the request log; v2 is canary") as s:
-            with open(labels_file, "w") as f:
-                f.write("request_id,label,timestamp\n")
-                for part in (("requests", 2), ("drift", 3)):
-                    path = os.path.join(work, part[0], f"span-{part[1]}", "labels.csv")
-                    with open(path) as g:
-                        next(g)
-                        shutil.copyfileobj(g, f)
-            retrain = load_config("listening", overrides + [
+            from pipeline.config import load_config
+
+            labels = plan.labels
+            if scenario == "bad-canary":
+                labels = shuffled_labels(plan.labels, os.path.join(work, "labels-shuffled.csv"),
+                                         seed=0)
+                say("   bad-canary: the label join is broken; each request gets another "
+                    "request's label")
+            retrain = load_config(config or "listening", plan.overrides + [
                 "data.format=request_log", f"data.location={logs_dir}",
-                f"data.labels={labels_file}"])
+                f"data.labels={labels}", "data.pattern="])
             result = run(retrain, out=out, verbose=verbose)
-            v2 = _latest_version(config.serving_dir)
-            if result.exit_code != 0 or v2 == v1:
+            v2 = _latest_version(plan.config.serving_dir, model)
+            if scenario == "bad-canary" and v2 == v1:
+                # The pipeline refused it, as it must; a model built and pushed outside the
+                # pipeline is what the canary's gate exists for.
+                v2 = _push_by_hand(retrain, plan.config.serving_dir, model, v1 + 1)
+                say(f"   the pipeline refused it ({result.verdict or 'not pushed'}); "
+                    f"pushed by hand as version {v2}, as a model built outside the pipeline "
+                    "would be")
+            elif result.exit_code != 0 or v2 == v1:
                 raise LoopError("retraining from the log did not push a new model (the "
                                 "Evaluator's verdict is above)")
-            reports["statistics (v2's training data: the log)"] = result.report
+            if result.report:
+                reports["statistics (v2's training data: the log)"] = result.report
             from serving.promotion import promote
 
-            for line in promote(models_config, server, MODEL, v2, "canary"):
+            for line in promote(models_config, server, model, v2, "canary"):
                 say(f"   {line}")
             s.result = f"v2 = version {v2}, labelled canary"
 
         with step("mirror live traffic to v2; shadow replay over the log") as s:
-            from components.datasets import listening
             from components.shadow.replay import load_replay_config, run_replay, summary
 
             servers.stop("gateway")
-            _write_gateway_config(gateway_yaml, server, work, logs_dir, shadow=True)
-            servers.start("gateway", ["serve", "gateway", "--config", gateway_yaml,
-                                      "--port", str(gw_port),
-                                      f"--rest_api_port={gw_rest}"], gw_port)
-            # Requests not sent before (span 4): step 3's again would log their ids twice.
-            listening.generate(os.path.join(work, "mirror"), 2000, seed=0, span=4,
-                               requests=True, source_rows=rows)
-            mirrored = send(gateway, os.path.join(work, "mirror", "span-4", "*.tfrecord.gz"),
-                            MODEL, rate=0, batch=4, progress=lambda line: say("   " + line))
+            start_gateway(shadow=True)
+            plan.mirror_requests()
+            mirrored = send(gateway, plan.mirror, model, rate=0, batch=4,
+                            progress=lambda line: say("   " + line))
             say(f"   {mirrored.sent:,} requests answered by stable v1 and mirrored to canary "
                 "v2")
             # What each version and each feature source cost, for `tandem score` (Monitoring 6,
@@ -244,13 +424,11 @@ def run_loop(work: str = "outputs/loop", rows: int = 12000, out: TextIO = sys.st
             for name, port in (("model-server", rest_port), ("gateway", gw_rest)):
                 snapshot_metrics(f"http://127.0.0.1:{port}/monitoring/prometheus/metrics",
                                  os.path.join(work, "server", f"{name}.metrics.prom"))
-            replay_config = load_replay_config(None, [
-                "thresholds.max_flip_rate=0.10", "thresholds.max_p99_abs_delta=0.35",
-                "thresholds.max_quality_drop=0.02", "slices=[[device]]"])
-            report = run_replay(logs_dir, os.path.join(config.serving_dir, MODEL, str(v1)),
-                                os.path.join(config.serving_dir, MODEL, str(v2)),
+            replay_config = load_replay_config(None, plan.replay_overrides())
+            report = run_replay(logs_dir, os.path.join(plan.config.serving_dir, model, str(v1)),
+                                os.path.join(plan.config.serving_dir, model, str(v2)),
                                 os.path.join(work, "replay"), replay_config,
-                                labels=labels_file)
+                                labels=plan.replay_labels)
             for line in summary(report):
                 say(f"   {line}")
             reports["shadow replay"] = os.path.join(work, "replay", "report.html")
@@ -261,7 +439,7 @@ def run_loop(work: str = "outputs/loop", rows: int = 12000, out: TextIO = sys.st
             from serving.promotion import promote, rollback
 
             if passed:
-                for line in promote(models_config, server, MODEL, v2, "stable"):
+                for line in promote(models_config, server, model, v2, "stable"):
                     say(f"   {line}")
                 s.result = f"v2 (version {v2}) promoted to stable"
             else:
@@ -272,9 +450,8 @@ def run_loop(work: str = "outputs/loop", rows: int = 12000, out: TextIO = sys.st
             flowing = {}
 
             def traffic() -> None:
-                flowing["result"] = send(
-                    gateway, os.path.join(work, "requests", "span-2", "*.tfrecord.gz"),
-                    MODEL, rate=200, batch=1, limit=1200)
+                flowing["result"] = send(gateway, plan.clean, model, rate=plan.rollback_rate,
+                                         batch=1, limit=plan.rollback_limit)
 
             thread = threading.Thread(target=traffic)
             thread.start()
@@ -282,8 +459,8 @@ def run_loop(work: str = "outputs/loop", rows: int = 12000, out: TextIO = sys.st
             try:
                 # Promoted: stable goes back to v1. Rejected: canary goes back to stable's v1,
                 # which unloads v2.
-                moved = rollback(models_config, server, MODEL) if passed else \
-                    rollback(models_config, server, MODEL, label="canary")
+                moved = rollback(models_config, server, model) if passed else \
+                    rollback(models_config, server, model, label="canary")
             finally:
                 thread.join()
             for line in moved:
@@ -298,6 +475,9 @@ def run_loop(work: str = "outputs/loop", rows: int = 12000, out: TextIO = sys.st
     except KeyboardInterrupt:
         say("\ninterrupted: stopping the servers")
         status = 130
+    except (LoopDataError, ConfigError) as e:
+        say(f"\nFAILED: {e}")
+        status = 2
     except LoopError as e:
         say(f"\nFAILED: {e}")
         status = 1
@@ -310,10 +490,51 @@ def run_loop(work: str = "outputs/loop", rows: int = 12000, out: TextIO = sys.st
         say(f"  {i}. {s.name:<58} {s.seconds:7.1f}s  {s.result}")
     say(f"  total {total:.1f}s")
     for name, path in reports.items():
-        if os.path.exists(path):
+        if path and os.path.exists(path):
             say(f"  report: {name:<40} {path}")
     say(f"  work directory: {work} (servers stopped)")
+    if status == 0:
+        say(f"  next: tandem score --run {work}")
     return status
+
+
+LOOP_RECORD = "loop.json"
+
+
+def _write_loop_record(work: str, config: str, overrides: list[str], scenario: str) -> None:
+    """The config and overrides the loop ran with, so `tandem score --run WORK` needs no
+    --config."""
+    import json
+
+    path = os.path.join(work, LOOP_RECORD)
+    with open(path + ".tmp", "w") as f:
+        json.dump({"config": config, "overrides": overrides, "scenario": scenario}, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def read_loop_record(work: str) -> dict | None:
+    import json
+
+    path = os.path.join(work, LOOP_RECORD)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def _push_by_hand(retrain, serving_dir: str, model: str, version: int) -> int:
+    """Copy the latest trained model (its Format-Serving export) into the serving directory as
+    `version`, as a model built outside the pipeline would be pushed."""
+    from pipeline.runner import latest_outputs
+
+    trained = latest_outputs(retrain).get("model")
+    if trained is None:
+        raise LoopError("retraining from the log trained no model")
+    source = os.path.join(trained.uri, "Format-Serving")
+    target = os.path.join(serving_dir, model, str(version))
+    shutil.copytree(source, target + ".tmp")
+    os.replace(target + ".tmp", target)
+    return version
 
 
 def snapshot_metrics(url: str, path: str) -> None:
@@ -327,22 +548,17 @@ def snapshot_metrics(url: str, path: str) -> None:
     os.replace(path + ".tmp", path)
 
 
-def _write_gateway_config(path: str, server: str, work: str, logs_dir: str,
+def _write_gateway_config(path: str, plan: Plan, server: str, logs_dir: str,
                           shadow: bool) -> None:
     import yaml
 
-    from pipeline.config import CONFIGS_DIR
-
-    root = os.path.dirname(os.path.dirname(CONFIGS_DIR))
-    with open(os.path.join(root, "deploy", "gateway", "listening.yaml")) as f:
-        config = yaml.safe_load(f)
-    config["primary"]["address"] = server
-    config["primary"]["version_label"] = "stable"
-    config["schema"] = os.path.join(root, "schemas", "listening", "schema.pbtxt")
-    config["decorate"]["sqlite"] = os.path.join(work, "data", "features.sqlite")
-    config["log"]["dir"] = logs_dir
-    config["shadow"].update({"address": server if shadow else "",
-                             "model_name": MODEL if shadow else "",
-                             "version_label": "canary" if shadow else ""})
+    config = {
+        "primary": {"address": server, "model_name": plan.model, "version_label": "stable"},
+        "shadow": {"address": server if shadow else "",
+                   "model_name": plan.model if shadow else "",
+                   "version_label": "canary" if shadow else ""},
+        "log": {"dir": logs_dir, "id_feature": "request_id"},
+    }
+    plan.gateway(config)
     with open(path, "w") as f:
         yaml.safe_dump(config, f)
