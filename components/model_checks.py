@@ -5,15 +5,17 @@ They are the automated evidence behind `tandem score` (the ML Test Score):
     model_spec        (Infra 2)  the model spec learns: a fresh model overfits one batch
     tuning            (Model 3)  a seeded search around the configured hyperparameters; the
                                  full training uses the best trial if it wins beyond the
-                                 sampling error, else the configured one
+                                 sampling error, else the configured one; fails when no trial
+                                 beats chance beyond that error (nothing to tune)
     numerics          (Mon 5)    losses, weights and outputs are finite (NaN/Inf stop training)
     reproducibility   (Infra 1)  two trainings of at least 100 steps from the same seed and
                                  inputs give the same predictions on the eval split, within a
                                  tolerance
     importance        (Data 2)   permutation importance of the model inputs on the eval split,
-                                 strongly correlated ones shuffled together; features that do
-                                 not help are listed, or "cannot tell" when the sample could
-                                 not show it
+                                 strongly correlated ones shuffled together, each judged
+                                 against the shuffle noise measured in the same run; features
+                                 that do not help are listed, or "cannot tell" when the sample
+                                 could not show it
     baseline          (Model 5)  the configured model against a linear model on the same
                                  transformed features; the simpler one is exported unless the
                                  configured one is better beyond the sampling error
@@ -255,20 +257,23 @@ def tuning(build: Callable[[dict], Any], hp: dict, train, sample: Sample, measur
     two sampling errors of the metric at the eval sample's n (`metric_error`: Hanley and
     McNeil's for AUC, the binomial one for accuracy): a smaller lead is what another sample
     of n examples could reverse. When every trial is within that margin of the configured
-    one, they tie, and the record says so."""
+    one, they tie, and the record says so.
+
+    The check fails when the search found nothing to tune: no trial gave a finite metric,
+    or none beats chance (`metric_bounds`: AUC 0.5, the majority class, the error of the
+    mean label) by more than the same margin. Then every setting tried is as good as a
+    constant, and keeping the configured one says nothing about whether it was tuned."""
     import tensorflow as tf
 
     start = time.perf_counter()
     steps = max(1, min(steps, TRIAL_PASSES * epoch_steps))
-    rows = []
+    rows, outs = [], []
     for trial in trial_grid(hp, trials, seed):
         tf.keras.utils.set_random_seed(seed)
         model = build(trial)
         model.fit(train, steps_per_epoch=steps, epochs=1, verbose=0)
-        out = predict(model, sample.features)
-        value = measure(out, sample.labels)
-        if not rows:
-            configured_out = out
+        outs.append(predict(model, sample.features))
+        value = measure(outs[-1], sample.labels)
         rows.append({"learning_rate": trial["learning_rate"],
                      "hidden_units": list(trial["hidden_units"]),
                      "value": round(value, 6) if math.isfinite(value) else None})
@@ -276,13 +281,23 @@ def tuning(build: Callable[[dict], Any], hp: dict, train, sample: Sample, measur
     configured = rows[0]
     scored = [r for r in rows if r["value"] is not None]
     best = (max if higher else min)(scored, key=lambda r: r["value"]) if scored else configured
-    se = (metric_error(name, configured["value"], configured_out, sample.labels)
-          if configured["value"] is not None else float("nan"))
+    # The error at n of the configured trial's score, or of the best one's if it diverged.
+    judged = configured if configured["value"] is not None else best
+    se = (metric_error(name, judged["value"], outs[rows.index(judged)], sample.labels)
+          if judged["value"] is not None else float("nan"))
     margin = 2 * se
+    chance, _ = metric_bounds(name, sample.labels)
     of = f"{len(rows)} trials of {steps} steps"
+    found = bool(scored) and gain(best["value"], chance, higher) > margin
     if not scored:
         winner = configured
-        summary = f"{of}: no trial gave a finite {name}"
+        summary = f"{of}: no trial gave a finite {name} (n={n}): the search found nothing"
+    elif not found:
+        winner = configured
+        summary = (f"{of}: no trial beats chance ({name} {chance:.4f}) by more than "
+                   f"±{margin:.4f} (n={n}; best learning_rate {best['learning_rate']:g}, "
+                   f"hidden_units {best['hidden_units']}, {best['value']:.4f}): the search "
+                   "found nothing to tune; configured kept")
     elif configured["value"] is None or gain(best["value"], configured["value"], higher) > margin:
         winner = best
         summary = (f"{of}; best learning_rate {best['learning_rate']:g}, hidden_units "
@@ -299,9 +314,9 @@ def tuning(build: Callable[[dict], Any], hp: dict, train, sample: Sample, measur
                    f"{best['value']:.4f}): configured kept")
     chosen = {"learning_rate": winner["learning_rate"], "hidden_units": winner["hidden_units"]}
     return {**hp, **chosen}, result(
-        "tuning", bool(scored) and len(rows) >= 2, summary,
+        "tuning", found and len(rows) >= 2, summary,
         trials=rows, steps=steps, epoch_steps=epoch_steps, chosen=chosen,
-        kept_configured=winner is configured, examples=n,
+        kept_configured=winner is configured, examples=n, chance=round(chance, 6),
         metric_se=round(se, 6) if math.isfinite(se) else None,
         seconds=round(time.perf_counter() - start, 2))
 
@@ -396,20 +411,39 @@ def correlated_groups(features: dict[str, np.ndarray], threshold: float,
     return sorted(groups.values())
 
 
-def importance(model, sample: Sample, measure, higher: bool, repeats: int, min_drop: float,
-               seed: int, name: str, correlation: float = 0.8,
+def shuffle_noise(drops: np.ndarray) -> float:
+    """How far above the shuffles' mean the unshuffled metric may lie when a group carries
+    nothing: then the eval sample's own arrangement of the group is one more draw among the
+    shuffles, so its drop is centred at 0 with the shuffles' spread s, and the bar is the
+    one-sided 97.5% quantile of Student's t (repeats - 1 degrees of freedom) times
+    s * sqrt(1 + 1/repeats)."""
+    from scipy import stats
+
+    repeats = len(drops)
+    if repeats < 2:
+        raise ValueError("checks.importance_repeats must be at least 2: the shuffle noise is "
+                         "measured from their spread")
+    spread = float(np.std(drops, ddof=1))
+    return float(stats.t.ppf(0.975, repeats - 1)) * spread * math.sqrt(1 + 1 / repeats)
+
+
+def importance(model, sample: Sample, measure, higher: bool, repeats: int, seed: int,
+               name: str, correlation: float = 0.8,
                ordinal: Collection[str] = ()) -> dict[str, Any]:
     """Data 2: permutation importance of the model inputs on the eval sample, by groups of
-    correlated inputs.
+    correlated inputs, each judged against the shuffle noise measured in the same run.
 
     Inputs connected at |r| >= `correlation` (`correlated_groups`) are shuffled together,
     their columns by one permutation: shuffled alone, one of two near copies leaves the other
     carrying what they share, and each looks useless. A group's drop is the mean fall of the
     deciding metric over `repeats` shuffles, and each input is judged by its group's drop:
 
-    - helps: the drop is above `min_drop` by two standard errors over the shuffles (a noise
-      input the model learned spurious weights for moves the metric a lot from shuffle to
-      shuffle, a weak real one moves it a little, consistently);
+    - helps: the drop is above the group's shuffle noise (`shuffle_noise`). A group that
+      carries nothing about the label on the eval sample (a pure-noise input the model
+      learned spurious weights for) makes the unshuffled metric just one more shuffle, so its
+      drop lies within that noise 97.5% of the time however large its weights are; a weak
+      real input moves the metric a little, consistently, and clears it. No fixed threshold
+      enters: a threshold on the drop would measure the sample size, not the input;
     - cannot tell: not shown to help, on a sample that cannot show a drop. With n eval
       examples and se the metric's sampling error at n (`metric_error`), that is when the
       metric's 95% interval, value ± 2 se, reaches its ceiling (AUC or accuracy 1, an error
@@ -441,37 +475,37 @@ def importance(model, sample: Sample, measure, higher: bool, repeats: int, min_d
             order = rng.permutation(n)
             shuffled = {**sample.features, **{m: sample.features[m][order] for m in members}}
             drops.append(gain(base, measure(predict(model, shuffled), sample.labels), higher))
-        drop = float(np.mean(drops))
-        shuffle_se = float(np.std(drops, ddof=1) / np.sqrt(repeats)) if repeats > 1 else 0.0
-        verdict = ("helps" if drop - 2 * shuffle_se >= min_drop else
+        drop, noise = float(np.mean(drops)), shuffle_noise(np.array(drops))
+        verdict = ("helps" if drop > noise and drop > 0 else
                    "cannot tell" if blind else "does not help")
         groups.append({"features": members, "drop": round(drop, 6),
-                       "std": round(float(np.std(drops)), 6), "se": round(shuffle_se, 6),
-                       "verdict": verdict})
-    rows = {m: {**{k: g[k] for k in ("drop", "std", "se", "verdict")},
+                       "std": round(float(np.std(drops, ddof=1)), 6),
+                       "noise": round(noise, 6), "verdict": verdict})
+    rows = {m: {**{k: g[k] for k in ("drop", "std", "noise", "verdict")},
                 "group": "+".join(g["features"])} for g in groups for m in g["features"]}
     useless = sorted(m for m, r in rows.items() if r["verdict"] == "does not help")
     unknown = sorted(m for m, r in rows.items() if r["verdict"] == "cannot tell")
     status = "failed" if useless else "cannot tell" if unknown else "passed"
 
     def listed(verdict: str) -> str:
-        return ", ".join("+".join(g["features"]) for g in groups if g["verdict"] == verdict)
+        return ", ".join(f"{'+'.join(g['features'])} ({g['drop']:+.4f} vs noise "
+                         f"{g['noise']:.4f})" if verdict == "does not help"
+                         else "+".join(g["features"]) for g in groups if g["verdict"] == verdict)
 
-    at = f"n={n}, {name} {base:.4f} ± {2 * se:.4f}"
+    at = f"n={n}, {name} {base:.4f} ± {2 * se:.4f}, {repeats} shuffles per group"
     if status == "failed":
-        summary = (f"{len(useless)} of {len(rows)} features do not help (drop not above "
-                   f"{min_drop:g} by two standard errors over {repeats} shuffles; {at}): "
-                   f"{listed('does not help')}")
+        summary = (f"{len(useless)} of {len(rows)} features do not help (drop not above the "
+                   f"shuffle noise; {at}): {listed('does not help')}")
     elif status == "cannot tell":
         helping = listed("helps")
         summary = (f"cannot tell ({at}): the metric's 95% interval {blind}, so no drop could "
                    f"show for {len(unknown)} of {len(rows)} features: {listed('cannot tell')}"
                    + (f"; help: {helping}" if helping else ""))
     else:
-        weakest = min(groups, key=lambda g: g["drop"] - 2 * g["se"])
-        summary = (f"all {len(rows)} features help (weakest {'+'.join(weakest['features'])}: "
-                   f"drop {weakest['drop']:.4f} ± {2 * weakest['se']:.4f}; threshold "
-                   f"{min_drop:g}; {at})")
+        weakest = min(groups, key=lambda g: g["drop"] - g["noise"])
+        summary = (f"all {len(rows)} features help beyond the shuffle noise (weakest "
+                   f"{'+'.join(weakest['features'])}: drop {weakest['drop']:.4f}, noise "
+                   f"{weakest['noise']:.4f}; {at})")
     joint = [g["features"] for g in groups if len(g["features"]) > 1]
     if joint:
         summary += (f"; judged together (|r| >= {correlation:g}): "
@@ -479,7 +513,7 @@ def importance(model, sample: Sample, measure, higher: bool, repeats: int, min_d
     return result("importance", status != "failed", summary, status=status,
                   base=round(base, 6), metric_se=round(se, 6), examples=n, groups=groups,
                   features=rows, not_beneficial=useless, cannot_tell=unknown,
-                  min_drop=min_drop, repeats=repeats, correlation=correlation,
+                  repeats=repeats, correlation=correlation,
                   seconds=round(time.perf_counter() - start, 2))
 
 

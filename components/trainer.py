@@ -509,7 +509,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                                        checks["reproducibility_steps"],
                                        math.ceil(counts["train"] / hp["batch_size"])),
             lambda: mc.importance(model, sample, measure, higher, checks["importance_repeats"],
-                                  checks["min_importance"], seed, config["deciding_metric"],
+                                  seed, config["deciding_metric"],
                                   checks["importance_correlation"], ordinal={
                                       n for n, s in model_features(plan).items()
                                       if s["kind"] == BUCKETIZE}),

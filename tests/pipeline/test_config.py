@@ -69,6 +69,11 @@ def test_a_four_key_config_takes_its_paths_and_layout_from_the_data(tmp_path, mo
     with pytest.raises(ConfigError, match="key 'checks.min_gain_over_baseline' was removed: "
                                           "the Trainer now exports the linear model"):
         load_config(_write(tmp_path, minimal + "checks: {min_gain_over_baseline: 0.003}\n"))
+    with pytest.raises(ConfigError, match="key 'checks.min_importance' was removed: each "
+                                          "feature's drop is now judged against the shuffle"):
+        load_config(_write(tmp_path, minimal + "checks: {min_importance: 0.0002}\n"))
+    with pytest.raises(ConfigError, match="key 'checks.importance_repeats' must be >= 2"):
+        load_config(_write(tmp_path, minimal + "checks: {importance_repeats: 1}\n"))
     with pytest.raises(ConfigError, match="key 'model.select' must be one of simplest_adequate, "
                                           "configured; got 'best'"):
         load_config(_write(tmp_path, minimal + "model: {select: best}\n"))
