@@ -76,10 +76,21 @@ def _replicas(text: str | None) -> list[str]:
     return addresses
 
 
+def _check_replica_flags(args: argparse.Namespace) -> None:
+    """--apply and --timeout act on the replicas' config file: refused where they would be
+    silently ignored, or could never be met."""
+    if args.apply and not args.replicas:
+        raise CommandError("--apply needs --replicas (with --server, each step goes through "
+                           "the server's reload RPC and no file is published)")
+    if not args.timeout > 0:
+        raise CommandError(f"--timeout must be positive, got {args.timeout:g}")
+
+
 def cmd_promote(args: argparse.Namespace) -> int:
     from serving.model_server.model_config import ConfigFileError
     from serving.promotion import PromotionError, promote, promote_replicas
 
+    _check_replica_flags(args)
     try:
         if args.replicas:
             steps = promote_replicas(args.config, _replicas(args.replicas), args.model,
@@ -122,6 +133,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from serving.model_server.model_config import ConfigFileError
     from serving.promotion import PromotionError, rollback
 
+    _check_replica_flags(args)
     try:
         steps = rollback(args.config, args.server, args.model, args.to,
                          replicas=_replicas(args.replicas), timeout=args.timeout,
