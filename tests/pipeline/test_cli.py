@@ -1,0 +1,96 @@
+"""`tandem compile` (the training pipeline for Kubeflow) and `tandem retrain --until` as a user
+runs them: what the compiled spec holds, which stages a retrain selects, and bad input."""
+
+import json
+import types
+
+import pytest
+
+from tests.conftest import tandem
+
+
+def test_compile_writes_a_kubeflow_spec_of_the_training_pipeline(tmp_path):
+    out = tmp_path / "kf" / "listening.json"
+    out.parent.mkdir()
+    done = tandem("compile", "--kubeflow", str(out), "--config", "listening",
+                  "--image", "registry.example/tandem:7", "--pipeline-root",
+                  "gs://bucket/tandem", "--schema-uri", "/tandem/schemas/listening/schema.pbtxt",
+                  "--set", "beam.direct_num_workers=3", timeout=300)
+    assert done.returncode == 0, done.stderr
+    spec = json.loads(out.read_text())
+    pipeline = spec["pipelineSpec"]
+    tasks = pipeline["root"]["dag"]["tasks"]
+    assert {t for t in tasks if not t.startswith("latest_blessed_model_resolver")} == {
+        "ImportExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+        "ValidationGate", "Transform", "Trainer", "ModelCheckGate", "Evaluator", "SliceGate",
+        "Pusher"}
+    # The gates sit on the path: nothing trains past the validation gate, nothing is
+    # evaluated past the model checks, nothing pushed past the slice gate.
+    assert "ValidationGate" in tasks["Transform"]["dependentTasks"]
+    assert "ModelCheckGate" in tasks["Evaluator"]["dependentTasks"]
+    assert "SliceGate" in tasks["Pusher"]["dependentTasks"]
+    assert spec["runtimeConfig"]["gcsOutputDirectory"].startswith("gs://bucket/tandem/")
+    executors = pipeline["deploymentSpec"]["executors"].values()
+    containers = [e["container"] for e in executors if "container" in e]
+    assert containers and {c["image"] for c in containers} == {"registry.example/tandem:7"}
+    beam = [c for c in containers if any(a.startswith("--direct_num_workers") for a in c["args"])]
+    assert beam and all("--direct_num_workers=3" in c["args"] for c in beam)  # --set took effect
+    schema = tasks["ImportSchemaGen"]["inputs"]["parameters"]["schema_file"]
+    assert schema["runtimeValue"]["constantValue"]["stringValue"] == \
+        "/tandem/schemas/listening/schema.pbtxt"
+    text = out.read_text()
+    for module in ("components.transform.preprocessing_fn", "components.trainer.run_fn",
+                   "components.trainer_executor.TrainerExecutor"):
+        assert module in text
+        assert module in done.stdout  # the modules the image must contain are named
+    assert done.stdout.startswith(f"wrote Kubeflow pipeline spec {out} (image "
+                                  "registry.example/tandem:7)")
+
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "compile needs --config (the training pipeline) or --promotion"),
+    (["--config", "no-such-config"], "cannot read config no-such-config"),
+    (["--config", "listening", "--set", "beam.direct_num_workers=0"],
+     "beam.direct_num_workers"),
+    (["--config", "listening", "--set", "model.hidden_unitz=[8]"], "model.hidden_unitz"),
+])
+def test_compile_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
+    done = tandem("compile", "--kubeflow", str(tmp_path / "kf.json"), *args, timeout=300)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert not (tmp_path / "kf.json").exists()
+
+
+def test_retrain_until_selects_the_stages_up_to_it(tmp_path, monkeypatch):
+    """`retrain --until validate` runs LogExampleGen and the validation front only: the
+    stage reaches the runner, and the DAG it builds for a request-log span stops there."""
+    import pipeline.runner
+    from pipeline import cli
+    from pipeline.pipeline import create_pipeline
+
+    asked = []
+
+    def run(config, until=None, verbose=False):
+        asked.append((config, until))
+        return types.SimpleNamespace(exit_code=0)
+
+    monkeypatch.setattr(pipeline.runner, "run", run)
+    logs, labels = tmp_path / "logs", tmp_path / "labels.csv"
+    common = ["retrain", "--config", "listening", "--logs", str(logs), "--labels", str(labels),
+              "--set", f"output_dir={tmp_path / 'out'}"]
+    front = {"request_logs", "labels", "LogExampleGen", "StatisticsGen", "ImportSchemaGen",
+             "ExampleValidator", "ValidationGate"}  # the log and labels come in by Importer
+    expected = {"validate": front, "train": front | {"Transform", "Trainer", "ModelCheckGate"}}
+    for until, components in expected.items():
+        assert cli.main([*common, "--until", until]) == 0
+        config, asked_until = asked[-1]
+        assert asked_until == until
+        assert (config.data.format, config.data.location, config.data.labels) == \
+            ("request_log", str(logs), str(labels))
+        ids = {c.id for c in create_pipeline(config, config.schema, until=until).components}
+        assert ids == components
+    assert cli.main(common) == 0 and asked[-1][1] == "push"  # the default: the whole pipeline
+    with pytest.raises(SystemExit) as bad:
+        cli.main([*common, "--until", "deploy"])
+    assert bad.value.code == 2
