@@ -10,7 +10,12 @@ from schemas.request_log import read_records
 from serving.traffic import send
 from tests.conftest import tandem
 from tests.serving.conftest import free_port
-from tests.serving.gateway.conftest import gateway_config
+from tests.serving.gateway.conftest import (
+    gateway_config,
+    request_part,
+    training_examples,
+    without_label,
+)
 
 
 def test_requests_and_late_labels_from_the_generator(tmp_path):
@@ -86,3 +91,59 @@ def test_labels_as_tfrecord_read_the_same_as_csv(tmp_path):
     assert len(as_csv) > 300 and set(as_csv) == set(as_tfrecord)
     assert all(as_csv[k].value == as_tfrecord[k].value for k in as_csv)
     assert all(abs(as_csv[k].timestamp - as_tfrecord[k].timestamp) <= 0.5 for k in as_csv)
+
+
+def _write_examples(path, examples: list[bytes]) -> str:
+    with tf.io.TFRecordWriter(str(path), options="GZIP") as w:
+        for e in examples:
+            w.write(e)
+    return str(path)
+
+
+def _sent_line(stdout: str) -> str:
+    [line] = [line for line in stdout.splitlines() if line.startswith("sent ")]
+    return line
+
+
+def test_traffic_send_exits_1_when_some_requests_fail(model_server, listening_data, tmp_path):
+    """Decorated examples are answered; undecorated ones lack what the model parses and get
+    INVALID_ARGUMENT: the send finishes, counts each failure by status, and exits 1."""
+    training = training_examples(listening_data, 9)
+    mixed = [request_part(e).SerializeToString() if i % 3 == 2 else without_label(e)
+             for i, e in enumerate(training)]
+    path = _write_examples(tmp_path / "mixed.tfrecord.gz", mixed)
+    done = tandem("traffic", "send", "--to", f"127.0.0.1:{model_server.grpc_port}",
+                  "--examples", path, "--rate", "0", timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "6 answered, errors: INVALID_ARGUMENT 3" in _sent_line(done.stdout)
+    assert _sent_line(done.stdout).startswith("sent 9 requests in ")
+    good = _write_examples(tmp_path / "good.tfrecord.gz", [without_label(e) for e in training])
+    ok = tandem("traffic", "send", "--to", f"127.0.0.1:{model_server.grpc_port}",
+                "--examples", good, "--rate", "0", "--batch", "2", timeout=120)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "sent 5 requests" in ok.stdout and "5 answered, errors: none" in ok.stdout
+
+
+def test_traffic_send_keeps_to_its_rate(model_server, listening_data, tmp_path, capsys):
+    """21 requests at --rate 5 are sent at t = 0, 0.2, ..., 4.0 s: the send takes at least
+    4 s, and not much more (each answer comes in milliseconds). Unpaced, the same requests
+    take well under half of that."""
+    good = _write_examples(tmp_path / "good.tfrecord.gz",
+                           [without_label(e) for e in training_examples(listening_data, 21)])
+    target = f"127.0.0.1:{model_server.grpc_port}"
+
+    def seconds(rate: str) -> float:
+        done = tandem("traffic", "send", "--to", target, "--examples", good, "--rate", rate,
+                      timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        line = _sent_line(done.stdout)
+        assert line.startswith("sent 21 requests in ")
+        return float(line.split(" in ")[1].split("s ")[0])
+
+    paced = seconds("5")
+    assert 4.0 - 0.05 <= paced < 4.0 + 3.0, paced  # the printed time is rounded to 0.1 s
+    assert seconds("0") < paced / 2
+    from pipeline import cli
+
+    assert cli.main(["traffic", "send", "--to", target, "--examples", good, "--rate", "-1"]) == 2
+    assert "--rate must be >= 0" in capsys.readouterr().err
