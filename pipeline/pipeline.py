@@ -24,8 +24,9 @@ PREPROCESSING_FN = "components.transform.preprocessing_fn"
 RUN_FN = "components.trainer.run_fn"
 
 
-def _log_example_gen(config: PipelineConfig) -> list:
-    """Importers for the request log and the labels, and LogExampleGen joining them."""
+def _log_example_gen(config: PipelineConfig, label_kind: str) -> list:
+    """Importers for the request log and the labels, and LogExampleGen joining them; the
+    labels are read as `label_kind`, the label's type in the schema."""
     from components.log_example_gen.component import LogExampleGen
 
     logs = tfx.dsl.Importer(source_uri=config.data.location,
@@ -37,7 +38,7 @@ def _log_example_gen(config: PipelineConfig) -> list:
                               reimport=False).with_id("labels")
     gen = LogExampleGen(request_logs=logs.outputs["result"], labels=labels.outputs["result"],
                         label=config.label,
-                        integer_label=config.problem_type != "regression",
+                        label_kind=label_kind,
                         label_delay_s=config.data.label_delay_s,
                         train_buckets=config.split.train_buckets,
                         eval_buckets=config.split.eval_buckets)
@@ -130,7 +131,8 @@ def create_pipeline(
 
     # Ingest: each new span of raw data becomes tf.Examples split into train/eval; or, for
     # format request_log, the logged examples joined with late labels.
-    inputs = _log_example_gen(config) if config.data.format == "request_log" else \
+    inputs = _log_example_gen(config, plan["label_dtype"]) \
+        if config.data.format == "request_log" else \
         [_example_gen(config)]
     example_gen = inputs[-1]
     # Describe the data: TFDV statistics per split.

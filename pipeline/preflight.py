@@ -205,22 +205,31 @@ def check_label(values: list, label: str, problem_type: str) -> list[str]:
 
 
 def _check_request_log(config: PipelineConfig) -> InputSummary:
-    """format request_log: log files exist and the labels file reads, with fitting labels."""
-    from schemas.labels import LabelsError, read_labels
+    """format request_log: log files exist and the labels file reads, with fitting labels.
+    The labels are read as the kind the schema gives the label; before there is a schema
+    (`schema propose`), as numbers for regression and as text (class ids or names) else."""
+    from schemas.labels import BYTES, FLOAT, LabelsError, label_kind, read_labels
     from schemas.request_log import LogError, expand
 
     try:
         files = expand(config.data.location)
     except LogError as e:
         raise InputError(f"{e} (data.location)") from None
+    kind = FLOAT if config.problem_type == "regression" else BYTES
+    if os.path.isfile(config.schema):
+        try:
+            kind = label_kind(load_schema(config.schema), config.label)
+        except (SchemaError, LabelsError):
+            pass  # check_inputs names a schema that does not parse or lacks the label
     try:
-        labels = read_labels(config.data.labels)
+        labels = read_labels(config.data.labels, kind=kind)
     except LabelsError as e:
         raise InputError(f"{e} (data.labels)") from None
     if not labels:
         raise InputError(f"labels file {config.data.labels} holds no labels (data.labels)")
     values = [v.value for v in labels.values()]
-    shown = [str(int(v)) if float(v).is_integer() else str(v) for v in values]
+    shown = [v if isinstance(v, str) else str(int(v)) if float(v).is_integer() else str(v)
+             for v in values]
     distinct = check_label(shown, config.label, config.problem_type)
     return InputSummary(None, files, config.data.location, rows_checked=len(values),
                         label_values=distinct)

@@ -198,8 +198,14 @@ class LogRecord:
             which = model_input.WhichOneof("kind")
             if which is None:
                 return []
-            return [e.SerializeToString(deterministic=True)
-                    for e in getattr(model_input, which).examples]
+            examples = getattr(model_input, which).examples
+            if which == "example_list_with_context":
+                # What the model saw: the context's features, then each example's own, as
+                # TF Serving merges them.
+                context = model_input.example_list_with_context.context.SerializeToString(
+                    deterministic=True)
+                return [context + e.SerializeToString(deterministic=True) for e in examples]
+            return [e.SerializeToString(deterministic=True) for e in examples]
         return []
 
     def rejected_indices(self) -> set[int]:

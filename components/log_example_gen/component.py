@@ -6,7 +6,8 @@
 
 Everything downstream is the unchanged training pipeline. Both inputs are artifacts, so ML
 Metadata leads from the log directory and the labels file to the Examples and on to the
-model.
+model. `label_kind` is the label's type in the pipeline's schema (INT, FLOAT or BYTES;
+`schemas.labels.label_kind`): the labels are read, checked and written as that kind.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.log_example_gen.executor import Executor
+from schemas.labels import check_kind
 
 
 class LogExampleGenSpec(types.ComponentSpec):
     PARAMETERS = {
         "label": ExecutionParameter(type=str),
-        "integer_label": ExecutionParameter(type=int, optional=True),
+        "label_kind": ExecutionParameter(type=str),
         "label_delay_s": ExecutionParameter(type=float, optional=True),
         "train_buckets": ExecutionParameter(type=int, optional=True),
         "eval_buckets": ExecutionParameter(type=int, optional=True),
@@ -39,10 +41,10 @@ class LogExampleGen(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
     def __init__(self, request_logs: types.BaseChannel, labels: types.BaseChannel, label: str,
-                 integer_label: bool = True, label_delay_s: float = 7 * 86400.0,
+                 label_kind: str, label_delay_s: float = 7 * 86400.0,
                  train_buckets: int = 2, eval_buckets: int = 1):
         super().__init__(spec=LogExampleGenSpec(
             request_logs=request_logs, labels=labels, label=label,
-            integer_label=int(integer_label), label_delay_s=float(label_delay_s),
+            label_kind=check_kind(label_kind), label_delay_s=float(label_delay_s),
             train_buckets=train_buckets, eval_buckets=eval_buckets,
             examples=types.Channel(type=standard_artifacts.Examples)))

@@ -27,19 +27,19 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             join_records,
             split_of,
         )
-        from schemas.labels import LabelStats, read_labels
+        from schemas.labels import LabelStats, check_kind, read_labels
         from schemas.request_log import ReadStats, expand, read_records
 
         logs = artifact_utils.get_single_uri(input_dict["request_logs"])
         labels_uri = artifact_utils.get_single_uri(input_dict["labels"])
         label = exec_properties["label"]
-        integer = bool(exec_properties.get("integer_label", 1))
+        kind = check_kind(exec_properties["label_kind"])
         delay = float(exec_properties.get("label_delay_s") or 7 * 86400)
         train_buckets = int(exec_properties.get("train_buckets") or 2)
         eval_buckets = int(exec_properties.get("eval_buckets") or 1)
         files = expand(logs)
         label_stats = LabelStats()
-        labels = read_labels(labels_uri, label_stats)
+        labels = read_labels(labels_uri, label_stats, kind=kind)
         examples = artifact_utils.get_single_instance(output_dict["examples"])
         out = examples.uri
 
@@ -47,7 +47,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             read, stats = ReadStats(), JoinStats()
             first = first_places(read_records(all_files, ReadStats(), files=all_files))
             yield from join_records(read_records(all_files, read, files=all_files), labels,
-                                    label, integer, delay, stats, first)
+                                    label, kind, delay, stats, first)
             yield beam.pvalue.TaggedOutput("stats", {
                 **dataclasses.asdict(stats), "torn": read.torn, "corrupt": read.corrupt,
                 "unreadable": read.unreadable, "files": read.files})

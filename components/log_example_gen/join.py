@@ -13,6 +13,10 @@ feature sources. The rules, counted in `JoinStats`:
   arrive (a labels file's duplicates are resolved by schemas/labels.py: the latest wins);
 - a label feature already present in a logged example (a client sent it) is dropped before
   the joined label is appended: **no label leaks into a feature** unless it is the label.
+
+The label is written as its kind (schemas/labels.py: the schema's type of the label, INT,
+FLOAT or BYTES), which the labels file was read as, so a training example's label has the
+type the schema and Transform expect.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
-from schemas.labels import Label
+from schemas.labels import BYTES, INT, Label
 
 
 @dataclasses.dataclass
@@ -39,16 +43,20 @@ class JoinStats:
             setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
 
 
-def label_fragment(name: str, value: float, integer: bool) -> bytes:
-    """The label as a tf.Example of its own; appended to serialized example bytes, protobuf
-    merges it in (the generator builds its training rows the same way)."""
+def label_fragment(name: str, value: int | float | str, kind: str) -> bytes:
+    """The label as a tf.Example of its own, an int64, float or bytes feature by its `kind`;
+    appended to serialized example bytes, protobuf merges it in (the generator builds its
+    training rows the same way)."""
     from tensorflow.core.example import example_pb2
 
     e = example_pb2.Example()
-    if integer:
-        e.features.feature[name].int64_list.value.append(int(value))
+    feature = e.features.feature[name]
+    if kind == INT:
+        feature.int64_list.value.append(int(value))
+    elif kind == BYTES:
+        feature.bytes_list.value.append(value.encode() if isinstance(value, str) else value)
     else:
-        e.features.feature[name].float_list.value.append(float(value))
+        feature.float_list.value.append(float(value))
     return e.SerializeToString()
 
 
@@ -80,11 +88,11 @@ def first_places(records) -> dict[str, tuple]:
     return first
 
 
-def join_records(records, labels: dict[str, Label], label: str, integer: bool,
+def join_records(records, labels: dict[str, Label], label: str, kind: str,
                  label_delay_s: float, stats: JoinStats, first: dict[str, tuple]):
     """(example id, training example bytes, request time) for every joinable example of the
-    PredictionLog `records`; `first` (from `first_places`) says which occurrence of an id
-    to keep."""
+    PredictionLog `records`, the label written as `kind`; `first` (from `first_places`) says
+    which occurrence of an id to keep."""
     from schemas.request_log import PRIMARY, log_place
 
     for record in records:
@@ -111,7 +119,7 @@ def join_records(records, labels: dict[str, Label], label: str, integer: bool,
             example, had = _without(example, label)
             stats.label_in_request += int(had)
             stats.joined += 1
-            yield rid, example + label_fragment(label, found.value, integer), record.timestamp
+            yield rid, example + label_fragment(label, found.value, kind), record.timestamp
 
 
 def split_of(example_id: str, train_buckets: int, eval_buckets: int) -> str:

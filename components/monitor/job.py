@@ -6,7 +6,9 @@
     training statistics --> anomalies protos, summary.json, report.html, alerts
 
 The statistics are TFDV's own (GenerateSlicedStatisticsImpl, keyed by window), computed in
-one Beam pass over the log; every judgment afterwards reads only the statistics protos.
+one Beam pass over the log; every judgment afterwards reads only the statistics protos. With
+labels, each logged example gets its label (as the schema types it, schemas/labels.py), so
+the label's drift and skew are judged as a feature's.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def parse_duration(text: str) -> float:
 
 
 def _windows_reader(schema_bytes: bytes, window_s: float, window_records: int,
-                    labels: dict | None, label_name: str, label_is_int: bool):
+                    labels: dict | None, label_name: str, label_kind: str):
     import apache_beam as beam
 
     from components.log_example_gen.join import label_fragment
@@ -105,7 +107,7 @@ def _windows_reader(schema_bytes: bytes, window_s: float, window_records: int,
                     for rid, example in zip(record.example_ids, examples, strict=False):
                         if rid in labels:
                             labelled += 1
-                            example += label_fragment(label_name, labels[rid], label_is_int)
+                            example += label_fragment(label_name, labels[rid], label_kind)
                         joined.append(example)
                     examples = joined
                 w = windows.setdefault(key, {"records": 0, "examples": 0,
@@ -144,7 +146,7 @@ def stats_options(schema) -> Any:
 def window_statistics(files: list[str], schema, out_dir: str, window_s: float,
                       window_records: int, beam_args: list[str] | None,
                       labels: dict | None = None, label_name: str = "",
-                      label_is_int: bool = True):
+                      label_kind: str = "INT"):
     """One Beam pass: TFDV statistics per window (a DatasetFeatureStatisticsList with one
     dataset per window, named by its key) and the read facts."""
     import apache_beam as beam
@@ -157,7 +159,7 @@ def window_statistics(files: list[str], schema, out_dir: str, window_s: float,
     stats_path = os.path.join(out_dir, STATISTICS)
     meta_path = os.path.join(out_dir, ".read.json")
     reader = _windows_reader(schema.SerializeToString(), window_s, window_records, labels,
-                             label_name, label_is_int)
+                             label_name, label_kind)
 
     def write_stats(result):
         with tf.io.gfile.GFile(stats_path, "wb") as f:
@@ -419,15 +421,15 @@ def run_monitor(logs: str, config, out_dir: str, window_s: float | None = None,
     window_records = window_records or monitor.window_records
     if window_records < 1:
         raise MonitorError("--window-records must be at least 1")
-    label_map = None
+    label_map, kind = None, ""
     if labels:
-        from schemas.labels import LabelsError, read_labels
+        from schemas.labels import LabelsError, label_kind, read_labels
 
         try:
-            label_map = {k: v.value for k, v in read_labels(labels).items()}
+            kind = label_kind(curated, config.label)
+            label_map = {k: v.value for k, v in read_labels(labels, kind=kind).items()}
         except LabelsError as e:
             raise MonitorError(str(e)) from None
-    label_is_int = config.problem_type != "regression"
     model_name, version = served_model(files)
     if model_name and model_name != config.model_name:
         raise MonitorError(f"{logs} was logged for model '{model_name}', but config "
@@ -441,7 +443,7 @@ def run_monitor(logs: str, config, out_dir: str, window_s: float | None = None,
     progress(f"monitor: {len(files)} log file(s), windows of "
              + (f"{window_s:g}s" if window_s else f"{window_records:,} requests") + " ...")
     stats, meta = window_statistics(files, schema, out_dir, window_s or 0.0, window_records,
-                                    beam_args, label_map, config.label, label_is_int)
+                                    beam_args, label_map, config.label, kind)
     if not meta.get("windows"):
         raise MonitorError(f"{logs}: no logged requests to monitor (read {meta.get('records', 0)}"
                            f" records, {meta.get('unreadable', 0)} unreadable, "

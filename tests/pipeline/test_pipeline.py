@@ -118,3 +118,19 @@ def test_kubeflow_spec_names_every_component_and_module(tmp_path):
     assert "registry.example/tandem:1" in text
     assert "gs://bucket/tandem" in text
     assert summary["components"] == sorted(tasks)
+
+
+@pytest.mark.parametrize("label, problem, metric, kind", [
+    ("skipped", "binary_classification", "auc", "INT"),
+    ("country", "multiclass_classification", "accuracy", "BYTES"),
+    ("duration_s", "regression", "rmse", "FLOAT"),
+])
+def test_log_example_gen_reads_labels_as_the_schema_types_the_label(label, problem, metric,
+                                                                    kind, tmp_path):
+    config = load_config("listening", [
+        f"output_dir={tmp_path}", "data.format=request_log", f"data.location={tmp_path}",
+        f"data.labels={tmp_path}/labels.csv", f"label={label}", f"problem_type={problem}",
+        f"evaluation.metric={metric}"])
+    pipeline = create_pipeline(config, config.schema, until="validate")
+    gen = next(c for c in pipeline.components if c.id == "LogExampleGen")
+    assert gen.exec_properties["label_kind"] == kind

@@ -147,3 +147,36 @@ def test_an_unexpected_failure_exits_3_with_one_line_and_the_trace_behind_verbos
     assert "Traceback (most recent call last)" in err and 'raise RuntimeError("disk' in err
     assert err.splitlines()[-1] == "tandem: unexpected error: RuntimeError: disk fell off"
 
+
+
+def test_request_log_labels_are_checked_as_the_schema_types_the_label(tmp_path):
+    """A request-log config's labels are read as the schema's kind of label: class names
+    pass for a string label (and before any schema exists), "cat" is refused for an integer
+    one with its file and line."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    from schemas import curated_schema_path, load_schema, write_schema
+
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "requests-1.tfrecord.gz").write_bytes(b"")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("request_id,label\nr0,night\nr1,day\nr2,evening\n")
+    schema = load_schema(curated_schema_path("listening"))
+    label = next(f for f in schema.feature if f.name == "skipped")
+    label.name, label.type = "daypart", schema_pb2.BYTES
+    label.ClearField("int_domain")
+    write_schema(schema, str(tmp_path / "schema.pbtxt"))
+    config = dataclasses.replace(
+        load_config("listening", ["label=daypart", "problem_type=multiclass_classification",
+                                  "evaluation.metric=accuracy"]),
+        data=DataConfig(location=str(tmp_path / "logs"), format="request_log",
+                        labels=str(labels)))
+    from pipeline.preflight import check_data
+
+    assert check_data(dataclasses.replace(config, schema=str(tmp_path / "schema.pbtxt"))) \
+        .label_values == ["day", "evening", "night"]
+    assert check_data(dataclasses.replace(config, schema=str(tmp_path / "none.pbtxt"))) \
+        .label_values == ["day", "evening", "night"]
+    ids = dataclasses.replace(config, schema=curated_schema_path("listening"), label="skipped")
+    with pytest.raises(InputError, match=f"{labels}:2: label 'night' is not an integer"):
+        check_data(ids)

@@ -53,7 +53,7 @@ def _run(tmp_path, logs, labels):
     out.uri = str(tmp_path / "examples")
     Executor().Do({"request_logs": [log_artifact], "labels": [label_artifact]},
                   {"examples": [out]},
-                  {"label": LABEL, "integer_label": 1, "label_delay_s": 3600.0,
+                  {"label": LABEL, "label_kind": "INT", "label_delay_s": 3600.0,
                    "train_buckets": 2, "eval_buckets": 1})
     joined = {}
     for split in ("train", "eval"):
