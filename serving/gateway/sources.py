@@ -24,6 +24,8 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from serving.errors import Unavailable
+
 SQL_TYPES = {"INTEGER": "INT", "INT": "INT", "REAL": "FLOAT", "FLOAT": "FLOAT", "TEXT": "BYTES"}
 SQLITE_BATCH = 900  # under SQLite's default limit of host parameters per statement
 
@@ -47,7 +49,9 @@ class FeatureSource(Protocol):
 
     def types(self, table: str) -> dict[str, str]: ...
 
-    def lookup(self, join: Join, keys: Sequence[str]) -> dict[str, tuple]: ...
+    def lookup(self, join: Join, keys: Sequence[str]) -> dict[str, tuple]:
+        """{key: column values} for the keys found; a source that cannot answer raises
+        Unavailable (the caller gets UNAVAILABLE, as for a model server that is down)."""
 
     def close(self) -> None: ...
 
@@ -102,12 +106,16 @@ class SqliteSource:
         unique = list(dict.fromkeys(keys))
         cols = ", ".join(f'"{c}"' for c in join.columns)
         con = self._con()
-        for start in range(0, len(unique), SQLITE_BATCH):
-            part = unique[start:start + SQLITE_BATCH]
-            marks = ",".join("?" * len(part))
-            sql = f'SELECT "{join.key}", {cols} FROM "{join.table}" WHERE "{join.key}" IN ({marks})'
-            for row in con.execute(sql, part):
-                found[row[0]] = row[1:]
+        try:
+            for start in range(0, len(unique), SQLITE_BATCH):
+                part = unique[start:start + SQLITE_BATCH]
+                marks = ",".join("?" * len(part))
+                sql = (f'SELECT "{join.key}", {cols} FROM "{join.table}" '
+                       f'WHERE "{join.key}" IN ({marks})')
+                for row in con.execute(sql, part):
+                    found[row[0]] = row[1:]
+        except sqlite3.Error as e:
+            raise Unavailable(f"feature source {self.path}: {e}") from None
         return found
 
     def rows(self, table: str) -> tuple[list[str], Any]:
@@ -168,14 +176,20 @@ class RedisSource:
         return self._types[table]
 
     def lookup(self, join: Join, keys: Sequence[str]) -> dict[str, tuple]:
+        import redis
+
         unique = list(dict.fromkeys(keys))
         types = self._types[join.table]
         decoders = [_DECODE[types[c]] for c in join.columns]
         pipe = self._client.pipeline(transaction=False)
         for key in unique:
             pipe.hmget(f"{self.prefix}:{join.table}:{key}", join.columns)
+        try:
+            answers = pipe.execute()
+        except redis.RedisError as e:
+            raise Unavailable(f"feature source {self.url}: {e}") from None
         found: dict[str, tuple] = {}
-        for key, values in zip(unique, pipe.execute(), strict=True):
+        for key, values in zip(unique, answers, strict=True):
             if all(v is None for v in values):
                 continue  # no such entity
             found[key] = tuple(None if v is None else d(v)

@@ -183,29 +183,48 @@ def predict_request(examples: list[bytes], model: str = "listening"):
     return request
 
 
+class RedisServer:
+    """A real redis-server on a free loopback port, no persistence; stop() ends it."""
+
+    def __init__(self):
+        binary = shutil.which("redis-server")
+        assert binary, ("redis-server is not installed: `make test` installs it (apt-get "
+                        "install redis-server)")
+        port = free_port()
+        self.url = f"redis://127.0.0.1:{port}"
+        self.proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1",
+                                      "--save", "", "--appendonly", "no"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def redis_url():
-    """A real redis-server on a free loopback port, for the session."""
-    binary = shutil.which("redis-server")
-    assert binary, ("redis-server is not installed: `make test` installs it (apt-get install "
-                    "redis-server)")
-    port = free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        raise RuntimeError("redis-server did not start")
-    yield f"redis://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
+    """A redis-server shared by the session's tests."""
+    server = RedisServer()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def redis_server():
+    """A redis-server of the test's own, which the test may stop; stopped after it."""
+    server = RedisServer()
+    yield server
+    server.stop()
 
 
 class DelayProxy:

@@ -133,3 +133,30 @@ def test_sources_name_what_is_wrong(tmp_path, redis_url):
         RedisSource(redis_url, prefix="empty")
     with pytest.raises(SourceError, match="is not a Redis address"):
         RedisSource("http://127.0.0.1:1")
+
+
+def test_a_source_that_cannot_answer_is_unavailable(listening_data, tmp_path):
+    """A lookup that fails (the file replaced by junk under a running gateway) is UNAVAILABLE
+    naming the source, as a model server that is down would be, never an unknown error."""
+    import shutil
+    import threading
+
+    from serving.errors import Unavailable
+
+    path = tmp_path / "features.sqlite"
+    shutil.copy(listening_data / "features.sqlite", path)
+    source = SqliteSource(str(path))
+    path.write_bytes(b"not a database any more" * 100)
+    errors = []
+
+    def lookup():  # a new request thread opens its own connection, on the junk
+        try:
+            Decorator(listening.joins(), source, cache_s=0).decorate(
+                [request_part(training_examples(listening_data, 1)[0])])
+        except Unavailable as e:
+            errors.append(str(e))
+
+    thread = threading.Thread(target=lookup)
+    thread.start()
+    thread.join(30)
+    assert len(errors) == 1 and f"feature source {path}" in errors[0], errors
