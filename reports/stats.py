@@ -292,12 +292,32 @@ def stats_report(stats, compare=None, schema=None, anomalies=None, names=("data"
     return page
 
 
+def _answers_and_label(summary: dict) -> str:
+    """The verdict's words on the model's answers and the joined label."""
+    text = ""
+    answers = summary.get("prediction_drift")
+    if answers:
+        drifted = answers["features"]
+        text += (f"; prediction drift in {esc(', '.join(drifted) or 'no answer')} (the "
+                 f"model's {esc(', '.join(answers['columns']))}, "
+                 f"{answers['answered_examples']:,} answers)")
+    label = summary.get("label_drift")
+    if label:
+        where = [f"drift in {', '.join(label['drift'])}" if label["drift"] else "",
+                 f"skew in {', '.join(label['skew'])}" if label["skew"] else ""]
+        text += (f"; label {esc(label['label'])} ({esc(label['kind'])}, "
+                 f"{label['labelled_examples']:,} joined): "
+                 + esc("; ".join(w for w in where if w) or "no drift or skew"))
+    return text
+
+
 def monitor_report(summary: dict, stats, train, schema) -> Page:
     """The monitor's page: every window's verdicts, PSI over time for features that alerted,
     and the latest judged window against training (or the previous window)."""
     windows = summary["windows"]
     drift, skew = summary["drift_features"], summary["skew_features"]
-    found = bool(drift or skew)
+    answers = summary.get("prediction_drift_features") or []
+    found = bool(drift or skew or answers)
     page = Page("tandem monitor: " + ("DRIFT/SKEW FOUND" if found else "no drift or skew"),
                 meta=[f"logs: {summary['logs']}", f"config: {summary['config']}",
                       f"model: {summary['model']['name']} v{summary['model']['version']}",
@@ -306,8 +326,8 @@ def monitor_report(summary: dict, stats, train, schema) -> Page:
     page.section("Verdict", (
         f"<p>{status(not found, 'no drift or skew', 'FOUND')}: drift in "
         f"{esc(', '.join(drift) or 'no feature')}; skew in {esc(', '.join(skew) or 'no feature')}"
-        f". {i['records']:,} records from {i['files']} file(s) ({i['torn']} torn, "
-        f"{i['corrupt']} corrupt, {i['unreadable']} unreadable skipped). A feature alerts when "
+        f"{_answers_and_label(summary)}. {i['records']:,} records from {i['files']} file(s) "
+        f"({i['torn']} torn, {i['corrupt']} corrupt, {i['unreadable']} unreadable skipped). A feature alerts when "
         "its effect size reaches its threshold and its test survives "
         f"{esc(summary['fdr']['method'])} control of the false-discovery rate across features "
         f"at {summary['fdr']['alpha']:g}; windows under the minimum size are not judged.</p>"
@@ -320,27 +340,30 @@ def monitor_report(summary: dict, stats, train, schema) -> Page:
                      status(None) if w["too_small"] else "judged",
                      esc(", ".join(w.get("drift", {}).get("alerts", [])) or "–"),
                      esc(", ".join(w.get("skew", {}).get("alerts", [])) or "–"),
+                     esc(", ".join(w.get("prediction_drift", {}).get("alerts", [])) or "–"),
                      esc(", ".join(sorted(w["schema_anomalies"])) or "–")])
     page.section("Windows", table(["window", "requests", "examples", "size", "drift", "skew",
-                                   "schema anomalies"], rows, raw=True))
+                                   "prediction drift", "schema anomalies"], rows, raw=True))
     alerting = sorted(set(drift) | set(skew))[:6]
     figures = []
     labels = [w["window"] for w in windows]
-    for kind in ("drift", "skew"):
-        names = [n for n in alerting if n in (drift if kind == "drift" else skew)]
+    for kind, names in (("drift", [n for n in alerting if n in drift]),
+                        ("skew", [n for n in alerting if n in skew]),
+                        ("prediction_drift", answers[:6])):
         if names:
             series = [(n, [w.get(kind, {}).get("features", {}).get(n, {}).get("psi", {})
                            .get("value") for w in windows]) for n in names]
-            figures.append(charts.figure(charts.lines(labels, series, title=f"PSI ({kind})",
-                                                      ylabel="PSI")))
+            figures.append(charts.figure(charts.lines(
+                labels, series, title=f"PSI ({kind.replace('_', ' ')})", ylabel="PSI")))
     if figures:
         page.section("Over time", "".join(figures))
     alert_rows = []
     for w in windows:
-        for kind in ("drift", "skew"):
+        for kind in ("drift", "skew", "prediction_drift"):
             for name in w.get(kind, {}).get("alerts", []):
                 m = w[kind]["features"][name]
-                alert_rows.append([esc(w["window"]), kind, esc(name), *_measure_cells(m),
+                alert_rows.append([esc(w["window"]), kind.replace("_", " "), esc(name),
+                                   *_measure_cells(m),
                                    f"{m['n'][0]:,} / {m['n'][1]:,}",
                                    esc("; ".join(m["reasons"]))])
     if alert_rows:

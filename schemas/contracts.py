@@ -14,6 +14,21 @@ CLASSIFY_SIGNATURE = "classification"
 REGRESS_SIGNATURE = "regression"
 TRANSFORM_SIGNATURE = "transform_features"
 
+# A model's answer, by output name: a binary probability [n] (tandem's binary models), class
+# scores [n, k] with their `classes` names, a regression value [n] (serving_default), or
+# Regress's `outputs` [n]. The first of OUTPUT_KEYS a model answers with is the one compared.
+OUTPUT_KEYS = ("probabilities", "scores", "predictions", "outputs")
+CLASSES_OUTPUT = "classes"
+
+
+def output_key(outputs) -> str:
+    """The output compared: a binary probability, class scores, or a regression value."""
+    for key in OUTPUT_KEYS:
+        if key in outputs:
+            return key
+    return sorted(outputs)[0]
+
+
 # TF Serving's method names.
 PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"

@@ -38,7 +38,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import google_crc32c
@@ -208,8 +208,65 @@ class LogRecord:
             return [e.SerializeToString(deterministic=True) for e in examples]
         return []
 
+    def outputs(self) -> Mapping[str, Any]:
+        """The logged answer as arrays, one row per example, whichever API was called: a
+        Predict response's output tensors as they are; a Classify response as `scores` and
+        `classes` [n, k] (and, for two classes, `probabilities` [n], the second class's
+        score, as tandem's binary models answer Predict); a Regress response as `outputs`
+        [n]. Empty when nothing answered (a refused or failed request)."""
+        import numpy as np
+
+        kind = self.log.WhichOneof("log_type")
+        if kind == "predict_log":
+            tensors = self.log.predict_log.response.outputs
+            return _Tensors(tensors) if tensors else {}
+        if kind == "classify_log":
+            rows = self.log.classify_log.response.result.classifications
+            if not rows:
+                return {}
+            out: dict[str, Any] = {}
+            names = [[c.label.encode() for c in row.classes] for row in rows]
+            scores = np.array([[c.score for c in row.classes] for row in rows], np.float32)
+            if any(any(row) for row in names):
+                out["classes"] = np.array(names, dtype=object)
+            if "classes" not in out or scores.any():  # a score of 0 is written as none
+                out["scores"] = scores
+                if scores.ndim == 2 and scores.shape[1] == 2:
+                    out["probabilities"] = scores[:, 1]
+            return out
+        if kind == "regress_log":
+            rows = self.log.regress_log.response.result.regressions
+            return {"outputs": np.array([r.value for r in rows], np.float32)} if rows else {}
+        return {}
+
     def rejected_indices(self) -> set[int]:
         return set(range(len(self.example_ids))) if self.verdict.get("rejected") else set()
+
+
+class _Tensors(Mapping):
+    """A Predict response's outputs as arrays, each decoded when first read: a reader that
+    wants one output does not pay for the others (a classifier's `classes` strings)."""
+
+    def __init__(self, tensors):
+        self._tensors, self._arrays = tensors, {}
+
+    def __getitem__(self, name: str):
+        if name not in self._arrays:
+            if name not in self._tensors:  # reading a protobuf map's absent key adds it
+                raise KeyError(name)
+            import tensorflow as tf
+
+            self._arrays[name] = tf.make_ndarray(self._tensors[name])
+        return self._arrays[name]
+
+    def __contains__(self, name) -> bool:
+        return name in self._tensors
+
+    def __iter__(self):
+        return iter(self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors)
 
 
 def parse_record(data: bytes, path: str = "", position: int = 0) -> LogRecord:

@@ -6,7 +6,8 @@
                                                    split per window: schema and drift anomalies)
 
 The anomalies artifact also holds summary.json and report.html, and carries the int property
-`drift_or_skew_found` and the string properties `drift_features`/`skew_features`.
+`drift_or_skew_found` and the string properties `drift_features`/`skew_features` and
+`prediction_drift_features` (the model's answers that drifted).
 """
 
 from __future__ import annotations

@@ -70,4 +70,6 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                                              ",".join(summary["drift_features"]))
         anomalies.set_string_custom_property("skew_features",
                                              ",".join(summary["skew_features"]))
+        anomalies.set_string_custom_property("prediction_drift_features",
+                                             ",".join(summary["prediction_drift_features"]))
         anomalies.set_string_custom_property("report", summary["report"])

@@ -5,6 +5,9 @@
     environment), drift against the previous window, skew against the served model's
     training statistics --> anomalies protos, summary.json, report.html, alerts
 
+    ReadWindows --> (window, the model's answers) --TFDV sliced statistics--> per window:
+    prediction drift against the previous window (components/monitor/predictions.py)
+
 The statistics are TFDV's own (GenerateSlicedStatisticsImpl, keyed by window), computed in
 one Beam pass over the log; every judgment afterwards reads only the statistics protos. With
 labels, each logged example gets its label (as the schema types it, schemas/labels.py), so
@@ -24,6 +27,7 @@ from schemas.identifiers import declared_identifiers, identifiers
 from schemas.statistics import common_stats, feature_name
 
 STATISTICS = "statistics.pb"
+ANSWER_STATISTICS = "answer_statistics.pb"
 SUMMARY = "summary.json"
 HTML = "report.html"
 CHUNK = 1000  # examples per RecordBatch
@@ -69,15 +73,17 @@ def parse_duration(text: str) -> float:
 
 
 def _windows_reader(schema_bytes: bytes, window_s: float, window_records: int,
-                    labels: dict | None, label_name: str, label_kind: str):
+                    labels: dict | None, label_name: str, label_kind: str, problem_type: str):
     import apache_beam as beam
 
     from components.log_example_gen.join import label_fragment
+    from components.monitor.predictions import AnswerColumns, answer_columns
     from schemas.request_log import PRIMARY, ReadStats, read_records
 
     class ReadWindows(beam.DoFn):
-        """All log files, in order -> (window key, RecordBatch) chunks; per-window facts
-        and read damage go to the `meta` output."""
+        """All log files, in order -> (window key, RecordBatch) chunks of examples, and of
+        the model's answers to the `answers` output; per-window facts and read damage go to
+        the `meta` output."""
 
         def setup(self):
             from tfx_bsl.coders import example_coder
@@ -87,9 +93,10 @@ def _windows_reader(schema_bytes: bytes, window_s: float, window_records: int,
         def process(self, files: list[str]):
             stats = ReadStats()
             buffers: dict[str, list[bytes]] = {}
+            answers: dict[str, AnswerColumns] = {}
             windows: dict[str, dict[str, Any]] = {}
             skipped = {"shadow_records": 0}
-            labelled = 0
+            labelled = answered = unfit = 0
             n = 0
             for record in read_records(files, stats, files=files):
                 if record.role != PRIMARY:
@@ -110,6 +117,19 @@ def _windows_reader(schema_bytes: bytes, window_s: float, window_records: int,
                             example += label_fragment(label_name, labels[rid], label_kind)
                         joined.append(example)
                     examples = joined
+                outputs = record.outputs() if examples else {}
+                if outputs:
+                    columns = answer_columns(outputs, problem_type, len(examples))
+                    if columns is None:
+                        unfit += len(examples)
+                    else:
+                        answered += len(examples)
+                        window_answers = answers.setdefault(key, AnswerColumns())
+                        window_answers.add(columns)
+                        if window_answers.rows >= CHUNK:
+                            yield beam.pvalue.TaggedOutput(
+                                "answers", (key, window_answers.record_batch()))
+                            answers[key] = AnswerColumns()
                 w = windows.setdefault(key, {"records": 0, "examples": 0,
                                              "first": record.timestamp,
                                              "last": record.timestamp, "rejected": 0})
@@ -126,10 +146,15 @@ def _windows_reader(schema_bytes: bytes, window_s: float, window_records: int,
             for key, buffer in buffers.items():
                 if buffer:
                     yield key, self._decoder.DecodeBatch(buffer)
+            for key, window_answers in answers.items():
+                if window_answers.rows:
+                    yield beam.pvalue.TaggedOutput("answers",
+                                                   (key, window_answers.record_batch()))
             yield beam.pvalue.TaggedOutput("meta", {
                 "windows": windows, "files": stats.files, "records": stats.records,
                 "torn": stats.torn, "corrupt": stats.corrupt, "unreadable": stats.unreadable,
-                "labelled_examples": labelled, **skipped})
+                "labelled_examples": labelled, "answered_examples": answered,
+                "unfit_answers": unfit, **skipped})
 
     return ReadWindows()
 
@@ -137,7 +162,8 @@ def _windows_reader(schema_bytes: bytes, window_s: float, window_records: int,
 def stats_options(schema) -> Any:
     import tensorflow_data_validation as tfdv
 
-    # Finer quantiles than TFDV's default 10 make PSI and Wasserstein precise.
+    # Finer quantiles than TFDV's default 10 make PSI and Wasserstein precise. The answers
+    # have no schema: their columns' types say what they are.
     return tfdv.StatsOptions(schema=schema, num_quantiles_histogram_buckets=100,
                              num_histogram_buckets=20, num_top_values=20,
                              num_rank_histogram_buckets=1000)
@@ -146,9 +172,10 @@ def stats_options(schema) -> Any:
 def window_statistics(files: list[str], schema, out_dir: str, window_s: float,
                       window_records: int, beam_args: list[str] | None,
                       labels: dict | None = None, label_name: str = "",
-                      label_kind: str = "INT"):
-    """One Beam pass: TFDV statistics per window (a DatasetFeatureStatisticsList with one
-    dataset per window, named by its key) and the read facts."""
+                      label_kind: str = "INT", problem_type: str = "binary_classification"):
+    """One Beam pass: TFDV statistics per window of the examples and of the model's answers
+    (each a DatasetFeatureStatisticsList with one dataset per window, named by its key) and
+    the read facts."""
     import apache_beam as beam
     import tensorflow as tf
     from apache_beam.options.pipeline_options import PipelineOptions
@@ -157,12 +184,13 @@ def window_statistics(files: list[str], schema, out_dir: str, window_s: float,
 
     tf.io.gfile.makedirs(out_dir)
     stats_path = os.path.join(out_dir, STATISTICS)
+    answers_path = os.path.join(out_dir, ANSWER_STATISTICS)
     meta_path = os.path.join(out_dir, ".read.json")
     reader = _windows_reader(schema.SerializeToString(), window_s, window_records, labels,
-                             label_name, label_kind)
+                             label_name, label_kind, problem_type)
 
-    def write_stats(result):
-        with tf.io.gfile.GFile(stats_path, "wb") as f:
+    def write_stats(result, path):
+        with tf.io.gfile.GFile(path, "wb") as f:
             f.write(result.SerializeToString())
 
     def write_meta(metas):
@@ -172,18 +200,27 @@ def window_statistics(files: list[str], schema, out_dir: str, window_s: float,
     options = PipelineOptions(beam_args or ["--direct_running_mode=in_memory"])
     with beam.Pipeline(options=options) as p:
         read = (p | "Files" >> beam.Create([files])
-                  | "ReadWindows" >> beam.ParDo(reader).with_outputs("meta", main="batches"))
+                  | "ReadWindows" >> beam.ParDo(reader).with_outputs("meta", "answers",
+                                                                     main="batches"))
         _ = (read.batches
              | "WindowStatistics" >> stats_impl.GenerateSlicedStatisticsImpl(
                  stats_options(schema), is_slicing_enabled=True)
-             | "WriteStatistics" >> beam.Map(write_stats))
+             | "WriteStatistics" >> beam.Map(write_stats, stats_path))
+        _ = (read.answers
+             | "AnswerStatistics" >> stats_impl.GenerateSlicedStatisticsImpl(
+                 stats_options(None), is_slicing_enabled=True)
+             | "WriteAnswerStatistics" >> beam.Map(write_stats, answers_path))
         _ = read.meta | "Meta" >> beam.combiners.ToList() | "WriteMeta" >> beam.Map(write_meta)
     with tf.io.gfile.GFile(stats_path, "rb") as f:
         result = statistics_pb2.DatasetFeatureStatisticsList.FromString(f.read())
+    answers = statistics_pb2.DatasetFeatureStatisticsList()
+    if tf.io.gfile.exists(answers_path):
+        with tf.io.gfile.GFile(answers_path, "rb") as f:
+            answers.ParseFromString(f.read())
     with tf.io.gfile.GFile(meta_path) as f:
         meta = json.load(f)
     tf.io.gfile.remove(meta_path)
-    return result, meta
+    return result, answers, meta
 
 
 def feature_value_skew(files: list[str], training_examples: str, id_feature: str,
@@ -244,16 +281,24 @@ def feature_value_skew(files: list[str], training_examples: str, id_feature: str
     return out
 
 
-def monitored_schema(schema):
+def monitored_schema(schema, label: str = "", problem_type: str = ""):
     """The schema without the identifiers it declares (unique by design). They are neither
     decoded nor described per window: unique strings are the costliest statistics TFDV keeps
-    (top-k and distinct sketches over every value), and an id never drifts."""
+    (top-k and distinct sketches over every value), and an id never drifts. A classifier's
+    integer label is a class id: it is described, and its drift judged, as a category."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
     pruned = type(schema)()
     pruned.CopyFrom(schema)
     declared = set(declared_identifiers(schema))
     keep = [f for f in pruned.feature if f.name not in declared]
     del pruned.feature[:]
     pruned.feature.extend(keep)
+    if problem_type and problem_type != "regression":
+        for f in pruned.feature:
+            if f.name == label and f.type == schema_pb2.INT and \
+                    f.WhichOneof("domain_info") in (None, "int_domain"):
+                f.int_domain.is_categorical = True
     return pruned
 
 
@@ -416,7 +461,7 @@ def run_monitor(logs: str, config, out_dir: str, window_s: float | None = None,
     if not files:
         raise MonitorError(f"no request-log files match {logs}")
     curated = tfdv.load_schema_text(config.schema)
-    schema = monitored_schema(curated)
+    schema = monitored_schema(curated, config.label, config.problem_type)
     window_s = monitor.window_s if window_s is None else window_s
     window_records = window_records or monitor.window_records
     if window_records < 1:
@@ -442,13 +487,15 @@ def run_monitor(logs: str, config, out_dir: str, window_s: float | None = None,
     start = time.monotonic()
     progress(f"monitor: {len(files)} log file(s), windows of "
              + (f"{window_s:g}s" if window_s else f"{window_records:,} requests") + " ...")
-    stats, meta = window_statistics(files, schema, out_dir, window_s or 0.0, window_records,
-                                    beam_args, label_map, config.label, kind)
+    stats, answer_stats, meta = window_statistics(
+        files, schema, out_dir, window_s or 0.0, window_records, beam_args, label_map,
+        config.label, kind, config.problem_type)
     if not meta.get("windows"):
         raise MonitorError(f"{logs}: no logged requests to monitor (read {meta.get('records', 0)}"
                            f" records, {meta.get('unreadable', 0)} unreadable, "
                            f"{meta.get('torn', 0)} torn)")
     datasets = {d.name: d for d in stats.datasets}
+    answer_sets = {d.name: d for d in answer_stats.datasets if d.num_examples}
     keys = sorted(meta["windows"])
     missing_features = _foreign_schema(datasets[keys[0]], schema, config)
     if missing_features:
@@ -461,6 +508,7 @@ def run_monitor(logs: str, config, out_dir: str, window_s: float | None = None,
     # statistics and every window alike.
     ids = identifiers(curated, ([train] if train is not None else []) + list(datasets.values()))
     drift_cfg, skew_cfg = drift_config(monitor, "drift", ids), drift_config(monitor, "skew", ids)
+    answers_cfg = drift_config(monitor, "drift", {})
     if label_map is None:  # without joined labels, what SERVING lacks is not compared
         absent = {f.name for f in schema.feature if "SERVING" in f.not_in_environment}
         for cfg in (drift_cfg, skew_cfg):
@@ -471,14 +519,16 @@ def run_monitor(logs: str, config, out_dir: str, window_s: float | None = None,
         "training_statistics": train_path, "environment": environment,
         "input": {k: meta.get(k, 0) for k in ("files", "records", "torn", "corrupt",
                                                "unreadable", "shadow_records",
-                                               "labelled_examples")},
+                                               "labelled_examples", "answered_examples",
+                                               "unfit_answers")},
         "fdr": {"method": "Benjamini-Hochberg", "alpha": monitor.alpha},
         "identifiers": ids,
         "windows": [],
     }
-    previous = None
+    previous = previous_answers = None
     for i, key in enumerate(keys):
         dataset = datasets.get(key)
+        answers = answer_sets.get(key)
         w = meta["windows"][key]
         entry: dict[str, Any] = {"window": key, "records": w["records"],
                                  "examples": w["examples"], "rejected": w["rejected"],
@@ -503,6 +553,8 @@ def run_monitor(logs: str, config, out_dir: str, window_s: float | None = None,
             tfdv.write_anomalies_text(tfdv_skew, os.path.join(window_dir, "skew.pbtxt"))
             entry["skew"] = compare_datasets(train, dataset, skew_cfg)
             entry["skew"]["tfdv"] = _tfdv_measures(tfdv_skew)
+        if previous_answers is not None and answers is not None:
+            entry["prediction_drift"] = compare_datasets(previous_answers, answers, answers_cfg)
         with tf.io.gfile.GFile(os.path.join(window_dir, SUMMARY), "w") as f:
             f.write(json.dumps(entry, indent=2, sort_keys=True) + "\n")
         summary["windows"].append(entry)
@@ -511,12 +563,18 @@ def run_monitor(logs: str, config, out_dir: str, window_s: float | None = None,
                  + _alert_text(entry))
         if not entry["too_small"]:
             previous = dataset
+            previous_answers = answers if answers is not None else previous_answers
     summary["drift_features"] = sorted({f for w in summary["windows"]
                                         for f in w.get("drift", {}).get("alerts", [])})
     summary["skew_features"] = sorted({f for w in summary["windows"]
                                        for f in w.get("skew", {}).get("alerts", [])})
     summary["schema_anomalies"] = sorted({f for w in summary["windows"]
                                           for f in w["schema_anomalies"]})
+    summary["prediction_drift_features"] = sorted(
+        {f for w in summary["windows"] for f in w.get("prediction_drift", {}).get("alerts", [])})
+    summary["prediction_drift"] = _prediction_drift(summary, config, answer_sets)
+    summary["label_drift"] = _label_drift(summary, config, kind) if label_map is not None \
+        else None
     training_examples = training_examples or monitor.training_examples
     summary["feature_value_skew"] = None
     if training_examples:
@@ -545,6 +603,34 @@ def run_monitor(logs: str, config, out_dir: str, window_s: float | None = None,
     return summary
 
 
+def _windows_where(summary: dict, kind: str, name: str) -> list[str]:
+    return [w["window"] for w in summary["windows"]
+            if name in w.get(kind, {}).get("alerts", [])]
+
+
+def _prediction_drift(summary: dict, config, answer_sets: dict) -> dict | None:
+    """What the model's answers were judged by, and where they drifted; None when the log
+    holds no answer of the config's problem type."""
+    if not answer_sets:
+        return None
+    columns = sorted({feature_name(f) for d in answer_sets.values() for f in d.features})
+    return {"problem_type": config.problem_type, "columns": columns,
+            "answered_examples": summary["input"]["answered_examples"],
+            "unfit_answers": summary["input"]["unfit_answers"],
+            "features": summary["prediction_drift_features"],
+            "windows": {name: _windows_where(summary, "prediction_drift", name)
+                        for name in summary["prediction_drift_features"]}}
+
+
+def _label_drift(summary: dict, config, kind: str) -> dict:
+    """The joined label's verdicts: the windows where it drifted (against the previous
+    window) and where it is skewed (against training)."""
+    return {"label": config.label, "kind": kind,
+            "labelled_examples": summary["input"]["labelled_examples"],
+            "drift": _windows_where(summary, "drift", config.label),
+            "skew": _windows_where(summary, "skew", config.label)}
+
+
 def _foreign_schema(dataset, schema, config) -> list[str]:
     """The schema's SERVING features absent from every example of a window, when that is
     most of them: the log holds another dataset's traffic."""
@@ -558,10 +644,10 @@ def _foreign_schema(dataset, schema, config) -> list[str]:
 
 def _alert_text(entry: dict) -> str:
     parts = []
-    for kind in ("drift", "skew"):
+    for kind in ("drift", "skew", "prediction_drift"):
         names = entry.get(kind, {}).get("alerts", [])
         if names:
-            parts.append(f"{kind}: {', '.join(names)}")
+            parts.append(f"{kind.replace('_', ' ')}: {', '.join(names)}")
     if entry["schema_anomalies"]:
         parts.append(f"schema: {', '.join(sorted(entry['schema_anomalies']))}")
     return ("; " + "; ".join(parts)) if parts else ""
@@ -573,16 +659,23 @@ def _alert(summary: dict, monitor, config) -> None:
     if monitor.textfile:
         judged = [w for w in summary["windows"] if not w["too_small"]]
         last = judged[-1] if judged else {}
-        families = {
-            "tandem_monitor_drift": "1 when the feature drifted in the latest judged window",
-            "tandem_monitor_drift_psi": "the feature's PSI against the previous window",
-            "tandem_monitor_skew": "1 when the feature is skewed against training",
-            "tandem_monitor_skew_psi": "the feature's PSI against the training statistics",
+        families = {  # family: (the window's judgment, help)
+            "tandem_monitor_drift": (
+                "drift", "1 when the feature drifted in the latest judged window"),
+            "tandem_monitor_drift_psi": (
+                "drift", "the feature's PSI against the previous window"),
+            "tandem_monitor_skew": ("skew", "1 when the feature is skewed against training"),
+            "tandem_monitor_skew_psi": (
+                "skew", "the feature's PSI against the training statistics"),
+            "tandem_monitor_prediction_drift": (
+                "prediction_drift", "1 when the model's answer (feature: the answer's "
+                "column) drifted in the latest judged window"),
+            "tandem_monitor_prediction_drift_psi": (
+                "prediction_drift", "the answer column's PSI against the previous window"),
         }
         lines = []
-        for family, text in families.items():
+        for family, (kind, text) in families.items():
             lines += [f"# HELP {family} {text}", f"# TYPE {family} gauge"]
-            kind = family.split("_")[2]
             for name, m in sorted(last.get(kind, {}).get("features", {}).items()):
                 labels = f'{{model="{config.model_name}",feature="{name}"}}'
                 if family.endswith("_psi"):
@@ -595,12 +688,14 @@ def _alert(summary: dict, monitor, config) -> None:
         with open(tmp, "w") as f:
             f.write("\n".join(lines) + "\n")
         os.replace(tmp, monitor.textfile)  # the collector never reads a half-written file
-    if monitor.webhook and (summary["drift_features"] or summary["skew_features"]):
+    if monitor.webhook and (summary["drift_features"] or summary["skew_features"]
+                            or summary["prediction_drift_features"]):
         import urllib.request
 
         body = json.dumps({"model": config.model_name, "drift": summary["drift_features"],
-                           "skew": summary["skew_features"], "report": summary.get("report"),
-                           "logs": summary["logs"]}).encode()
+                           "skew": summary["skew_features"],
+                           "prediction_drift": summary["prediction_drift_features"],
+                           "report": summary.get("report"), "logs": summary["logs"]}).encode()
         request = urllib.request.Request(monitor.webhook, data=body, method="POST",
                                          headers={"Content-Type": "application/json"})
         try:

@@ -12,36 +12,16 @@ import zlib
 import apache_beam as beam
 import numpy as np
 
-from schemas.contracts import EXAMPLES_INPUT, SERVING_DEFAULT
+from schemas.contracts import EXAMPLES_INPUT, SERVING_DEFAULT, output_key
 from schemas.request_log import PRIMARY, ReadStats, log_place, read_records
 
-OUTPUT_KEYS = ("probabilities", "scores", "predictions", "outputs")
 STATS = "stats"
-
-
-def output_key(outputs) -> str:
-    """The output compared: a binary probability, class scores, or a regression value."""
-    for key in OUTPUT_KEYS:
-        if key in outputs:
-            return key
-    return sorted(outputs)[0]
-
-
-def _values(tensor_proto) -> np.ndarray:
-    import tensorflow as tf
-
-    return tf.make_ndarray(tensor_proto)
-
-
 CHUNK = 2048  # examples per element: Beam's per-element cost is paid per chunk, not per example
 
 
-def _logged_rows(outputs, key: str, n: int) -> np.ndarray:
-    """A logged output as an [n, k] float array, read from the TensorProto's values."""
-    tensor = outputs[key]
-    if tensor.tensor_content:  # packed, as TF writes tensors
-        return _values(tensor).astype(np.float64).reshape(n, -1)
-    return np.asarray(tensor.float_val or tensor.double_val, np.float64).reshape(n, -1)
+def _logged_rows(outputs: dict[str, np.ndarray], key: str, n: int) -> np.ndarray:
+    """A logged output (`LogRecord.outputs`) as an [n, k] float array."""
+    return np.asarray(outputs[key], np.float64).reshape(n, -1)
 
 
 class ReadLoggedExamples(beam.DoFn):
@@ -68,7 +48,7 @@ class ReadLoggedExamples(beam.DoFn):
                 skipped["rejected_requests"] += 1
                 continue
             examples = record.examples()
-            outputs = record.log.predict_log.response.outputs
+            outputs = record.outputs()  # Predict, Classify and Regress answers alike
             if not outputs or len(examples) != len(record.example_ids):
                 skipped["failed_requests"] += 1
                 continue

@@ -251,6 +251,7 @@ def test_cli_exit_status_alerts_and_report(monitor_data, training_statistics, tm
     assert browser.ink(rendered.screenshot) > 0.02
 
 
+@pytest.mark.pipeline  # LocalDagRunner
 def test_monitoring_pipeline_runs_traffic_monitor_under_tfx(monitor_data, training_statistics,
                                                             tmp_path):
     """LocalDagRunner and ML Metadata: per-window statistics and anomalies artifacts, the

@@ -363,6 +363,7 @@ def test_html_report_renders_in_chromium_and_fetches_nothing(setup, tmp_path):
     assert "<script src" not in text and "<link" not in text and "@import" not in text
 
 
+@pytest.mark.pipeline  # LocalDagRunner
 def test_promotion_pipeline_runs_shadow_validator_under_tfx_and_records_the_blessing(
         setup, tmp_path):
     """LocalDagRunner and ML Metadata: the CLI's exit status and the blessing artifact

@@ -1,12 +1,16 @@
 """Gateway test fixtures: listening data from the generator, a model that needs the decorated
-features, the embedded model server, a gateway in front of it, and a real redis-server."""
+features, the embedded model server, a gateway in front of it, a real redis-server, and
+multi-class and regression models tandem trained."""
 
+import dataclasses
+import io
 import os
 import shutil
 import socket
 import subprocess
 import time
 
+import numpy as np
 import pytest
 import tensorflow as tf
 import yaml
@@ -257,3 +261,77 @@ class DelayProxy:
 
     def stop(self) -> None:
         self.server.stop(grace=0)
+
+
+@dataclasses.dataclass
+class TrainedTabular:
+    """A model tandem trained and exported, served from `base` (version 1 under it)."""
+
+    problem_type: str
+    base: str
+    schema: str
+    examples: list[bytes]  # held-out requests: x1, x2, color; no label
+    labels: list  # their labels as the product would send them (class names, amounts)
+
+
+def _tabular_rows(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=n), rng.normal(size=n), rng.choice(["red", "green", "blue"], n)
+
+
+def _train_tabular(root, problem_type: str) -> TrainedTabular:
+    """600 rows of x1, x2 and a colour, a minimal config, a proposed schema and a run
+    through the Trainer (in-process Beam), as a user makes it; the Trainer's export is
+    served as version 1."""
+    from pipeline import cli
+    from pipeline.config import load_config
+    from pipeline.runner import EXIT_OK, run
+
+    def label(x1, x2, color):
+        if problem_type == "regression":
+            return np.round(50 + 10 * x1 + 5 * x2 + 3 * (color == "red"), 3)
+        return np.where(x1 > 0.3, "high", np.where(x2 > 0, "mid", "low"))
+
+    x1, x2, color = _tabular_rows(800, seed=3)
+    y = label(x1, x2, color)
+    os.makedirs(root / "data")
+    with open(root / "data" / "data.csv", "w") as f:
+        f.write("x1,x2,color,y\n")
+        f.writelines(f"{a:.4f},{b:.4f},{c},{t}\n" for a, b, c, t in
+                     zip(x1[:600], x2[:600], color[:600], y[:600], strict=True))
+    config = {"name": problem_type.split("_")[0], "label": "y", "problem_type": problem_type,
+              "data": {"location": str(root / "data"), "format": "csv", "pattern": "*.csv"},
+              "schema": str(root / "schema.pbtxt"), "output_dir": str(root / "out"),
+              "beam": {"direct_running_mode": "in_memory"}, "model": {"epochs": 4}}
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    assert cli.main(["schema", "propose", "--config", str(root / "config.yaml"),
+                     "--out", config["schema"]]) == 0
+    out = io.StringIO()
+    result = run(load_config(str(root / "config.yaml")), until="train", out=out)
+    assert result.exit_code == EXIT_OK, out.getvalue()
+    shutil.copytree(os.path.join(result.outputs["model"].uri, "Format-Serving"),
+                    root / "models" / "1")
+    examples = []
+    for a, b, c in zip(x1[600:], x2[600:], color[600:], strict=True):
+        e = tf.train.Example()
+        e.features.feature["x1"].float_list.value.append(float(round(a, 4)))
+        e.features.feature["x2"].float_list.value.append(float(round(b, 4)))
+        e.features.feature["color"].bytes_list.value.append(c.encode())
+        examples.append(e.SerializeToString())
+    return TrainedTabular(problem_type, str(root / "models"), config["schema"], examples,
+                          y[600:].tolist())
+
+
+@pytest.fixture(scope="session")
+def trained_tabular(tmp_path_factory):
+    """trained_tabular(problem_type) -> TrainedTabular: a multi-class model with string
+    labels or a regression model, trained once per session on first use (about a minute
+    each)."""
+    made: dict[str, TrainedTabular] = {}
+
+    def get(problem_type: str) -> TrainedTabular:
+        if problem_type not in made:
+            made[problem_type] = _train_tabular(tmp_path_factory.mktemp(problem_type),
+                                                problem_type)
+        return made[problem_type]
+    return get
