@@ -679,10 +679,11 @@ def privacy(loaded, plan: dict, raw: list[bytes], private: list[str], schema_nam
         ([f"model inputs: {', '.join(used)}"] if used else []) + \
         ([f"changing them moves predictions by up to {moved:.2e}"] if moved > 0 else [])
     return result("privacy", not problems,
-                  f"private features {', '.join(private)}: " +
-                  ("; ".join(problems) if problems else
-                   f"not model inputs; changed in {len(raw)} examples, no prediction moved"),
-                  features=list(private), model_inputs=used, max_abs_change=moved)
+                  f"private features {', '.join(private)} (changed in n={len(raw)} eval "
+                  "examples): " + ("; ".join(problems) if problems else
+                                   "not model inputs, no prediction moved"),
+                  features=list(private), model_inputs=used, max_abs_change=moved,
+                  examples=len(raw))
 
 
 ALLOWED_STAGES = ("UNKNOWN_STAGE", "BETA", "PRODUCTION")
@@ -730,5 +731,5 @@ def explained(serving_dir: str, raw: bytes, trace: Callable[[bytes], dict] | Non
     return result("explain", diff <= tolerance,
                   f"one eval example traced raw ({len(trace['raw'])} features) -> transformed "
                   f"({len(trace['transformed'])}) -> score {trace['score']:.6f}; served "
-                  f"{trace['served']:.6f} (|difference| {diff:.1e})",
-                  max_abs_diff=diff)
+                  f"{trace['served']:.6f} (|difference| {diff:.1e}, tolerance {tolerance:g})",
+                  max_abs_diff=diff, tolerance=tolerance, examples=1)

@@ -391,34 +391,46 @@ def _feature_cost(ev: Evidence) -> str | None:
     return Failed(text) if over else text
 
 
-def _computing_performance(ev: Evidence) -> str | None:
-    """Monitoring 6: the newest version's warmup latency, throughput and memory against the
-    previous version's, as the model server measured them when it loaded each."""
+def _server_memory(ev: Evidence, versions: tuple[int, int]) -> tuple[float, float] | None:
+    """The resident memory each version added as the model server loaded it (bytes), from
+    the run's scrape of the server's metrics; None when the run has no such scrape."""
     if not ev.server_metrics_path:
         return None
-    families = _metric_families(ev.server_metrics_path)
-    model = ev.config.model_name
-    per: dict[int, dict[str, float]] = {}
-    for key in ("warmup_latency_seconds", "warmup_throughput", "memory_bytes"):
-        fam = families.get(f"tandem_serving_{key}")
-        for sample in fam.samples if fam else []:
-            if sample.labels.get("model") == model:
-                per.setdefault(int(sample.labels["version"]), {})[key] = sample.value
-    versions = sorted(v for v in per if len(per[v]) == 3)
-    if len(versions) < 2:
+    fam = _metric_families(ev.server_metrics_path).get("tandem_serving_memory_bytes")
+    found = {int(s.labels["version"]): s.value for s in (fam.samples if fam else [])
+             if s.labels.get("model") == ev.config.model_name}
+    if not all(v in found for v in versions):
         return None
-    old, new = per[versions[-2]], per[versions[-1]]
+    return found[versions[0]], found[versions[1]]
+
+
+def _computing_performance(ev: Evidence) -> str | None:
+    """Monitoring 6: the newest pushed version's warmup latency against the previous
+    version's, measured here in interleaved rounds (pipeline/warmup_latency.py: a latency
+    measured at two different times measures the machine), and the resident memory each
+    added as the model server loaded it, when the run scraped the server's metrics."""
+    from pipeline import warmup_latency
+
+    push_dir = ev.config.push_dir
+    pushed = warmup_latency.versions(push_dir)
+    if len(pushed) < 2:
+        return None
+    old, new = pushed[-2:]
+    latency = warmup_latency.compare(push_dir, ev.config.model_name, old, new)
+    if latency is None:
+        return None
     limit = ev.config.score.max_latency_regression
-    mem_limit = ev.config.score.max_memory_regression
-    latency = new["warmup_latency_seconds"] / max(old["warmup_latency_seconds"], 1e-9)
-    memory = new["memory_bytes"] / max(old["memory_bytes"], 1.0)
-    text = (f"version {versions[-1]} vs {versions[-2]}: warmup latency "
-            f"{new['warmup_latency_seconds'] * 1000:.2f} vs "
-            f"{old['warmup_latency_seconds'] * 1000:.2f} ms ({latency:.2f}x, limit {limit:g}x), "
-            f"throughput {new['warmup_throughput']:.0f} vs {old['warmup_throughput']:.0f}/s, "
-            f"memory {new['memory_bytes'] / 2**20:.0f} vs {old['memory_bytes'] / 2**20:.0f} MiB "
-            f"({memory:.2f}x, limit {mem_limit:g}x): {ev.server_metrics_path}")
-    return text if latency <= limit and memory <= mem_limit else Failed(text)
+    text, failed = latency.line(limit), latency.slower(limit)
+    memory = _server_memory(ev, (old, new))
+    if memory:
+        mem_limit = ev.config.score.max_memory_regression
+        ratio = memory[1] / max(memory[0], 1.0)
+        text += (f"; memory {memory[1] / 2**20:.0f} vs {memory[0] / 2**20:.0f} MiB "
+                 f"({ratio:.2f}x, limit {mem_limit:g}x) as the model server loaded each "
+                 f"({ev.server_metrics_path})")
+        failed = failed or ratio > mem_limit
+    text += f": {os.path.join(push_dir, str(new))}"
+    return Failed(text) if failed else text
 
 
 CHECKS: dict[str, Callable[[Evidence], str | None]] = {
@@ -439,7 +451,8 @@ CHECKS: dict[str, Callable[[Evidence], str | None]] = {
 
 def load_reviews(path: str | None) -> dict[str, dict]:
     """Manual evidence: `reviews: [{test, reviewer, date, link, note}]`. An entry without a
-    reviewer, a date or a link, or for an unknown test, is refused."""
+    reviewer, a date (a past or present day, YYYY-MM-DD) or a link, or for an unknown test,
+    is refused."""
     if not path:
         return {}
     from schemas.yaml_config import YamlConfigError, read_yaml
@@ -463,8 +476,24 @@ def load_reviews(path: str | None) -> dict[str, dict]:
             if not str(entry.get(key) or "").strip():
                 raise ScoreError(f"{where} ({test}): no {key}; a manual point needs who "
                                  "reviewed it, when, and a link to the review")
-        out[test] = entry
+        out[test] = {**entry, "date": _review_date(entry["date"], f"{where} ({test})")}
     return out
+
+
+def _review_date(value: Any, where: str) -> str:
+    """A review's date as YYYY-MM-DD: a real calendar day, not in the future."""
+    if isinstance(value, dt.datetime):
+        value = value.date()
+    if not isinstance(value, dt.date):
+        try:
+            value = dt.date.fromisoformat(str(value).strip())
+        except ValueError:
+            raise ScoreError(f"{where}: date {value!r} is not a day written YYYY-MM-DD") \
+                from None
+    if value > dt.datetime.now(dt.timezone.utc).date():
+        raise ScoreError(f"{where}: date {value.isoformat()} is in the future; a manual "
+                         "point is for a review that happened")
+    return value.isoformat()
 
 
 def score(config, run_dir: str | None = None) -> dict[str, Any]:

@@ -369,3 +369,70 @@ def test_feature_rules_name_what_a_model_input_lacks():
     assert bare.name == "b"
     plan["features"] = {"a": plan["features"]["a"]}
     assert mc.feature_rules(schema, plan)["passed"]
+
+
+def _examples(n: int) -> list[bytes]:
+    from tensorflow.core.example import example_pb2
+
+    out = []
+    for i in range(n):
+        e = example_pb2.Example()
+        e.features.feature["x"].float_list.value.append(i / n - 0.5)
+        e.features.feature["user_id"].bytes_list.value.append(f"u{i}".encode())
+        out.append(e.SerializeToString())
+    return out
+
+
+def _export(path, reads_user: bool):
+    """A SavedModel with a tandem serving_default (serialized examples in, probabilities
+    out) that reads `x`, and, when `reads_user`, the hashed `user_id` too, as an embedding of
+    the id would."""
+    spec = {"x": tf.io.FixedLenFeature([], tf.float32),
+            "user_id": tf.io.FixedLenFeature([], tf.string)}
+
+    class Served(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def serve(self, examples):
+            parsed = tf.io.parse_example(examples, spec)
+            z = parsed["x"]
+            if reads_user:
+                bucket = tf.strings.to_hash_bucket_fast(parsed["user_id"], 7)
+                z += 0.3 * tf.cast(bucket, tf.float32)
+            return {"probabilities": tf.sigmoid(z)}
+
+    served = Served()
+    tf.saved_model.save(served, str(path), signatures={"serving_default": served.serve})
+    return tf.saved_model.load(str(path))
+
+
+def _plan(user_kind: str) -> dict:
+    return {"features": {"x": {"kind": "numeric", "dtype": "FLOAT"},
+                         "user_id": {"kind": user_kind, "dtype": "BYTES"}}}
+
+
+def test_a_model_that_reads_the_private_user_id_fails_the_privacy_check(tmp_path):
+    raw = _examples(50)
+    names = {"x", "user_id"}
+    reads = _export(tmp_path / "reads", reads_user=True)
+    found = mc.privacy(reads, _plan("categorical"), raw, ["user_id"], names,
+                       "binary_classification")
+    assert not found["passed"] and found["gate"] and found["check"] == "privacy"
+    assert found["model_inputs"] == ["user_id"] and found["examples"] == 50
+    assert 0.01 < found["max_abs_change"] < 1
+    assert found["summary"] == (
+        "private features user_id (changed in n=50 eval examples): model inputs: user_id; "
+        f"changing them moves predictions by up to {found['max_abs_change']:.2e}")
+    # The plan says user_id is skipped, yet the served graph still reads it (a cross or a
+    # lookup built from the id): only changing it shows the leak.
+    hidden = mc.privacy(reads, _plan("skip"), raw, ["user_id"], names, "binary_classification")
+    assert not hidden["passed"] and hidden["model_inputs"] == []
+    assert hidden["summary"].endswith(": changing them moves predictions by up to "
+                                      f"{hidden['max_abs_change']:.2e}")
+    # A model that never reads it passes; a private feature the schema lacks does not.
+    clean = _export(tmp_path / "clean", reads_user=False)
+    held = mc.privacy(clean, _plan("skip"), raw, ["user_id"], names, "binary_classification")
+    assert held["passed"] and held["max_abs_change"] == 0.0
+    assert held["summary"].endswith("(changed in n=50 eval examples): not model inputs, no "
+                                    "prediction moved")
+    typo = mc.privacy(clean, _plan("skip"), raw, ["userid"], names, "binary_classification")
+    assert not typo["passed"] and typo["summary"].endswith(": not in the schema: userid")
