@@ -72,15 +72,16 @@ pipeline: $(STAMP)
 	$(BIN)/tandem run --config $(CONFIG)
 
 # Two workers: the end-to-end runs are mostly single-threaded, and tests that share one
-# session run carry the same xdist_group so that only one worker makes it.
+# session run carry the same xdist_group so that only one worker makes it. tests/conftest.py
+# sends the longest work units out first.
 TEST_WORKERS ?= 2
 
 test: $(STAMP) system-packages
 	$(BIN)/python -m pytest tests -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
-# Unit tests only (no end-to-end pipeline runs).
+# The edit-test loop: every test but those marked `pipeline` (no TFX pipeline runs).
 test-fast: $(STAMP) system-packages
-	$(BIN)/python -m pytest tests --ignore=tests/e2e -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests -m "not pipeline" -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline components schemas serving reports notebooks tests bench

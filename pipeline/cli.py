@@ -84,7 +84,8 @@ def cmd_schema_propose(args: argparse.Namespace) -> int:
         curated = None
     where = f"span {summary.span} " if summary.span is not None else ""
     print(f"computing statistics over {where}{summary.glob} ...", flush=True)
-    stats = compute_statistics(summary.glob, config.data.format, beam_pipeline_args(config))
+    stats = compute_statistics(summary.glob, config.data.format,
+                               beam_pipeline_args(config, summary.files))
     try:
         schema = propose_schema(stats, config.label, config.problem_type, config.data.format,
                                 curated)
@@ -694,6 +695,9 @@ def _quiet_libraries(verbose: bool) -> None:
     warnings.filterwarnings("ignore", category=RuntimeWarning)
     for name in ("tensorflow", "apache_beam", "absl"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    from pipeline.quiet import quiet_root_logger
+
+    quiet_root_logger()  # before Beam's logging.basicConfig() prints INFO:absl:... lines
 
 
 def main(argv: list[str] | None = None) -> int:

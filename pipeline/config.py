@@ -14,7 +14,7 @@ from schemas.yaml_config import apply_override as shared_override
 
 ProblemType = Literal["binary_classification", "multiclass_classification", "regression"]
 DataFormat = Literal["csv", "tfrecord", "request_log"]
-RunningMode = Literal["in_memory", "multi_threading", "multi_processing"]
+RunningMode = Literal["auto", "in_memory", "multi_threading", "multi_processing"]
 
 FeatureKind = Literal["numeric", "categorical", "bucketize", "skip"]
 Metric = Literal["auc", "accuracy", "rmse", "mae"]
@@ -60,7 +60,8 @@ class BeamConfig:
     """Beam settings; pipeline.beam turns these into pipeline args in one place."""
 
     direct_num_workers: int = 2
-    direct_running_mode: RunningMode = "multi_processing"
+    # auto: in process for small inputs, worker processes for large ones (pipeline.beam).
+    direct_running_mode: RunningMode = "auto"
     # Passed through verbatim, e.g. ["--runner=DataflowRunner", "--project=..."].
     extra_args: list[str] = dataclasses.field(default_factory=list)
 
@@ -192,7 +193,9 @@ class ScoreConfig:
     max_model_age_days: float = 30.0  # Monitoring 4: the serving model's age
     offline_online_tolerance: float = 0.05  # Model 2: |offline - online| of B - A
     max_feature_cost_ms: float = 1.0  # Data 3: a feature's share of its source's time
-    max_latency_regression: float = 2.0  # Monitoring 6: new / previous warmup latency
+    # Monitoring 6: the smallest slowdown (new / previous warmup latency, interleaved rounds)
+    # worth a failure; it fails only beyond the rounds' own noise too
+    max_latency_regression: float = 1.25
     max_memory_regression: float = 1.5  # Monitoring 6: new / previous resident memory
 
 

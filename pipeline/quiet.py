@@ -1,5 +1,11 @@
 """CLI output: keeps known, harmless library noise off the terminal of a non-verbose run.
 
+Libraries log through Python's root logger, and Beam calls `logging.basicConfig()` whenever a
+pipeline is built, which prints every record that reaches the root as `INFO:absl:...`. The
+runner routes absl's records while a pipeline runs, but a command that runs two pipelines (the
+loop: v1, then v2 from the log) logs between them too. `quiet_root_logger` gives the root its
+handler first, so basicConfig adds none, and that handler shows errors only.
+
 TensorFlow's `AtomicFunction.__del__` raises a TypeError when it runs during interpreter
 teardown (its refcount table is already None). Python prints that as an "Exception ignored
 in ... Traceback ..." block, which reads like a crash. It happens in Beam's worker processes as
@@ -10,6 +16,7 @@ else reaches the terminal unchanged; `--verbose` turns the filter off.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -17,6 +24,22 @@ import threading
 NOISE_START = b"Exception ignored in: <function AtomicFunction.__del__"
 NOISE_END = b"TypeError: 'NoneType' object is not subscriptable"
 MAX_BLOCK_LINES = 8  # a block longer than this is not the known one: pass it through
+
+
+class _RootHandler(logging.StreamHandler):
+    """The root logger's handler in a non-verbose run: errors only, on stderr."""
+
+
+def quiet_root_logger() -> None:
+    """Records that reach the root logger print only from ERROR up (`--verbose` skips
+    this). Idempotent: one handler however often it is called."""
+    root = logging.getLogger()
+    if any(isinstance(h, _RootHandler) for h in root.handlers):
+        return
+    handler = _RootHandler(sys.stderr)
+    handler.setLevel(logging.ERROR)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(name)s: %(message)s"))
+    root.addHandler(handler)
 
 
 class NoiseDropper:

@@ -11,6 +11,7 @@ import time
 from typing import Any, TextIO
 
 from pipeline import exit_status
+from pipeline.beam import with_running_mode
 from pipeline.config import STAGES, PipelineConfig
 from pipeline.preflight import InputError, check_inputs
 from schemas import load_schema, schema_fingerprint
@@ -256,6 +257,7 @@ def run(
     until = until or STAGES[-1]
     start = time.monotonic()
     summary = check_inputs(config)
+    config = with_running_mode(config, summary.files)  # `auto` settled by the input's size
     if STAGES.index(until) >= STAGES.index("evaluate"):
         from pipeline.evaluation import eval_config
 
@@ -278,7 +280,8 @@ def run(
     out.write(
         f"tandem: pipeline '{config.name}' on {where} ({len(summary.files)} file(s), "
         f"label '{config.label}' checked on {summary.rows_checked} rows: "
-        f"{', '.join(summary.label_values)}) -> {config.output_dir}\n"
+        f"{', '.join(summary.label_values)}) -> {config.output_dir}, "
+        f"Beam {config.beam.direct_running_mode}\n"
     )
     os.makedirs(config.output_dir, exist_ok=True)
     pipeline = create_pipeline(config, stage_schema(config), until=until)

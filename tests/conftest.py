@@ -3,6 +3,7 @@ that many tests only read, made once per session (one validation front and train
 
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 
@@ -13,6 +14,87 @@ os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::Deprecati
 import pytest  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# A test that runs a TFX pipeline (LocalDagRunner, `tandem run`/`retrain`/`loop`) or reads a
+# session run: everything under tests/e2e, every user of `trained_listening`, and the few
+# elsewhere that carry the marker. `make test-fast` leaves them out.
+PIPELINE_FIXTURES = {"trained_listening"}
+
+# What a work unit costs, roughly, in minutes on two cores. Only the order it gives matters:
+# longest first, so that neither worker is left with a long unit while the other idles.
+LOOP_TEST_MINUTES = 6  # `tandem loop`: two trainings, two servers, traffic, the replay
+PIPELINE_TEST_MINUTES = 1  # a pipeline run on small data, or a test of a session run
+SESSION_RUN_MINUTES = {"trained_listening": 4}  # made once by the unit that needs it
+OTHER_TEST_MINUTES = 0.02
+
+
+def xdist_groups(item: pytest.Item) -> list[str]:
+    return sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                   for m in item.iter_markers("xdist_group")})
+
+
+def xdist_unit(item: pytest.Item) -> str:
+    """The work unit `--dist loadgroup` sends to one worker: the test's xdist groups joined
+    as xdist joins them, or the test alone."""
+    return "_".join(xdist_groups(item)) or item.nodeid
+
+
+def _minutes(items: list[pytest.Item]) -> float:
+    total = sum(SESSION_RUN_MINUTES.get(f, 0) for f in
+                {f for item in items for f in item.fixturenames})
+    for item in items:
+        if any(name.startswith("loop") for name in xdist_groups(item)):
+            total += LOOP_TEST_MINUTES
+        elif item.get_closest_marker("pipeline"):
+            total += PIPELINE_TEST_MINUTES
+        else:
+            total += OTHER_TEST_MINUTES
+    return total
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # xdist's loadscope reorder sorts units by their number of tests, which put a one-test
+    # unit (the loop) last; the units go out in the order below instead.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist names each test's unit from its groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the pipeline tests; put every test of a session run in that run's xdist group
+    (one worker makes the run, the same worker runs its tests) and no other test; then order
+    the work units longest first, each unit's tests in their collected order. xdist hands
+    each worker one unit, and the next as it runs low, in this order."""
+    e2e = os.path.join(ROOT, "tests", "e2e") + os.sep
+    for item in items:
+        uses = PIPELINE_FIXTURES & set(item.fixturenames)
+        if str(item.path).startswith(e2e) or uses:
+            item.add_marker(pytest.mark.pipeline)
+        for fixture in uses - set(xdist_groups(item)):
+            item.add_marker(pytest.mark.xdist_group(fixture))
+    units: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        units.setdefault(xdist_unit(item), []).append(item)
+    ordered = sorted(units.values(), key=_minutes, reverse=True)  # stable: ties keep order
+    items[:] = [item for unit in ordered for item in unit]
+
+
+# Library log lines as they reach a terminal: Python's default format (`INFO:absl:...`,
+# `WARNING:tensorflow:...`), absl/glog's (`I1203 21:40:56.123456 140 file.py:12] ...`),
+# TensorFlow's C++ (`2026-12-03 21:40:56.123: W tensorflow/...`) and Python warnings
+# (`file.py:12: FutureWarning: ...`). A successful run without --verbose shows none.
+LIBRARY_LOG_LINE = re.compile(
+    r"^((DEBUG|INFO|WARNING|ERROR|CRITICAL|FATAL): ?[\w.]+:"
+    r"|[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\]"
+    r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] "
+    r"|\S+:\d+: \w*Warning: )")
+
+
+def library_log_lines(*texts: str) -> list[str]:
+    """Every line of `texts` in a library's log format."""
+    return [line for text in texts for line in text.splitlines()
+            if LIBRARY_LOG_LINE.match(line)]
 
 
 @pytest.fixture(scope="session")
@@ -46,16 +128,19 @@ def tandem(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="session")
 def trained_listening(clean_listening, tmp_path_factory):
-    """The listening pipeline run once through push by the CLI, in the default Beam mode
-    (multi_processing, two workers). Tests that only read its outputs share it; tests that
-    rerun on its output directory see a warm cache."""
+    """The listening pipeline run once through push by the CLI, Beam in worker processes
+    (multi_processing, two workers): the mode `auto` picks for large inputs, here on purpose
+    on small ones, so that one full run covers it. Tests that only read its outputs share
+    it; tests that rerun on its output directory pass the same mode (part of TFX's cache
+    key) and see a warm cache."""
     from pipeline.config import load_config
     from pipeline.runner import latest_outputs, pushed_destination
 
     out_dir = tmp_path_factory.mktemp("trained")
     # Every gate on: on 3,000 training rows the Trainer may ship the linear model when the
     # configured one is not better beyond the eval split's error; the tests read which.
-    overrides = [f"data.location={clean_listening}", f"output_dir={out_dir}"]
+    overrides = [f"data.location={clean_listening}", f"output_dir={out_dir}",
+                 "beam.direct_running_mode=multi_processing"]
     proc = tandem("run", "--config", "listening", *[a for o in overrides for a in ("--set", o)])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     config = load_config("listening", overrides)

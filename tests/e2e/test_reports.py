@@ -5,13 +5,10 @@ in ML Metadata."""
 import os
 import re
 
-import pytest
 import tensorflow as tf
 
 from tests import browser
 from tests.conftest import tandem
-
-pytestmark = pytest.mark.xdist_group("trained_listening")
 
 
 def _render(path, tmp_path, name):

@@ -1,8 +1,9 @@
 """End-to-end: the full pipeline (Transform, Trainer, Evaluator, Pusher) on small data, the
 training/serving skew check, the build record and the evaluation gate.
 
-Every test here reads or reruns on the one session run (`trained_listening`), so they share an
-xdist group: one worker makes that run and the others never wait for it."""
+Most tests here read or rerun on the one session run (`trained_listening`); tests/conftest.py
+puts them in its xdist group, so one worker makes that run and the other never waits for it.
+The tests with runs of their own (taxi, a broken check) go to whichever worker is free."""
 
 import io
 import os
@@ -16,20 +17,19 @@ from components.build_record import diff_records, load_record
 from pipeline import cli
 from pipeline.config import load_config
 from pipeline.runner import EXIT_NOT_BLESSED, EXIT_OK, run
+from tests.conftest import library_log_lines
 
 
 def _run(*overrides, name="listening", until=None, in_memory=True):
     """An in-process run. In-process Beam by default (these runs test the stages, not the
-    runner's process pool); reruns on the session run's output directory keep its Beam args,
-    which are part of TFX's cache key."""
-    mode = ["beam.direct_running_mode=in_memory"] if in_memory else []
-    config = load_config(name, [*mode, *overrides])
+    runner's process pool); reruns on the session run's output directory keep its Beam args
+    (multi_processing), which are part of TFX's cache key."""
+    mode = "in_memory" if in_memory else "multi_processing"
+    config = load_config(name, [f"beam.direct_running_mode={mode}", *overrides])
     out = io.StringIO()
     result = run(config, until=until, out=out)
     return config, result, out.getvalue()
 
-
-pytestmark = pytest.mark.xdist_group("trained_listening")
 
 
 @pytest.fixture
@@ -41,8 +41,10 @@ def trained(trained_listening):
 def test_the_cli_run_in_multi_processing_mode_is_clean_and_complete(trained_listening):
     run_ = trained_listening
     assert run_.config.beam.direct_running_mode == "multi_processing"
+    assert f"-> {run_.config.output_dir}, Beam multi_processing\n" in run_.stdout
     assert "Traceback" not in run_.stderr and "Exception ignored" not in run_.stderr, run_.stderr
     assert run_.stderr.strip() == ""
+    assert library_log_lines(run_.stdout, run_.stderr) == []
     for component in ("ImportExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator",
                       "Pusher"):
         assert f"[{component}] finished" in run_.stdout
@@ -446,7 +448,13 @@ def test_breaking_a_check_lowers_the_score_and_says_why(clean_listening, tmp_pat
                            "features.user_id.kind=categorical")
     assert result.exit_code == 1 and result.pushed is None, text
     assert "FAILED: model checks" in text and "[ModelCheckGate] failed" in text
-    assert re.search(r"^  privacy: private features user_id: model inputs: user_id", text, re.M)
+    # The verdict names the check, its n and its evidence, and only this check failed.
+    failed = re.findall(r"^  (\w+): (.*)$", text.split("Model checks failed:")[1].split("\n\n")[0],
+                        re.M)
+    assert [name for name, _ in failed] == ["privacy"], text
+    assert re.fullmatch(r"private features user_id \(changed in n=500 eval examples\): model "
+                        r"inputs: user_id; changing them moves predictions by up to "
+                        r"\d\.\d\de-\d\d", failed[0][1]), failed
     assert "[Evaluator]" not in text  # the gate stopped the run before it
     tests = _score(config)
     assert tests["D5"]["status"] == "failed" and "model inputs: user_id" in \

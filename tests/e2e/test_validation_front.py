@@ -14,9 +14,11 @@ from pipeline.runner import EXIT_ANOMALIES, EXIT_OK, run
 ROWS = 4500  # the eval split (1/3) must stay above the schema's min_examples_count of 1000
 
 def _rerun(trained, *extra):
-    """The validation front again, on the session run's output directory (a warm cache)."""
+    """The validation front again, on the session run's output directory (a warm cache: the
+    same Beam mode)."""
     config = load_config("listening", [f"data.location={trained.config.data.location}",
-                                       f"output_dir={trained.config.output_dir}", *extra])
+                                       f"output_dir={trained.config.output_dir}",
+                                       "beam.direct_running_mode=multi_processing", *extra])
     out = io.StringIO()
     result = run(config, until="validate", out=out)
     return result, out.getvalue()

@@ -31,7 +31,7 @@ def test_shipped_configs_load_with_resolved_paths():
     assert os.path.isabs(listening.output_dir)
     taxi = load_config("taxi")  # a shipped config by name
     assert os.path.isfile(os.path.join(taxi.data.location, "data.csv"))
-    assert taxi.beam.direct_running_mode == "multi_processing"
+    assert taxi.beam.direct_running_mode == "auto"
 
 
 def test_defaults_fill_optional_sections(tmp_path):
