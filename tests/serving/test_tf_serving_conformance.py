@@ -375,30 +375,91 @@ def test_every_tf_serving_flag_is_accepted(model_base, tmp_path, capsys):
     assert hasattr(ServerOptions(), "enable_serialization_as_tensor_content")  # reaches the server
 
 
-def test_implemented_flags_take_effect(tmp_path, start_server):
+def test_implemented_flags_take_effect(tmp_path, start_server, monkeypatch):
+    """Each flag passed here is seen doing what it says: loads overlap, warmup records are
+    replayed the number of times asked, gRPC answers on the UNIX socket, REST answers carry
+    CORS headers, and the server's channel arguments reach the connection."""
+    import shutil
+    import threading
+    import time
+
+    from serving.model_server.manager import ModelManager
+    from serving.model_server.servable import Servable
+
+    from .conftest import example
+
     base = tmp_path / "models"
-    for name in ("a", "b", "c"):
-        (base / name).mkdir(parents=True)
-        make_model(str(base / name), 1, bias=0.0, warmup=1)
+    (base / "a").mkdir(parents=True)
+    make_model(str(base / "a"), 1, bias=0.0, warmup=1)
+    for name in ("b", "c"):
+        shutil.copytree(base / "a", base / name)
     config = tmp_path / "models.config"
     config.write_text("model_config_list {\n" + "".join(
         f'  config {{ name: "{n}" base_path: "{base / n}" model_platform: "tensorflow" }}\n'
         for n in ("a", "b", "c")) + "}\n")
+
+    # --num_load_threads=2: two loads in flight at once, never three. The first load waits
+    # (up to 5 s) for a second to start, which only a parallel loader gives it.
+    lock, both, in_flight, peak = threading.Lock(), threading.Event(), [0], [0]
+    real_load = ModelManager._load
+
+    def load(self, *args):
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+            if in_flight[0] >= 2:
+                both.set()
+        both.wait(5)
+        try:
+            return real_load(self, *args)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    # --num_request_iterations_for_warmup=2: the one warmup record runs twice per model.
+    warmup_calls: dict[str, int] = {}
+    real_predict = Servable.predict
+
+    def predict(self, *args, **kw):
+        warmup_calls[self.name] = warmup_calls.get(self.name, 0) + 1
+        return real_predict(self, *args, **kw)
+
+    monkeypatch.setattr(ModelManager, "_load", load)
+    monkeypatch.setattr(Servable, "predict", predict)
     sock = tmp_path / "grpc.sock"
     server = start_server(model_config_file=str(config), num_load_threads=2,
                           grpc_socket_path=str(sock), rest_api_enable_cors_support=True,
-                          grpc_channel_arguments="grpc.max_connection_idle_ms=60000",
+                          grpc_channel_arguments="grpc.max_connection_idle_ms=100",
                           num_request_iterations_for_warmup=2)
+    monkeypatch.setattr(Servable, "predict", real_predict)
     assert {n: e.available() for n, e in server.manager.models().items()} == {
         "a": [1], "b": [1], "c": [1]}
-    stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"unix:{sock}"))
-    request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="b"))
-    from .conftest import example
+    assert peak[0] == 2, f"at most {peak[0]} load(s) at once with --num_load_threads=2"
+    assert warmup_calls == {"a": 2, "b": 2, "c": 2}
 
+    # --grpc_socket_path: gRPC on the UNIX socket.
+    request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="b"))
     request.inputs["examples"].CopyFrom(tf.make_tensor_proto([example(0.5)]))
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"unix:{sock}"))
     assert stub.Predict(request, timeout=30).model_spec.version.value == 1
+
+    # --rest_api_enable_cors_support: the header on a REST answer.
     _, _, headers = _http(Clients(server), "GET", "/v1/models/a")
     assert headers.get("Access-Control-Allow-Origin") == "*"
+
+    # --grpc_channel_arguments: grpc.max_connection_idle_ms=100 makes the server close an
+    # idle connection (GOAWAY), so the client's channel drops from READY back to IDLE; with
+    # the default (no idle limit) it stays READY.
+    states: list = []
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        channel.subscribe(states.append)
+        prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
+        ready, idle = grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.IDLE
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not (ready in states and states[-1] == idle):
+            time.sleep(0.05)
+        channel.unsubscribe(states.append)
+    assert ready in states and states[-1] == idle, states
 
 
 def test_fuzzed_requests_never_get_500_or_internal(hp2):
