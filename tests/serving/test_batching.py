@@ -175,15 +175,19 @@ def test_batching_parameters_are_checked_as_tf_serving_checks_them():
 
 
 def test_the_server_batches_concurrent_grpc_requests(model_base, start_server, tmp_path):
+    """12 concurrent requests of 2 examples, max_batch_size 8 and a timeout far longer than
+    the test: batches close only when full, so the server must make exactly 3 graph calls
+    of 8 examples (4 requests each), and every request gets its own rows back."""
     params = tmp_path / "batching.config"
-    params.write_text("max_batch_size { value: 16 }\nbatch_timeout_micros { value: 30000 }\n"
+    params.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 20000000 }\n"
                       "num_batch_threads { value: 1 }\n")
     server = start_server(model_name="scorer", model_base_path=str(model_base),
-                          enable_batching=True, batching_parameters_file=str(params))
+                          enable_batching=True, batching_parameters_file=str(params),
+                          enable_model_warmup=False)  # lone warmup requests would wait 20 s
     stub = prediction_service_pb2_grpc.PredictionServiceStub(
         grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}"))
     local = tf.saved_model.load(str(model_base / "1")).signatures["serving_default"]
-    xs = [[0.1 * i, -0.2 * i][: 1 + i % 2] for i in range(12)]
+    xs = [[0.1 * i, -0.2 * i - 0.05] for i in range(12)]
 
     def predict(batch):
         request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="scorer"))
@@ -192,11 +196,13 @@ def test_the_server_batches_concurrent_grpc_requests(model_base, start_server, t
 
     results = concurrently(predict, xs)
     for batch, got in zip(xs, results, strict=True):
+        assert not isinstance(got, Exception), got
         want = local(examples=tf.constant([example(x) for x in batch]))["probabilities"].numpy()
         np.testing.assert_allclose(got, want, rtol=1e-6)
     labels = {"model": "scorer", "version": "1"}
     sample = server.metrics.registry.get_sample_value
-    examples = sample("tandem_serving_batch_size_sum", labels)
-    calls = sample("tandem_serving_batch_size_count", labels)
-    assert examples == 18 + 3  # every example went through the batcher (3 warmup requests)...
-    assert calls < 12 + 3  # ...in fewer graph calls than requests
+    histogram = {bound: sample("tandem_serving_batch_size_bucket", {**labels, "le": bound})
+                 for bound in ("4.0", "8.0")}
+    assert sample("tandem_serving_batch_size_count", labels) == 3  # graph calls
+    assert sample("tandem_serving_batch_size_sum", labels) == 24  # every example batched
+    assert histogram == {"4.0": 0, "8.0": 3}  # no batch of 4 or fewer: all of them full
