@@ -505,3 +505,61 @@ def test_config_errors_are_one_line_and_exit_2(listening_data, tmp_path):
         proc = tandem("serve", "gateway", "--config", config, "--port", "0", *args, timeout=120)
         assert proc.returncode == 2, (args, proc.stderr)
         assert message in proc.stderr and proc.stderr.count("\n") == 1, (args, proc.stderr)
+
+
+def test_the_gateway_and_the_model_server_bind_loopback_by_default(listening_models,
+                                                                  listening_data, tmp_path):
+    """Started without --host, `tandem serve models` and `tandem serve gateway` listen on
+    127.0.0.1 only (TF Serving binds every interface): every listening socket of theirs is
+    bound to 127.0.0.1, and none answers on this machine's other addresses."""
+    import ipaddress
+    import socket
+    import subprocess
+    import sys
+
+    import psutil
+
+    from tests.conftest import ROOT
+
+    grpc_port, rest_port, gw_port, gw_rest_port = (free_port() for _ in range(4))
+    config = gateway_config(tmp_path, listening_data, f"127.0.0.1:{grpc_port}")
+    commands = {
+        "model server": ["serve", "models", f"--port={grpc_port}",
+                         f"--rest_api_port={rest_port}", "--model_name=listening",
+                         f"--model_base_path={listening_models / 'listening'}"],
+        "gateway": ["serve", "gateway", "--config", config, "--port", str(gw_port),
+                    "--rest_api_port", str(gw_rest_port)],
+    }
+    ports = {"model server": {grpc_port, rest_port}, "gateway": {gw_port, gw_rest_port}}
+    procs = {name: subprocess.Popen([sys.executable, "-m", "pipeline.cli", *argv], cwd=ROOT,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for name, argv in commands.items()}
+
+    def ipv4(ip):  # gRPC listens on a dual-stack socket: ::ffff:127.0.0.1 is 127.0.0.1
+        address = ipaddress.ip_address(ip)
+        return str(getattr(address, "ipv4_mapped", None) or address)
+
+    def listening(name):
+        return [c for c in psutil.Process(procs[name].pid).net_connections(kind="inet")
+                if c.status == psutil.CONN_LISTEN]
+
+    try:
+        for name, proc in procs.items():
+            assert _wait(lambda n=name: {c.laddr.port for c in listening(n)} >= ports[n],
+                         timeout=90), (name, proc.poll())
+            sockets = listening(name)
+            assert {c.laddr.port for c in sockets} == ports[name], (name, sockets)
+            assert {ipv4(c.laddr.ip) for c in sockets} == {"127.0.0.1"}, (name, sockets)
+        # Reachable on 127.0.0.1, refused on every other address of this machine.
+        others = [a.address for addresses in psutil.net_if_addrs().values() for a in addresses
+                  if a.family in (socket.AF_INET, socket.AF_INET6)
+                  and not a.address.startswith(("127.", "::1", "fe80:"))]
+        for port in set().union(*ports.values()):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            for address in others:
+                with pytest.raises(ConnectionRefusedError):
+                    socket.create_connection((address, port), timeout=5).close()
+    finally:
+        for proc in procs.values():
+            proc.kill()
+            proc.wait(timeout=30)
