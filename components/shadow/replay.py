@@ -19,6 +19,7 @@ It runs on DirectRunner here; on another Beam runner only the pipeline args chan
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -148,6 +149,28 @@ def _class_names(answered: list[str] | None, model_dir: str) -> list[str] | None
         return None
 
 
+def _label_values(values: list, classes: list | None, error: str | None) -> np.ndarray:
+    """Labels as the comparison scores them. For a multi-class model a label is a class: its
+    name as the model answers it (`classes`: "small", or "2" for integer class ids), else its
+    position; a label that is neither is -1, counted as an unknown class. Otherwise a label is
+    a number; labels read as text (`error`: why they are not numbers) are refused."""
+    if classes is None:
+        if error is not None:
+            raise ReplayError(f"{error} (the model is not multi-class, so its labels are "
+                              "numbers)")
+        return np.array(values, dtype=np.float64)
+    position = {(c.decode() if isinstance(c, bytes) else str(c)): k
+                for k, c in enumerate(classes)}
+    out = np.full(len(values), -1.0)
+    for i, value in enumerate(values):
+        if str(value) in position:
+            out[i] = position[str(value)]
+        else:
+            with contextlib.suppress(ValueError):
+                out[i] = float(value)
+    return out
+
+
 def build_report(chunks: list[dict], stats: list[dict], config: ReplayConfig, out_dir: str,
                  meta: dict) -> dict:
     """The report (written as report.json) and the most divergent examples."""
@@ -214,7 +237,8 @@ def build_report(chunks: list[dict], stats: list[dict], config: ReplayConfig, ou
     labels = meta.get("labels")
     if labels is not None:
         known = [i for i, rid in enumerate(replayed["ids"]) if rid in labels]
-        y = np.array([labels[replayed["ids"][i]] for i in known], dtype=np.float64)
+        y = _label_values([labels[replayed["ids"][i]] for i in known], classes,
+                          meta.get("labels_error"))
         idx = np.array(known, dtype=np.int64)
         report["quality"] = {"labels": meta["labels_path"], "matched": len(known),
                              "unmatched": n - len(known)}
@@ -293,12 +317,17 @@ def run_replay(logs: str, baseline: str, candidate: str, out_dir: str,
     meta = {"baseline": os.path.abspath(a_dir), "candidate": os.path.abspath(b_dir),
             "logs": logs, "problem": problem}
     if labels:
-        from schemas.labels import LabelsError, read_labels
+        from schemas.labels import BYTES, LabelsError, read_labels
 
         try:
-            meta["labels"] = {k: v.value for k, v in read_labels(labels).items()}
+            read = read_labels(labels)  # numbers: binary, regression, class positions
         except LabelsError as e:
-            raise ReplayError(str(e)) from None
+            try:  # or class names, which only a multi-class model can score (_label_values)
+                read = read_labels(labels, kind=BYTES)
+            except LabelsError:
+                raise ReplayError(str(e)) from None
+            meta["labels_error"] = str(e)
+        meta["labels"] = {k: v.value for k, v in read.items()}
         meta["labels_path"] = labels
     slice_features = sorted({f for spec in config.slices for f in spec})
     options = PipelineOptions(beam_args or ["--direct_running_mode=in_memory"])

@@ -258,3 +258,23 @@ def test_class_names_come_from_the_build_record_when_the_model_does_not_answer_t
     assert _class_names(None, str(tmp_path / "1")) == list(DAYPARTS)
     assert _class_names(["x", "y", "z"], str(tmp_path / "1")) == ["x", "y", "z"]  # answered
     assert _class_names(None, str(tmp_path / "none")) is None
+
+
+def test_multiclass_labels_written_as_class_names_score_as_their_positions(problems, tmp_path):
+    """A user's labels file holds the class names the model answers with ("night"), as a
+    string label's CSV does; they score exactly as the positions do, and a name the model
+    does not know is an unknown class."""
+    p = problems("multiclass")
+    y = p.y[:-100]
+    positions = _write_labels(tmp_path / "positions.csv", p.ids[:-100], y)
+    names = [DAYPARTS[k] for k in y]
+    names[0] = "brunch"
+    named = _write_labels(tmp_path / "names.csv", p.ids[:-100], names)
+    by_position = run_replay(p.logs, p.a, p.b, str(tmp_path / "p"), labels=positions)
+    by_name = run_replay(p.logs, p.a, p.b, str(tmp_path / "n"), labels=named)
+    q, qp = by_name["quality"], by_position["quality"]
+    assert (q["matched"], q["unknown_class"], qp["unknown_class"]) == (1100, 1, 0)
+    assert q["metrics"]["n"] == qp["metrics"]["n"] - 1 == 1099
+    a = _outputs(p.a, p.served, "scores")[1:-100]
+    assert q["metrics"]["accuracy"]["a"]["value"] == pytest.approx(
+        np.mean(a.argmax(axis=1) == y[1:]), abs=1e-6)
