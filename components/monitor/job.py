@@ -542,14 +542,16 @@ def run_monitor(logs: str, config, out_dir: str, window_s: float | None = None,
             name: info.short_description for name, info in sorted(anomalies.anomaly_info.items())}
         entry["too_small"] = dataset.num_examples < monitor.min_examples
         if previous is not None:
-            tfdv_drift = tfdv.validate_statistics(current, schema, environment=environment,
-                                                  previous_statistics=_one(previous))
+            tfdv_drift = tfdv.validate_statistics(
+                current, _measurable(schema, "drift_comparator", previous, dataset),
+                environment=environment, previous_statistics=_one(previous))
             tfdv.write_anomalies_text(tfdv_drift, os.path.join(window_dir, "drift.pbtxt"))
             entry["drift"] = compare_datasets(previous, dataset, drift_cfg)
             entry["drift"]["tfdv"] = _tfdv_measures(tfdv_drift)
         if train is not None:
-            tfdv_skew = tfdv.validate_statistics(_one(train), schema, environment=environment,
-                                                 serving_statistics=current)
+            tfdv_skew = tfdv.validate_statistics(
+                _one(train), _measurable(schema, "skew_comparator", train, dataset),
+                environment=environment, serving_statistics=current)
             tfdv.write_anomalies_text(tfdv_skew, os.path.join(window_dir, "skew.pbtxt"))
             entry["skew"] = compare_datasets(train, dataset, skew_cfg)
             entry["skew"]["tfdv"] = _tfdv_measures(tfdv_skew)
@@ -601,6 +603,38 @@ def run_monitor(logs: str, config, out_dir: str, window_s: float | None = None,
     summary["report"] = os.path.join(out_dir, HTML)
     _alert(summary, monitor, config)
     return summary
+
+
+def _measurable(schema, comparator: str, *datasets):
+    """The schema without the Jensen-Shannon thresholds TFDV cannot measure on these
+    statistics: a numeric feature with no histogram in one of them (no values in the window,
+    as a nearly empty column has). TFDV would skip each with a warning on the terminal; the
+    feature is compared by tandem's own measures either way (compare_datasets)."""
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    def has_histogram(dataset, name: str) -> bool:
+        for f in dataset.features:
+            if feature_name(f) == name:
+                kind = f.WhichOneof("stats")
+                if kind != "num_stats":
+                    return True  # categorical: TFDV measures it from its top values
+                stats: statistics_pb2.NumericStatistics = f.num_stats
+                return any(h.buckets for h in stats.histograms) and \
+                    stats.common_stats.num_non_missing > 0
+        return False
+
+    unmeasurable = [f for f in schema.feature
+                    if getattr(f, comparator).HasField("jensen_shannon_divergence")
+                    and not all(has_histogram(d, f.name) for d in datasets)]
+    if not unmeasurable:
+        return schema
+    pruned = type(schema)()
+    pruned.CopyFrom(schema)
+    names = {f.name for f in unmeasurable}
+    for f in pruned.feature:
+        if f.name in names:
+            getattr(f, comparator).ClearField("jensen_shannon_divergence")
+    return pruned
 
 
 def _windows_where(summary: dict, kind: str, name: str) -> list[str]:

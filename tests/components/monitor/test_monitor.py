@@ -303,3 +303,34 @@ def test_a_window_under_the_minimum_is_reported_too_small_not_judged(monitor_dat
     assert last["drift"].get("too_small") and not last["drift"]["features"]
     assert "too small" in open(tmp_path / "out" / "report.html").read() or \
         "n/a" in open(tmp_path / "out" / "report.html").read()
+
+
+def test_a_jensen_shannon_threshold_tfdv_cannot_measure_is_left_out_not_warned_about():
+    """A numeric feature with no values in a window has no histogram: TFDV would skip its
+    Jensen-Shannon threshold with a C++ warning on the terminal. The schema handed to TFDV
+    leaves that threshold out for those statistics, and keeps every other."""
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
+
+    from components.monitor.job import _measurable
+
+    schema = text_format.Parse("""
+        feature { name: "empty" type: INT
+                  drift_comparator { jensen_shannon_divergence { threshold: 0.1 } } }
+        feature { name: "full" type: FLOAT
+                  drift_comparator { jensen_shannon_divergence { threshold: 0.1 } } }
+        """, schema_pb2.Schema())
+    dataset = text_format.Parse("""
+        features { path { step: "empty" } num_stats { common_stats { num_missing: 50 } } }
+        features { path { step: "full" } num_stats {
+            common_stats { num_non_missing: 50 }
+            histograms { buckets { low_value: 0 high_value: 1 sample_count: 50 } } } }
+        """, statistics_pb2.DatasetFeatureStatistics())
+    pruned = _measurable(schema, "drift_comparator", dataset, dataset)
+    kept = {f.name: f.drift_comparator.HasField("jensen_shannon_divergence")
+            for f in pruned.feature}
+    assert kept == {"empty": False, "full": True}
+    assert schema.feature[0].drift_comparator.HasField("jensen_shannon_divergence")  # a copy
+    full_only = schema_pb2.Schema()
+    full_only.feature.add().CopyFrom(schema.feature[1])
+    assert _measurable(full_only, "drift_comparator", dataset) is full_only
