@@ -273,15 +273,38 @@ def _offline_online(ev: Evidence) -> str | None:
     from pipeline.evaluation import deciding_metric_name
 
     metric = ev.config.deciding_metric
-    online = ((q["metrics"].get(metric) or {}).get("b_minus_a") or {}).get("value")
+    diff = (q["metrics"].get(metric) or {}).get("b_minus_a") or {}
+    online = diff.get("value")
     offline = ev.evaluation_metrics().get(("", "diff"), {}).get(deciding_metric_name(ev.config))
     if online is None or offline is None:
         return None
     tolerance = ev.config.score.offline_online_tolerance
+    limit, error = tolerance, _offline_online_error(diff, ev.trained)
+    if error is not None and error > tolerance:
+        limit = error
     text = (f"{metric} candidate - serving model: offline {offline:+.4f} (Evaluator, eval "
             f"split) vs online {online:+.4f} (replay, {q['matched']:,} labelled served "
-            f"requests), limit ±{tolerance:g}: {ev.replay_path}")
-    return text if abs(online - offline) <= tolerance else Failed(text)
+            f"requests), limit ±{limit:.4g} (" + (
+                f"the two differences' sampling error, above the tolerance {tolerance:g}"
+                if limit != tolerance else f"tolerance {tolerance:g}") + f"): {ev.replay_path}")
+    return text if abs(online - offline) <= limit else Failed(text)
+
+
+def _offline_online_error(diff: dict, trained: dict | None) -> float | None:
+    """How far apart two honest measurements of B - A can lie by sampling alone: 1.96
+    standard errors of their difference. The online one's error is read from the replay's 95%
+    bootstrap interval; the offline one's is the same statistic's at the eval split's size
+    (the build record's selection n): standard errors scale as 1/sqrt(n). None when either n
+    is unknown."""
+    import math
+
+    n_online = diff.get("n")
+    n_offline = ((trained or {}).get("selection") or {}).get("n")
+    if not n_online or not n_offline or diff.get("low") is None or diff.get("high") is None:
+        return None
+    se_online = (diff["high"] - diff["low"]) / (2 * 1.96)
+    se_offline = se_online * math.sqrt(n_online / n_offline)
+    return 1.96 * math.hypot(se_online, se_offline)
 
 
 def _trained_check(*names: str) -> Callable[[Evidence], str | None]:
