@@ -33,6 +33,8 @@ import threading
 import time
 from typing import TextIO
 
+from pipeline.loop_data import REQUEST_BATCH
+
 
 class LoopError(RuntimeError):
     """A step failed: the message names it."""
@@ -51,6 +53,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _tandem_command() -> list[str]:
+    """How to start tandem in a child process: the installed console script, which imports
+    tandem's own packages whatever the working directory holds (a user's directory often has
+    a `schemas/` folder of its own, which `python -m` would import first)."""
+    script = os.path.join(os.path.dirname(sys.executable), "tandem")
+    if os.access(script, os.X_OK):
+        return [script]
+    return [sys.executable, "-m", "pipeline.cli"]
+
+
 class Servers:
     """Child processes (model server, gateway), stopped however the loop ends."""
 
@@ -60,7 +72,7 @@ class Servers:
 
     def start(self, name: str, args: list[str], port: int, timeout: float = 120.0) -> None:
         log = open(os.path.join(self.logs_dir, f"{name}.log"), "w")
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args],
+        proc = subprocess.Popen([*_tandem_command(), *args],
                                 stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # Ctrl-C reaches us; we stop them
         self.procs.append((name, proc))
@@ -238,8 +250,9 @@ class OwnData(Plan):
         self.labels, self.replay_labels = self.held.labels, self.held.all_labels
         self.clean, self.drift = self.held.clean, self.held.drift
         self.drift_feature, self.drift_note = self.held.drift_feature, self.held.drift_note
-        # The monitor's last window is the drifted requests (sent after the clean ones).
-        self.window_records = counts["drift"]
+        # The monitor's last window is the drifted requests (sent after the clean ones); its
+        # windows count requests, of REQUEST_BATCH examples each.
+        self.window_records = counts["drift"] // REQUEST_BATCH
         self.rollback_limit = counts["clean"]
         self.rollback_rate = max(20.0, min(200.0, counts["clean"] / 6.0))
         say(f"   {sum(counts.values()):,} rows of {self.user_config.data.location}: "
@@ -364,9 +377,9 @@ def run_loop(work: str = "outputs/loop", rows: int | None = None, out: TextIO = 
             from serving.traffic import send
 
             plan.requests(time.time())
-            clean = send(gateway, plan.clean, model, rate=0, batch=4,
+            clean = send(gateway, plan.clean, model, rate=0, batch=REQUEST_BATCH,
                          progress=lambda line: say("   " + line))
-            drifted = send(gateway, plan.drift, model, rate=0, batch=4,
+            drifted = send(gateway, plan.drift, model, rate=0, batch=REQUEST_BATCH,
                            progress=lambda line: say("   " + line))
             say(f"   sent {clean.sent:,} clean and {drifted.sent:,} drifted requests "
                 f"({plan.drift_note}); errors: "
@@ -395,7 +408,8 @@ def run_loop(work: str = "outputs/loop", rows: int | None = None, out: TextIO = 
                 # The pipeline refused it, as it must; a model built and pushed outside the
                 # pipeline is what the canary's gate exists for.
                 v2 = _push_by_hand(retrain, plan.config.serving_dir, model, v1 + 1)
-                say(f"   the pipeline refused it ({result.verdict or 'not pushed'}); "
+                why = (result.verdict or "not pushed").splitlines()[0]
+                say(f"   the pipeline refused it ({why}); "
                     f"pushed by hand as version {v2}, as a model built outside the pipeline "
                     "would be")
             elif result.exit_code != 0 or v2 == v1:

@@ -1,6 +1,6 @@
 """The loop's data on any pipeline config (`tandem loop --config NAME`): your own rows, split.
 
-A seeded share of the config's rows (`loop.holdout`, half by default) is held out of v1's
+A seeded share of the config's rows (`loop.holdout`, 60% by default) is held out of v1's
 training and becomes the loop's traffic, in time order:
 
     clean   (60% of the held out)  sent in step 3; labels arrive loop.label_delay_s later
@@ -33,6 +33,7 @@ import numpy as np
 
 ID = "request_id"
 SHARES = (("clean", 0.6), ("drift", 0.2), ("mirror", 0.2))
+REQUEST_BATCH = 4  # examples per request the loop sends in step 3
 
 
 class LoopDataError(ValueError):
@@ -338,9 +339,10 @@ def prepare(config, work: str, rows: int | None, start_time: float) -> HeldOut:
     parts: dict[str, str] = {}
     counts = {"training": len(train)}
     labels_rows: dict[str, list[tuple[str, str, float]]] = {}
-    # The clean part is exactly three drifted parts long, so that the monitor's windows of
-    # one drifted part's size fall on the boundary: three clean windows, then the drifted one.
-    drifted = int(round(len(held_out) * SHARES[1][1]))
+    # The clean part is exactly three drifted parts long, and the drifted part a whole number
+    # of requests, so that the monitor's windows of one drifted part's requests fall on the
+    # boundary: three clean windows, then the drifted one.
+    drifted = int(round(len(held_out) * SHARES[1][1])) // REQUEST_BATCH * REQUEST_BATCH
     sizes = {"clean": 3 * drifted, "drift": drifted, "mirror": len(held_out) - 4 * drifted}
     offset = 0
     for i, (part, _) in enumerate(SHARES):

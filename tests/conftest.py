@@ -19,13 +19,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A test that runs a TFX pipeline (LocalDagRunner, `tandem run`/`retrain`/`loop`) or reads a
 # session run: everything under tests/e2e, every user of `trained_listening`, and the few
 # elsewhere that carry the marker. `make test-fast` leaves them out.
-PIPELINE_FIXTURES = {"trained_listening"}
+PIPELINE_FIXTURES = {"trained_listening", "trained_tabular"}
 
 # What a work unit costs, roughly, in minutes on two cores. Only the order it gives matters:
 # longest first, so that neither worker is left with a long unit while the other idles.
 LOOP_TEST_MINUTES = 6  # `tandem loop`: two trainings, two servers, traffic, the replay
 PIPELINE_TEST_MINUTES = 1  # a pipeline run on small data, or a test of a session run
-SESSION_RUN_MINUTES = {"trained_listening": 4}  # made once by the unit that needs it
+SESSION_RUN_MINUTES = {"trained_listening": 4, "trained_tabular": 2}  # made once by the unit that needs it
 OTHER_TEST_MINUTES = 0.02
 
 
@@ -86,7 +86,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # (`file.py:12: FutureWarning: ...`). A successful run without --verbose shows none.
 LIBRARY_LOG_LINE = re.compile(
     r"^((DEBUG|INFO|WARNING|ERROR|CRITICAL|FATAL): ?[\w.]+:"
-    r"|[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\]"
+    r"|[IWEF]\d{4} \d\d:\d\d:[\d.]+ +\d+ \S+:\d+\]"  # also W0000 00:00:1796542976.74
+    r"|WARNING: All log messages before absl::InitializeLog"
     r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] "
     r"|\S+:\d+: \w*Warning: )")
 

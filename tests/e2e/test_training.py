@@ -448,13 +448,16 @@ def test_breaking_a_check_lowers_the_score_and_says_why(clean_listening, tmp_pat
                            "features.user_id.kind=categorical")
     assert result.exit_code == 1 and result.pushed is None, text
     assert "FAILED: model checks" in text and "[ModelCheckGate] failed" in text
-    # The verdict names the check, its n and its evidence, and only this check failed.
-    failed = re.findall(r"^  (\w+): (.*)$", text.split("Model checks failed:")[1].split("\n\n")[0],
-                        re.M)
-    assert [name for name, _ in failed] == ["privacy"], text
+    # The verdict names each failed check with its n and evidence: privacy, and feature_rules
+    # too (the schema gives the id no domain, which a categorical model input needs); nothing
+    # else failed.
+    failed = dict(re.findall(r"^  (\w+): (.*)$",
+                             text.split("Model checks failed:")[1].split("\n\n")[0], re.M))
+    assert sorted(failed) == ["feature_rules", "privacy"], text
     assert re.fullmatch(r"private features user_id \(changed in n=500 eval examples\): model "
                         r"inputs: user_id; changing them moves predictions by up to "
-                        r"\d\.\d\de-\d\d", failed[0][1]), failed
+                        r"\d\.\d\de-\d\d", failed["privacy"]), failed
+    assert failed["feature_rules"].endswith("1 problems: user_id: no domain (values or range)")
     assert "[Evaluator]" not in text  # the gate stopped the run before it
     tests = _score(config)
     assert tests["D5"]["status"] == "failed" and "model inputs: user_id" in \
