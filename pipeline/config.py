@@ -206,8 +206,8 @@ class DriftRecipe:
 
     feature: str = ""  # empty: the first numeric model feature, else the first categorical
     shift: float | None = None  # numeric: add this many of its standard deviations (2)
-    swap: list[str] | None = None  # categorical: exchange these two values (the two most
-    # frequent in the training part)
+    swap: list[str] | None = None  # categorical: exchange these two values (the most and the
+    # least frequent in the training part)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -240,7 +240,7 @@ def check_recipe(config, schema) -> tuple[str, str]:
 
 def drift_recipe(config, schema, train: list) -> Drift:
     """The config's drift recipe made concrete from the training part (a standard deviation,
-    the two most frequent values)."""
+    the most and the least frequent value)."""
     recipe = config.loop.drift
     name, kind = check_recipe(config, schema)
     if kind == "numeric":
@@ -267,11 +267,14 @@ def drift_recipe(config, schema, train: list) -> Drift:
             wanted.append(match[0])
         a, b = wanted
     else:
+        # The most and the least frequent value: a swap moves each value's share to the
+        # other, so the monitor sees a change of their difference (two equally frequent
+        # values swapped change the feature's meaning, which only labels can show).
         top = sorted(counts, key=lambda v: (-counts[v], str(v)))
         if len(top) < 2:
             raise LoopDataError(f"loop.drift.feature: '{name}' has fewer than two values; name "
                                 "another feature")
-        a, b = top[:2]
+        a, b = top[0], top[-1]
 
     def text(v):
         return v.decode() if isinstance(v, bytes) else str(v)

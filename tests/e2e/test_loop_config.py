@@ -92,7 +92,8 @@ def test_taxi_runs_the_whole_loop_without_joins(tmp_path):
 
 def _shapes(root, rows=3000, seed=5):
     """A user's multi-class CSV: the class (a word) follows size, weight and color, plus a
-    little noise; shop is noise."""
+    little noise; shop is noise. Red is three times as common as green, so that swapping
+    them moves the distribution the monitor watches."""
     rng = np.random.default_rng(seed)
     os.makedirs(root, exist_ok=True)
     colors = np.array(["red", "blue", "green", "black"])
@@ -102,7 +103,7 @@ def _shapes(root, rows=3000, seed=5):
         w.writerow(["size", "weight", "color", "shop", "kind"])
         for _ in range(rows):
             size, weight = rng.normal(0, 1), rng.normal(5, 2)
-            color = colors[rng.integers(0, 4)]
+            color = colors[rng.choice(4, p=[0.45, 0.3, 0.15, 0.1])]
             z = 1.5 * size + 0.5 * (weight - 5) + effect[color] + rng.normal(0, 0.3)
             kind = "small" if z < -0.7 else "large" if z > 0.7 else "medium"
             w.writerow([f"{size:.4f}", f"{weight:.3f}", color, f"shop{rng.integers(0, 6)}",

@@ -179,3 +179,17 @@ def test_bad_loop_configs_exit_2_in_one_line(tmp_path):
     listening = tandem("loop", "--work", str(tmp_path / "w"), "--set", "model.epochs=1",
                        timeout=120)
     assert listening.returncode == 2 and "--set needs --config" in listening.stderr
+
+
+def test_the_default_swap_exchanges_the_most_and_the_least_frequent_value(tmp_path):
+    """red is the most frequent colour of _user's rows and green the least: their swap moves
+    the distribution the monitor compares, as swapping two equally frequent values would not."""
+    config = _user(tmp_path, drift={"feature": "color"})
+    held = prepare(config, str(tmp_path / "work"), None, 0.0)
+    assert held.drift_note == "color: 'red' and 'green' swapped"
+    clean = [values(e, "color") for e in _read(held.clean)]
+    drift = [values(e, "color") for e in _read(held.drift)]
+    share = {c: sum(v == [c] for v in clean) / len(clean) for c in (b"red", b"blue", b"green")}
+    moved = {c: sum(v == [c] for v in drift) / len(drift) for c in (b"red", b"blue", b"green")}
+    assert share[b"red"] > share[b"blue"] > share[b"green"]
+    assert moved[b"green"] > moved[b"blue"] > moved[b"red"]  # blue stays; the ends trade
