@@ -35,8 +35,8 @@ BEAM = ["--direct_running_mode=in_memory"]
 
 def plain_and_logged(work: str, n: int) -> tuple[str, str]:
     """N served examples (no label) as a plain TFRecord and as a request log."""
-    from components.datasets import listening
-    from schemas.request_log import LogWriter, make_record
+    from tandem.components.datasets import listening
+    from tandem.schemas.request_log import LogWriter, make_record
 
     data = os.path.join(work, "data")
     print(f"generating {n:,} examples ...", flush=True)
@@ -70,7 +70,7 @@ def plain_and_logged(work: str, n: int) -> tuple[str, str]:
 def report_weight(work: str) -> tuple[float, float]:
     """(size in MB, Chromium load ms) of a 200-feature side-by-side statistics report."""
     sys.path.insert(0, os.path.join(ROOT, "tests"))
-    from components.statistics_report import statistics_page
+    from tandem.components.statistics_report import statistics_page
     from tests import browser
     from tests.reports.test_stats_report import wide_statistics
 
@@ -89,9 +89,9 @@ def main() -> None:
     import tensorflow_data_validation as tfdv
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from components.monitor.job import run_monitor
-    from pipeline.config import load_config
-    from pipeline.pipeline import statistics_options
+    from tandem.components.monitor.job import run_monitor
+    from tandem.pipeline.config import load_config
+    from tandem.pipeline.pipeline import statistics_options
 
     work = tempfile.mkdtemp(prefix="tandem-bench-monitor-")
     try:

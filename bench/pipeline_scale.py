@@ -24,7 +24,7 @@ import time
 
 import psutil
 
-TANDEM = [sys.executable, "-m", "pipeline.cli"]
+TANDEM = [sys.executable, "-m", "tandem.pipeline.cli"]
 
 
 def tree_memory(proc: psutil.Process) -> tuple[int, int]:

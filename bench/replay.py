@@ -42,7 +42,7 @@ from tensorflow_serving.apis import (  # noqa: E402
 
 
 def served_examples(work: str, n: int) -> list[bytes]:
-    from components.datasets import listening
+    from tandem.components.datasets import listening
 
     data = os.path.join(work, "data")
     listening.generate(data, n, seed=9)
@@ -60,7 +60,7 @@ def served_examples(work: str, n: int) -> list[bytes]:
 
 def write_log(path: str, model_dir: str, version: int, examples: list[bytes]) -> None:
     """One record per request, with A's answers, through the shared writer."""
-    from schemas.request_log import LogWriter, make_record
+    from tandem.schemas.request_log import LogWriter, make_record
 
     fn = tf.saved_model.load(model_dir).signatures["serving_default"]
     writer = LogWriter(path, fsync_interval_s=0)
@@ -141,7 +141,7 @@ def main() -> None:
     parser.add_argument("--naive", type=int, default=2000)
     parser.add_argument("--stock", type=int, default=20_000)
     args = parser.parse_args()
-    from components.shadow.replay import run_replay
+    from tandem.components.shadow.replay import run_replay
 
     with tempfile.TemporaryDirectory() as work:
         base_a = args.model_base_path or bs.trained_model(work)

@@ -27,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def one_run(data: str, out: str, checks: bool) -> dict[str, float]:
-    cmd = [sys.executable, "-m", "pipeline.cli", "run", "--config", "listening",
+    cmd = [sys.executable, "-m", "tandem.pipeline.cli", "run", "--config", "listening",
            "--set", f"data.location={data}", "--set", f"output_dir={out}"]
     if not checks:
         cmd += ["--set", "checks.enabled=false"]
@@ -71,7 +71,7 @@ def main() -> None:
     import warnings
 
     warnings.simplefilter("ignore", FutureWarning)
-    from components.datasets import listening
+    from tandem.components.datasets import listening
 
     work = tempfile.mkdtemp(prefix="tandem-bench-checks-")
     data = os.path.join(work, "data")

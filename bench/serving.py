@@ -58,7 +58,7 @@ from tensorflow_serving.apis import (  # noqa: E402
     prediction_service_pb2_grpc,
 )
 
-TANDEM = [sys.executable, "-m", "pipeline.cli"]
+TANDEM = [sys.executable, "-m", "tandem.pipeline.cli"]
 
 
 def free_port() -> int:
@@ -83,7 +83,7 @@ def latest_version(base: str) -> str:
 
 
 def warmup_examples(version_dir: str) -> list[bytes]:
-    from schemas.contracts import warmup_path
+    from tandem.schemas.contracts import warmup_path
 
     path = warmup_path(version_dir)
     examples: list[bytes] = []
@@ -244,8 +244,8 @@ def batching_section(args, base: str, example: bytes) -> None:
 def batcher_in_process(args, version_dir: str, example: bytes, threads: int = 16) -> None:
     """The batch scheduler without gRPC in the way: `threads` callers of Servable.predict in
     this process, unbatched and batched on deploy/batching.config."""
-    from serving.model_server.batching import BatchScheduler, read_batching_parameters
-    from serving.model_server.servable import Servable
+    from tandem.serving.model_server.batching import BatchScheduler, read_batching_parameters
+    from tandem.serving.model_server.servable import Servable
 
     request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=args.model_name))
     request.inputs["examples"].CopyFrom(tf.make_tensor_proto([example]))
@@ -272,13 +272,13 @@ def batcher_in_process(args, version_dir: str, example: bytes, threads: int = 16
 
 
 def json_encoding_section(floats_per_row: tuple[int, ...] = (1, 16, 256)) -> None:
-    """The REST answer's JSON text alone (serving.rest_codec.predict_json, TF Serving's float
+    """The REST answer's JSON text alone (tandem.serving.rest_codec.predict_json, TF Serving's float
     text) for a batch of 64 rows of N float32 outputs, random in [0, 1) like scores: the best
     of 5 repeats, per response and per float."""
     from tensorflow_serving.apis import predict_pb2
 
-    from serving.rest_codec import predict_json
-    from serving.tensor_codec import fill_tensor_proto
+    from tandem.serving.rest_codec import predict_json
+    from tandem.serving.tensor_codec import fill_tensor_proto
 
     rng = np.random.default_rng(0)
     print("\nREST JSON encoding of one Predict response of 64 rows (predict_json, no transport)")
@@ -316,7 +316,7 @@ def main() -> None:
     examples = warmup_examples(version_dir)
     batches = {1: examples[:1], 64: (examples * 64)[:64]}
 
-    from serving.model_server.servable import Servable
+    from tandem.serving.model_server.servable import Servable
 
     local = Servable(args.model_name, int(os.path.basename(version_dir)), version_dir)
     assert all(call.direct for call in local.calls.values()), "the direct call does not apply"

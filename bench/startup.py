@@ -53,7 +53,7 @@ def start_up(config: str, threads: int) -> float:
     loaded and warmed up (the server loads before it listens, as TF Serving does)."""
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "serve", "models", f"--model_config_file={config}",
+        [sys.executable, "-m", "tandem.pipeline.cli", "serve", "models", f"--model_config_file={config}",
          "--port=0", "--rest_api_port=0", f"--num_load_threads={threads}"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -34,9 +34,9 @@ warnings.filterwarnings("ignore")
 
 import tensorflow as tf  # noqa: E402
 
-from components.datasets import listening  # noqa: E402
-from schemas import curated_schema_path, load_schema  # noqa: E402
-from serving.gateway.validator import Validator  # noqa: E402
+from tandem.components.datasets import listening  # noqa: E402
+from tandem.schemas import curated_schema_path, load_schema  # noqa: E402
+from tandem.serving.gateway.validator import Validator  # noqa: E402
 
 DRIFT = "impossible_values,new_country,new_device,missing_features"
 

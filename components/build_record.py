@@ -14,7 +14,7 @@ import subprocess
 from importlib import metadata
 from typing import Any
 
-from schemas.contracts import ASSETS_EXTRA
+from tandem.schemas.contracts import ASSETS_EXTRA
 
 RECORD_FILE = "tandem_build_record.json"
 LIBRARIES = (

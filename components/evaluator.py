@@ -24,7 +24,7 @@ from tfx.dsl.components.base import executor_spec
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import path_utils, proto_utils
 
-from components.build_record import RecordError, load_record
+from tandem.components.build_record import RecordError, load_record
 
 
 class NoBar(RuntimeError):

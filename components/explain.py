@@ -31,7 +31,7 @@ def _raw(example) -> dict[str, list]:
 
 
 def _score(outputs, problem: str) -> float:
-    from components.model_checks import served_output
+    from tandem.components.model_checks import served_output
 
     value = served_output(outputs, problem)
     value = value.reshape(len(value), -1)[0]
@@ -42,7 +42,7 @@ def _score(outputs, problem: str) -> float:
 def load(serving_dir: str):
     import tensorflow as tf
 
-    from components.build_record import RecordError, load_record
+    from tandem.components.build_record import RecordError, load_record
 
     if not os.path.isfile(os.path.join(serving_dir, "saved_model.pb")):
         raise ExplainError(f"{serving_dir}: not a SavedModel (no saved_model.pb)")

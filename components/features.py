@@ -11,7 +11,7 @@ from typing import Any
 
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from schemas.contracts import is_categorical
+from tandem.schemas.contracts import is_categorical
 
 NUMERIC, CATEGORICAL, BUCKETIZE, SKIP = "numeric", "categorical", "bucketize", "skip"
 DEFAULT_FREQUENCY_THRESHOLD = 5

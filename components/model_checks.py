@@ -65,7 +65,7 @@ class NumericalError(RuntimeError):
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    from components.shadow.compare import _auc
+    from tandem.components.shadow.compare import _auc
 
     return _auc(scores, labels)
 
@@ -172,7 +172,7 @@ def metric_error(name: str, value: float, predictions: np.ndarray, labels: np.nd
     for rmse and mae, the spread of the metric over seeded bootstrap resamples."""
     n = len(labels)
     if name in ("auc", "accuracy"):
-        from components.slice_gate import standard_error
+        from tandem.components.slice_gate import standard_error
 
         mean_label = float(np.mean(labels)) if name == "auc" and n else None
         return standard_error(name, value, n, mean_label)
@@ -588,7 +588,7 @@ def feature_code(loaded, transform_output, plan: dict, base: bytes,
     import tensorflow as tf
     from tensorflow.core.example import example_pb2
 
-    from components.features import BUCKETIZE, CATEGORICAL, NUMERIC, model_features
+    from tandem.components.features import BUCKETIZE, CATEGORICAL, NUMERIC, model_features
 
     start = time.perf_counter()
     transform = loaded.signatures["transform_features"]
@@ -653,7 +653,7 @@ def privacy(loaded, plan: dict, raw: list[bytes], private: list[str], schema_nam
     import tensorflow as tf
     from tensorflow.core.example import example_pb2
 
-    from components.features import model_features
+    from tandem.components.features import model_features
 
     if not private:
         return None  # nothing declared private: Data 5 stays without automated evidence
@@ -695,7 +695,7 @@ def feature_rules(schema, plan: dict) -> dict[str, Any]:
     production lifecycle stage (unset, BETA or PRODUCTION)."""
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    from components.features import model_features
+    from tandem.components.features import model_features
 
     by_name = {f.name: f for f in schema.feature}
     failures = []
@@ -724,7 +724,7 @@ def explained(serving_dir: str, raw: bytes, trace: Callable[[bytes], dict] | Non
               tolerance: float = 1e-5) -> dict[str, Any]:
     """Infra 5: `tandem explain` on one eval example: the score rebuilt from the transformed
     features equals the served score."""
-    from components.explain import explain
+    from tandem.components.explain import explain
 
     trace = trace(raw) if trace else explain(serving_dir, raw)
     diff = abs(trace["score"] - trace["served"])

@@ -37,7 +37,7 @@ def standard_error(metric: str, value: float, predictions: np.ndarray,
                    labels: np.ndarray, seed: int) -> float:
     """The sampling error of `value` (the deciding metric of `predictions`) at this n: the
     model checks' one rule (components/model_checks.py: metric_error)."""
-    from components.model_checks import metric_error
+    from tandem.components.model_checks import metric_error
 
     return metric_error(metric, value, predictions, labels, seed=seed)
 
@@ -139,7 +139,7 @@ def baseline_check(selection: Selection) -> dict[str, Any]:
     adequate one. It fails (and stops the run) when it judged nothing; with model.select
     configured it fails without stopping the run when the linear model is better beyond
     error, since then a simpler model is better and was not shipped."""
-    from components.model_checks import result
+    from tandem.components.model_checks import result
 
     details = {k: v for k, v in selection.record().items() if k != "summary"}
     if not selection.judged:

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 
-from components.monitor.drift import DriftConfig, compare_datasets
-from reports.html import Page
-from reports.stats import stats_report
-from schemas.identifiers import identifiers
+from tandem.components.monitor.drift import DriftConfig, compare_datasets
+from tandem.reports.html import Page
+from tandem.reports.stats import stats_report
+from tandem.schemas.identifiers import identifiers
 
 
 def statistics_page(stats, compare=None, schema=None, anomalies=None,
@@ -47,7 +47,7 @@ def write_run_report(statistics_uri: str, schema_path: str | None, anomalies_uri
     train, evaluation = stats("train"), stats("eval")
     schema = None
     if schema_path:
-        from schemas import load_schema
+        from tandem.schemas import load_schema
 
         schema = load_schema(schema_path)
     anomalies = None

@@ -16,10 +16,10 @@ from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from components import build_record
-from components.features import BUCKETIZE, CATEGORICAL, NUMERIC, model_features
-from components.transform import LABEL_MEAN, LABEL_STD, LABEL_VOCABULARY
-from schemas.contracts import (
+from tandem.components import build_record
+from tandem.components.features import BUCKETIZE, CATEGORICAL, NUMERIC, model_features
+from tandem.components.transform import LABEL_MEAN, LABEL_STD, LABEL_VOCABULARY
+from tandem.schemas.contracts import (
     CLASSIFY_METHOD,
     CLASSIFY_SIGNATURE,
     EXAMPLES_INPUT,
@@ -79,7 +79,7 @@ def _dataset(files, data_accessor, transform_output, plan, batch_size, seed, epo
 
 
 def label_classes(plan: dict[str, Any], transform_output) -> list[str] | None:
-    """The served class order (schemas.contracts.class_names), or None for regression."""
+    """The served class order (tandem.schemas.contracts.class_names), or None for regression."""
     if plan["problem_type"] == "regression":
         return None
     path = transform_output.vocabulary_file_by_name(LABEL_VOCABULARY)
@@ -323,7 +323,7 @@ def write_warmup_requests(
     (label removed), so a server warms the model up before it takes traffic."""
     from tensorflow.core.example import example_pb2
 
-    from components.model_checks import raw_records
+    from tandem.components.model_checks import raw_records
 
     examples: list[bytes] = []
     for record in raw_records(eval_files, WARMUP_RECORDS):
@@ -352,7 +352,7 @@ def write_build_record(
     hyperparameters: dict[str, Any] | None = None, scale: tuple[float, float] = (0.0, 1.0),
     selection: dict[str, Any] | None = None, naive: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    from schemas import load_schema, schema_fingerprint
+    from tandem.schemas import load_schema, schema_fingerprint
 
     transform_dir = fn_args.transform_graph_path
     schema = load_schema(fn_args.schema_path) if fn_args.schema_path.endswith(".pbtxt") else None
@@ -433,8 +433,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     def build(h):
         return build_model(plan, transform_output, h, n_classes)
 
-    from components import model_checks as mc
-    from components import model_selection as ms
+    from tandem.components import model_checks as mc
+    from tandem.components import model_selection as ms
 
     # One eval sample for the model selection and the checks.
     features, labels = mc.take(make_eval(), checks.get("sample_examples", 4000))
@@ -526,8 +526,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     record = write_build_record(fn_args, config, counts, metrics, classes, used, scale,
                                 selection=selection.record(), naive=naive)
     if checks["enabled"]:
-        from components.explain import explain
-        from schemas import load_schema
+        from tandem.components.explain import explain
+        from tandem.schemas import load_schema
 
         loaded = tf.saved_model.load(fn_args.serving_model_dir)
         schema = load_schema(fn_args.schema_path) if fn_args.schema_path.endswith(".pbtxt") \

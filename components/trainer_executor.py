@@ -17,7 +17,7 @@ from tfx.dsl.components.base import executor_spec
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import path_utils
 
-from components import build_record
+from tandem.components import build_record
 
 
 class TrainerExecutor(trainer_executor.GenericExecutor):

@@ -22,7 +22,7 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components.features import BUCKETIZE, CATEGORICAL, NUMERIC, model_features
+from tandem.components.features import BUCKETIZE, CATEGORICAL, NUMERIC, model_features
 
 LABEL_VOCABULARY = "label"
 # Regression label scaling, as outputs of the Transform graph (training only: they depend on

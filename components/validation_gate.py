@@ -100,7 +100,7 @@ def ModelCheckGate(
 ) -> None:
     """Fail when a gating check the Trainer ran on the model (components/model_checks.py)
     did not hold: the Evaluator and Pusher wait on this gate."""
-    from components.build_record import RecordError, load_record
+    from tandem.components.build_record import RecordError, load_record
 
     try:
         record = load_record(model.uri)

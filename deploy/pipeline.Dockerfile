@@ -12,5 +12,5 @@ COPY schemas ./schemas
 COPY serving ./serving
 # The base image already carries the pinned TFX stack; install tandem itself on top.
 RUN pip install --no-cache-dir --no-deps . \
- && python -c "import components.transform, components.trainer, schemas"
+ && python -c "import tandem.components.transform, tandem.components.trainer, tandem.schemas"
 ENV TF_USE_LEGACY_KERAS=1

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from pipeline.config import PipelineConfig
+from tandem.pipeline.config import PipelineConfig
 
 # Inputs up to this many bytes on disk (as stored: a .gz file counts compressed) run in
 # process. README "Where it runs" gives the measurements behind it.

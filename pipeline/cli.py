@@ -10,12 +10,12 @@ import time
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from pipeline import exit_status  # noqa: E402
+from tandem.pipeline import exit_status  # noqa: E402
 
 EXIT_BAD_INPUT = exit_status.BAD_INPUT
 
 
-from serving.cli import CommandError, add_serving_commands  # noqa: E402
+from tandem.serving.cli import CommandError, add_serving_commands  # noqa: E402
 
 
 def _progress_printer(label: str):
@@ -31,7 +31,7 @@ def _progress_printer(label: str):
 
 
 def cmd_data_generate(args: argparse.Namespace) -> int:
-    from components.datasets import listening
+    from tandem.components.datasets import listening
 
     drift = listening.parse_drift(args.drift)
     formats = ("tfrecord", "csv") if args.format == "both" else (args.format,)
@@ -60,7 +60,7 @@ def cmd_data_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_data_profiles(args: argparse.Namespace) -> int:
-    from components.datasets import listening
+    from tandem.components.datasets import listening
 
     for name, text in sorted(listening.DRIFT_PROFILES.items()):
         print(f"{name:<18} {text}")
@@ -68,12 +68,12 @@ def cmd_data_profiles(args: argparse.Namespace) -> int:
 
 
 def cmd_schema_propose(args: argparse.Namespace) -> int:
-    from components.statistics import compute_statistics
-    from pipeline.beam import beam_pipeline_args
-    from pipeline.config import load_config
-    from pipeline.preflight import check_data
-    from schemas import SchemaError, load_schema, write_schema
-    from schemas.propose import diff_schemas, propose_schema
+    from tandem.components.statistics import compute_statistics
+    from tandem.pipeline.beam import beam_pipeline_args
+    from tandem.pipeline.config import load_config
+    from tandem.pipeline.preflight import check_data
+    from tandem.schemas import SchemaError, load_schema, write_schema
+    from tandem.schemas.propose import diff_schemas, propose_schema
 
     config = load_config(args.config, args.set)
     summary = check_data(config)  # a mistyped label is named now, not after the statistics
@@ -109,8 +109,8 @@ def cmd_schema_propose(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.config import load_config
-    from pipeline.runner import run
+    from tandem.pipeline.config import load_config
+    from tandem.pipeline.runner import run
 
     config = load_config(args.config, args.set)
     result = run(config, until=args.until, verbose=getattr(args, "verbose", False))
@@ -118,8 +118,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_loop(args: argparse.Namespace) -> int:
-    from pipeline.loop import LoopError, run_loop
-    from pipeline.loop_data import LoopDataError
+    from tandem.pipeline.loop import LoopError, run_loop
+    from tandem.pipeline.loop_data import LoopDataError
 
     try:
         return run_loop(args.work, rows=args.rows, verbose=getattr(args, "verbose", False),
@@ -131,9 +131,9 @@ def cmd_loop(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     import json as jsonlib
 
-    from pipeline.config import load_config
-    from pipeline.loop import read_loop_record
-    from pipeline.score import ScoreError, format_score, score
+    from tandem.pipeline.config import load_config
+    from tandem.pipeline.loop import read_loop_record
+    from tandem.pipeline.score import ScoreError, format_score, score
 
     overrides = list(args.set)
     name = args.config
@@ -167,7 +167,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     import json as jsonlib
 
-    from components.explain import ExplainError, explain, format_explain, read_example
+    from tandem.components.explain import ExplainError, explain, format_explain, read_example
 
     path = args.model
     if os.path.isdir(os.path.join(path, "Format-Serving")):
@@ -189,8 +189,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_retrain(args: argparse.Namespace) -> int:
     """The training pipeline on a span joined from the request log and late labels."""
-    from pipeline.config import load_config
-    from pipeline.runner import run
+    from tandem.pipeline.config import load_config
+    from tandem.pipeline.runner import run
 
     overrides = ["data.format=request_log", f"data.location={args.logs}",
                  f"data.labels={args.labels}", *args.set]
@@ -203,7 +203,7 @@ def _replay_config_dict(path: str | None, overrides: list[str]) -> dict:
     """The replay config as a dict (validated), for a component's exec property."""
     import dataclasses as dc
 
-    from components.shadow.replay import ReplayError, load_replay_config
+    from tandem.components.shadow.replay import ReplayError, load_replay_config
 
     try:
         config = load_replay_config(path, overrides)
@@ -213,11 +213,11 @@ def _replay_config_dict(path: str | None, overrides: list[str]) -> dict:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from pipeline.config import load_config
-    from pipeline.kubeflow import compile_kubeflow
+    from tandem.pipeline.config import load_config
+    from tandem.pipeline.kubeflow import compile_kubeflow
 
     if args.monitoring:
-        from pipeline.monitoring import compile_monitoring_kubeflow
+        from tandem.pipeline.monitoring import compile_monitoring_kubeflow
 
         missing = [f"--{n}" for n in ("config", "logs", "pipeline_root") if not getattr(args, n)]
         if missing:
@@ -228,7 +228,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
             args.kubeflow, args.config, args.logs, args.schema_uri or config.schema,
             args.pipeline_root, args.image, args.training_statistics)
     elif args.promotion:
-        from pipeline.promotion import compile_promotion_kubeflow
+        from tandem.pipeline.promotion import compile_promotion_kubeflow
 
         missing = [f"--{n}" for n in ("baseline", "candidate", "logs", "pipeline_root")
                    if not getattr(args, n)]
@@ -255,7 +255,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def cmd_model_inspect(args: argparse.Namespace) -> int:
-    from components.build_record import RecordError, format_record, load_record
+    from tandem.components.build_record import RecordError, format_record, load_record
 
     try:
         record = load_record(args.path)
@@ -266,7 +266,7 @@ def cmd_model_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_model_diff(args: argparse.Namespace) -> int:
-    from components.build_record import RecordError, diff_records, load_record
+    from tandem.components.build_record import RecordError, diff_records, load_record
 
     try:
         a, b = load_record(args.a), load_record(args.b)
@@ -281,7 +281,7 @@ def cmd_model_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_shadow_replay(args: argparse.Namespace) -> int:
-    from components.shadow.replay import ReplayError, load_replay_config, run_replay, summary
+    from tandem.components.shadow.replay import ReplayError, load_replay_config, run_replay, summary
 
     try:
         config = load_replay_config(args.config, args.set)
@@ -304,8 +304,8 @@ def cmd_shadow_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_shadow_validate(args: argparse.Namespace) -> int:
-    from components.shadow.replay import ReplayError, load_report, preflight, summary
-    from pipeline.promotion import run_promotion_pipeline
+    from tandem.components.shadow.replay import ReplayError, load_report, preflight, summary
+    from tandem.pipeline.promotion import run_promotion_pipeline
 
     config = _replay_config_dict(args.config, args.set)
     try:
@@ -327,8 +327,8 @@ def cmd_shadow_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    from components.monitor.job import MonitorError, parse_duration, run_monitor
-    from pipeline.config import load_config
+    from tandem.components.monitor.job import MonitorError, parse_duration, run_monitor
+    from tandem.pipeline.config import load_config
 
     config = load_config(args.config, args.set)
     if args.pipeline:
@@ -360,9 +360,9 @@ def _monitor_pipeline(args: argparse.Namespace, config) -> int:
     import ml_metadata as mlmd
     from tfx import v1 as tfx
 
-    from components.monitor.job import MonitorError, find_training_statistics, served_model
-    from pipeline.monitoring import create_monitoring_pipeline
-    from schemas.request_log import LogError, expand
+    from tandem.components.monitor.job import MonitorError, find_training_statistics, served_model
+    from tandem.pipeline.monitoring import create_monitoring_pipeline
+    from tandem.schemas.request_log import LogError, expand
 
     if not os.path.isdir(args.logs):
         raise CommandError(f"--pipeline needs --logs to be a directory (an Examples artifact's "
@@ -375,7 +375,7 @@ def _monitor_pipeline(args: argparse.Namespace, config) -> int:
     if args.window_records:
         overrides.append(f"monitor.window_records={args.window_records}")
     if args.window:
-        from components.monitor.job import parse_duration
+        from tandem.components.monitor.job import parse_duration
 
         try:
             overrides.append(f"monitor.window_s={parse_duration(args.window)}")
@@ -414,8 +414,8 @@ def _monitor_pipeline(args: argparse.Namespace, config) -> int:
 
 
 def cmd_report_stats(args: argparse.Namespace) -> int:
-    from components.monitor.job import MonitorError, load_statistics
-    from components.statistics_report import statistics_page
+    from tandem.components.monitor.job import MonitorError, load_statistics
+    from tandem.components.statistics_report import statistics_page
 
     try:
         stats = load_statistics(args.path)
@@ -444,7 +444,7 @@ def cmd_report_stats(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pipeline.config import STAGES
+    from tandem.pipeline.config import STAGES
 
     parser = argparse.ArgumentParser(
         prog="tandem", description="tandem: a TFX-native production ML pipeline.",
@@ -695,7 +695,7 @@ def _quiet_libraries(verbose: bool) -> None:
     warnings.filterwarnings("ignore", category=RuntimeWarning)
     for name in ("tensorflow", "apache_beam", "absl"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    from pipeline.quiet import quiet_root_logger
+    from tandem.pipeline.quiet import quiet_root_logger
 
     quiet_root_logger()  # before Beam's logging.basicConfig() prints INFO:absl:... lines
 
@@ -709,7 +709,7 @@ def main(argv: list[str] | None = None) -> int:
     if not verbose and getattr(args, "func", None) in (
             cmd_run, cmd_retrain, cmd_loop, cmd_schema_propose, cmd_shadow_replay,
             cmd_shadow_validate, cmd_monitor, cmd_report_stats):
-        from pipeline.quiet import StderrFilter
+        from tandem.pipeline.quiet import StderrFilter
 
         noise_filter = StderrFilter()
     try:
@@ -720,9 +720,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _call(args: argparse.Namespace, verbose: bool) -> int:
-    from components.datasets.listening import GeneratorError
-    from pipeline.config import ConfigError
-    from pipeline.preflight import InputError
+    from tandem.components.datasets.listening import GeneratorError
+    from tandem.pipeline.config import ConfigError
+    from tandem.pipeline.preflight import InputError
 
     try:
         return args.func(args)

@@ -9,8 +9,8 @@ import types
 import typing
 from typing import Any, Literal
 
-from schemas.yaml_config import YamlConfigError, read_yaml
-from schemas.yaml_config import apply_override as shared_override
+from tandem.schemas.yaml_config import YamlConfigError, read_yaml
+from tandem.schemas.yaml_config import apply_override as shared_override
 
 ProblemType = Literal["binary_classification", "multiclass_classification", "regression"]
 DataFormat = Literal["csv", "tfrecord", "request_log"]
@@ -57,10 +57,10 @@ class SplitConfig:
 
 @dataclasses.dataclass(frozen=True)
 class BeamConfig:
-    """Beam settings; pipeline.beam turns these into pipeline args in one place."""
+    """Beam settings; tandem.pipeline.beam turns these into pipeline args in one place."""
 
     direct_num_workers: int = 2
-    # auto: in process for small inputs, worker processes for large ones (pipeline.beam).
+    # auto: in process for small inputs, worker processes for large ones (tandem.pipeline.beam).
     direct_running_mode: RunningMode = "auto"
     # Passed through verbatim, e.g. ["--runner=DataflowRunner", "--project=..."].
     extra_args: list[str] = dataclasses.field(default_factory=list)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import tensorflow_model_analysis as tfma
 
-from pipeline.config import PipelineConfig
-from schemas.contracts import SERVING_DEFAULT
+from tandem.pipeline.config import PipelineConfig
+from tandem.schemas.contracts import SERVING_DEFAULT
 
 # Deciding metric -> (TFMA metric class, TFMA metric name, higher is better).
 METRICS = {

@@ -6,7 +6,7 @@ import dataclasses
 import json
 import os
 
-from pipeline.config import PipelineConfig
+from tandem.pipeline.config import PipelineConfig
 
 DEFAULT_IMAGE = "tandem-pipeline:latest"  # built from deploy/pipeline.Dockerfile
 
@@ -37,7 +37,7 @@ def compile_kubeflow(
 ) -> dict:
     """Write the KubeflowV2DagRunner pipeline spec to out_path and return a summary:
     component ids and the module code each executor loads (which the image must contain)."""
-    from pipeline.pipeline import PREPROCESSING_FN, RUN_FN, create_pipeline
+    from tandem.pipeline.pipeline import PREPROCESSING_FN, RUN_FN, create_pipeline
 
     if pipeline_root:
         config = dataclasses.replace(config, output_dir=pipeline_root.rstrip("/"))
@@ -45,7 +45,7 @@ def compile_kubeflow(
     pipeline = create_pipeline(config, config.schema, schema_uri=schema_uri, local_metadata=False)
     return compile_dag(pipeline, out_path, image, {
         "Transform": PREPROCESSING_FN, "Trainer": RUN_FN,
-        "ValidationGate": "components.validation_gate.ValidationGate",
-        "ModelCheckGate": "components.validation_gate.ModelCheckGate",
-        "SliceGate": "components.slice_gate.SliceGate",
-        "Trainer executor": "components.trainer_executor.TrainerExecutor"})
+        "ValidationGate": "tandem.components.validation_gate.ValidationGate",
+        "ModelCheckGate": "tandem.components.validation_gate.ModelCheckGate",
+        "SliceGate": "tandem.components.slice_gate.SliceGate",
+        "Trainer executor": "tandem.components.trainer_executor.TrainerExecutor"})

@@ -33,7 +33,7 @@ import threading
 import time
 from typing import TextIO
 
-from pipeline.loop_data import REQUEST_BATCH
+from tandem.pipeline.loop_data import REQUEST_BATCH
 
 
 class LoopError(RuntimeError):
@@ -60,7 +60,7 @@ def _tandem_command() -> list[str]:
     script = os.path.join(os.path.dirname(sys.executable), "tandem")
     if os.access(script, os.X_OK):
         return [script]
-    return [sys.executable, "-m", "pipeline.cli"]
+    return [sys.executable, "-m", "tandem.pipeline.cli"]
 
 
 class Servers:
@@ -152,7 +152,7 @@ class Listening(Plan):
     gateway from work/data/features.sqlite."""
 
     def __init__(self, work: str, rows: int):
-        from pipeline.config import load_config
+        from tandem.pipeline.config import load_config
 
         self.work, self.rows = work, rows
         self.overrides = [f"data.location={work}/data", f"output_dir={work}/pipeline"]
@@ -163,12 +163,12 @@ class Listening(Plan):
         self.drift_note = "night_owls: hour_of_day moves into 0-5"
 
     def train_data(self, say) -> None:
-        from components.datasets import listening
+        from tandem.components.datasets import listening
 
         listening.generate(os.path.join(self.work, "data"), self.rows, seed=0, span=1)
 
     def requests(self, start_time: float) -> None:
-        from components.datasets import listening
+        from tandem.components.datasets import listening
 
         work, rows = self.work, self.rows
         # Requests come from the users and tracks of v1's data: the tables the gateway joins
@@ -193,7 +193,7 @@ class Listening(Plan):
                     shutil.copyfileobj(g, f)
 
     def mirror_requests(self) -> None:
-        from components.datasets import listening
+        from tandem.components.datasets import listening
 
         # Requests not sent before (span 4): step 3's again would log their ids twice.
         listening.generate(os.path.join(self.work, "mirror"), 2000, seed=0, span=4,
@@ -203,7 +203,7 @@ class Listening(Plan):
     def gateway(self, config: dict) -> None:
         import yaml
 
-        from pipeline.config import CONFIGS_DIR
+        from tandem.pipeline.config import CONFIGS_DIR
 
         root = os.path.dirname(os.path.dirname(CONFIGS_DIR))
         with open(os.path.join(root, "deploy", "gateway", "listening.yaml")) as f:
@@ -225,14 +225,14 @@ class OwnData(Plan):
     requests (pipeline/loop_data.py); the gateway joins nothing."""
 
     def __init__(self, work: str, name: str, rows: int | None, user_overrides: list[str]):
-        from pipeline.config import load_config
+        from tandem.pipeline.config import load_config
 
         self.work, self.rows, self.name = work, rows, name
         self.user_overrides = list(user_overrides)
         self.user_config = load_config(name, self.user_overrides)
         self.model = self.user_config.model_name
-        from pipeline.loop_data import check_recipe
-        from schemas import SchemaError, load_schema
+        from tandem.pipeline.loop_data import check_recipe
+        from tandem.schemas import SchemaError, load_schema
 
         try:
             check_recipe(self.user_config, load_schema(self.user_config.schema))
@@ -240,8 +240,8 @@ class OwnData(Plan):
             raise LoopError(str(e)) from None
 
     def train_data(self, say) -> None:
-        from pipeline.config import load_config
-        from pipeline.loop_data import prepare
+        from tandem.pipeline.config import load_config
+        from tandem.pipeline.loop_data import prepare
 
         self.held = prepare(self.user_config, self.work, self.rows, time.time())
         self.overrides = self.user_overrides + self.held.overrides
@@ -295,9 +295,9 @@ def run_loop(work: str = "outputs/loop", rows: int | None = None, out: TextIO = 
              overrides: list[str] | None = None, scenario: str = "default") -> int:
     """The seven steps; `config`: a pipeline config (name or path) whose own rows feed the
     loop instead of the listening generator. Returns the exit status."""
-    from pipeline.config import ConfigError
-    from pipeline.loop_data import LoopDataError, shuffled_labels
-    from pipeline.runner import run
+    from tandem.pipeline.config import ConfigError
+    from tandem.pipeline.loop_data import LoopDataError, shuffled_labels
+    from tandem.pipeline.runner import run
 
     if scenario not in SCENARIOS:
         raise LoopError(f"--scenario {scenario!r}: expected one of {', '.join(SCENARIOS)}")
@@ -377,8 +377,8 @@ def run_loop(work: str = "outputs/loop", rows: int | None = None, out: TextIO = 
             s.result = f"model server {server}, gateway {gateway} (logs to {logs_dir})"
 
         with step("send traffic, then traffic with drift; monitor it") as s:
-            from components.monitor.job import run_monitor
-            from serving.traffic import send
+            from tandem.components.monitor.job import run_monitor
+            from tandem.serving.traffic import send
 
             plan.requests(time.time())
             clean = send(gateway, plan.clean, model, rate=0, batch=REQUEST_BATCH,
@@ -395,7 +395,7 @@ def run_loop(work: str = "outputs/loop", rows: int | None = None, out: TextIO = 
                         f"; skew in {', '.join(summary['skew_features']) or 'nothing'}")
 
         with step("labels arrive; retrain from the request log; v2 is canary") as s:
-            from pipeline.config import load_config
+            from tandem.pipeline.config import load_config
 
             labels = plan.labels
             if scenario == "bad-canary":
@@ -421,14 +421,14 @@ def run_loop(work: str = "outputs/loop", rows: int | None = None, out: TextIO = 
                                 "Evaluator's verdict is above)")
             if result.report:
                 reports["statistics (v2's training data: the log)"] = result.report
-            from serving.promotion import promote
+            from tandem.serving.promotion import promote
 
             for line in promote(models_config, server, model, v2, "canary"):
                 say(f"   {line}")
             s.result = f"v2 = version {v2}, labelled canary"
 
         with step("mirror live traffic to v2; shadow replay over the log") as s:
-            from components.shadow.replay import load_replay_config, run_replay, summary
+            from tandem.components.shadow.replay import load_replay_config, run_replay, summary
 
             servers.stop("gateway")
             start_gateway(shadow=True)
@@ -454,7 +454,7 @@ def run_loop(work: str = "outputs/loop", rows: int | None = None, out: TextIO = 
             s.result = "replay PASSED" if passed else "replay FAILED"
 
         with step("the gate: promote v2, or reject it") as s:
-            from serving.promotion import promote, rollback
+            from tandem.serving.promotion import promote, rollback
 
             if passed:
                 for line in promote(models_config, server, model, v2, "stable"):
@@ -543,7 +543,7 @@ def read_loop_record(work: str) -> dict | None:
 def _push_by_hand(retrain, serving_dir: str, model: str, version: int) -> int:
     """Copy the latest trained model (its Format-Serving export) into the serving directory as
     `version`, as a model built outside the pipeline would be pushed."""
-    from pipeline.runner import latest_outputs
+    from tandem.pipeline.runner import latest_outputs
 
     trained = latest_outputs(retrain).get("model")
     if trained is None:

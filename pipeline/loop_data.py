@@ -166,7 +166,7 @@ def _model_features(config, schema) -> list[tuple[str, str]]:
     """(name, numeric | categorical) of the features the model reads, in schema order."""
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    from schemas.identifiers import declared_identifiers
+    from tandem.schemas.identifiers import declared_identifiers
 
     ids = set(declared_identifiers(schema)) | {ID}
     out = []
@@ -301,8 +301,8 @@ def prepare(config, work: str, rows: int | None, start_time: float) -> HeldOut:
     from google.protobuf import text_format
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    from schemas import load_schema
-    from schemas.identifiers import declare_identifiers
+    from tandem.schemas import load_schema
+    from tandem.schemas.identifiers import declare_identifiers
 
     schema = load_schema(config.schema)
     examples = read_examples(config, schema)

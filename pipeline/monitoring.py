@@ -14,7 +14,7 @@ import os
 
 from tfx import v1 as tfx
 
-from components.monitor.component import TrafficMonitor
+from tandem.components.monitor.component import TrafficMonitor
 
 PIPELINE_NAME = "tandem-monitoring"
 
@@ -63,7 +63,7 @@ def compile_monitoring_kubeflow(out_path: str, config_name: str, logs: str, sche
                                 training_statistics: str | None = None) -> dict:
     pipeline = create_monitoring_pipeline(config_name, logs, schema, pipeline_root,
                                           training_statistics, beam_args=[])
-    from pipeline.kubeflow import compile_dag
+    from tandem.pipeline.kubeflow import compile_dag
 
     return compile_dag(pipeline, out_path, image,
-                       {"TrafficMonitor": "components.monitor.executor.Executor"})
+                       {"TrafficMonitor": "tandem.components.monitor.executor.Executor"})

@@ -9,25 +9,25 @@ import json
 from tfx import v1 as tfx
 from tfx.proto import example_gen_pb2
 
-from components.baseline import LatestBlessedBaselineStrategy
-from components.evaluator import Evaluator
-from components.features import feature_plan
-from components.trainer_executor import Trainer
-from components.validation_gate import ModelCheckGate, ValidationGate
-from pipeline.beam import beam_pipeline_args
-from pipeline.config import STAGES, PipelineConfig
-from pipeline.evaluation import eval_config
-from schemas import load_schema
+from tandem.components.baseline import LatestBlessedBaselineStrategy
+from tandem.components.evaluator import Evaluator
+from tandem.components.features import feature_plan
+from tandem.components.trainer_executor import Trainer
+from tandem.components.validation_gate import ModelCheckGate, ValidationGate
+from tandem.pipeline.beam import beam_pipeline_args
+from tandem.pipeline.config import STAGES, PipelineConfig
+from tandem.pipeline.evaluation import eval_config
+from tandem.schemas import load_schema
 
 # Executors load module code by dotted name; wiring never imports TensorFlow model code.
-PREPROCESSING_FN = "components.transform.preprocessing_fn"
-RUN_FN = "components.trainer.run_fn"
+PREPROCESSING_FN = "tandem.components.transform.preprocessing_fn"
+RUN_FN = "tandem.components.trainer.run_fn"
 
 
 def _log_example_gen(config: PipelineConfig, label_kind: str) -> list:
     """Importers for the request log and the labels, and LogExampleGen joining them; the
     labels are read as `label_kind`, the label's type in the schema."""
-    from components.log_example_gen.component import LogExampleGen
+    from tandem.components.log_example_gen.component import LogExampleGen
 
     logs = tfx.dsl.Importer(source_uri=config.data.location,
                             artifact_type=tfx.types.standard_artifacts.Examples,
@@ -212,8 +212,8 @@ def create_pipeline(
         slice_gate = None
         if e.slice_threshold is not None and (e.slices or e.inclusion):
             # Every large enough slice must reach the slice threshold (Model 6, 7).
-            from components.slice_gate import SliceGate
-            from pipeline.evaluation import deciding_metric_name, higher_is_better
+            from tandem.components.slice_gate import SliceGate
+            from tandem.pipeline.evaluation import deciding_metric_name, higher_is_better
 
             slice_gate = SliceGate(evaluation=evaluator.outputs["evaluation"], settings=json.dumps({
                 "slices": [list(g) for g in e.slices],

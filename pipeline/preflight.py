@@ -11,8 +11,8 @@ import math
 import os
 import re
 
-from pipeline.config import PipelineConfig
-from schemas import SchemaError, load_schema
+from tandem.pipeline.config import PipelineConfig
+from tandem.schemas import SchemaError, load_schema
 
 # TFRecord inputs are checked on their first rows; the schema's label domain checks the rest.
 TFRECORD_SAMPLE_ROWS = 50_000
@@ -208,8 +208,8 @@ def _check_request_log(config: PipelineConfig) -> InputSummary:
     """format request_log: log files exist and the labels file reads, with fitting labels.
     The labels are read as the kind the schema gives the label; before there is a schema
     (`schema propose`), as numbers for regression and as text (class ids or names) else."""
-    from schemas.labels import BYTES, FLOAT, LabelsError, label_kind, read_labels
-    from schemas.request_log import LogError, expand
+    from tandem.schemas.labels import BYTES, FLOAT, LabelsError, label_kind, read_labels
+    from tandem.schemas.request_log import LogError, expand
 
     try:
         files = expand(config.data.location)

@@ -16,7 +16,7 @@ import os
 
 from tfx import v1 as tfx
 
-from components.shadow_validator.component import ShadowValidator
+from tandem.components.shadow_validator.component import ShadowValidator
 
 PIPELINE_NAME = "tandem-promotion"
 
@@ -79,7 +79,7 @@ def compile_promotion_kubeflow(out_path: str, baseline: str, candidate: str, log
     """The promotion pipeline as a Kubeflow Pipelines (v2) spec."""
     pipeline = create_promotion_pipeline(baseline, candidate, logs, pipeline_root,
                                          replay_config, beam_args=[])
-    from pipeline.kubeflow import compile_dag
+    from tandem.pipeline.kubeflow import compile_dag
 
     return compile_dag(pipeline, out_path, image,
-                       {"ShadowValidator": "components.shadow_validator.executor.Executor"})
+                       {"ShadowValidator": "tandem.components.shadow_validator.executor.Executor"})

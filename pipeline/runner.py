@@ -10,11 +10,11 @@ import sys
 import time
 from typing import Any, TextIO
 
-from pipeline import exit_status
-from pipeline.beam import with_running_mode
-from pipeline.config import STAGES, PipelineConfig
-from pipeline.preflight import InputError, check_inputs
-from schemas import load_schema, schema_fingerprint
+from tandem.pipeline import exit_status
+from tandem.pipeline.beam import with_running_mode
+from tandem.pipeline.config import STAGES, PipelineConfig
+from tandem.pipeline.preflight import InputError, check_inputs
+from tandem.schemas import load_schema, schema_fingerprint
 
 EXIT_OK, EXIT_CHECK_FAILED = exit_status.OK, exit_status.CHECK_FAILED
 EXIT_ANOMALIES = EXIT_NOT_BLESSED = EXIT_CHECK_FAILED
@@ -174,14 +174,14 @@ def evaluation_verdict(config: PipelineConfig, outputs: dict[str, Any]) -> str |
         return None
     import tensorflow_model_analysis as tfma
 
-    from pipeline.evaluation import deciding_metric_name
+    from tandem.pipeline.evaluation import deciding_metric_name
 
     blessed = is_blessed(outputs)
     name = deciding_metric_name(config)
     values: dict[str, float] = {}
     evaluation = outputs.get("evaluation")
     if evaluation is not None:
-        from components.slice_gate import evaluation_metrics
+        from tandem.components.slice_gate import evaluation_metrics
 
         overall = evaluation_metrics(evaluation.uri)
         for role, model in (("candidate", "candidate"), ("baseline", "baseline"),
@@ -203,7 +203,7 @@ def evaluation_verdict(config: PipelineConfig, outputs: dict[str, Any]) -> str |
     lines = [f"{'blessed' if blessed else 'NOT blessed'} ({', '.join(parts)})"]
     if evaluation is not None and not blessed:
         result = tfma.load_validation_result(evaluation.uri)
-        from components.slice_gate import slice_name
+        from tandem.components.slice_gate import slice_name
 
         for per_slice in result.metric_validations_per_slice:
             where = slice_name(per_slice.slice_key)
@@ -223,7 +223,7 @@ def _naive_bar(config: PipelineConfig, outputs: dict[str, Any]) -> dict[str, Any
     evaluation.threshold configured), from the candidate's build record."""
     if config.evaluation.threshold is not None or "model" not in outputs:
         return None
-    from components.build_record import RecordError, load_record
+    from tandem.components.build_record import RecordError, load_record
 
     try:
         naive = load_record(outputs["model"].uri).get("naive")
@@ -259,22 +259,22 @@ def run(
     summary = check_inputs(config)
     config = with_running_mode(config, summary.files)  # `auto` settled by the input's size
     if STAGES.index(until) >= STAGES.index("evaluate"):
-        from pipeline.evaluation import eval_config
+        from tandem.pipeline.evaluation import eval_config
 
         eval_config(config)  # a bad evaluation setting is a config error, found now
 
     from tfx import v1 as tfx
 
-    from components.evaluator import NoBar
-    from components.slice_gate import SlicesFailed
-    from components.validation_gate import (
+    from tandem.components.evaluator import NoBar
+    from tandem.components.slice_gate import SlicesFailed
+    from tandem.components.validation_gate import (
         AnomaliesFound,
         ModelChecksFailed,
         advice,
         anomaly_rows,
         load_anomalies,
     )
-    from pipeline.pipeline import create_pipeline
+    from tandem.pipeline.pipeline import create_pipeline
 
     where = f"span {summary.span}" if summary.span is not None else config.data.location
     out.write(
@@ -343,7 +343,7 @@ def run(
     out.write(f"  {'ML Metadata':<18} {config.metadata_path}\n")
     report = None
     if "statistics" in outputs:
-        from components.statistics_report import write_run_report
+        from tandem.components.statistics_report import write_run_report
 
         report = write_run_report(
             outputs["statistics"].uri, config.schema,

@@ -95,7 +95,7 @@ class Evidence:
             self._metrics = {}
             evaluation = self.outputs.get("evaluation")
             if evaluation is not None:
-                from components.slice_gate import evaluation_metrics
+                from tandem.components.slice_gate import evaluation_metrics
 
                 self._metrics = evaluation_metrics(evaluation.uri)
         return self._metrics
@@ -128,8 +128,8 @@ def _baseline_uri(config, evaluation) -> str | None:
 
 
 def gather(config, run_dir: str | None) -> Evidence:
-    from components.build_record import RecordError, load_record, record_path
-    from pipeline.runner import latest_outputs, pushed_destination
+    from tandem.components.build_record import RecordError, load_record, record_path
+    from tandem.pipeline.runner import latest_outputs, pushed_destination
 
     ev = Evidence(config, run_dir)
     if os.path.exists(config.metadata_path):
@@ -257,7 +257,7 @@ def _offline_online(ev: Evidence) -> str | None:
     candidate against the serving model on the eval split (B - A offline); the replay
     measured the same two models on labelled served traffic (B - A online). They agree when
     they differ by at most the tolerance."""
-    from components.build_record import RecordError, load_record
+    from tandem.components.build_record import RecordError, load_record
 
     q = (ev.replay or {}).get("quality")
     if not q or not ev.trained or not ev.baseline_uri:
@@ -270,7 +270,7 @@ def _offline_online(ev: Evidence) -> str | None:
         return None
     if not (same_a and same_b):
         return None
-    from pipeline.evaluation import deciding_metric_name
+    from tandem.pipeline.evaluation import deciding_metric_name
 
     metric = ev.config.deciding_metric
     diff = (q["metrics"].get(metric) or {}).get("b_minus_a") or {}
@@ -322,8 +322,8 @@ def _trained_check(*names: str) -> Callable[[Evidence], str | None]:
 def _staleness_known(ev: Evidence) -> str | None:
     """Model 4: the previous blessed model evaluated on the new span (the Evaluator's
     baseline) against what it scored on its own span when it was built."""
-    from components.build_record import RecordError, load_record
-    from pipeline.evaluation import deciding_metric_name
+    from tandem.components.build_record import RecordError, load_record
+    from tandem.pipeline.evaluation import deciding_metric_name
 
     if not ev.baseline_uri or not ev.trained:
         return None
@@ -348,8 +348,8 @@ def _slices(ev: Evidence, groups: list[list[str]], inclusion: bool) -> str | Non
     """Model 6 / Model 7: every slice with at least evaluation.min_slice_size examples
     reaches evaluation.slice_threshold (the SliceGate's rule, on the Evaluator's metrics); for
     inclusion, the best and worst slice also lie within evaluation.max_slice_gap."""
-    from components.slice_gate import describe, judge
-    from pipeline.evaluation import deciding_metric_name, higher_is_better
+    from tandem.components.slice_gate import describe, judge
+    from tandem.pipeline.evaluation import deciding_metric_name, higher_is_better
 
     e = ev.config.evaluation
     evaluation = ev.outputs.get("evaluation")
@@ -432,7 +432,7 @@ def _computing_performance(ev: Evidence) -> str | None:
     version's, measured here in interleaved rounds (pipeline/warmup_latency.py: a latency
     measured at two different times measures the machine), and the resident memory each
     added as the model server loaded it, when the run scraped the server's metrics."""
-    from pipeline import warmup_latency
+    from tandem.pipeline import warmup_latency
 
     push_dir = ev.config.push_dir
     pushed = warmup_latency.versions(push_dir)
@@ -478,7 +478,7 @@ def load_reviews(path: str | None) -> dict[str, dict]:
     is refused."""
     if not path:
         return {}
-    from schemas.yaml_config import YamlConfigError, read_yaml
+    from tandem.schemas.yaml_config import YamlConfigError, read_yaml
 
     try:
         raw = read_yaml(path, "reviews file") or {}

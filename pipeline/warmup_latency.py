@@ -76,7 +76,7 @@ def compare(push_dir: str, model_name: str, old: int, new: int,
             rounds: int = ROUNDS) -> LatencyComparison | None:
     """Replay both versions' warmup requests in interleaved rounds; None when one of them
     has no warmup requests to replay."""
-    from serving.model_server.servable import Servable
+    from tandem.serving.model_server.servable import Servable
 
     loaded = {v: Servable(model_name, v, os.path.join(push_dir, str(v))) for v in (old, new)}
     counts = {v: s.warm_up() for v, s in loaded.items()}  # traces the graphs: not counted

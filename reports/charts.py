@@ -42,7 +42,7 @@ def svg(fig) -> str:
 
 
 def figure(svg_text: str, caption: str = "") -> str:
-    from reports.html import esc
+    from tandem.reports.html import esc
 
     cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
     return f"<figure>{svg_text}{cap}</figure>"

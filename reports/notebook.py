@@ -1,6 +1,6 @@
 """tandem in a notebook: the same self-contained reports, displayed inline.
 
-    from reports import notebook as tn
+    from tandem.reports import notebook as tn
     run = tn.latest_run("listening")          # the latest run's artifacts, from ML Metadata
     tn.show_statistics(run["statistics"])     # train and eval side by side
     tn.show_drift(run["statistics"], serving_stats)
@@ -20,8 +20,8 @@ from typing import Any
 def latest_run(config: str = "listening", overrides: list[str] | None = None) -> dict[str, Any]:
     """The output artifacts (ML Metadata protos, by key) of the config's latest run, plus
     `config` (the loaded PipelineConfig)."""
-    from pipeline.config import load_config
-    from pipeline.runner import latest_outputs
+    from tandem.pipeline.config import load_config
+    from tandem.pipeline.runner import latest_outputs
 
     loaded = load_config(config, overrides)
     outputs = latest_outputs(loaded)
@@ -39,7 +39,7 @@ def _statistics(value: Any, split: str = "train"):
     """Statistics from an artifact (its `split`), a statistics file, or a proto."""
     from tensorflow_metadata.proto.v0 import statistics_pb2
 
-    from components.monitor.job import load_statistics
+    from tandem.components.monitor.job import load_statistics
 
     if isinstance(value, statistics_pb2.DatasetFeatureStatisticsList):
         return value
@@ -63,7 +63,7 @@ def show_statistics(statistics: Any, compare: Any = None, schema: str | None = N
     `compare` shows its train and eval splits."""
     import tensorflow_data_validation as tfdv
 
-    from components.statistics_report import statistics_page
+    from tandem.components.statistics_report import statistics_page
 
     first = _statistics(statistics, "train")
     if compare is None and os.path.exists(os.path.join(_uri(statistics), "Split-eval")):
@@ -96,8 +96,8 @@ def show_build_record(model: Any):
     """A model's build record (what it was built from) as a table."""
     from IPython.display import HTML
 
-    from components.build_record import flatten, load_record
-    from reports.html import table
+    from tandem.components.build_record import flatten, load_record
+    from tandem.reports.html import table
 
     path = _uri(model)
     if hasattr(model, "custom_properties") and "pushed_destination" in model.custom_properties:

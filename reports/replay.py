@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from components.shadow.compare import LOWER_IS_BETTER
-from reports import charts
-from reports.html import Page, esc, fmt, status, table
+from tandem.components.shadow.compare import LOWER_IS_BETTER
+from tandem.reports import charts
+from tandem.reports.html import Page, esc, fmt, status, table
 
 
 def _ci(m: dict | None) -> str:

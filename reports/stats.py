@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from reports import charts
-from reports.html import Page, esc, fmt, status, table
-from schemas.statistics import common_stats, feature_name
+from tandem.reports import charts
+from tandem.reports.html import Page, esc, fmt, status, table
+from tandem.schemas.statistics import common_stats, feature_name
 
 # Features drawn open in the page; the rest open on a click (a page of hundreds of features
 # stays quick to load: a closed <details> is not laid out).
@@ -273,7 +273,7 @@ def stats_report(stats, compare=None, schema=None, anomalies=None, names=("data"
                  title: str = "tandem statistics", drift: dict | None = None,
                  identifiers: Mapping[str, str] | None = None) -> Page:
     """One statistics file (first dataset), or two side by side. `drift` is what
-    components.monitor.drift.compare_datasets measured between them (no Drift section
+    tandem.components.monitor.drift.compare_datasets measured between them (no Drift section
     without it); `identifiers` (name: why) are described, never compared."""
     identifiers = identifiers or {}
     datasets = [(names[0], stats.datasets[0])]

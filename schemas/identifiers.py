@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from schemas.statistics import feature_name
+from tandem.schemas.statistics import feature_name
 
 TAG = "identifier"
 # A string feature with at least this many unique values per example carrying it, in every

@@ -10,9 +10,9 @@ import math
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
-from schemas import SERVING, TRAINING
-from schemas.contracts import is_categorical
-from schemas.identifiers import declare_identifiers, declared_identifiers, identifiers
+from tandem.schemas import SERVING, TRAINING
+from tandem.schemas.contracts import is_categorical
+from tandem.schemas.identifiers import declare_identifiers, declared_identifiers, identifiers
 
 GUARD_BAND = 0.1  # fraction of the observed range added on each side of a numeric domain
 DRIFT_THRESHOLD = 0.1

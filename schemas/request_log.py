@@ -43,7 +43,7 @@ from typing import Any
 
 import google_crc32c
 
-from schemas.contracts import EXAMPLES_INPUT
+from tandem.schemas.contracts import EXAMPLES_INPUT
 
 META_PREFIX = "tandem/1 "
 PRIMARY, SHADOW = "primary", "shadow"

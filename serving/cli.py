@@ -1,5 +1,5 @@
 """The serving subcommands of `tandem`: the model server, the gateway, promotion and rollback,
-feature sources and request logs. Serving never imports the pipeline; `pipeline.cli` mounts
+feature sources and request logs. Serving never imports the pipeline; `tandem.pipeline.cli` mounts
 these under its parser."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ class CommandError(Exception):
 def cmd_serve_models(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from serving.errors import ServingError
-    from serving.model_server.flags import ignored
-    from serving.model_server.model_config import ConfigFileError
-    from serving.model_server.server import ModelServer, ServerOptions
+    from tandem.serving.errors import ServingError
+    from tandem.serving.model_server.flags import ignored
+    from tandem.serving.model_server.model_config import ConfigFileError
+    from tandem.serving.model_server.server import ModelServer, ServerOptions
 
     if args.version:
         from importlib.metadata import version
@@ -87,8 +87,8 @@ def _check_replica_flags(args: argparse.Namespace) -> None:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from serving.model_server.model_config import ConfigFileError
-    from serving.promotion import PromotionError, promote, promote_replicas
+    from tandem.serving.model_server.model_config import ConfigFileError
+    from tandem.serving.promotion import PromotionError, promote, promote_replicas
 
     _check_replica_flags(args)
     try:
@@ -106,13 +106,13 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def _traffic_drifts() -> list[str]:
-    from serving.traffic import DRIFTS
+    from tandem.serving.traffic import DRIFTS
 
     return list(DRIFTS)
 
 
 def cmd_traffic_send(args: argparse.Namespace) -> int:
-    from serving.traffic import TrafficError, send
+    from tandem.serving.traffic import TrafficError, send
 
     pace = f"{args.rate:g} requests/s" if args.rate else "as fast as answers come"
     print(f"traffic: sending {args.examples} to {args.to}, {pace}", flush=True)
@@ -130,8 +130,8 @@ def cmd_traffic_send(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from serving.model_server.model_config import ConfigFileError
-    from serving.promotion import PromotionError, rollback
+    from tandem.serving.model_server.model_config import ConfigFileError
+    from tandem.serving.promotion import PromotionError, rollback
 
     _check_replica_flags(args)
     try:
@@ -146,16 +146,16 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_serve_gateway(args: argparse.Namespace) -> int:
-    from serving.gateway.config import GatewayConfigError, load_config
-    from serving.gateway.sources import SourceError, check_source
+    from tandem.serving.gateway.config import GatewayConfigError, load_config
+    from tandem.serving.gateway.sources import SourceError, check_source
 
     try:  # what can be checked before TensorFlow loads, answered at once
         config = load_config(args.config, args.set)
         check_source(config.decorate.sqlite, config.decorate.redis, config.join_list())
     except (GatewayConfigError, SourceError) as e:
         raise CommandError(str(e)) from None
-    from serving.errors import ServingError
-    from serving.gateway.server import GatewayServer
+    from tandem.serving.errors import ServingError
+    from tandem.serving.gateway.server import GatewayServer
 
     try:
         server = GatewayServer(config, host=args.host, port=args.port,
@@ -182,7 +182,7 @@ def cmd_serve_gateway(args: argparse.Namespace) -> int:
 def cmd_features_load(args: argparse.Namespace) -> int:
     import time
 
-    from serving.gateway.sources import SourceError, copy_to_redis
+    from tandem.serving.gateway.sources import SourceError, copy_to_redis
 
     start = time.monotonic()
 
@@ -216,7 +216,7 @@ def cmd_logs_cat(args: argparse.Namespace) -> int:
     from google.protobuf import json_format
     from tensorflow.core.example import example_pb2
 
-    from schemas.request_log import LogError, ReadStats, read_records
+    from tandem.schemas.request_log import LogError, ReadStats, read_records
 
     if args.limit is not None and args.limit < 0:
         raise CommandError(f"--limit must be at least 0, got {args.limit}")
@@ -250,7 +250,7 @@ def cmd_logs_stats(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from schemas.request_log import PRIMARY, LogError, ReadStats, read_records
+    from tandem.schemas.request_log import PRIMARY, LogError, ReadStats, read_records
 
     stats = ReadStats()
     roles: collections.Counter = collections.Counter()
@@ -321,7 +321,7 @@ def add_serving_commands(sub) -> None:
     srv = serve_sub.add_parser(
         "models", help="the embedded TF Serving-compatible model server (flags as TF Serving's)"
     )
-    from serving.model_server.flags import add_flags
+    from tandem.serving.model_server.flags import add_flags
 
     add_flags(srv)
     srv.set_defaults(func=cmd_serve_models)

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from serving.rest_codec import CORS_HEADERS
+from tandem.serving.rest_codec import CORS_HEADERS
 
 log = logging.getLogger("tandem.serving")
 

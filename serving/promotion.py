@@ -32,8 +32,8 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.model_server.manager import State, version_dirs
-from serving.model_server.model_config import find_model, read_config, write_config
+from tandem.serving.model_server.manager import State, version_dirs
+from tandem.serving.model_server.model_config import find_model, read_config, write_config
 
 LABELS = ("canary", "stable")
 LOCK_TIMEOUT_SECONDS = 300.0

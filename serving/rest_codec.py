@@ -18,9 +18,9 @@ from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, input_pb2, model_pb2, predict_pb2
 
-from schemas.contracts import SERVING_DEFAULT
-from serving.errors import InvalidArgument
-from serving.tensor_codec import MAX_NUMPY_DIMS, flat_values
+from tandem.schemas.contracts import SERVING_DEFAULT
+from tandem.serving.errors import InvalidArgument
+from tandem.serving.tensor_codec import MAX_NUMPY_DIMS, flat_values
 
 # TF Serving's own path rules (http_rest_api_util.cc): case-insensitive; under /v1/ a path
 # that fits neither is a malformed request (400), not an unknown resource.

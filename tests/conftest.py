@@ -101,7 +101,7 @@ def library_log_lines(*texts: str) -> list[str]:
 @pytest.fixture(scope="session")
 def clean_listening(tmp_path_factory):
     """4,500 clean listening examples (TFRecord and CSV), generated once per session."""
-    from components.datasets import listening
+    from tandem.components.datasets import listening
 
     out = tmp_path_factory.mktemp("listening")
     listening.generate(str(out), 4500, seed=7, formats=("tfrecord", "csv"))
@@ -123,7 +123,7 @@ class CliRun:
 def tandem(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     """The `tandem` command in a child process; both pipes drained (no deadlock on a full
     pipe), bounded in time."""
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "tandem.pipeline.cli", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -134,8 +134,8 @@ def trained_listening(clean_listening, tmp_path_factory):
     on small ones, so that one full run covers it. Tests that only read its outputs share
     it; tests that rerun on its output directory pass the same mode (part of TFX's cache
     key) and see a warm cache."""
-    from pipeline.config import load_config
-    from pipeline.runner import latest_outputs, pushed_destination
+    from tandem.pipeline.config import load_config
+    from tandem.pipeline.runner import latest_outputs, pushed_destination
 
     out_dir = tmp_path_factory.mktemp("trained")
     # Every gate on: on 3,000 training rows the Trainer may ship the linear model when the

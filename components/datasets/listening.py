@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.gateway.sources import file_fingerprint
+from tandem.serving.gateway.sources import file_fingerprint
 
 CHUNK_ROWS = 10_000
 ROWS_PER_SHARD = 250_000
@@ -280,14 +280,14 @@ JOINS = (
 
 
 def joins():
-    from serving.gateway.sources import Join
+    from tandem.serving.gateway.sources import Join
 
     return [Join(key, table, columns) for key, table, columns in JOINS]
 
 
 def _example_bytes(chunk: Chunk, decorator, requests_only: bool = False) -> Iterator[bytes]:
     """The chunk's training examples: each request example, decorated by the gateway's own
-    join (serving.gateway.decorate), then its label. With `requests_only`, what a client
+    join (tandem.serving.gateway.decorate), then its label. With `requests_only`, what a client
     sends: keys and request-time features, undecorated, no label."""
     from tensorflow.core.example import example_pb2
 
@@ -490,8 +490,8 @@ def generate(
     write_feature_sources(sources_path, seed, source_rows or rows, drift)
     source = decorator = None
     if "tfrecord" in formats:
-        from serving.gateway.decorate import Decorator
-        from serving.gateway.sources import SqliteSource
+        from tandem.serving.gateway.decorate import Decorator
+        from tandem.serving.gateway.sources import SqliteSource
 
         source = SqliteSource(sources_path)
         decorator = Decorator(joins(), source, cache_s=float("inf"))

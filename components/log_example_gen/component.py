@@ -7,7 +7,7 @@
 Everything downstream is the unchanged training pipeline. Both inputs are artifacts, so ML
 Metadata leads from the log directory and the labels file to the Examples and on to the
 model. `label_kind` is the label's type in the pipeline's schema (INT, FLOAT or BYTES;
-`schemas.labels.label_kind`): the labels are read, checked and written as that kind.
+`tandem.schemas.labels.label_kind`): the labels are read, checked and written as that kind.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from components.log_example_gen.executor import Executor
-from schemas.labels import check_kind
+from tandem.components.log_example_gen.executor import Executor
+from tandem.schemas.labels import check_kind
 
 
 class LogExampleGenSpec(types.ComponentSpec):

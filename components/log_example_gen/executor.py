@@ -21,14 +21,14 @@ class Executor(base_beam_executor.BaseBeamExecutor):
            exec_properties: dict[str, Any]) -> None:
         import apache_beam as beam
 
-        from components.log_example_gen.join import (
+        from tandem.components.log_example_gen.join import (
             JoinStats,
             first_places,
             join_records,
             split_of,
         )
-        from schemas.labels import LabelStats, check_kind, read_labels
-        from schemas.request_log import ReadStats, expand, read_records
+        from tandem.schemas.labels import LabelStats, check_kind, read_labels
+        from tandem.schemas.request_log import ReadStats, expand, read_records
 
         logs = artifact_utils.get_single_uri(input_dict["request_logs"])
         labels_uri = artifact_utils.get_single_uri(input_dict["labels"])

@@ -7,7 +7,7 @@ feature sources. The rules, counted in `JoinStats`:
 - only the primary's records count (the shadow's answers are the candidate's business);
 - requests the validator **rejected** are left out (the model never scored them);
 - an id logged twice (a client's retry) keeps its **first** logged occurrence, by
-  `schemas.request_log.log_place` (the shadow replay keeps the same one);
+  `tandem.schemas.request_log.log_place` (the shadow replay keeps the same one);
 - an example with **no label** is left out; a label that arrived more than `label_delay_s`
   after the request is **late** and left out too, so a span does not change as stragglers
   arrive (a labels file's duplicates are resolved by schemas/labels.py: the latest wins);
@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
-from schemas.labels import BYTES, INT, Label
+from tandem.schemas.labels import BYTES, INT, Label
 
 
 @dataclasses.dataclass
@@ -75,7 +75,7 @@ def _without(example: bytes, name: str) -> tuple[bytes, bool]:
 def first_places(records) -> dict[str, tuple]:
     """Each example id's first logged place among the records `join_records` would join: a
     first pass over the log, since files are not in time order across replicas."""
-    from schemas.request_log import PRIMARY, log_place
+    from tandem.schemas.request_log import PRIMARY, log_place
 
     first: dict[str, tuple] = {}
     for record in records:
@@ -93,7 +93,7 @@ def join_records(records, labels: dict[str, Label], label: str, kind: str,
     """(example id, training example bytes, request time) for every joinable example of the
     PredictionLog `records`, the label written as `kind`; `first` (from `first_places`) says
     which occurrence of an id to keep."""
-    from schemas.request_log import PRIMARY, log_place
+    from tandem.schemas.request_log import PRIMARY, log_place
 
     for record in records:
         if record.role != PRIMARY:

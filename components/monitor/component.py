@@ -17,7 +17,7 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from components.monitor.executor import Executor
+from tandem.components.monitor.executor import Executor
 
 
 class TrafficMonitorSpec(types.ComponentSpec):

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from schemas.statistics import common_stats, feature_name
+from tandem.schemas.statistics import common_stats, feature_name
 
 EPS = 1e-4  # floor on a bin's proportion in PSI (an empty bin would be infinite)
 OTHER = "__other__"

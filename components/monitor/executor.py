@@ -18,8 +18,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
            exec_properties: dict[str, Any]) -> None:
         from tensorflow_metadata.proto.v0 import statistics_pb2
 
-        from components.monitor.job import STATISTICS, run_monitor
-        from pipeline.config import load_config
+        from tandem.components.monitor.job import STATISTICS, run_monitor
+        from tandem.pipeline.config import load_config
 
         overrides = json.loads(exec_properties.get("overrides") or "[]")
         config = load_config(exec_properties["config"], overrides)

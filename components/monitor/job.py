@@ -22,9 +22,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from components.monitor.drift import DriftConfig, FeatureThresholds, compare_datasets
-from schemas.identifiers import declared_identifiers, identifiers
-from schemas.statistics import common_stats, feature_name
+from tandem.components.monitor.drift import DriftConfig, FeatureThresholds, compare_datasets
+from tandem.schemas.identifiers import declared_identifiers, identifiers
+from tandem.schemas.statistics import common_stats, feature_name
 
 STATISTICS = "statistics.pb"
 ANSWER_STATISTICS = "answer_statistics.pb"
@@ -76,9 +76,9 @@ def _windows_reader(schema_bytes: bytes, window_s: float, window_records: int,
                     labels: dict | None, label_name: str, label_kind: str, problem_type: str):
     import apache_beam as beam
 
-    from components.log_example_gen.join import label_fragment
-    from components.monitor.predictions import AnswerColumns, answer_columns
-    from schemas.request_log import PRIMARY, ReadStats, read_records
+    from tandem.components.log_example_gen.join import label_fragment
+    from tandem.components.monitor.predictions import AnswerColumns, answer_columns
+    from tandem.schemas.request_log import PRIMARY, ReadStats, read_records
 
     class ReadWindows(beam.DoFn):
         """All log files, in order -> (window key, RecordBatch) chunks of examples, and of
@@ -235,7 +235,7 @@ def feature_value_skew(files: list[str], training_examples: str, id_feature: str
     from google.protobuf import json_format
     from tensorflow.core.example import example_pb2
 
-    from schemas.request_log import PRIMARY, read_records
+    from tandem.schemas.request_log import PRIMARY, read_records
 
     train_files = sorted(tf.io.gfile.glob(training_examples))
     if not train_files:
@@ -431,7 +431,7 @@ def load_statistics(path: str):
 
 def served_model(files: list[str]) -> tuple[str, int]:
     """(model name, version) that answered the first primary records of the log."""
-    from schemas.request_log import PRIMARY, read_records
+    from tandem.schemas.request_log import PRIMARY, read_records
 
     for n, record in enumerate(read_records(files)):
         if record.role == PRIMARY and record.model_version:
@@ -451,7 +451,7 @@ def run_monitor(logs: str, config, out_dir: str, window_s: float | None = None,
     import tensorflow as tf
     import tensorflow_data_validation as tfdv
 
-    from schemas.request_log import LogError, expand
+    from tandem.schemas.request_log import LogError, expand
 
     monitor = config.monitor
     try:
@@ -468,7 +468,7 @@ def run_monitor(logs: str, config, out_dir: str, window_s: float | None = None,
         raise MonitorError("--window-records must be at least 1")
     label_map, kind = None, ""
     if labels:
-        from schemas.labels import LabelsError, label_kind, read_labels
+        from tandem.schemas.labels import LabelsError, label_kind, read_labels
 
         try:
             kind = label_kind(curated, config.label)
@@ -597,7 +597,7 @@ def run_monitor(logs: str, config, out_dir: str, window_s: float | None = None,
     summary["seconds"] = round(time.monotonic() - start, 2)
     with tf.io.gfile.GFile(os.path.join(out_dir, SUMMARY), "w") as f:
         f.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    from reports.stats import monitor_report
+    from tandem.reports.stats import monitor_report
 
     monitor_report(summary, stats, train, schema).write(os.path.join(out_dir, HTML))
     summary["report"] = os.path.join(out_dir, HTML)

@@ -12,7 +12,7 @@ drift.py). What a window's answers are depends on the pipeline config's problem 
   second's, the probability of the positive class (the other is one minus it).
 
 The answer is read as the log holds it, whichever API was called
-(`schemas.request_log.LogRecord.outputs`): a Predict response, a Classify response's classes
+(`tandem.schemas.request_log.LogRecord.outputs`): a Predict response, a Classify response's classes
 and scores, a Regress response's values. An answer that does not fit the problem type (a
 regression config over a classifier's log) is counted, not guessed at.
 """

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from components.shadow.compare import (
+from tandem.components.shadow.compare import (
     CLASSIFICATION,
     REGRESSION,
     Thresholds,
@@ -73,7 +73,7 @@ def model_version_dir(path: str) -> tuple[str, int]:
 def _signature_inputs(path: str) -> dict[str, Any]:
     from tensorflow.core.protobuf import saved_model_pb2
 
-    from schemas.contracts import SERVING_DEFAULT
+    from tandem.schemas.contracts import SERVING_DEFAULT
 
     with open(os.path.join(path, "saved_model.pb"), "rb") as f:
         saved = saved_model_pb2.SavedModel.FromString(f.read())
@@ -86,7 +86,7 @@ def _signature_inputs(path: str) -> dict[str, Any]:
 
 def preflight(logs: str, baseline: str, candidate: str) -> tuple[list[str], str, str, int]:
     """Files, both model dirs and A's version; refuses what cannot be replayed."""
-    from schemas.request_log import PRIMARY, LogError, expand, read_records
+    from tandem.schemas.request_log import PRIMARY, LogError, expand, read_records
 
     try:
         files = expand(logs)
@@ -141,7 +141,7 @@ def _class_names(answered: list[str] | None, model_dir: str) -> list[str] | None
     """A model's class names: those it answers with, else its build record's."""
     if answered is not None:
         return answered
-    from components.build_record import RecordError, load_record
+    from tandem.components.build_record import RecordError, load_record
 
     try:
         return load_record(model_dir).get("classes")
@@ -285,7 +285,7 @@ def build_report(chunks: list[dict], stats: list[dict], config: ReplayConfig, ou
 
 
 def render_html(report: dict, a=None, b=None, run=None, divergent=None):
-    from reports.replay import render
+    from tandem.reports.replay import render
 
     return render(report, a, b, run, divergent)
 
@@ -305,7 +305,7 @@ def run_replay(logs: str, baseline: str, candidate: str, out_dir: str,
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from components.shadow.transforms import (
+    from tandem.components.shadow.transforms import (
         STATS,
         KeepFirstLogged,
         PredictBoth,
@@ -317,7 +317,7 @@ def run_replay(logs: str, baseline: str, candidate: str, out_dir: str,
     meta = {"baseline": os.path.abspath(a_dir), "candidate": os.path.abspath(b_dir),
             "logs": logs, "problem": problem}
     if labels:
-        from schemas.labels import BYTES, LabelsError, read_labels
+        from tandem.schemas.labels import BYTES, LabelsError, read_labels
 
         try:
             read = read_labels(labels)  # numbers: binary, regression, class positions
@@ -371,7 +371,7 @@ def load_replay_config(path: str | None, overrides: list[str] | None = None) -> 
         top_n: 20
         batch_size: 512
     """
-    from schemas.yaml_config import YamlConfigError, apply_override, read_yaml
+    from tandem.schemas.yaml_config import YamlConfigError, apply_override, read_yaml
 
     try:
         raw: dict[str, Any] = read_yaml(path, "replay config") if path else {}

@@ -12,8 +12,8 @@ import zlib
 import apache_beam as beam
 import numpy as np
 
-from schemas.contracts import EXAMPLES_INPUT, SERVING_DEFAULT, output_key
-from schemas.request_log import PRIMARY, ReadStats, log_place, read_records
+from tandem.schemas.contracts import EXAMPLES_INPUT, SERVING_DEFAULT, output_key
+from tandem.schemas.request_log import PRIMARY, ReadStats, log_place, read_records
 
 STATS = "stats"
 CHUNK = 2048  # examples per element: Beam's per-element cost is paid per chunk, not per example
@@ -81,7 +81,7 @@ def _places_by_bucket(chunk):
 
 class LaterOccurrences(beam.CombineFn):
     """(example id, log place) pairs -> the places of every occurrence of an id after its
-    first logged one (`schemas.request_log.log_place`, the rule LogExampleGen keeps too)."""
+    first logged one (`tandem.schemas.request_log.log_place`, the rule LogExampleGen keeps too)."""
 
     def create_accumulator(self) -> dict[str, list]:
         return {}

@@ -15,12 +15,12 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from components.shadow_validator.executor import Executor
+from tandem.components.shadow_validator.executor import Executor
 
 
 class ShadowValidatorSpec(types.ComponentSpec):
     PARAMETERS = {
-        # The replay config as JSON (components.shadow.replay.load_replay_config's keys).
+        # The replay config as JSON (tandem.components.shadow.replay.load_replay_config's keys).
         "config": ExecutionParameter(type=str),
     }
     INPUTS = {

@@ -26,7 +26,7 @@ def _model_dir(artifacts: list) -> str:
 class Executor(base_beam_executor.BaseBeamExecutor):
     def Do(self, input_dict: dict[str, list], output_dict: dict[str, list],
            exec_properties: dict[str, Any]) -> None:
-        from components.shadow.replay import REPORT, load_replay_config, run_replay
+        from tandem.components.shadow.replay import REPORT, load_replay_config, run_replay
 
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
             f.write(exec_properties.get("config") or "{}")  # JSON is YAML

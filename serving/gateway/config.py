@@ -26,8 +26,8 @@ import dataclasses
 import os
 from typing import Any, get_type_hints
 
-from schemas.yaml_config import YamlConfigError, apply_override, read_yaml
-from serving.gateway.sources import Join
+from tandem.schemas.yaml_config import YamlConfigError, apply_override, read_yaml
+from tandem.serving.gateway.sources import Join
 
 
 class GatewayConfigError(ValueError):

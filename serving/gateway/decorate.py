@@ -23,8 +23,8 @@ from typing import Any
 
 from tensorflow.core.example import example_pb2
 
-from serving.errors import InvalidArgument, NotFound
-from serving.gateway.sources import FeatureSource, Join
+from tandem.serving.errors import InvalidArgument, NotFound
+from tandem.serving.gateway.sources import FeatureSource, Join
 
 FILL, REJECT = "default", "reject"
 

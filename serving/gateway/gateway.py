@@ -27,16 +27,16 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from schemas import load_schema
-from schemas.contracts import EXAMPLES_INPUT
-from schemas.request_log import PRIMARY, LogWriter, make_record, sampled
-from serving.errors import InvalidArgument, ServingError, Status
-from serving.gateway.config import GatewayConfig
-from serving.gateway.decorate import Decorator, parse_examples
-from serving.gateway.mirror import Mirror
-from serving.gateway.monitor import GatewayMetrics, ViolationWindow
-from serving.gateway.sources import check_joins, open_source
-from serving.gateway.validator import Validator
+from tandem.schemas import load_schema
+from tandem.schemas.contracts import EXAMPLES_INPUT
+from tandem.schemas.request_log import PRIMARY, LogWriter, make_record, sampled
+from tandem.serving.errors import InvalidArgument, ServingError, Status
+from tandem.serving.gateway.config import GatewayConfig
+from tandem.serving.gateway.decorate import Decorator, parse_examples
+from tandem.serving.gateway.mirror import Mirror
+from tandem.serving.gateway.monitor import GatewayMetrics, ViolationWindow
+from tandem.serving.gateway.sources import check_joins, open_source
+from tandem.serving.gateway.validator import Validator
 
 log = logging.getLogger("tandem.gateway")
 # Bytes that are not a tf.Example are answered INVALID_ARGUMENT; protobuf's warning about

@@ -17,8 +17,8 @@ import time
 import grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from schemas.request_log import SHADOW, make_record, sampled
-from serving.gateway.monitor import GatewayMetrics
+from tandem.schemas.request_log import SHADOW, make_record, sampled
+from tandem.serving.gateway.monitor import GatewayMetrics
 
 log = logging.getLogger("tandem.gateway")
 _STOP = object()

@@ -28,12 +28,12 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from serving.errors import NotFound, ServingError
-from serving.gateway.config import GatewayConfig
-from serving.gateway.gateway import Gateway
-from serving.grpc_common import prediction_service_methods, register
-from serving.http_front import RestServer
-from serving.rest_codec import (
+from tandem.serving.errors import NotFound, ServingError
+from tandem.serving.gateway.config import GatewayConfig
+from tandem.serving.gateway.gateway import Gateway
+from tandem.serving.grpc_common import prediction_service_methods, register
+from tandem.serving.http_front import RestServer
+from tandem.serving.rest_codec import (
     API_PREFIX,
     classify_json,
     example_input,

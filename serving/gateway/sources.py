@@ -24,7 +24,7 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from serving.errors import Unavailable
+from tandem.serving.errors import Unavailable
 
 SQL_TYPES = {"INTEGER": "INT", "INT": "INT", "REAL": "FLOAT", "FLOAT": "FLOAT", "TEXT": "BYTES"}
 SQLITE_BATCH = 900  # under SQLite's default limit of host parameters per statement

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from tensorflow.core.example import example_pb2
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from schemas import SERVING
+from tandem.schemas import SERVING
 
 KINDS = {schema_pb2.INT: "int64_list", schema_pb2.FLOAT: "float_list",
          schema_pb2.BYTES: "bytes_list"}

@@ -41,8 +41,8 @@ from google.protobuf import (
     wrappers_pb2,
 )
 
-from serving.errors import InvalidArgument, ServingError, Unavailable
-from serving.model_server.model_config import ConfigFileError, read_text
+from tandem.serving.errors import InvalidArgument, ServingError, Unavailable
+from tandem.serving.model_server.model_config import ConfigFileError, read_text
 
 log = logging.getLogger("tandem.serving")
 

@@ -6,7 +6,7 @@ embedded server unchanged. Those that change what a client or an operator sees a
 implemented; the rest tune things the embedded server does not have (TPUs, TFLite, SSL, GPU
 memory, TensorFlow session config) and are accepted with a one-line notice when set. Two flags
 are tandem's own: --host (TF Serving binds every interface; tandem binds 127.0.0.1 unless told)
-and --fall_back_on_load_failure (see serving.model_server.manager.aspired_versions), plus
+and --fall_back_on_load_failure (see tandem.serving.model_server.manager.aspired_versions), plus
 --max_request_bytes.
 """
 
@@ -16,7 +16,7 @@ import argparse
 import dataclasses
 from typing import Any
 
-from serving.model_server.model_config import ConfigFileError
+from tandem.serving.model_server.model_config import ConfigFileError
 
 
 def parse_bool(text: str) -> bool:

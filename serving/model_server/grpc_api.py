@@ -18,11 +18,11 @@ from tensorflow_serving.apis import (
     status_pb2,
 )
 
-from serving.errors import InvalidArgument, ServingError
-from serving.grpc_common import prediction_service_methods, register
-from serving.model_server.manager import ModelManager
-from serving.model_server.metrics import ServerMetrics
-from serving.model_server.model_config import check_config
+from tandem.serving.errors import InvalidArgument, ServingError
+from tandem.serving.grpc_common import prediction_service_methods, register
+from tandem.serving.model_server.manager import ModelManager
+from tandem.serving.model_server.metrics import ServerMetrics
+from tandem.serving.model_server.model_config import check_config
 
 log = logging.getLogger("tandem.serving")
 ERROR_CODES = {  # grpc.StatusCode -> tensorflow.error.Code number
@@ -160,7 +160,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 def add_services(server: grpc.Server, prediction: PredictionService,
                  model: ModelService) -> None:
     """Register both services on `server` under TF Serving's names, parsing requests in the
-    handlers (see `serving.grpc_common.parsing`)."""
+    handlers (see `tandem.serving.grpc_common.parsing`)."""
     services = {
         "tensorflow.serving.PredictionService": prediction_service_methods(prediction),
         "tensorflow.serving.ModelService": {

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.errors import FailedPrecondition, InvalidArgument, NotFound
-from serving.model_server.batching import BatchScheduler
-from serving.model_server.servable import LoadError, Servable
+from tandem.serving.errors import FailedPrecondition, InvalidArgument, NotFound
+from tandem.serving.model_server.batching import BatchScheduler
+from tandem.serving.model_server.servable import LoadError, Servable
 
 log = logging.getLogger("tandem.serving")
 State = get_model_status_pb2.ModelVersionStatus.State

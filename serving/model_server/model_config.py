@@ -8,7 +8,7 @@ import os
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.errors import InvalidArgument
+from tandem.serving.errors import InvalidArgument
 
 DEFAULT_MONITORING_PATH = "/monitoring/prometheus/metrics"
 

@@ -1,7 +1,7 @@
 """Model server: the REST API as TF Serving documents it, plus the Prometheus endpoint.
 
-`RestApi` is the API (routes, TF Serving's rules); `serving.http_front.RestServer` frames it
-over HTTP on aiohttp; the JSON conversions are `serving.rest_codec`'s, shared with the gateway."""
+`RestApi` is the API (routes, TF Serving's rules); `tandem.serving.http_front.RestServer` frames it
+over HTTP on aiohttp; the JSON conversions are `tandem.serving.rest_codec`'s, shared with the gateway."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from serving.errors import NotFound, ServingError
-from serving.model_server.grpc_api import model_metadata, run_request
-from serving.model_server.manager import ModelManager, State
-from serving.model_server.metrics import ServerMetrics
-from serving.rest_codec import (
+from tandem.serving.errors import NotFound, ServingError
+from tandem.serving.model_server.grpc_api import model_metadata, run_request
+from tandem.serving.model_server.manager import ModelManager, State
+from tandem.serving.model_server.metrics import ServerMetrics
+from tandem.serving.rest_codec import (
     API_PREFIX,
     classify_json,
     example_input,

@@ -22,10 +22,10 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from schemas.contracts import CLASSIFY_METHOD, REGRESS_METHOD, SERVING_DEFAULT, warmup_path
-from serving.errors import FailedPrecondition, InvalidArgument, ServingError, Unimplemented
-from serving.model_server.batching import BatchScheduler
-from serving.tensor_codec import MAX_NUMPY_DIMS, Value, fill_tensor_proto, tensor_value
+from tandem.schemas.contracts import CLASSIFY_METHOD, REGRESS_METHOD, SERVING_DEFAULT, warmup_path
+from tandem.serving.errors import FailedPrecondition, InvalidArgument, ServingError, Unimplemented
+from tandem.serving.model_server.batching import BatchScheduler
+from tandem.serving.tensor_codec import MAX_NUMPY_DIMS, Value, fill_tensor_proto, tensor_value
 
 MAX_WARMUP_RECORDS = 1000
 
@@ -149,7 +149,7 @@ def _dtype_name(dtype: int) -> str:
 
 def _as_array(value) -> Value:
     """A signature output as an array: a scalar string comes out of TensorFlow as bare bytes,
-    and a tensor of more dimensions than numpy holds stays a tensor (see serving.tensor_codec)."""
+    and a tensor of more dimensions than numpy holds stays a tensor (see tandem.serving.tensor_codec)."""
     if isinstance(value, tf.Tensor):
         if value.shape.rank > MAX_NUMPY_DIMS:
             return value

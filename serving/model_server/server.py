@@ -10,21 +10,25 @@ from concurrent import futures
 
 import grpc
 
-from serving.errors import FailedPrecondition
-from serving.http_front import RestServer
-from serving.model_server.batching import BatchingOptions, BatchScheduler, read_batching_parameters
-from serving.model_server.flags import channel_arguments
-from serving.model_server.grpc_api import ModelService, PredictionService, add_services
-from serving.model_server.manager import ModelManager
-from serving.model_server.metrics import ServerMetrics
-from serving.model_server.model_config import (
+from tandem.serving.errors import FailedPrecondition
+from tandem.serving.http_front import RestServer
+from tandem.serving.model_server.batching import (
+    BatchingOptions,
+    BatchScheduler,
+    read_batching_parameters,
+)
+from tandem.serving.model_server.flags import channel_arguments
+from tandem.serving.model_server.grpc_api import ModelService, PredictionService, add_services
+from tandem.serving.model_server.manager import ModelManager
+from tandem.serving.model_server.metrics import ServerMetrics
+from tandem.serving.model_server.model_config import (
     ConfigFileError,
     config_from_file_text,
     monitoring_path,
     read_text,
     single_model_config,
 )
-from serving.model_server.rest_api import RestApi
+from tandem.serving.model_server.rest_api import RestApi
 
 log = logging.getLogger("tandem.serving")
 

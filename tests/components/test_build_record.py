@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from components import build_record as br
+from tandem.components import build_record as br
 
 
 def _record(**changes):

@@ -2,8 +2,8 @@
 
 import pytest
 
-from components.features import feature_plan, model_features
-from schemas import curated_schema_path, load_schema
+from tandem.components.features import feature_plan, model_features
+from tandem.schemas import curated_schema_path, load_schema
 
 
 def test_listening_defaults_strings_are_categorical_numbers_numeric():

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from components import model_checks as mc
+from tandem.components import model_checks as mc
 
 N = 6000
 
@@ -180,7 +180,7 @@ def _linear(x, y):
 
 
 def test_a_constant_model_loses_to_the_linear_model_which_is_shipped(fitted):
-    from components import model_selection as ms
+    from tandem.components import model_selection as ms
 
     _, sample = fitted
     x, y = _data(0)
@@ -198,7 +198,7 @@ def test_a_constant_model_loses_to_the_linear_model_which_is_shipped(fitted):
 
 
 def test_a_model_that_learns_an_interaction_beats_the_linear_model():
-    from components import model_selection as ms
+    from tandem.components import model_selection as ms
 
     x, y = _data(0, interaction=True)
     tf.keras.utils.set_random_seed(2)

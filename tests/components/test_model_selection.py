@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow_model_analysis as tfma
 
-from components import model_checks as mc
-from components import model_selection as ms
-from components.evaluator import NoBar, apply_naive_bar
+from tandem.components import model_checks as mc
+from tandem.components import model_selection as ms
+from tandem.components.evaluator import NoBar, apply_naive_bar
 
 
 def _hanley_mcneil(a, positives, negatives):
@@ -140,8 +140,8 @@ def test_the_naive_bar_never_collapses_onto_the_naive_score():
 
 
 def _config(threshold=None):
-    from pipeline.config import load_config
-    from pipeline.evaluation import eval_config
+    from tandem.pipeline.config import load_config
+    from tandem.pipeline.evaluation import eval_config
 
     # The shipped taxi config sets a threshold; null takes the default (the naive bar).
     value = "null" if threshold is None else threshold

@@ -5,8 +5,8 @@ small slices are not judged and never veto a model."""
 import numpy as np
 import pytest
 
-from components.shadow.compare import _auc
-from components.slice_gate import describe, judge, standard_error
+from tandem.components.shadow.compare import _auc
+from tandem.components.slice_gate import describe, judge, standard_error
 
 METRICS = {
     ("", "candidate"): {"auc": 0.78, "example_count": 40000},

@@ -16,10 +16,10 @@ import os
 import pytest
 import tensorflow as tf
 
-from components import build_record
-from components import model_checks as mc
-from components.build_record import load_record
-from components.features import CATEGORICAL, NUMERIC, model_features
+from tandem.components import build_record
+from tandem.components import model_checks as mc
+from tandem.components.build_record import load_record
+from tandem.components.features import CATEGORICAL, NUMERIC, model_features
 
 pytestmark = pytest.mark.xdist_group("trained_listening")
 

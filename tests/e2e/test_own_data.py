@@ -17,9 +17,9 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from components.build_record import load_record
-from pipeline.config import load_config
-from pipeline.runner import latest_outputs, pushed_destination
+from tandem.components.build_record import load_record
+from tandem.pipeline.config import load_config
+from tandem.pipeline.runner import latest_outputs, pushed_destination
 from tests.conftest import library_log_lines
 
 
@@ -81,7 +81,7 @@ def _eval_split(outputs, label):
 
 
 def _evaluator_metric(outputs, name):
-    from components.slice_gate import evaluation_metrics
+    from tandem.components.slice_gate import evaluation_metrics
 
     return evaluation_metrics(outputs["evaluation"].uri)[("", "candidate")][name]
 

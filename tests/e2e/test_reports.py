@@ -22,7 +22,7 @@ def _render(path, tmp_path, name):
 
 
 def test_run_writes_a_statistics_report_and_prints_its_path(trained_listening, tmp_path):
-    from pipeline.runner import statistics_report_path
+    from tandem.pipeline.runner import statistics_report_path
 
     report = statistics_report_path(trained_listening.config, trained_listening.outputs)
     assert report.endswith(os.path.join("reports", "span-1", "statistics-" + os.path.basename(
@@ -41,7 +41,7 @@ def test_run_writes_a_statistics_report_and_prints_its_path(trained_listening, t
 
 def test_two_runs_in_one_output_dir_keep_two_reports(tmp_path):
     """A later span's run writes its own report; the earlier one is left as it was."""
-    from components.datasets import listening
+    from tandem.components.datasets import listening
 
     data, out = tmp_path / "data", tmp_path / "out"
     reports = []
@@ -93,7 +93,7 @@ def test_report_stats_renders_every_statistics_format(trained_listening, tmp_pat
 
 def test_monitor_finds_the_served_models_training_statistics_in_ml_metadata(
         trained_listening, clean_listening, tmp_path):
-    from components.monitor.job import find_training_statistics
+    from tandem.components.monitor.job import find_training_statistics
     from tests.components.monitor.conftest import examples_of, write_log
 
     version = int(os.path.basename(trained_listening.pushed.rstrip("/")))

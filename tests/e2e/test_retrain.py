@@ -13,13 +13,13 @@ pytestmark = pytest.mark.xdist_group("trained_listening")
 
 
 def _auc(scores, labels):
-    from components.shadow.compare import _auc as auc
+    from tandem.components.shadow.compare import _auc as auc
 
     return auc(np.asarray(scores), np.asarray(labels))
 
 
 def _score(model_dir, examples):
-    from components.shadow.transforms import output_key
+    from tandem.components.shadow.transforms import output_key
 
     fn = tf.saved_model.load(model_dir).signatures["serving_default"]
     out = {k: v.numpy() for k, v in fn(examples=tf.constant(examples)).items()}
@@ -36,7 +36,7 @@ def test_a_model_retrained_from_logs_matches_one_trained_on_the_generators_rows(
     import ml_metadata as mlmd
     from tfx import v1 as tfx
 
-    from components.datasets import listening
+    from tandem.components.datasets import listening
     from tests.components.monitor.conftest import examples_of, write_log
 
     rows = examples_of(clean_listening)
@@ -54,8 +54,8 @@ def test_a_model_retrained_from_logs_matches_one_trained_on_the_generators_rows(
     test = examples_of(held_out)
     examples = [b for _, b, _ in test]
     y = [label for _, _, label in test]
-    from pipeline.config import load_config
-    from pipeline.runner import latest_outputs, pushed_destination
+    from tandem.pipeline.config import load_config
+    from tandem.pipeline.runner import latest_outputs, pushed_destination
 
     config = load_config("listening", [f"output_dir={out}", "data.format=request_log",
                                        f"data.location={tmp_path / 'logs'}",

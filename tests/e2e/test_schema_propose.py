@@ -1,7 +1,7 @@
 """End-to-end: `tandem schema propose` on real data, reviewed as a diff against the curated schema."""
 
-from pipeline import cli
-from schemas import curated_schema_path, load_schema
+from tandem.pipeline import cli
+from tandem.schemas import curated_schema_path, load_schema
 
 
 def test_propose_writes_a_schema_and_prints_a_readable_diff(clean_listening, tmp_path, capsys):

@@ -11,10 +11,10 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from components.build_record import load_record
-from pipeline import cli
-from pipeline.config import load_config
-from pipeline.runner import EXIT_OK, run
+from tandem.components.build_record import load_record
+from tandem.pipeline import cli
+from tandem.pipeline.config import load_config
+from tandem.pipeline.runner import EXIT_OK, run
 
 ROWS = 3600
 # Class 1 is the most frequent and class 2 the rarest, so TF Transform's frequency-ordered

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.build_record import diff_records, load_record
-from pipeline import cli
-from pipeline.config import load_config
-from pipeline.runner import EXIT_NOT_BLESSED, EXIT_OK, run
+from tandem.components.build_record import diff_records, load_record
+from tandem.pipeline import cli
+from tandem.pipeline.config import load_config
+from tandem.pipeline.runner import EXIT_NOT_BLESSED, EXIT_OK, run
 from tests.conftest import library_log_lines
 
 
@@ -179,13 +179,13 @@ def _without(records, label):
 
 def _training_and_serving_paths(result, records, label, tmp_path):
     """Predictions for the same examples (i) as the Trainer's own input pipeline
-    (components.trainer._dataset) feeds them to the Keras model and (ii) from serving_default
+    (tandem.components.trainer._dataset) feeds them to the Keras model and (ii) from serving_default
     on the raw serialized examples without their label, in the label's units."""
     import tensorflow_transform as tft
     from tfx.components.util import tfxio_utils
     from tfx.types import standard_artifacts
 
-    from components.trainer import _dataset, label_scale
+    from tandem.components.trainer import _dataset, label_scale
 
     data = tmp_path / "Split-eval"
     data.mkdir(exist_ok=True)
@@ -510,7 +510,7 @@ def test_the_model_server_serves_what_the_pipeline_pushed(trained):
         prediction_service_pb2_grpc,
     )
 
-    from serving.model_server.server import ModelServer, ServerOptions
+    from tandem.serving.model_server.server import ModelServer, ServerOptions
     from tests.serving.conftest import free_port
 
     config, result, _ = trained

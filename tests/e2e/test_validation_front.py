@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from components.datasets import listening
-from pipeline.config import load_config
-from pipeline.runner import EXIT_ANOMALIES, EXIT_OK, run
+from tandem.components.datasets import listening
+from tandem.pipeline.config import load_config
+from tandem.pipeline.runner import EXIT_ANOMALIES, EXIT_OK, run
 
 ROWS = 4500  # the eval split (1/3) must stay above the schema's min_examples_count of 1000
 
@@ -65,7 +65,7 @@ def test_cli_exits_1_and_prints_the_anomaly_table(tmp_path):
     against the curated schema (tests/schemas)."""
     listening.generate(str(tmp_path / "data"), ROWS, seed=4, drift=frozenset({"new_country"}))
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", "--config", "listening",
+        [sys.executable, "-m", "tandem.pipeline.cli", "run", "--config", "listening",
          "--set", f"data.location={tmp_path / 'data'}", "--set", f"output_dir={tmp_path / 'out'}",
          "--set", "beam.direct_running_mode=in_memory"],
         capture_output=True, text=True, timeout=600,

@@ -3,13 +3,13 @@ explicit mode is honoured whatever the input's size."""
 
 import pytest
 
-from pipeline.beam import (
+from tandem.pipeline.beam import (
     IN_PROCESS_MAX_BYTES,
     beam_pipeline_args,
     running_mode,
     with_running_mode,
 )
-from pipeline.config import load_config
+from tandem.pipeline.config import load_config
 
 CONFIG = """name: churn
 data: {location: data}

@@ -39,8 +39,8 @@ def test_compile_writes_a_kubeflow_spec_of_the_training_pipeline(tmp_path):
     assert schema["runtimeValue"]["constantValue"]["stringValue"] == \
         "/tandem/schemas/listening/schema.pbtxt"
     text = out.read_text()
-    for module in ("components.transform.preprocessing_fn", "components.trainer.run_fn",
-                   "components.trainer_executor.TrainerExecutor"):
+    for module in ("tandem.components.transform.preprocessing_fn", "tandem.components.trainer.run_fn",
+                   "tandem.components.trainer_executor.TrainerExecutor"):
         assert module in text
         assert module in done.stdout  # the modules the image must contain are named
     assert done.stdout.startswith(f"wrote Kubeflow pipeline spec {out} (image "
@@ -65,9 +65,9 @@ def test_compile_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
 def test_retrain_until_selects_the_stages_up_to_it(tmp_path, monkeypatch):
     """`retrain --until validate` runs LogExampleGen and the validation front only: the
     stage reaches the runner, and the DAG it builds for a request-log span stops there."""
-    import pipeline.runner
-    from pipeline import cli
-    from pipeline.pipeline import create_pipeline
+    import tandem.pipeline.runner
+    from tandem.pipeline import cli
+    from tandem.pipeline.pipeline import create_pipeline
 
     asked = []
 
@@ -75,7 +75,7 @@ def test_retrain_until_selects_the_stages_up_to_it(tmp_path, monkeypatch):
         asked.append((config, until))
         return types.SimpleNamespace(exit_code=0)
 
-    monkeypatch.setattr(pipeline.runner, "run", run)
+    monkeypatch.setattr(tandem.pipeline.runner, "run", run)
     logs, labels = tmp_path / "logs", tmp_path / "labels.csv"
     common = ["retrain", "--config", "listening", "--logs", str(logs), "--labels", str(labels),
               "--set", f"output_dir={tmp_path / 'out'}"]

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from pipeline.config import ConfigError, load_config, named_config, resolve_path
+from tandem.pipeline.config import ConfigError, load_config, named_config, resolve_path
 
 
 def _write(tmp_path, text: str) -> str:

@@ -11,9 +11,9 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from pipeline.config import load_config
-from pipeline.loop_data import LoopDataError, check_recipe, prepare, shuffled_labels, values
-from schemas import load_schema
+from tandem.pipeline.config import load_config
+from tandem.pipeline.loop_data import LoopDataError, check_recipe, prepare, shuffled_labels, values
+from tandem.schemas import load_schema
 from tests.conftest import tandem
 
 SCHEMA = """

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from pipeline.config import ConfigError, load_config
-from pipeline.evaluation import deciding_metric_name, eval_config
-from pipeline.kubeflow import compile_kubeflow
-from pipeline.pipeline import create_pipeline
+from tandem.pipeline.config import ConfigError, load_config
+from tandem.pipeline.evaluation import deciding_metric_name, eval_config
+from tandem.pipeline.kubeflow import compile_kubeflow
+from tandem.pipeline.pipeline import create_pipeline
 
 ALL = ["ImportExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
        "ValidationGate", "Transform", "Trainer", "ModelCheckGate",
@@ -113,8 +113,8 @@ def test_kubeflow_spec_names_every_component_and_module(tmp_path):
             assert component in tasks
     assert any(t.startswith("latest_blessed_model_resolver") for t in tasks)
     text = out.read_text()
-    assert "components.transform.preprocessing_fn" in text
-    assert "components.trainer.run_fn" in text
+    assert "tandem.components.transform.preprocessing_fn" in text
+    assert "tandem.components.trainer.run_fn" in text
     assert "registry.example/tandem:1" in text
     assert "gs://bucket/tandem" in text
     assert summary["components"] == sorted(tasks)

@@ -5,10 +5,10 @@ import shutil
 
 import pytest
 
-from components.datasets import listening
-from pipeline import cli
-from pipeline.config import DataConfig, load_config
-from pipeline.preflight import InputError, check_inputs, check_label, resolve_input_files
+from tandem.components.datasets import listening
+from tandem.pipeline import cli
+from tandem.pipeline.config import DataConfig, load_config
+from tandem.pipeline.preflight import InputError, check_inputs, check_label, resolve_input_files
 
 
 def _config(location, fmt="tfrecord", pattern="span-{SPAN}/*.tfrecord.gz", **kw):
@@ -130,12 +130,12 @@ def test_cli_reports_bad_input_with_one_line_and_status_2(tmp_path, capsys, clea
 def test_an_unexpected_failure_exits_3_with_one_line_and_the_trace_behind_verbose(
     monkeypatch, capsys
 ):
-    import pipeline.runner
+    import tandem.pipeline.runner
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk\nfell off")
 
-    monkeypatch.setattr(pipeline.runner, "run", broken)
+    monkeypatch.setattr(tandem.pipeline.runner, "run", broken)
     assert cli.main(["run", "--config", "listening"]) == 3
     err = capsys.readouterr().err
     assert err.splitlines() == [
@@ -155,7 +155,7 @@ def test_request_log_labels_are_checked_as_the_schema_types_the_label(tmp_path):
     one with its file and line."""
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    from schemas import curated_schema_path, load_schema, write_schema
+    from tandem.schemas import curated_schema_path, load_schema, write_schema
 
     (tmp_path / "logs").mkdir()
     (tmp_path / "logs" / "requests-1.tfrecord.gz").write_bytes(b"")
@@ -171,7 +171,7 @@ def test_request_log_labels_are_checked_as_the_schema_types_the_label(tmp_path):
                                   "evaluation.metric=accuracy"]),
         data=DataConfig(location=str(tmp_path / "logs"), format="request_log",
                         labels=str(labels)))
-    from pipeline.preflight import check_data
+    from tandem.pipeline.preflight import check_data
 
     assert check_data(dataclasses.replace(config, schema=str(tmp_path / "schema.pbtxt"))) \
         .label_values == ["day", "evening", "night"]

@@ -8,7 +8,7 @@ import re
 import pytest
 import tensorflow as tf
 
-from pipeline.score import IDS, RUBRIC, SECTIONS, ScoreError, load_reviews
+from tandem.pipeline.score import IDS, RUBRIC, SECTIONS, ScoreError, load_reviews
 
 
 def test_the_rubric_has_seven_tests_in_each_of_four_sections():
@@ -34,7 +34,7 @@ def test_a_manual_entry_needs_a_reviewer_a_date_and_a_link(tmp_path):
 
 
 def test_an_importance_that_cannot_tell_counts_as_run_with_its_reason_as_evidence():
-    from pipeline.score import CHECKS, Evidence, Failed
+    from tandem.pipeline.score import CHECKS, Evidence, Failed
 
     summary = ("cannot tell (n=193, auc 0.9909 ± 0.0143): the metric's 95% interval reaches "
                "the ceiling, so no drop could show for 2 of 3 features: noise, other")
@@ -55,14 +55,14 @@ def test_an_importance_that_cannot_tell_counts_as_run_with_its_reason_as_evidenc
 # report.json, the Evaluator's metrics, the servers' Prometheus expositions.
 
 def _config(tmp_path, *overrides):
-    from pipeline.config import load_config
+    from tandem.pipeline.config import load_config
 
     return load_config("listening", [f"output_dir={tmp_path / 'pipeline'}", *overrides])
 
 
 def _record(model_dir, created, **fields) -> dict:
     """A build record (components/build_record.py) written where the Trainer writes it."""
-    from components import build_record
+    from tandem.components import build_record
 
     record = {"model_name": "listening", "created": created.isoformat(timespec="seconds"),
               **fields}
@@ -79,8 +79,8 @@ def _ago(days: float):
 def test_a_feature_source_that_costs_too_much_fails_d3(tmp_path):
     """Data 3 on the gateway's own metrics: the users table takes 5 ms per request for two
     features (2.5 ms each, limit 1 ms), the tracks table 0.3 ms for three."""
-    from pipeline.score import CHECKS, Evidence, Failed
-    from serving.gateway.monitor import GatewayMetrics
+    from tandem.pipeline.score import CHECKS, Evidence, Failed
+    from tandem.serving.gateway.monitor import GatewayMetrics
 
     def exposition(users_seconds: float):
         metrics = GatewayMetrics()
@@ -105,7 +105,7 @@ def test_a_feature_source_that_costs_too_much_fails_d3(tmp_path):
 
 
 def test_a_serving_model_older_than_the_limit_fails_mon4(tmp_path):
-    from pipeline.score import CHECKS, Evidence, Failed
+    from tandem.pipeline.score import CHECKS, Evidence, Failed
 
     pushed = tmp_path / "serving" / "listening" / "7"
     old = Evidence(_config(tmp_path), None, record=_record(pushed, _ago(40)),
@@ -161,7 +161,7 @@ def _m2(tmp_path, offline_b: float, online_b: float, eval_n: int | None = None):
     `online_b` against v1's 0.77; `eval_n`: the eval split's size in v2's build record."""
     from tfx.types import standard_artifacts
 
-    from pipeline.score import Evidence, gather
+    from tandem.pipeline.score import Evidence, gather
 
     config = _config(tmp_path)
     run_dir = tmp_path / "loop"
@@ -182,7 +182,7 @@ def _m2(tmp_path, offline_b: float, online_b: float, eval_n: int | None = None):
 def test_offline_and_online_comparisons_that_disagree_fail_m2(tmp_path):
     """The Evaluator said v2 is 0.09 AUC worse than v1; the replay on served traffic says it
     is 0.004 better: the offline comparison did not predict the online one."""
-    from pipeline.score import CHECKS, Failed
+    from tandem.pipeline.score import CHECKS, Failed
 
     found = CHECKS["M2"](_m2(tmp_path, offline_b=0.69, online_b=0.774))
     assert isinstance(found, Failed)
@@ -209,8 +209,8 @@ def test_offline_and_online_comparisons_that_disagree_fail_m2(tmp_path):
 def test_a_version_that_is_really_slower_fails_mon6(tmp_path):
     """Monitoring 6 on the two newest pushed versions, measured in interleaved rounds; the
     model server's scrape adds their memory."""
-    from pipeline.score import CHECKS, Evidence, Failed
-    from serving.model_server.metrics import ServerMetrics
+    from tandem.pipeline.score import CHECKS, Evidence, Failed
+    from tandem.serving.model_server.metrics import ServerMetrics
     from tests.pipeline.test_warmup_latency import push
 
     config = _config(tmp_path)
@@ -245,7 +245,7 @@ def test_manual_reviews_score_half_a_point_and_bad_ones_exit_2(tmp_path, capsys)
     from ml_metadata.metadata_store import metadata_store
     from tfx.orchestration import metadata
 
-    from pipeline import cli
+    from tandem.pipeline import cli
 
     config = _config(tmp_path)
     os.makedirs(config.output_dir)

@@ -9,8 +9,8 @@ import sys
 import pytest
 import tensorflow as tf
 
-from pipeline import warmup_latency
-from pipeline.warmup_latency import LatencyComparison
+from tandem.pipeline import warmup_latency
+from tandem.pipeline.warmup_latency import LatencyComparison
 
 
 def _examples(path, n: int = 64) -> str:
@@ -29,7 +29,7 @@ def push(push_dir, version: int, work: int = 0) -> str:
     """A version of a model on `x`, as Pusher leaves it (saved_model.pb, warmup requests from
     eval examples); `work` chained 128x128 matrix products per request make it slower
     without changing its answer."""
-    from components.trainer import write_warmup_requests
+    from tandem.components.trainer import write_warmup_requests
 
     spec = {"x": tf.io.FixedLenFeature([], tf.float32)}
 

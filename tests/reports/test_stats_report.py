@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import tensorflow_data_validation as tfdv
 
-from components.statistics_report import statistics_page
-from schemas.identifiers import declare_identifiers
+from tandem.components.statistics_report import statistics_page
+from tandem.schemas.identifiers import declare_identifiers
 from tests import browser
 
 

@@ -3,11 +3,11 @@
 import pytest
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from components.features import feature_plan
-from schemas import curated_schema_path, load_schema
-from schemas.contracts import class_names, is_categorical
-from schemas.identifiers import declared_identifiers
-from schemas.propose import apply_contracts
+from tandem.components.features import feature_plan
+from tandem.schemas import curated_schema_path, load_schema
+from tandem.schemas.contracts import class_names, is_categorical
+from tandem.schemas.identifiers import declared_identifiers
+from tandem.schemas.propose import apply_contracts
 
 
 def test_class_order_is_the_class_id_for_integers_and_sorted_for_names():

@@ -5,8 +5,16 @@ and line (or record) at fault. Files written before kinds existed read as they d
 import pytest
 import tensorflow as tf
 
-from schemas import curated_schema_path, load_schema
-from schemas.labels import BYTES, FLOAT, INT, LabelsError, LabelStats, label_kind, read_labels
+from tandem.schemas import curated_schema_path, load_schema
+from tandem.schemas.labels import (
+    BYTES,
+    FLOAT,
+    INT,
+    LabelsError,
+    LabelStats,
+    label_kind,
+    read_labels,
+)
 
 
 def _csv(tmp_path, rows: list[str], name: str = "labels.csv") -> str:
@@ -93,7 +101,7 @@ def test_a_tfrecord_label_that_does_not_fit_its_kind_names_file_and_record(tmp_p
 def test_files_written_before_kinds_read_as_before(tmp_path):
     """The generator's labels (int64 0/1 in TFRecord, digits in CSV) read with the default
     kind as the numbers they were, and as INT for the listening schema's label."""
-    from components.datasets import listening
+    from tandem.components.datasets import listening
 
     listening.generate(str(tmp_path / "csv"), 300, seed=2, requests=True, labels="csv",
                        start_time=1_800_000_000.0)

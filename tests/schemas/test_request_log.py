@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-from schemas import request_log
-from schemas.request_log import LogWriter, ReadStats, make_record, read_records, sampled
+from tandem.schemas import request_log
+from tandem.schemas.request_log import LogWriter, ReadStats, make_record, read_records, sampled
 
 
 def _example(i: int) -> bytes:

@@ -5,10 +5,16 @@ import pytest
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from components.datasets import listening
-from schemas import SERVING, SchemaError, curated_schema_path, load_schema, schema_fingerprint
-from schemas.identifiers import declare_identifiers, declared_identifiers
-from schemas.propose import (
+from tandem.components.datasets import listening
+from tandem.schemas import (
+    SERVING,
+    SchemaError,
+    curated_schema_path,
+    load_schema,
+    schema_fingerprint,
+)
+from tandem.schemas.identifiers import declare_identifiers, declared_identifiers
+from tandem.schemas.propose import (
     apply_contracts,
     diff_schemas,
     guarded_range,
@@ -177,7 +183,7 @@ def test_fingerprint_changes_with_content():
 
 def test_missing_cells_against_a_fixed_shape_get_advice_on_what_to_do():
     """TFDV calls it INVALID_FEATURE_SHAPE; the run adds one line a person can act on."""
-    from components.validation_gate import advice, anomaly_rows
+    from tandem.components.validation_gate import advice, anomaly_rows
 
     full = pd.DataFrame({"fare": [1.0, 2.0, 3.0] * 100, "city": ["a", "b", "c"] * 100})
     schema = tfdv.infer_schema(_stats(full))

@@ -106,7 +106,7 @@ def model_base(tmp_path):
 @pytest.fixture
 def start_server():
     """start_server(**ServerOptions) -> a running ModelServer on 127.0.0.1; stopped after."""
-    from serving.model_server.server import ModelServer, ServerOptions
+    from tandem.serving.model_server.server import ModelServer, ServerOptions
 
     servers = []
 

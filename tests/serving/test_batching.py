@@ -10,14 +10,14 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_service_pb2_grpc
 
-from serving.errors import InvalidArgument, Unavailable
-from serving.model_server.batching import (
+from tandem.serving.errors import InvalidArgument, Unavailable
+from tandem.serving.model_server.batching import (
     BatchingConfigError,
     BatchingOptions,
     BatchScheduler,
     parse_batching_parameters,
 )
-from serving.model_server.model_config import ConfigFileError
+from tandem.serving.model_server.model_config import ConfigFileError
 
 from .conftest import example
 

@@ -46,7 +46,7 @@ def test_serve_models_process_answers_and_stops_on_sigterm(model_base, tmp_path)
     port, rest = free_port(), free_port()
     stderr = open(tmp_path / "stderr.txt", "w")  # a file: a full pipe can never stall the server
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "serve", "models", f"--port={port}",
+        [sys.executable, "-m", "tandem.pipeline.cli", "serve", "models", f"--port={port}",
          f"--rest_api_port={rest}", "--model_name=scorer", f"--model_base_path={model_base}",
          "--enable_model_warmup=false", "--enable_batching",
          f"--batching_parameters_file={BATCHING}"],
@@ -73,7 +73,7 @@ def test_serve_models_process_answers_and_stops_on_sigterm(model_base, tmp_path)
 
 def test_bad_server_flags_get_one_line_and_status_2(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "serve", "models", "--model_name=x"],
+        [sys.executable, "-m", "tandem.pipeline.cli", "serve", "models", "--model_name=x"],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 2
@@ -82,7 +82,7 @@ def test_bad_server_flags_get_one_line_and_status_2(tmp_path):
     )
     missing = tmp_path / "nope.config"
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "serve", "models", f"--model_config_file={missing}"],
+        [sys.executable, "-m", "tandem.pipeline.cli", "serve", "models", f"--model_config_file={missing}"],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 2
@@ -91,7 +91,7 @@ def test_bad_server_flags_get_one_line_and_status_2(tmp_path):
     bad = tmp_path / "batching.config"
     bad.write_text("max_batch_size { value: 8 }\nmax_batch_sise { value: 4 }\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "serve", "models", "--model_name=x",
+        [sys.executable, "-m", "tandem.pipeline.cli", "serve", "models", "--model_name=x",
          "--model_base_path=/nowhere", "--enable_batching", f"--batching_parameters_file={bad}"],
         capture_output=True, text=True, timeout=120,
     )
@@ -101,7 +101,7 @@ def test_bad_server_flags_get_one_line_and_status_2(tmp_path):
 
 
 def test_promote_refuses_a_malformed_replica_address_at_once(tmp_path, capsys):
-    from pipeline import cli
+    from tandem.pipeline import cli
 
     config = tmp_path / "models.config"
     config.write_text('model_config_list { config { name: "m" base_path: "/nowhere" } }\n')

@@ -2,8 +2,8 @@
 
 import os
 
-from serving.model_server.batching import read_batching_parameters
-from serving.model_server.model_config import monitoring_path, read_config
+from tandem.serving.model_server.batching import read_batching_parameters
+from tandem.serving.model_server.model_config import monitoring_path, read_config
 
 DEPLOY = os.path.join(os.path.dirname(__file__), "..", "..", "deploy")
 
@@ -113,7 +113,7 @@ def test_alert_rules_name_metrics_the_gateway_exports():
 
     import yaml
 
-    from serving.gateway.monitor import GatewayMetrics
+    from tandem.serving.gateway.monitor import GatewayMetrics
 
     metrics = GatewayMetrics()
     metrics.violation_rate.labels("age").set(0)
@@ -132,8 +132,8 @@ def test_alert_rules_name_metrics_the_gateway_exports():
 def test_gateway_manifest_runs_the_cli_with_a_config_it_accepts(tmp_path):
     import yaml
 
-    from pipeline.cli import build_parser
-    from serving.gateway.config import load_config
+    from tandem.pipeline.cli import build_parser
+    from tandem.serving.gateway.config import load_config
 
     with open(os.path.join(DEPLOY, "k8s", "gateway.yaml")) as f:
         configmap, deployment, service = yaml.safe_load_all(f)
@@ -153,17 +153,17 @@ def test_gateway_manifest_runs_the_cli_with_a_config_it_accepts(tmp_path):
 
 
 def test_shipped_gateway_config_joins_what_the_generator_joins():
-    from components.datasets import listening
-    from serving.gateway.config import load_config
+    from tandem.components.datasets import listening
+    from tandem.serving.gateway.config import load_config
 
     config = load_config(os.path.join(DEPLOY, "gateway", "listening.yaml"))
     assert config.join_list() == listening.joins()
 
 
 def test_taxi_gateway_config_joins_nothing_and_validates_its_schema():
-    from schemas import load_schema
-    from serving.gateway.config import load_config
-    from serving.gateway.validator import Validator
+    from tandem.schemas import load_schema
+    from tandem.serving.gateway.config import load_config
+    from tandem.serving.gateway.validator import Validator
 
     config = load_config(os.path.join(DEPLOY, "gateway", "taxi.yaml"))
     assert config.join_list() == [] and config.log.id_feature == ""

@@ -4,7 +4,7 @@ config file that `--apply` publishes, waited for up to `--timeout`."""
 
 import time
 
-from serving.model_server.model_config import read_config
+from tandem.serving.model_server.model_config import read_config
 from tests.conftest import tandem
 
 from .conftest import make_model
@@ -13,7 +13,7 @@ from .test_server import Clients, _config_file
 
 def _cli(capsys, *args):
     """The same command in process (for the refusals, which need no second interpreter)."""
-    from pipeline import cli
+    from tandem.pipeline import cli
 
     code = cli.main(list(args))
     return code, capsys.readouterr()

@@ -8,9 +8,9 @@ import pytest
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import model_pb2, predict_pb2
 
-from serving.errors import InvalidArgument
-from serving.rest_codec import predict_json, predict_request
-from serving.tensor_codec import fill_tensor_proto, flat_values
+from tandem.serving.errors import InvalidArgument
+from tandem.serving.rest_codec import predict_json, predict_request
+from tandem.serving.tensor_codec import fill_tensor_proto, flat_values
 
 
 def _json(row_format=True, **outputs) -> bytes:

@@ -7,8 +7,8 @@ import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import model_pb2, predict_pb2
 
-from serving.errors import InvalidArgument
-from serving.model_server.servable import Servable
+from tandem.serving.errors import InvalidArgument
+from tandem.serving.model_server.servable import Servable
 
 from .conftest import example
 

@@ -28,7 +28,7 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.model_server.model_config import read_config, write_config
+from tandem.serving.model_server.model_config import read_config, write_config
 
 from .conftest import example, make_model
 
@@ -435,7 +435,7 @@ def test_config_reload_by_rpc_and_by_file_poll_without_restart(model_base, start
 
 
 def test_promote_and_rollback_apply_live_and_survive_a_restart(model_base, start_server, tmp_path):
-    from serving.promotion import promote, read_history, rollback
+    from tandem.serving.promotion import promote, read_history, rollback
 
     make_model(str(model_base), 2, bias=1.0)
     make_model(str(model_base), 3, bias=2.0)
@@ -474,7 +474,7 @@ def test_promote_and_rollback_apply_live_and_survive_a_restart(model_base, start
 def test_rolling_back_a_rejected_canary_points_it_at_stable_and_unloads_it(
     model_base, start_server, tmp_path
 ):
-    from serving.promotion import PromotionError, promote, rollback
+    from tandem.serving.promotion import PromotionError, promote, rollback
 
     make_model(str(model_base), 2, bias=1.0)
     path = _config_file(tmp_path, model_base, [1], {"stable": 1})
@@ -497,7 +497,7 @@ def test_rolling_back_a_rejected_canary_points_it_at_stable_and_unloads_it(
 def test_concurrent_promotions_leave_the_file_the_history_and_the_server_agreeing(
     model_base, start_server, tmp_path
 ):
-    from serving.promotion import promote, read_history
+    from tandem.serving.promotion import promote, read_history
 
     for version in (2, 3, 4, 5):
         make_model(str(model_base), version, bias=float(version))
@@ -542,7 +542,7 @@ def test_concurrent_promotions_leave_the_file_the_history_and_the_server_agreein
 def test_a_server_dying_midway_leaves_the_file_as_it_was_and_restarts_from_it(
     model_base, start_server, tmp_path, monkeypatch
 ):
-    from serving.promotion import PromotionError, ServerClient, promote, read_history
+    from tandem.serving.promotion import PromotionError, ServerClient, promote, read_history
 
     make_model(str(model_base), 2, bias=1.0)
     path = _config_file(tmp_path, model_base, [1], {"stable": 1})
@@ -574,8 +574,8 @@ def test_promotion_across_replicas_polling_one_config_file(model_base, start_ser
     """Two replicas poll one models.config (a shared volume, as deploy/k8s mounts it). Writing
     the final config at once breaks TF Serving's two-step rule, so both refuse it and keep the
     old labels; the replicated promotion writes each step and waits for both."""
-    from serving.model_server.model_config import read_config, write_config
-    from serving.promotion import promote_replicas, read_history, rollback
+    from tandem.serving.model_server.model_config import read_config, write_config
+    from tandem.serving.promotion import promote_replicas, read_history, rollback
 
     make_model(str(model_base), 2, bias=1.0)
     path = _config_file(tmp_path, model_base, [1], {"stable": 1})
@@ -611,7 +611,7 @@ def test_promotion_across_replicas_polling_one_config_file(model_base, start_ser
     assert [r.predict([0.5], label="stable").model_spec.version.value for r in replicas] == [1, 1]
     assert path.read_text() == local.read_text()
     # A replica that never sees the file makes the promotion fail, naming it.
-    from serving.promotion import PromotionError
+    from tandem.serving.promotion import PromotionError
 
     lone = Clients(start_server(model_name="scorer", model_base_path=str(model_base)))
     with pytest.raises(PromotionError, match=f"not seen on 127.0.0.1:{lone.server.grpc_port}"):
@@ -620,7 +620,7 @@ def test_promotion_across_replicas_polling_one_config_file(model_base, start_ser
 
 
 def test_promote_refuses_a_version_that_does_not_load(model_base, start_server, tmp_path):
-    from serving.promotion import PromotionError, promote
+    from tandem.serving.promotion import PromotionError, promote
 
     bad = model_base / "4"
     shutil.copytree(model_base / "1", bad)
@@ -668,7 +668,7 @@ def test_metrics_carry_model_version_and_api(clients, model_base):
 
 
 def test_warmup_requests_run_before_a_version_serves(model_base, start_server, monkeypatch):
-    from serving.model_server.servable import Servable
+    from tandem.serving.model_server.servable import Servable
 
     clients = Clients(start_server(model_name="scorer", model_base_path=str(model_base)))
     # Warmup traffic is not user traffic: no request was counted, but the version is loaded.
@@ -708,8 +708,8 @@ def test_warmup_requests_run_before_a_version_serves(model_base, start_server, m
 
 
 def test_server_refuses_contradictory_flags(model_base):
-    from serving.model_server.model_config import ConfigFileError
-    from serving.model_server.server import ModelServer, ServerOptions
+    from tandem.serving.model_server.model_config import ConfigFileError
+    from tandem.serving.model_server.server import ModelServer, ServerOptions
 
     with pytest.raises(ConfigFileError, match="not both"):
         ModelServer(ServerOptions(model_name="a", model_base_path="b", model_config_file="c"))
@@ -718,8 +718,8 @@ def test_server_refuses_contradictory_flags(model_base):
 
 
 def test_tensorflow_thread_flags_are_checked_and_never_crash_a_running_process(caplog):
-    from serving.model_server.model_config import ConfigFileError
-    from serving.model_server.server import configure_tensorflow_threads
+    from tandem.serving.model_server.model_config import ConfigFileError
+    from tandem.serving.model_server.server import configure_tensorflow_threads
 
     with pytest.raises(ConfigFileError, match="tensorflow_intra_op_parallelism must be >= 0"):
         configure_tensorflow_threads(-1, 0)

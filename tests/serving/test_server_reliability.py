@@ -36,7 +36,7 @@ def _hammer(clients, stop, label=None):
 
 
 def test_promotions_and_a_rollback_under_load_fail_no_request(model_base, start_server, tmp_path):
-    from serving.promotion import promote, rollback
+    from tandem.serving.promotion import promote, rollback
 
     for version in (2, 3):
         make_model(str(model_base), version, bias=float(version))
@@ -100,7 +100,7 @@ def test_memory_does_not_grow_with_requests(model_base, start_server):
 
 def _serve(model_base, port):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "serve", "models", f"--port={port}",
+        [sys.executable, "-m", "tandem.pipeline.cli", "serve", "models", f"--port={port}",
          "--rest_api_port=0", "--model_name=scorer", f"--model_base_path={model_base}"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     lines: queue.Queue = queue.Queue()

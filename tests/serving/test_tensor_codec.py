@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2
 
-from serving.tensor_codec import fill_tensor_proto, flat_values, tensor_value
+from tandem.serving.tensor_codec import fill_tensor_proto, flat_values, tensor_value
 
 ARRAYS = [
     np.array([[0.25, -1.5]], np.float32),

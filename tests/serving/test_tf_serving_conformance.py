@@ -330,7 +330,7 @@ def test_hostile_json_gets_400_never_500(hp2):
 
 
 def test_a_start_up_config_with_labels_needs_tf_servings_flag(model_base, start_server, tmp_path):
-    from serving.model_server.model_config import ConfigFileError
+    from tandem.serving.model_server.model_config import ConfigFileError
 
     path = _config_file(tmp_path, model_base, [1], {"stable": 1})
     with pytest.raises(ConfigFileError, match="--allow_version_labels_for_unavailable_models"):
@@ -352,8 +352,8 @@ def test_tf_servings_own_monitoring_config_file_is_read(model_base, start_server
 def test_every_tf_serving_flag_is_accepted(model_base, tmp_path, capsys):
     """A stock tensorflow_model_server command line parses; flags that do nothing here say so
     in one line each."""
-    from pipeline.cli import build_parser
-    from serving.model_server.flags import FLAGS, ignored
+    from tandem.pipeline.cli import build_parser
+    from tandem.serving.model_server.flags import FLAGS, ignored
 
     values = {int: "3", float: "0.5", str: "x"}
 
@@ -369,7 +369,7 @@ def test_every_tf_serving_flag_is_accepted(model_base, tmp_path, capsys):
     assert len(notices) == len(unused) and all(
         any(f"--{name}=" in n for n in notices) for name in unused)
     assert args.enable_signature_method_name_check is True and args.num_load_threads == 3
-    from serving.model_server.server import ServerOptions
+    from tandem.serving.model_server.server import ServerOptions
 
     assert args.enable_serialization_as_tensor_content is True
     assert hasattr(ServerOptions(), "enable_serialization_as_tensor_content")  # reaches the server
@@ -383,8 +383,8 @@ def test_implemented_flags_take_effect(tmp_path, start_server, monkeypatch):
     import threading
     import time
 
-    from serving.model_server.manager import ModelManager
-    from serving.model_server.servable import Servable
+    from tandem.serving.model_server.manager import ModelManager
+    from tandem.serving.model_server.servable import Servable
 
     from .conftest import example
 

@@ -9,7 +9,7 @@ import os
 
 import tensorflow as tf
 
-from components.datasets import listening
+from tandem.components.datasets import listening
 from tests.conftest import tandem
 
 
@@ -85,7 +85,7 @@ def test_data_generate_requests_and_their_late_labels(tmp_path):
     tfrecord = tandem("data", "generate", "--rows", "100", "--out", str(tmp_path / "tfr"),
                       "--seed", "5", "--requests", "--labels", "tfrecord", timeout=300)
     assert tfrecord.returncode == 0, tfrecord.stderr
-    from schemas.labels import read_labels
+    from tandem.schemas.labels import read_labels
 
     read = read_labels(str(tmp_path / "tfr" / "span-1" / "labels.tfrecord.gz"))
     assert len(read) == 100  # no loss by default

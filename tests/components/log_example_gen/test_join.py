@@ -7,7 +7,7 @@ import os
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2
 
-from schemas.request_log import LogWriter, make_record
+from tandem.schemas.request_log import LogWriter, make_record
 
 LABEL = "skipped"
 T0 = 1_800_000_000.0
@@ -43,7 +43,7 @@ def _write(path, batches):
 def _run(tmp_path, logs, labels):
     from tfx.types import standard_artifacts
 
-    from components.log_example_gen.executor import Executor
+    from tandem.components.log_example_gen.executor import Executor
 
     log_artifact = standard_artifacts.Examples()
     log_artifact.uri = str(logs)
@@ -122,7 +122,7 @@ def test_a_log_with_no_labelled_example_is_refused(tmp_path):
 def test_a_retry_keeps_its_first_logged_occurrence_by_time_not_by_file_name(tmp_path):
     """Another replica logged r3 again later, in a file whose name sorts first: the example
     kept is the one logged first (the rule the shadow replay keeps too)."""
-    from schemas.request_log import write_records
+    from tandem.schemas.request_log import write_records
 
     _write(tmp_path / "logs", [([f"r{i}"], [_example(i)], "primary", False) for i in range(10)])
     retry = tf.train.Example.FromString(_example(3))

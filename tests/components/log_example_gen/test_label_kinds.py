@@ -14,9 +14,9 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from components.log_example_gen.join import JoinStats, first_places, join_records
-from schemas.labels import BYTES, FLOAT, INT, LabelsError, read_labels
-from schemas.request_log import LogWriter, make_record, read_records
+from tandem.components.log_example_gen.join import JoinStats, first_places, join_records
+from tandem.schemas.labels import BYTES, FLOAT, INT, LabelsError, read_labels
+from tandem.schemas.request_log import LogWriter, make_record, read_records
 
 T0 = 1_800_000_000.0
 LABEL = "target"
@@ -98,7 +98,7 @@ def test_each_kind_of_label_joins_as_the_schema_types_it(tmp_path, kind):
 def _executor(tmp_path, labels_path, kind):
     from tfx.types import standard_artifacts
 
-    from components.log_example_gen.executor import Executor
+    from tandem.components.log_example_gen.executor import Executor
 
     logs, labels, out = (standard_artifacts.Examples(), standard_artifacts.ExternalArtifact(),
                          standard_artifacts.Examples())

@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2
 
-from components.datasets import listening
-from schemas.request_log import LogWriter, make_record
+from tandem.components.datasets import listening
+from tandem.schemas.request_log import LogWriter, make_record
 
 LABEL = "skipped"
 
@@ -69,7 +69,7 @@ def training_statistics(monitor_data):
     import tensorflow_data_validation as tfdv
 
     path = str(monitor_data / "train" / "span-1" / "data-00000-of-00001.tfrecord.gz")
-    from pipeline.pipeline import statistics_options
+    from tandem.pipeline.pipeline import statistics_options
 
     stats = tfdv.generate_statistics_from_tfrecord(path, stats_options=statistics_options())
     out = monitor_data / "train-stats" / "FeatureStats.pb"

@@ -8,12 +8,12 @@ import re
 import pytest
 import tensorflow_data_validation as tfdv
 
-from components.monitor.job import load_statistics, run_monitor
-from components.statistics_report import statistics_page
-from pipeline.config import load_config
-from pipeline.pipeline import statistics_options
-from schemas import load_schema, write_schema
-from schemas.identifiers import TAG
+from tandem.components.monitor.job import load_statistics, run_monitor
+from tandem.components.statistics_report import statistics_page
+from tandem.pipeline.config import load_config
+from tandem.pipeline.pipeline import statistics_options
+from tandem.schemas import load_schema, write_schema
+from tandem.schemas.identifiers import TAG
 from tests.components.monitor.conftest import examples_of, write_log
 
 pytestmark = pytest.mark.xdist_group("monitor")

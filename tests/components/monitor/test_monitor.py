@@ -9,9 +9,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
 
-from components.monitor.drift import DriftConfig, compare_datasets
-from components.monitor.job import MonitorError, run_monitor
-from pipeline.config import load_config
+from tandem.components.monitor.drift import DriftConfig, compare_datasets
+from tandem.components.monitor.job import MonitorError, run_monitor
+from tandem.pipeline.config import load_config
 from tests.components.monitor.conftest import examples_of, write_log
 from tests.conftest import tandem
 
@@ -180,7 +180,7 @@ def test_bad_input_gets_a_clear_error(monitor_data, tmp_path):
     import shutil
     import zlib
 
-    from schemas.request_log import frame
+    from tandem.schemas.request_log import frame
 
     logs = tmp_path / "torn"
     write_log(logs, examples_of(monitor_data / "clean")[:600])
@@ -290,7 +290,7 @@ def test_monitoring_pipeline_runs_traffic_monitor_under_tfx(monitor_data, traini
     assert compiled.returncode == 0, compiled.stderr
     tasks = set(json.loads(out.read_text())["pipelineSpec"]["root"]["dag"]["tasks"])
     assert tasks == {"TrafficMonitor", "request_logs", "schema", "training_statistics"}
-    assert "components.monitor.executor.Executor" in out.read_text()
+    assert "tandem.components.monitor.executor.Executor" in out.read_text()
 
 
 def test_a_window_under_the_minimum_is_reported_too_small_not_judged(monitor_data, tmp_path):
@@ -312,7 +312,7 @@ def test_a_jensen_shannon_threshold_tfdv_cannot_measure_is_left_out_not_warned_a
     from google.protobuf import text_format
     from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
-    from components.monitor.job import _measurable
+    from tandem.components.monitor.job import _measurable
 
     schema = text_format.Parse("""
         feature { name: "empty" type: INT

@@ -4,7 +4,7 @@ request log of model A's answers to them written with the shared writer."""
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2
 
-from schemas.request_log import LogWriter, make_record
+from tandem.schemas.request_log import LogWriter, make_record
 from tests.serving.gateway.conftest import training_examples
 
 

@@ -4,7 +4,7 @@ metric is gated, and the class names a multi-class model is compared under."""
 import numpy as np
 import pytest
 
-from components.shadow.compare import (
+from tandem.components.shadow.compare import (
     CLASSIFICATION,
     REGRESSION,
     Thresholds,

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.datasets import listening
-from components.shadow.compare import Thresholds
-from components.shadow.replay import ReplayConfig, run_replay, summary
+from tandem.components.datasets import listening
+from tandem.components.shadow.compare import Thresholds
+from tandem.components.shadow.replay import ReplayConfig, run_replay, summary
 from tests.components.shadow.conftest import request_ids, served_examples, write_log
 from tests.serving.gateway.conftest import PARSE
 
@@ -251,8 +251,8 @@ def test_multiclass_report_renders_in_chromium_with_its_flip_matrix(problems, tm
 
 
 def test_class_names_come_from_the_build_record_when_the_model_does_not_answer_them(tmp_path):
-    from components import build_record
-    from components.shadow.replay import _class_names
+    from tandem.components import build_record
+    from tandem.components.shadow.replay import _class_names
 
     build_record.write(str(tmp_path / "1"), {"classes": list(DAYPARTS)})
     assert _class_names(None, str(tmp_path / "1")) == list(DAYPARTS)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.datasets import listening
-from components.shadow.replay import ReplayConfig, ReplayError, run_replay
-from schemas.request_log import LogWriter, frame
+from tandem.components.datasets import listening
+from tandem.components.shadow.replay import ReplayConfig, ReplayError, run_replay
+from tandem.schemas.request_log import LogWriter, frame
 from tests.components.shadow.conftest import served_examples, write_log
 from tests.conftest import tandem
 from tests.serving.gateway.conftest import make_listening_model, training_examples
@@ -76,7 +76,7 @@ def test_flip_rate_of_a_perturbed_b_matches_an_independent_count(setup, tmp_path
 
 
 def test_tampered_logged_answers_fail_the_parity_check(setup, tmp_path):
-    from schemas.request_log import read_records
+    from tandem.schemas.request_log import read_records
 
     root, _ = setup
     tampered = LogWriter(str(tmp_path / "logs"))
@@ -114,7 +114,7 @@ def _again(record, later_s: int, tamper: float = 0.0, rename: bool = False) -> b
     `tamper`; with `rename`, under new ids (then it is not a repeat but more traffic)."""
     import json
 
-    from schemas.request_log import META_PREFIX
+    from tandem.schemas.request_log import META_PREFIX
 
     log = type(record.log).FromString(record.log.SerializeToString())
     log.log_metadata.timestamp_secs += later_s
@@ -134,8 +134,8 @@ def test_a_request_logged_twice_is_replayed_once_at_its_first_logged_occurrence(
     """The loop's old mirror step: requests already logged, sent and logged again."""
     import shutil
 
-    from components.shadow.replay import summary
-    from schemas.request_log import read_records, write_records
+    from tandem.components.shadow.replay import summary
+    from tandem.schemas.request_log import read_records, write_records
 
     root, served = setup
     records = list(read_records(str(root / "logs")))
@@ -205,7 +205,7 @@ def test_shadow_validator_blessing_follows_the_verdict(setup, tmp_path, candidat
     """The TFX executor, called as TFX calls it, with Model and Examples artifacts."""
     from tfx.types import standard_artifacts
 
-    from components.shadow_validator.executor import BLESSED, NOT_BLESSED, Executor
+    from tandem.components.shadow_validator.executor import BLESSED, NOT_BLESSED, Executor
 
     root, _ = setup
 
@@ -233,7 +233,7 @@ def test_shadow_validator_blessing_follows_the_verdict(setup, tmp_path, candidat
 def test_shadow_validator_is_a_tfx_component_with_a_blessing_output():
     from tfx.types import Channel, standard_artifacts
 
-    from components.shadow_validator.component import ShadowValidator
+    from tandem.components.shadow_validator.component import ShadowValidator
 
     component = ShadowValidator(
         baseline_model=Channel(type=standard_artifacts.Model),
@@ -401,6 +401,6 @@ def test_promotion_pipeline_runs_shadow_validator_under_tfx_and_records_the_bles
     assert compiled.returncode == 0, compiled.stderr
     tasks = set(json.loads(out.read_text())["pipelineSpec"]["root"]["dag"]["tasks"])
     assert tasks == {"ShadowValidator", "request_logs", "baseline_model", "candidate_model"}
-    assert "components.shadow_validator.executor.Executor" in out.read_text()
+    assert "tandem.components.shadow_validator.executor.Executor" in out.read_text()
     missing = tandem("compile", "--kubeflow", str(out), "--promotion")
     assert missing.returncode == 2 and "--baseline" in missing.stderr

@@ -7,7 +7,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from components.shadow.transforms import STATS, KeepFirstLogged
+from tandem.components.shadow.transforms import STATS, KeepFirstLogged
 
 
 def _chunk(rows):

@@ -3,10 +3,10 @@
 import pytest
 import tensorflow as tf
 
-from components.datasets import listening
-from serving.errors import InvalidArgument, NotFound
-from serving.gateway.decorate import Decorator, parse_examples
-from serving.gateway.sources import RedisSource, SourceError, SqliteSource, copy_to_redis
+from tandem.components.datasets import listening
+from tandem.serving.errors import InvalidArgument, NotFound
+from tandem.serving.gateway.decorate import Decorator, parse_examples
+from tandem.serving.gateway.sources import RedisSource, SourceError, SqliteSource, copy_to_redis
 from tests.serving.gateway.conftest import request_part, training_examples, without_label
 
 
@@ -141,7 +141,7 @@ def test_a_source_that_cannot_answer_is_unavailable(listening_data, tmp_path):
     import shutil
     import threading
 
-    from serving.errors import Unavailable
+    from tandem.serving.errors import Unavailable
 
     path = tmp_path / "features.sqlite"
     shutil.copy(listening_data / "features.sqlite", path)

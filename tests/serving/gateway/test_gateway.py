@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.example import example_pb2
 
-from schemas.request_log import ReadStats, read_records
+from tandem.schemas.request_log import ReadStats, read_records
 from tests.serving.conftest import free_port
 from tests.serving.gateway.conftest import (
     DelayProxy,
@@ -416,7 +416,7 @@ def test_kill_9_under_load_loses_no_answered_request(model_server, listening_dat
 
     import yaml
 
-    from serving.gateway.config import Log
+    from tandem.serving.gateway.config import Log
     from tests.conftest import ROOT
 
     interval = Log().fsync_interval_s  # the default, and what deploy/ ships:
@@ -425,7 +425,7 @@ def test_kill_9_under_load_loses_no_answered_request(model_server, listening_dat
     port = free_port()
     config = gateway_config(tmp_path, listening_data, f"127.0.0.1:{model_server.grpc_port}",
                             log={"fsync_interval_s": interval})
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "gateway",
+    proc = subprocess.Popen([sys.executable, "-m", "tandem.pipeline.cli", "serve", "gateway",
                              "--config", config, "--port", str(port)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -531,7 +531,7 @@ def test_the_gateway_and_the_model_server_bind_loopback_by_default(listening_mod
                     "--rest_api_port", str(gw_rest_port)],
     }
     ports = {"model server": {grpc_port, rest_port}, "gateway": {gw_port, gw_rest_port}}
-    procs = {name: subprocess.Popen([sys.executable, "-m", "pipeline.cli", *argv], cwd=ROOT,
+    procs = {name: subprocess.Popen([sys.executable, "-m", "tandem.pipeline.cli", *argv], cwd=ROOT,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for name, argv in commands.items()}
 

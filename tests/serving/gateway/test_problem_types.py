@@ -15,10 +15,10 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from components.log_example_gen.join import JoinStats, first_places, join_records
-from schemas import load_schema
-from schemas.labels import Label, label_kind
-from schemas.request_log import read_records
+from tandem.components.log_example_gen.join import JoinStats, first_places, join_records
+from tandem.schemas import load_schema
+from tandem.schemas.labels import Label, label_kind
+from tandem.schemas.request_log import read_records
 from tests.serving.gateway.conftest import predict_request, stub
 
 pytestmark = pytest.mark.xdist_group("trained_tabular")
@@ -64,7 +64,7 @@ def _error(call, request) -> tuple[grpc.StatusCode, str]:
 @pytest.mark.parametrize("problem_type", sorted(APIS))
 def test_each_problem_type_answers_through_the_gateway_as_the_model_server_does(
         problem_type, trained_tabular, start_server, start_gateway, tmp_path):
-    from components.shadow.replay import run_replay
+    from tandem.components.shadow.replay import run_replay
 
     model = trained_tabular(problem_type)
     api, signature, wrong_api, wrong = APIS[problem_type]

@@ -9,8 +9,8 @@ import redis
 import tensorflow as tf
 from tensorflow.core.example import example_pb2
 
-from schemas.request_log import read_records
-from serving.gateway.sources import SqliteSource
+from tandem.schemas.request_log import read_records
+from tandem.serving.gateway.sources import SqliteSource
 from tests.conftest import tandem
 from tests.serving.conftest import free_port
 from tests.serving.gateway.conftest import (

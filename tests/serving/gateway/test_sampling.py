@@ -5,7 +5,7 @@ replica picks the same)."""
 import math
 import time
 
-from schemas.request_log import read_records, sampled
+from tandem.schemas.request_log import read_records, sampled
 from tests.serving.gateway.conftest import (
     gateway_config,
     predict_request,

@@ -5,9 +5,9 @@ import os
 
 import tensorflow as tf
 
-from components.datasets import listening
-from schemas.request_log import read_records
-from serving.traffic import send
+from tandem.components.datasets import listening
+from tandem.schemas.request_log import read_records
+from tandem.serving.traffic import send
 from tests.conftest import tandem
 from tests.serving.conftest import free_port
 from tests.serving.gateway.conftest import (
@@ -81,7 +81,7 @@ def test_traffic_send_bad_input_exits_2(tmp_path):
 
 
 def test_labels_as_tfrecord_read_the_same_as_csv(tmp_path):
-    from schemas.labels import read_labels
+    from tandem.schemas.labels import read_labels
 
     for kind in ("csv", "tfrecord"):
         listening.generate(str(tmp_path / kind), 500, seed=2, requests=True, labels=kind,
@@ -143,7 +143,7 @@ def test_traffic_send_keeps_to_its_rate(model_server, listening_data, tmp_path, 
     paced = seconds("5")
     assert 4.0 - 0.05 <= paced < 4.0 + 3.0, paced  # the printed time is rounded to 0.1 s
     assert seconds("0") < paced / 2
-    from pipeline import cli
+    from tandem.pipeline import cli
 
     assert cli.main(["traffic", "send", "--to", target, "--examples", good, "--rate", "-1"]) == 2
     assert "--rate must be >= 0" in capsys.readouterr().err

@@ -18,8 +18,8 @@ import pytest
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
-from schemas import load_schema
-from serving.gateway.validator import Validator
+from tandem.schemas import load_schema
+from tandem.serving.gateway.validator import Validator
 from tests.serving.gateway.conftest import SCHEMA, training_examples
 
 DIFFERENT = {
