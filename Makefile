@@ -84,7 +84,7 @@ test-fast: $(STAMP) system-packages
 	$(BIN)/python -m pytest tests -m "not pipeline" -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check pipeline components schemas serving reports notebooks tests bench
+	$(BIN)/ruff check tandem pipeline components schemas serving reports notebooks tests bench
 
 bench: $(STAMP)
 	$(BIN)/python bench/pipeline_scale.py

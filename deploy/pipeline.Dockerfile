@@ -6,10 +6,13 @@ FROM tensorflow/tfx:1.16.0
 
 WORKDIR /tandem
 COPY requirements.lock setup.py README.md ./
+COPY tandem ./tandem
 COPY pipeline ./pipeline
 COPY components ./components
 COPY schemas ./schemas
 COPY serving ./serving
+COPY reports ./reports
+COPY notebooks ./notebooks
 # The base image already carries the pinned TFX stack; install tandem itself on top.
 RUN pip install --no-cache-dir --no-deps . \
  && python -c "import tandem.components.transform, tandem.components.trainer, tandem.schemas"

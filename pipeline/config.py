@@ -347,13 +347,23 @@ def _build(cls: type, raw: Any, prefix: str = "") -> Any:
 def resolve_path(value: str, base_dir: str | None = None) -> str:
     """Resolve a config path: `pkg:<package>/<rest>` finds an installed package's files
     (e.g. the taxi CSV inside tfx); other relative paths are taken from base_dir or the
-    working directory."""
+    working directory. tandem's own packages come first and need no `tandem/` prefix:
+    `pkg:schemas/...` is tandem.schemas (`pkg:tandem/schemas/...` names it too)."""
     if value.startswith("pkg:"):
         package, _, rest = value[4:].partition("/")
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            raise ConfigError(f"package '{package}' in path {value!r} is not installed")
-        return os.path.join(list(spec.submodule_search_locations)[0], rest)
+        if package == "tandem" and rest:
+            package, _, rest = rest.partition("/")
+            candidates = [f"tandem.{package}"]
+        else:
+            candidates = [f"tandem.{package}", package]
+        for name in candidates:
+            try:
+                spec = importlib.util.find_spec(name)
+            except (ImportError, ValueError):
+                spec = None
+            if spec is not None and spec.submodule_search_locations:
+                return os.path.join(list(spec.submodule_search_locations)[0], rest)
+        raise ConfigError(f"package '{package}' in path {value!r} is not installed")
     if "://" in value or os.path.isabs(value):
         return value
     return os.path.abspath(os.path.join(base_dir or os.getcwd(), value))

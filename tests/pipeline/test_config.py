@@ -137,3 +137,16 @@ def test_package_paths_resolve_to_installed_packages():
     with pytest.raises(ConfigError, match="not installed"):
         resolve_path("pkg:no_such_package_xyz/a")
     assert resolve_path("gs://bucket/x") == "gs://bucket/x"
+
+
+def test_package_paths_find_tandems_own_packages_first():
+    """`pkg:schemas/...` (the spelling in the shipped configs) is tandem.schemas, installed
+    or editable; `pkg:tandem/schemas/...` names the same files."""
+    import tandem.schemas
+
+    shipped = os.path.join(tandem.schemas.SCHEMAS_DIR, "listening", "schema.pbtxt")
+    assert resolve_path("pkg:schemas/listening/schema.pbtxt") == shipped
+    assert resolve_path("pkg:tandem/schemas/listening/schema.pbtxt") == shipped
+    assert os.path.isfile(shipped)
+    with pytest.raises(ConfigError, match="'tfx' in path .* is not installed"):
+        resolve_path("pkg:tandem/tfx/x")

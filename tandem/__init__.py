@@ -1,0 +1,8 @@
+"""tandem: a TFX-native production ML pipeline, installed as one package.
+
+The repository keeps its top-level folders (pipeline/, components/, schemas/, serving/,
+reports/, notebooks/); setup.py maps each one into this package (`package_dir`), so an
+install adds the single top-level name `tandem`: tandem.pipeline, tandem.components,
+tandem.schemas, tandem.serving, tandem.reports, and the notebook as data in tandem/notebooks/.
+In the repository this folder holds only this file.
+"""
