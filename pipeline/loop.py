@@ -273,10 +273,10 @@ class OwnData(Plan):
 
     def replay_overrides(self) -> list[str]:
         # A classifier: v2 is refit on other rows than v1, so a close call's probabilities
-        # move freely (on a 3,000-row CSV, p99 |B - A| of a better v2 reaches 0.69); what is
-        # gated is whether answers change class (flips, at most 10%) and whether B is worse
-        # on the labels. p99 |B - A| is reported, its limit the whole probability range.
-        overrides = ["thresholds.max_flip_rate=0.10", "thresholds.max_p99_abs_delta=1.0",
+        # move freely (on a 3,000-row CSV, p99 |B - A| of a v2 more accurate beyond doubt
+        # reached 0.69); what is gated is whether answers change class (flips, at most 10%)
+        # and whether B is worse on the labels. p99 |B - A| is reported, not gated.
+        overrides = ["thresholds.max_flip_rate=0.10", "thresholds.max_p99_abs_delta=null",
                      "thresholds.max_quality_drop=0.02"]
         if self.held.label_std is not None:
             # Regression: how far B's answers may move, and how much worse its RMSE/MAE may

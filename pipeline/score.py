@@ -226,10 +226,16 @@ def _invariants(ev: Evidence) -> str | None:
 
 
 def _skew(ev: Evidence) -> str | None:
+    """Monitoring 3: serving windows judged against the training statistics. A window under
+    monitor.min_examples is described but not judged, so a run whose every window was too
+    small has no evidence either way."""
     if not ev.monitor or not ev.monitor.get("training_statistics"):
         return None
+    judged = [w for w in ev.monitor.get("windows") or [] if not w.get("too_small")]
+    if not judged:
+        return None
     skewed = ev.monitor.get("skew_features") or []
-    return (f"serving windows compared with training statistics "
+    return (f"{len(judged)} serving window(s) judged against training statistics "
             f"({', '.join(skewed) or 'no'} skew): {ev.monitor_path}")
 
 

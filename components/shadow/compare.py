@@ -28,8 +28,9 @@ LOWER_IS_BETTER = frozenset({"rmse", "mae", "log_loss"})
 
 @dataclasses.dataclass
 class Thresholds:
-    max_flip_rate: float = 0.05  # symmetric_flip_rate, upper bound of its interval
-    max_p99_abs_delta: float = 0.10  # p99 |B - A|, upper bound of its interval
+    # None (`null` in the replay YAML): reported, not gated.
+    max_flip_rate: float | None = 0.05  # symmetric_flip_rate, upper bound of its interval
+    max_p99_abs_delta: float | None = 0.10  # p99 |B - A|, upper bound of its interval
     parity_tolerance: float = 1e-4  # |A offline - A logged|
     min_requests: int = 100
     # With labels: how much worse B's AUC/accuracy (or RMSE, MAE, log loss) may be than A's,
@@ -142,13 +143,14 @@ def verdict(overall: dict[str, Any], parity: dict[str, Any], n: int, problem: st
     check("replayed requests", n, thresholds.min_requests, n >= thresholds.min_requests)
     if classes is not None:
         check("classes: B's, in order, are A's", classes[1], classes[0], classes[1] == classes[0])
-    if problem == CLASSIFICATION:
+    if problem == CLASSIFICATION and thresholds.max_flip_rate is not None:
         high = overall["symmetric_flip_rate"]["high"]
         check("symmetric_flip_rate (95% upper bound)", high, thresholds.max_flip_rate,
               high is not None and high <= thresholds.max_flip_rate)
-    high = overall["abs_delta"]["p99"]["high"]
-    check("p99 |delta| (95% upper bound)", high, thresholds.max_p99_abs_delta,
-          high is not None and high <= thresholds.max_p99_abs_delta)
+    if thresholds.max_p99_abs_delta is not None:
+        high = overall["abs_delta"]["p99"]["high"]
+        check("p99 |delta| (95% upper bound)", high, thresholds.max_p99_abs_delta,
+              high is not None and high <= thresholds.max_p99_abs_delta)
     if thresholds.max_quality_drop is not None and quality:
         for name, entry in quality.items():
             if name == "n" or entry is None:

@@ -362,11 +362,15 @@ def load_report(out_dir: str) -> dict:
     return report
 
 
+# The gate's limits that a replay config may set to null: the measure is still reported.
+OPTIONAL_CHECKS = ("max_flip_rate", "max_p99_abs_delta", "max_quality_drop")
+
+
 def load_replay_config(path: str | None, overrides: list[str] | None = None) -> ReplayConfig:
     """The replay YAML (all keys optional):
 
-        thresholds: {max_flip_rate, max_p99_abs_delta, parity_tolerance, min_requests,
-                     bootstrap, seed}
+        thresholds: {max_flip_rate, max_p99_abs_delta, max_quality_drop, parity_tolerance,
+                     min_requests, bootstrap, seed}   (null: reported, not gated)
         slices: [[country], [device]]
         top_n: 20
         batch_size: 512
@@ -391,8 +395,8 @@ def load_replay_config(path: str | None, overrides: list[str] | None = None) -> 
                     raise ReplayError(f"unknown key 'thresholds.{name}' (known: "
                                       f"{', '.join(sorted(names))})")
                 kind = type(getattr(Thresholds(), name))
-                if v is None and kind is type(None):
-                    setattr(config.thresholds, name, None)  # optional check, left off
+                if v is None and name in OPTIONAL_CHECKS:
+                    setattr(config.thresholds, name, None)  # reported, not gated
                     continue
                 if not isinstance(v, (int, float)) or isinstance(v, bool):
                     raise ReplayError(f"thresholds.{name}: expected a number, got {v!r}")

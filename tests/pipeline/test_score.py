@@ -275,3 +275,21 @@ def test_manual_reviews_score_half_a_point_and_bad_ones_exit_2(tmp_path, capsys)
         assert score(entry) == 2, entry
         err = capsys.readouterr().err
         assert re.search(message, err) and err.count("\n") == 1, err
+
+
+def test_mon3_needs_a_window_large_enough_to_judge(tmp_path):
+    """Skew judged in no window (every one under monitor.min_examples) is no evidence, not a
+    pass; one judged window is."""
+    from tandem.pipeline.score import CHECKS, Evidence
+
+    config = _config(tmp_path)
+    monitor = {"training_statistics": "train.pb", "skew_features": [],
+               "windows": [{"window": "00000", "too_small": True},
+                           {"window": "00001", "too_small": True}]}
+    ev = Evidence(config=config, run_dir=None, monitor=monitor,
+                  monitor_path=str(tmp_path / "summary.json"))
+    assert CHECKS["Mon3"](ev) is None
+    monitor["windows"][1]["too_small"] = False
+    found = CHECKS["Mon3"](ev)
+    assert found == (f"1 serving window(s) judged against training statistics (no skew): "
+                     f"{tmp_path / 'summary.json'}")

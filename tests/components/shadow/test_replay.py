@@ -200,6 +200,25 @@ def test_cli_exit_status_follows_the_verdict(setup, tmp_path):
     assert bad.returncode == 2 and "is not a SavedModel" in bad.stderr
 
 
+def test_a_limit_set_to_null_is_reported_not_gated(setup, tmp_path):
+    """thresholds.max_p99_abs_delta: null leaves p99 |B - A| out of the gate (still in the
+    report); the flip limit still fails B; a number where a limit goes is refused."""
+    from tandem.components.shadow.replay import load_replay_config
+
+    root, _ = setup
+    config = load_replay_config(None, ["thresholds.max_p99_abs_delta=null"])
+    assert config.thresholds.max_p99_abs_delta is None
+    report = run_replay(str(root / "logs"), str(root / "a"), str(root / "b"),
+                        str(tmp_path / "out"), config)
+    checks = {c["check"]: c for c in report["verdict"]["checks"]}
+    assert "p99 |delta| (95% upper bound)" not in checks
+    assert report["overall"]["abs_delta"]["p99"]["high"] > 0.05  # B moves: it is reported
+    assert not checks["symmetric_flip_rate (95% upper bound)"]["passed"]
+    assert not report["verdict"]["passed"]
+    with pytest.raises(ReplayError, match="parity_tolerance: expected a number, got None"):
+        load_replay_config(None, ["thresholds.parity_tolerance=null"])
+
+
 @pytest.mark.parametrize("candidate,blessed", [("a", 1), ("b", 0)])
 def test_shadow_validator_blessing_follows_the_verdict(setup, tmp_path, candidate, blessed):
     """The TFX executor, called as TFX calls it, with Model and Examples artifacts."""
