@@ -279,10 +279,12 @@ class OwnData(Plan):
         overrides = ["thresholds.max_flip_rate=0.10", "thresholds.max_p99_abs_delta=null",
                      "thresholds.max_quality_drop=0.02"]
         if self.held.label_std is not None:
-            # Regression: how far B's answers may move, and how much worse its RMSE/MAE may
-            # be, in the label's own units: shares of its spread in v1's training part.
+            # Regression, for the same reason: a refit moves the answers in the label's tails
+            # (on taxi, p99 |B - A| of a v2 with better RMSE and MAE ranged from 0.87 to 1.16
+            # between two runs), so p99 |B - A| is reported, not gated; B's RMSE and MAE may
+            # be worse by at most 5% of the label's spread in v1's training part.
             std = self.held.label_std
-            overrides = [f"thresholds.max_p99_abs_delta={0.5 * std:.6g}",
+            overrides = ["thresholds.max_p99_abs_delta=null",
                          f"thresholds.max_quality_drop={0.05 * std:.6g}"]
         slices = self.config.evaluation.slices
         if slices:

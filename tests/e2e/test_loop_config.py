@@ -79,9 +79,12 @@ def test_taxi_runs_the_whole_loop_without_joins(tmp_path):
     report = json.loads((work / "replay" / "report.json").read_text())
     assert report["problem"] == "regression"
     checks = {c["check"]: c for c in report["verdict"]["checks"]}
-    # Regression is gated on |B - A| and on RMSE/MAE against the labels that arrived, in the
-    # label's units (shares of its spread); taxi's v2 holds on both.
-    assert {"p99 |delta| (95% upper bound)", "rmse B - A (95% upper bound)"} <= set(checks)
+    # Regression is gated on RMSE and MAE against the labels that arrived, in the label's
+    # units (a share of its spread); p99 |B - A| is reported, not gated (a refit moves the
+    # tails). Taxi's v2 holds.
+    assert {"rmse B - A (95% upper bound)", "mae B - A (95% upper bound)"} <= set(checks)
+    assert "p99 |delta| (95% upper bound)" not in checks
+    assert report["overall"]["abs_delta"]["p99"]["value"] > 0
     assert report["verdict"]["passed"], checks
     assert results[5] == "replay PASSED" and "promoted to stable" in results[6]
     assert re.search(r"stable back to v1.*requests sent meanwhile, 0 failed", results[7])
