@@ -610,27 +610,23 @@ def _measurable(schema, comparator: str, *datasets):
     statistics: a numeric feature with no histogram in one of them (no values in the window,
     as a nearly empty column has). TFDV would skip each with a warning on the terminal; the
     feature is compared by tandem's own measures either way (compare_datasets)."""
-    from tensorflow_metadata.proto.v0 import statistics_pb2
 
-    def has_histogram(dataset, name: str) -> bool:
-        for f in dataset.features:
-            if feature_name(f) == name:
-                kind = f.WhichOneof("stats")
-                if kind != "num_stats":
-                    return True  # categorical: TFDV measures it from its top values
-                stats: statistics_pb2.NumericStatistics = f.num_stats
-                return any(h.buckets for h in stats.histograms) and \
-                    stats.common_stats.num_non_missing > 0
-        return False
+    def measured(dataset) -> set[str]:
+        """Its features TFDV can measure: categorical ones (from their top values), numeric
+        ones with values and a histogram."""
+        return {feature_name(f) for f in dataset.features
+                if f.WhichOneof("stats") != "num_stats"
+                or (f.num_stats.common_stats.num_non_missing > 0
+                    and any(h.buckets for h in f.num_stats.histograms))}
 
-    unmeasurable = [f for f in schema.feature
-                    if getattr(f, comparator).HasField("jensen_shannon_divergence")
-                    and not all(has_histogram(d, f.name) for d in datasets)]
-    if not unmeasurable:
+    everywhere = set.intersection(*(measured(d) for d in datasets))
+    names = {f.name for f in schema.feature
+             if getattr(f, comparator).HasField("jensen_shannon_divergence")
+             and f.name not in everywhere}
+    if not names:
         return schema
     pruned = type(schema)()
     pruned.CopyFrom(schema)
-    names = {f.name for f in unmeasurable}
     for f in pruned.feature:
         if f.name in names:
             getattr(f, comparator).ClearField("jensen_shannon_divergence")
