@@ -54,9 +54,9 @@ def free_port() -> int:
 
 
 def _tandem_command() -> list[str]:
-    """How to start tandem in a child process: the installed console script, which imports
-    tandem's own packages whatever the working directory holds (a user's directory often has
-    a `schemas/` folder of its own, which `python -m` would import first)."""
+    """How to start tandem in a child process: the installed console script, which does not
+    put the working directory on the import path (`python -m` does, so a user's folder of the
+    same name as a package would be imported first)."""
     script = os.path.join(os.path.dirname(sys.executable), "tandem")
     if os.access(script, os.X_OK):
         return [script]
