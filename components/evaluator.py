@@ -9,8 +9,14 @@ the Evaluator scores and writes it to the model's build record; this executor pu
 the EvalConfig just before TFMA runs, so TFMA itself blesses or refuses, the blessing in ML
 Metadata is right for the next run's baseline, and the verdict names the failed bound.
 
-A configured threshold is used as it is. A model without the bar in its record (imported,
-built elsewhere) fails closed: there is nothing to judge it against.
+In the same way, when `evaluation.max_regression` is not set, the change threshold against
+the last blessed model is left open by pipeline/evaluation.py and filled here with the
+exported model's own sampling error at the eval split's n (the build record's
+`regression_tolerance`, components/model_selection.py): a fixed 0.01 is noise on a few
+hundred examples and meaningless in a regression label's units.
+
+A configured threshold is used as it is. A model without the bar (or the tolerance) in its
+record (imported, built elsewhere) fails closed: there is nothing to judge it against.
 """
 
 from __future__ import annotations
@@ -66,6 +72,37 @@ def apply_naive_bar(eval_config: tfma.EvalConfig, naive: dict[str, Any] | None) 
     return True
 
 
+def open_change_thresholds(eval_config: tfma.EvalConfig) -> list[tfma.GenericChangeThreshold]:
+    """The gated metrics' change thresholds with no bound (the ones the tolerance fills)."""
+    found = []
+    for spec in eval_config.metrics_specs:
+        for metric in spec.metrics:
+            thresholds = [t.threshold for t in metric.per_slice_thresholds]
+            if metric.HasField("threshold"):
+                thresholds.append(metric.threshold)
+            found += [t.change_threshold for t in thresholds if t.HasField("change_threshold")
+                      and not t.change_threshold.HasField("absolute")
+                      and not t.change_threshold.HasField("relative")]
+    return found
+
+
+def apply_tolerance(eval_config: tfma.EvalConfig, tolerance: dict[str, Any] | None) -> bool:
+    """Bound every open change threshold by the recorded tolerance; False when none was
+    open. Raises NoBar when one is and the record has no tolerance."""
+    open_changes = open_change_thresholds(eval_config)
+    if not open_changes:
+        return False
+    if not tolerance or tolerance.get("tolerance") is None:
+        raise NoBar("no evaluation.max_regression is set and the model's build record has no "
+                    "regression tolerance" + (f" ({tolerance['summary']})" if tolerance else "")
+                    + ": set evaluation.max_regression")
+    value = float(tolerance["tolerance"])
+    for change in open_changes:
+        higher = change.direction == tfma.MetricDirection.HIGHER_IS_BETTER
+        change.absolute.value = -value if higher else value
+    return True
+
+
 class NaiveBarExecutor(evaluator_executor.Executor):
     def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]],
            exec_properties: dict[str, Any]) -> None:
@@ -76,10 +113,11 @@ class NaiveBarExecutor(evaluator_executor.Executor):
             model = artifact_utils.get_single_instance(
                 input_dict[standard_component_specs.MODEL_KEY])
             try:
-                naive = load_record(path_utils.serving_model_path(model.uri)).get("naive")
+                record = load_record(path_utils.serving_model_path(model.uri))
             except RecordError:
-                naive = None
-            if apply_naive_bar(eval_config, naive):
+                record = {}
+            filled = apply_naive_bar(eval_config, record.get("naive"))
+            if apply_tolerance(eval_config, record.get("regression_tolerance")) or filled:
                 exec_properties = {**exec_properties,
                                    key: proto_utils.proto_to_json(eval_config)}
         super().Do(input_dict, output_dict, exec_properties)

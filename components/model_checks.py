@@ -185,6 +185,29 @@ def metric_error(name: str, value: float, predictions: np.ndarray, labels: np.nd
     return float(np.std(values, ddof=1))
 
 
+def paired_error(name: str, a: np.ndarray, b: np.ndarray, labels: np.ndarray, seed: int = 0,
+                 resamples: int = 200) -> float:
+    """For rmse and mae, the sampling error of the difference between two models' scores on
+    the same n examples: the spread of metric(a) - metric(b) over seeded bootstrap resamples
+    drawn once for both. One heavy-tailed label moves both scores together, so the paired
+    spread is what another sample could do to their difference (on the taxi tips, 0.05
+    against 0.22 for one score alone)."""
+    n = len(labels)
+    if n < 2:
+        return float("inf")
+    if name == "rmse":
+        la, lb = (a - labels) ** 2, (b - labels) ** 2
+    else:
+        la, lb = np.abs(a - labels), np.abs(b - labels)
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(resamples):
+        idx = rng.integers(0, n, n)
+        ma, mb = la[idx].mean(), lb[idx].mean()
+        diffs.append(np.sqrt(ma) - np.sqrt(mb) if name == "rmse" else ma - mb)
+    return float(np.std(diffs, ddof=1))
+
+
 def metric_bounds(name: str, labels: np.ndarray) -> tuple[float, float]:
     """(chance, ceiling) of the metric on these labels: what a constant prediction scores (AUC
     0.5, the majority class's share, the error of the mean or median label) and a perfect
@@ -429,7 +452,7 @@ def shuffle_noise(drops: np.ndarray) -> float:
 
 def importance(model, sample: Sample, measure, higher: bool, repeats: int, seed: int,
                name: str, correlation: float = 0.8,
-               ordinal: Collection[str] = ()) -> dict[str, Any]:
+               ordinal: Collection[str] = (), material: float = 0.01) -> dict[str, Any]:
     """Data 2: permutation importance of the model inputs on the eval sample, by groups of
     correlated inputs, each judged against the shuffle noise measured in the same run.
 
@@ -452,8 +475,14 @@ def importance(model, sample: Sample, measure, higher: bool, repeats: int, seed:
       drop because the others still separate these few examples (for AUC with balanced
       classes this holds from about 0.979 at n=193, 0.997 at n=1,500 and 0.999 at n=4,000;
       for accuracy, with about four wrong examples or fewer). At chance even the largest
-      drop, to chance, would be inside the sampling error;
-    - does not help: otherwise.
+      drop, to chance, would be inside the sampling error. It is also when the noise is
+      too wide to rule out a material drop: drop + noise (the drop's 97.5% upper bound)
+      is at least `material` of the model's lift over chance (1%: an input worth a
+      hundredth of what the model gains over the naive predictor). On a few thousand
+      heavy-tailed regression labels (taxi tips) a shuffle's noise is that wide, and a
+      real input must not be called useless for it;
+    - does not help: shown immaterial: not above the noise, and its upper bound below the
+      material share of the lift.
 
     `status` is "failed" when an input does not help, else "cannot tell" when one cannot be
     told, else "passed"; `passed` is status != "failed": a sample too small to judge is no
@@ -468,6 +497,8 @@ def importance(model, sample: Sample, measure, higher: bool, repeats: int, seed:
     # Why this sample can show no drop, when it cannot (the 'cannot tell' rule above).
     blind = ("reaches the ceiling" if 2 * se >= gain(ceiling, base, higher) else
              "reaches chance" if 2 * se >= gain(base, chance, higher) else None)
+    # The smallest drop that matters: a share of what the model gains over chance.
+    bar = material * max(gain(base, chance, higher), 0.0)
     groups = []
     for members in correlated_groups(sample.features, correlation, ordinal):
         drops = []
@@ -477,7 +508,7 @@ def importance(model, sample: Sample, measure, higher: bool, repeats: int, seed:
             drops.append(gain(base, measure(predict(model, shuffled), sample.labels), higher))
         drop, noise = float(np.mean(drops)), shuffle_noise(np.array(drops))
         verdict = ("helps" if drop > noise and drop > 0 else
-                   "cannot tell" if blind else "does not help")
+                   "cannot tell" if blind or drop + noise >= bar else "does not help")
         groups.append({"features": members, "drop": round(drop, 6),
                        "std": round(float(np.std(drops, ddof=1)), 6),
                        "noise": round(noise, 6), "verdict": verdict})
@@ -489,18 +520,23 @@ def importance(model, sample: Sample, measure, higher: bool, repeats: int, seed:
 
     def listed(verdict: str) -> str:
         return ", ".join(f"{'+'.join(g['features'])} ({g['drop']:+.4f} vs noise "
-                         f"{g['noise']:.4f})" if verdict == "does not help"
+                         f"{g['noise']:.4f})" if verdict != "helps"
                          else "+".join(g["features"]) for g in groups if g["verdict"] == verdict)
 
     at = f"n={n}, {name} {base:.4f} ± {2 * se:.4f}, {repeats} shuffles per group"
+    why = (f"the metric's 95% interval {blind}, so no drop could show" if blind else
+           f"drop + noise reaches {bar:.4f} ({material:.0%} of the lift over chance), so a "
+           "material drop could hide in the noise")
     if status == "failed":
-        summary = (f"{len(useless)} of {len(rows)} features do not help (drop not above the "
-                   f"shuffle noise; {at}): {listed('does not help')}")
+        summary = (f"{len(useless)} of {len(rows)} features do not help (drop within the "
+                   f"shuffle noise and, with it, under {bar:.4f}: {material:.0%} of the lift "
+                   f"over chance; {at}): {listed('does not help')}")
+        if unknown:
+            summary += f"; cannot tell: {listed('cannot tell')}"
     elif status == "cannot tell":
         helping = listed("helps")
-        summary = (f"cannot tell ({at}): the metric's 95% interval {blind}, so no drop could "
-                   f"show for {len(unknown)} of {len(rows)} features: {listed('cannot tell')}"
-                   + (f"; help: {helping}" if helping else ""))
+        summary = (f"cannot tell ({at}): {why} for {len(unknown)} of {len(rows)} features: "
+                   f"{listed('cannot tell')}" + (f"; help: {helping}" if helping else ""))
     else:
         weakest = min(groups, key=lambda g: g["drop"] - g["noise"])
         summary = (f"all {len(rows)} features help beyond the shuffle noise (weakest "
@@ -513,7 +549,7 @@ def importance(model, sample: Sample, measure, higher: bool, repeats: int, seed:
     return result("importance", status != "failed", summary, status=status,
                   base=round(base, 6), metric_se=round(se, 6), examples=n, groups=groups,
                   features=rows, not_beneficial=useless, cannot_tell=unknown,
-                  repeats=repeats, correlation=correlation,
+                  repeats=repeats, correlation=correlation, material=round(bar, 6),
                   seconds=round(time.perf_counter() - start, 2))
 
 

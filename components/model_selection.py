@@ -9,16 +9,22 @@ the answer. `model.select: configured` exports the configured model whatever the
 says, and the comparison is still recorded.
 
 The sampling error is the deciding metric's at the eval split's size: Hanley and McNeil's for
-AUC, the binomial one for accuracy, a seeded bootstrap for RMSE and MAE. The margin is 1.96
-of them (two-sided 95%). It is the error of one model's score, not of the paired difference:
-the extra model has to clear the noise a reader of one score would see, which leans toward
-the simpler model, as intended.
+AUC and the binomial one for accuracy, the error of the linear model's score, so the extra
+model has to clear the noise a reader of one score would see, which leans toward the simpler
+model, as intended. For RMSE and MAE it is a seeded bootstrap of the difference, resampled
+paired: a regression label's heavy tail (a $50 tip) moves both scores together, and one
+score's bootstrap spread is then mostly that tail, not what separates the models (taxi:
+configured 1.08 against linear 1.49, ±0.43 for one score, ±0.10 paired). The margin is 1.96
+errors (two-sided 95%).
 
 The same errors (Wilson's bound for accuracy) give the Evaluator its default bar when no
 `evaluation.threshold` is set: the
 model must beat the naive predictor (AUC 0.5, the training split's majority class, or the
 training mean) by the margin on the eval split (`naive_bar`, read by
-components/evaluator.py).
+components/evaluator.py). And when no `evaluation.max_regression` is set, the change a
+model may show for the worse against the last blessed one is the margin of the exported
+model's own score at the eval split's n (`regression_tolerance`): a smaller change is what
+another sample of that size could show.
 """
 
 from __future__ import annotations
@@ -50,11 +56,14 @@ class Selection:
     higher: bool
     configured: float
     linear: float | None  # None: the configured model is itself linear
-    error: float  # the sampling error of the linear model's score
+    error: float  # the sampling error: of the linear model's score, or (rmse, mae) of the gain
     n: int
     select: str
     chosen: str  # "configured" or "linear"
     unit: float = 1.0  # regression: the label's standard deviation (scores are z-scored)
+    # The Evaluator's value bar in its units (evaluation.threshold, else the naive bar), when
+    # the linear model misses it and the configured one meets it: no adequate simpler model.
+    missed_bar: float | None = None
 
     @property
     def margin(self) -> float:
@@ -98,6 +107,9 @@ class Selection:
             return f"{self.chosen}: {scores}: a score or its error is not finite"
         if self.better:
             why = "better beyond error"
+        elif self.missed_bar is not None:
+            why = (f"not better beyond error, but the linear model misses the bar "
+                   f"{self.missed_bar:.4f} the configured one meets")
         elif self.select == "configured":
             why = ("not better beyond error; kept because model.select is configured"
                    + ("; the linear model is better beyond error" if self.simpler_better else ""))
@@ -111,26 +123,39 @@ class Selection:
             return None if v is None or not math.isfinite(v) else round(v * self.unit, 6)
         return {"chosen": self.chosen, "select": self.select, "metric": self.metric,
                 "configured": rounded(self.configured), "linear": rounded(self.linear),
-                "margin": rounded(self.margin), "n": self.n, "summary": self.line()}
+                "margin": rounded(self.margin), "n": self.n, "missed_bar": self.missed_bar,
+                "summary": self.line()}
 
 
 def select(metric: str, higher: bool, measure, labels: np.ndarray,
            configured: np.ndarray, linear: np.ndarray | None, mode: str, seed: int,
-           unit: float = 1.0) -> Selection:
+           unit: float = 1.0, bar: float | None = None) -> Selection:
     """Which model to export: the configured one when it is better than the linear one
-    beyond the sampling error (or when `mode` is configured), else the linear one."""
+    beyond the sampling error (or when `mode` is configured), else the linear one, as long
+    as it is adequate: a linear model that misses the Evaluator's value bar (`bar`, in the
+    Evaluator's units) while the configured one meets it is no simpler adequate model."""
     if mode not in SELECT:
         raise ValueError(f"model.select must be one of {', '.join(SELECT)}; got {mode!r}")
     ours = measure(configured, labels)
     if linear is None:
         return Selection(metric, higher, ours, None, 0.0, len(labels), mode, "configured", unit)
     simple = measure(linear, labels)
-    error = standard_error(metric, simple, linear, labels, seed)
+    if metric in ("rmse", "mae"):
+        from tandem.components.model_checks import paired_error
+
+        error = paired_error(metric, linear, configured, labels, seed)
+    else:
+        error = standard_error(metric, simple, linear, labels, seed)
     picked = Selection(metric, higher, ours, simple, error, len(labels), mode, "configured", unit)
     if mode == "configured" or picked.better:
         return picked
     if not math.isfinite(simple) and math.isfinite(ours):
         return picked  # the linear model diverged: it is no alternative
+    if bar is not None and math.isfinite(ours):
+        def meets(value: float) -> bool:
+            return value * unit >= bar if higher else value * unit <= bar
+        if meets(ours) and not meets(simple):
+            return dataclasses.replace(picked, missed_bar=bar)
     return dataclasses.replace(picked, chosen="linear")
 
 
@@ -209,3 +234,22 @@ def naive_bar(metric: str, eval_labels: np.ndarray, train_labels: np.ndarray,
             "summary": (f"naive predictor {what}: {metric} {score:.4f} on n={n} eval examples; "
                         + (f"bar {bar:.4f} (±{abs(bar - score):.4f})" if bar is not None
                            else "its error is unknown: no bar"))}
+
+
+def regression_tolerance(metric: str, predictions: np.ndarray, labels: np.ndarray, measure,
+                         eval_examples: int, seed: int, unit: float = 1.0) -> dict[str, Any]:
+    """The Evaluator's default change threshold against the last blessed model: Z sampling
+    errors of the exported model's score, measured on the eval sample (`labels`) and taken to
+    the whole eval split's n (errors shrink as 1/sqrt(n)), in the Evaluator's units."""
+    n = len(labels)
+    value = measure(predictions, labels)
+    error = standard_error(metric, value, predictions, labels, seed) if n else float("inf")
+    if n and eval_examples > n:
+        error *= math.sqrt(n / eval_examples)
+    tolerance = Z * error * unit
+    if not math.isfinite(tolerance):
+        return {"metric": metric, "tolerance": None, "n": eval_examples,
+                "summary": f"no sampling error of {metric} on n={n}: no default tolerance"}
+    return {"metric": metric, "tolerance": round(tolerance, 6), "n": eval_examples,
+            "summary": (f"{metric} may be at most {tolerance:.4f} worse than the last blessed "
+                        f"model (1.96 sampling errors at n={eval_examples})")}

@@ -91,7 +91,8 @@ def judge(metrics: dict, groups: list[list[str]], metric: str, higher: bool,
     sign = 1.0 if higher else -1.0
     failed = sorted(s for s, (v, _, se) in judged.items()
                     if sign * (v - threshold) + Z * se < 0)
-    out = {"judged": judged, "small": small, "failed": failed, "gap": None, "behind": []}
+    out = {"judged": judged, "small": small, "failed": failed, "gap": None, "behind": [],
+           "higher": higher}
     overall = metrics.get(("", "candidate"), {}).get(metric)
     if max_gap is not None and judged and overall is not None:
         gaps = {s: sign * (overall - v) for s, (v, _, _) in judged.items()}
@@ -111,10 +112,12 @@ def describe(verdict: dict, groups: list[list[str]], metric: str, threshold: flo
             f"no {metric} for any slice of them in the evaluation"
         return (f"no slice of {', '.join('/'.join(g) for g in groups)} with >= {min_size} "
                 f"examples ({found}): nothing judged, so the gate fails closed")
-    worst = min(judged, key=lambda s: judged[s][0])
+    # The worst slice: the lowest AUC or accuracy, the highest error.
+    pick = min if verdict.get("higher", True) else max
+    worst = pick(judged, key=lambda s: judged[s][0])
     v, n, se = judged[worst]
     text = (f"{len(judged)} slices of {', '.join('/'.join(g) for g in groups)} with >= "
-            f"{min_size} examples against {metric} {threshold:g} (lowest {worst} {v:.4f} "
+            f"{min_size} examples against {metric} {threshold:g} (worst {worst} {v:.4f} "
             f"± {Z * se:.4f}, n={n}; {len(verdict['small'])} smaller not judged)")
     if verdict["failed"]:
         text += "; below the threshold: " + ", ".join(

@@ -351,6 +351,7 @@ def write_build_record(
     metrics: dict[str, float], classes: list[str] | None = None,
     hyperparameters: dict[str, Any] | None = None, scale: tuple[float, float] = (0.0, 1.0),
     selection: dict[str, Any] | None = None, naive: dict[str, Any] | None = None,
+    tolerance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from tandem.schemas import load_schema, schema_fingerprint
 
@@ -386,6 +387,8 @@ def write_build_record(
         "selection": selection,
         # The Evaluator's default bar (components/evaluator.py).
         "naive": naive,
+        # The Evaluator's default change threshold (components/evaluator.py).
+        "regression_tolerance": tolerance,
         "label_scale": list(scale) if plan["problem_type"] == "regression" else None,
         "config_fingerprint": config["config_fingerprint"],
         "code_version": build_record.code_version(),
@@ -483,12 +486,18 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                  "learning_rate": max(used["learning_rate"], hp["learning_rate"])}
     is_linear = not used["hidden_units"] and not used.get("crosses")
     linear = None if is_linear else fit(linear_hp, log_epochs=False)
+    # The Evaluator's value bar: the configured threshold, else the naive predictor's.
+    naive = ms.naive_bar(config["deciding_metric"],
+                         raw_labels(fn_args.eval_files, plan, classes, keep_unknown=True),
+                         raw_labels(fn_args.train_files, plan, classes), classes, seed)
+    bar = config.get("threshold")
     selection = ms.select(
         config["deciding_metric"], higher, measure, sample.labels,
         mc.predict(model, sample.features),
         None if linear is None else mc.predict(linear[0], sample.features),
         config.get("select", "simplest_adequate"), seed,
-        unit=scale[1] if classes is None else 1.0)
+        unit=scale[1] if classes is None else 1.0,
+        bar=naive.get("bar") if bar is None else bar)
     logging.info(CHOICE_MESSAGE, selection.line())
     if selection.chosen == "linear":
         (model, guard), used = linear, linear_hp
@@ -498,9 +507,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         std = scale[1]
         metrics = {k: v * (std * std if k == "loss" else std if k in ("rmse", "mae") else 1.0)
                    for k, v in metrics.items()}
-    naive = ms.naive_bar(config["deciding_metric"],
-                         raw_labels(fn_args.eval_files, plan, classes, keep_unknown=True),
-                         raw_labels(fn_args.train_files, plan, classes), classes, seed)
+    tolerance = ms.regression_tolerance(config["deciding_metric"],
+                                        mc.predict(model, sample.features), sample.labels,
+                                        measure, counts["eval"], seed,
+                                        unit=scale[1] if classes is None else 1.0)
     if checks["enabled"]:
         after = [
             lambda: mc.numerics(model, guard, sample, plan["problem_type"]),
@@ -512,7 +522,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                                   seed, config["deciding_metric"],
                                   checks["importance_correlation"], ordinal={
                                       n for n, s in model_features(plan).items()
-                                      if s["kind"] == BUCKETIZE}),
+                                      if s["kind"] == BUCKETIZE},
+                                  material=checks["importance_material"]),
             lambda: ms.baseline_check(selection),
         ]
         for check in after:
@@ -524,7 +535,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     write_warmup_requests(fn_args.serving_model_dir, fn_args.eval_files, plan["label"],
                           config["model_name"])
     record = write_build_record(fn_args, config, counts, metrics, classes, used, scale,
-                                selection=selection.record(), naive=naive)
+                                selection=selection.record(), naive=naive,
+                                tolerance=tolerance)
     if checks["enabled"]:
         from tandem.components.explain import explain
         from tandem.schemas import load_schema

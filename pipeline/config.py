@@ -112,7 +112,10 @@ class EvaluationConfig:
     # naive predictor (AUC 0.5, the majority class, the training mean) beyond its sampling
     # error on the eval split (components/evaluator.py).
     threshold: float | None = None
-    max_regression: float = 0.01  # allowed change for the worse vs the baseline, absolute
+    # Allowed change for the worse vs the last blessed model, absolute, in the metric's units.
+    # None: 1.96 sampling errors of the model's own score at the eval split's n (the Trainer
+    # measures it, the Evaluator applies it: components/evaluator.py).
+    max_regression: float | None = None
     slices: list[list[str]] = dataclasses.field(default_factory=list)
     # Per-slice gate (Model 6): every slice of `slices` and `inclusion` with at least
     # min_slice_size examples must reach slice_threshold (None: slices reported, not gated).
@@ -181,6 +184,9 @@ class ChecksConfig:
     # drop must clear (at least 2)
     importance_repeats: int = 20
     importance_correlation: float = 0.8  # Data 2: inputs at |r| >= this shuffle together
+    # Data 2: the smallest drop that matters, as a share of the model's lift over chance; an
+    # input not shown to help is called useless only when its drop's upper bound is below it
+    importance_material: float = 0.01
     export_tolerance: float = 1e-5  # Data 7: serving vs training input path
     private_features: list[str] = dataclasses.field(default_factory=list)  # Data 5
 
@@ -192,7 +198,9 @@ class ScoreConfig:
     reviews: str = ""  # a YAML file of reviews: [{test, reviewer, date, link, note}]
     max_model_age_days: float = 30.0  # Monitoring 4: the serving model's age
     offline_online_tolerance: float = 0.05  # Model 2: |offline - online| of B - A
-    max_feature_cost_ms: float = 1.0  # Data 3: a feature's share of its source's time
+    # Data 3: a feature's share of its source's time per request (the request itself is a
+    # source: the gateway's validation and logging of the features that arrive with it)
+    max_feature_cost_ms: float = 1.0
     # Monitoring 6: the smallest slowdown (new / previous warmup latency, interleaved rounds)
     # worth a failure; it fails only beyond the rounds' own noise too
     max_latency_regression: float = 1.25
@@ -450,6 +458,9 @@ def load_config(path: str, overrides: list[str] | None = None) -> PipelineConfig
     if config.checks.importance_repeats < 2:
         raise ConfigError("key 'checks.importance_repeats' must be >= 2: the shuffle noise "
                           "is measured from their spread")
+    if not 0 < config.checks.importance_material < 1:
+        raise ConfigError("key 'checks.importance_material' must be between 0 and 1: a share "
+                          "of the model's lift over chance")
     if config.problem_type == "regression" and config.evaluation.metric in ("auc", "accuracy"):
         raise ConfigError(
             f"key 'evaluation.metric': {config.evaluation.metric} needs a classification problem"

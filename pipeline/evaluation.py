@@ -19,7 +19,8 @@ METRICS = {
 def _threshold(config: PipelineConfig, higher_is_better: bool):
     """The configured value bound and the change bound against the last blessed model. With
     no `evaluation.threshold` the value bound is left open here: the Evaluator fills it with
-    the naive predictor's score beyond its sampling error (components/evaluator.py)."""
+    the naive predictor's score beyond its sampling error; with no `evaluation.max_regression`
+    the change bound is, with the model's own sampling error (components/evaluator.py)."""
     bound = config.evaluation.threshold
     value = None
     if bound is not None:
@@ -32,9 +33,12 @@ def _threshold(config: PipelineConfig, higher_is_better: bool):
         else tfma.MetricDirection.LOWER_IS_BETTER
     )
     tolerance = config.evaluation.max_regression
+    # No max_regression: left open here, filled by the Evaluator with the exported model's
+    # sampling error at the eval split's n (components/evaluator.py).
     change = tfma.GenericChangeThreshold(
         direction=direction,
-        absolute={"value": -tolerance if higher_is_better else tolerance},
+        absolute=None if tolerance is None else
+        {"value": -tolerance if higher_is_better else tolerance},
     )
     if value is None:
         return tfma.MetricThreshold(change_threshold=change)

@@ -103,6 +103,8 @@ def trainer_config(config: PipelineConfig, plan: dict) -> dict:
             "seed": model.seed,
         },
         "select": model.select,
+        # The simplest model must be adequate: it meets the Evaluator's value bar.
+        "threshold": config.evaluation.threshold,
         "checks": dataclasses.asdict(config.checks),
     }
     blob = json.dumps(trainer, sort_keys=True).encode()

@@ -200,6 +200,11 @@ def evaluation_verdict(config: PipelineConfig, outputs: dict[str, Any]) -> str |
         parts.append("no blessed model yet to compare with")
     if "change" in values:
         parts.append(f"change {values['change']:+.4f}")
+        tolerance = _recorded(config, outputs, "regression_tolerance") \
+            if config.evaluation.max_regression is None else None
+        if tolerance and tolerance.get("tolerance") is not None:
+            parts.append(f"allowed {tolerance['tolerance']:.4f} worse: the model's sampling "
+                         f"error at n={tolerance['n']}")
     lines = [f"{'blessed' if blessed else 'NOT blessed'} ({', '.join(parts)})"]
     if evaluation is not None and not blessed:
         result = tfma.load_validation_result(evaluation.uri)
@@ -218,17 +223,24 @@ def evaluation_verdict(config: PipelineConfig, outputs: dict[str, Any]) -> str |
     return "\n".join(lines)
 
 
-def _naive_bar(config: PipelineConfig, outputs: dict[str, Any]) -> dict[str, Any] | None:
-    """The naive predictor's bar the Evaluator judged the candidate against (no
-    evaluation.threshold configured), from the candidate's build record."""
-    if config.evaluation.threshold is not None or "model" not in outputs:
+def _recorded(config: PipelineConfig, outputs: dict[str, Any], key: str) -> Any:
+    """An entry of the candidate's build record; None without one."""
+    if "model" not in outputs:
         return None
     from tandem.components.build_record import RecordError, load_record
 
     try:
-        naive = load_record(outputs["model"].uri).get("naive")
+        return load_record(outputs["model"].uri).get(key)
     except RecordError:
         return None
+
+
+def _naive_bar(config: PipelineConfig, outputs: dict[str, Any]) -> dict[str, Any] | None:
+    """The naive predictor's bar the Evaluator judged the candidate against (no
+    evaluation.threshold configured), from the candidate's build record."""
+    if config.evaluation.threshold is not None:
+        return None
+    naive = _recorded(config, outputs, "naive")
     return naive if naive and naive.get("bar") is not None else None
 
 

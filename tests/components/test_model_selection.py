@@ -9,7 +9,7 @@ import tensorflow_model_analysis as tfma
 
 from tandem.components import model_checks as mc
 from tandem.components import model_selection as ms
-from tandem.components.evaluator import NoBar, apply_naive_bar
+from tandem.components.evaluator import NoBar, apply_naive_bar, apply_tolerance
 
 
 def _hanley_mcneil(a, positives, negatives):
@@ -59,6 +59,32 @@ def test_the_configured_model_is_exported_only_when_better_beyond_the_error():
     assert ms.baseline_check(tie)["passed"]
 
 
+def test_a_linear_model_that_misses_the_bar_is_not_an_adequate_simpler_model():
+    def rmse(p, t):
+        return float(np.sqrt(np.mean((p - t) ** 2)))
+
+    rng = np.random.default_rng(4)
+    y = rng.normal(size=300)
+    configured = y + rng.normal(scale=0.9, size=300)
+    linear = y + rng.normal(scale=1.0, size=300)
+    # Within the error of each other (label units: x2)...
+    tie = ms.select("rmse", False, rmse, y, configured, linear, "simplest_adequate", seed=0,
+                    unit=2.0)
+    assert tie.chosen == "linear" and not tie.better
+    # ...but with a bar between them, only the configured model is adequate.
+    bar = (tie.configured + tie.linear) / 2 * 2.0
+    kept = ms.select("rmse", False, rmse, y, configured, linear, "simplest_adequate", seed=0,
+                     unit=2.0, bar=bar)
+    assert kept.chosen == "configured" and kept.missed_bar == bar
+    assert kept.line().endswith(f"(not better beyond error, but the linear model misses the "
+                                f"bar {bar:.4f} the configured one meets)")
+    assert kept.record()["missed_bar"] == bar and ms.baseline_check(kept)["passed"]
+    # Both meet a looser bar, or both miss a stricter one: the simpler model ships.
+    for loose in (10.0, 0.1):
+        assert ms.select("rmse", False, rmse, y, configured, linear, "simplest_adequate",
+                         seed=0, unit=2.0, bar=loose).chosen == "linear"
+
+
 def test_a_linear_configured_model_has_nothing_simpler_and_a_diverged_one_fails_closed():
     y, scores = _labels_and_scores(200, 1.0, 1)
     linear = ms.select("auc", True, mc.auc, y, scores, None, "simplest_adequate", seed=0)
@@ -86,9 +112,9 @@ def test_the_regression_margin_is_a_bootstrap_in_the_labels_units():
                        y + rng.normal(scale=2.05, size=300), "simplest_adequate", seed=0,
                        unit=10.0)
     assert chosen.chosen == "linear"  # 2.0 vs 2.05 at n=300 is within the error
-    # The bootstrap's spread is the textbook one for an RMSE: about sigma / sqrt(2n) (the
-    # MSE's would be 2 sigma times that).
-    assert chosen.error == pytest.approx(chosen.linear / math.sqrt(600), rel=0.2)
+    # The paired bootstrap's spread: each RMSE's is about sigma / sqrt(2n), and with the two
+    # models' errors independent their difference's is sqrt(2) times that, sigma / sqrt(n).
+    assert chosen.error == pytest.approx(chosen.linear / math.sqrt(300), rel=0.2)
     record = chosen.record()
     assert record["linear"] == pytest.approx(10 * chosen.linear, abs=1e-5)  # label units
     assert record["margin"] == pytest.approx(10 * chosen.margin, abs=1e-5)
@@ -178,6 +204,44 @@ def test_the_evaluator_fills_the_naive_bar_only_where_no_threshold_is_set():
         apply_naive_bar(_config(), {"bar": None, "summary": "no labelled eval examples"})
 
 
+def test_with_no_max_regression_the_change_allowed_is_the_models_sampling_error():
+    from tandem.pipeline.config import load_config
+    from tandem.pipeline.evaluation import eval_config
+
+    def change(config):
+        ((_, threshold),) = _bounds(config)
+        return threshold.change_threshold
+
+    # A configured max_regression is used as it is; nothing is left open to fill.
+    configured = _config()
+    assert change(configured).absolute.value == pytest.approx(0.1)  # taxi's own
+    assert not apply_tolerance(configured, {"tolerance": 0.5})
+    assert change(configured).absolute.value == pytest.approx(0.1)
+
+    opened = eval_config(load_config("taxi", ["evaluation.max_regression=null"]))
+    assert not change(opened).HasField("absolute")  # TFMA would pass any change: fill it
+    with pytest.raises(NoBar, match="set evaluation.max_regression"):
+        apply_tolerance(opened, None)
+    with pytest.raises(NoBar, match="no sampling error"):
+        apply_tolerance(opened, {"tolerance": None, "summary": "no sampling error of rmse"})
+    assert apply_tolerance(opened, {"tolerance": 0.25})
+    assert change(opened).absolute.value == pytest.approx(0.25)  # lower is better: +0.25
+    auc = eval_config(load_config("listening", ["evaluation.max_regression=null"]))
+    assert apply_tolerance(auc, {"tolerance": 0.02})
+    assert change(auc).absolute.value == pytest.approx(-0.02)  # higher is better: -0.02
+
+    # The tolerance itself: Hanley-McNeil's at the model's AUC, at the whole split's n.
+    y, scores = _labels_and_scores(400, 1.0, 2)
+    at_400 = ms.regression_tolerance("auc", scores, y, mc.auc, 400, seed=0)
+    value = mc.auc(scores, y)
+    positives = int(y.sum())
+    assert at_400["tolerance"] == pytest.approx(
+        ms.Z * _hanley_mcneil(value, positives, 400 - positives), abs=1e-5)
+    at_1600 = ms.regression_tolerance("auc", scores, y, mc.auc, 1600, seed=0)
+    assert at_1600["tolerance"] == pytest.approx(at_400["tolerance"] / 2, abs=1e-5)
+    assert "at n=1600" in at_1600["summary"]
+
+
 def test_a_higher_is_better_bar_is_a_lower_bound():
     per_slice = tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
                                              threshold=tfma.MetricThreshold())
@@ -186,3 +250,28 @@ def test_a_higher_is_better_bar_is_a_lower_bound():
     assert apply_naive_bar(config, {"bar": 0.58, "higher_is_better": True, "summary": ""})
     ((_, threshold),) = _bounds(config)
     assert threshold.value_threshold.lower_bound.value == 0.58
+
+
+def test_the_regression_margin_is_paired_so_a_shared_heavy_tail_does_not_hide_a_better_model():
+    # Tips-like labels: mostly small, a few huge ones neither model can predict. Those rows
+    # dominate each RMSE's own bootstrap spread, but move both scores together.
+    rng = np.random.default_rng(11)
+    n = 1500
+    x = rng.normal(size=n)
+    y = 1.0 + x + np.where(rng.random(n) < 0.01, rng.exponential(30.0, n), 0.0)
+    configured = 1.0 + x + rng.normal(scale=0.3, size=n)
+    linear = 1.0 + 0.5 * x + rng.normal(scale=0.3, size=n)
+
+    def rmse(p, t):
+        return float(np.sqrt(np.mean((p - t) ** 2)))
+
+    picked = ms.select("rmse", False, rmse, y, configured, linear, "simplest_adequate", seed=0)
+    one_score = mc.metric_error("rmse", picked.linear, linear, y, seed=0)
+    # One score's error would call this a tie and ship the worse model.
+    assert picked.gain < ms.Z * one_score
+    assert picked.error < one_score / 3
+    assert picked.chosen == "configured" and picked.better
+    # Paired, and still a two-sided test: swapping the models gives the same margin.
+    swapped = ms.select("rmse", False, rmse, y, linear, configured, "simplest_adequate", seed=0)
+    assert swapped.chosen == "linear" and swapped.simpler_better
+    assert swapped.error == pytest.approx(picked.error, rel=1e-9)

@@ -53,8 +53,11 @@ def test_inclusion_bounds_how_far_a_slice_trails_the_overall_metric():
 def test_lower_is_better_metrics_fail_above_the_threshold():
     rmse = {("zone=1", "candidate"): {"root_mean_squared_error": 3.0, "example_count": 500},
             ("zone=2", "candidate"): {"root_mean_squared_error": 6.0, "example_count": 500}}
-    assert judge(rmse, [["zone"]], "root_mean_squared_error", False, 5.0, 200)["failed"] == \
-        ["zone=2"]
+    verdict = judge(rmse, [["zone"]], "root_mean_squared_error", False, 5.0, 200)
+    assert verdict["failed"] == ["zone=2"]
+    # The worst slice named is the one of the highest error, not of the lowest value.
+    assert "(worst zone=2 6.0000" in describe(verdict, [["zone"]], "root_mean_squared_error",
+                                              5.0, 200)
 
 
 def test_the_auc_standard_error_matches_the_spread_of_resampled_slices():

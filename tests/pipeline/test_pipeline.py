@@ -49,8 +49,12 @@ def test_transform_and_trainer_see_only_what_they_are_built_from():
     # Transform's cache key: the feature plan alone, so a model change never re-runs it.
     assert _custom_configs("model.epochs=3", "model.learning_rate=0.1")[0] == transform
     assert _custom_configs("features.country.frequency_threshold=50")[0] != transform
-    # The Trainer's: a changed threshold re-evaluates the same model, it does not retrain.
-    assert _custom_configs("evaluation.threshold=0.9", "evaluation.max_regression=0.5")[1] == trainer
+    # The Trainer's: a changed change threshold or slice bar re-evaluates the same model; the
+    # value threshold retrains, since the exported model must meet it when one can (the
+    # simplest adequate model, components/model_selection.py).
+    assert _custom_configs("evaluation.max_regression=0.5",
+                           "evaluation.slice_threshold=0.5")[1] == trainer
+    assert _custom_configs("evaluation.threshold=0.9")[1] != trainer
     assert _custom_configs("model.epochs=3")[1] != trainer
 
 
