@@ -189,8 +189,13 @@ def _validated_before_serving(ev: Evidence) -> str | None:
     threshold = ev.config.evaluation.threshold
     blessed = blessing.custom_properties.get("blessed")
     state = blessed.int_value if blessed is not None else "?"
+    if threshold is None:
+        threshold = "the naive predictor's beyond its sampling error"
+    change = ev.config.evaluation.max_regression
+    if change is None:
+        change = "the model's sampling error"
     return (f"Evaluator gate ({metric} threshold {threshold}, max regression "
-            f"{ev.config.evaluation.max_regression}) blessed={state}: {blessing.uri}")
+            f"{change}) blessed={state}: {blessing.uri}")
 
 
 def _canaried(ev: Evidence) -> str | None:
@@ -380,39 +385,62 @@ def _metric_families(path: str) -> dict:
         return {fam.name: fam for fam in text_string_to_metric_families(f.read())}
 
 
+# The gateway stages whose time the features that arrive with a request cost: checking them
+# against the schema and writing them to the request log. The model's time (parse, Transform,
+# inference) is the model's cost, judged by Monitoring 6, and mostly a fixed round trip.
+REQUEST_STAGES = ("validate", "log")
+
+
+def _per_request_seconds(family, label: str) -> dict[str, float]:
+    """{label value: mean seconds per observation} of a Prometheus histogram family."""
+    sums, counts = {}, {}
+    for sample in family.samples if family is not None else []:
+        key = sample.labels.get(label)
+        if sample.name.endswith("_sum"):
+            sums[key] = sample.value
+        elif sample.name.endswith("_count"):
+            counts[key] = sample.value
+    return {k: sums[k] / counts[k] for k in counts if counts[k] and k in sums}
+
+
+def _request_inputs(ev: Evidence, supplied: set[str]) -> list[str]:
+    """The model inputs that arrive with the request: the trained model's non-skipped raw
+    features (its build record's Transform plan) that no feature source supplies."""
+    plan = ((ev.trained or {}).get("transform") or {}).get("features") or {}
+    return sorted(name for name, spec in plan.items()
+                  if spec.get("kind") != "skip" and name not in supplied)
+
+
 def _feature_cost(ev: Evidence) -> str | None:
     """Data 3: each feature source's time per request (the gateway's metrics, scraped by the
-    loop), shared among the features it supplies; none may cost more than the limit."""
+    loop), shared among the features it supplies; and the request itself as one more source:
+    the time the gateway and the model spend on the model inputs that arrive with each
+    request (REQUEST_STAGES), shared among them. None may cost more than the limit."""
     if not ev.gateway_metrics_path:
         return None
     families = _metric_families(ev.gateway_metrics_path)
-    seconds = families.get("tandem_gateway_source_seconds")
-    features = families.get("tandem_gateway_source_features")
-    if seconds is None or features is None:
-        return None
-    sums, counts = {}, {}
-    for sample in seconds.samples:
-        table = sample.labels.get("table")
-        if sample.name.endswith("_sum"):
-            sums[table] = sample.value
-        elif sample.name.endswith("_count"):
-            counts[table] = sample.value
+    per_source = _per_request_seconds(families.get("tandem_gateway_source_seconds"), "table")
     supplied: dict[str, list[str]] = {}
-    for sample in features.samples:
+    fam = families.get("tandem_gateway_source_features")
+    for sample in fam.samples if fam is not None else []:
         supplied.setdefault(sample.labels["table"], []).append(sample.labels["feature"])
-    if not counts or not any(counts.values()):
+    costs = [(table, per_source[table], sorted(supplied[table]))
+             for table in sorted(supplied) if table in per_source]
+    stages = _per_request_seconds(families.get("tandem_gateway_stage_seconds"), "stage")
+    inputs = _request_inputs(ev, {f for names in supplied.values() for f in names})
+    if inputs and all(stage in stages for stage in REQUEST_STAGES):
+        costs.append(("the request", sum(stages[s] for s in REQUEST_STAGES), inputs))
+    if not costs:
         return None
     limit = ev.config.score.max_feature_cost_ms
     parts, over = [], []
-    for table in sorted(supplied):
-        if not counts.get(table):
-            continue
-        per_request = sums[table] / counts[table] * 1000
-        per_feature = per_request / len(supplied[table])
-        parts.append(f"{table} {per_request:.3f} ms/request for {len(supplied[table])} "
+    for source, seconds, names in costs:
+        per_request = seconds * 1000
+        per_feature = per_request / len(names)
+        parts.append(f"{source} {per_request:.3f} ms/request for {len(names)} "
                      f"features ({per_feature:.3f} ms each)")
         if per_feature > limit:
-            over += supplied[table]
+            over += names
     text = f"{'; '.join(parts)}, limit {limit:g} ms per feature"
     if over:
         text += f"; too costly: {', '.join(sorted(over))}"

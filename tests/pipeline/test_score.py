@@ -1,6 +1,7 @@
 """`tandem score`: the rubric, the manual evidence it accepts, and each automated check
 seen failing on evidence that must fail it."""
 
+import dataclasses
 import json
 import os
 import re
@@ -102,6 +103,46 @@ def test_a_feature_source_that_costs_too_much_fails_d3(tmp_path):
                      f"costly: account_type, age: {tmp_path / 'gateway.metrics.prom'}")
     held = CHECKS["D3"](exposition(0.0015))
     assert not isinstance(held, Failed) and "users 1.500 ms/request" in held
+
+
+def test_d3_counts_the_request_as_a_source_of_the_features_that_arrive_with_it(tmp_path):
+    """A config without joins (taxi) still has Data 3 evidence: the gateway's validation and
+    logging time per request, shared among the model inputs that arrive with it. Skipped
+    features are not model inputs; features a source supplies are that source's."""
+    from tandem.pipeline.score import CHECKS, Evidence, Failed
+    from tandem.serving.gateway.monitor import GatewayMetrics
+
+    plan = {"features": {"fare": {"kind": "numeric"}, "company": {"kind": "categorical"},
+                         "trip_start_timestamp": {"kind": "skip"},
+                         "age": {"kind": "numeric"}}}
+
+    def exposition(validate: float, log: float, sources: bool):
+        metrics = GatewayMetrics()
+        if sources:
+            metrics.source_features.labels("users", "age").set(1)
+        for _ in range(300):
+            for stage, seconds in (("validate", validate), ("log", log), ("predict", 0.05)):
+                metrics.stage[stage].observe(seconds)
+            if sources:
+                metrics.source_seconds.labels("users").observe(0.0002)
+        path = tmp_path / "gateway.metrics.prom"
+        path.write_bytes(metrics.exposition())
+        return Evidence(_config(tmp_path), str(tmp_path), gateway_metrics_path=str(path),
+                        trained={"transform": plan})
+
+    cheap = CHECKS["D3"](exposition(0.0002, 0.0001, sources=False))
+    assert not isinstance(cheap, Failed)
+    # 0.3 ms among fare, company and age; the 50 ms of the model's round trip is not theirs.
+    assert cheap.startswith("the request 0.300 ms/request for 3 features (0.100 ms each)")
+    joined = CHECKS["D3"](exposition(0.0002, 0.0001, sources=True))
+    assert joined.startswith("users 0.200 ms/request for 1 features (0.200 ms each); the "
+                             "request 0.300 ms/request for 2 features (0.150 ms each)")
+    costly = CHECKS["D3"](exposition(0.002, 0.0016, sources=False))
+    assert isinstance(costly, Failed)
+    assert "(1.200 ms each), limit 1 ms per feature; too costly: age, company, fare" in costly
+    # Without the trained model's plan, nothing says which features arrived: no evidence.
+    bare = exposition(0.0002, 0.0001, sources=False)
+    assert CHECKS["D3"](dataclasses.replace(bare, trained=None)) is None
 
 
 def test_a_serving_model_older_than_the_limit_fails_mon4(tmp_path):
