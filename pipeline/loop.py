@@ -259,6 +259,8 @@ class OwnData(Plan):
             f"{counts['training']:,} train v1; held out as requests: {counts['clean']:,} "
             f"clean, {counts['drift']:,} drifted ({self.drift_note}), {counts['mirror']:,} "
             "for the mirror")
+        if self.held.schema_note:
+            say(f"   note: {self.held.schema_note}")
         if counts["drift"] < self.config.monitor.min_examples:
             say(f"   note: {counts['drift']} drifted requests are fewer than "
                 f"monitor.min_examples ({self.config.monitor.min_examples}); the monitor will "

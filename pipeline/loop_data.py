@@ -55,6 +55,7 @@ class HeldOut:
     drift_feature: str
     drift_note: str
     label_std: float | None  # regression: the training part's label spread
+    schema_note: str = ""  # what the loop's copy of the schema changed, and why
 
 
 def _files(config) -> list[str]:
@@ -328,6 +329,18 @@ def prepare(config, work: str, rows: int | None, start_time: float) -> HeldOut:
         feature.presence.min_fraction = 1.0
         feature.presence.min_count = 1
     declare_identifiers(schema, [ID])
+    # The schema's dataset size floor (a proposed one is 10% of the rows it was proposed on)
+    # holds for the config's whole data. The loop's spans are parts of at most --rows of it:
+    # v1's training part and the log span are as large as the loop makes them, so the loop's
+    # copy lowers the floor to the smaller of the two, and says so.
+    schema_note = ""
+    floor = schema.dataset_constraints.min_examples_count
+    smallest = min(len(train), len(held_out) * 4 // 5)  # v1's part; the clean+drifted log
+    if floor > smallest:
+        schema.dataset_constraints.min_examples_count = smallest
+        schema_note = (f"the schema's min_examples_count {floor} is above the loop's smallest "
+                       f"span ({smallest} examples of {len(order)} rows); the loop's copy of "
+                       f"the schema uses {smallest}")
     os.makedirs(work, exist_ok=True)
     schema_path = os.path.join(work, "schema.pbtxt")
     with open(schema_path, "w") as f:
@@ -393,7 +406,8 @@ def prepare(config, work: str, rows: int | None, start_time: float) -> HeldOut:
         mirror=parts["mirror"],
         labels=write_labels(os.path.join(work, "labels.csv"), ("clean",)),
         all_labels=write_labels(os.path.join(work, "labels-all.csv"), ("clean", "mirror")),
-        counts=counts, drift_feature=drift.feature, drift_note=drift.note, label_std=label_std)
+        counts=counts, drift_feature=drift.feature, drift_note=drift.note, label_std=label_std,
+        schema_note=schema_note)
 
 
 def shuffled_labels(path: str, out: str, seed: int) -> str:

@@ -151,6 +151,30 @@ def test_too_few_rows_are_refused(tmp_path):
         prepare(config, str(tmp_path / "w"), None, 0.0)
 
 
+def test_rows_caps_the_rows_and_the_schema_floor_follows_the_loops_spans(tmp_path):
+    """`tandem loop --rows N` takes N of the config's rows (seeded); a schema proposed on all
+    of them asks each dataset for 10% of all rows, more than the loop's spans of N hold, so
+    the loop's copy of the schema lowers that floor to its smallest span, and says so."""
+    from google.protobuf import text_format
+
+    from tandem.schemas import load_schema
+
+    config = _user(tmp_path, rows=2000)
+    schema = load_schema(config.schema)
+    schema.dataset_constraints.min_examples_count = 200  # 10% of 2,000
+    with open(config.schema, "w") as f:
+        f.write(text_format.MessageToString(schema))
+    full = prepare(config, str(tmp_path / "all"), None, 0.0)
+    assert sum(full.counts.values()) == 2000 and full.schema_note == ""
+    assert load_schema(full.schema).dataset_constraints.min_examples_count == 200
+    capped = prepare(config, str(tmp_path / "few"), 400, 0.0)
+    assert sum(capped.counts.values()) == 400 and capped.counts["training"] == 160
+    assert load_schema(capped.schema).dataset_constraints.min_examples_count == 160
+    assert capped.schema_note.startswith("the schema's min_examples_count 200 is above the "
+                                         "loop's smallest span (160 examples of 400 rows)")
+    assert len(_read(capped.clean)) + len(_read(capped.drift)) >= 160
+
+
 def test_shuffled_labels_keep_ids_and_the_label_multiset(tmp_path):
     path = tmp_path / "labels.csv"
     rows = [["request_id", "label", "timestamp"]] + [[f"r{i}", str(i % 4), "5"]
