@@ -31,7 +31,7 @@ def _raw(example) -> dict[str, list]:
 
 
 def _score(outputs, problem: str) -> float:
-    from tandem.components.model_checks import served_output
+    from tandem.schemas.contracts import served_output
 
     value = served_output(outputs, problem)
     value = value.reshape(len(value), -1)[0]

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from tandem.components.shadow.compare import LOWER_IS_BETTER
 from tandem.reports import charts
 from tandem.reports.html import Page, esc, fmt, status, table
+from tandem.schemas.contracts import LOWER_IS_BETTER
 
 
 def _ci(m: dict | None) -> str:
