@@ -70,7 +70,7 @@ def plain_and_logged(work: str, n: int) -> tuple[str, str]:
 def report_weight(work: str) -> tuple[float, float]:
     """(size in MB, Chromium load ms) of a 200-feature side-by-side statistics report."""
     sys.path.insert(0, os.path.join(ROOT, "tests"))
-    from tandem.components.statistics_report import statistics_page
+    from tandem.pipeline.statistics_report import statistics_page
     from tests import browser
     from tests.reports.test_stats_report import wide_statistics
 

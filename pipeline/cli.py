@@ -415,7 +415,7 @@ def _monitor_pipeline(args: argparse.Namespace, config) -> int:
 
 def cmd_report_stats(args: argparse.Namespace) -> int:
     from tandem.components.monitor.job import MonitorError, load_statistics
-    from tandem.components.statistics_report import statistics_page
+    from tandem.pipeline.statistics_report import statistics_page
 
     try:
         stats = load_statistics(args.path)

@@ -343,7 +343,7 @@ def run(
     out.write(f"  {'ML Metadata':<18} {config.metadata_path}\n")
     report = None
     if "statistics" in outputs:
-        from tandem.components.statistics_report import write_run_report
+        from tandem.pipeline.statistics_report import write_run_report
 
         report = write_run_report(
             outputs["statistics"].uri, config.schema,

@@ -2,7 +2,7 @@
 serving, a window vs the previous one), and the monitor's report over windows.
 
 Pages draw what their callers measured: the drift measures and which features are
-identifiers come in as arguments (components/statistics_report.py and the monitor measure
+identifiers come in as arguments (pipeline/statistics_report.py and the monitor measure
 them), so a page never judges data on its own.
 """
 
