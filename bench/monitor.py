@@ -89,9 +89,9 @@ def main() -> None:
     import tensorflow_data_validation as tfdv
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from tandem.components.monitor.job import run_monitor
     from tandem.pipeline.config import load_config
     from tandem.pipeline.pipeline import statistics_options
+    from tandem.pipeline.traffic_checks import run_monitor
 
     work = tempfile.mkdtemp(prefix="tandem-bench-monitor-")
     try:

@@ -225,7 +225,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
                                                                  for m in missing))
         config = load_config(args.config, args.set)
         summary = compile_monitoring_kubeflow(
-            args.kubeflow, args.config, args.logs, args.schema_uri or config.schema,
+            args.kubeflow, config, args.logs, args.schema_uri or config.schema,
             args.pipeline_root, args.image, args.training_statistics)
     elif args.promotion:
         from tandem.pipeline.promotion import compile_promotion_kubeflow
@@ -281,7 +281,8 @@ def cmd_model_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_shadow_replay(args: argparse.Namespace) -> int:
-    from tandem.components.shadow.replay import ReplayError, load_replay_config, run_replay, summary
+    from tandem.components.shadow.replay import ReplayError, load_replay_config, summary
+    from tandem.pipeline.traffic_checks import run_replay
 
     try:
         config = load_replay_config(args.config, args.set)
@@ -327,8 +328,9 @@ def cmd_shadow_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    from tandem.components.monitor.job import MonitorError, parse_duration, run_monitor
+    from tandem.components.monitor.job import MonitorError, parse_duration
     from tandem.pipeline.config import load_config
+    from tandem.pipeline.traffic_checks import run_monitor
 
     config = load_config(args.config, args.set)
     if args.pipeline:
@@ -361,6 +363,7 @@ def _monitor_pipeline(args: argparse.Namespace, config) -> int:
     from tfx import v1 as tfx
 
     from tandem.components.monitor.job import MonitorError, find_training_statistics, served_model
+    from tandem.pipeline.config import load_config
     from tandem.pipeline.monitoring import create_monitoring_pipeline
     from tandem.schemas.request_log import LogError, expand
 
@@ -393,8 +396,8 @@ def _monitor_pipeline(args: argparse.Namespace, config) -> int:
     root = os.path.abspath(args.out)
     metadata = os.path.join(root, "metadata.sqlite")
     pipeline = create_monitoring_pipeline(
-        config.source, os.path.abspath(args.logs), config.schema,
-        os.path.join(root, "pipeline"), training, overrides, metadata_path=metadata)
+        load_config(config.source, overrides), os.path.abspath(args.logs), config.schema,
+        os.path.join(root, "pipeline"), training, metadata_path=metadata)
     start = time.monotonic()
     print(f"monitoring pipeline: TrafficMonitor on {args.logs} ...", flush=True)
     tfx.orchestration.LocalDagRunner().run(pipeline)

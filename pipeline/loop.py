@@ -379,7 +379,7 @@ def run_loop(work: str = "outputs/loop", rows: int | None = None, out: TextIO = 
             s.result = f"model server {server}, gateway {gateway} (logs to {logs_dir})"
 
         with step("send traffic, then traffic with drift; monitor it") as s:
-            from tandem.components.monitor.job import run_monitor
+            from tandem.pipeline.traffic_checks import run_monitor
             from tandem.serving.traffic import send
 
             plan.requests(time.time())
@@ -430,7 +430,8 @@ def run_loop(work: str = "outputs/loop", rows: int | None = None, out: TextIO = 
             s.result = f"v2 = version {v2}, labelled canary"
 
         with step("mirror live traffic to v2; shadow replay over the log") as s:
-            from tandem.components.shadow.replay import load_replay_config, run_replay, summary
+            from tandem.components.shadow.replay import load_replay_config, summary
+            from tandem.pipeline.traffic_checks import run_replay
 
             servers.stop("gateway")
             start_gateway(shadow=True)

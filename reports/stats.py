@@ -395,3 +395,9 @@ def monitor_report(summary: dict, stats, train, schema) -> Page:
                 [("serving", current)], schema, None, last["schema_anomalies"],
                 summary.get("identifiers")))
     return page
+
+
+def monitor_html(summary: dict, stats, train, schema) -> str:
+    """The monitor's page as HTML: what the monitor job (components/monitor/job.py) is given
+    to draw report.html with."""
+    return monitor_report(summary, stats, train, schema).render()
