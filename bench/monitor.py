@@ -35,7 +35,7 @@ BEAM = ["--direct_running_mode=in_memory"]
 
 def plain_and_logged(work: str, n: int) -> tuple[str, str]:
     """N served examples (no label) as a plain TFRecord and as a request log."""
-    from tandem.components.datasets import listening
+    from tandem.pipeline.datasets import listening
     from tandem.schemas.request_log import LogWriter, make_record
 
     data = os.path.join(work, "data")

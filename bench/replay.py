@@ -42,7 +42,7 @@ from tensorflow_serving.apis import (  # noqa: E402
 
 
 def served_examples(work: str, n: int) -> list[bytes]:
-    from tandem.components.datasets import listening
+    from tandem.pipeline.datasets import listening
 
     data = os.path.join(work, "data")
     listening.generate(data, n, seed=9)

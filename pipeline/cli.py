@@ -31,7 +31,7 @@ def _progress_printer(label: str):
 
 
 def cmd_data_generate(args: argparse.Namespace) -> int:
-    from tandem.components.datasets import listening
+    from tandem.pipeline.datasets import listening
 
     drift = listening.parse_drift(args.drift)
     formats = ("tfrecord", "csv") if args.format == "both" else (args.format,)
@@ -60,7 +60,7 @@ def cmd_data_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_data_profiles(args: argparse.Namespace) -> int:
-    from tandem.components.datasets import listening
+    from tandem.pipeline.datasets import listening
 
     for name, text in sorted(listening.DRIFT_PROFILES.items()):
         print(f"{name:<18} {text}")
@@ -723,8 +723,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _call(args: argparse.Namespace, verbose: bool) -> int:
-    from tandem.components.datasets.listening import GeneratorError
     from tandem.pipeline.config import ConfigError
+    from tandem.pipeline.datasets.listening import GeneratorError
     from tandem.pipeline.preflight import InputError
 
     try:
