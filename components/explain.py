@@ -16,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from tandem.schemas.exit_status import BadInputError
 
-class ExplainError(ValueError):
+
+class ExplainError(BadInputError):
     """Bad input for `tandem explain` (exit status 2)."""
 
 

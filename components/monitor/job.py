@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tandem.components.monitor.drift import DriftConfig, FeatureThresholds, compare_datasets
+from tandem.schemas.exit_status import BadInputError
 from tandem.schemas.identifiers import declared_identifiers, identifiers
 from tandem.schemas.statistics import common_stats, feature_name
 
@@ -34,7 +35,7 @@ CHUNK = 1000  # examples per RecordBatch
 LABEL_TIMESTAMP = "__label_ts__"
 
 
-class MonitorError(ValueError):
+class MonitorError(BadInputError):
     """Input the monitor cannot use: the message names it (exit status 2)."""
 
 

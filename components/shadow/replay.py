@@ -37,6 +37,7 @@ from tandem.components.shadow.compare import (
     quality,
     verdict,
 )
+from tandem.schemas.exit_status import BadInputError
 
 REPORT = "report.json"
 HTML = "report.html"
@@ -49,7 +50,7 @@ DIVERGENT = "divergent.tfrecord.gz"
 Render = Callable[..., str]
 
 
-class ReplayError(ValueError):
+class ReplayError(BadInputError):
     """Input the replay cannot use: the message names it (exit status 2)."""
 
 

@@ -285,7 +285,8 @@ def _train_tabular(root, problem_type: str) -> TrainedTabular:
     served as version 1."""
     from tandem.pipeline import cli
     from tandem.pipeline.config import load_config
-    from tandem.pipeline.runner import EXIT_OK, run
+    from tandem.pipeline.runner import run
+    from tandem.schemas.exit_status import OK as EXIT_OK
 
     def label(x1, x2, color):
         if problem_type == "regression":
