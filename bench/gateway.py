@@ -55,7 +55,7 @@ STAGES = ("decorate", "validate", "predict", "log", "mirror", "total")
 
 def data_and_requests(work: str, n: int) -> tuple[str, list[bytes], list[bytes]]:
     """(data dir, decorated examples, the request part of each): generated listening rows."""
-    from tandem.components.datasets import listening
+    from tandem.pipeline.datasets import listening
 
     data = os.path.join(work, "gw-data")
     listening.generate(data, max(n, 1000), seed=5)

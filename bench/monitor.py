@@ -35,7 +35,7 @@ BEAM = ["--direct_running_mode=in_memory"]
 
 def plain_and_logged(work: str, n: int) -> tuple[str, str]:
     """N served examples (no label) as a plain TFRecord and as a request log."""
-    from tandem.components.datasets import listening
+    from tandem.pipeline.datasets import listening
     from tandem.schemas.request_log import LogWriter, make_record
 
     data = os.path.join(work, "data")
@@ -70,7 +70,7 @@ def plain_and_logged(work: str, n: int) -> tuple[str, str]:
 def report_weight(work: str) -> tuple[float, float]:
     """(size in MB, Chromium load ms) of a 200-feature side-by-side statistics report."""
     sys.path.insert(0, os.path.join(ROOT, "tests"))
-    from tandem.components.statistics_report import statistics_page
+    from tandem.pipeline.statistics_report import statistics_page
     from tests import browser
     from tests.reports.test_stats_report import wide_statistics
 
@@ -89,9 +89,9 @@ def main() -> None:
     import tensorflow_data_validation as tfdv
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from tandem.components.monitor.job import run_monitor
     from tandem.pipeline.config import load_config
     from tandem.pipeline.pipeline import statistics_options
+    from tandem.pipeline.traffic_checks import run_monitor
 
     work = tempfile.mkdtemp(prefix="tandem-bench-monitor-")
     try:

@@ -42,7 +42,7 @@ from tensorflow_serving.apis import (  # noqa: E402
 
 
 def served_examples(work: str, n: int) -> list[bytes]:
-    from tandem.components.datasets import listening
+    from tandem.pipeline.datasets import listening
 
     data = os.path.join(work, "data")
     listening.generate(data, n, seed=9)
@@ -141,7 +141,7 @@ def main() -> None:
     parser.add_argument("--naive", type=int, default=2000)
     parser.add_argument("--stock", type=int, default=20_000)
     args = parser.parse_args()
-    from tandem.components.shadow.replay import run_replay
+    from tandem.pipeline.traffic_checks import run_replay
 
     with tempfile.TemporaryDirectory() as work:
         base_a = args.model_base_path or bs.trained_model(work)

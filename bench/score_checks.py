@@ -71,7 +71,7 @@ def main() -> None:
     import warnings
 
     warnings.simplefilter("ignore", FutureWarning)
-    from tandem.components.datasets import listening
+    from tandem.pipeline.datasets import listening
 
     work = tempfile.mkdtemp(prefix="tandem-bench-checks-")
     data = os.path.join(work, "data")

@@ -34,7 +34,7 @@ warnings.filterwarnings("ignore")
 
 import tensorflow as tf  # noqa: E402
 
-from tandem.components.datasets import listening  # noqa: E402
+from tandem.pipeline.datasets import listening  # noqa: E402
 from tandem.schemas import curated_schema_path, load_schema  # noqa: E402
 from tandem.serving.gateway.validator import Validator  # noqa: E402
 

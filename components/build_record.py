@@ -15,6 +15,7 @@ from importlib import metadata
 from typing import Any
 
 from tandem.schemas.contracts import ASSETS_EXTRA
+from tandem.schemas.exit_status import BadInputError
 
 RECORD_FILE = "tandem_build_record.json"
 LIBRARIES = (
@@ -23,7 +24,7 @@ LIBRARIES = (
 )
 
 
-class RecordError(ValueError):
+class RecordError(BadInputError):
     """A model path without a readable build record."""
 
 

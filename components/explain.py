@@ -16,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from tandem.schemas.exit_status import BadInputError
 
-class ExplainError(ValueError):
+
+class ExplainError(BadInputError):
     """Bad input for `tandem explain` (exit status 2)."""
 
 
@@ -31,7 +33,7 @@ def _raw(example) -> dict[str, list]:
 
 
 def _score(outputs, problem: str) -> float:
-    from tandem.components.model_checks import served_output
+    from tandem.schemas.contracts import served_output
 
     value = served_output(outputs, problem)
     value = value.reshape(len(value), -1)[0]

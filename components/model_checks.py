@@ -46,6 +46,8 @@ from typing import Any
 
 import numpy as np
 
+from tandem.schemas.contracts import served_output
+
 # Which checks stop the run when they fail.
 GATES = ("model_spec", "numerics", "baseline", "export_skew", "feature_code", "privacy",
          "feature_rules")
@@ -554,15 +556,6 @@ def importance(model, sample: Sample, measure, higher: bool, repeats: int, seed:
 
 
 # ---- on the exported SavedModel ----------------------------------------------------------
-
-def served_output(outputs: dict, problem: str) -> np.ndarray:
-    """The serving signature's prediction: probabilities (binary), scores (multi-class) or
-    predictions (regression)."""
-    for key in (("predictions",) if problem == "regression" else ("probabilities", "scores")):
-        if key in outputs:
-            return np.asarray(outputs[key])
-    raise KeyError(f"serving outputs {sorted(outputs)} lack a prediction")
-
 
 def export_skew(loaded, model, transform_output, raw: list[bytes], files: list[str],
                 problem: str, scale: tuple[float, float], tolerance: float) -> dict[str, Any]:

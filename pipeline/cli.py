@@ -7,14 +7,9 @@ import os
 import sys
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
 
-from tandem.pipeline import exit_status  # noqa: E402
-
-EXIT_BAD_INPUT = exit_status.BAD_INPUT
-
-
+from tandem.schemas import exit_status  # noqa: E402
 from tandem.serving.cli import CommandError, add_serving_commands  # noqa: E402
 
 
@@ -31,19 +26,16 @@ def _progress_printer(label: str):
 
 
 def cmd_data_generate(args: argparse.Namespace) -> int:
-    from tandem.components.datasets import listening
+    from tandem.pipeline.datasets import listening
 
     drift = listening.parse_drift(args.drift)
     formats = ("tfrecord", "csv") if args.format == "both" else (args.format,)
     start = time.monotonic()
-    try:
-        manifest = listening.generate(
-            args.out, args.rows, seed=args.seed, drift=drift, span=args.span, formats=formats,
-            progress=_progress_printer("generate"), requests=args.requests, labels=args.labels,
-            label_delay_s=args.label_delay, label_loss=args.label_loss, rate=args.rate,
-        )
-    except listening.GeneratorError as e:
-        raise CommandError(str(e)) from None
+    manifest = listening.generate(
+        args.out, args.rows, seed=args.seed, drift=drift, span=args.span, formats=formats,
+        progress=_progress_printer("generate"), requests=args.requests, labels=args.labels,
+        label_delay_s=args.label_delay, label_loss=args.label_loss, rate=args.rate,
+    )
     if "labels" in manifest:
         lab = manifest["labels"]
         print(f"wrote {lab['written']:,} labels to "
@@ -60,7 +52,7 @@ def cmd_data_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_data_profiles(args: argparse.Namespace) -> int:
-    from tandem.components.datasets import listening
+    from tandem.pipeline.datasets import listening
 
     for name, text in sorted(listening.DRIFT_PROFILES.items()):
         print(f"{name:<18} {text}")
@@ -133,7 +125,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     from tandem.pipeline.config import load_config
     from tandem.pipeline.loop import read_loop_record
-    from tandem.pipeline.score import ScoreError, format_score, score
+    from tandem.pipeline.score import format_score, score
 
     overrides = list(args.set)
     name = args.config
@@ -152,10 +144,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     if not os.path.exists(config.metadata_path):
         raise CommandError(f"no run to score: {config.metadata_path} does not exist (run "
                            "`make run`, or pass --run DIR)")
-    try:
-        result = score(config, args.run)
-    except ScoreError as e:
-        raise CommandError(str(e)) from None
+    result = score(config, args.run)
     if args.json:
         print(jsonlib.dumps(result, indent=2, sort_keys=True))
     else:
@@ -167,7 +156,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     import json as jsonlib
 
-    from tandem.components.explain import ExplainError, explain, format_explain, read_example
+    from tandem.components.explain import explain, format_explain, read_example
 
     path = args.model
     if os.path.isdir(os.path.join(path, "Format-Serving")):
@@ -176,10 +165,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         versions = sorted((int(v) for v in os.listdir(path) if v.isdigit()), reverse=True)
         if versions:  # a serving base directory: its newest version, as TF Serving serves
             path = os.path.join(path, str(versions[0]))
-    try:
-        trace = explain(path, read_example(args.example, args.index))
-    except ExplainError as e:
-        raise CommandError(str(e)) from None
+    trace = explain(path, read_example(args.example, args.index))
     if args.json:
         print(jsonlib.dumps(trace, indent=2))
     else:
@@ -203,12 +189,9 @@ def _replay_config_dict(path: str | None, overrides: list[str]) -> dict:
     """The replay config as a dict (validated), for a component's exec property."""
     import dataclasses as dc
 
-    from tandem.components.shadow.replay import ReplayError, load_replay_config
+    from tandem.components.shadow.replay import load_replay_config
 
-    try:
-        config = load_replay_config(path, overrides)
-    except ReplayError as e:
-        raise CommandError(str(e)) from None
+    config = load_replay_config(path, overrides)
     return dc.asdict(config)
 
 
@@ -225,7 +208,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
                                                                  for m in missing))
         config = load_config(args.config, args.set)
         summary = compile_monitoring_kubeflow(
-            args.kubeflow, args.config, args.logs, args.schema_uri or config.schema,
+            args.kubeflow, config, args.logs, args.schema_uri or config.schema,
             args.pipeline_root, args.image, args.training_statistics)
     elif args.promotion:
         from tandem.pipeline.promotion import compile_promotion_kubeflow
@@ -255,23 +238,17 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def cmd_model_inspect(args: argparse.Namespace) -> int:
-    from tandem.components.build_record import RecordError, format_record, load_record
+    from tandem.components.build_record import format_record, load_record
 
-    try:
-        record = load_record(args.path)
-    except RecordError as e:
-        raise CommandError(str(e)) from None
+    record = load_record(args.path)
     print(format_record(record))
     return 0
 
 
 def cmd_model_diff(args: argparse.Namespace) -> int:
-    from tandem.components.build_record import RecordError, diff_records, load_record
+    from tandem.components.build_record import diff_records, load_record
 
-    try:
-        a, b = load_record(args.a), load_record(args.b)
-    except RecordError as e:
-        raise CommandError(str(e)) from None
+    a, b = load_record(args.a), load_record(args.b)
     lines = diff_records(a, b)
     if not lines:
         print("no differences in what the two models were built from")
@@ -281,17 +258,15 @@ def cmd_model_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_shadow_replay(args: argparse.Namespace) -> int:
-    from tandem.components.shadow.replay import ReplayError, load_replay_config, run_replay, summary
+    from tandem.components.shadow.replay import load_replay_config, summary
+    from tandem.pipeline.traffic_checks import run_replay
 
-    try:
-        config = load_replay_config(args.config, args.set)
-        start = time.monotonic()
-        print(f"replay: {args.logs} through {args.baseline} (A) and {args.candidate} (B) ...",
-              flush=True)
-        report = run_replay(args.logs, args.baseline, args.candidate, args.out, config,
-                            args.beam_args or None, labels=args.labels)
-    except ReplayError as e:
-        raise CommandError(str(e)) from None
+    config = load_replay_config(args.config, args.set)
+    start = time.monotonic()
+    print(f"replay: {args.logs} through {args.baseline} (A) and {args.candidate} (B) ...",
+          flush=True)
+    report = run_replay(args.logs, args.baseline, args.candidate, args.out, config,
+                        args.beam_args or None, labels=args.labels)
     for line in summary(report):
         print(line)
     print(f"report: {os.path.join(args.out, 'report.json')} and "
@@ -304,14 +279,11 @@ def cmd_shadow_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_shadow_validate(args: argparse.Namespace) -> int:
-    from tandem.components.shadow.replay import ReplayError, load_report, preflight, summary
+    from tandem.components.shadow.replay import load_report, preflight, summary
     from tandem.pipeline.promotion import run_promotion_pipeline
 
     config = _replay_config_dict(args.config, args.set)
-    try:
-        preflight(args.logs, args.baseline, args.candidate)
-    except ReplayError as e:
-        raise CommandError(str(e)) from None
+    preflight(args.logs, args.baseline, args.candidate)
     if not os.path.isdir(args.logs):
         raise CommandError(f"--logs must be a directory of request-log files (an Examples "
                            f"artifact's uri), got {args.logs}")
@@ -327,22 +299,20 @@ def cmd_shadow_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    from tandem.components.monitor.job import MonitorError, parse_duration, run_monitor
+    from tandem.components.monitor.job import parse_duration
     from tandem.pipeline.config import load_config
+    from tandem.pipeline.traffic_checks import run_monitor
 
     config = load_config(args.config, args.set)
     if args.pipeline:
         return _monitor_pipeline(args, config)
-    try:
-        window_s = parse_duration(args.window) if args.window else None
-        summary = run_monitor(args.logs, config, args.out, window_s=window_s,
-                              window_records=args.window_records,
-                              training_statistics=args.training_statistics,
-                              labels=args.labels, beam_args=args.beam_args or None,
-                              training_examples=args.training_examples,
-                              progress=lambda line: print(line, flush=True))
-    except MonitorError as e:
-        raise CommandError(str(e)) from None
+    window_s = parse_duration(args.window) if args.window else None
+    summary = run_monitor(args.logs, config, args.out, window_s=window_s,
+                          window_records=args.window_records,
+                          training_statistics=args.training_statistics,
+                          labels=args.labels, beam_args=args.beam_args or None,
+                          training_examples=args.training_examples,
+                          progress=lambda line: print(line, flush=True))
     if not summary["training_statistics"]:
         print("no training statistics found for the served model (ML Metadata at "
               f"{config.metadata_path}): skew not checked; pass --training-statistics")
@@ -360,27 +330,22 @@ def _monitor_pipeline(args: argparse.Namespace, config) -> int:
     import ml_metadata as mlmd
     from tfx import v1 as tfx
 
-    from tandem.components.monitor.job import MonitorError, find_training_statistics, served_model
+    from tandem.components.monitor.job import find_training_statistics, served_model
+    from tandem.pipeline.config import load_config
     from tandem.pipeline.monitoring import create_monitoring_pipeline
-    from tandem.schemas.request_log import LogError, expand
+    from tandem.schemas.request_log import expand
 
     if not os.path.isdir(args.logs):
         raise CommandError(f"--pipeline needs --logs to be a directory (an Examples artifact's "
                            f"uri), got {args.logs}")
-    try:
-        files = expand(args.logs)
-    except LogError as e:
-        raise CommandError(str(e)) from None
+    files = expand(args.logs)
     overrides = list(args.set)
     if args.window_records:
         overrides.append(f"monitor.window_records={args.window_records}")
     if args.window:
         from tandem.components.monitor.job import parse_duration
 
-        try:
-            overrides.append(f"monitor.window_s={parse_duration(args.window)}")
-        except MonitorError as e:
-            raise CommandError(str(e)) from None
+        overrides.append(f"monitor.window_s={parse_duration(args.window)}")
     training = args.training_statistics
     if training and os.path.isfile(training) and \
             os.path.basename(os.path.dirname(training)).startswith("Split-"):
@@ -393,8 +358,8 @@ def _monitor_pipeline(args: argparse.Namespace, config) -> int:
     root = os.path.abspath(args.out)
     metadata = os.path.join(root, "metadata.sqlite")
     pipeline = create_monitoring_pipeline(
-        config.source, os.path.abspath(args.logs), config.schema,
-        os.path.join(root, "pipeline"), training, overrides, metadata_path=metadata)
+        load_config(config.source, overrides), os.path.abspath(args.logs), config.schema,
+        os.path.join(root, "pipeline"), training, metadata_path=metadata)
     start = time.monotonic()
     print(f"monitoring pipeline: TrafficMonitor on {args.logs} ...", flush=True)
     tfx.orchestration.LocalDagRunner().run(pipeline)
@@ -414,14 +379,11 @@ def _monitor_pipeline(args: argparse.Namespace, config) -> int:
 
 
 def cmd_report_stats(args: argparse.Namespace) -> int:
-    from tandem.components.monitor.job import MonitorError, load_statistics
-    from tandem.components.statistics_report import statistics_page
+    from tandem.components.monitor.job import load_statistics
+    from tandem.pipeline.statistics_report import statistics_page
 
-    try:
-        stats = load_statistics(args.path)
-        compare = load_statistics(args.compare) if args.compare else None
-    except MonitorError as e:
-        raise CommandError(str(e)) from None
+    stats = load_statistics(args.path)
+    compare = load_statistics(args.compare) if args.compare else None
     schema = anomalies = None
     if args.schema:
         import tensorflow_data_validation as tfdv
@@ -720,15 +682,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _call(args: argparse.Namespace, verbose: bool) -> int:
-    from tandem.components.datasets.listening import GeneratorError
-    from tandem.pipeline.config import ConfigError
-    from tandem.pipeline.preflight import InputError
-
     try:
         return args.func(args)
-    except (CommandError, ConfigError, InputError, GeneratorError) as e:
+    except exit_status.BadInputError as e:  # every module's bad-input error, CommandError too
         print(f"tandem: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return exit_status.BAD_INPUT
     except KeyboardInterrupt:
         print("tandem: interrupted", file=sys.stderr)
         return exit_status.INTERRUPTED

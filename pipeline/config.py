@@ -9,6 +9,7 @@ import types
 import typing
 from typing import Any, Literal
 
+from tandem.schemas.exit_status import BadInputError
 from tandem.schemas.yaml_config import YamlConfigError, read_yaml
 from tandem.schemas.yaml_config import apply_override as shared_override
 
@@ -25,7 +26,7 @@ STAGES = ("validate", "transform", "train", "evaluate", "push")
 CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
 
-class ConfigError(ValueError):
+class ConfigError(BadInputError):
     """A config file that is missing, malformed, or has a bad key or value."""
 
 

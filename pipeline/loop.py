@@ -163,12 +163,12 @@ class Listening(Plan):
         self.drift_note = "night_owls: hour_of_day moves into 0-5"
 
     def train_data(self, say) -> None:
-        from tandem.components.datasets import listening
+        from tandem.pipeline.datasets import listening
 
         listening.generate(os.path.join(self.work, "data"), self.rows, seed=0, span=1)
 
     def requests(self, start_time: float) -> None:
-        from tandem.components.datasets import listening
+        from tandem.pipeline.datasets import listening
 
         work, rows = self.work, self.rows
         # Requests come from the users and tracks of v1's data: the tables the gateway joins
@@ -193,7 +193,7 @@ class Listening(Plan):
                     shutil.copyfileobj(g, f)
 
     def mirror_requests(self) -> None:
-        from tandem.components.datasets import listening
+        from tandem.pipeline.datasets import listening
 
         # Requests not sent before (span 4): step 3's again would log their ids twice.
         listening.generate(os.path.join(self.work, "mirror"), 2000, seed=0, span=4,
@@ -381,7 +381,7 @@ def run_loop(work: str = "outputs/loop", rows: int | None = None, out: TextIO = 
             s.result = f"model server {server}, gateway {gateway} (logs to {logs_dir})"
 
         with step("send traffic, then traffic with drift; monitor it") as s:
-            from tandem.components.monitor.job import run_monitor
+            from tandem.pipeline.traffic_checks import run_monitor
             from tandem.serving.traffic import send
 
             plan.requests(time.time())
@@ -432,7 +432,8 @@ def run_loop(work: str = "outputs/loop", rows: int | None = None, out: TextIO = 
             s.result = f"v2 = version {v2}, labelled canary"
 
         with step("mirror live traffic to v2; shadow replay over the log") as s:
-            from tandem.components.shadow.replay import load_replay_config, run_replay, summary
+            from tandem.components.shadow.replay import load_replay_config, summary
+            from tandem.pipeline.traffic_checks import run_replay
 
             servers.stop("gateway")
             start_gateway(shadow=True)

@@ -31,12 +31,14 @@ from typing import Any
 
 import numpy as np
 
+from tandem.schemas.exit_status import BadInputError
+
 ID = "request_id"
 SHARES = (("clean", 0.6), ("drift", 0.2), ("mirror", 0.2))
 REQUEST_BATCH = 4  # examples per request the loop sends in step 3
 
 
-class LoopDataError(ValueError):
+class LoopDataError(BadInputError):
     """The config's data or drift recipe cannot make a loop: the message names why (exit 2)."""
 
 

@@ -9,23 +9,26 @@ OUT.json --monitoring ...` compiles the same DAG for Kubeflow.
 
 from __future__ import annotations
 
-import json
 import os
 
 from tfx import v1 as tfx
 
 from tandem.components.monitor.component import TrafficMonitor
+from tandem.components.monitor.executor import settings_json
+from tandem.pipeline.config import PipelineConfig
+from tandem.pipeline.traffic_checks import MONITOR_RENDER
 
 PIPELINE_NAME = "tandem-monitoring"
 
 
-def create_monitoring_pipeline(config_name: str, logs: str, schema: str, pipeline_root: str,
-                               training_statistics: str | None = None,
-                               overrides: list[str] | None = None,
+def create_monitoring_pipeline(config: PipelineConfig, logs: str, schema: str,
+                               pipeline_root: str, training_statistics: str | None = None,
                                beam_args: list[str] | None = None,
                                metadata_path: str | None = None) -> tfx.dsl.Pipeline:
-    """`schema` is the curated schema file's directory or file (as the executor sees it);
-    `training_statistics` an ExampleStatistics artifact's uri (Split-train/ inside)."""
+    """`config` is the loaded pipeline config (its `monitor:` section and names travel to the
+    executor as JSON); `schema` the curated schema file's directory or file (as the executor
+    sees it); `training_statistics` an ExampleStatistics artifact's uri (Split-train/
+    inside)."""
     logs_in = tfx.dsl.Importer(source_uri=logs,
                                artifact_type=tfx.types.standard_artifacts.Examples,
                                reimport=False).with_id("request_logs")
@@ -44,9 +47,9 @@ def create_monitoring_pipeline(config_name: str, logs: str, schema: str, pipelin
         components.append(stats_in)
         training = stats_in.outputs["result"]
     monitor = TrafficMonitor(request_logs=logs_in.outputs["result"],
-                             schema=schema_in.outputs["result"], config=config_name,
-                             training_statistics=training,
-                             overrides=json.dumps(overrides or []))
+                             schema=schema_in.outputs["result"],
+                             settings=settings_json(config), training_statistics=training,
+                             render=MONITOR_RENDER)
     components.append(monitor)
     return tfx.dsl.Pipeline(
         pipeline_name=PIPELINE_NAME, pipeline_root=pipeline_root, components=components,
@@ -58,10 +61,10 @@ def create_monitoring_pipeline(config_name: str, logs: str, schema: str, pipelin
         else ["--direct_running_mode=in_memory"])
 
 
-def compile_monitoring_kubeflow(out_path: str, config_name: str, logs: str, schema: str,
+def compile_monitoring_kubeflow(out_path: str, config: PipelineConfig, logs: str, schema: str,
                                 pipeline_root: str, image: str,
                                 training_statistics: str | None = None) -> dict:
-    pipeline = create_monitoring_pipeline(config_name, logs, schema, pipeline_root,
+    pipeline = create_monitoring_pipeline(config, logs, schema, pipeline_root,
                                           training_statistics, beam_args=[])
     from tandem.pipeline.kubeflow import compile_dag
 

@@ -13,12 +13,13 @@ import re
 
 from tandem.pipeline.config import PipelineConfig
 from tandem.schemas import SchemaError, load_schema
+from tandem.schemas.exit_status import BadInputError
 
 # TFRecord inputs are checked on their first rows; the schema's label domain checks the rest.
 TFRECORD_SAMPLE_ROWS = 50_000
 
 
-class InputError(ValueError):
+class InputError(BadInputError):
     """Input the pipeline cannot run on; the message names the problem."""
 
 

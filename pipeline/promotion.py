@@ -17,6 +17,7 @@ import os
 from tfx import v1 as tfx
 
 from tandem.components.shadow_validator.component import ShadowValidator
+from tandem.pipeline.traffic_checks import REPLAY_RENDER
 
 PIPELINE_NAME = "tandem-promotion"
 
@@ -42,7 +43,7 @@ def create_promotion_pipeline(baseline: str, candidate: str, logs: str, pipeline
         baseline_model=baseline_importer.outputs["result"],
         candidate_model=candidate_importer.outputs["result"],
         request_logs=logs_importer.outputs["result"],
-        config=json.dumps(replay_config or {}, sort_keys=True))
+        config=json.dumps(replay_config or {}, sort_keys=True), render=REPLAY_RENDER)
     return tfx.dsl.Pipeline(
         pipeline_name=name, pipeline_root=pipeline_root,
         components=[logs_importer, baseline_importer, candidate_importer, validator],

@@ -10,14 +10,11 @@ import sys
 import time
 from typing import Any, TextIO
 
-from tandem.pipeline import exit_status
 from tandem.pipeline.beam import with_running_mode
 from tandem.pipeline.config import STAGES, PipelineConfig
 from tandem.pipeline.preflight import InputError, check_inputs
 from tandem.schemas import load_schema, schema_fingerprint
-
-EXIT_OK, EXIT_CHECK_FAILED = exit_status.OK, exit_status.CHECK_FAILED
-EXIT_ANOMALIES = EXIT_NOT_BLESSED = EXIT_CHECK_FAILED
+from tandem.schemas.exit_status import CHECK_FAILED, OK
 
 
 @dataclasses.dataclass
@@ -306,17 +303,17 @@ def run(
     try:
         try:
             tfx.orchestration.LocalDagRunner().run(pipeline)
-            exit_code = EXIT_OK
+            exit_code = OK
         except AnomaliesFound as found:
-            exit_code = EXIT_ANOMALIES
+            exit_code = CHECK_FAILED
             for split in found.splits:
                 for row in anomaly_rows(load_anomalies(found.uri, split)):
                     anomalies.append((split, *row))
         except ModelChecksFailed as failed:
-            exit_code = EXIT_CHECK_FAILED
+            exit_code = CHECK_FAILED
             failed_checks = failed.failed
         except SlicesFailed as failed:
-            exit_code = EXIT_CHECK_FAILED
+            exit_code = CHECK_FAILED
             failed_slices = str(failed)
         except NoBar as e:  # a model built elsewhere and no threshold: a config error
             raise InputError(str(e)) from None
@@ -338,8 +335,8 @@ def run(
             out.write(f"  {check['check']}: {check['summary']}\n")
     verdict = evaluation_verdict(config, outputs)
     blessed = is_blessed(outputs)
-    if exit_code == EXIT_OK and blessed is False:
-        exit_code = EXIT_NOT_BLESSED  # "nothing pushed" is a failed check, not a success
+    if exit_code == OK and blessed is False:
+        exit_code = CHECK_FAILED  # "nothing pushed" is a failed check, not a success
     if failed_slices:
         verdict = (verdict or "") + f"\n  slices failed, nothing pushed: {failed_slices}"
     pushed = pushed_destination(outputs)
@@ -355,7 +352,7 @@ def run(
     out.write(f"  {'ML Metadata':<18} {config.metadata_path}\n")
     report = None
     if "statistics" in outputs:
-        from tandem.components.statistics_report import write_run_report
+        from tandem.pipeline.statistics_report import write_run_report
 
         report = write_run_report(
             outputs["statistics"].uri, config.schema,

@@ -17,6 +17,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from tandem.schemas.exit_status import BadInputError
+
 SECTIONS = ("data", "model", "infrastructure", "monitoring")
 RUBRIC: list[tuple[str, str, str]] = [
     ("data", "D1", "Feature expectations are captured in a schema"),
@@ -55,7 +57,7 @@ class Failed(str):
     """A check that ran and did not hold: its evidence, scored 0."""
 
 
-class ScoreError(ValueError):
+class ScoreError(BadInputError):
     """Bad input for `tandem score` (exit status 2): the message names it."""
 
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from tandem.components.shadow.compare import LOWER_IS_BETTER
 from tandem.reports import charts
 from tandem.reports.html import Page, esc, fmt, status, table
+from tandem.schemas.contracts import LOWER_IS_BETTER
 
 
 def _ci(m: dict | None) -> str:
@@ -174,3 +174,10 @@ def render(report: dict, a: np.ndarray | None = None, b: np.ndarray | None = Non
                      table(["request id", "A", "B", "|Δ|"],
                            [[d["id"], d["a"], d["b"], d["delta"]] for d in divergent]))
     return page
+
+
+def render_text(report: dict, a: np.ndarray | None = None, b: np.ndarray | None = None,
+                run: dict | None = None, divergent: list[dict] | None = None) -> str:
+    """The page's HTML: what the replay job (components/shadow/replay.py) is given to draw
+    report.html with."""
+    return render(report, a, b, run, divergent).render()

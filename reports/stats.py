@@ -2,7 +2,7 @@
 serving, a window vs the previous one), and the monitor's report over windows.
 
 Pages draw what their callers measured: the drift measures and which features are
-identifiers come in as arguments (components/statistics_report.py and the monitor measure
+identifiers come in as arguments (pipeline/statistics_report.py and the monitor measure
 them), so a page never judges data on its own.
 """
 
@@ -395,3 +395,9 @@ def monitor_report(summary: dict, stats, train, schema) -> Page:
                 [("serving", current)], schema, None, last["schema_anomalies"],
                 summary.get("identifiers")))
     return page
+
+
+def monitor_html(summary: dict, stats, train, schema) -> str:
+    """The monitor's page as HTML: what the monitor job (components/monitor/job.py) is given
+    to draw report.html with."""
+    return monitor_report(summary, stats, train, schema).render()

@@ -5,10 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-from google.protobuf import text_format  # noqa: E402
-from tensorflow_metadata.proto.v0 import schema_pb2  # noqa: E402
+from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2
 
 SCHEMAS_DIR = os.path.dirname(os.path.abspath(__file__))
 TRAINING = "TRAINING"

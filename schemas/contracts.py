@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 # Signatures of an exported model (the Trainer writes them, the servers and TFMA read them).
@@ -27,6 +28,20 @@ def output_key(outputs) -> str:
         if key in outputs:
             return key
     return sorted(outputs)[0]
+
+
+def served_output(outputs: dict, problem: str) -> np.ndarray:
+    """The serving signature's prediction: probabilities (binary), scores (multi-class) or
+    predictions (regression)."""
+    for key in (("predictions",) if problem == "regression" else ("probabilities", "scores")):
+        if key in outputs:
+            return np.asarray(outputs[key])
+    raise KeyError(f"serving outputs {sorted(outputs)} lack a prediction")
+
+
+# Quality metrics where a larger value is worse: the replay gate bounds B - A from above for
+# these, from below for the others (AUC, accuracy); the replay report draws them alike.
+LOWER_IS_BETTER = frozenset({"rmse", "mae", "log_loss"})
 
 
 # TF Serving's method names.

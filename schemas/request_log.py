@@ -44,6 +44,7 @@ from typing import Any
 import google_crc32c
 
 from tandem.schemas.contracts import EXAMPLES_INPUT
+from tandem.schemas.exit_status import BadInputError
 
 META_PREFIX = "tandem/1 "
 PRIMARY, SHADOW = "primary", "shadow"
@@ -51,7 +52,7 @@ FILE_SUFFIX = ".tfrecord.gz"
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-class LogError(ValueError):
+class LogError(BadInputError):
     """A path or file that cannot be read as a request log."""
 
 

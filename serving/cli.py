@@ -7,8 +7,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tandem.schemas import exit_status
+from tandem.schemas.exit_status import BadInputError
 
-class CommandError(Exception):
+
+class CommandError(BadInputError):
     """An error reported as one line and exit status 2."""
 
 
@@ -112,21 +115,18 @@ def _traffic_drifts() -> list[str]:
 
 
 def cmd_traffic_send(args: argparse.Namespace) -> int:
-    from tandem.serving.traffic import TrafficError, send
+    from tandem.serving.traffic import send
 
     pace = f"{args.rate:g} requests/s" if args.rate else "as fast as answers come"
     print(f"traffic: sending {args.examples} to {args.to}, {pace}", flush=True)
-    try:
-        result = send(args.to, args.examples, args.model, rate=args.rate, batch=args.batch,
-                      limit=args.limit, drift=args.drift,
-                      progress=lambda line: print(line, flush=True))
-    except TrafficError as e:
-        raise CommandError(str(e)) from None
+    result = send(args.to, args.examples, args.model, rate=args.rate, batch=args.batch,
+                  limit=args.limit, drift=args.drift,
+                  progress=lambda line: print(line, flush=True))
     errors = ", ".join(f"{k} {v}" for k, v in sorted(result.errors.items())) or "none"
     print(f"sent {result.sent:,} requests in {result.seconds:.1f}s "
           f"({result.sent / max(result.seconds, 1e-9):.0f}/s): {result.ok:,} answered, "
           f"errors: {errors}")
-    return 0 if not result.errors else 1
+    return exit_status.OK if not result.errors else exit_status.CHECK_FAILED
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -216,7 +216,7 @@ def cmd_logs_cat(args: argparse.Namespace) -> int:
     from google.protobuf import json_format
     from tensorflow.core.example import example_pb2
 
-    from tandem.schemas.request_log import LogError, ReadStats, read_records
+    from tandem.schemas.request_log import ReadStats, read_records
 
     if args.limit is not None and args.limit < 0:
         raise CommandError(f"--limit must be at least 0, got {args.limit}")
@@ -235,8 +235,6 @@ def cmd_logs_cat(args: argparse.Namespace) -> int:
                 line["sources"] = record.sources
                 line["error"] = record.error
             print(json.dumps(line, sort_keys=True))
-    except LogError as e:
-        raise CommandError(str(e)) from None
     except BrokenPipeError:
         return 0
     if stats.torn or stats.corrupt or stats.unreadable:
@@ -250,7 +248,7 @@ def cmd_logs_stats(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from tandem.schemas.request_log import PRIMARY, LogError, ReadStats, read_records
+    from tandem.schemas.request_log import PRIMARY, ReadStats, read_records
 
     stats = ReadStats()
     roles: collections.Counter = collections.Counter()
@@ -260,27 +258,24 @@ def cmd_logs_stats(args: argparse.Namespace) -> int:
     sources: collections.Counter = collections.Counter()
     examples = flagged = rejected = unknown = 0
     first = last = None
-    try:
-        for record in read_records(args.path, stats):
-            roles[record.role] += 1
-            if record.error:
-                errors[f"{record.role}:{record.error['code']}"] += 1
-            if record.role != PRIMARY:
-                continue
-            versions[f"{record.model_name}/{record.model_version}"] += 1
-            examples += len(record.example_ids)
-            violations = record.verdict.get("violations", {})
-            flagged += len(violations)
-            unknown += len(record.verdict.get("unknown_entities", {}))
-            rejected += bool(record.verdict.get("rejected"))
-            for found in violations.values():
-                anomalies.update(found)
-            for kind, version in record.sources.items():
-                sources[f"{kind}:{version}"] += 1
-            first = record.timestamp if first is None else min(first, record.timestamp)
-            last = record.timestamp if last is None else max(last, record.timestamp)
-    except LogError as e:
-        raise CommandError(str(e)) from None
+    for record in read_records(args.path, stats):
+        roles[record.role] += 1
+        if record.error:
+            errors[f"{record.role}:{record.error['code']}"] += 1
+        if record.role != PRIMARY:
+            continue
+        versions[f"{record.model_name}/{record.model_version}"] += 1
+        examples += len(record.example_ids)
+        violations = record.verdict.get("violations", {})
+        flagged += len(violations)
+        unknown += len(record.verdict.get("unknown_entities", {}))
+        rejected += bool(record.verdict.get("rejected"))
+        for found in violations.values():
+            anomalies.update(found)
+        for kind, version in record.sources.items():
+            sources[f"{kind}:{version}"] += 1
+        first = record.timestamp if first is None else min(first, record.timestamp)
+        last = record.timestamp if last is None else max(last, record.timestamp)
     summary = {
         "files": stats.files, "records": stats.records, "by_role": dict(roles),
         "examples": examples, "flagged_examples": flagged, "rejected_requests": rejected,

@@ -15,6 +15,8 @@ import glob as globlib
 import time
 from collections.abc import Callable, Iterator
 
+from tandem.schemas.exit_status import BadInputError
+
 DRIFTS = {
     "new_device": "10% of requests come from a device the schema does not know ('smart_tv')",
     "missing_device": "10% of requests lack 'device'",
@@ -22,7 +24,7 @@ DRIFTS = {
 }
 
 
-class TrafficError(ValueError):
+class TrafficError(BadInputError):
     """Bad input for traffic send: the message names it (exit status 2)."""
 
 

@@ -5,4 +5,12 @@ reports/, notebooks/); setup.py maps each one into this package (`package_dir`),
 install adds the single top-level name `tandem`: tandem.pipeline, tandem.components,
 tandem.schemas, tandem.serving, tandem.reports, and the notebook as data in tandem/notebooks/.
 In the repository this folder holds only this file.
+
+It also sets, once for every tandem module, what must hold before TensorFlow is imported:
+TF Transform 1.16 needs Keras 2 (`TF_USE_LEGACY_KERAS`). Python runs this file before any
+`tandem.*` module, and Beam worker subprocesses inherit the variable.
 """
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")

@@ -101,7 +101,7 @@ def library_log_lines(*texts: str) -> list[str]:
 @pytest.fixture(scope="session")
 def clean_listening(tmp_path_factory):
     """4,500 clean listening examples (TFRecord and CSV), generated once per session."""
-    from tandem.components.datasets import listening
+    from tandem.pipeline.datasets import listening
 
     out = tmp_path_factory.mktemp("listening")
     listening.generate(str(out), 4500, seed=7, formats=("tfrecord", "csv"))

@@ -129,4 +129,4 @@ def test_the_wheel_installs_only_tandem_and_runs_from_anywhere(tmp_path):
     notebook = os.path.join(site, "tandem", "notebooks", "walkthrough.ipynb")
     with open(notebook) as f:
         text = f.read()
-    assert "from tandem.reports import notebook" in text
+    assert "from tandem.pipeline import notebook" in text

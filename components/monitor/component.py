@@ -22,10 +22,10 @@ from tandem.components.monitor.executor import Executor
 
 class TrafficMonitorSpec(types.ComponentSpec):
     PARAMETERS = {
-        # The pipeline config by name or path (as the executor's image sees it), and
-        # `key=value` overrides as JSON, e.g. '["monitor.window_records=500"]'.
-        "config": ExecutionParameter(type=str),
-        "overrides": ExecutionParameter(type=str, optional=True),
+        # What the monitor reads of the pipeline config, as JSON (executor.settings_json).
+        "settings": ExecutionParameter(type=str),
+        # The function that draws report.html, by dotted name; none: no page.
+        "render": ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         "request_logs": ChannelParameter(type=standard_artifacts.Examples),
@@ -44,10 +44,10 @@ class TrafficMonitor(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
     def __init__(self, request_logs: types.BaseChannel, schema: types.BaseChannel,
-                 config: str, training_statistics: types.BaseChannel | None = None,
-                 overrides: str = "[]"):
+                 settings: str, training_statistics: types.BaseChannel | None = None,
+                 render: str = ""):
         super().__init__(spec=TrafficMonitorSpec(
             request_logs=request_logs, schema=schema, training_statistics=training_statistics,
-            config=config, overrides=overrides,
+            settings=settings, render=render,
             statistics=types.Channel(type=standard_artifacts.ExampleStatistics),
             anomalies=types.Channel(type=standard_artifacts.ExampleAnomalies)))

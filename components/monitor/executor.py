@@ -5,12 +5,35 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from types import SimpleNamespace
 from typing import Any
 
 import tensorflow as tf
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
-from tfx.utils import io_utils
+from tfx.utils import import_utils, io_utils
+
+# The pipeline config's fields the monitor reads (components/monitor/job.py's `config.*`).
+SETTINGS = ("name", "model_name", "label", "problem_type", "metadata_path")
+
+
+def settings_json(config) -> str:
+    """What the monitor needs of a PipelineConfig, as the `settings` exec property: the DAG
+    hands its executor settings, as the Trainer gets its custom_config, and the executor
+    never loads the pipeline's config itself."""
+    return json.dumps({**{k: getattr(config, k) for k in SETTINGS},
+                       "monitor": dataclasses.asdict(config.monitor)}, sort_keys=True)
+
+
+def _settings(text: str, schema: str) -> SimpleNamespace:
+    """The settings read back, with the attributes run_monitor reads of a PipelineConfig."""
+    raw = json.loads(text)
+    section = raw["monitor"]
+    monitor = SimpleNamespace(**{
+        **section, "drift": SimpleNamespace(**section["drift"]),
+        "skew": SimpleNamespace(**section["skew"]),
+        "features": {n: SimpleNamespace(**t) for n, t in section["features"].items()}})
+    return SimpleNamespace(**{**raw, "monitor": monitor, "schema": schema})
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -19,22 +42,23 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         from tensorflow_metadata.proto.v0 import statistics_pb2
 
         from tandem.components.monitor.job import STATISTICS, run_monitor
-        from tandem.pipeline.config import load_config
 
-        overrides = json.loads(exec_properties.get("overrides") or "[]")
-        config = load_config(exec_properties["config"], overrides)
         schema_dir = artifact_utils.get_single_uri(input_dict["schema"])
         schema_file = io_utils.get_only_uri_in_dir(schema_dir)
-        config = dataclasses.replace(config, schema=schema_file)
+        config = _settings(exec_properties["settings"], schema_file)
         training = None
         if input_dict.get("training_statistics"):
             # An ExampleStatistics artifact (its train split) or a statistics file.
             training = artifact_utils.get_single_uri(input_dict["training_statistics"])
         logs = artifact_utils.get_single_uri(input_dict["request_logs"])
+        render = exec_properties.get("render")
+        if render:  # the page's renderer, by dotted name (pipeline/traffic_checks.py)
+            render = import_utils.import_func_from_module(*render.rsplit(".", 1))
         anomalies = artifact_utils.get_single_instance(output_dict["anomalies"])
         statistics = artifact_utils.get_single_instance(output_dict["statistics"])
         summary = run_monitor(logs, config, anomalies.uri, training_statistics=training,
-                              beam_args=self._beam_pipeline_args or None)
+                              beam_args=self._beam_pipeline_args or None,
+                              render=render or None)
         # One split per window: statistics (FeatureStats.pb) and anomalies (SchemaDiff.pb).
         with tf.io.gfile.GFile(os.path.join(anomalies.uri, STATISTICS), "rb") as f:
             windows = statistics_pb2.DatasetFeatureStatisticsList.FromString(f.read())
@@ -72,4 +96,4 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                                              ",".join(summary["skew_features"]))
         anomalies.set_string_custom_property("prediction_drift_features",
                                              ",".join(summary["prediction_drift_features"]))
-        anomalies.set_string_custom_property("report", summary["report"])
+        anomalies.set_string_custom_property("report", summary.get("report", ""))

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tandem.components.monitor.drift import DriftConfig, FeatureThresholds, compare_datasets
+from tandem.schemas.exit_status import BadInputError
 from tandem.schemas.identifiers import declared_identifiers, identifiers
 from tandem.schemas.statistics import common_stats, feature_name
 
@@ -34,7 +35,7 @@ CHUNK = 1000  # examples per RecordBatch
 LABEL_TIMESTAMP = "__label_ts__"
 
 
-class MonitorError(ValueError):
+class MonitorError(BadInputError):
     """Input the monitor cannot use: the message names it (exit status 2)."""
 
 
@@ -445,9 +446,13 @@ def run_monitor(logs: str, config, out_dir: str, window_s: float | None = None,
                 window_records: int | None = None, training_statistics: str | None = None,
                 labels: str | None = None, beam_args: list[str] | None = None,
                 training_examples: str | None = None,
-                progress: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+                progress: Callable[[str], None] = lambda line: None,
+                render: Callable[[dict, Any, Any, Any], str] | None = None) -> dict[str, Any]:
     """Statistics per window, then schema, drift and skew checks; writes everything under
-    out_dir and returns the summary. `config` is the PipelineConfig."""
+    out_dir and returns the summary. `config` is the PipelineConfig (or the same settings,
+    as the TrafficMonitor executor gets them). `render(summary, window statistics, training
+    statistics, schema)` draws report.html: the caller gives it (reports/stats.py's, by way
+    of pipeline/), since the job measures and does not draw."""
     import tensorflow as tf
     import tensorflow_data_validation as tfdv
 
@@ -597,10 +602,10 @@ def run_monitor(logs: str, config, out_dir: str, window_s: float | None = None,
     summary["seconds"] = round(time.monotonic() - start, 2)
     with tf.io.gfile.GFile(os.path.join(out_dir, SUMMARY), "w") as f:
         f.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    from tandem.reports.stats import monitor_report
-
-    monitor_report(summary, stats, train, schema).write(os.path.join(out_dir, HTML))
-    summary["report"] = os.path.join(out_dir, HTML)
+    if render is not None:
+        with tf.io.gfile.GFile(os.path.join(out_dir, HTML), "w") as f:
+            f.write(render(summary, stats, train, schema))
+        summary["report"] = os.path.join(out_dir, HTML)
     _alert(summary, monitor, config)
     return summary
 

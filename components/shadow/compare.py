@@ -20,10 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from tandem.schemas.contracts import LOWER_IS_BETTER
+
 CLASSIFICATION, REGRESSION = "classification", "regression"
-# Quality metrics where a larger value is worse: the gate bounds B - A from above for these,
-# from below for the others (AUC, accuracy).
-LOWER_IS_BETTER = frozenset({"rmse", "mae", "log_loss"})
 
 
 @dataclasses.dataclass

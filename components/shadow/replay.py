@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -36,14 +37,20 @@ from tandem.components.shadow.compare import (
     quality,
     verdict,
 )
+from tandem.schemas.exit_status import BadInputError
 
 REPORT = "report.json"
 HTML = "report.html"
 RUN = "run.json"  # what varies between runs of the same replay: timings
 DIVERGENT = "divergent.tfrecord.gz"
 
+# Draws report.html from the report: (report, a=None, b=None, run=None, divergent=None) ->
+# the page's HTML. The caller gives it (reports/replay.py's, by way of pipeline/): the job
+# measures, it does not know how its page is drawn.
+Render = Callable[..., str]
 
-class ReplayError(ValueError):
+
+class ReplayError(BadInputError):
     """Input the replay cannot use: the message names it (exit status 2)."""
 
 
@@ -172,7 +179,7 @@ def _label_values(values: list, classes: list | None, error: str | None) -> np.n
 
 
 def build_report(chunks: list[dict], stats: list[dict], config: ReplayConfig, out_dir: str,
-                 meta: dict) -> dict:
+                 meta: dict, render: Render | None = None) -> dict:
     """The report (written as report.json) and the most divergent examples."""
     import tensorflow as tf
 
@@ -203,7 +210,8 @@ def build_report(chunks: list[dict], stats: list[dict], config: ReplayConfig, ou
             {"check": "replayed requests", "value": 0, "limit": thresholds.min_requests,
              "passed": False}]}
         _write(out_dir, REPORT, json.dumps(report, indent=2, sort_keys=True))
-        _write(out_dir, HTML, render_html(report, run=run).render())
+        if render is not None:
+            _write(out_dir, HTML, render(report, run=run))
         return report
     a, b, logged = replayed["a"], replayed["b"], replayed["logged"]
     problem = meta.get("problem") or (
@@ -280,14 +288,9 @@ def build_report(chunks: list[dict], stats: list[dict], config: ReplayConfig, ou
 
     rows = [{"id": replayed["ids"][i], "a": answer(a[i]), "b": answer(b[i]),
              "delta": float(delta[i])} for i in top]
-    _write(out_dir, HTML, render_html(report, shown(a), shown(b), run, rows).render())
+    if render is not None:
+        _write(out_dir, HTML, render(report, shown(a), shown(b), run, rows))
     return report
-
-
-def render_html(report: dict, a=None, b=None, run=None, divergent=None):
-    from tandem.reports.replay import render
-
-    return render(report, a, b, run, divergent)
 
 
 def _write(out_dir: str, name: str, text: str) -> None:
@@ -300,8 +303,10 @@ def _write(out_dir: str, name: str, text: str) -> None:
 
 def run_replay(logs: str, baseline: str, candidate: str, out_dir: str,
                config: ReplayConfig | None = None, beam_args: list[str] | None = None,
-               problem: str | None = None, labels: str | None = None) -> dict:
-    """Run the replay job; returns the report (also written to out_dir/report.json)."""
+               problem: str | None = None, labels: str | None = None,
+               render: Render | None = None) -> dict:
+    """Run the replay job; returns the report (also written to out_dir/report.json), and
+    out_dir/report.html when `render` is given."""
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -346,7 +351,8 @@ def run_replay(logs: str, baseline: str, candidate: str, out_dir: str,
         _ = (predicted.rows
              | "ChunksList" >> beam.combiners.ToList()
              | "BuildReport" >> beam.Map(
-                 lambda chunks, stats: build_report(chunks, stats, config, out_dir, meta),
+                 lambda chunks, stats: build_report(chunks, stats, config, out_dir, meta,
+                                                        render),
                  stats=beam.pvalue.AsSingleton(stats)))
     return load_report(out_dir)
 

@@ -155,9 +155,6 @@ class PredictBoth(beam.DoFn):
         self.batch_size = batch_size
 
     def setup(self) -> None:
-        import os
-
-        os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
         import tensorflow as tf
 
         self._tf = tf

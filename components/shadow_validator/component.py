@@ -22,6 +22,8 @@ class ShadowValidatorSpec(types.ComponentSpec):
     PARAMETERS = {
         # The replay config as JSON (tandem.components.shadow.replay.load_replay_config's keys).
         "config": ExecutionParameter(type=str),
+        # The function that draws report.html, by dotted name; none: no page.
+        "render": ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         "baseline_model": ChannelParameter(type=standard_artifacts.Model),
@@ -38,8 +40,9 @@ class ShadowValidator(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
     def __init__(self, baseline_model: types.BaseChannel, candidate_model: types.BaseChannel,
-                 request_logs: types.BaseChannel, config: str = "{}"):
+                 request_logs: types.BaseChannel, config: str = "{}", render: str = ""):
         blessing = types.Channel(type=standard_artifacts.ModelBlessing)
         super().__init__(spec=ShadowValidatorSpec(
             baseline_model=baseline_model, candidate_model=candidate_model,
-            request_logs=request_logs, config=config, blessing=blessing))
+            request_logs=request_logs, config=config, render=render,
+            blessing=blessing))

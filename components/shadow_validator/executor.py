@@ -10,7 +10,7 @@ from typing import Any
 import tensorflow as tf
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
-from tfx.utils import path_utils
+from tfx.utils import import_utils, path_utils
 
 BLESSED, NOT_BLESSED = "SHADOW_BLESSED", "SHADOW_NOT_BLESSED"
 
@@ -34,11 +34,14 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             config = load_replay_config(f.name)
         finally:
             os.unlink(f.name)
+        render = exec_properties.get("render")
+        if render:  # the page's renderer, by dotted name (pipeline/traffic_checks.py)
+            render = import_utils.import_func_from_module(*render.rsplit(".", 1))
         blessing = artifact_utils.get_single_instance(output_dict["blessing"])
         logs = artifact_utils.get_single_uri(input_dict["request_logs"])
         report = run_replay(logs, _model_dir(input_dict["baseline_model"]),
                             _model_dir(input_dict["candidate_model"]), blessing.uri, config,
-                            self._beam_pipeline_args or None)
+                            self._beam_pipeline_args or None, render=render or None)
         passed = bool(report["verdict"]["passed"])
         with tf.io.gfile.GFile(os.path.join(blessing.uri, BLESSED if passed else NOT_BLESSED),
                                "w") as out:

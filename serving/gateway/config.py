@@ -26,11 +26,12 @@ import dataclasses
 import os
 from typing import Any, get_type_hints
 
+from tandem.schemas.exit_status import BadInputError
 from tandem.schemas.yaml_config import YamlConfigError, apply_override, read_yaml
 from tandem.serving.gateway.sources import Join
 
 
-class GatewayConfigError(ValueError):
+class GatewayConfigError(BadInputError):
     """A gateway config that cannot be used; the message names the key."""
 
 

@@ -8,12 +8,13 @@ import os
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from tandem.schemas.exit_status import BadInputError
 from tandem.serving.errors import InvalidArgument
 
 DEFAULT_MONITORING_PATH = "/monitoring/prometheus/metrics"
 
 
-class ConfigFileError(ValueError):
+class ConfigFileError(BadInputError):
     """A config file that cannot be read or parsed; the message names the file."""
 
 

@@ -41,7 +41,7 @@ def test_run_writes_a_statistics_report_and_prints_its_path(trained_listening, t
 
 def test_two_runs_in_one_output_dir_keep_two_reports(tmp_path):
     """A later span's run writes its own report; the earlier one is left as it was."""
-    from tandem.components.datasets import listening
+    from tandem.pipeline.datasets import listening
 
     data, out = tmp_path / "data", tmp_path / "out"
     reports = []

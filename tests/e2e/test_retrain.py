@@ -36,7 +36,7 @@ def test_a_model_retrained_from_logs_matches_one_trained_on_the_generators_rows(
     import ml_metadata as mlmd
     from tfx import v1 as tfx
 
-    from tandem.components.datasets import listening
+    from tandem.pipeline.datasets import listening
     from tests.components.monitor.conftest import examples_of, write_log
 
     rows = examples_of(clean_listening)

@@ -14,7 +14,8 @@ import yaml
 from tandem.components.build_record import load_record
 from tandem.pipeline import cli
 from tandem.pipeline.config import load_config
-from tandem.pipeline.runner import EXIT_OK, run
+from tandem.pipeline.runner import run
+from tandem.schemas.exit_status import OK as EXIT_OK
 
 ROWS = 3600
 # Class 1 is the most frequent and class 2 the rarest, so TF Transform's frequency-ordered

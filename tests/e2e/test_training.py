@@ -16,7 +16,9 @@ import tensorflow as tf
 from tandem.components.build_record import diff_records, load_record
 from tandem.pipeline import cli
 from tandem.pipeline.config import load_config
-from tandem.pipeline.runner import EXIT_NOT_BLESSED, EXIT_OK, run
+from tandem.pipeline.runner import run
+from tandem.schemas.exit_status import CHECK_FAILED as EXIT_NOT_BLESSED
+from tandem.schemas.exit_status import OK as EXIT_OK
 from tests.conftest import library_log_lines
 
 

@@ -7,9 +7,11 @@ import sys
 
 import pytest
 
-from tandem.components.datasets import listening
 from tandem.pipeline.config import load_config
-from tandem.pipeline.runner import EXIT_ANOMALIES, EXIT_OK, run
+from tandem.pipeline.datasets import listening
+from tandem.pipeline.runner import run
+from tandem.schemas.exit_status import CHECK_FAILED as EXIT_ANOMALIES
+from tandem.schemas.exit_status import OK as EXIT_OK
 
 ROWS = 4500  # the eval split (1/3) must stay above the schema's min_examples_count of 1000
 

@@ -5,9 +5,9 @@ import shutil
 
 import pytest
 
-from tandem.components.datasets import listening
 from tandem.pipeline import cli
 from tandem.pipeline.config import DataConfig, load_config
+from tandem.pipeline.datasets import listening
 from tandem.pipeline.preflight import InputError, check_inputs, check_label, resolve_input_files
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import tensorflow_data_validation as tfdv
 
-from tandem.components.statistics_report import statistics_page
+from tandem.pipeline.statistics_report import statistics_page
 from tandem.schemas.identifiers import declare_identifiers
 from tests import browser
 

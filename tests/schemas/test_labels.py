@@ -101,7 +101,7 @@ def test_a_tfrecord_label_that_does_not_fit_its_kind_names_file_and_record(tmp_p
 def test_files_written_before_kinds_read_as_before(tmp_path):
     """The generator's labels (int64 0/1 in TFRecord, digits in CSV) read with the default
     kind as the numbers they were, and as INT for the listening schema's label."""
-    from tandem.components.datasets import listening
+    from tandem.pipeline.datasets import listening
 
     listening.generate(str(tmp_path / "csv"), 300, seed=2, requests=True, labels="csv",
                        start_time=1_800_000_000.0)

@@ -5,7 +5,7 @@ import pytest
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from tandem.components.datasets import listening
+from tandem.pipeline.datasets import listening
 from tandem.schemas import (
     SERVING,
     SchemaError,

@@ -153,7 +153,7 @@ def test_gateway_manifest_runs_the_cli_with_a_config_it_accepts(tmp_path):
 
 
 def test_shipped_gateway_config_joins_what_the_generator_joins():
-    from tandem.components.datasets import listening
+    from tandem.pipeline.datasets import listening
     from tandem.serving.gateway.config import load_config
 
     config = load_config(os.path.join(DEPLOY, "gateway", "listening.yaml"))

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2
 
-from tandem.components.datasets import listening
+from tandem.pipeline.datasets import listening
 from tandem.schemas.request_log import LogWriter, make_record
 
 LABEL = "skipped"

@@ -8,10 +8,11 @@ import re
 import pytest
 import tensorflow_data_validation as tfdv
 
-from tandem.components.monitor.job import load_statistics, run_monitor
-from tandem.components.statistics_report import statistics_page
+from tandem.components.monitor.job import load_statistics
 from tandem.pipeline.config import load_config
 from tandem.pipeline.pipeline import statistics_options
+from tandem.pipeline.statistics_report import statistics_page
+from tandem.pipeline.traffic_checks import run_monitor
 from tandem.schemas import load_schema, write_schema
 from tandem.schemas.identifiers import TAG
 from tests.components.monitor.conftest import examples_of, write_log

@@ -10,8 +10,9 @@ import tensorflow as tf
 import tensorflow_data_validation as tfdv
 
 from tandem.components.monitor.drift import DriftConfig, compare_datasets
-from tandem.components.monitor.job import MonitorError, run_monitor
+from tandem.components.monitor.job import MonitorError
 from tandem.pipeline.config import load_config
+from tandem.pipeline.traffic_checks import run_monitor
 from tests.components.monitor.conftest import examples_of, write_log
 from tests.conftest import tandem
 

@@ -15,9 +15,9 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from tandem.components.monitor.job import run_monitor
 from tandem.components.monitor.predictions import PREDICTED_CLASS, PREDICTION, answer_columns
 from tandem.pipeline.config import load_config
+from tandem.pipeline.traffic_checks import run_monitor
 from tandem.schemas import curated_schema_path, load_schema, write_schema
 from tandem.schemas.request_log import LogWriter, make_record, parse_record
 from tests.components.monitor.conftest import examples_of

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tandem.components.datasets import listening
 from tandem.components.shadow.compare import Thresholds
-from tandem.components.shadow.replay import ReplayConfig, run_replay, summary
+from tandem.components.shadow.replay import ReplayConfig, summary
+from tandem.pipeline.datasets import listening
+from tandem.pipeline.traffic_checks import run_replay
 from tests.components.shadow.conftest import request_ids, served_examples, write_log
 from tests.serving.gateway.conftest import PARSE
 

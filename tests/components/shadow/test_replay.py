@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tandem.components.datasets import listening
-from tandem.components.shadow.replay import ReplayConfig, ReplayError, run_replay
+from tandem.components.shadow.replay import ReplayConfig, ReplayError
+from tandem.pipeline.datasets import listening
+from tandem.pipeline.traffic_checks import run_replay
 from tandem.schemas.request_log import LogWriter, frame
 from tests.components.shadow.conftest import served_examples, write_log
 from tests.conftest import tandem

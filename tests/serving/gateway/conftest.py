@@ -76,7 +76,7 @@ def make_listening_model(base: str, version: int, bias: float = 0.0) -> str:
 @pytest.fixture(scope="session")
 def listening_data(tmp_path_factory):
     """3,000 decorated training examples and the feature sources they were joined from."""
-    from tandem.components.datasets import listening
+    from tandem.pipeline.datasets import listening
 
     out = tmp_path_factory.mktemp("gateway-data")
     listening.generate(str(out), 3000, seed=11)
@@ -91,7 +91,7 @@ def training_examples(data_dir, n: int | None = None) -> list[bytes]:
 
 def request_part(serialized: bytes) -> tf.train.Example:
     """What a client sends for a training example: keys and request-time features only."""
-    from tandem.components.datasets.listening import REQUEST_FEATURES
+    from tandem.pipeline.datasets.listening import REQUEST_FEATURES
 
     full = tf.train.Example.FromString(serialized)
     request = tf.train.Example()
@@ -104,7 +104,7 @@ def request_part(serialized: bytes) -> tf.train.Example:
 def without_label(serialized: bytes) -> bytes:
     """A training example as the gateway serves it: the generator appends the label as a
     fragment of its own, so the served example is the training bytes without that suffix."""
-    from tandem.components.datasets.listening import LABEL, label_fragment
+    from tandem.pipeline.datasets.listening import LABEL, label_fragment
 
     label = tf.train.Example.FromString(serialized).features.feature[LABEL].int64_list.value[0]
     suffix = label_fragment(label)
@@ -285,7 +285,8 @@ def _train_tabular(root, problem_type: str) -> TrainedTabular:
     served as version 1."""
     from tandem.pipeline import cli
     from tandem.pipeline.config import load_config
-    from tandem.pipeline.runner import EXIT_OK, run
+    from tandem.pipeline.runner import run
+    from tandem.schemas.exit_status import OK as EXIT_OK
 
     def label(x1, x2, color):
         if problem_type == "regression":

@@ -3,7 +3,7 @@
 import pytest
 import tensorflow as tf
 
-from tandem.components.datasets import listening
+from tandem.pipeline.datasets import listening
 from tandem.serving.errors import InvalidArgument, NotFound
 from tandem.serving.gateway.decorate import Decorator, parse_examples
 from tandem.serving.gateway.sources import RedisSource, SourceError, SqliteSource, copy_to_redis

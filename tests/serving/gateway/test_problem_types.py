@@ -64,7 +64,7 @@ def _error(call, request) -> tuple[grpc.StatusCode, str]:
 @pytest.mark.parametrize("problem_type", sorted(APIS))
 def test_each_problem_type_answers_through_the_gateway_as_the_model_server_does(
         problem_type, trained_tabular, start_server, start_gateway, tmp_path):
-    from tandem.components.shadow.replay import run_replay
+    from tandem.pipeline.traffic_checks import run_replay
 
     model = trained_tabular(problem_type)
     api, signature, wrong_api, wrong = APIS[problem_type]

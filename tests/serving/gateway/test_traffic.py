@@ -5,7 +5,7 @@ import os
 
 import tensorflow as tf
 
-from tandem.components.datasets import listening
+from tandem.pipeline.datasets import listening
 from tandem.schemas.request_log import read_records
 from tandem.serving.traffic import send
 from tests.conftest import tandem

@@ -8,7 +8,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from tandem.components.datasets import listening
+from tandem.pipeline.datasets import listening
 
 
 def _auc(y: np.ndarray, score: np.ndarray) -> float:

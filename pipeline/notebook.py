@@ -1,6 +1,6 @@
 """tandem in a notebook: the same self-contained reports, displayed inline.
 
-    from tandem.reports import notebook as tn
+    from tandem.pipeline import notebook as tn
     run = tn.latest_run("listening")          # the latest run's artifacts, from ML Metadata
     tn.show_statistics(run["statistics"])     # train and eval side by side
     tn.show_drift(run["statistics"], serving_stats)
@@ -63,7 +63,7 @@ def show_statistics(statistics: Any, compare: Any = None, schema: str | None = N
     `compare` shows its train and eval splits."""
     import tensorflow_data_validation as tfdv
 
-    from tandem.components.statistics_report import statistics_page
+    from tandem.pipeline.statistics_report import statistics_page
 
     first = _statistics(statistics, "train")
     if compare is None and os.path.exists(os.path.join(_uri(statistics), "Split-eval")):

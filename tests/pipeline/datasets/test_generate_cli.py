@@ -9,7 +9,7 @@ import os
 
 import tensorflow as tf
 
-from tandem.components.datasets import listening
+from tandem.pipeline.datasets import listening
 from tests.conftest import tandem
 
 

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from tandem.schemas.exit_status import BadInputError
 from tandem.serving.gateway.sources import file_fingerprint
 
 CHUNK_ROWS = 10_000
@@ -80,7 +81,7 @@ NEW_COUNTRY = "NG"
 NEW_DEVICE = "smart_tv"
 
 
-class GeneratorError(ValueError):
+class GeneratorError(BadInputError):
     """Raised for arguments the generator cannot honour."""
 
 
