@@ -11,9 +11,13 @@ Metadata is right for the next run's baseline, and the verdict names the failed 
 
 In the same way, when `evaluation.max_regression` is not set, the change threshold against
 the last blessed model is left open by pipeline/evaluation.py and filled here with the
-exported model's own sampling error at the eval split's n (the build record's
-`regression_tolerance`, components/model_selection.py): a fixed 0.01 is noise on a few
-hundred examples and meaningless in a regression label's units.
+paired sampling error of candidate - baseline on the eval split (`paired_tolerance`: both
+served models score the same eval examples, and the deciding metric's difference is
+bootstrapped over those examples, 1.96 errors): a fixed 0.01 is noise on a few hundred
+examples and meaningless in a regression label's units, and one score's error would let
+through a model much worse than the baseline when a heavy-tailed label widens both scores
+alike. The tolerance is recorded on the evaluation artifact (`change_tolerance`,
+`change_tolerance_n`). With no baseline there is no change to judge.
 
 A configured threshold is used as it is. A model without the bar (or the tolerance) in its
 record (imported, built elsewhere) fails closed: there is nothing to judge it against.
@@ -21,6 +25,7 @@ record (imported, built elsewhere) fails closed: there is nothing to judge it ag
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import tensorflow_model_analysis as tfma
@@ -86,6 +91,72 @@ def open_change_thresholds(eval_config: tfma.EvalConfig) -> list[tfma.GenericCha
     return found
 
 
+TOLERANCE_EXAMPLES = 4000  # eval examples both models score for the paired error
+RESAMPLES = 200
+
+
+def _label(example, label: str, classes: list[str] | None) -> float | None:
+    """The example's label as the metric reads it: a class position, or the value."""
+    feature = example.features.feature.get(label)
+    kind = feature.WhichOneof("kind") if feature is not None else None
+    values = getattr(feature, kind).value if kind else []
+    if not values:
+        return None
+    value = values[0]
+    if isinstance(value, bytes):
+        text = value.decode("utf-8", "replace")
+        if classes is None:
+            return float(text)
+        return float(classes.index(text)) if text in classes else -1.0
+    return float(value)
+
+
+def paired_tolerance(candidate_dir: str, baseline_dir: str, eval_files: list[str],
+                     deciding: str, record: dict[str, Any], seed: int = 0) -> dict[str, Any]:
+    """1.96 paired bootstrap errors of the deciding metric's candidate - baseline difference,
+    both served models scoring the same (up to TOLERANCE_EXAMPLES) labelled eval examples."""
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow.core.example import example_pb2
+
+    from tandem.components import model_checks as mc
+    from tandem.components.model_selection import Z
+    from tandem.schemas.contracts import SERVING_DEFAULT, served_output
+
+    problem, label, classes = record["problem_type"], record["label"], record.get("classes")
+    raw, labels = [], []
+    for r in mc.raw_records(eval_files, TOLERANCE_EXAMPLES):
+        y = _label(example_pb2.Example.FromString(r), label, classes)
+        if y is not None:
+            raw.append(r)
+            labels.append(y)
+    n = len(labels)
+    if n < 2:
+        return {"tolerance": None, "n": n,
+                "summary": f"{n} labelled eval examples: no paired sampling error"}
+    outs = []
+    for directory in (candidate_dir, baseline_dir):
+        serve = tf.saved_model.load(directory).signatures[SERVING_DEFAULT]
+        outs.append(np.concatenate([
+            served_output(serve(examples=tf.constant(raw[i:i + 512])), problem)
+            for i in range(0, n, 512)]))
+    y = np.array(labels)
+    measure, _ = mc.metric(deciding, problem)
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(RESAMPLES):
+        idx = rng.integers(0, n, n)
+        diffs.append(measure(outs[0][idx], y[idx]) - measure(outs[1][idx], y[idx]))
+    error = float(np.nanstd(diffs, ddof=1))
+    tolerance = Z * error
+    if not np.isfinite(tolerance):
+        return {"tolerance": None, "n": n,
+                "summary": f"the paired error of {deciding} is not finite on n={n}"}
+    return {"tolerance": tolerance, "n": n,
+            "summary": (f"{deciding} may be at most {tolerance:.4f} worse than the last blessed "
+                        f"model (1.96 paired sampling errors of the difference at n={n})")}
+
+
 def apply_tolerance(eval_config: tfma.EvalConfig, tolerance: dict[str, Any] | None) -> bool:
     """Bound every open change threshold by the recorded tolerance; False when none was
     open. Raises NoBar when one is and the record has no tolerance."""
@@ -117,10 +188,39 @@ class NaiveBarExecutor(evaluator_executor.Executor):
             except RecordError:
                 record = {}
             filled = apply_naive_bar(eval_config, record.get("naive"))
-            if apply_tolerance(eval_config, record.get("regression_tolerance")) or filled:
+            baseline = input_dict.get(standard_component_specs.BASELINE_MODEL_KEY)
+            if baseline and open_change_thresholds(eval_config):
+                tolerance = None
+                if record:
+                    examples = input_dict[standard_component_specs.EXAMPLES_KEY]
+                    files = [os.path.join(uri, "*") for uri in
+                             artifact_utils.get_split_uris(examples, "eval")]
+                    tolerance = paired_tolerance(
+                        path_utils.serving_model_path(model.uri),
+                        path_utils.serving_model_path(
+                            artifact_utils.get_single_instance(baseline).uri),
+                        files, _deciding(eval_config), record)
+                filled = apply_tolerance(eval_config, tolerance) or filled
+                evaluation = artifact_utils.get_single_instance(
+                    output_dict[standard_component_specs.EVALUATION_KEY])
+                evaluation.set_float_custom_property("change_tolerance",
+                                                     float(tolerance["tolerance"]))
+                evaluation.set_int_custom_property("change_tolerance_n", int(tolerance["n"]))
+            if filled:
                 exec_properties = {**exec_properties,
                                    key: proto_utils.proto_to_json(eval_config)}
         super().Do(input_dict, output_dict, exec_properties)
+
+
+def _deciding(eval_config: tfma.EvalConfig) -> str:
+    """The deciding metric's tandem name: the gated metric with a change threshold."""
+    names = {"AUC": "auc", "BinaryAccuracy": "accuracy", "SparseCategoricalAccuracy":
+             "accuracy", "RootMeanSquaredError": "rmse", "MeanAbsoluteError": "mae"}
+    for spec in eval_config.metrics_specs:
+        for metric in spec.metrics:
+            if any(t.threshold.HasField("change_threshold") for t in metric.per_slice_thresholds):
+                return names[metric.class_name]
+    raise NoBar("no gated metric in the evaluation config")
 
 
 class Evaluator(tfx.components.Evaluator):

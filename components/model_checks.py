@@ -452,6 +452,16 @@ def shuffle_noise(drops: np.ndarray) -> float:
     return float(stats.t.ppf(0.975, repeats - 1)) * spread * math.sqrt(1 + 1 / repeats)
 
 
+def mean_error(drops: np.ndarray) -> float:
+    """How far the mean drop over the shuffles may lie below the drop this sample gives on
+    average: the one-sided 97.5% bound of Student's t times the standard error of the mean."""
+    from scipy import stats
+
+    repeats = len(drops)
+    return float(stats.t.ppf(0.975, repeats - 1)) * float(np.std(drops, ddof=1)) / \
+        math.sqrt(repeats)
+
+
 def importance(model, sample: Sample, measure, higher: bool, repeats: int, seed: int,
                name: str, correlation: float = 0.8,
                ordinal: Collection[str] = (), material: float = 0.01) -> dict[str, Any]:
@@ -477,14 +487,14 @@ def importance(model, sample: Sample, measure, higher: bool, repeats: int, seed:
       drop because the others still separate these few examples (for AUC with balanced
       classes this holds from about 0.979 at n=193, 0.997 at n=1,500 and 0.999 at n=4,000;
       for accuracy, with about four wrong examples or fewer). At chance even the largest
-      drop, to chance, would be inside the sampling error. It is also when the noise is
-      too wide to rule out a material drop: drop + noise (the drop's 97.5% upper bound)
-      is at least `material` of the model's lift over chance (1%: an input worth a
-      hundredth of what the model gains over the naive predictor). On a few thousand
-      heavy-tailed regression labels (taxi tips) a shuffle's noise is that wide, and a
-      real input must not be called useless for it;
-    - does not help: shown immaterial: not above the noise, and its upper bound below the
-      material share of the lift.
+      drop, to chance, would be inside the sampling error. It is also when the shuffles
+      cannot rule out a material drop: the mean drop's 97.5% upper bound (`mean_error`:
+      Student's t times the standard error of the mean over the repeats) is at least
+      `material` of the model's lift over chance (1%: an input worth a hundredth of what the
+      model gains over the naive predictor). On heavy-tailed regression labels (taxi tips)
+      the shuffles scatter that widely, and a real input must not be called useless for it;
+    - does not help: shown immaterial: not above the noise, and the mean drop's upper bound
+      below the material share of the lift.
 
     `status` is "failed" when an input does not help, else "cannot tell" when one cannot be
     told, else "passed"; `passed` is status != "failed": a sample too small to judge is no
@@ -509,12 +519,14 @@ def importance(model, sample: Sample, measure, higher: bool, repeats: int, seed:
             shuffled = {**sample.features, **{m: sample.features[m][order] for m in members}}
             drops.append(gain(base, measure(predict(model, shuffled), sample.labels), higher))
         drop, noise = float(np.mean(drops)), shuffle_noise(np.array(drops))
+        upper = drop + mean_error(np.array(drops))
         verdict = ("helps" if drop > noise and drop > 0 else
-                   "cannot tell" if blind or drop + noise >= bar else "does not help")
+                   "cannot tell" if blind or upper >= bar else "does not help")
         groups.append({"features": members, "drop": round(drop, 6),
                        "std": round(float(np.std(drops, ddof=1)), 6),
-                       "noise": round(noise, 6), "verdict": verdict})
-    rows = {m: {**{k: g[k] for k in ("drop", "std", "noise", "verdict")},
+                       "noise": round(noise, 6), "upper": round(upper, 6),
+                       "verdict": verdict})
+    rows = {m: {**{k: g[k] for k in ("drop", "std", "noise", "upper", "verdict")},
                 "group": "+".join(g["features"])} for g in groups for m in g["features"]}
     useless = sorted(m for m, r in rows.items() if r["verdict"] == "does not help")
     unknown = sorted(m for m, r in rows.items() if r["verdict"] == "cannot tell")
@@ -527,12 +539,12 @@ def importance(model, sample: Sample, measure, higher: bool, repeats: int, seed:
 
     at = f"n={n}, {name} {base:.4f} ± {2 * se:.4f}, {repeats} shuffles per group"
     why = (f"the metric's 95% interval {blind}, so no drop could show" if blind else
-           f"drop + noise reaches {bar:.4f} ({material:.0%} of the lift over chance), so a "
-           "material drop could hide in the noise")
+           f"the mean drop's upper bound reaches {bar:.4f} ({material:.0%} of the lift over "
+           "chance), so a material drop could hide in the shuffles' scatter")
     if status == "failed":
         summary = (f"{len(useless)} of {len(rows)} features do not help (drop within the "
-                   f"shuffle noise and, with it, under {bar:.4f}: {material:.0%} of the lift "
-                   f"over chance; {at}): {listed('does not help')}")
+                   f"shuffle noise, its upper bound under {bar:.4f}: {material:.0%} of the "
+                   f"lift over chance; {at}): {listed('does not help')}")
         if unknown:
             summary += f"; cannot tell: {listed('cannot tell')}"
     elif status == "cannot tell":

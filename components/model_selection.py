@@ -21,10 +21,7 @@ The same errors (Wilson's bound for accuracy) give the Evaluator its default bar
 `evaluation.threshold` is set: the
 model must beat the naive predictor (AUC 0.5, the training split's majority class, or the
 training mean) by the margin on the eval split (`naive_bar`, read by
-components/evaluator.py). And when no `evaluation.max_regression` is set, the change a
-model may show for the worse against the last blessed one is the margin of the exported
-model's own score at the eval split's n (`regression_tolerance`): a smaller change is what
-another sample of that size could show.
+components/evaluator.py).
 """
 
 from __future__ import annotations
@@ -235,21 +232,3 @@ def naive_bar(metric: str, eval_labels: np.ndarray, train_labels: np.ndarray,
                         + (f"bar {bar:.4f} (±{abs(bar - score):.4f})" if bar is not None
                            else "its error is unknown: no bar"))}
 
-
-def regression_tolerance(metric: str, predictions: np.ndarray, labels: np.ndarray, measure,
-                         eval_examples: int, seed: int, unit: float = 1.0) -> dict[str, Any]:
-    """The Evaluator's default change threshold against the last blessed model: Z sampling
-    errors of the exported model's score, measured on the eval sample (`labels`) and taken to
-    the whole eval split's n (errors shrink as 1/sqrt(n)), in the Evaluator's units."""
-    n = len(labels)
-    value = measure(predictions, labels)
-    error = standard_error(metric, value, predictions, labels, seed) if n else float("inf")
-    if n and eval_examples > n:
-        error *= math.sqrt(n / eval_examples)
-    tolerance = Z * error * unit
-    if not math.isfinite(tolerance):
-        return {"metric": metric, "tolerance": None, "n": eval_examples,
-                "summary": f"no sampling error of {metric} on n={n}: no default tolerance"}
-    return {"metric": metric, "tolerance": round(tolerance, 6), "n": eval_examples,
-            "summary": (f"{metric} may be at most {tolerance:.4f} worse than the last blessed "
-                        f"model (1.96 sampling errors at n={eval_examples})")}

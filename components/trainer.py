@@ -351,7 +351,6 @@ def write_build_record(
     metrics: dict[str, float], classes: list[str] | None = None,
     hyperparameters: dict[str, Any] | None = None, scale: tuple[float, float] = (0.0, 1.0),
     selection: dict[str, Any] | None = None, naive: dict[str, Any] | None = None,
-    tolerance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from tandem.schemas import load_schema, schema_fingerprint
 
@@ -387,8 +386,6 @@ def write_build_record(
         "selection": selection,
         # The Evaluator's default bar (components/evaluator.py).
         "naive": naive,
-        # The Evaluator's default change threshold (components/evaluator.py).
-        "regression_tolerance": tolerance,
         "label_scale": list(scale) if plan["problem_type"] == "regression" else None,
         "config_fingerprint": config["config_fingerprint"],
         "code_version": build_record.code_version(),
@@ -507,10 +504,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         std = scale[1]
         metrics = {k: v * (std * std if k == "loss" else std if k in ("rmse", "mae") else 1.0)
                    for k, v in metrics.items()}
-    tolerance = ms.regression_tolerance(config["deciding_metric"],
-                                        mc.predict(model, sample.features), sample.labels,
-                                        measure, counts["eval"], seed,
-                                        unit=scale[1] if classes is None else 1.0)
     if checks["enabled"]:
         after = [
             lambda: mc.numerics(model, guard, sample, plan["problem_type"]),
@@ -535,8 +528,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     write_warmup_requests(fn_args.serving_model_dir, fn_args.eval_files, plan["label"],
                           config["model_name"])
     record = write_build_record(fn_args, config, counts, metrics, classes, used, scale,
-                                selection=selection.record(), naive=naive,
-                                tolerance=tolerance)
+                                selection=selection.record(), naive=naive)
     if checks["enabled"]:
         from tandem.components.explain import explain
         from tandem.schemas import load_schema

@@ -114,8 +114,8 @@ class EvaluationConfig:
     # error on the eval split (components/evaluator.py).
     threshold: float | None = None
     # Allowed change for the worse vs the last blessed model, absolute, in the metric's units.
-    # None: 1.96 sampling errors of the model's own score at the eval split's n (the Trainer
-    # measures it, the Evaluator applies it: components/evaluator.py).
+    # None: 1.96 paired sampling errors of candidate - baseline on the eval split (the
+    # Evaluator measures and applies it: components/evaluator.py).
     max_regression: float | None = None
     slices: list[list[str]] = dataclasses.field(default_factory=list)
     # Per-slice gate (Model 6): every slice of `slices` and `inclusion` with at least

@@ -332,17 +332,21 @@ def prepare(config, work: str, rows: int | None, start_time: float) -> HeldOut:
         feature.presence.min_count = 1
     declare_identifiers(schema, [ID])
     # The schema's dataset size floor (a proposed one is 10% of the rows it was proposed on)
-    # holds for the config's whole data. The loop's spans are parts of at most --rows of it:
-    # v1's training part and the log span are as large as the loop makes them, so the loop's
-    # copy lowers the floor to the smaller of the two, and says so.
+    # holds for each split of the config's whole data. The loop's spans are parts of at most
+    # --rows of it: v1's training part and the log span are as large as the loop makes them,
+    # and ExampleValidator judges each one's eval split (the smaller, eval_buckets of the
+    # buckets), so the loop's copy lowers the floor to the smallest such split, and says so.
     schema_note = ""
     floor = schema.dataset_constraints.min_examples_count
-    smallest = min(len(train), len(held_out) * 4 // 5)  # v1's part; the clean+drifted log
+    smallest_span = min(len(train), len(held_out) * 4 // 5)  # v1's part; the clean+drifted log
+    split = config.split
+    smallest = smallest_span * split.eval_buckets // (split.train_buckets + split.eval_buckets)
+    smallest = max(1, int(smallest * 0.8))  # hash buckets are not exact shares
     if floor > smallest:
         schema.dataset_constraints.min_examples_count = smallest
         schema_note = (f"the schema's min_examples_count {floor} is above the loop's smallest "
-                       f"span ({smallest} examples of {len(order)} rows); the loop's copy of "
-                       f"the schema uses {smallest}")
+                       f"split (about {smallest} examples of {len(order)} rows); the loop's "
+                       f"copy of the schema uses {smallest}")
     os.makedirs(work, exist_ok=True)
     schema_path = os.path.join(work, "schema.pbtxt")
     with open(schema_path, "w") as f:

@@ -14,7 +14,11 @@ from tandem.pipeline.beam import with_running_mode
 from tandem.pipeline.config import STAGES, PipelineConfig
 from tandem.pipeline.preflight import InputError, check_inputs
 from tandem.schemas import load_schema, schema_fingerprint
-from tandem.schemas.exit_status import CHECK_FAILED, OK
+from tandem.schemas.exit_status import CHECK_FAILED, OK, BadInputError
+
+
+class ComponentFailed(RuntimeError):
+    """A component raised what is bad input elsewhere (a record, a log): the run failed."""
 
 
 @dataclasses.dataclass
@@ -197,11 +201,10 @@ def evaluation_verdict(config: PipelineConfig, outputs: dict[str, Any]) -> str |
         parts.append("no blessed model yet to compare with")
     if "change" in values:
         parts.append(f"change {values['change']:+.4f}")
-        tolerance = _recorded(config, outputs, "regression_tolerance") \
-            if config.evaluation.max_regression is None else None
-        if tolerance and tolerance.get("tolerance") is not None:
-            parts.append(f"allowed {tolerance['tolerance']:.4f} worse: the model's sampling "
-                         f"error at n={tolerance['n']}")
+        tolerance = _custom(evaluation, "change_tolerance") if evaluation is not None else None
+        if tolerance is not None and config.evaluation.max_regression is None:
+            parts.append(f"allowed {tolerance:.4f} worse: the paired sampling error at "
+                         f"n={_custom(evaluation, 'change_tolerance_n')}")
     lines = [f"{'blessed' if blessed else 'NOT blessed'} ({', '.join(parts)})"]
     if evaluation is not None and not blessed:
         result = tfma.load_validation_result(evaluation.uri)
@@ -317,6 +320,10 @@ def run(
             failed_slices = str(failed)
         except NoBar as e:  # a model built elsewhere and no threshold: a config error
             raise InputError(str(e)) from None
+        except BadInputError as e:
+            # Inside a component, once work has started, a bad record or artifact is a failed
+            # run (exit 3), not bad input to the command (exit 2: refused before any work).
+            raise ComponentFailed(f"{type(e).__name__}: {e}") from e
         outputs = latest_outputs(config)
     finally:
         for handler in handlers:

@@ -195,7 +195,7 @@ def _validated_before_serving(ev: Evidence) -> str | None:
         threshold = "the naive predictor's beyond its sampling error"
     change = ev.config.evaluation.max_regression
     if change is None:
-        change = "the model's sampling error"
+        change = "the paired sampling error"
     return (f"Evaluator gate ({metric} threshold {threshold}, max regression "
             f"{change}) blessed={state}: {blessing.uri}")
 

@@ -230,16 +230,67 @@ def test_with_no_max_regression_the_change_allowed_is_the_models_sampling_error(
     assert apply_tolerance(auc, {"tolerance": 0.02})
     assert change(auc).absolute.value == pytest.approx(-0.02)  # higher is better: -0.02
 
-    # The tolerance itself: Hanley-McNeil's at the model's AUC, at the whole split's n.
-    y, scores = _labels_and_scores(400, 1.0, 2)
-    at_400 = ms.regression_tolerance("auc", scores, y, mc.auc, 400, seed=0)
-    value = mc.auc(scores, y)
-    positives = int(y.sum())
-    assert at_400["tolerance"] == pytest.approx(
-        ms.Z * _hanley_mcneil(value, positives, 400 - positives), abs=1e-5)
-    at_1600 = ms.regression_tolerance("auc", scores, y, mc.auc, 1600, seed=0)
-    assert at_1600["tolerance"] == pytest.approx(at_400["tolerance"] / 2, abs=1e-5)
-    assert "at n=1600" in at_1600["summary"]
+
+
+def _served(directory, weight):
+    """A SavedModel whose serving_default reads serialized tf.Examples (feature x) and
+    predicts weight * x, as tandem's exported regressors answer."""
+    import tensorflow as tf
+
+    class Served(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def serve(self, examples):
+            x = tf.io.parse_example(examples, {"x": tf.io.FixedLenFeature([], tf.float32)})
+            return {"predictions": weight * x["x"]}
+
+    module = Served()
+    tf.saved_model.save(module, str(directory), signatures={"serving_default": module.serve})
+    return str(directory)
+
+
+def test_the_default_change_tolerance_is_the_paired_error_of_candidate_minus_baseline(tmp_path):
+    """Heavy-tailed labels: each model's own RMSE error is wide, the paired difference's is
+    narrow, and the Evaluator's tolerance is 1.96 of the paired bootstrap's spread, over the
+    same labelled eval examples both served models score."""
+    import tensorflow as tf
+    from tensorflow.core.example import example_pb2
+
+    from tandem.components.evaluator import RESAMPLES, paired_tolerance
+
+    rng = np.random.default_rng(7)
+    n = 1200
+    x = rng.normal(size=n)
+    y = x + rng.normal(scale=0.3, size=n) + np.where(rng.random(n) < 0.02,
+                                                    rng.exponential(20.0, n), 0.0)
+    path = tmp_path / "eval" / "data.gz"
+    path.parent.mkdir()
+    with tf.io.TFRecordWriter(str(path), "GZIP") as w:
+        for i in range(n):
+            e = example_pb2.Example()
+            e.features.feature["x"].float_list.value.append(x[i])
+            if i % 10:  # every tenth example arrives unlabelled: it is left out
+                e.features.feature["tips"].float_list.value.append(y[i])
+            w.write(e.SerializeToString())
+    candidate, baseline = _served(tmp_path / "b", 0.8), _served(tmp_path / "a", 1.0)
+    record = {"problem_type": "regression", "label": "tips", "classes": None}
+    found = paired_tolerance(candidate, baseline, [str(tmp_path / "eval" / "*")], "rmse", record)
+    labelled = np.arange(n) % 10 != 0
+    assert found["n"] == labelled.sum()
+    xs, ys = x[labelled].astype(np.float32), y[labelled].astype(np.float32)
+
+    def rmse(p, t):
+        return float(np.sqrt(np.mean((p - t) ** 2)))
+
+    draws = np.random.default_rng(0)
+    diffs = []
+    for _ in range(RESAMPLES):
+        idx = draws.integers(0, len(ys), len(ys))
+        diffs.append(rmse(0.8 * xs[idx], ys[idx]) - rmse(xs[idx], ys[idx]))
+    assert found["tolerance"] == pytest.approx(ms.Z * np.std(diffs, ddof=1), rel=1e-3)
+    # One score's error would allow a change many times larger.
+    one_score = mc.metric_error("rmse", rmse(xs, ys), xs, ys)
+    assert found["tolerance"] < ms.Z * one_score / 4
+    assert "1.96 paired sampling errors of the difference at n=1080" in found["summary"]
 
 
 def test_a_higher_is_better_bar_is_a_lower_bound():

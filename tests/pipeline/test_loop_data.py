@@ -169,10 +169,24 @@ def test_rows_caps_the_rows_and_the_schema_floor_follows_the_loops_spans(tmp_pat
     assert load_schema(full.schema).dataset_constraints.min_examples_count == 200
     capped = prepare(config, str(tmp_path / "few"), 400, 0.0)
     assert sum(capped.counts.values()) == 400 and capped.counts["training"] == 160
-    assert load_schema(capped.schema).dataset_constraints.min_examples_count == 160
+    floor = load_schema(capped.schema).dataset_constraints.min_examples_count
     assert capped.schema_note.startswith("the schema's min_examples_count 200 is above the "
-                                         "loop's smallest span (160 examples of 400 rows)")
-    assert len(_read(capped.clean)) + len(_read(capped.drift)) >= 160
+                                         f"loop's smallest split (about {floor} examples of "
+                                         "400 rows)")
+    # What ExampleValidator will judge: each split of v1's 160 training rows and of the log,
+    # split as the pipeline splits them (2:1 by hash), must clear the copy's floor, which TFDV
+    # checks per split. The smaller split here is the eval split of v1's part.
+    import tensorflow_data_validation as tfdv
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    def anomalies(n):
+        stats = statistics_pb2.DatasetFeatureStatisticsList()
+        stats.datasets.add(num_examples=n)
+        return set(tfdv.validate_statistics(stats, load_schema(capped.schema))
+                   .dataset_anomaly_info.reason and ["low"] or [])
+
+    assert anomalies(int(160 * 0.8 / 3)) == set()  # an eval split 20% short of a third
+    assert anomalies(floor - 1) == {"low"}  # the floor is still a floor
 
 
 def test_shuffled_labels_keep_ids_and_the_label_multiset(tmp_path):
