@@ -34,6 +34,7 @@ import time
 from typing import TextIO
 
 from tandem.pipeline.loop_data import REQUEST_BATCH
+from tandem.schemas.files import atomic_write
 
 
 class LoopError(RuntimeError):
@@ -530,9 +531,8 @@ def _write_loop_record(work: str, config: str, overrides: list[str], scenario: s
     import json
 
     path = os.path.join(work, LOOP_RECORD)
-    with open(path + ".tmp", "w") as f:
-        json.dump({"config": config, "overrides": overrides, "scenario": scenario}, f, indent=2)
-    os.replace(path + ".tmp", path)
+    atomic_write(path, json.dumps({"config": config, "overrides": overrides,
+                                   "scenario": scenario}, indent=2))
 
 
 def read_loop_record(work: str) -> dict | None:
@@ -566,9 +566,7 @@ def snapshot_metrics(url: str, path: str) -> None:
 
     with urllib.request.urlopen(url, timeout=10) as response:
         body = response.read()
-    with open(path + ".tmp", "wb") as f:
-        f.write(body)
-    os.replace(path + ".tmp", path)
+    atomic_write(path, body)
 
 
 def _write_gateway_config(path: str, plan: Plan, server: str, logs_dir: str,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
 import sys
 import time
 from typing import Any, TextIO
@@ -15,6 +14,7 @@ from tandem.pipeline.config import STAGES, PipelineConfig
 from tandem.pipeline.preflight import InputError, check_inputs
 from tandem.schemas import load_schema, schema_fingerprint
 from tandem.schemas.exit_status import CHECK_FAILED, OK, BadInputError
+from tandem.schemas.files import atomic_write
 
 
 class ComponentFailed(RuntimeError):
@@ -104,8 +104,8 @@ def stage_schema(config: PipelineConfig) -> str:
     os.makedirs(target, exist_ok=True)
     path = os.path.join(target, "schema.pbtxt")
     if not os.path.exists(path):
-        shutil.copyfile(config.schema, path + ".tmp")
-        os.replace(path + ".tmp", path)
+        with open(config.schema, "rb") as f:
+            atomic_write(path, f.read())
     return path
 
 

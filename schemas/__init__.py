@@ -8,6 +8,8 @@ import os
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
+from tandem.schemas.files import atomic_write
+
 SCHEMAS_DIR = os.path.dirname(os.path.abspath(__file__))
 TRAINING = "TRAINING"
 SERVING = "SERVING"
@@ -44,10 +46,7 @@ def schema_text(schema: schema_pb2.Schema) -> str:
 def write_schema(schema: schema_pb2.Schema, path: str) -> None:
     """Write a Schema as text proto, atomically."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(schema_text(schema))
-    os.replace(tmp, path)
+    atomic_write(path, schema_text(schema))
 
 
 def schema_fingerprint(schema: schema_pb2.Schema) -> str:

@@ -32,6 +32,7 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
+from tandem.schemas.files import atomic_write
 from tandem.serving.model_server.manager import State, version_dirs
 from tandem.serving.model_server.model_config import find_model, read_config, write_config
 
@@ -82,10 +83,7 @@ def read_history(config_file: str) -> list[dict]:
 
 def _append_history(config_file: str, entry: dict) -> None:
     history = read_history(config_file) + [entry]
-    tmp = _history_path(config_file) + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(history, f, indent=2)
-    os.replace(tmp, _history_path(config_file))
+    atomic_write(_history_path(config_file), json.dumps(history, indent=2))
 
 
 class ServerClient:

@@ -24,6 +24,7 @@ from typing import Any
 
 from tandem.components.monitor.drift import DriftConfig, FeatureThresholds, compare_datasets
 from tandem.schemas.exit_status import BadInputError
+from tandem.schemas.files import atomic_write
 from tandem.schemas.identifiers import declared_identifiers, identifiers
 from tandem.schemas.statistics import common_stats, feature_name
 
@@ -718,11 +719,9 @@ def _alert(summary: dict, monitor, config) -> None:
                         lines.append(f"{family}{labels} {m['psi']['value']}")
                 else:
                     lines.append(f"{family}{labels} {int(m['alert'])}")
-        tmp = monitor.textfile + ".tmp"
         os.makedirs(os.path.dirname(os.path.abspath(monitor.textfile)), exist_ok=True)
-        with open(tmp, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        os.replace(tmp, monitor.textfile)  # the collector never reads a half-written file
+        # the collector never reads a half-written file
+        atomic_write(monitor.textfile, "\n".join(lines) + "\n")
     if monitor.webhook and (summary["drift_features"] or summary["skew_features"]
                             or summary["prediction_drift_features"]):
         import urllib.request

@@ -3,12 +3,11 @@ TF Serving reads it, so the same file works with stock tensorflow/serving."""
 
 from __future__ import annotations
 
-import os
-
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from tandem.schemas.exit_status import BadInputError
+from tandem.schemas.files import atomic_write
 from tandem.serving.errors import InvalidArgument
 
 DEFAULT_MONITORING_PATH = "/monitoring/prometheus/metrics"
@@ -51,10 +50,7 @@ def read_config(path: str) -> model_server_config_pb2.ModelServerConfig:
 
 def write_config(config: model_server_config_pb2.ModelServerConfig, path: str) -> None:
     """Atomic rewrite: a server polling the file never sees half a config."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text_format.MessageToString(config))
-    os.replace(tmp, path)
+    atomic_write(path, text_format.MessageToString(config))
 
 
 def check_config(config: model_server_config_pb2.ModelServerConfig) -> None:
