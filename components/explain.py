@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from tandem.schemas.exit_status import BadInputError
+from tandem.schemas.files import gzip_by_magic
 
 
 class ExplainError(BadInputError):
@@ -126,7 +127,7 @@ def read_example(path: str, index: int = 0) -> bytes:
                 return text_format.Parse(f.read(), example_pb2.Example()).SerializeToString()
         except text_format.ParseError as e:
             raise ExplainError(f"{path}: not a text tf.Example: {e}") from None
-    compression = "GZIP" if head == b"\x1f\x8b" else ""
+    compression = "GZIP" if gzip_by_magic(head) else ""
     try:
         for i, record in enumerate(tf.data.TFRecordDataset(path, compression_type=compression)):
             if i == index:

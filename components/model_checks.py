@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from tandem.schemas.contracts import served_output
+from tandem.schemas.files import tfrecord_compression
 
 # Which checks stop the run when they fail.
 GATES = ("model_spec", "numerics", "baseline", "export_skew", "feature_code", "privacy",
@@ -124,8 +125,7 @@ def raw_records(files: list[str], n: int) -> list[bytes]:
     out: list[bytes] = []
     for pattern in files:
         for path in sorted(tf.io.gfile.glob(pattern)):
-            ds = tf.data.TFRecordDataset(path, compression_type="GZIP" if path.endswith(".gz")
-                                         else "")
+            ds = tf.data.TFRecordDataset(path, compression_type=tfrecord_compression(path))
             out.extend(r.numpy() for r in ds.take(n - len(out)))
             if len(out) >= n:
                 return out

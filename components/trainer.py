@@ -30,6 +30,7 @@ from tandem.schemas.contracts import (
     class_names,
     warmup_path,
 )
+from tandem.schemas.files import tfrecord_compression
 
 WARMUP_RECORDS = 64
 MIN_STEPS_PER_EPOCH = 30
@@ -134,8 +135,7 @@ def raw_labels(files: list[str], plan: dict[str, Any], classes: list[str] | None
     values: list[np.ndarray] = []
     for pattern in files:
         for path in sorted(tf.io.gfile.glob(pattern)):
-            ds = tf.data.TFRecordDataset(path, compression_type="GZIP" if path.endswith(".gz")
-                                         else "").batch(8192)
+            ds = tf.data.TFRecordDataset(path, compression_type=tfrecord_compression(path)).batch(8192)
             for batch in ds:
                 parsed = tf.io.parse_example(batch, {label: tf.io.VarLenFeature(tf_dtype)})
                 sparse = parsed[label]
@@ -162,7 +162,7 @@ def count_examples(files: list[str]) -> int:
     total = 0
     for pattern in files:
         for path in tf.io.gfile.glob(pattern):
-            ds = tf.data.TFRecordDataset(path, compression_type="GZIP" if path.endswith(".gz") else "")
+            ds = tf.data.TFRecordDataset(path, compression_type=tfrecord_compression(path))
             total += int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
     return total
 

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from tandem.schemas.exit_status import BadInputError
+from tandem.schemas.files import gzip_by_magic, tfrecord_compression
 
 ID = "request_id"
 SHARES = (("clean", 0.6), ("drift", 0.2), ("mirror", 0.2))
@@ -74,7 +75,7 @@ def _open_text(path: str):
     raw = open(path, "rb")
     head = raw.read(2)
     raw.seek(0)
-    stream = gzip.GzipFile(fileobj=raw) if head == b"\x1f\x8b" else raw
+    stream = gzip.GzipFile(fileobj=raw) if gzip_by_magic(head) else raw
     return io.TextIOWrapper(stream, encoding="utf-8", newline="")
 
 
@@ -146,7 +147,7 @@ def read_examples(config, schema) -> list:
                         _value(e.features.feature[name], kinds[name], text, f"{path}:{line}")
                     examples.append(e)
         elif config.data.format == "tfrecord":
-            compression = "GZIP" if path.endswith(".gz") else ""
+            compression = tfrecord_compression(path)
             for record in tf.data.TFRecordDataset(path, compression_type=compression):
                 examples.append(example_pb2.Example.FromString(record.numpy()))
         else:

@@ -14,6 +14,7 @@ import re
 from tandem.pipeline.config import PipelineConfig
 from tandem.schemas import SchemaError, load_schema
 from tandem.schemas.exit_status import BadInputError
+from tandem.schemas.files import gzip_by_name, tfrecord_compression
 
 # TFRecord inputs are checked on their first rows; the schema's label domain checks the rest.
 TFRECORD_SAMPLE_ROWS = 50_000
@@ -90,7 +91,7 @@ def _csv_labels(files: list[str], label: str) -> tuple[list[str], int]:
 
 def _first_undecodable(path: str) -> tuple[int, int]:
     """(1-based line, byte value) of the first byte that is not UTF-8 in a file."""
-    opener = gzip.open if path.endswith(".gz") else open
+    opener = gzip.open if gzip_by_name(path) else open
     with opener(path, "rb") as f:
         for number, line in enumerate(f, 1):
             try:
@@ -101,7 +102,7 @@ def _first_undecodable(path: str) -> tuple[int, int]:
 
 
 def _csv_file_labels(path: str, label: str, values: list[str]) -> None:
-    opener = gzip.open if path.endswith(".gz") else open
+    opener = gzip.open if gzip_by_name(path) else open
     with opener(path, "rt", newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = next(reader, None)
@@ -124,7 +125,7 @@ def _tfrecord_labels(files: list[str], label: str) -> tuple[list, int]:
     values: list = []
     rows = 0
     for path in files:
-        compression = "GZIP" if path.endswith(".gz") else ""
+        compression = tfrecord_compression(path)
         try:
             for record in tf.data.TFRecordDataset(path, compression_type=compression):
                 example = example_pb2.Example.FromString(record.numpy())

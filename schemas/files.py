@@ -31,3 +31,27 @@ def atomic_write(path: str, data: str | bytes, *, encoding: str | None = None) -
         except OSError:
             pass
         raise
+
+
+# Is this file GZIP? The package decides it two ways, and both are kept so no reader changes
+# what it reads: by name (a `.gz` suffix) for the TFRecord readers (trainer, model checks,
+# preflight, labels, traffic, the loop's request records, the monitor's Beam read), by the
+# first bytes for request-log chunks (plain TF Serving warmup files share the reader),
+# explain's record and the loop's own-data CSV. The two differ on a `.gz` file that is not
+# GZIP and on a GZIP file without the suffix.
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def gzip_by_name(path: str) -> bool:
+    """GZIP by the file's suffix (`.gz`), whatever its bytes are."""
+    return path.endswith(".gz")
+
+
+def gzip_by_magic(head: bytes) -> bool:
+    """GZIP by the file's first bytes (the GZIP magic number), whatever its name is."""
+    return head[:2] == GZIP_MAGIC
+
+
+def tfrecord_compression(path: str) -> str:
+    """The `compression_type` tf.data/tf.io take for a TFRecord file, decided by its name."""
+    return "GZIP" if gzip_by_name(path) else ""

@@ -33,6 +33,8 @@ import glob as globlib
 import io
 import math
 
+from tandem.schemas.files import tfrecord_compression
+
 REQUEST_ID, LABEL, TIMESTAMP = "request_id", "label", "timestamp"
 INT, FLOAT, BYTES = "INT", "FLOAT", "BYTES"  # a label's kind: its feature type in the schema
 KINDS = (INT, FLOAT, BYTES)
@@ -185,7 +187,7 @@ def _read_csv(path: str, text: str, kind: str, labels: dict[str, Label],
 def _read_tfrecord(path: str, kind: str, labels: dict[str, Label], stats: LabelStats) -> None:
     import tensorflow as tf
 
-    compression = "GZIP" if path.endswith(".gz") else ""
+    compression = tfrecord_compression(path)
     try:
         for n, raw in enumerate(tf.data.TFRecordDataset(path, compression_type=compression)
                                 .as_numpy_iterator(), start=1):

@@ -45,11 +45,11 @@ import google_crc32c
 
 from tandem.schemas.contracts import EXAMPLES_INPUT
 from tandem.schemas.exit_status import BadInputError
+from tandem.schemas.files import gzip_by_magic
 
 META_PREFIX = "tandem/1 "
 PRIMARY, SHADOW = "primary", "shadow"
 FILE_SUFFIX = ".tfrecord.gz"
-_GZIP_MAGIC = b"\x1f\x8b"
 
 
 class LogError(BadInputError):
@@ -468,7 +468,7 @@ def _chunks(path: str) -> Iterator[bytes]:
     """The file's bytes, un-gzipped when it is GZIP; a stream cut short just ends."""
     with _open_bytes(path) as f:
         head = f.read(2)
-        decompressor = zlib.decompressobj(31) if head == _GZIP_MAGIC else None
+        decompressor = zlib.decompressobj(31) if gzip_by_magic(head) else None
         data = head
         while True:
             if decompressor is not None:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from tandem.schemas.exit_status import BadInputError
+from tandem.schemas.files import tfrecord_compression
 
 DRIFTS = {
     "new_device": "10% of requests come from a device the schema does not know ('smart_tv')",
@@ -51,7 +52,7 @@ def read_examples(files: list[str]) -> Iterator[bytes]:
     import tensorflow as tf
 
     for path in files:
-        compression = "GZIP" if path.endswith(".gz") else ""
+        compression = tfrecord_compression(path)
         try:
             yield from tf.data.TFRecordDataset(path, compression_type=compression) \
                 .as_numpy_iterator()

@@ -24,7 +24,7 @@ from typing import Any
 
 from tandem.components.monitor.drift import DriftConfig, FeatureThresholds, compare_datasets
 from tandem.schemas.exit_status import BadInputError
-from tandem.schemas.files import atomic_write
+from tandem.schemas.files import atomic_write, gzip_by_name
 from tandem.schemas.identifiers import declared_identifiers, identifiers
 from tandem.schemas.statistics import common_stats, feature_name
 
@@ -256,7 +256,7 @@ def feature_value_skew(files: list[str], training_examples: str, id_feature: str
         with tf.io.gfile.GFile(path, "w") as f:
             f.write(json.dumps(rows, indent=2, sort_keys=True) + "\n")
 
-    compression = "GZIP" if train_files[0].endswith(".gz") else "UNCOMPRESSED"
+    compression = "GZIP" if gzip_by_name(train_files[0]) else "UNCOMPRESSED"
     options = PipelineOptions(beam_args or ["--direct_running_mode=in_memory"])
     with beam.Pipeline(options=options) as p:
         train = (p | "TrainingFiles" >> beam.Create(train_files)

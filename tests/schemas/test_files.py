@@ -45,3 +45,21 @@ def test_a_failed_replace_removes_the_temporary(tmp_path):
     with pytest.raises(OSError):
         atomic_write(str(target), "x")
     assert os.listdir(tmp_path) == ["a_directory"]
+
+
+def test_gzip_by_name_and_by_magic_are_two_rules(tmp_path):
+    import gzip
+
+    from tandem.schemas.files import gzip_by_magic, gzip_by_name, tfrecord_compression
+
+    assert gzip_by_name("a/data.tfrecord.gz") and gzip_by_name("x.csv.gz")
+    assert not gzip_by_name("a/data.tfrecord") and not gzip_by_name("a.gz.txt")
+    assert tfrecord_compression("s/part-0.gz") == "GZIP"
+    assert tfrecord_compression("s/part-0.tfrecord") == ""
+
+    packed = gzip.compress(b"payload")
+    assert gzip_by_magic(packed[:2]) and gzip_by_magic(packed)
+    assert not gzip_by_magic(b"") and not gzip_by_magic(b"\x1f") and not gzip_by_magic(b"ab")
+    # The two rules differ on a file whose name and bytes disagree: each site keeps its own.
+    assert gzip_by_name("plain.gz") and not gzip_by_magic(b"plain text")
+    assert not gzip_by_name("packed.bin") and gzip_by_magic(packed)
