@@ -327,9 +327,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 def _monitor_pipeline(args: argparse.Namespace, config) -> int:
     """`tandem monitor --pipeline`: the same check as the TFX monitoring pipeline."""
-    import ml_metadata as mlmd
     from tfx import v1 as tfx
 
+    from tandem.components.metadata import open_store
     from tandem.components.monitor.job import find_training_statistics, served_model
     from tandem.pipeline.config import load_config
     from tandem.pipeline.monitoring import create_monitoring_pipeline
@@ -363,8 +363,7 @@ def _monitor_pipeline(args: argparse.Namespace, config) -> int:
     start = time.monotonic()
     print(f"monitoring pipeline: TrafficMonitor on {args.logs} ...", flush=True)
     tfx.orchestration.LocalDagRunner().run(pipeline)
-    store = mlmd.MetadataStore(
-        tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata))
+    store = open_store(metadata)
     [latest] = sorted(store.get_artifacts_by_type("ExampleAnomalies"), key=lambda a: a.id)[-1:]
     props = latest.custom_properties
     drift = props["drift_features"].string_value

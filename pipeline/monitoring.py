@@ -13,6 +13,7 @@ import os
 
 from tfx import v1 as tfx
 
+from tandem.components.metadata import connection_config
 from tandem.components.monitor.component import TrafficMonitor
 from tandem.components.monitor.executor import settings_json
 from tandem.pipeline.config import PipelineConfig
@@ -55,7 +56,7 @@ def create_monitoring_pipeline(config: PipelineConfig, logs: str, schema: str,
         pipeline_name=PIPELINE_NAME, pipeline_root=pipeline_root, components=components,
         enable_cache=False,  # a log directory keeps growing: judge it again
         metadata_connection_config=(
-            tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
+            connection_config(metadata_path)
             if metadata_path else None),
         beam_pipeline_args=beam_args if beam_args is not None
         else ["--direct_running_mode=in_memory"])

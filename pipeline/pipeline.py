@@ -12,6 +12,7 @@ from tfx.proto import example_gen_pb2
 from tandem.components.baseline import LatestBlessedBaselineStrategy
 from tandem.components.evaluator import Evaluator
 from tandem.components.features import feature_plan
+from tandem.components.metadata import connection_config
 from tandem.components.trainer_executor import Trainer
 from tandem.components.validation_gate import ModelCheckGate, ValidationGate
 from tandem.pipeline.beam import beam_pipeline_args
@@ -245,7 +246,7 @@ def create_pipeline(
         components=components,
         enable_cache=True,
         metadata_connection_config=(
-            tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+            connection_config(config.metadata_path)
             if local_metadata else None
         ),
         beam_pipeline_args=beam_pipeline_args(config),

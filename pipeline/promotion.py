@@ -16,6 +16,7 @@ import os
 
 from tfx import v1 as tfx
 
+from tandem.components.metadata import connection_config, open_store
 from tandem.components.shadow_validator.component import ShadowValidator
 from tandem.pipeline.traffic_checks import REPLAY_RENDER
 
@@ -49,7 +50,7 @@ def create_promotion_pipeline(baseline: str, candidate: str, logs: str, pipeline
         components=[logs_importer, baseline_importer, candidate_importer, validator],
         enable_cache=False,  # new traffic under the same log directory must be judged again
         metadata_connection_config=(
-            tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
+            connection_config(metadata_path)
             if metadata_path else None),
         beam_pipeline_args=beam_args or ["--direct_running_mode=in_memory"],
     )
@@ -58,16 +59,13 @@ def create_promotion_pipeline(baseline: str, candidate: str, logs: str, pipeline
 def run_promotion_pipeline(baseline: str, candidate: str, logs: str, out_dir: str,
                            replay_config: dict | None = None) -> dict:
     """Runs the promotion pipeline locally; returns the blessing artifact's uri and verdict."""
-    import ml_metadata as mlmd
-
     root = os.path.abspath(out_dir)
     metadata = os.path.join(root, "metadata.sqlite")
     pipeline = create_promotion_pipeline(os.path.abspath(baseline), os.path.abspath(candidate),
                                          os.path.abspath(logs), os.path.join(root, "pipeline"),
                                          replay_config, metadata_path=metadata)
     tfx.orchestration.LocalDagRunner().run(pipeline)
-    store = mlmd.MetadataStore(
-        tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata))
+    store = open_store(metadata)
     blessings = sorted(store.get_artifacts_by_type("ModelBlessing"), key=lambda a: a.id)
     latest = blessings[-1]
     return {"uri": latest.uri, "blessed": latest.custom_properties["blessed"].int_value,

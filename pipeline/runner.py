@@ -113,12 +113,9 @@ def latest_outputs(config: PipelineConfig) -> dict[str, Any]:
     """Output artifacts (ML Metadata protos) of the most recent pipeline run, by output key
     (examples, statistics, schema, anomalies, transform_graph, model, evaluation, blessing,
     pushed_model), cached executions included."""
-    from ml_metadata.metadata_store import metadata_store
-    from tfx.orchestration import metadata
+    from tandem.components.metadata import open_store
 
-    store = metadata_store.MetadataStore(
-        metadata.sqlite_metadata_connection_config(config.metadata_path)
-    )
+    store = open_store(config.metadata_path)
     runs = store.get_contexts_by_type("pipeline_run")
     if not runs:
         return {}

@@ -112,11 +112,9 @@ def _json(path: str | None) -> dict | list | None:
 
 def _baseline_uri(config, evaluation) -> str | None:
     """The model the Evaluator compared with (its `baseline_model` input), from ML Metadata."""
-    from ml_metadata.metadata_store import metadata_store
-    from tfx.orchestration import metadata
+    from tandem.components.metadata import open_store
 
-    store = metadata_store.MetadataStore(
-        metadata.sqlite_metadata_connection_config(config.metadata_path))
+    store = open_store(config.metadata_path)
     events = store.get_events_by_artifact_ids([evaluation.id])
     producers = [e.execution_id for e in events if e.type == e.OUTPUT]
     if not producers:

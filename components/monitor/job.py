@@ -329,20 +329,18 @@ def find_training_statistics(metadata_path: str, model_name: str, version: int) 
     """The train split statistics of the model version that served, found in ML Metadata:
     PushedModel (pushed_version) <- Pusher <- Model <- Trainer <- Examples -> StatisticsGen."""
     import ml_metadata as mlmd
-    from ml_metadata.proto import metadata_store_pb2
+
+    from tandem.components.metadata import open_store
 
     if not os.path.exists(metadata_path):
         return None
     import logging
 
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
     absl_logger = logging.getLogger("absl")
     level = absl_logger.level
     absl_logger.setLevel(logging.WARNING)  # "MetadataStore with DB connection initialized"
     try:
-        store = mlmd.MetadataStore(config)
+        store = open_store(metadata_path, read_only=True)
     finally:
         absl_logger.setLevel(level)
 
