@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from tandem.schemas.contracts import SERVING_DEFAULT, TRANSFORM_SIGNATURE
 from tandem.schemas.exit_status import BadInputError
 from tandem.schemas.files import gzip_by_magic
 
@@ -54,7 +55,7 @@ def load(serving_dir: str):
     except RecordError as e:
         raise ExplainError(str(e)) from None
     loaded = tf.saved_model.load(serving_dir)
-    missing = [s for s in ("serving_default", "transform_features") if s not in loaded.signatures]
+    missing = [s for s in (SERVING_DEFAULT, TRANSFORM_SIGNATURE) if s not in loaded.signatures]
     if missing:
         raise ExplainError(f"{serving_dir}: no {' or '.join(missing)} signature; explain needs "
                            "a tandem export")
@@ -75,8 +76,8 @@ def explain(serving_dir: str, serialized: bytes, loaded=None, record=None) -> di
     label = record.get("label")
     batch = tf.constant([serialized])
     try:
-        transformed = loaded.signatures["transform_features"](examples=batch)
-        served = _score(loaded.signatures["serving_default"](examples=batch), problem)
+        transformed = loaded.signatures[TRANSFORM_SIGNATURE](examples=batch)
+        served = _score(loaded.signatures[SERVING_DEFAULT](examples=batch), problem)
     except tf.errors.InvalidArgumentError as e:
         first = str(e).strip().splitlines()[0]
         raise ExplainError(f"the model cannot parse this example: {first}") from None

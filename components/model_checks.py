@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from tandem.schemas.contracts import served_output
+from tandem.schemas.contracts import SERVING_DEFAULT, TRANSFORM_SIGNATURE, served_output
 from tandem.schemas.files import tfrecord_compression
 
 # Which checks stop the run when they fail.
@@ -590,7 +590,7 @@ def export_skew(loaded, model, transform_output, raw: list[bytes], files: list[s
     training = np.asarray(model({k: transformed[k] for k in names}, training=False))
     if problem == "regression":
         training = training * scale[1] + scale[0]
-    served = served_output(loaded.signatures["serving_default"](examples=tf.constant(raw)),
+    served = served_output(loaded.signatures[SERVING_DEFAULT](examples=tf.constant(raw)),
                            problem)
     if served.ndim == 2 and training.ndim == 1:  # binary classify outputs: P(class 1)
         served = served[:, -1]
@@ -632,7 +632,7 @@ def feature_code(loaded, transform_output, plan: dict, base: bytes,
     from tandem.components.features import BUCKETIZE, CATEGORICAL, NUMERIC, model_features
 
     start = time.perf_counter()
-    transform = loaded.signatures["transform_features"]
+    transform = loaded.signatures[TRANSFORM_SIGNATURE]
     template = example_pb2.Example.FromString(base)
 
     def run(name: str, values: list, dtype: str) -> np.ndarray:
@@ -701,7 +701,7 @@ def privacy(loaded, plan: dict, raw: list[bytes], private: list[str], schema_nam
     inputs = set(model_features(plan))
     unknown = sorted(set(private) - schema_names)
     used = sorted(set(private) & inputs)
-    serve = loaded.signatures["serving_default"]
+    serve = loaded.signatures[SERVING_DEFAULT]
     before = served_output(serve(examples=tf.constant(raw)), problem)
     changed = []
     for e in raw:
