@@ -248,7 +248,7 @@ class OwnData(Plan):
         self.overrides = self.user_overrides + self.held.overrides
         self.config = load_config(self.name, self.overrides)
         counts = self.held.counts
-        self.labels, self.replay_labels = self.held.labels, self.held.all_labels
+        self.labels, self.replay_labels = self.held.labels, self.held.mirror_labels
         self.clean, self.drift = self.held.clean, self.held.drift
         self.drift_feature, self.drift_note = self.held.drift_feature, self.held.drift_note
         # The monitor's last window is the drifted requests (sent after the clean ones); its

@@ -8,7 +8,8 @@ training and becomes the loop's traffic, in time order:
                                    labels never arrive (what the label would have been under
                                    the changed feature is unknown, so none is made up)
     mirror  (20%)                  sent in step 5, mirrored to the canary; labelled before the
-                                   replay
+                                   replay, which judges quality on these alone: neither
+                                   model trained on them (v2 trained on the clean ones)
 
 With the default holdout (60%), v1 trains on 40% of the rows and v2 on the 36% the clean
 requests' labels make of the log: two models of about the same data size.
@@ -53,7 +54,10 @@ class HeldOut:
     drift: str
     mirror: str
     labels: str  # the clean requests' labels (arrive before retraining)
-    all_labels: str  # and the mirrored requests' (arrive before the replay)
+    # The mirrored requests' labels (arrive before the replay): the replay judges quality on
+    # these alone, rows neither model trained on; v2 trained on the clean requests, and its
+    # quality on them would be measured on its own training rows.
+    mirror_labels: str
     counts: dict[str, int]
     drift_feature: str
     drift_note: str
@@ -412,7 +416,7 @@ def prepare(config, work: str, rows: int | None, start_time: float) -> HeldOut:
         overrides=overrides, schema=schema_path, clean=parts["clean"], drift=parts["drift"],
         mirror=parts["mirror"],
         labels=write_labels(os.path.join(work, "labels.csv"), ("clean",)),
-        all_labels=write_labels(os.path.join(work, "labels-all.csv"), ("clean", "mirror")),
+        mirror_labels=write_labels(os.path.join(work, "labels-mirror.csv"), ("mirror",)),
         counts=counts, drift_feature=drift.feature, drift_note=drift.note, label_std=label_std,
         schema_note=schema_note)
 

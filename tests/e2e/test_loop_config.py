@@ -134,9 +134,9 @@ DECLARED = {
 }
 
 
-def _user_home(tmp_path, name="shapes", declared=None):
+def _user_home(tmp_path, name="shapes", declared=None, rows=3000):
     home = tmp_path / name
-    _shapes(str(home / "data"), customers=declared is not None)
+    _shapes(str(home / "data"), rows=rows, customers=declared is not None)
     (home / "config.yaml").write_text(yaml.safe_dump({
         "name": name, "data": {"location": "data"}, "label": "kind",
         "problem_type": "multiclass_classification",
@@ -153,7 +153,9 @@ def _user_home(tmp_path, name="shapes", declared=None):
 @pytest.mark.xdist_group("loop-shapes")
 @pytest.mark.timeout(1800)
 def test_a_users_multiclass_csv_with_string_labels_runs_the_whole_loop(tmp_path):
-    home, command = _user_home(tmp_path, declared=DECLARED)
+    # 5,000 rows; the replay judges quality on the 600 mirrored requests alone, rows neither
+    # model trained on (v2 trains on the clean requests).
+    home, command = _user_home(tmp_path, declared=DECLARED, rows=5000)
     done = subprocess.run([command, "loop", "--config", "config.yaml", "--work", "loop",
                            *IN_PROCESS], cwd=home, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
@@ -165,8 +167,17 @@ def test_a_users_multiclass_csv_with_string_labels_runs_the_whole_loop(tmp_path)
     checks = {c["check"]: c for c in report["verdict"]["checks"]}
     assert "symmetric_flip_rate (95% upper bound)" in checks
     assert "accuracy B - A (95% lower bound)" in checks  # string labels reached the replay
-    assert report["verdict"]["passed"], checks
-    assert "promoted to stable" in results[6]
+    assert report["quality"]["matched"] == 600  # the mirrored requests' labels, no others
+    # v2, retrained from 3,000 logged rows, is about v1 (accuracy B - A near 0), and 600
+    # held-out requests cannot show it within the 0.02 quality margin: the gate refuses to
+    # promote without that evidence, and the canary goes back to v1 with traffic flowing.
+    accuracy = report["quality"]["metrics"]["accuracy"]["b_minus_a"]
+    assert abs(accuracy["value"]) < 0.02 and accuracy["low"] < -0.02 < accuracy["high"]
+    assert not checks["accuracy B - A (95% lower bound)"]["passed"], checks
+    assert "rejected by the replay gate" in results[6]
+    assert re.search(r"canary back to v1, v2 unloaded; [\d,]+ requests sent meanwhile, "
+                     r"0 failed", results[7])
+    # A refused canary is a loop that worked: the score counts the replay that refused it.
     _loop_points(_score(home / "loop", cwd=home), declared=True)
 
 
