@@ -42,18 +42,21 @@ class NoBar(RuntimeError):
     """No evaluation threshold is configured and the model records no naive bar."""
 
 
-def unbounded_thresholds(eval_config: tfma.EvalConfig) -> list[tfma.MetricThreshold]:
-    """The gated metrics' thresholds that have no value bound (the ones the naive bar
-    fills)."""
+def _gated(eval_config: tfma.EvalConfig) -> list[tfma.MetricThreshold]:
+    """Every metric threshold of the config: per slice, and the metric's own."""
     found = []
     for spec in eval_config.metrics_specs:
         for metric in spec.metrics:
-            for per_slice in metric.per_slice_thresholds:
-                if not per_slice.threshold.HasField("value_threshold"):
-                    found.append(per_slice.threshold)
-            if metric.HasField("threshold") and not metric.threshold.HasField("value_threshold"):
+            found += [per_slice.threshold for per_slice in metric.per_slice_thresholds]
+            if metric.HasField("threshold"):
                 found.append(metric.threshold)
     return found
+
+
+def unbounded_thresholds(eval_config: tfma.EvalConfig) -> list[tfma.MetricThreshold]:
+    """The gated metrics' thresholds that have no value bound (the ones the naive bar
+    fills)."""
+    return [t for t in _gated(eval_config) if not t.HasField("value_threshold")]
 
 
 def apply_naive_bar(eval_config: tfma.EvalConfig, naive: dict[str, Any] | None) -> bool:
@@ -79,16 +82,9 @@ def apply_naive_bar(eval_config: tfma.EvalConfig, naive: dict[str, Any] | None) 
 
 def open_change_thresholds(eval_config: tfma.EvalConfig) -> list[tfma.GenericChangeThreshold]:
     """The gated metrics' change thresholds with no bound (the ones the tolerance fills)."""
-    found = []
-    for spec in eval_config.metrics_specs:
-        for metric in spec.metrics:
-            thresholds = [t.threshold for t in metric.per_slice_thresholds]
-            if metric.HasField("threshold"):
-                thresholds.append(metric.threshold)
-            found += [t.change_threshold for t in thresholds if t.HasField("change_threshold")
-                      and not t.change_threshold.HasField("absolute")
-                      and not t.change_threshold.HasField("relative")]
-    return found
+    return [t.change_threshold for t in _gated(eval_config) if t.HasField("change_threshold")
+            and not t.change_threshold.HasField("absolute")
+            and not t.change_threshold.HasField("relative")]
 
 
 TOLERANCE_EXAMPLES = 4000  # eval examples both models score for the paired error
@@ -140,15 +136,9 @@ def paired_tolerance(candidate_dir: str, baseline_dir: str, eval_files: list[str
         outs.append(np.concatenate([
             served_output(serve(examples=tf.constant(raw[i:i + 512])), problem)
             for i in range(0, n, 512)]))
-    y = np.array(labels)
     measure, _ = mc.metric(deciding, problem)
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(RESAMPLES):
-        idx = rng.integers(0, n, n)
-        diffs.append(measure(outs[0][idx], y[idx]) - measure(outs[1][idx], y[idx]))
-    error = float(np.nanstd(diffs, ddof=1))
-    tolerance = Z * error
+    tolerance = Z * mc.paired_error(measure, outs[0], outs[1], np.array(labels), seed,
+                                    RESAMPLES)
     if not np.isfinite(tolerance):
         return {"tolerance": None, "n": n,
                 "summary": f"the paired error of {deciding} is not finite on n={n}"}
@@ -158,14 +148,15 @@ def paired_tolerance(candidate_dir: str, baseline_dir: str, eval_files: list[str
 
 
 def apply_tolerance(eval_config: tfma.EvalConfig, tolerance: dict[str, Any] | None) -> bool:
-    """Bound every open change threshold by the recorded tolerance; False when none was
-    open. Raises NoBar when one is and the record has no tolerance."""
+    """Bound every open change threshold by the measured tolerance (`paired_tolerance`);
+    False when none was open. Raises NoBar when one is and there is no tolerance."""
     open_changes = open_change_thresholds(eval_config)
     if not open_changes:
         return False
     if not tolerance or tolerance.get("tolerance") is None:
-        raise NoBar("no evaluation.max_regression is set and the model's build record has no "
-                    "regression tolerance" + (f" ({tolerance['summary']})" if tolerance else "")
+        raise NoBar("no evaluation.max_regression is set and no paired tolerance against the "
+                    "last blessed model could be measured"
+                    + (f" ({tolerance['summary']})" if tolerance else "")
                     + ": set evaluation.max_regression")
     value = float(tolerance["tolerance"])
     for change in open_changes:

@@ -187,27 +187,23 @@ def metric_error(name: str, value: float, predictions: np.ndarray, labels: np.nd
     return float(np.std(values, ddof=1))
 
 
-def paired_error(name: str, a: np.ndarray, b: np.ndarray, labels: np.ndarray, seed: int = 0,
+def paired_error(measure, a: np.ndarray, b: np.ndarray, labels: np.ndarray, seed: int = 0,
                  resamples: int = 200) -> float:
-    """For rmse and mae, the sampling error of the difference between two models' scores on
-    the same n examples: the spread of metric(a) - metric(b) over seeded bootstrap resamples
-    drawn once for both. One heavy-tailed label moves both scores together, so the paired
-    spread is what another sample could do to their difference (on the taxi tips, 0.05
-    against 0.22 for one score alone)."""
+    """The sampling error of measure(a) - measure(b), two models' scores on the same n
+    examples: the spread of the difference over seeded bootstrap resamples drawn once for
+    both. One heavy-tailed label moves both scores together, so the paired spread is what
+    another sample could do to their difference (on the taxi tips, 0.05 against 0.22 for one
+    score alone). A resample a metric is undefined on (one class, for AUC) is left out."""
     n = len(labels)
     if n < 2:
         return float("inf")
-    if name == "rmse":
-        la, lb = (a - labels) ** 2, (b - labels) ** 2
-    else:
-        la, lb = np.abs(a - labels), np.abs(b - labels)
     rng = np.random.default_rng(seed)
     diffs = []
     for _ in range(resamples):
         idx = rng.integers(0, n, n)
-        ma, mb = la[idx].mean(), lb[idx].mean()
-        diffs.append(np.sqrt(ma) - np.sqrt(mb) if name == "rmse" else ma - mb)
-    return float(np.std(diffs, ddof=1))
+        diffs.append(measure(a[idx], labels[idx]) - measure(b[idx], labels[idx]))
+    finite = np.asarray(diffs)[np.isfinite(diffs)]
+    return float(np.std(finite, ddof=1)) if len(finite) > 1 else float("nan")
 
 
 def metric_bounds(name: str, labels: np.ndarray) -> tuple[float, float]:

@@ -140,7 +140,7 @@ def select(metric: str, higher: bool, measure, labels: np.ndarray,
     if metric in ("rmse", "mae"):
         from tandem.components.model_checks import paired_error
 
-        error = paired_error(metric, linear, configured, labels, seed)
+        error = paired_error(measure, linear, configured, labels, seed)
     else:
         error = standard_error(metric, simple, linear, labels, seed)
     picked = Selection(metric, higher, ours, simple, error, len(labels), mode, "configured", unit)

@@ -220,24 +220,17 @@ def evaluation_verdict(config: PipelineConfig, outputs: dict[str, Any]) -> str |
     return "\n".join(lines)
 
 
-def _recorded(config: PipelineConfig, outputs: dict[str, Any], key: str) -> Any:
-    """An entry of the candidate's build record; None without one."""
-    if "model" not in outputs:
+def _naive_bar(config: PipelineConfig, outputs: dict[str, Any]) -> dict[str, Any] | None:
+    """The naive predictor's bar the Evaluator judged the candidate against (no
+    evaluation.threshold configured), from the candidate's build record."""
+    if config.evaluation.threshold is not None or "model" not in outputs:
         return None
     from tandem.components.build_record import RecordError, load_record
 
     try:
-        return load_record(outputs["model"].uri).get(key)
+        naive = load_record(outputs["model"].uri).get("naive")
     except RecordError:
         return None
-
-
-def _naive_bar(config: PipelineConfig, outputs: dict[str, Any]) -> dict[str, Any] | None:
-    """The naive predictor's bar the Evaluator judged the candidate against (no
-    evaluation.threshold configured), from the candidate's build record."""
-    if config.evaluation.threshold is not None:
-        return None
-    naive = _recorded(config, outputs, "naive")
     return naive if naive and naive.get("bar") is not None else None
 
 
