@@ -368,10 +368,6 @@ def load_report(out_dir: str) -> dict:
     return report
 
 
-# The gate's limits that a replay config may set to null: the measure is still reported.
-OPTIONAL_CHECKS = ("max_flip_rate", "max_p99_abs_delta", "max_quality_drop")
-
-
 def load_replay_config(path: str | None, overrides: list[str] | None = None) -> ReplayConfig:
     """The replay YAML (all keys optional):
 
@@ -381,41 +377,14 @@ def load_replay_config(path: str | None, overrides: list[str] | None = None) -> 
         top_n: 20
         batch_size: 512
     """
-    from tandem.schemas.yaml_config import YamlConfigError, apply_override, read_yaml
+    from tandem.schemas.config_binding import bind, read_config
 
-    try:
-        raw: dict[str, Any] = read_yaml(path, "replay config") if path else {}
-        for assignment in overrides or []:
-            apply_override(raw, assignment)
-    except YamlConfigError as e:
-        raise ReplayError(str(e)) from None
-    config = ReplayConfig()
-    known = {f.name for f in dataclasses.fields(ReplayConfig)}
-    for key, value in raw.items():
-        if key not in known:
-            raise ReplayError(f"unknown replay config key '{key}' (known: {', '.join(sorted(known))})")
-        if key == "thresholds":
-            names = {f.name: f.type for f in dataclasses.fields(Thresholds)}
-            for name, v in (value or {}).items():
-                if name not in names:
-                    raise ReplayError(f"unknown key 'thresholds.{name}' (known: "
-                                      f"{', '.join(sorted(names))})")
-                kind = type(getattr(Thresholds(), name))
-                if v is None and name in OPTIONAL_CHECKS:
-                    setattr(config.thresholds, name, None)  # reported, not gated
-                    continue
-                if not isinstance(v, (int, float)) or isinstance(v, bool):
-                    raise ReplayError(f"thresholds.{name}: expected a number, got {v!r}")
-                setattr(config.thresholds, name, float(v) if kind is type(None) else kind(v))
-        elif key == "slices":
-            if not isinstance(value, list) or not all(
-                    isinstance(s, list) and all(isinstance(f, str) for f in s) for s in value):
-                raise ReplayError("slices: expected a list of feature lists, e.g. [[country]]")
-            config.slices = value
-        elif not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ReplayError(f"{key}: expected a positive integer, got {value!r}")
-        else:
-            setattr(config, key, value)
+    raw = read_config(path, "replay config", overrides, ReplayError)
+    config = bind(ReplayConfig, raw, "replay config", ReplayError)
+    for key in ("top_n", "batch_size"):
+        if getattr(config, key) < 1:
+            raise ReplayError(f"key '{key}' in replay config: expected a positive integer, "
+                              f"got {getattr(config, key)!r}")
     return config
 
 

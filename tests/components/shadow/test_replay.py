@@ -216,7 +216,8 @@ def test_a_limit_set_to_null_is_reported_not_gated(setup, tmp_path):
     assert report["overall"]["abs_delta"]["p99"]["high"] > 0.05  # B moves: it is reported
     assert not checks["symmetric_flip_rate (95% upper bound)"]["passed"]
     assert not report["verdict"]["passed"]
-    with pytest.raises(ReplayError, match="parity_tolerance: expected a number, got None"):
+    with pytest.raises(ReplayError, match="key 'thresholds.parity_tolerance' in replay "
+                                         "config: expected a number, got None$"):
         load_replay_config(None, ["thresholds.parity_tolerance=null"])
 
 
@@ -424,3 +425,24 @@ def test_promotion_pipeline_runs_shadow_validator_under_tfx_and_records_the_bles
     assert "tandem.components.shadow_validator.executor.Executor" in out.read_text()
     missing = tandem("compile", "--kubeflow", str(out), "--promotion")
     assert missing.returncode == 2 and "--baseline" in missing.stderr
+
+
+def test_replay_config_keys_are_checked_in_the_one_format(tmp_path):
+    from tandem.components.shadow.replay import load_replay_config
+
+    path = tmp_path / "replay.yaml"
+    path.write_text("thresholds: {max_flip_rate: 0.1, min_requests: 50}\nslices: [[country]]\n")
+    config = load_replay_config(str(path), ["top_n=5"])
+    assert (config.thresholds.max_flip_rate, config.thresholds.min_requests) == (0.1, 50)
+    assert (config.slices, config.top_n, config.batch_size) == ([["country"]], 5, 512)
+    with pytest.raises(ReplayError) as error:
+        load_replay_config(str(path), ["thresholds.max_flip=0.2"])
+    assert str(error.value) == (
+        "unknown key 'thresholds.max_flip' in replay config; known: bootstrap, max_flip_rate, "
+        "max_p99_abs_delta, max_quality_drop, min_requests, parity_tolerance, seed")
+    with pytest.raises(ReplayError, match=r"^key 'slices\[0\]' in replay config: expected a "
+                                          "list, got 'country'$"):
+        load_replay_config(None, ["slices=[country]"])
+    with pytest.raises(ReplayError, match="^key 'batch_size' in replay config: expected a "
+                                          "positive integer, got 0$"):
+        load_replay_config(None, ["batch_size=0"])
