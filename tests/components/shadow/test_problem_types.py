@@ -253,7 +253,7 @@ def test_multiclass_report_renders_in_chromium_with_its_flip_matrix(problems, tm
 
 def test_class_names_come_from_the_build_record_when_the_model_does_not_answer_them(tmp_path):
     from tandem.components import build_record
-    from tandem.components.shadow.replay import _class_names
+    from tandem.components.shadow.report import _class_names
 
     build_record.write(str(tmp_path / "1"), {"classes": list(DAYPARTS)})
     assert _class_names(None, str(tmp_path / "1")) == list(DAYPARTS)
