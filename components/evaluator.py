@@ -36,6 +36,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import path_utils, proto_utils
 
 from tandem.components.build_record import RecordError, load_record
+from tandem.schemas.contracts import DECIDING_METRICS, MULTICLASS_ACCURACY
 
 
 class NoBar(RuntimeError):
@@ -205,8 +206,7 @@ class NaiveBarExecutor(evaluator_executor.Executor):
 
 def _deciding(eval_config: tfma.EvalConfig) -> str:
     """The deciding metric's tandem name: the gated metric with a change threshold."""
-    names = {"AUC": "auc", "BinaryAccuracy": "accuracy", "SparseCategoricalAccuracy":
-             "accuracy", "RootMeanSquaredError": "rmse", "MeanAbsoluteError": "mae"}
+    names = {m.tfma_class: m.name for m in (*DECIDING_METRICS.values(), MULTICLASS_ACCURACY)}
     for spec in eval_config.metrics_specs:
         for metric in spec.metrics:
             if any(t.threshold.HasField("change_threshold") for t in metric.per_slice_thresholds):

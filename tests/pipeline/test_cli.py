@@ -50,7 +50,7 @@ def test_compile_writes_a_kubeflow_spec_of_the_training_pipeline(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     ([], "compile needs --config (the training pipeline) or --promotion"),
-    (["--config", "no-such-config"], "cannot read config no-such-config"),
+    (["--config", "no-such-config"], "cannot read pipeline config no-such-config"),
     (["--config", "listening", "--set", "beam.direct_num_workers=0"],
      "beam.direct_num_workers"),
     (["--config", "listening", "--set", "model.hidden_unitz=[8]"], "model.hidden_unitz"),
