@@ -433,14 +433,17 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     def build(h):
         return build_model(plan, transform_output, h, n_classes)
 
+    from tandem.components import exported_model_checks as exported_checks
     from tandem.components import model_checks as mc
     from tandem.components import model_selection as ms
+    from tandem.components.importance import importance
+    from tandem.components.sampling_error import metric
 
     # One eval sample for the model selection and the checks.
     features, labels = mc.take(make_eval(), checks.get("sample_examples", 4000))
     sample = mc.Sample(features, labels, mc.raw_records(fn_args.eval_files, checks["export_examples"])
                        if checks["enabled"] else [])
-    measure, higher = mc.metric(config["deciding_metric"], plan["problem_type"])
+    measure, higher = metric(config["deciding_metric"], plan["problem_type"])
     results: list[dict[str, Any]] = []
     used = dict(hp)
     if checks["enabled"]:
@@ -511,7 +514,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                                        checks["reproducibility_tolerance"],
                                        checks["reproducibility_steps"],
                                        math.ceil(counts["train"] / hp["batch_size"])),
-            lambda: mc.importance(model, sample, measure, higher, checks["importance_repeats"],
+            lambda: importance(model, sample, measure, higher, checks["importance_repeats"],
                                   seed, config["deciding_metric"],
                                   checks["importance_correlation"], ordinal={
                                       n for n, s in model_features(plan).items()
@@ -538,13 +541,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             else transform_output.raw_metadata.schema
         names = {f.name for f in schema.feature}
         exported = [
-            lambda: mc.export_skew(loaded, model, transform_output, sample.raw,
+            lambda: exported_checks.export_skew(loaded, model, transform_output, sample.raw,
                                    fn_args.eval_files, plan["problem_type"], scale, checks["export_tolerance"]),
-            lambda: mc.feature_code(loaded, transform_output, plan, sample.raw[0]),
-            lambda: mc.privacy(loaded, plan, sample.raw, checks["private_features"], names,
+            lambda: exported_checks.feature_code(loaded, transform_output, plan, sample.raw[0]),
+            lambda: exported_checks.privacy(loaded, plan, sample.raw, checks["private_features"], names,
                                plan["problem_type"]),
-            lambda: mc.feature_rules(schema, plan),
-            lambda: mc.explained(fn_args.serving_model_dir, sample.raw[0],
+            lambda: exported_checks.feature_rules(schema, plan),
+            lambda: exported_checks.explained(fn_args.serving_model_dir, sample.raw[0],
                                  trace=lambda raw: explain(fn_args.serving_model_dir, raw,
                                                            loaded, record)),
         ]
