@@ -16,6 +16,7 @@ the label's drift and skew are judged as a feature's.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -84,6 +85,82 @@ def _tfdv_measures(anomalies) -> dict[str, list[dict]]:
                 "type": type(m).Type.Name(m.type), "value": round(m.value, 6),
                 "threshold": round(m.threshold, 6)})
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class _Judging:
+    """What every window is judged against: the schema in its environment, the training
+    statistics (None without them) and the drift, skew and answers' thresholds."""
+
+    schema: Any
+    environment: str
+    min_examples: int
+    train: Any
+    drift: DriftConfig
+    skew: DriftConfig
+    answers: DriftConfig
+
+
+def _judge_window(judging: _Judging, key: str, w: dict, dataset, answers, previous,
+                  previous_answers, window_dir: str) -> dict[str, Any]:
+    """One window's verdicts, written under window_dir: schema anomalies; drift against the
+    previous judged window, of the examples and of the model's answers; skew against
+    training."""
+    import tensorflow as tf
+    import tensorflow_data_validation as tfdv
+
+    schema, environment, train = judging.schema, judging.environment, judging.train
+    entry: dict[str, Any] = {"window": key, "records": w["records"],
+                             "examples": w["examples"], "rejected": w["rejected"],
+                             "first": w["first"], "last": w["last"]}
+    tf.io.gfile.makedirs(window_dir)
+    current = _one(dataset)
+    anomalies = tfdv.validate_statistics(current, schema, environment=environment)
+    tfdv.write_anomalies_text(anomalies, os.path.join(window_dir, "anomalies.pbtxt"))
+    entry["schema_anomalies"] = {
+        name: info.short_description for name, info in sorted(anomalies.anomaly_info.items())}
+    entry["too_small"] = dataset.num_examples < judging.min_examples
+    if previous is not None:
+        tfdv_drift = tfdv.validate_statistics(
+            current, _measurable(schema, "drift_comparator", previous, dataset),
+            environment=environment, previous_statistics=_one(previous))
+        tfdv.write_anomalies_text(tfdv_drift, os.path.join(window_dir, "drift.pbtxt"))
+        entry["drift"] = compare_datasets(previous, dataset, judging.drift)
+        entry["drift"]["tfdv"] = _tfdv_measures(tfdv_drift)
+    if train is not None:
+        tfdv_skew = tfdv.validate_statistics(
+            _one(train), _measurable(schema, "skew_comparator", train, dataset),
+            environment=environment, serving_statistics=current)
+        tfdv.write_anomalies_text(tfdv_skew, os.path.join(window_dir, "skew.pbtxt"))
+        entry["skew"] = compare_datasets(train, dataset, judging.skew)
+        entry["skew"]["tfdv"] = _tfdv_measures(tfdv_skew)
+    if previous_answers is not None and answers is not None:
+        entry["prediction_drift"] = compare_datasets(previous_answers, answers, judging.answers)
+    with tf.io.gfile.GFile(os.path.join(window_dir, SUMMARY), "w") as f:
+        f.write(json.dumps(entry, indent=2, sort_keys=True) + "\n")
+    return entry
+
+
+def _value_skew(summary: dict, files: list[str], training_examples: str, config,
+                out_dir: str, beam_args: list[str] | None,
+                progress: Callable[[str], None]) -> None:
+    """Feature-value skew into the summary: the features whose values differ for the same
+    ids beyond the config's rate join the skewed features."""
+    monitor = config.monitor
+    progress(f"feature-value skew: logged examples joined with {training_examples} by "
+             f"'{monitor.id_feature}' ...")
+    rows = feature_value_skew(files, training_examples, monitor.id_feature,
+                              [config.label], out_dir, beam_args)
+    skewed = sorted(r["feature"] for r in rows
+                    if r["mismatch_rate"] > monitor.max_mismatch_rate)
+    summary["feature_value_skew"] = {"features": rows, "skewed": skewed,
+                                     "max_mismatch_rate": monitor.max_mismatch_rate}
+    for name in skewed:
+        if name not in summary["skew_features"]:
+            summary["skew_features"].append(name)
+    summary["skew_features"].sort()
+    progress("  " + (f"values differ for the same ids in: {', '.join(skewed)}" if skewed
+                     else "no feature's values differ for the same ids"))
 
 
 def run_monitor(logs: str, config, out_dir: str, window_s: float | None = None,
@@ -174,40 +251,13 @@ def run_monitor(logs: str, config, out_dir: str, window_s: float | None = None,
         "identifiers": ids,
         "windows": [],
     }
+    judging = _Judging(schema, environment, monitor.min_examples, train, drift_cfg, skew_cfg,
+                       answers_cfg)
     previous = previous_answers = None
     for i, key in enumerate(keys):
-        dataset = datasets.get(key)
-        answers = answer_sets.get(key)
-        w = meta["windows"][key]
-        entry: dict[str, Any] = {"window": key, "records": w["records"],
-                                 "examples": w["examples"], "rejected": w["rejected"],
-                                 "first": w["first"], "last": w["last"]}
-        window_dir = os.path.join(out_dir, f"window-{i:04d}")
-        tf.io.gfile.makedirs(window_dir)
-        current = _one(dataset)
-        anomalies = tfdv.validate_statistics(current, schema, environment=environment)
-        tfdv.write_anomalies_text(anomalies, os.path.join(window_dir, "anomalies.pbtxt"))
-        entry["schema_anomalies"] = {
-            name: info.short_description for name, info in sorted(anomalies.anomaly_info.items())}
-        entry["too_small"] = dataset.num_examples < monitor.min_examples
-        if previous is not None:
-            tfdv_drift = tfdv.validate_statistics(
-                current, _measurable(schema, "drift_comparator", previous, dataset),
-                environment=environment, previous_statistics=_one(previous))
-            tfdv.write_anomalies_text(tfdv_drift, os.path.join(window_dir, "drift.pbtxt"))
-            entry["drift"] = compare_datasets(previous, dataset, drift_cfg)
-            entry["drift"]["tfdv"] = _tfdv_measures(tfdv_drift)
-        if train is not None:
-            tfdv_skew = tfdv.validate_statistics(
-                _one(train), _measurable(schema, "skew_comparator", train, dataset),
-                environment=environment, serving_statistics=current)
-            tfdv.write_anomalies_text(tfdv_skew, os.path.join(window_dir, "skew.pbtxt"))
-            entry["skew"] = compare_datasets(train, dataset, skew_cfg)
-            entry["skew"]["tfdv"] = _tfdv_measures(tfdv_skew)
-        if previous_answers is not None and answers is not None:
-            entry["prediction_drift"] = compare_datasets(previous_answers, answers, answers_cfg)
-        with tf.io.gfile.GFile(os.path.join(window_dir, SUMMARY), "w") as f:
-            f.write(json.dumps(entry, indent=2, sort_keys=True) + "\n")
+        dataset, answers, w = datasets.get(key), answer_sets.get(key), meta["windows"][key]
+        entry = _judge_window(judging, key, w, dataset, answers, previous, previous_answers,
+                              os.path.join(out_dir, f"window-{i:04d}"))
         summary["windows"].append(entry)
         progress(f"  window {key}: {w['records']:,} requests, {dataset.num_examples:,} examples"
                  + ("" if not entry["too_small"] else " (too small to judge)")
@@ -226,23 +276,10 @@ def run_monitor(logs: str, config, out_dir: str, window_s: float | None = None,
     summary["prediction_drift"] = _prediction_drift(summary, config, answer_sets)
     summary["label_drift"] = _label_drift(summary, config, kind) if label_map is not None \
         else None
-    training_examples = training_examples or monitor.training_examples
     summary["feature_value_skew"] = None
+    training_examples = training_examples or monitor.training_examples
     if training_examples:
-        progress(f"feature-value skew: logged examples joined with {training_examples} by "
-                 f"'{monitor.id_feature}' ...")
-        rows = feature_value_skew(files, training_examples, monitor.id_feature,
-                                  [config.label], out_dir, beam_args)
-        skewed = sorted(r["feature"] for r in rows
-                        if r["mismatch_rate"] > monitor.max_mismatch_rate)
-        summary["feature_value_skew"] = {"features": rows, "skewed": skewed,
-                                         "max_mismatch_rate": monitor.max_mismatch_rate}
-        for name in skewed:
-            if name not in summary["skew_features"]:
-                summary["skew_features"].append(name)
-        summary["skew_features"].sort()
-        progress("  " + (f"values differ for the same ids in: {', '.join(skewed)}" if skewed
-                         else "no feature's values differ for the same ids"))
+        _value_skew(summary, files, training_examples, config, out_dir, beam_args, progress)
     summary["seconds"] = round(time.monotonic() - start, 2)
     with tf.io.gfile.GFile(os.path.join(out_dir, SUMMARY), "w") as f:
         f.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
