@@ -118,6 +118,7 @@ def paired_tolerance(candidate_dir: str, baseline_dir: str, eval_files: list[str
 
     from tandem.components import model_checks as mc
     from tandem.components.model_selection import Z
+    from tandem.components.sampling_error import metric, paired_error
     from tandem.schemas.contracts import SERVING_DEFAULT, served_output
 
     problem, label, classes = record["problem_type"], record["label"], record.get("classes")
@@ -137,9 +138,8 @@ def paired_tolerance(candidate_dir: str, baseline_dir: str, eval_files: list[str
         outs.append(np.concatenate([
             served_output(serve(examples=tf.constant(raw[i:i + 512])), problem)
             for i in range(0, n, 512)]))
-    measure, _ = mc.metric(deciding, problem)
-    tolerance = Z * mc.paired_error(measure, outs[0], outs[1], np.array(labels), seed,
-                                    RESAMPLES)
+    measure, _ = metric(deciding, problem)
+    tolerance = Z * paired_error(measure, outs[0], outs[1], np.array(labels), seed, RESAMPLES)
     if not np.isfinite(tolerance):
         return {"tolerance": None, "n": n,
                 "summary": f"the paired error of {deciding} is not finite on n={n}"}
