@@ -1,0 +1,22 @@
+"""The flags several command groups share, each spelled and explained in one place, so that a
+flag name means the same thing in every command that takes it."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_config(parser: argparse.ArgumentParser, required: bool = True,
+               help: str = "pipeline config YAML (or a name)") -> None:
+    """--config: always a pipeline config, by path or by the name of a shipped one."""
+    parser.add_argument("--config", required=required, default=None, help=help)
+
+
+def add_set(parser: argparse.ArgumentParser, help: str = "override a config key") -> None:
+    """--set KEY=VALUE, repeatable: overrides a key of the YAML config the command reads."""
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
+def add_beam_args(parser: argparse.ArgumentParser) -> None:
+    """Everything after `--`, handed to Beam as pipeline args."""
+    parser.add_argument("beam_args", nargs="*", help="after --: Beam pipeline args")
