@@ -1,48 +1,15 @@
-"""`tandem compile`: the training, monitoring and promotion DAGs as Kubeflow Pipelines specs."""
+"""`tandem compile`: the training, monitoring and promotion DAGs as Kubeflow Pipelines specs,
+one subcommand each."""
 
 from __future__ import annotations
 
 import argparse
 
-from tandem.pipeline.cli.errors import CommandError
-from tandem.pipeline.cli.flags import add_config, add_set
+from tandem.pipeline.cli.flags import add_config, add_replay_config, add_set
 from tandem.pipeline.cli.shadow import replay_config_dict
 
 
-def cmd_compile(args: argparse.Namespace) -> int:
-    from tandem.pipeline.config import load_config
-    from tandem.pipeline.kubeflow import compile_kubeflow
-
-    if args.monitoring:
-        from tandem.pipeline.monitoring import compile_monitoring_kubeflow
-
-        missing = [f"--{n}" for n in ("config", "logs", "pipeline_root") if not getattr(args, n)]
-        if missing:
-            raise CommandError("--monitoring needs " + ", ".join(m.replace("_", "-")
-                                                                 for m in missing))
-        config = load_config(args.config, args.set)
-        summary = compile_monitoring_kubeflow(
-            args.kubeflow, config, args.logs, args.schema_uri or config.schema,
-            args.pipeline_root, args.image, args.training_statistics)
-    elif args.promotion:
-        from tandem.pipeline.promotion import compile_promotion_kubeflow
-
-        missing = [f"--{n}" for n in ("baseline", "candidate", "logs", "pipeline_root")
-                   if not getattr(args, n)]
-        if missing:
-            raise CommandError("--promotion needs " + ", ".join(m.replace("_", "-")
-                                                                for m in missing))
-        summary = compile_promotion_kubeflow(
-            args.kubeflow, args.baseline, args.candidate, args.logs, args.pipeline_root,
-            args.image, replay_config_dict(args.replay_config, []))
-    else:
-        if not args.config:
-            raise CommandError("compile needs --config (the training pipeline) or --promotion")
-        config = load_config(args.config, args.set)
-        summary = compile_kubeflow(
-            config, args.kubeflow, image=args.image, pipeline_root=args.pipeline_root,
-            schema_uri=args.schema_uri,
-        )
+def _print_summary(summary: dict) -> int:
     print(f"wrote Kubeflow pipeline spec {summary['path']} (image {summary['image']})")
     print("components: " + ", ".join(summary["components"]))
     print("module code the image must contain (installed with tandem):")
@@ -51,29 +18,78 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compile_training(args: argparse.Namespace) -> int:
+    from tandem.pipeline.config import load_config
+    from tandem.pipeline.kubeflow import compile_kubeflow
+
+    config = load_config(args.config, args.set)
+    return _print_summary(compile_kubeflow(
+        config, args.kubeflow, image=args.image, pipeline_root=args.pipeline_root,
+        schema_uri=args.schema_uri))
+
+
+def cmd_compile_monitoring(args: argparse.Namespace) -> int:
+    from tandem.pipeline.config import load_config
+    from tandem.pipeline.monitoring import compile_monitoring_kubeflow
+
+    config = load_config(args.config, args.set)
+    return _print_summary(compile_monitoring_kubeflow(
+        args.kubeflow, config, args.logs, args.schema_uri or config.schema,
+        args.pipeline_root, args.image, args.training_statistics))
+
+
+def cmd_compile_promotion(args: argparse.Namespace) -> int:
+    from tandem.pipeline.promotion import compile_promotion_kubeflow
+
+    return _print_summary(compile_promotion_kubeflow(
+        args.kubeflow, args.baseline, args.candidate, args.logs, args.pipeline_root,
+        args.image, replay_config_dict(args.replay_config, [])))
+
+
+def _add_target(parser: argparse.ArgumentParser, root_required: bool) -> None:
+    """Where the spec is written and what the cluster runs it with: every pipeline's flags."""
+    parser.add_argument("--kubeflow", required=True, metavar="OUT.json",
+                        help="the spec to write (a file)")
+    parser.add_argument("--image", default="tandem-pipeline:latest",
+                        help="container image with tandem installed (deploy/pipeline.Dockerfile)")
+    parser.add_argument("--pipeline-root", required=root_required, default=None,
+                        help="where artifacts go on the cluster, e.g. gs://bucket/tandem")
+
+
+def _add_schema_uri(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--schema-uri", default=None,
+                        help="curated schema path as the cluster sees it (default: config's)")
+
+
 def register(sub) -> None:
-    comp = sub.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines")
-    comp.add_argument("--kubeflow", required=True, metavar="OUT.json", help="output spec path")
-    add_config(comp, required=False)
-    comp.add_argument("--promotion", action="store_true",
-                      help="compile the promotion pipeline (request logs + baseline + candidate "
-                           "-> ShadowValidator) instead of the training pipeline")
-    comp.add_argument("--monitoring", action="store_true",
-                      help="compile the monitoring pipeline (request logs -> TrafficMonitor) "
-                           "for --config")
-    comp.add_argument("--training-statistics", default=None,
-                      help="with --monitoring: the training ExampleStatistics artifact's URI")
-    comp.add_argument("--baseline", default=None, help="with --promotion: model A's URI")
-    comp.add_argument("--candidate", default=None, help="with --promotion: model B's URI")
-    comp.add_argument("--logs", default=None,
-                      help="with --promotion or --monitoring: request-log directory URI")
-    comp.add_argument("--replay-config", default=None,
-                      help="with --promotion: replay YAML (thresholds, slices)")
-    comp.add_argument("--image", default="tandem-pipeline:latest",
-                      help="container image with tandem installed (deploy/pipeline.Dockerfile)")
-    comp.add_argument("--pipeline-root", default=None,
-                      help="where artifacts go on the cluster, e.g. gs://bucket/tandem")
-    comp.add_argument("--schema-uri", default=None,
-                      help="curated schema path as the cluster sees it (default: config's)")
-    add_set(comp)
-    comp.set_defaults(func=cmd_compile)
+    comp = sub.add_parser("compile", help="compile the pipelines for Kubeflow Pipelines")
+    comp_sub = comp.add_subparsers(dest="compile_command", required=True, metavar="PIPELINE")
+
+    training = comp_sub.add_parser(
+        "training", help="the training pipeline: data -> validation -> Trainer -> Pusher")
+    _add_target(training, root_required=False)
+    add_config(training)
+    _add_schema_uri(training)
+    add_set(training)
+    training.set_defaults(func=cmd_compile_training)
+
+    monitoring = comp_sub.add_parser(
+        "monitoring", help="the monitoring pipeline: request logs -> TrafficMonitor")
+    _add_target(monitoring, root_required=True)
+    add_config(monitoring)
+    monitoring.add_argument("--logs", required=True, help="request-log directory URI")
+    monitoring.add_argument("--training-statistics", default=None,
+                            help="the training ExampleStatistics artifact's URI")
+    _add_schema_uri(monitoring)
+    add_set(monitoring)
+    monitoring.set_defaults(func=cmd_compile_monitoring)
+
+    promotion = comp_sub.add_parser(
+        "promotion", help="the promotion pipeline: request logs + baseline + candidate -> "
+                          "ShadowValidator")
+    _add_target(promotion, root_required=True)
+    promotion.add_argument("--baseline", required=True, help="model A's URI")
+    promotion.add_argument("--candidate", required=True, help="model B's URI")
+    promotion.add_argument("--logs", required=True, help="request-log directory URI")
+    add_replay_config(promotion)
+    promotion.set_defaults(func=cmd_compile_promotion)

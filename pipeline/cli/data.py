@@ -54,7 +54,7 @@ def cmd_data_profiles(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    data = sub.add_parser("data", help="datasets: generate synthetic listening sessions")
+    data = sub.add_parser("data", help="generate synthetic listening sessions")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     gen = data_sub.add_parser("generate", help="write synthetic listening sessions")
     gen.add_argument("--rows", type=int, required=True, help="number of examples")

@@ -27,8 +27,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    ex = sub.add_parser("explain", help="one example through a model: raw -> transformed -> "
-                                        "score, and what moves the score")
+    ex = sub.add_parser("explain", help="one example through a model, and what moves its score")
     ex.add_argument("--model", required=True, metavar="DIR",
                     help="a SavedModel (a pushed version), a serving base directory (its "
                          "newest version) or a Trainer model artifact")

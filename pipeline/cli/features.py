@@ -27,7 +27,7 @@ def cmd_features_load(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    features = sub.add_parser("features", help="feature sources")
+    features = sub.add_parser("features", help="load the feature sources into Redis")
     features_sub = features.add_subparsers(dest="features_command", required=True,
                                            metavar="ACTION")
     load = features_sub.add_parser("load", help="copy the SQLite feature tables into Redis")

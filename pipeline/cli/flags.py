@@ -20,3 +20,9 @@ def add_set(parser: argparse.ArgumentParser, help: str = "override a config key"
 def add_beam_args(parser: argparse.ArgumentParser) -> None:
     """Everything after `--`, handed to Beam as pipeline args."""
     parser.add_argument("beam_args", nargs="*", help="after --: Beam pipeline args")
+
+
+def add_replay_config(parser: argparse.ArgumentParser) -> None:
+    """--replay-config: the shadow replay's YAML (thresholds, slices), never a pipeline config."""
+    parser.add_argument("--replay-config", default=None, metavar="FILE",
+                        help="replay YAML: thresholds, slices, top_n, batch_size")

@@ -120,7 +120,7 @@ def cmd_logs_stats(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    logs = sub.add_parser("logs", help="read request logs")
+    logs = sub.add_parser("logs", help="read the request log")
     logs_sub = logs.add_subparsers(dest="logs_command", required=True, metavar="ACTION")
     cat = logs_sub.add_parser("cat", help="one JSON line per logged request")
     cat.add_argument("path", help="a log directory, file or glob")

@@ -22,9 +22,10 @@ def cmd_loop(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     loop = sub.add_parser(
-        "loop", help="the whole loop, on embedded defaults (what `make run` runs) or on a "
-                     "config's own data: train, serve, traffic, monitor, retrain from logs, "
-                     "canary, replay, promote, rollback")
+        "loop", help="the whole loop in one command (what `make run` runs)",
+        description="The whole loop, on embedded defaults (what `make run` runs) or on a "
+                    "config's own data: train, serve, traffic, monitor, retrain from logs, "
+                    "canary, replay, promote, rollback.")
     add_config(loop, required=False, help="a pipeline config (YAML or a name): a held-out share of its rows "
                            "becomes the traffic (default: the listening generator)")
     add_set(loop, help="override a key of --config, e.g. loop.drift.feature=age")

@@ -26,7 +26,7 @@ def cmd_model_diff(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    model = sub.add_parser("model", help="inspect what a model was built from")
+    model = sub.add_parser("model", help="what a model was built from")
     model_sub = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
     inspect = model_sub.add_parser("inspect", help="print a model's build record")
     inspect.add_argument("path", help="SavedModel dir, version dir, or serving base dir")

@@ -12,14 +12,12 @@ from tandem.pipeline.cli.flags import add_beam_args, add_config, add_set
 from tandem.schemas import exit_status
 
 
-def cmd_monitor(args: argparse.Namespace) -> int:
+def cmd_monitor_run(args: argparse.Namespace) -> int:
     from tandem.components.monitor.job import parse_duration
     from tandem.pipeline.config import load_config
     from tandem.pipeline.traffic_checks import run_monitor
 
     config = load_config(args.config, args.set)
-    if args.pipeline:
-        return _monitor_pipeline(args, config)
     window_s = parse_duration(args.window) if args.window else None
     summary = run_monitor(args.logs, config, args.out, window_s=window_s,
                           window_records=args.window_records,
@@ -39,8 +37,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return 0
 
 
-def _monitor_pipeline(args: argparse.Namespace, config) -> int:
-    """`tandem monitor --pipeline`: the same check as the TFX monitoring pipeline."""
+def cmd_monitor_pipeline(args: argparse.Namespace) -> int:
+    """The same check as `monitor run`, as the TFX monitoring pipeline (ML Metadata)."""
     from tfx import v1 as tfx
 
     from tandem.components.metadata import open_store
@@ -49,9 +47,10 @@ def _monitor_pipeline(args: argparse.Namespace, config) -> int:
     from tandem.pipeline.monitoring import create_monitoring_pipeline
     from tandem.schemas.request_log import expand
 
+    config = load_config(args.config, args.set)
     if not os.path.isdir(args.logs):
-        raise CommandError(f"--pipeline needs --logs to be a directory (an Examples artifact's "
-                           f"uri), got {args.logs}")
+        raise CommandError(f"monitor pipeline needs --logs to be a directory (an Examples "
+                           f"artifact's uri), got {args.logs}")
     files = expand(args.logs)
     overrides = list(args.set)
     if args.window_records:
@@ -91,26 +90,39 @@ def _monitor_pipeline(args: argparse.Namespace, config) -> int:
     return 0
 
 
-def register(sub) -> None:
-    mon = sub.add_parser("monitor", help="drift and skew in logged traffic, per window")
-    mon.add_argument("--logs", required=True, help="request-log directory, file or glob")
-    add_config(mon, help="pipeline config (name or path): schema, label, monitor: thresholds")
-    mon.add_argument("--out", required=True, help="where statistics, anomalies and reports go")
-    window = mon.add_mutually_exclusive_group()
+def _add_window_flags(parser: argparse.ArgumentParser) -> None:
+    """What both ways of monitoring read: the log, the config, the windows, the baseline."""
+    add_config(parser, help="pipeline config (name or path): schema, label, monitor: thresholds")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="where statistics, anomalies and reports go")
+    window = parser.add_mutually_exclusive_group()
     window.add_argument("--window", default=None, metavar="DURATION",
                         help="window by arrival time, e.g. 15m, 1h")
     window.add_argument("--window-records", type=int, default=None, metavar="N",
                         help="window by N logged requests (default: monitor.window_records)")
-    mon.add_argument("--training-statistics", default=None, metavar="PATH",
-                     help="the served model's training statistics (default: found in ML "
-                          "Metadata through the model version that answered)")
-    mon.add_argument("--training-examples", default=None, metavar="GLOB",
+    parser.add_argument("--training-statistics", default=None, metavar="PATH",
+                        help="the served model's training statistics (default: found in ML "
+                             "Metadata through the model version that answered)")
+    add_set(parser, help="override a config key, e.g. monitor.drift.psi=0.1")
+
+
+def register(sub) -> None:
+    mon = sub.add_parser("monitor", help="drift and skew in logged traffic, per window")
+    mon_sub = mon.add_subparsers(dest="monitor_command", required=True, metavar="ACTION")
+    run = mon_sub.add_parser("run", help="the monitoring Beam job over the request log")
+    run.add_argument("--logs", required=True, help="request-log directory, file or glob")
+    _add_window_flags(run)
+    run.add_argument("--training-examples", default=None, metavar="GLOB",
                      help="training tf.Examples (TFRecord): feature-value skew, joined by id")
-    mon.add_argument("--labels", default=None, metavar="FILE",
+    run.add_argument("--labels", default=None, metavar="FILE",
                      help="late labels (request_id,label[,timestamp]): label drift too")
-    add_set(mon, help="override a config key, e.g. monitor.drift.psi=0.1")
-    mon.add_argument("--pipeline", action="store_true",
-                     help="run it as the TFX monitoring pipeline (TrafficMonitor; ML Metadata "
-                          "in --out/metadata.sqlite)")
-    add_beam_args(mon)
-    mon.set_defaults(func=cmd_monitor, runs_beam=True)
+    add_beam_args(run)
+    run.set_defaults(func=cmd_monitor_run, runs_beam=True)
+
+    pipeline = mon_sub.add_parser(
+        "pipeline", help="the same check as the TFX monitoring pipeline (TrafficMonitor; ML "
+                         "Metadata in --out/metadata.sqlite)")
+    pipeline.add_argument("--logs", required=True,
+                          help="request-log directory (an Examples artifact's uri)")
+    _add_window_flags(pipeline)
+    pipeline.set_defaults(func=cmd_monitor_pipeline, runs_beam=True)

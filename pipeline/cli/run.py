@@ -32,16 +32,15 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     from tandem.pipeline.config import STAGES
 
-    run = sub.add_parser("run", help="run the pipeline locally")
+    run = sub.add_parser("run", help="run the training pipeline locally")
     add_config(run)
     run.add_argument("--until", choices=STAGES, default=STAGES[-1],
                      help=f"last stage to run (default {STAGES[-1]})")
     add_set(run, help="override a config key, e.g. output_dir=/tmp/out")
     run.set_defaults(func=cmd_run, runs_beam=True)
 
-    retrain = sub.add_parser(
-        "retrain", help="retrain from the request log joined with late labels (no second "
-                        "decoration join); then the unchanged pipeline")
+    # No second decoration join: the log holds the examples as the gateway decorated them.
+    retrain = sub.add_parser("retrain", help="the pipeline on the request log joined with labels")
     add_config(retrain)
     retrain.add_argument("--logs", required=True, help="request-log directory or glob")
     retrain.add_argument("--labels", required=True,

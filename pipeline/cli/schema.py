@@ -52,7 +52,7 @@ def cmd_schema_propose(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    schema = sub.add_parser("schema", help="schema contracts")
+    schema = sub.add_parser("schema", help="propose a schema and diff it against the curated one")
     schema_sub = schema.add_subparsers(dest="schema_command", required=True, metavar="ACTION")
     propose = schema_sub.add_parser(
         "propose", help="infer a schema from the data and diff it against the curated one"

@@ -96,7 +96,7 @@ def cmd_serve_gateway(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    serve = sub.add_parser("serve", help="online serving")
+    serve = sub.add_parser("serve", help="the model server and the gateway")
     serve_sub = serve.add_subparsers(dest="serve_command", required=True, metavar="WHAT")
     srv = serve_sub.add_parser(
         "models", help="the embedded TF Serving-compatible model server (flags as TF Serving's)"

@@ -29,7 +29,7 @@ def cmd_traffic_send(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    traffic = sub.add_parser("traffic", help="send requests to a gateway or model server")
+    traffic = sub.add_parser("traffic", help="send requests to a gateway or a model server")
     traffic_sub = traffic.add_subparsers(dest="traffic_command", required=True,
                                          metavar="ACTION")
     ts = traffic_sub.add_parser("send", help="send tf.Examples as Predict requests at a rate")
