@@ -47,20 +47,30 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
         group.register(sub)
-    _add_verbose_everywhere(parser)
+    _settle_every_subcommand(parser)
     return parser
 
 
-def _add_verbose_everywhere(parser: argparse.ArgumentParser) -> None:
-    """`--verbose` is accepted after any subcommand too (`tandem run ... --verbose`)."""
+def _subcommands(parser: argparse.ArgumentParser):
+    """Every parser below `parser`, depth first."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for child in action.choices.values():
-                if not any("--verbose" in a.option_strings for a in child._actions):
-                    # SUPPRESS: an unset flag must not override `tandem --verbose run ...`.
-                    child.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
-                                       help="show library logs and, on failure, the full trace")
-                _add_verbose_everywhere(child)
+                yield child
+                yield from _subcommands(child)
+
+
+def _settle_every_subcommand(parser: argparse.ArgumentParser) -> None:
+    """What holds after any subcommand: `--verbose` is accepted there too (`tandem run ...
+    --verbose`), and a flag is taken only by its full name, so a shortened or retired
+    spelling (`explain --model` for `--model-dir`) is refused instead of guessed."""
+    parser.allow_abbrev = False
+    for child in _subcommands(parser):
+        child.allow_abbrev = False
+        if not any("--verbose" in a.option_strings for a in child._actions):
+            # SUPPRESS: an unset flag must not override `tandem --verbose run ...`.
+            child.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                               help="show library logs and, on failure, the full trace")
 
 
 def _quiet_libraries(verbose: bool) -> None:

@@ -27,7 +27,7 @@ def cmd_data_generate(args: argparse.Namespace) -> int:
     start = time.monotonic()
     manifest = listening.generate(
         args.out, args.rows, seed=args.seed, drift=drift, span=args.span, formats=formats,
-        progress=_progress_printer("generate"), requests=args.requests, labels=args.labels,
+        progress=_progress_printer("generate"), requests=args.requests, labels=args.label_format,
         label_delay_s=args.label_delay, label_loss=args.label_loss, rate=args.rate,
     )
     if "labels" in manifest:
@@ -58,7 +58,8 @@ def register(sub) -> None:
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     gen = data_sub.add_parser("generate", help="write synthetic listening sessions")
     gen.add_argument("--rows", type=int, required=True, help="number of examples")
-    gen.add_argument("--out", required=True, help="output directory (span-N/ is made inside)")
+    gen.add_argument("--out", required=True, metavar="DIR",
+                     help="output directory (span-N/ is made inside)")
     gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     gen.add_argument("--span", type=int, default=1, help="span number to write (default 1)")
     gen.add_argument(
@@ -71,8 +72,9 @@ def register(sub) -> None:
     )
     gen.add_argument("--requests", action="store_true",
                      help="write what a client sends: keys and request-time features only")
-    gen.add_argument("--labels", choices=("csv", "tfrecord"), default=None,
-                     help="also write the requests' late labels (request_id,label,timestamp)")
+    gen.add_argument("--label-format", choices=("csv", "tfrecord"), default=None,
+                     help="also write the requests' late labels (request_id,label,timestamp) "
+                          "in this format")
     gen.add_argument("--label-delay", type=float, default=3600.0, metavar="SECONDS",
                      help="mean delay before a label arrives (default 3600)")
     gen.add_argument("--label-loss", type=float, default=0.0, metavar="SHARE",

@@ -11,7 +11,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     from tandem.components.explain import explain, format_explain, read_example
 
-    path = args.model
+    path = args.model_dir
     if os.path.isdir(os.path.join(path, "Format-Serving")):
         path = os.path.join(path, "Format-Serving")  # a Trainer model artifact
     elif os.path.isdir(path) and not os.path.isfile(os.path.join(path, "saved_model.pb")):
@@ -28,7 +28,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     ex = sub.add_parser("explain", help="one example through a model, and what moves its score")
-    ex.add_argument("--model", required=True, metavar="DIR",
+    ex.add_argument("--model-dir", required=True, metavar="DIR",
                     help="a SavedModel (a pushed version), a serving base directory (its "
                          "newest version) or a Trainer model artifact")
     ex.add_argument("--example", required=True, metavar="FILE",

@@ -36,7 +36,7 @@ def cmd_logs_cat(args: argparse.Namespace) -> int:
             if args.limit is not None and n >= args.limit:
                 break
             line = _log_summary(record)
-            if args.examples:
+            if args.with_examples:
                 line["examples"] = [
                     json_format.MessageToDict(example_pb2.Example.FromString(e))
                     for e in record.examples()]
@@ -125,7 +125,8 @@ def register(sub) -> None:
     cat = logs_sub.add_parser("cat", help="one JSON line per logged request")
     cat.add_argument("path", help="a log directory, file or glob")
     cat.add_argument("--limit", type=int, default=None, help="stop after N records")
-    cat.add_argument("--examples", action="store_true", help="include the decorated examples")
+    cat.add_argument("--with-examples", action="store_true",
+                     help="include the decorated examples")
     cat.add_argument("--full", action="store_true", help="include verdicts and sources")
     cat.set_defaults(func=cmd_logs_cat)
     st = logs_sub.add_parser("stats", help="counts over the logged requests")

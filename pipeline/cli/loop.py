@@ -14,7 +14,7 @@ def cmd_loop(args: argparse.Namespace) -> int:
     from tandem.pipeline.loop_data import LoopDataError
 
     try:
-        return run_loop(args.work, rows=args.rows, verbose=getattr(args, "verbose", False),
+        return run_loop(args.out, rows=args.rows, verbose=getattr(args, "verbose", False),
                         config=args.config, overrides=args.set, scenario=args.scenario)
     except (LoopError, LoopDataError) as e:
         raise CommandError(str(e)) from None
@@ -31,7 +31,7 @@ def register(sub) -> None:
     add_set(loop, help="override a key of --config, e.g. loop.drift.feature=age")
     loop.add_argument("--scenario", choices=("default", "bad-canary"), default="default",
                       help="bad-canary: v2 is trained on shuffled labels and must be rejected")
-    loop.add_argument("--work", default="outputs/loop",
+    loop.add_argument("--out", default="outputs/loop", metavar="DIR",
                       help="work directory, started afresh (default outputs/loop)")
     loop.add_argument("--rows", type=int, default=None,
                       help="rows: of generated training data for v1 (default 12000), or at "

@@ -38,11 +38,12 @@ def cmd_promote(args: argparse.Namespace) -> int:
     _check_replica_flags(args)
     try:
         if args.replicas:
-            steps = promote_replicas(args.config, _replicas(args.replicas), args.model,
-                                     args.version, args.label, timeout=args.timeout,
-                                     apply=args.apply)
+            steps = promote_replicas(args.model_config_file, _replicas(args.replicas),
+                                     args.model, args.model_version, args.label,
+                                     timeout=args.timeout, apply=args.apply)
         else:
-            steps = promote(args.config, args.server, args.model, args.version, args.label)
+            steps = promote(args.model_config_file, args.server, args.model, args.model_version,
+                            args.label)
     except (PromotionError, ConfigFileError) as e:
         raise CommandError(str(e)) from None
     for step in steps:
@@ -56,7 +57,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     _check_replica_flags(args)
     try:
-        steps = rollback(args.config, args.server, args.model, args.to,
+        steps = rollback(args.model_config_file, args.server, args.model, args.model_version,
                          replicas=_replicas(args.replicas), timeout=args.timeout,
                          apply=args.apply, label=args.label)
     except (PromotionError, ConfigFileError) as e:
@@ -66,31 +67,40 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_where_flags(parser: argparse.ArgumentParser) -> None:
+    """Where a label moves: one server through its reload RPC, or every replica polling the
+    model config file."""
+    parser.add_argument("--model", required=True, help="model name")
+    parser.add_argument("--model_config_file", default="deploy/models.config", metavar="FILE",
+                        help="TF Serving's models.config, as the servers read it (rewritten "
+                             "atomically; default deploy/models.config)")
+    parser.add_argument("--server", default="127.0.0.1:8500",
+                        help="one server's gRPC address: steps go through its reload RPC")
+    parser.add_argument("--replicas", default=None, metavar="HOST:PORT,...",
+                        help="servers that poll --model_config_file: each step is written to "
+                             "the file and waits until every replica shows it (instead of "
+                             "--server)")
+    parser.add_argument("--apply", default=None, metavar="COMMAND",
+                        help="with --replicas: a shell command run after each step is written "
+                             "({} is the config file), e.g. one that updates the ConfigMap")
+    parser.add_argument("--timeout", type=float, default=300.0,
+                        help="seconds to wait for the replicas at each step (default 300)")
+
+
 def register(sub) -> None:
-    for name, func, text in (("promote", cmd_promote, "point a label at a version, safely"),
-                             ("rollback", cmd_rollback, "point stable (or canary) back at a good version")):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("--model", required=True, help="model name")
-        if name == "promote":
-            p.add_argument("--version", type=int, required=True)
-            p.add_argument("--label", choices=("canary", "stable"), required=True)
-        else:
-            p.add_argument("--to", type=int, default=None,
-                           help="version to roll back to (default: the previous stable; with "
-                                "--label canary: the stable version)")
-            p.add_argument("--label", choices=("canary", "stable"), default="stable",
-                           help="stable (default): back to the previous good version; canary: "
-                                "a rejected candidate's label back to stable's version")
-        p.add_argument("--config", default="deploy/models.config",
-                       help="the server's model config file (rewritten atomically)")
-        p.add_argument("--server", default="127.0.0.1:8500",
-                       help="one server's gRPC address: steps go through its reload RPC")
-        p.add_argument("--replicas", default=None, metavar="HOST:PORT,...",
-                       help="servers that poll --config: each step is written to the file and "
-                            "waits until every replica shows it (instead of --server)")
-        p.add_argument("--apply", default=None, metavar="COMMAND",
-                       help="with --replicas: a shell command run after each step is written "
-                            "({} is the config file), e.g. one that updates the ConfigMap")
-        p.add_argument("--timeout", type=float, default=300.0,
-                       help="seconds to wait for the replicas at each step (default 300)")
-        p.set_defaults(func=func)
+    promote = sub.add_parser("promote", help="point a label at a version, safely")
+    _add_where_flags(promote)
+    promote.add_argument("--model-version", type=int, required=True, metavar="N",
+                         help="the version the label will point at")
+    promote.add_argument("--label", choices=("canary", "stable"), required=True)
+    promote.set_defaults(func=cmd_promote)
+
+    rollback = sub.add_parser("rollback", help="point stable (or canary) back at a good version")
+    _add_where_flags(rollback)
+    rollback.add_argument("--model-version", type=int, default=None, metavar="N",
+                          help="the version to roll back to (default: the previous stable; "
+                               "with --label canary: the stable version)")
+    rollback.add_argument("--label", choices=("canary", "stable"), default="stable",
+                          help="stable (default): back to the previous good version; canary: "
+                               "a rejected candidate's label back to stable's version")
+    rollback.set_defaults(func=cmd_rollback)

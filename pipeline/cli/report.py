@@ -44,5 +44,6 @@ def register(sub) -> None:
     rs.add_argument("--compare", default=None, metavar="PATH",
                     help="a second statistics file, drawn side by side with drift measures")
     rs.add_argument("--schema", default=None, help="schema (text): domains and anomalies")
-    rs.add_argument("--out", required=True, metavar="FILE.html")
+    rs.add_argument("--out", required=True, metavar="FILE.html",
+                    help="the page to write (a file, not a directory)")
     rs.set_defaults(func=cmd_report_stats, runs_beam=True)

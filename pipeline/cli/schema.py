@@ -58,6 +58,8 @@ def register(sub) -> None:
         "propose", help="infer a schema from the data and diff it against the curated one"
     )
     add_config(propose)
-    propose.add_argument("--out", required=True, help="where to write the proposed schema")
+    propose.add_argument("--out", required=True, metavar="FILE",
+                         help="the schema file to write (a file, not a directory; may be the "
+                              "curated schema itself)")
     add_set(propose, help="override a config key, e.g. data.location=/tmp/d")
     propose.set_defaults(func=cmd_schema_propose, runs_beam=True)

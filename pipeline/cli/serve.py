@@ -66,7 +66,7 @@ def cmd_serve_gateway(args: argparse.Namespace) -> int:
     from tandem.serving.gateway.sources import SourceError, check_source
 
     try:  # what can be checked before TensorFlow loads, answered at once
-        config = load_config(args.config, args.set)
+        config = load_config(args.gateway_config, args.set)
         check_source(config.decorate.sqlite, config.decorate.redis, config.join_list())
     except (GatewayConfigError, SourceError) as e:
         raise CommandError(str(e)) from None
@@ -107,9 +107,9 @@ def register(sub) -> None:
     srv.set_defaults(func=cmd_serve_models)
     gw = serve_sub.add_parser(
         "gateway", help="the gateway: decorate, validate, log, predict, mirror (TF Serving's API)")
-    gw.add_argument("--config", required=True, help="gateway config YAML "
-                    "(deploy/gateway/listening.yaml)")
-    add_set(gw, help="override a config key, e.g. primary.address=127.0.0.1:8500")
+    gw.add_argument("--gateway-config", required=True, metavar="FILE",
+                    help="gateway config YAML (deploy/gateway/listening.yaml)")
+    add_set(gw, help="override a gateway config key, e.g. primary.address=127.0.0.1:8500")
     gw.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     gw.add_argument("--port", type=int, default=8600, help="gRPC port (default 8600)")
     gw.add_argument("--rest_api_port", type=int, default=0,

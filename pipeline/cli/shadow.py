@@ -8,7 +8,7 @@ import os
 import time
 
 from tandem.pipeline.cli.errors import CommandError
-from tandem.pipeline.cli.flags import add_beam_args, add_set
+from tandem.pipeline.cli.flags import add_beam_args, add_replay_config, add_set
 from tandem.schemas import exit_status
 
 
@@ -26,7 +26,7 @@ def cmd_shadow_replay(args: argparse.Namespace) -> int:
     from tandem.components.shadow.replay import load_replay_config, summary
     from tandem.pipeline.traffic_checks import run_replay
 
-    config = load_replay_config(args.config, args.set)
+    config = load_replay_config(args.replay_config, args.set)
     start = time.monotonic()
     print(f"replay: {args.logs} through {args.baseline} (A) and {args.candidate} (B) ...",
           flush=True)
@@ -47,7 +47,7 @@ def cmd_shadow_validate(args: argparse.Namespace) -> int:
     from tandem.components.shadow.replay import load_report, preflight, summary
     from tandem.pipeline.promotion import run_promotion_pipeline
 
-    config = replay_config_dict(args.config, args.set)
+    config = replay_config_dict(args.replay_config, args.set)
     preflight(args.logs, args.baseline, args.candidate)
     if not os.path.isdir(args.logs):
         raise CommandError(f"--logs must be a directory of request-log files (an Examples "
@@ -71,9 +71,9 @@ def register(sub) -> None:
     replay.add_argument("--logs", required=True, help="request-log directory, file or glob")
     replay.add_argument("--baseline", required=True, help="model A: the version that served")
     replay.add_argument("--candidate", required=True, help="model B")
-    replay.add_argument("--out", required=True, help="where the report goes")
-    replay.add_argument("--config", default=None,
-                        help="replay YAML: thresholds, slices, top_n, batch_size")
+    replay.add_argument("--out", required=True, metavar="DIR",
+                        help="where the report goes (report.json, report.html)")
+    add_replay_config(replay)
     add_set(replay, help="override a replay config key, e.g. thresholds.max_flip_rate=0.02")
     replay.add_argument("--labels", default=None, metavar="FILE",
                         help="late labels (request_id,label[,timestamp] CSV or TFRecord): adds "
@@ -85,8 +85,8 @@ def register(sub) -> None:
     validate.add_argument("--logs", required=True, help="request-log directory")
     validate.add_argument("--baseline", required=True, help="model A: the version that served")
     validate.add_argument("--candidate", required=True, help="model B")
-    validate.add_argument("--out", required=True,
+    validate.add_argument("--out", required=True, metavar="DIR",
                           help="pipeline root and ML Metadata (metadata.sqlite) go here")
-    validate.add_argument("--config", default=None, help="replay YAML")
+    add_replay_config(validate)
     add_set(validate, help="override a replay config key")
     validate.set_defaults(func=cmd_shadow_validate, runs_beam=True)

@@ -155,3 +155,38 @@ def test_retrain_until_selects_the_stages_up_to_it(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as bad:
         cli.main([*common, "--until", "deploy"])
     assert bad.value.code == 2
+
+
+# One flag, one meaning: each renamed flag, what it parses to, and the spelling it replaced
+# (or a shortening that would have reached it), which must not parse any more.
+RENAMED = [
+    (["promote", "--model", "m", "--model-version", "2", "--label", "stable"],
+     "--model_config_file", "F", "F", "--config"),
+    (["promote", "--model", "m", "--label", "stable", "--model_config_file", "F"],
+     "--model-version", "3", 3, "--version"),
+    (["rollback", "--model", "m", "--model_config_file", "F"], "--model-version", "3", 3, "--to"),
+    (["serve", "gateway"], "--gateway-config", "G", "G", "--config"),
+    (["shadow", "replay", "--logs", "L", "--baseline", "A", "--candidate", "B", "--out", "O"],
+     "--replay-config", "R", "R", "--config"),
+    (["shadow", "validate", "--logs", "L", "--baseline", "A", "--candidate", "B", "--out", "O"],
+     "--replay-config", "R", "R", "--config"),
+    (["data", "generate", "--rows", "1", "--out", "O", "--requests"],
+     "--label-format", "csv", "csv", "--labels"),
+    (["loop"], "--out", "W", "W", "--work"),
+    (["explain", "--example", "E"], "--model-dir", "D", "D", "--model"),
+    (["logs", "cat", "P"], "--with-examples", None, True, "--examples"),
+]
+
+
+@pytest.mark.parametrize("argv, flag, value, parsed, old", RENAMED,
+                         ids=[f"{r[0][0]}{r[1]}" for r in RENAMED])
+def test_a_renamed_flag_is_taken_under_its_one_name_only(argv, flag, value, parsed, old, capsys):
+    from tandem.pipeline.cli import build_parser
+
+    given = [] if value is None else [value]
+    args = build_parser().parse_args([*argv, flag, *given])
+    assert getattr(args, flag.lstrip("-").replace("-", "_")) == parsed
+    with pytest.raises(SystemExit) as refused:
+        build_parser().parse_args([*argv, old, *given])
+    assert refused.value.code == 2
+    assert "error:" in capsys.readouterr().err

@@ -210,13 +210,13 @@ def test_bad_loop_configs_exit_2_in_one_line(tmp_path):
         (("--set", "loop.holdout=0.99"), "loop.holdout"),
         (("--set", "loop.drift.swap=[a]"), "two values"),
     ]:
-        done = tandem("loop", "--config", "taxi", "--work", str(tmp_path / "w"), *args,
+        done = tandem("loop", "--config", "taxi", "--out", str(tmp_path / "w"), *args,
                       timeout=120)
         assert done.returncode == 2, (args, done.stdout, done.stderr)
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], (args, done.stderr)
         assert not os.path.exists(tmp_path / "w")  # refused before any work
-    listening = tandem("loop", "--work", str(tmp_path / "w"), "--set", "model.epochs=1",
+    listening = tandem("loop", "--out", str(tmp_path / "w"), "--set", "model.epochs=1",
                        timeout=120)
     assert listening.returncode == 2 and "--set needs --config" in listening.stderr
 
