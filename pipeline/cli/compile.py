@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from tandem.pipeline.cli.flags import add_config, add_replay_config, add_set
+from tandem.pipeline.cli.flags import add_config, add_group, add_replay_config, add_set
 from tandem.pipeline.cli.shadow import replay_config_dict
 
 
@@ -62,8 +62,8 @@ def _add_schema_uri(parser: argparse.ArgumentParser) -> None:
 
 
 def register(sub) -> None:
-    comp = sub.add_parser("compile", help="compile the pipelines for Kubeflow Pipelines")
-    comp_sub = comp.add_subparsers(dest="compile_command", required=True, metavar="PIPELINE")
+    comp_sub = add_group(sub, "compile", "compile the pipelines for Kubeflow Pipelines",
+                         metavar="PIPELINE")
 
     training = comp_sub.add_parser(
         "training", help="the training pipeline: data -> validation -> Trainer -> Pusher")

@@ -6,6 +6,8 @@ import argparse
 import os
 import time
 
+from tandem.pipeline.cli.flags import add_group
+
 
 def _progress_printer(label: str):
     last = [0.0]
@@ -54,8 +56,7 @@ def cmd_data_profiles(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    data = sub.add_parser("data", help="generate synthetic listening sessions")
-    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    data_sub = add_group(sub, "data", "generate synthetic listening sessions")
     gen = data_sub.add_parser("generate", help="write synthetic listening sessions")
     gen.add_argument("--rows", type=int, required=True, help="number of examples")
     gen.add_argument("--out", required=True, metavar="DIR",

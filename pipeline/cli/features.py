@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from tandem.pipeline.cli.errors import CommandError
+from tandem.pipeline.cli.flags import add_group
 
 
 def cmd_features_load(args: argparse.Namespace) -> int:
@@ -27,9 +28,7 @@ def cmd_features_load(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    features = sub.add_parser("features", help="load the feature sources into Redis")
-    features_sub = features.add_subparsers(dest="features_command", required=True,
-                                           metavar="ACTION")
+    features_sub = add_group(sub, "features", "load the feature sources into Redis")
     load = features_sub.add_parser("load", help="copy the SQLite feature tables into Redis")
     load.add_argument("--sqlite", default="data/listening/features.sqlite",
                       help="the generator's feature file (default data/listening/features.sqlite)")

@@ -1,9 +1,17 @@
 """The flags several command groups share, each spelled and explained in one place, so that a
-flag name means the same thing in every command that takes it."""
+flag name means the same thing in every command that takes it; and the one shape of a group
+(a noun whose verbs are subcommands)."""
 
 from __future__ import annotations
 
 import argparse
+
+
+def add_group(sub, name: str, help: str, metavar: str = "ACTION"):
+    """A command group, `tandem NAME VERB ...`: its parser on `sub`, and the subparsers its
+    verbs are added to (one is required)."""
+    group = sub.add_parser(name, help=help)
+    return group.add_subparsers(dest=f"{name}_command", required=True, metavar=metavar)
 
 
 def add_config(parser: argparse.ArgumentParser, required: bool = True,

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from tandem.pipeline.cli.errors import CommandError
+from tandem.pipeline.cli.flags import add_group
 
 
 def _log_summary(record) -> dict:
@@ -120,8 +121,7 @@ def cmd_logs_stats(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    logs = sub.add_parser("logs", help="read the request log")
-    logs_sub = logs.add_subparsers(dest="logs_command", required=True, metavar="ACTION")
+    logs_sub = add_group(sub, "logs", "read the request log")
     cat = logs_sub.add_parser("cat", help="one JSON line per logged request")
     cat.add_argument("path", help="a log directory, file or glob")
     cat.add_argument("--limit", type=int, default=None, help="stop after N records")

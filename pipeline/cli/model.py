@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from tandem.pipeline.cli.flags import add_group
+
 
 def cmd_model_inspect(args: argparse.Namespace) -> int:
     from tandem.components.build_record import format_record, load_record
@@ -26,8 +28,7 @@ def cmd_model_diff(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    model = sub.add_parser("model", help="what a model was built from")
-    model_sub = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    model_sub = add_group(sub, "model", "what a model was built from")
     inspect = model_sub.add_parser("inspect", help="print a model's build record")
     inspect.add_argument("path", help="SavedModel dir, version dir, or serving base dir")
     inspect.set_defaults(func=cmd_model_inspect)

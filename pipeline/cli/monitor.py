@@ -8,7 +8,7 @@ import os
 import time
 
 from tandem.pipeline.cli.errors import CommandError
-from tandem.pipeline.cli.flags import add_beam_args, add_config, add_set
+from tandem.pipeline.cli.flags import add_beam_args, add_config, add_group, add_set
 from tandem.schemas import exit_status
 
 
@@ -107,8 +107,7 @@ def _add_window_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def register(sub) -> None:
-    mon = sub.add_parser("monitor", help="drift and skew in logged traffic, per window")
-    mon_sub = mon.add_subparsers(dest="monitor_command", required=True, metavar="ACTION")
+    mon_sub = add_group(sub, "monitor", "drift and skew in logged traffic, per window")
     run = mon_sub.add_parser("run", help="the monitoring Beam job over the request log")
     run.add_argument("--logs", required=True, help="request-log directory, file or glob")
     _add_window_flags(run)

@@ -31,40 +31,39 @@ def _check_replica_flags(args: argparse.Namespace) -> None:
         raise CommandError(f"--timeout must be positive, got {args.timeout:g}")
 
 
-def cmd_promote(args: argparse.Namespace) -> int:
+def _move_label(args: argparse.Namespace, move) -> int:
+    """Run one label move (`move` returns its steps) and print each step."""
     from tandem.serving.model_server.model_config import ConfigFileError
-    from tandem.serving.promotion import PromotionError, promote, promote_replicas
+    from tandem.serving.promotion import PromotionError
 
     _check_replica_flags(args)
     try:
-        if args.replicas:
-            steps = promote_replicas(args.model_config_file, _replicas(args.replicas),
-                                     args.model, args.model_version, args.label,
-                                     timeout=args.timeout, apply=args.apply)
-        else:
-            steps = promote(args.model_config_file, args.server, args.model, args.model_version,
-                            args.label)
+        steps = move()
     except (PromotionError, ConfigFileError) as e:
         raise CommandError(str(e)) from None
     for step in steps:
         print(step)
     return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from tandem.serving.promotion import promote, promote_replicas
+
+    if args.replicas:
+        return _move_label(args, lambda: promote_replicas(
+            args.model_config_file, _replicas(args.replicas), args.model, args.model_version,
+            args.label, timeout=args.timeout, apply=args.apply))
+    return _move_label(args, lambda: promote(
+        args.model_config_file, args.server, args.model, args.model_version, args.label))
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from tandem.serving.model_server.model_config import ConfigFileError
-    from tandem.serving.promotion import PromotionError, rollback
+    from tandem.serving.promotion import rollback
 
-    _check_replica_flags(args)
-    try:
-        steps = rollback(args.model_config_file, args.server, args.model, args.model_version,
-                         replicas=_replicas(args.replicas), timeout=args.timeout,
-                         apply=args.apply, label=args.label)
-    except (PromotionError, ConfigFileError) as e:
-        raise CommandError(str(e)) from None
-    for step in steps:
-        print(step)
-    return 0
+    return _move_label(args, lambda: rollback(
+        args.model_config_file, args.server, args.model, args.model_version,
+        replicas=_replicas(args.replicas), timeout=args.timeout, apply=args.apply,
+        label=args.label))
 
 
 def _add_where_flags(parser: argparse.ArgumentParser) -> None:

@@ -6,6 +6,7 @@ import argparse
 import os
 
 from tandem.pipeline.cli.errors import CommandError
+from tandem.pipeline.cli.flags import add_group
 
 
 def cmd_report_stats(args: argparse.Namespace) -> int:
@@ -36,8 +37,7 @@ def cmd_report_stats(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    report = sub.add_parser("report", help="self-contained HTML reports")
-    report_sub = report.add_subparsers(dest="report_command", required=True, metavar="KIND")
+    report_sub = add_group(sub, "report", "self-contained HTML reports", metavar="KIND")
     rs = report_sub.add_parser("stats", help="render TFDV statistics (one file or two)")
     rs.add_argument("path", help="statistics: a StatisticsGen artifact dir, FeatureStats.pb, "
                                  "text format or TFRecord")

@@ -7,7 +7,7 @@ import argparse
 import os
 
 from tandem.pipeline.cli.errors import CommandError
-from tandem.pipeline.cli.flags import add_config, add_set
+from tandem.pipeline.cli.flags import add_config, add_group, add_set
 
 
 def cmd_schema_propose(args: argparse.Namespace) -> int:
@@ -52,8 +52,7 @@ def cmd_schema_propose(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    schema = sub.add_parser("schema", help="propose a schema and diff it against the curated one")
-    schema_sub = schema.add_subparsers(dest="schema_command", required=True, metavar="ACTION")
+    schema_sub = add_group(sub, "schema", "propose a schema and diff it against the curated one")
     propose = schema_sub.add_parser(
         "propose", help="infer a schema from the data and diff it against the curated one"
     )

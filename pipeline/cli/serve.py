@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from tandem.pipeline.cli.errors import CommandError
-from tandem.pipeline.cli.flags import add_set
+from tandem.pipeline.cli.flags import add_group, add_set
 
 
 def cmd_serve_models(args: argparse.Namespace) -> int:
@@ -96,8 +96,7 @@ def cmd_serve_gateway(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    serve = sub.add_parser("serve", help="the model server and the gateway")
-    serve_sub = serve.add_subparsers(dest="serve_command", required=True, metavar="WHAT")
+    serve_sub = add_group(sub, "serve", "the model server and the gateway", metavar="WHAT")
     srv = serve_sub.add_parser(
         "models", help="the embedded TF Serving-compatible model server (flags as TF Serving's)"
     )

@@ -8,7 +8,7 @@ import os
 import time
 
 from tandem.pipeline.cli.errors import CommandError
-from tandem.pipeline.cli.flags import add_beam_args, add_replay_config, add_set
+from tandem.pipeline.cli.flags import add_beam_args, add_group, add_replay_config, add_set
 from tandem.schemas import exit_status
 
 
@@ -63,17 +63,21 @@ def cmd_shadow_validate(args: argparse.Namespace) -> int:
     return 0 if result["blessed"] else exit_status.CHECK_FAILED
 
 
+def _add_models_and_log(parser: argparse.ArgumentParser, logs: str, out: str) -> None:
+    """What both ways of comparing read: the log, the two models, the replay config."""
+    parser.add_argument("--logs", required=True, help=logs)
+    parser.add_argument("--baseline", required=True, help="model A: the version that served")
+    parser.add_argument("--candidate", required=True, help="model B")
+    parser.add_argument("--out", required=True, metavar="DIR", help=out)
+    add_replay_config(parser)
+
+
 def register(sub) -> None:
-    shadow = sub.add_parser("shadow", help="compare a candidate with the serving model")
-    shadow_sub = shadow.add_subparsers(dest="shadow_command", required=True, metavar="ACTION")
+    shadow_sub = add_group(sub, "shadow", "compare a candidate with the serving model")
     replay = shadow_sub.add_parser(
         "replay", help="replay logged requests through models A and B and gate on how they differ")
-    replay.add_argument("--logs", required=True, help="request-log directory, file or glob")
-    replay.add_argument("--baseline", required=True, help="model A: the version that served")
-    replay.add_argument("--candidate", required=True, help="model B")
-    replay.add_argument("--out", required=True, metavar="DIR",
-                        help="where the report goes (report.json, report.html)")
-    add_replay_config(replay)
+    _add_models_and_log(replay, logs="request-log directory, file or glob",
+                        out="where the report goes (report.json, report.html)")
     add_set(replay, help="override a replay config key, e.g. thresholds.max_flip_rate=0.02")
     replay.add_argument("--labels", default=None, metavar="FILE",
                         help="late labels (request_id,label[,timestamp] CSV or TFRecord): adds "
@@ -82,11 +86,7 @@ def register(sub) -> None:
     replay.set_defaults(func=cmd_shadow_replay, runs_beam=True)
     validate = shadow_sub.add_parser(
         "validate", help="run the promotion pipeline (TFX ShadowValidator, ML Metadata) locally")
-    validate.add_argument("--logs", required=True, help="request-log directory")
-    validate.add_argument("--baseline", required=True, help="model A: the version that served")
-    validate.add_argument("--candidate", required=True, help="model B")
-    validate.add_argument("--out", required=True, metavar="DIR",
-                          help="pipeline root and ML Metadata (metadata.sqlite) go here")
-    add_replay_config(validate)
+    _add_models_and_log(validate, logs="request-log directory",
+                        out="pipeline root and ML Metadata (metadata.sqlite) go here")
     add_set(validate, help="override a replay config key")
     validate.set_defaults(func=cmd_shadow_validate, runs_beam=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from tandem.pipeline.cli.flags import add_group
 from tandem.schemas import exit_status
 
 
@@ -29,9 +30,7 @@ def cmd_traffic_send(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    traffic = sub.add_parser("traffic", help="send requests to a gateway or a model server")
-    traffic_sub = traffic.add_subparsers(dest="traffic_command", required=True,
-                                         metavar="ACTION")
+    traffic_sub = add_group(sub, "traffic", "send requests to a gateway or a model server")
     ts = traffic_sub.add_parser("send", help="send tf.Examples as Predict requests at a rate")
     ts.add_argument("--to", required=True, metavar="HOST:PORT", help="gRPC address")
     ts.add_argument("--examples", required=True, metavar="GLOB",
