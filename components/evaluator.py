@@ -36,6 +36,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import path_utils, proto_utils
 
 from tandem.components.build_record import RecordError, load_record
+from tandem.schemas.contracts import DECIDING_METRICS, MULTICLASS_ACCURACY
 
 
 class NoBar(RuntimeError):
@@ -117,6 +118,7 @@ def paired_tolerance(candidate_dir: str, baseline_dir: str, eval_files: list[str
 
     from tandem.components import model_checks as mc
     from tandem.components.model_selection import Z
+    from tandem.components.sampling_error import metric, paired_error
     from tandem.schemas.contracts import SERVING_DEFAULT, served_output
 
     problem, label, classes = record["problem_type"], record["label"], record.get("classes")
@@ -136,9 +138,8 @@ def paired_tolerance(candidate_dir: str, baseline_dir: str, eval_files: list[str
         outs.append(np.concatenate([
             served_output(serve(examples=tf.constant(raw[i:i + 512])), problem)
             for i in range(0, n, 512)]))
-    measure, _ = mc.metric(deciding, problem)
-    tolerance = Z * mc.paired_error(measure, outs[0], outs[1], np.array(labels), seed,
-                                    RESAMPLES)
+    measure, _ = metric(deciding, problem)
+    tolerance = Z * paired_error(measure, outs[0], outs[1], np.array(labels), seed, RESAMPLES)
     if not np.isfinite(tolerance):
         return {"tolerance": None, "n": n,
                 "summary": f"the paired error of {deciding} is not finite on n={n}"}
@@ -205,8 +206,7 @@ class NaiveBarExecutor(evaluator_executor.Executor):
 
 def _deciding(eval_config: tfma.EvalConfig) -> str:
     """The deciding metric's tandem name: the gated metric with a change threshold."""
-    names = {"AUC": "auc", "BinaryAccuracy": "accuracy", "SparseCategoricalAccuracy":
-             "accuracy", "RootMeanSquaredError": "rmse", "MeanAbsoluteError": "mae"}
+    names = {m.tfma_class: m.name for m in (*DECIDING_METRICS.values(), MULTICLASS_ACCURACY)}
     for spec in eval_config.metrics_specs:
         for metric in spec.metrics:
             if any(t.threshold.HasField("change_threshold") for t in metric.per_slice_thresholds):

@@ -39,8 +39,8 @@ SELECT = ("simplest_adequate", "configured")
 def standard_error(metric: str, value: float, predictions: np.ndarray,
                    labels: np.ndarray, seed: int) -> float:
     """The sampling error of `value` (the deciding metric of `predictions`) at this n: the
-    model checks' one rule (components/model_checks.py: metric_error)."""
-    from tandem.components.model_checks import metric_error
+    model checks' one rule (components/sampling_error.py: metric_error)."""
+    from tandem.components.sampling_error import metric_error
 
     return metric_error(metric, value, predictions, labels, seed=seed)
 
@@ -138,7 +138,7 @@ def select(metric: str, higher: bool, measure, labels: np.ndarray,
         return Selection(metric, higher, ours, None, 0.0, len(labels), mode, "configured", unit)
     simple = measure(linear, labels)
     if metric in ("rmse", "mae"):
-        from tandem.components.model_checks import paired_error
+        from tandem.components.sampling_error import paired_error
 
         error = paired_error(measure, linear, configured, labels, seed)
     else:

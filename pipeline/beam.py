@@ -58,4 +58,44 @@ def beam_pipeline_args(config: PipelineConfig, files: list[str] | None = None) -
         f"--direct_num_workers={config.beam.direct_num_workers}",
         f"--direct_running_mode={running_mode(config, files)}",
     ]
-    return args + list(config.beam.extra_args)
+    return args + with_runner_defaults(config.beam.extra_args)
+
+
+def job_args(config: PipelineConfig) -> list[str]:
+    """Beam args for tandem's own jobs on logged traffic (the monitor, the replay) run for a
+    pipeline config: in process on DirectRunner (they read chunks of thousands of examples, so
+    worker processes only add start-up), and `beam.extra_args` as for the pipeline."""
+    return ["--direct_running_mode=in_memory", *with_runner_defaults(config.beam.extra_args)]
+
+
+# Beam's portable runners (PortableRunner, and FlinkRunner and SparkRunner built on it) give
+# the driver's watch on a running job (its state and message streams) the deadline of one
+# request to the job service, `--job_server_timeout`, 60 s by default: a job that runs longer
+# than a minute fails in the driver with DEADLINE_EXCEEDED while it goes on to finish on the
+# cluster. Unless the args set it, tandem waits up to a day.
+PORTABLE_RUNNERS = ("portablerunner", "flinkrunner", "sparkrunner")
+JOB_SERVER_TIMEOUT_S = 24 * 3600
+
+
+def _flags(args: list[str]) -> dict[str, str]:
+    return dict(arg[2:].split("=", 1) for arg in args if arg.startswith("--") and "=" in arg)
+
+
+def with_runner_defaults(args: list[str]) -> list[str]:
+    """`args` with what a portable runner needs and Beam does not default to (above)."""
+    flags = _flags(args)
+    if flags.get("runner", "").lower() in PORTABLE_RUNNERS and not any(
+            arg.startswith(("--job_server_timeout", "--job-server-timeout")) for arg in args):
+        return [*args, f"--job_server_timeout={JOB_SERVER_TIMEOUT_S}"]
+    return list(args)
+
+
+def runner_name(config: PipelineConfig) -> str:
+    """What runs the Beam jobs, for the run's banner: `--runner` from `beam.extra_args` with
+    its job endpoint when it has one, else DirectRunner's mode."""
+    flags = _flags(config.beam.extra_args)
+    runner = flags.get("runner")
+    if not runner:
+        return config.beam.direct_running_mode
+    endpoint = flags.get("job_endpoint") or flags.get("flink_master") or flags.get("region")
+    return f"{runner} ({endpoint})" if endpoint else runner

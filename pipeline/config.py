@@ -5,12 +5,11 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
-import types
-import typing
 from typing import Any, Literal
 
+from tandem.schemas.config_binding import NOT_A_KEY, bind, read_config
 from tandem.schemas.exit_status import BadInputError
-from tandem.schemas.yaml_config import YamlConfigError, read_yaml
+from tandem.schemas.yaml_config import YamlConfigError
 from tandem.schemas.yaml_config import apply_override as shared_override
 
 ProblemType = Literal["binary_classification", "multiclass_classification", "regression"]
@@ -249,7 +248,7 @@ class PipelineConfig:
     checks: ChecksConfig = dataclasses.field(default_factory=ChecksConfig)
     score: ScoreConfig = dataclasses.field(default_factory=ScoreConfig)
     loop: LoopConfig = dataclasses.field(default_factory=LoopConfig)
-    source: str = dataclasses.field(default="", compare=False)
+    source: str = dataclasses.field(default="", compare=False, metadata=NOT_A_KEY)
 
     @property
     def pipeline_root(self) -> str:
@@ -282,76 +281,10 @@ REMOVED_KEYS = {
     "(model.select)",
     "checks.min_importance": "each feature's drop is now judged against the shuffle noise "
     "measured in the same run (checks.importance_repeats)",
+    "monitor.ignore": "declare identifiers in the schema (annotation { tag: \"identifier\" } "
+    "on the feature), which the monitor and the statistics report both read; leave out any "
+    "other feature with monitor.features.<name>.skip: true",
 }
-
-_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
-
-
-def _check(value: Any, hint: Any, key: str) -> Any:
-    origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, key)
-    if origin is Literal:
-        choices = typing.get_args(hint)
-        if value not in choices:
-            raise ConfigError(f"key '{key}' must be one of {', '.join(choices)}; got {value!r}")
-        return value
-    if origin in (list, typing.List):  # noqa: UP006
-        if not isinstance(value, list):
-            raise ConfigError(f"key '{key}' must be a list; got {type(value).__name__}")
-        (item,) = typing.get_args(hint)
-        return [_check(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"key '{key}' must be a mapping; got {type(value).__name__}")
-        _, item = typing.get_args(hint)
-        return {str(k): _check(v, item, f"{key}.{k}") for k, v in value.items()}
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if value is None:
-            return None
-        return _check(value, args[0], key)
-    ok = isinstance(value, hint) and not (hint is int and isinstance(value, bool))
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        ok, value = True, float(value)
-    if not ok:
-        raise ConfigError(
-            f"key '{key}' must be {_TYPE_WORDS.get(hint, hint.__name__)}; "
-            f"got {type(value).__name__} {value!r}"
-        )
-    return value
-
-
-def _build(cls: type, raw: Any, prefix: str = "") -> Any:
-    where = f"'{prefix}'" if prefix else "the top level"
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where} must be a mapping; got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
-    unknown = sorted(set(raw) - set(fields))
-    for key in unknown:
-        name = f"{prefix}.{key}" if prefix else key
-        if name in REMOVED_KEYS:
-            raise ConfigError(f"key '{name}' was removed: {REMOVED_KEYS[name]}")
-    if unknown:
-        name = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
-        raise ConfigError(
-            f"unknown key '{name}' (known keys in {where}: {', '.join(sorted(fields))})"
-        )
-    kwargs = {}
-    for name, field in fields.items():
-        key = f"{prefix}.{name}" if prefix else name
-        if name not in raw:
-            no_default = (
-                field.default is dataclasses.MISSING
-                and field.default_factory is dataclasses.MISSING
-            )
-            if no_default:
-                raise ConfigError(f"missing required key '{key}'")
-            continue
-        kwargs[name] = _check(raw[name], hints[name], key)
-    return cls(**kwargs)
-
 
 def resolve_path(value: str, base_dir: str | None = None) -> str:
     """Resolve a config path: `pkg:<package>/<rest>` finds an installed package's files
@@ -429,20 +362,12 @@ def load_config(path: str, overrides: list[str] | None = None) -> PipelineConfig
     """Load and check a pipeline config; errors name the offending key."""
     if not os.path.exists(path) and os.path.exists(named_config(path)):
         path = named_config(path)
-    try:
-        raw = read_yaml(path)
-    except YamlConfigError as e:
-        raise ConfigError(str(e)) from None
+    raw = read_config(path, "pipeline config", error=ConfigError)
     if not raw:
         raise ConfigError(f"config {path} is empty")
     for assignment in overrides or []:
         apply_override(raw, assignment)
-    if isinstance(raw.get("monitor"), dict) and "ignore" in raw["monitor"]:
-        raise ConfigError(
-            "key 'monitor.ignore' is gone: declare identifiers in the schema (annotation { tag: "
-            "\"identifier\" } on the feature), which the monitor and the statistics report both "
-            "read; leave out any other feature with monitor.features.<name>.skip: true")
-    config = _build(PipelineConfig, raw)
+    config = bind(PipelineConfig, raw, "pipeline config", ConfigError, REMOVED_KEYS)
     if config.split.train_buckets < 1 or config.split.eval_buckets < 1:
         raise ConfigError("keys 'split.train_buckets' and 'split.eval_buckets' must be >= 1")
     if not 0.05 <= config.loop.holdout <= 0.9:

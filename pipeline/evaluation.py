@@ -5,15 +5,7 @@ from __future__ import annotations
 import tensorflow_model_analysis as tfma
 
 from tandem.pipeline.config import PipelineConfig
-from tandem.schemas.contracts import SERVING_DEFAULT
-
-# Deciding metric -> (TFMA metric class, TFMA metric name, higher is better).
-METRICS = {
-    "auc": ("AUC", "auc", True),
-    "accuracy": ("BinaryAccuracy", "binary_accuracy", True),
-    "rmse": ("RootMeanSquaredError", "root_mean_squared_error", False),
-    "mae": ("MeanAbsoluteError", "mean_absolute_error", False),
-}
+from tandem.schemas.contracts import DECIDING_METRICS, MULTICLASS_ACCURACY, SERVING_DEFAULT
 
 
 def _threshold(config: PipelineConfig, higher_is_better: bool):
@@ -76,14 +68,15 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
 
     metrics = []
     for name in names:
-        class_name, _, higher = METRICS[name]
+        metric = DECIDING_METRICS[name]
         if name == deciding:
-            metrics.append(gated(class_name, _threshold(config, higher)))
+            metrics.append(gated(metric.tfma_class, _threshold(config, metric.higher_is_better)))
         else:
-            metrics.append(tfma.MetricConfig(class_name=class_name))
+            metrics.append(tfma.MetricConfig(class_name=metric.tfma_class))
     metrics += [tfma.MetricConfig(class_name=name) for name in extra]
     if config.problem_type == "multiclass_classification":
-        metrics.append(gated("SparseCategoricalAccuracy", _threshold(config, True)))
+        metrics.append(gated(MULTICLASS_ACCURACY.tfma_class,
+                             _threshold(config, MULTICLASS_ACCURACY.higher_is_better)))
     e = config.evaluation
     groups = [list(g) for g in e.slices] + [list(g) for g in e.inclusion if g not in e.slices]
     slicing = [tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=g) for g in groups]
@@ -100,10 +93,10 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
 def deciding_metric_name(config: PipelineConfig) -> str:
     """The name TFMA reports the deciding metric under."""
     if config.problem_type == "multiclass_classification":
-        return "sparse_categorical_accuracy"
-    return METRICS[config.deciding_metric][1]
+        return MULTICLASS_ACCURACY.tfma_name
+    return DECIDING_METRICS[config.deciding_metric].tfma_name
 
 
 def higher_is_better(config: PipelineConfig) -> bool:
     """Whether a larger deciding metric is better (AUC, accuracy) or worse (RMSE, MAE)."""
-    return METRICS.get(config.deciding_metric, (None, None, True))[2]
+    return DECIDING_METRICS[config.deciding_metric].higher_is_better

@@ -33,6 +33,7 @@ import threading
 import time
 from typing import TextIO
 
+from tandem.pipeline.beam import job_args
 from tandem.pipeline.loop_data import REQUEST_BATCH
 from tandem.schemas.files import atomic_write
 
@@ -152,11 +153,13 @@ class Listening(Plan):
     """`make run`: the listening generator's users, tracks and requests, joined at the
     gateway from work/data/features.sqlite."""
 
-    def __init__(self, work: str, rows: int):
+    def __init__(self, work: str, rows: int, user_overrides: list[str]):
         from tandem.pipeline.config import load_config
 
         self.work, self.rows = work, rows
-        self.overrides = [f"data.location={work}/data", f"output_dir={work}/pipeline"]
+        # The user's overrides first: where the data and outputs go is the loop's to say.
+        self.overrides = [*user_overrides, f"data.location={work}/data",
+                          f"output_dir={work}/pipeline"]
         self.config = load_config("listening", self.overrides)
         self.model = self.config.model_name
         self.labels = self.replay_labels = os.path.join(work, "labels.csv")
@@ -308,9 +311,7 @@ def run_loop(work: str = "outputs/loop", rows: int | None = None, out: TextIO = 
         raise LoopError(f"--scenario {scenario!r}: expected one of {', '.join(SCENARIOS)}")
     work = os.path.abspath(work)
     if config in (None, "listening"):
-        if overrides:
-            raise LoopError("--set needs --config: the listening loop runs on embedded defaults")
-        plan: Plan = Listening(work, rows or 12000)
+        plan: Plan = Listening(work, rows or 12000, overrides or [])
     else:
         plan = OwnData(work, config, rows, overrides or [])  # a bad config stops here
     if os.path.exists(work):
@@ -394,7 +395,8 @@ def run_loop(work: str = "outputs/loop", rows: int | None = None, out: TextIO = 
                 f"({plan.drift_note}); errors: "
                 f"{dict(clean.errors) or 'none'}, {dict(drifted.errors) or 'none'}")
             summary = run_monitor(logs_dir, plan.config, os.path.join(work, "monitor"),
-                                  window_records=plan.window_records)
+                                  window_records=plan.window_records,
+                                  beam_args=job_args(plan.config))
             reports["monitoring"] = summary["report"]
             s.result = (f"drift found in {', '.join(summary['drift_features']) or 'nothing'}"
                         f"; skew in {', '.join(summary['skew_features']) or 'nothing'}")
@@ -452,7 +454,7 @@ def run_loop(work: str = "outputs/loop", rows: int | None = None, out: TextIO = 
             report = run_replay(logs_dir, os.path.join(plan.config.serving_dir, model, str(v1)),
                                 os.path.join(plan.config.serving_dir, model, str(v2)),
                                 os.path.join(work, "replay"), replay_config,
-                                labels=plan.replay_labels)
+                                labels=plan.replay_labels, beam_args=job_args(plan.config))
             for line in summary(report):
                 say(f"   {line}")
             reports["shadow replay"] = os.path.join(work, "replay", "report.html")

@@ -276,6 +276,7 @@ def run(
         anomaly_rows,
         load_anomalies,
     )
+    from tandem.pipeline.beam import runner_name
     from tandem.pipeline.pipeline import create_pipeline
 
     where = f"span {summary.span}" if summary.span is not None else config.data.location
@@ -283,7 +284,7 @@ def run(
         f"tandem: pipeline '{config.name}' on {where} ({len(summary.files)} file(s), "
         f"label '{config.label}' checked on {summary.rows_checked} rows: "
         f"{', '.join(summary.label_values)}) -> {config.output_dir}, "
-        f"Beam {config.beam.direct_running_mode}\n"
+        f"Beam {runner_name(config)}\n"
     )
     os.makedirs(config.output_dir, exist_ok=True)
     pipeline = create_pipeline(config, stage_schema(config), until=until)

@@ -4,6 +4,9 @@ serving, a window vs the previous one), and the monitor's report over windows.
 Pages draw what their callers measured: the drift measures and which features are
 identifiers come in as arguments (pipeline/statistics_report.py and the monitor measure
 them), so a page never judges data on its own.
+
+One module past 400 lines because the monitor's page is the statistics page drawn per
+window: both are built from the same feature sections, measure cells and drift text.
 """
 
 from __future__ import annotations

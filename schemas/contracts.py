@@ -3,6 +3,7 @@ and the schema proposals share, each stated once here."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -42,6 +43,33 @@ def served_output(outputs: dict, problem: str) -> np.ndarray:
 # Quality metrics where a larger value is worse: the replay gate bounds B - A from above for
 # these, from below for the others (AUC, accuracy); the replay report draws them alike.
 LOWER_IS_BETTER = frozenset({"rmse", "mae", "log_loss"})
+
+
+@dataclasses.dataclass(frozen=True)
+class DecidingMetric:
+    """A metric the Evaluator's gate can decide on: tandem's name for it (`evaluation.metric`),
+    the TFMA metric class that computes it, and the name TFMA reports it under."""
+
+    name: str
+    tfma_class: str
+    tfma_name: str
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.name not in LOWER_IS_BETTER
+
+
+# The deciding metrics by tandem's name: the pipeline's EvalConfig gates one of them and the
+# Evaluator reads back which one it gated.
+DECIDING_METRICS = {m.name: m for m in (
+    DecidingMetric("auc", "AUC", "auc"),
+    DecidingMetric("accuracy", "BinaryAccuracy", "binary_accuracy"),
+    DecidingMetric("rmse", "RootMeanSquaredError", "root_mean_squared_error"),
+    DecidingMetric("mae", "MeanAbsoluteError", "mean_absolute_error"),
+)}
+# A multi-class model's accuracy: TFMA computes it from the class scores, under its own name.
+MULTICLASS_ACCURACY = DecidingMetric("accuracy", "SparseCategoricalAccuracy",
+                                     "sparse_categorical_accuracy")
 
 
 # TF Serving's method names.

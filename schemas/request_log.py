@@ -24,6 +24,9 @@ Stock readers see a valid PredictionLog and ignore `request_origin`.
 The writer hands every record to the operating system before it returns (a GZIP sync flush
 per record), so a killed writer loses no record it acknowledged; a torn last record is what
 a kill can leave, and the reader skips and counts it.
+
+One module past 400 lines on purpose: the layout, its one writer and its one reader sit
+together so that no stage can read a record differently from how it was written.
 """
 
 from __future__ import annotations

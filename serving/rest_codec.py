@@ -1,5 +1,9 @@
 """What the model server's and the gateway's REST APIs share: TF Serving's path rules and its
-JSON <-> tensor and JSON <-> tf.Example conversions (json_tensor.cc, http_rest_api_util.cc)."""
+JSON <-> tensor and JSON <-> tf.Example conversions (json_tensor.cc, http_rest_api_util.cc).
+
+One module past 400 lines because request parsing and response writing are the two
+directions of the same conversions, kept together as TF Serving's json_tensor.cc keeps them.
+"""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ skew), and compares B with A prediction by prediction.
 
     logs --ReadLoggedExamples--> chunks (ids, examples, A logged) --KeepFirstLogged-->
          chunks, each id once --PredictBoth--> chunks with A offline and B --ToList-->
-         report.json, divergent.tfrecord.gz
+         BuildReport (components/shadow/report.py): report.json, divergent.tfrecord.gz
 
 An example id logged more than once (a client's retry, a request sent again) is replayed once,
 at its first logged occurrence (the one LogExampleGen trains on); the others are counted as
@@ -19,35 +19,14 @@ It runs on DirectRunner here; on another Beam runner only the pipeline args chan
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
-from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
-from tandem.components.shadow.compare import (
-    CLASSIFICATION,
-    REGRESSION,
-    Thresholds,
-    compare,
-    multiclass,
-    quality,
-    verdict,
-)
+from tandem.components.shadow.compare import Thresholds
+from tandem.components.shadow.report import REPORT, RUN, Render, build_report
 from tandem.schemas.exit_status import BadInputError
-
-REPORT = "report.json"
-HTML = "report.html"
-RUN = "run.json"  # what varies between runs of the same replay: timings
-DIVERGENT = "divergent.tfrecord.gz"
-
-# Draws report.html from the report: (report, a=None, b=None, run=None, divergent=None) ->
-# the page's HTML. The caller gives it (reports/replay.py's, by way of pipeline/): the job
-# measures, it does not know how its page is drawn.
-Render = Callable[..., str]
 
 
 class ReplayError(BadInputError):
@@ -119,188 +98,6 @@ def preflight(logs: str, baseline: str, candidate: str) -> tuple[list[str], str,
     return files, a_dir, b_dir, a_version
 
 
-def _merge(chunks: list[dict]) -> dict[str, Any]:
-    """The replayed chunks as arrays in request-id order (so the report does not depend on
-    the order chunks arrived in)."""
-    ids = [i for c in chunks for i in c["ids"]]
-    order = np.argsort(np.array(ids, dtype=object), kind="stable") if ids else np.array([], int)
-
-    def stacked(name: str) -> np.ndarray:
-        array = np.concatenate([c[name] for c in chunks])[order]
-        return array[:, 0] if array.ndim == 2 and array.shape[1] == 1 else array
-
-    def ordered(values: list) -> list:
-        return [values[i] for i in order]
-
-    names = chunks[0]["slices"].keys() if chunks else []
-    return {
-        "ids": ordered(ids),
-        "data": ordered([d for c in chunks for d in c["data"]]),
-        "slices": {n: ordered([v for c in chunks for v in c["slices"][n]]) for n in names},
-        "key": chunks[0]["key"] if chunks else None,
-        "classes": chunks[0].get("classes") if chunks else None,
-        "a": stacked("a") if chunks else None, "b": stacked("b") if chunks else None,
-        "logged": stacked("logged") if chunks else None,
-    }
-
-
-def _class_names(answered: list[str] | None, model_dir: str) -> list[str] | None:
-    """A model's class names: those it answers with, else its build record's."""
-    if answered is not None:
-        return answered
-    from tandem.components.build_record import RecordError, load_record
-
-    try:
-        return load_record(model_dir).get("classes")
-    except RecordError:
-        return None
-
-
-def _label_values(values: list, classes: list | None, error: str | None) -> np.ndarray:
-    """Labels as the comparison scores them. For a multi-class model a label is a class: its
-    name as the model answers it (`classes`: "small", or "2" for integer class ids), else its
-    position; a label that is neither is -1, counted as an unknown class. Otherwise a label is
-    a number; labels read as text (`error`: why they are not numbers) are refused."""
-    if classes is None:
-        if error is not None:
-            raise ReplayError(f"{error} (the model is not multi-class, so its labels are "
-                              "numbers)")
-        return np.array(values, dtype=np.float64)
-    position = {(c.decode() if isinstance(c, bytes) else str(c)): k
-                for k, c in enumerate(classes)}
-    out = np.full(len(values), -1.0)
-    for i, value in enumerate(values):
-        if str(value) in position:
-            out[i] = position[str(value)]
-        else:
-            with contextlib.suppress(ValueError):
-                out[i] = float(value)
-    return out
-
-
-def build_report(chunks: list[dict], stats: list[dict], config: ReplayConfig, out_dir: str,
-                 meta: dict, render: Render | None = None) -> dict:
-    """The report (written as report.json) and the most divergent examples."""
-    import tensorflow as tf
-
-    replayed = _merge(chunks)
-    n = len(replayed["ids"])
-    totals: dict[str, float] = {}
-    for s in stats:
-        for k, v in s.items():
-            totals[k] = totals.get(k, 0) + v
-    thresholds = config.thresholds
-    report: dict[str, Any] = {"baseline": meta["baseline"], "candidate": meta["candidate"],
-                              "logs": meta["logs"], "seed": thresholds.seed}
-    report["input"] = {k: int(totals.get(k, 0)) for k in (
-        "files", "records", "torn", "corrupt", "unreadable", "shadow_records",
-        "failed_requests", "rejected_requests", "duplicate_examples")}
-    report["input"]["replayed_examples"] = n
-    batches = max(1, int(totals.get("batches", 0)))
-    # Timings change from run to run: they go to run.json, so report.json stays
-    # byte-identical for the same logs, models and seed.
-    run = {"inference": {
-        "batches": batches,
-        "a_ms_per_batch": round(1000 * totals.get("a_seconds", 0.0) / batches, 3),
-        "b_ms_per_batch": round(1000 * totals.get("b_seconds", 0.0) / batches, 3),
-    }}
-    _write(out_dir, RUN, json.dumps(run, indent=2, sort_keys=True))
-    if not n:
-        report["verdict"] = {"passed": False, "checks": [
-            {"check": "replayed requests", "value": 0, "limit": thresholds.min_requests,
-             "passed": False}]}
-        _write(out_dir, REPORT, json.dumps(report, indent=2, sort_keys=True))
-        if render is not None:
-            _write(out_dir, HTML, render(report, run=run))
-        return report
-    a, b, logged = replayed["a"], replayed["b"], replayed["logged"]
-    problem = meta.get("problem") or (
-        CLASSIFICATION if replayed["key"] in ("probabilities", "scores") else REGRESSION)
-    report["problem"] = problem
-    diff = np.abs(a - logged).reshape(n, -1).max(axis=1)
-    report["parity"] = {
-        "max_abs_diff": float(round(float(diff.max()), 9)),
-        "mismatched": int((diff > thresholds.parity_tolerance).sum()),
-        "tolerance": thresholds.parity_tolerance,
-    }
-    names = None  # A's and B's class names, for a multi-class model
-    if problem == CLASSIFICATION and multiclass(a):
-        answered = replayed["classes"] or (None, None)
-        names = (_class_names(answered[0], meta["baseline"]),
-                 _class_names(answered[1], meta["candidate"]))
-    classes = names[0] if names is not None else None
-    rng = np.random.default_rng(thresholds.seed)
-    overall = compare(a, b, problem, thresholds, rng, classes)
-    report["overall"] = overall
-    report["slices"] = {}
-    for spec in config.slices:
-        key = ",".join(spec)
-        groups: dict[str, list[int]] = {}
-        for i in range(n):
-            value = ",".join(str(replayed["slices"][f][i]) for f in spec)
-            groups.setdefault(value, []).append(i)
-        report["slices"][key] = {value: compare(a[idx], b[idx], problem, thresholds, rng,
-                                                classes)
-                                 for value, idx in sorted(groups.items())}
-    labels = meta.get("labels")
-    if labels is not None:
-        known = [i for i, rid in enumerate(replayed["ids"]) if rid in labels]
-        y = _label_values([labels[replayed["ids"][i]] for i in known], classes,
-                          meta.get("labels_error"))
-        idx = np.array(known, dtype=np.int64)
-        report["quality"] = {"labels": meta["labels_path"], "matched": len(known),
-                             "unmatched": n - len(known)}
-        if names is not None:
-            # A multi-class label is a class position; any other value cannot be scored.
-            scored = (y == np.round(y)) & (y >= 0) & (y < a.shape[1])
-            report["quality"]["unknown_class"] = int((~scored).sum())
-            idx, y = idx[scored], y[scored]
-        report["quality"]["metrics"] = quality(a[idx], b[idx], y, problem, thresholds, rng)
-    report["verdict"] = verdict(overall, report["parity"], n, problem, thresholds,
-                                report.get("quality", {}).get("metrics"),
-                                names if names is not None and None not in names else None)
-    tf.io.gfile.makedirs(out_dir)
-    # The most divergent requests, as tf.Examples carrying both predictions.
-    delta = np.abs(b - a).reshape(n, -1).max(axis=1)
-    top = np.argsort(-delta, kind="stable")[:config.top_n]
-    path = os.path.join(out_dir, DIVERGENT)
-    with tf.io.TFRecordWriter(path, options=tf.io.TFRecordOptions(compression_type="GZIP")) as w:
-        for i in top:
-            example = tf.train.Example.FromString(replayed["data"][i])
-            f = example.features.feature
-            f["shadow_request_id"].bytes_list.value.append(replayed["ids"][i].encode())
-            f["shadow_a"].float_list.value.extend(np.ravel(a[i]).tolist())
-            f["shadow_b"].float_list.value.extend(np.ravel(b[i]).tolist())
-            f["shadow_abs_delta"].float_list.value.append(float(delta[i]))
-            w.write(example.SerializeToString(deterministic=True))
-    report["divergent"] = {"file": DIVERGENT, "count": int(len(top)),
-                           "max_abs_delta": float(round(float(delta[top[0]]), 6))}
-    _write(out_dir, REPORT, json.dumps(report, indent=2, sort_keys=True))
-    # The page draws a binary model's positive score; a multi-class model's scores whole.
-    shown = (lambda x: x if x.ndim == 1 or multiclass(x) else x[:, -1]) \
-        if problem == CLASSIFICATION else (lambda x: x if x.ndim == 1 else x[:, 0])
-
-    def answer(x: np.ndarray) -> float | str:
-        """What the page shows of one answer: a multi-class model's class and its score."""
-        if names is None:
-            return float(np.ravel(x)[-1])
-        return f"{overall['flip_matrix']['classes'][x.argmax()]} {x.max():.4g}"
-
-    rows = [{"id": replayed["ids"][i], "a": answer(a[i]), "b": answer(b[i]),
-             "delta": float(delta[i])} for i in top]
-    if render is not None:
-        _write(out_dir, HTML, render(report, shown(a), shown(b), run, rows))
-    return report
-
-
-def _write(out_dir: str, name: str, text: str) -> None:
-    import tensorflow as tf
-
-    tf.io.gfile.makedirs(out_dir)
-    with tf.io.gfile.GFile(os.path.join(out_dir, name), "w") as f:
-        f.write(text + "\n")
-
-
 def run_replay(logs: str, baseline: str, candidate: str, out_dir: str,
                config: ReplayConfig | None = None, beam_args: list[str] | None = None,
                problem: str | None = None, labels: str | None = None,
@@ -351,8 +148,9 @@ def run_replay(logs: str, baseline: str, candidate: str, out_dir: str,
         _ = (predicted.rows
              | "ChunksList" >> beam.combiners.ToList()
              | "BuildReport" >> beam.Map(
-                 lambda chunks, stats: build_report(chunks, stats, config, out_dir, meta,
-                                                        render),
+                 lambda chunks, stats: build_report(
+                     chunks, stats, out_dir, meta, config.thresholds, config.slices,
+                     config.top_n, render),
                  stats=beam.pvalue.AsSingleton(stats)))
     return load_report(out_dir)
 
@@ -368,10 +166,6 @@ def load_report(out_dir: str) -> dict:
     return report
 
 
-# The gate's limits that a replay config may set to null: the measure is still reported.
-OPTIONAL_CHECKS = ("max_flip_rate", "max_p99_abs_delta", "max_quality_drop")
-
-
 def load_replay_config(path: str | None, overrides: list[str] | None = None) -> ReplayConfig:
     """The replay YAML (all keys optional):
 
@@ -381,41 +175,14 @@ def load_replay_config(path: str | None, overrides: list[str] | None = None) -> 
         top_n: 20
         batch_size: 512
     """
-    from tandem.schemas.yaml_config import YamlConfigError, apply_override, read_yaml
+    from tandem.schemas.config_binding import bind, read_config
 
-    try:
-        raw: dict[str, Any] = read_yaml(path, "replay config") if path else {}
-        for assignment in overrides or []:
-            apply_override(raw, assignment)
-    except YamlConfigError as e:
-        raise ReplayError(str(e)) from None
-    config = ReplayConfig()
-    known = {f.name for f in dataclasses.fields(ReplayConfig)}
-    for key, value in raw.items():
-        if key not in known:
-            raise ReplayError(f"unknown replay config key '{key}' (known: {', '.join(sorted(known))})")
-        if key == "thresholds":
-            names = {f.name: f.type for f in dataclasses.fields(Thresholds)}
-            for name, v in (value or {}).items():
-                if name not in names:
-                    raise ReplayError(f"unknown key 'thresholds.{name}' (known: "
-                                      f"{', '.join(sorted(names))})")
-                kind = type(getattr(Thresholds(), name))
-                if v is None and name in OPTIONAL_CHECKS:
-                    setattr(config.thresholds, name, None)  # reported, not gated
-                    continue
-                if not isinstance(v, (int, float)) or isinstance(v, bool):
-                    raise ReplayError(f"thresholds.{name}: expected a number, got {v!r}")
-                setattr(config.thresholds, name, float(v) if kind is type(None) else kind(v))
-        elif key == "slices":
-            if not isinstance(value, list) or not all(
-                    isinstance(s, list) and all(isinstance(f, str) for f in s) for s in value):
-                raise ReplayError("slices: expected a list of feature lists, e.g. [[country]]")
-            config.slices = value
-        elif not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ReplayError(f"{key}: expected a positive integer, got {value!r}")
-        else:
-            setattr(config, key, value)
+    raw = read_config(path, "replay config", overrides, ReplayError)
+    config = bind(ReplayConfig, raw, "replay config", ReplayError)
+    for key in ("top_n", "batch_size"):
+        if getattr(config, key) < 1:
+            raise ReplayError(f"key '{key}' in replay config: expected a positive integer, "
+                              f"got {getattr(config, key)!r}")
     return config
 
 

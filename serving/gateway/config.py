@@ -1,4 +1,5 @@
-"""Gateway: its YAML config, read strictly (an unknown key or a wrong type is one clear line).
+"""Gateway: its YAML config, read strictly (an unknown key or a wrong type is one clear line,
+in the words of every config: schemas/config_binding.py).
 
 Every key, with its default (deploy/gateway/listening.yaml is a complete example):
 
@@ -24,10 +25,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, get_type_hints
+from typing import Any, Literal
 
+from tandem.schemas.config_binding import bind, read_config
 from tandem.schemas.exit_status import BadInputError
-from tandem.schemas.yaml_config import YamlConfigError, apply_override, read_yaml
 from tandem.serving.gateway.sources import Join
 
 
@@ -54,23 +55,35 @@ class Shadow:
     workers: int = 2
 
 
+Policy = Literal["flag", "reject"]
+
+
+@dataclasses.dataclass
+class JoinSpec:
+    """One entity join as the config writes it: {key, table, columns}."""
+
+    key: str
+    table: str
+    columns: list[str]
+
+
 @dataclasses.dataclass
 class Decorate:
     sqlite: str = ""
     redis: str = ""
-    joins: list = dataclasses.field(default_factory=list)
-    on_missing: str = "default"
-    defaults: dict = dataclasses.field(default_factory=dict)
+    joins: list[JoinSpec] = dataclasses.field(default_factory=list)
+    on_missing: Literal["default", "reject"] = "default"
+    defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
     cache_s: float = 60.0
 
 
 @dataclasses.dataclass
 class Validate:
-    policy: str = "flag"
-    features: dict = dataclasses.field(default_factory=dict)
+    policy: Policy = "flag"
+    features: dict[str, Policy] = dataclasses.field(default_factory=dict)
     window_s: float = 60.0
     min_examples: int = 100
-    thresholds: dict = dataclasses.field(default_factory=dict)
+    thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
     alert_floor: float = 0.01
     webhook: str = ""
 
@@ -95,37 +108,7 @@ class GatewayConfig:
     log: Log = dataclasses.field(default_factory=Log)
 
     def join_list(self) -> list[Join]:
-        return [Join(j["key"], j["table"], tuple(j["columns"])) for j in self.decorate.joins]
-
-
-_TYPES = {int: "an integer", float: "a number", str: "a string", list: "a list",
-          dict: "a mapping"}
-
-
-def _coerce(value: Any, kind: type, where: str) -> Any:
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if kind is str and value is None:
-        return ""
-    if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
-        raise GatewayConfigError(f"{where}: expected {_TYPES[kind]}, got {value!r}")
-    return value
-
-
-def _fill(obj: Any, values: Any, where: str) -> None:
-    if not isinstance(values, dict):
-        raise GatewayConfigError(f"{where or 'the config'}: expected a mapping, got {values!r}")
-    hints = get_type_hints(type(obj))
-    for key, value in values.items():
-        path = f"{where}.{key}" if where else str(key)
-        if key not in hints:
-            known = ", ".join(f.name for f in dataclasses.fields(obj))
-            raise GatewayConfigError(f"unknown key '{path}' (known here: {known})")
-        kind = hints[key]
-        if dataclasses.is_dataclass(kind):
-            _fill(getattr(obj, key), value if value is not None else {}, path)
-        else:
-            setattr(obj, key, _coerce(value, kind, path))
+        return [Join(j.key, j.table, tuple(j.columns)) for j in self.decorate.joins]
 
 
 def _check(config: GatewayConfig, base: str) -> None:
@@ -134,23 +117,10 @@ def _check(config: GatewayConfig, base: str) -> None:
     for name in ("schema",):
         if not getattr(config, name):
             raise GatewayConfigError(f"{name} is required (the curated schema.pbtxt)")
-    if config.validate.policy not in ("flag", "reject"):
-        raise GatewayConfigError(f"validate.policy: expected flag or reject, got "
-                                 f"{config.validate.policy!r}")
-    for feature, policy in config.validate.features.items():
-        if policy not in ("flag", "reject"):
-            raise GatewayConfigError(f"validate.features.{feature}: expected flag or reject, "
-                                     f"got {policy!r}")
-    if config.decorate.on_missing not in ("default", "reject"):
-        raise GatewayConfigError(f"decorate.on_missing: expected default or reject, got "
-                                 f"{config.decorate.on_missing!r}")
     for i, join in enumerate(config.decorate.joins):
-        where = f"decorate.joins[{i}]"
-        if not isinstance(join, dict) or set(join) != {"key", "table", "columns"}:
-            raise GatewayConfigError(f"{where}: expected {{key, table, columns}}, got {join!r}")
-        if not isinstance(join["columns"], list) or not all(
-                isinstance(c, str) for c in join["columns"]) or not join["columns"]:
-            raise GatewayConfigError(f"{where}.columns: expected a list of column names")
+        if not join.columns:
+            raise GatewayConfigError(f"decorate.joins[{i}].columns: expected a list of column "
+                                     "names, got []")
     if config.decorate.joins and not (config.decorate.sqlite or config.decorate.redis):
         raise GatewayConfigError("decorate.joins needs a source: decorate.sqlite or "
                                  "decorate.redis")
@@ -164,7 +134,7 @@ def _check(config: GatewayConfig, base: str) -> None:
     if config.validate.window_s <= 0:
         raise GatewayConfigError("validate.window_s must be positive")
     for feature, rate in config.validate.thresholds.items():
-        if not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+        if not 0 <= rate <= 1:
             raise GatewayConfigError(f"validate.thresholds.{feature}: expected a rate 0-1, "
                                      f"got {rate!r}")
     # Relative paths are relative to the config file's directory's project, i.e. the CWD,
@@ -178,13 +148,7 @@ def _check(config: GatewayConfig, base: str) -> None:
 
 
 def load_config(path: str, overrides: list[str] | None = None) -> GatewayConfig:
-    try:
-        raw = read_yaml(path, "gateway config")
-        for assignment in overrides or []:
-            apply_override(raw, assignment)
-    except YamlConfigError as e:
-        raise GatewayConfigError(str(e)) from None
-    config = GatewayConfig()
-    _fill(config, raw, "")
+    raw = read_config(path, "gateway config", overrides, GatewayConfigError)
+    config = bind(GatewayConfig, raw, "gateway config", GatewayConfigError)
     _check(config, os.path.dirname(os.path.abspath(path)))
     return config

@@ -1,5 +1,9 @@
 """Model server: one loaded SavedModel version and the TF Serving request semantics on it
-(Predict, Classify, Regress, metadata), with input checks that name the problem."""
+(Predict, Classify, Regress, metadata), with input checks that name the problem.
+
+One module past 400 lines because every API's semantics turns on the one loaded version
+and the ways of calling its signatures (TF2's SignatureCall, a TF1 graph's SessionSignatureCall).
+"""
 
 from __future__ import annotations
 

@@ -9,7 +9,10 @@ import pytest
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
 
+from tandem.components import exported_model_checks as exported
+from tandem.components import importance as imp
 from tandem.components import model_checks as mc
+from tandem.components import sampling_error as se
 
 N = 6000
 
@@ -58,7 +61,7 @@ def fitted():
 
 def test_permutation_importance_lists_the_feature_of_pure_noise(fitted):
     model, sample = fitted
-    found = mc.importance(model, sample, mc.auc, True, repeats=8, seed=0, name="auc")
+    found = imp.importance(model, sample, se.auc, True, repeats=8, seed=0, name="auc")
     assert found["not_beneficial"] == ["noise"] and not found["passed"]
     assert found["status"] == "failed" and found["cannot_tell"] == []
     other = found["features"]["other"]
@@ -101,7 +104,7 @@ def test_a_noise_feature_is_not_called_helpful_however_large_its_spurious_weight
     noise_drops = []
     for seed in range(40):
         sample = _sample({"signal": 1.0, "weak": 0.15, "noise": 0.0}, 4000, seed=seed)
-        found = mc.importance(model, sample, mc.auc, True, repeats=20, seed=seed, name="auc")
+        found = imp.importance(model, sample, se.auc, True, repeats=20, seed=seed, name="auc")
         for name in verdicts:
             verdicts[name].append(found["features"][name]["verdict"])
         noise_drops.append(found["features"]["noise"]["drop"])
@@ -141,11 +144,11 @@ def test_two_near_copies_of_a_real_feature_help_as_one_group():
     # quarter of what the two carry.
     sample = _sample({"signal": 0.4, "other": 2.0, "noise": 0.0}, N, seed=0, copies=2)
     model = _logistic({"copy_a": 0.2, "copy_b": 0.2, "other": 2.0, "noise": 0.0})
-    alone = mc.importance(model, sample, mc.auc, True, repeats=20, seed=0,
+    alone = imp.importance(model, sample, se.auc, True, repeats=20, seed=0,
                           name="auc", correlation=1.0)  # only exact copies would group
     assert [g["features"] for g in alone["groups"]] == [["copy_a"], ["copy_b"], ["noise"],
                                                         ["other"]]
-    found = mc.importance(model, sample, mc.auc, True, repeats=20, seed=0,
+    found = imp.importance(model, sample, se.auc, True, repeats=20, seed=0,
                           name="auc")
     assert found["not_beneficial"] == ["noise"] and found["status"] == "failed"
     pair = found["groups"][0]
@@ -161,7 +164,7 @@ def test_a_tiny_sample_at_the_ceiling_cannot_tell_what_does_not_help():
     truth = {"signal": 12.0, "other": 0.5, "noise": 0.0}
     model = _logistic(truth)
     # 193 examples at AUC 0.99: the weak real `other` shows no drop on this sample.
-    tiny = mc.importance(model, _sample(truth, 193, seed=1), mc.auc, True, repeats=8,
+    tiny = imp.importance(model, _sample(truth, 193, seed=1), se.auc, True, repeats=8,
                          seed=0, name="auc")
     assert tiny["status"] == "cannot tell" and tiny["passed"]
     assert tiny["cannot_tell"] == ["noise", "other"] and tiny["not_beneficial"] == []
@@ -170,7 +173,7 @@ def test_a_tiny_sample_at_the_ceiling_cannot_tell_what_does_not_help():
     assert "reaches the ceiling" in tiny["summary"] and tiny["examples"] == 193
     assert 0.99 + 2 * tiny["metric_se"] >= 1.0
     # The same model on 6,000 examples: `other` helps, and the noise is listed.
-    large = mc.importance(model, _sample(truth, N, seed=1), mc.auc, True, repeats=8,
+    large = imp.importance(model, _sample(truth, N, seed=1), se.auc, True, repeats=8,
                           seed=0, name="auc")
     assert large["status"] == "failed" and large["not_beneficial"] == ["noise"]
     assert large["features"]["other"]["verdict"] == "helps"
@@ -197,14 +200,14 @@ def test_a_real_input_whose_noise_could_hide_a_material_drop_is_not_called_usele
         y = 3.0 * x["strong"] + 0.5 * x["weak"] + rng.normal(scale=0.5, size=n) + tail
         return mc.Sample(x, y.astype(np.float32), [])
 
-    small = mc.importance(Linear(), sample(800, 5), rmse, False, repeats=20, seed=0,
+    small = imp.importance(Linear(), sample(800, 5), rmse, False, repeats=20, seed=0,
                           name="rmse")
     weak = small["features"]["weak"]
     assert weak["verdict"] == "cannot tell", small["summary"]
     assert weak["drop"] <= weak["noise"] and weak["upper"] >= small["material"]
     assert "weak" in small["cannot_tell"] and "weak" not in small["not_beneficial"]
     assert f"weak ({weak['drop']:+.4f} vs noise {weak['noise']:.4f})" in small["summary"]
-    large = mc.importance(Linear(), sample(40_000, 5), rmse, False, repeats=20, seed=0,
+    large = imp.importance(Linear(), sample(40_000, 5), rmse, False, repeats=20, seed=0,
                           name="rmse")
     assert large["features"]["weak"]["verdict"] == "helps", large["summary"]
     noise = large["features"]["noise"]
@@ -227,11 +230,11 @@ def test_a_constant_model_loses_to_the_linear_model_which_is_shipped(fitted):
     inputs = {n: tf.keras.Input(shape=(), name=n) for n in ("signal", "other", "noise")}
     constant = tf.keras.Model(inputs, tf.keras.layers.Lambda(
         lambda t: 0.0 * t + 0.5)(inputs["signal"]))
-    chosen = ms.select("auc", True, mc.auc, sample.labels, mc.predict(constant, sample.features),
+    chosen = ms.select("auc", True, se.auc, sample.labels, mc.predict(constant, sample.features),
                        mc.predict(_linear(x, y), sample.features), "simplest_adequate", seed=0)
     assert chosen.chosen == "linear" and chosen.gain < -0.2
     assert ms.baseline_check(chosen)["passed"]  # the simpler, better model ships
-    kept = ms.select("auc", True, mc.auc, sample.labels, mc.predict(constant, sample.features),
+    kept = ms.select("auc", True, se.auc, sample.labels, mc.predict(constant, sample.features),
                      mc.predict(_linear(x, y), sample.features), "configured", seed=0)
     verdict = ms.baseline_check(kept)
     assert not verdict["passed"] and "a simpler model is better" in verdict["summary"]
@@ -245,7 +248,7 @@ def test_a_model_that_learns_an_interaction_beats_the_linear_model():
     deep = _build({**HP, "hidden_units": [32, 16]})
     deep.fit(_train(x, y), steps_per_epoch=400, epochs=1, verbose=0)
     test_x, test_y = _data(1, interaction=True)
-    chosen = ms.select("auc", True, mc.auc, test_y, mc.predict(deep, test_x),
+    chosen = ms.select("auc", True, se.auc, test_y, mc.predict(deep, test_x),
                        mc.predict(_linear(x, y), test_x), "simplest_adequate", seed=0)
     assert chosen.chosen == "configured" and chosen.gain > 0.1 > chosen.margin, chosen.line()
 
@@ -325,7 +328,7 @@ def test_tuning_trials_that_tie_keep_the_configured_hyperparameters():
     train = tf.data.Dataset.from_tensor_slices((x, y)).repeat().shuffle(300, seed=0).batch(32)
     hp = {**HP, "seed": 2}
     # 300 rows are 10 batches: tuning_steps 150 would be 15 passes, a trial trains 3.
-    chosen, found = mc.tuning(_build, hp, train, mc.Sample(test_x, test_y, []), mc.auc, True,
+    chosen, found = mc.tuning(_build, hp, train, mc.Sample(test_x, test_y, []), se.auc, True,
                               trials=4, steps=150, seed=2, name="auc", epoch_steps=10)
     assert found["steps"] == 30 and len(found["trials"]) == 4 and found["passed"]
     values = [t["value"] for t in found["trials"]]
@@ -347,7 +350,7 @@ def test_a_search_on_labels_of_pure_noise_finds_nothing_to_tune_and_says_so():
     train = tf.data.Dataset.from_tensor_slices((x, y)).repeat().shuffle(300, seed=0).batch(32)
     hp = {**HP, "seed": 2}
     sample = mc.Sample(test_x, test_y, [])
-    chosen, found = mc.tuning(_build, hp, train, sample, mc.auc, True, trials=4, steps=150,
+    chosen, found = mc.tuning(_build, hp, train, sample, se.auc, True, trials=4, steps=150,
                               seed=2, name="auc", epoch_steps=10)
     assert not found["passed"] and found["check"] == "tuning" and not found["gate"]
     margin = 2 * found["metric_se"]
@@ -362,11 +365,11 @@ def test_a_search_on_labels_of_pure_noise_finds_nothing_to_tune_and_says_so():
     # The same search on labels that follow `signal` finds plenty.
     x, y = _small(0, 300)
     signal = tf.data.Dataset.from_tensor_slices((x, y)).repeat().shuffle(300, seed=0).batch(32)
-    assert mc.tuning(_build, hp, signal, mc.Sample(*_small(1, 1000), []), mc.auc, True,
+    assert mc.tuning(_build, hp, signal, mc.Sample(*_small(1, 1000), []), se.auc, True,
                      trials=4, steps=150, seed=2, name="auc", epoch_steps=10)[1]["passed"]
     y = np.full_like(y, np.nan)
     diverged = tf.data.Dataset.from_tensor_slices((x, y)).repeat().batch(32)
-    _, nothing = mc.tuning(_build, hp, diverged, sample, mc.auc, True, trials=4, steps=150,
+    _, nothing = mc.tuning(_build, hp, diverged, sample, se.auc, True, trials=4, steps=150,
                            seed=2, name="auc", epoch_steps=10)
     assert not nothing["passed"] and [t["value"] for t in nothing["trials"]] == [None] * 4
     assert nothing["summary"] == ("4 trials of 30 steps: no trial gave a finite auc (n=1000): "
@@ -400,7 +403,7 @@ def test_feature_rules_name_what_a_model_input_lacks():
     old.int_domain.max = 3
     old.not_in_environment.append("SERVING")
     plan = {"features": {n: {"kind": "numeric", "dtype": "FLOAT"} for n in "abcd"}}
-    found = mc.feature_rules(schema, plan)
+    found = exported.feature_rules(schema, plan)
     assert not found["passed"]
     assert found["failures"] == [
         "b: no presence rule", "b: no domain (values or range)",
@@ -408,7 +411,7 @@ def test_feature_rules_name_what_a_model_input_lacks():
         "c: not in the SERVING environment, yet a model input", "d: not in the schema"]
     assert bare.name == "b"
     plan["features"] = {"a": plan["features"]["a"]}
-    assert mc.feature_rules(schema, plan)["passed"]
+    assert exported.feature_rules(schema, plan)["passed"]
 
 
 def _examples(n: int) -> list[bytes]:
@@ -454,7 +457,7 @@ def test_a_model_that_reads_the_private_user_id_fails_the_privacy_check(tmp_path
     raw = _examples(50)
     names = {"x", "user_id"}
     reads = _export(tmp_path / "reads", reads_user=True)
-    found = mc.privacy(reads, _plan("categorical"), raw, ["user_id"], names,
+    found = exported.privacy(reads, _plan("categorical"), raw, ["user_id"], names,
                        "binary_classification")
     assert not found["passed"] and found["gate"] and found["check"] == "privacy"
     assert found["model_inputs"] == ["user_id"] and found["examples"] == 50
@@ -464,15 +467,15 @@ def test_a_model_that_reads_the_private_user_id_fails_the_privacy_check(tmp_path
         f"changing them moves predictions by up to {found['max_abs_change']:.2e}")
     # The plan says user_id is skipped, yet the served graph still reads it (a cross or a
     # lookup built from the id): only changing it shows the leak.
-    hidden = mc.privacy(reads, _plan("skip"), raw, ["user_id"], names, "binary_classification")
+    hidden = exported.privacy(reads, _plan("skip"), raw, ["user_id"], names, "binary_classification")
     assert not hidden["passed"] and hidden["model_inputs"] == []
     assert hidden["summary"].endswith(": changing them moves predictions by up to "
                                       f"{hidden['max_abs_change']:.2e}")
     # A model that never reads it passes; a private feature the schema lacks does not.
     clean = _export(tmp_path / "clean", reads_user=False)
-    held = mc.privacy(clean, _plan("skip"), raw, ["user_id"], names, "binary_classification")
+    held = exported.privacy(clean, _plan("skip"), raw, ["user_id"], names, "binary_classification")
     assert held["passed"] and held["max_abs_change"] == 0.0
     assert held["summary"].endswith("(changed in n=50 eval examples): not model inputs, no "
                                     "prediction moved")
-    typo = mc.privacy(clean, _plan("skip"), raw, ["userid"], names, "binary_classification")
+    typo = exported.privacy(clean, _plan("skip"), raw, ["userid"], names, "binary_classification")
     assert not typo["passed"] and typo["summary"].endswith(": not in the schema: userid")

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow_model_analysis as tfma
 
-from tandem.components import model_checks as mc
 from tandem.components import model_selection as ms
+from tandem.components import sampling_error as se
 from tandem.components.evaluator import NoBar, apply_naive_bar, apply_tolerance
 
 
@@ -27,7 +27,7 @@ def _labels_and_scores(n, strength, seed):
 def test_the_configured_model_is_exported_only_when_better_beyond_the_error():
     y, strong = _labels_and_scores(400, 2.0, 0)
     _, weak = _labels_and_scores(400, 0.3, 0)
-    auc = mc.auc
+    auc = se.auc
     better = ms.select("auc", True, auc, y, strong, weak, "simplest_adequate", seed=0)
     assert better.chosen == "configured" and better.better
     assert "better beyond error" in better.line() and "(n=400)" in better.line()
@@ -87,7 +87,7 @@ def test_a_linear_model_that_misses_the_bar_is_not_an_adequate_simpler_model():
 
 def test_a_linear_configured_model_has_nothing_simpler_and_a_diverged_one_fails_closed():
     y, scores = _labels_and_scores(200, 1.0, 1)
-    linear = ms.select("auc", True, mc.auc, y, scores, None, "simplest_adequate", seed=0)
+    linear = ms.select("auc", True, se.auc, y, scores, None, "simplest_adequate", seed=0)
     assert linear.chosen == "configured" and "itself linear" in linear.line()
     nan = np.full(200, np.nan)
     broken = ms.select("rmse", False, lambda p, t: float(np.sqrt(np.mean((p - t) ** 2))), y, nan,
@@ -95,10 +95,10 @@ def test_a_linear_configured_model_has_nothing_simpler_and_a_diverged_one_fails_
     check = ms.baseline_check(broken)
     assert not check["passed"] and check["gate"] and "nothing judged" in check["summary"]
     # A linear model that diverged is no alternative to a finite configured model.
-    kept = ms.select("auc", True, mc.auc, y, scores, nan, "simplest_adequate", seed=0)
+    kept = ms.select("auc", True, se.auc, y, scores, nan, "simplest_adequate", seed=0)
     assert kept.chosen == "configured"
     with pytest.raises(ValueError, match="model.select must be one of"):
-        ms.select("auc", True, mc.auc, y, scores, scores, "best", seed=0)
+        ms.select("auc", True, se.auc, y, scores, scores, "best", seed=0)
 
 
 def test_the_regression_margin_is_a_bootstrap_in_the_labels_units():
@@ -288,7 +288,7 @@ def test_the_default_change_tolerance_is_the_paired_error_of_candidate_minus_bas
         diffs.append(rmse(0.8 * xs[idx], ys[idx]) - rmse(xs[idx], ys[idx]))
     assert found["tolerance"] == pytest.approx(ms.Z * np.std(diffs, ddof=1), rel=1e-3)
     # One score's error would allow a change many times larger.
-    one_score = mc.metric_error("rmse", rmse(xs, ys), xs, ys)
+    one_score = se.metric_error("rmse", rmse(xs, ys), xs, ys)
     assert found["tolerance"] < ms.Z * one_score / 4
     assert "1.96 paired sampling errors of the difference at n=1080" in found["summary"]
 
@@ -317,7 +317,7 @@ def test_the_regression_margin_is_paired_so_a_shared_heavy_tail_does_not_hide_a_
         return float(np.sqrt(np.mean((p - t) ** 2)))
 
     picked = ms.select("rmse", False, rmse, y, configured, linear, "simplest_adequate", seed=0)
-    one_score = mc.metric_error("rmse", picked.linear, linear, y, seed=0)
+    one_score = se.metric_error("rmse", picked.linear, linear, y, seed=0)
     # One score's error would call this a tie and ship the worse model.
     assert picked.gain < ms.Z * one_score
     assert picked.error < one_score / 3

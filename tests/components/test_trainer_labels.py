@@ -4,7 +4,7 @@ rows without a label, and classes the model does not know."""
 import numpy as np
 import tensorflow as tf
 
-from tandem.components.trainer import raw_labels
+from tandem.components.trainer_model import raw_labels
 
 
 def _write(path, labels, key="y"):

@@ -17,6 +17,7 @@ import pytest
 import tensorflow as tf
 
 from tandem.components import build_record
+from tandem.components import exported_model_checks as exported
 from tandem.components import model_checks as mc
 from tandem.components.build_record import load_record
 from tandem.components.features import CATEGORICAL, NUMERIC, model_features
@@ -70,7 +71,7 @@ def _export(session, path, serve=lambda t: t, transform=lambda t: t):
 
 def _skew(session, loaded) -> dict:
     model, transform_output, record, raw, files = session
-    return mc.export_skew(loaded, model, transform_output, raw, files, record["problem_type"],
+    return exported.export_skew(loaded, model, transform_output, raw, files, record["problem_type"],
                           (0.0, 1.0), tolerance=1e-5)
 
 
@@ -92,11 +93,11 @@ def test_a_broken_feature_function_fails_the_feature_code_tests(session, tmp_pat
     _, transform_output, record, raw, _ = session
     plan = {"features": record["transform"]["features"]}
     word, number = _first(record, CATEGORICAL), _first(record, NUMERIC)
-    assert mc.feature_code(_export(session, tmp_path / "same"), transform_output, plan,
+    assert exported.feature_code(_export(session, tmp_path / "same"), transform_output, plan,
                            raw[0])["passed"]
     broken = _export(session, tmp_path / "broken", transform=lambda t: {
         **t, word: t[word] + 1, number: -t[number]})
-    found = mc.feature_code(broken, transform_output, plan, raw[0])
+    found = exported.feature_code(broken, transform_output, plan, raw[0])
     assert not found["passed"] and found["gate"] and found["check"] == "feature_code"
     assert found["failures"][0].startswith(f"{word}: vocabulary entries map to [1, 2, ")
     assert found["failures"][0].endswith("..., not to their lines")
@@ -111,13 +112,13 @@ def test_explain_that_shows_other_features_than_were_served_fails(session, tmp_p
     plan = {"features": record["transform"]["features"]}
     same = tmp_path / "same"
     _export(session, same)
-    assert mc.explained(str(same), raw[0])["passed"]
+    assert exported.explained(str(same), raw[0])["passed"]
     number = _first(record, NUMERIC)
     doubled = tmp_path / "doubled"
     loaded = _export(session, doubled, transform=lambda t: {**t, number: 2.0 * t[number]})
-    assert mc.feature_code(loaded, transform_output, plan, raw[0])["passed"]
+    assert exported.feature_code(loaded, transform_output, plan, raw[0])["passed"]
     assert _skew(session, loaded)["passed"]
-    found = mc.explained(str(doubled), raw[0])
+    found = exported.explained(str(doubled), raw[0])
     assert not found["passed"] and found["check"] == "explain"
     assert found["max_abs_diff"] > 1e-5 and found["examples"] == 1
     assert found["summary"].startswith("one eval example traced raw (")

@@ -227,8 +227,8 @@ def test_a_bad_select_value_is_one_line_and_exit_2(tmp):
     done = _tandem(home, "run", "--config", "config.yaml")
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0, done.stderr
-    assert "key 'model.select' must be one of simplest_adequate, configured; got 'best'" in \
-        done.stderr
+    assert ("key 'model.select' in pipeline config: expected one of simplest_adequate, "
+            "configured, got 'best'") in done.stderr
     # With the key right, a missing schema says how to make one.
     (home / "config.yaml").write_text(yaml.safe_dump({
         "name": "bad", "data": {"location": "data"}, "label": "y",

@@ -181,13 +181,13 @@ def _without(records, label):
 
 def _training_and_serving_paths(result, records, label, tmp_path):
     """Predictions for the same examples (i) as the Trainer's own input pipeline
-    (tandem.components.trainer._dataset) feeds them to the Keras model and (ii) from serving_default
+    (tandem.components.trainer_model._dataset) feeds them to the Keras model and (ii) from serving_default
     on the raw serialized examples without their label, in the label's units."""
     import tensorflow_transform as tft
     from tfx.components.util import tfxio_utils
     from tfx.types import standard_artifacts
 
-    from tandem.components.trainer import _dataset, label_scale
+    from tandem.components.trainer_model import _dataset, label_scale
 
     data = tmp_path / "Split-eval"
     data.mkdir(exist_ok=True)

@@ -5,7 +5,10 @@ import pytest
 
 from tandem.pipeline.beam import (
     IN_PROCESS_MAX_BYTES,
+    JOB_SERVER_TIMEOUT_S,
     beam_pipeline_args,
+    job_args,
+    runner_name,
     running_mode,
     with_running_mode,
 )
@@ -64,3 +67,28 @@ def test_an_explicit_mode_is_honoured_at_any_size(tmp_path, mode):
     for files in (small, large, None):
         assert running_mode(config, files) == mode
     assert with_running_mode(config, large) == config
+
+
+PORTABLE = '["--runner=PortableRunner", "--job_endpoint=localhost:8099"]'
+
+
+def test_a_portable_runner_waits_for_long_jobs_unless_told_otherwise(tmp_path):
+    # Beam's own default (60 s) would fail every job longer than a minute in the driver.
+    config = _config(tmp_path, f"beam.extra_args={PORTABLE}")
+    wait = f"--job_server_timeout={JOB_SERVER_TIMEOUT_S}"
+    for args in (beam_pipeline_args(config), job_args(config)):
+        assert args[-3:] == ["--runner=PortableRunner", "--job_endpoint=localhost:8099", wait]
+    assert job_args(config)[0] == "--direct_running_mode=in_memory"
+    own = _config(tmp_path, 'beam.extra_args=["--runner=FlinkRunner", "--job_server_timeout=5"]')
+    assert beam_pipeline_args(own)[-1] == "--job_server_timeout=5"
+    assert not any(a.startswith("--job_server") for a in beam_pipeline_args(_config(tmp_path)))
+    dataflow = _config(tmp_path, 'beam.extra_args=["--runner=DataflowRunner", "--region=r1"]')
+    assert not any(a.startswith("--job_server") for a in job_args(dataflow))
+
+
+def test_the_banner_names_the_runner_that_runs_the_jobs(tmp_path):
+    assert runner_name(_config(tmp_path)) == "auto"
+    assert runner_name(_config(tmp_path, f"beam.extra_args={PORTABLE}")) == \
+        "PortableRunner (localhost:8099)"
+    assert runner_name(_config(tmp_path, 'beam.extra_args=["--runner=DataflowRunner", '
+                                         '"--region=r1"]')) == "DataflowRunner (r1)"

@@ -66,42 +66,55 @@ def test_a_four_key_config_takes_its_paths_and_layout_from_the_data(tmp_path, mo
     (tmp_path / "packed" / "rows.csv.gz").write_bytes(b"")
     packed = load_config(_write(tmp_path, minimal.replace("location: data", "location: packed")))
     assert (packed.data.format, packed.data.pattern) == ("csv", "*.csv*")
-    with pytest.raises(ConfigError, match="key 'checks.min_gain_over_baseline' was removed: "
+    with pytest.raises(ConfigError, match="key 'checks.min_gain_over_baseline' in pipeline config was removed: "
                                           "the Trainer now exports the linear model"):
         load_config(_write(tmp_path, minimal + "checks: {min_gain_over_baseline: 0.003}\n"))
-    with pytest.raises(ConfigError, match="key 'checks.min_importance' was removed: each "
+    with pytest.raises(ConfigError, match="key 'checks.min_importance' in pipeline config was removed: each "
                                           "feature's drop is now judged against the shuffle"):
         load_config(_write(tmp_path, minimal + "checks: {min_importance: 0.0002}\n"))
     with pytest.raises(ConfigError, match="key 'checks.importance_repeats' must be >= 2"):
         load_config(_write(tmp_path, minimal + "checks: {importance_repeats: 1}\n"))
-    with pytest.raises(ConfigError, match="key 'model.select' must be one of simplest_adequate, "
-                                          "configured; got 'best'"):
+    with pytest.raises(ConfigError, match="key 'model.select' in pipeline config: expected one "
+                                          "of simplest_adequate, configured, got 'best'"):
         load_config(_write(tmp_path, minimal + "model: {select: best}\n"))
 
 
 @pytest.mark.parametrize(
     "extra, message",
     [
-        ("labl: y", "unknown key 'labl'"),
-        ("beam: {direct_num_workrs: 2}", "unknown key 'beam.direct_num_workrs'"),
-        ("beam: {direct_num_workers: two}", "key 'beam.direct_num_workers' must be an integer"),
-        ("beam: {direct_num_workers: true}", "key 'beam.direct_num_workers' must be an integer"),
-        ("beam: {direct_running_mode: fast}", "key 'beam.direct_running_mode' must be one of"),
-        ("beam: {extra_args: --runner=X}", "key 'beam.extra_args' must be a list"),
+        ("labl: y", "unknown key 'labl' in pipeline config; known: beam, checks, data, "
+                    "evaluation, features, label, loop, model, monitor, name, output_dir, "
+                    "problem_type, schema, score, serving_dir, split"),
+        ("beam: {direct_num_workrs: 2}", "unknown key 'beam.direct_num_workrs' in pipeline "
+                                         "config; known: direct_num_workers, "
+                                         "direct_running_mode, extra_args"),
+        ("beam: {direct_num_workers: two}", "key 'beam.direct_num_workers' in pipeline config: "
+                                            "expected an integer, got 'two'"),
+        ("beam: {direct_num_workers: true}", "key 'beam.direct_num_workers' in pipeline config: "
+                                             "expected an integer, got True"),
+        ("beam: {direct_running_mode: fast}", "key 'beam.direct_running_mode' in pipeline "
+                                              "config: expected one of auto, in_memory,"),
+        ("beam: {extra_args: --runner=X}", "key 'beam.extra_args' in pipeline config: expected "
+                                           "a list, got '--runner=X'"),
+        ("model: {crosses: [[age, 3]]}", "key 'model.crosses[0][1]' in pipeline config: "
+                                         "expected a string, got 3"),
+        ("features: {age: {num_buckets: x}}", "key 'features.age.num_buckets' in pipeline "
+                                              "config: expected an integer, got 'x'"),
         ("split: {train_buckets: 0}", "split.train_buckets"),
-        ("beam: 3", "'beam' must be a mapping"),
+        ("beam: 3", "key 'beam' in pipeline config: expected a mapping, got 3"),
         # Identifiers moved to the schema, where the monitor and the report both read them.
-        ("monitor: {ignore: [request_id]}", "key 'monitor.ignore' is gone: declare identifiers "
-                                            "in the schema"),
+        ("monitor: {ignore: [request_id]}", "key 'monitor.ignore' in pipeline config was "
+                                            "removed: declare identifiers in the schema"),
     ],
 )
 def test_bad_keys_and_values_are_named(tmp_path, extra, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+    with pytest.raises(ConfigError) as error:
         load_config(_write(tmp_path, BASE + extra + "\n"))
+    assert message in str(error.value)
 
 
 def test_missing_required_key_and_bad_problem_type(tmp_path):
-    with pytest.raises(ConfigError, match="missing required key 'label'"):
+    with pytest.raises(ConfigError, match="missing required key 'label' in pipeline config$"):
         load_config(_write(tmp_path, BASE.replace("label: y\n", "")))
     with pytest.raises(ConfigError, match="problem_type.*one of"):
         load_config(_write(tmp_path, BASE.replace("regression", "ranking")))
@@ -110,7 +123,7 @@ def test_missing_required_key_and_bad_problem_type(tmp_path):
 
 
 def test_unreadable_and_malformed_files(tmp_path):
-    with pytest.raises(ConfigError, match="cannot read config"):
+    with pytest.raises(ConfigError, match="cannot read pipeline config"):
         load_config(str(tmp_path / "nope.yaml"))
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(_write(tmp_path, "name: [unclosed"))
@@ -127,7 +140,7 @@ def test_overrides_apply_before_checking(tmp_path):
     assert config.label == "z"
     with pytest.raises(ConfigError, match="key=value"):
         load_config(_write(tmp_path, BASE), ["output_dir"])
-    with pytest.raises(ConfigError, match="unknown key 'bogus'"):
+    with pytest.raises(ConfigError, match="unknown key 'bogus' in pipeline config; known: "):
         load_config(_write(tmp_path, BASE), ["bogus=1"])
 
 

@@ -216,9 +216,14 @@ def test_bad_loop_configs_exit_2_in_one_line(tmp_path):
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], (args, done.stderr)
         assert not os.path.exists(tmp_path / "w")  # refused before any work
-    listening = tandem("loop", "--out", str(tmp_path / "w"), "--set", "model.epochs=1",
+    # The listening loop takes overrides too (e.g. beam.extra_args for another runner), and
+    # refuses a bad one the same way.
+    listening = tandem("loop", "--out", str(tmp_path / "w"), "--set", "beam.runner=flink",
                        timeout=120)
-    assert listening.returncode == 2 and "--set needs --config" in listening.stderr
+    assert listening.returncode == 2, (listening.stdout, listening.stderr)
+    lines = listening.stderr.strip().splitlines()
+    assert len(lines) == 1 and "beam.runner" in lines[0], listening.stderr
+    assert not os.path.exists(tmp_path / "w")
 
 
 def test_the_default_swap_exchanges_the_most_and_the_least_frequent_value(tmp_path):

@@ -105,6 +105,36 @@ def test_regression_gate_is_an_upper_bound_on_rmse():
     assert threshold.change_threshold.absolute.value == pytest.approx(0.1)
 
 
+@pytest.mark.parametrize("name, overrides, tfma_name, higher", [
+    ("listening", [], "auc", True),
+    ("listening", ["evaluation.metric=accuracy"], "binary_accuracy", True),
+    ("taxi", [], "root_mean_squared_error", False),
+    ("taxi", ["evaluation.metric=mae"], "mean_absolute_error", False),
+    ("listening", ["problem_type=multiclass_classification", "evaluation.metric=null"],
+     "sparse_categorical_accuracy", True),
+])
+def test_the_evaluator_reads_back_the_metric_the_pipeline_gates(name, overrides, tfma_name,
+                                                                higher):
+    """One metric table (schemas/contracts.py): the metric the EvalConfig gates is the one the
+    Evaluator finds gated, under the name TFMA reports and in the direction it is judged."""
+    from tandem.components.evaluator import _deciding
+    from tandem.pipeline.evaluation import higher_is_better
+
+    config = load_config(name, overrides)
+    assert _deciding(eval_config(config)) == config.deciding_metric
+    assert deciding_metric_name(config) == tfma_name
+    assert higher_is_better(config) is higher
+
+
+def test_every_configurable_metric_is_in_the_metric_table():
+    import typing
+
+    from tandem.pipeline.config import Metric
+    from tandem.schemas.contracts import DECIDING_METRICS
+
+    assert set(typing.get_args(Metric)) == set(DECIDING_METRICS)
+
+
 def test_kubeflow_spec_names_every_component_and_module(tmp_path):
     config = load_config("listening")
     out = tmp_path / "kf.json"

@@ -35,7 +35,8 @@ def test_a_manual_entry_needs_a_reviewer_a_date_and_a_link(tmp_path):
 
 
 def test_an_importance_that_cannot_tell_counts_as_run_with_its_reason_as_evidence():
-    from tandem.pipeline.score import CHECKS, Evidence, Failed
+    from tandem.pipeline.score_checks import CHECKS
+    from tandem.pipeline.score_evidence import Evidence, Failed
 
     summary = ("cannot tell (n=193, auc 0.9909 ± 0.0143): the metric's 95% interval reaches "
                "the ceiling, so no drop could show for 2 of 3 features: noise, other")
@@ -80,7 +81,8 @@ def _ago(days: float):
 def test_a_feature_source_that_costs_too_much_fails_d3(tmp_path):
     """Data 3 on the gateway's own metrics: the users table takes 5 ms per request for two
     features (2.5 ms each, limit 1 ms), the tracks table 0.3 ms for three."""
-    from tandem.pipeline.score import CHECKS, Evidence, Failed
+    from tandem.pipeline.score_checks import CHECKS
+    from tandem.pipeline.score_evidence import Evidence, Failed
     from tandem.serving.gateway.monitor import GatewayMetrics
 
     def exposition(users_seconds: float):
@@ -109,7 +111,8 @@ def test_d3_counts_the_request_as_a_source_of_the_features_that_arrive_with_it(t
     """A config without joins (taxi) still has Data 3 evidence: the gateway's validation and
     logging time per request, shared among the model inputs that arrive with it. Skipped
     features are not model inputs; features a source supplies are that source's."""
-    from tandem.pipeline.score import CHECKS, Evidence, Failed
+    from tandem.pipeline.score_checks import CHECKS
+    from tandem.pipeline.score_evidence import Evidence, Failed
     from tandem.serving.gateway.monitor import GatewayMetrics
 
     plan = {"features": {"fare": {"kind": "numeric"}, "company": {"kind": "categorical"},
@@ -146,7 +149,8 @@ def test_d3_counts_the_request_as_a_source_of_the_features_that_arrive_with_it(t
 
 
 def test_a_serving_model_older_than_the_limit_fails_mon4(tmp_path):
-    from tandem.pipeline.score import CHECKS, Evidence, Failed
+    from tandem.pipeline.score_checks import CHECKS
+    from tandem.pipeline.score_evidence import Evidence, Failed
 
     pushed = tmp_path / "serving" / "listening" / "7"
     old = Evidence(_config(tmp_path), None, record=_record(pushed, _ago(40)),
@@ -202,7 +206,7 @@ def _m2(tmp_path, offline_b: float, online_b: float, eval_n: int | None = None):
     `online_b` against v1's 0.77; `eval_n`: the eval split's size in v2's build record."""
     from tfx.types import standard_artifacts
 
-    from tandem.pipeline.score import Evidence, gather
+    from tandem.pipeline.score_evidence import Evidence, gather
 
     config = _config(tmp_path)
     run_dir = tmp_path / "loop"
@@ -223,7 +227,8 @@ def _m2(tmp_path, offline_b: float, online_b: float, eval_n: int | None = None):
 def test_offline_and_online_comparisons_that_disagree_fail_m2(tmp_path):
     """The Evaluator said v2 is 0.09 AUC worse than v1; the replay on served traffic says it
     is 0.004 better: the offline comparison did not predict the online one."""
-    from tandem.pipeline.score import CHECKS, Failed
+    from tandem.pipeline.score_checks import CHECKS
+    from tandem.pipeline.score_evidence import Failed
 
     found = CHECKS["M2"](_m2(tmp_path, offline_b=0.69, online_b=0.774))
     assert isinstance(found, Failed)
@@ -250,7 +255,8 @@ def test_offline_and_online_comparisons_that_disagree_fail_m2(tmp_path):
 def test_a_version_that_is_really_slower_fails_mon6(tmp_path):
     """Monitoring 6 on the two newest pushed versions, measured in interleaved rounds; the
     model server's scrape adds their memory."""
-    from tandem.pipeline.score import CHECKS, Evidence, Failed
+    from tandem.pipeline.score_checks import CHECKS
+    from tandem.pipeline.score_evidence import Evidence, Failed
     from tandem.serving.model_server.metrics import ServerMetrics
     from tests.pipeline.test_warmup_latency import push
 
@@ -321,7 +327,8 @@ def test_manual_reviews_score_half_a_point_and_bad_ones_exit_2(tmp_path, capsys)
 def test_mon3_needs_a_window_large_enough_to_judge(tmp_path):
     """Skew judged in no window (every one under monitor.min_examples) is no evidence, not a
     pass; one judged window is."""
-    from tandem.pipeline.score import CHECKS, Evidence
+    from tandem.pipeline.score_checks import CHECKS
+    from tandem.pipeline.score_evidence import Evidence
 
     config = _config(tmp_path)
     monitor = {"training_statistics": "train.pb", "skew_features": [],

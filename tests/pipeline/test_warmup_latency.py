@@ -29,7 +29,7 @@ def push(push_dir, version: int, work: int = 0) -> str:
     """A version of a model on `x`, as Pusher leaves it (saved_model.pb, warmup requests from
     eval examples); `work` chained 128x128 matrix products per request make it slower
     without changing its answer."""
-    from tandem.components.trainer import write_warmup_requests
+    from tandem.components.trainer_export import write_warmup_requests
 
     spec = {"x": tf.io.FixedLenFeature([], tf.float32)}
 

@@ -146,9 +146,8 @@ def test_gateway_manifest_runs_the_cli_with_a_config_it_accepts(tmp_path):
     path.write_text(configmap["data"]["gateway.yaml"])
     config = load_config(str(path))
     assert config.primary.address == "tandem-serving:8500" and config.decorate.redis
-    with open(os.path.join(DEPLOY, "gateway", "listening.yaml")) as f:
-        local = yaml.safe_load(f)
-    assert config.decorate.joins == local["decorate"]["joins"]
+    local = load_config(os.path.join(DEPLOY, "gateway", "listening.yaml"))
+    assert config.join_list() == local.join_list()
     assert {p["targetPort"] for p in service["spec"]["ports"]} == {
         p["name"] for p in container["ports"]}
 

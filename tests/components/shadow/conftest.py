@@ -42,3 +42,17 @@ def write_log(model_dir: str, served: list[bytes], log_dir: str, per_request: in
                                  model_version=1, signature_name="serving_default",
                                  request_id=ids[0], example_ids=ids))
     writer.close()
+
+
+def render_failed_report(out_dir, figures: int):
+    """A failed replay's report.html drawn in Chromium: its `figures` charts all drawn, nothing
+    fetched, no console errors or CSP violations."""
+    from tests import browser
+
+    rendered = browser.render(str(out_dir / "report.html"), str(out_dir / "report.png"))
+    assert rendered.title == "tandem shadow replay: FAIL"
+    assert len(rendered.figures) == figures
+    assert all(w > 100 and h > 100 and drawn > 10 for w, h, drawn in rendered.figures)
+    assert rendered.requests == [] and rendered.server_hits == []
+    assert rendered.violations == [] and rendered.errors == []
+    return rendered

@@ -10,7 +10,7 @@ from tandem.components.shadow.replay import ReplayConfig, ReplayError
 from tandem.pipeline.datasets import listening
 from tandem.pipeline.traffic_checks import run_replay
 from tandem.schemas.request_log import LogWriter, frame
-from tests.components.shadow.conftest import served_examples, write_log
+from tests.components.shadow.conftest import render_failed_report, served_examples, write_log
 from tests.conftest import tandem
 from tests.serving.gateway.conftest import make_listening_model, training_examples
 
@@ -216,7 +216,8 @@ def test_a_limit_set_to_null_is_reported_not_gated(setup, tmp_path):
     assert report["overall"]["abs_delta"]["p99"]["high"] > 0.05  # B moves: it is reported
     assert not checks["symmetric_flip_rate (95% upper bound)"]["passed"]
     assert not report["verdict"]["passed"]
-    with pytest.raises(ReplayError, match="parity_tolerance: expected a number, got None"):
+    with pytest.raises(ReplayError, match="key 'thresholds.parity_tolerance' in replay "
+                                         "config: expected a number, got None$"):
         load_replay_config(None, ["thresholds.parity_tolerance=null"])
 
 
@@ -370,16 +371,10 @@ def test_html_report_renders_in_chromium_and_fetches_nothing(setup, tmp_path):
     root, _ = setup
     run_replay(str(root / "logs"), str(root / "a"), str(root / "b"), str(tmp_path / "out"),
                ReplayConfig(slices=[["device"]]))
-    page = tmp_path / "out" / "report.html"
-    rendered = browser.render(str(page), str(tmp_path / "report.png"))
-    assert rendered.title == "tandem shadow replay: FAIL"
     # Deltas, the two score distributions, B against A, and flip rate by device.
-    assert len(rendered.figures) == 4
-    assert all(w > 100 and h > 100 and drawn > 10 for w, h, drawn in rendered.figures)
-    assert rendered.requests == [] and rendered.server_hits == []
-    assert rendered.violations == [] and rendered.errors == []
+    rendered = render_failed_report(tmp_path / "out", figures=4)
     assert browser.ink(rendered.screenshot) > 0.02
-    text = page.read_text()
+    text = (tmp_path / "out" / "report.html").read_text()
     assert "<script src" not in text and "<link" not in text and "@import" not in text
 
 
@@ -424,3 +419,24 @@ def test_promotion_pipeline_runs_shadow_validator_under_tfx_and_records_the_bles
     assert "tandem.components.shadow_validator.executor.Executor" in out.read_text()
     missing = tandem("compile", "promotion", "--kubeflow", str(out))
     assert missing.returncode == 2 and "--baseline" in missing.stderr
+
+
+def test_replay_config_keys_are_checked_in_the_one_format(tmp_path):
+    from tandem.components.shadow.replay import load_replay_config
+
+    path = tmp_path / "replay.yaml"
+    path.write_text("thresholds: {max_flip_rate: 0.1, min_requests: 50}\nslices: [[country]]\n")
+    config = load_replay_config(str(path), ["top_n=5"])
+    assert (config.thresholds.max_flip_rate, config.thresholds.min_requests) == (0.1, 50)
+    assert (config.slices, config.top_n, config.batch_size) == ([["country"]], 5, 512)
+    with pytest.raises(ReplayError) as error:
+        load_replay_config(str(path), ["thresholds.max_flip=0.2"])
+    assert str(error.value) == (
+        "unknown key 'thresholds.max_flip' in replay config; known: bootstrap, max_flip_rate, "
+        "max_p99_abs_delta, max_quality_drop, min_requests, parity_tolerance, seed")
+    with pytest.raises(ReplayError, match=r"^key 'slices\[0\]' in replay config: expected a "
+                                          "list, got 'country'$"):
+        load_replay_config(None, ["slices=[country]"])
+    with pytest.raises(ReplayError, match="^key 'batch_size' in replay config: expected a "
+                                          "positive integer, got 0$"):
+        load_replay_config(None, ["batch_size=0"])

@@ -494,9 +494,13 @@ def test_config_errors_are_one_line_and_exit_2(listening_data, tmp_path):
 
     config = gateway_config(tmp_path, listening_data, "127.0.0.1:1")
     cases = {
-        ("--set", "shadow.queue_sise=3"): "unknown key 'shadow.queue_sise'",
-        ("--set", "log.sample_percent=lots"): "log.sample_percent: expected a number",
-        ("--set", "validate.policy=drop"): "validate.policy: expected flag or reject",
+        ("--set", "shadow.queue_sise=3"): "unknown key 'shadow.queue_sise' in gateway config; "
+                                          "known: address, model_name, queue_size, "
+                                          "sample_percent, timeout_s, version_label, workers",
+        ("--set", "log.sample_percent=lots"): "key 'log.sample_percent' in gateway config: "
+                                              "expected a number, got 'lots'",
+        ("--set", "validate.policy=drop"): "key 'validate.policy' in gateway config: expected "
+                                           "one of flag, reject, got 'drop'",
         ("--set", "decorate.sqlite=/nonexistent.sqlite"): "No such file",
         ("--set", "decorate.joins=[{key: user_id, table: people, columns: [age]}]"):
             "has no table 'people'",
