@@ -84,7 +84,7 @@ def start_gateway(work: str, data: str, primary: int, *sets: str) -> tuple[subpr
         yaml.safe_dump(config, f)
     port, rest = bs.free_port(), bs.free_port()
     args = [a for s in sets for a in ("--set", s)]
-    proc = subprocess.Popen(bs.TANDEM + ["serve", "gateway", "--config", path, "--port", str(port),
+    proc = subprocess.Popen(bs.TANDEM + ["serve", "gateway", "--gateway-config", path, "--port", str(port),
                                          "--rest_api_port", str(rest), *args],
                             stdout=subprocess.PIPE, text=True, cwd=ROOT,
                             stderr=open(os.path.join(work, "gateway.log"), "a"))

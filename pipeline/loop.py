@@ -353,7 +353,7 @@ def run_loop(work: str = "outputs/loop", rows: int | None = None, out: TextIO = 
 
     def start_gateway(shadow: bool) -> None:
         _write_gateway_config(gateway_yaml, plan, server, logs_dir, shadow)
-        servers.start("gateway", ["serve", "gateway", "--config", gateway_yaml,
+        servers.start("gateway", ["serve", "gateway", "--gateway-config", gateway_yaml,
                                   "--port", str(gw_port), f"--rest_api_port={gw_rest}"],
                       gw_port)
 

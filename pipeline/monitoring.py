@@ -3,8 +3,8 @@
     Importer(request logs), Importer(schema)[, Importer(training statistics)]
         -> TrafficMonitor -> ExampleStatistics (a split per window), ExampleAnomalies
 
-Locally it runs with LocalDagRunner (`tandem monitor --pipeline`); `tandem compile --kubeflow
-OUT.json --monitoring ...` compiles the same DAG for Kubeflow.
+Locally it runs with LocalDagRunner (`tandem monitor pipeline`); `tandem compile monitoring
+--kubeflow OUT.json ...` compiles the same DAG for Kubeflow.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
 
 The blessing is a ModelBlessing with the int property `blessed`, so TFX's Pusher (or a
 promotion step) can require it. Locally it runs with LocalDagRunner and ML Metadata on SQLite;
-`tandem compile --kubeflow OUT.json --promotion ...` compiles the same DAG for Kubeflow.
+`tandem compile promotion --kubeflow OUT.json ...` compiles the same DAG for Kubeflow.
 """
 
 from __future__ import annotations

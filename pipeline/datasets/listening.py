@@ -481,7 +481,7 @@ def generate(
     if unknown or not formats:
         raise GeneratorError(f"unknown format(s) {sorted(unknown)}; use tfrecord and/or csv")
     if labels not in (None, "csv", "tfrecord"):
-        raise GeneratorError(f"--labels must be csv or tfrecord, got {labels!r}")
+        raise GeneratorError(f"--label-format must be csv or tfrecord, got {labels!r}")
     if not 0.0 <= label_loss < 1.0:
         raise GeneratorError(f"--label-loss must be in [0, 1), got {label_loss}")
     if label_delay_s < 0 or rate <= 0:

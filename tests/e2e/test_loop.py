@@ -15,7 +15,7 @@ pytestmark = pytest.mark.xdist_group("loop")
 @pytest.mark.timeout(1500)  # the whole product, twice trained, at `make run`'s scale
 def test_the_whole_loop_runs_and_cleans_up(tmp_path):
     work = tmp_path / "loop"
-    done = tandem("loop", "--work", str(work), timeout=1500)  # `make run`'s default scale
+    done = tandem("loop", "--out", str(work), timeout=1500)  # `make run`'s default scale
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     out = done.stdout
     summary = out[out.index("== summary"):]

@@ -76,7 +76,7 @@ def _loop_points(result: dict, declared: bool = False) -> None:
 @pytest.mark.timeout(1800)
 def test_taxi_runs_the_whole_loop_without_joins(tmp_path):
     work = tmp_path / "taxi"
-    done = tandem("loop", "--config", "taxi", "--work", str(work), *IN_PROCESS, timeout=1800)
+    done = tandem("loop", "--config", "taxi", "--out", str(work), *IN_PROCESS, timeout=1800)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     results = _steps(done.stdout)
     assert library_log_lines(done.stdout, done.stderr) == []
@@ -156,7 +156,7 @@ def test_a_users_multiclass_csv_with_string_labels_runs_the_whole_loop(tmp_path)
     # 5,000 rows; the replay judges quality on the 600 mirrored requests alone, rows neither
     # model trained on (v2 trains on the clean requests).
     home, command = _user_home(tmp_path, declared=DECLARED, rows=5000)
-    done = subprocess.run([command, "loop", "--config", "config.yaml", "--work", "loop",
+    done = subprocess.run([command, "loop", "--config", "config.yaml", "--out", "loop",
                            *IN_PROCESS], cwd=home, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     results = _steps(done.stdout)
@@ -185,7 +185,7 @@ def test_a_users_multiclass_csv_with_string_labels_runs_the_whole_loop(tmp_path)
 @pytest.mark.timeout(1800)
 def test_a_canary_trained_on_shuffled_labels_is_rejected_and_rolled_back(tmp_path):
     home, command = _user_home(tmp_path, "bad")
-    done = subprocess.run([command, "loop", "--config", "config.yaml", "--work", "loop",
+    done = subprocess.run([command, "loop", "--config", "config.yaml", "--out", "loop",
                            "--scenario", "bad-canary", *IN_PROCESS], cwd=home,
                           capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]

@@ -102,7 +102,7 @@ def test_monitor_finds_the_served_models_training_statistics_in_ml_metadata(
     assert found == os.path.join(trained_listening.outputs["statistics"].uri, "Split-train",
                                  "FeatureStats.pb")
     write_log(tmp_path / "logs", examples_of(clean_listening)[:1200], version=version)
-    done = tandem("monitor", "--logs", str(tmp_path / "logs"), "--config", "listening",
+    done = tandem("monitor", "run", "--logs", str(tmp_path / "logs"), "--config", "listening",
                   "--out", str(tmp_path / "out"), "--window-records", "600",
                   "--set", f"output_dir={config.output_dir}",
                   "--set", f"data.location={config.data.location}")

@@ -392,7 +392,7 @@ def test_explain_traces_an_example_from_raw_bytes_to_the_served_score(trained, t
     config, result, _ = trained
     split = os.path.join(result.outputs["examples"].uri, "Split-eval")
     path = sorted(tf.io.gfile.glob(os.path.join(split, "*")))[0]
-    done = tandem("explain", "--model", config.push_dir, "--example", path, "--index", "3",
+    done = tandem("explain", "--model-dir", config.push_dir, "--example", path, "--index", "3",
                   "--json")
     assert done.returncode == 0, done.stderr
     trace = json.loads(done.stdout)
@@ -403,20 +403,20 @@ def test_explain_traces_an_example_from_raw_bytes_to_the_served_score(trained, t
     assert trace["score"] == pytest.approx(trace["served"], abs=1e-6)
     assert set(trace["transformed"]) == set(trace["moves"]) and "country" not in trace["moves"]
     assert "age" in trace["transformed"] and trace["transformed"]["age"][0] in (0, 1, 2)
-    text = tandem("explain", "--model", result.pushed, "--example", path).stdout
+    text = tandem("explain", "--model-dir", result.pushed, "--example", path).stdout
     assert "score from the transformed features:" in text and "(not an input)" in text
     # Bad input: one line, exit 2.
     (tmp_path / "junk.tfrecord").write_bytes(b"not a record at all")
     (tmp_path / "partial.pbtxt").write_text(
         'features { feature { key: "age" value { int64_list { value: 30 } } } }')
     for args, message in (
-            (["--model", str(tmp_path), "--example", path], "not a SavedModel"),
-            (["--model", result.pushed, "--example", str(tmp_path / "junk.tfrecord")],
+            (["--model-dir", str(tmp_path), "--example", path], "not a SavedModel"),
+            (["--model-dir", result.pushed, "--example", str(tmp_path / "junk.tfrecord")],
              "not a TFRecord file"),
-            (["--model", result.pushed, "--example", path, "--index", "100000"], "has no record"),
-            (["--model", result.pushed, "--example", str(tmp_path / "partial.pbtxt")],
+            (["--model-dir", result.pushed, "--example", path, "--index", "100000"], "has no record"),
+            (["--model-dir", result.pushed, "--example", str(tmp_path / "partial.pbtxt")],
              "the model cannot parse this example"),
-            (["--model", result.pushed, "--example", str(tmp_path / "none")], "no such file")):
+            (["--model-dir", result.pushed, "--example", str(tmp_path / "none")], "no such file")):
         bad = tandem("explain", *args)
         assert bad.returncode == 2 and message in bad.stderr, (args, bad.stderr)
         assert "Traceback" not in bad.stderr

@@ -1,7 +1,10 @@
-"""`tandem compile` (the training pipeline for Kubeflow) and `tandem retrain --until` as a user
-runs them: what the compiled spec holds, which stages a retrain selects, and bad input."""
+"""The `tandem` command line as a user meets it: the groups in the order of the flow, one
+grammar (noun then verb, no mode flags), `tandem compile` (the pipelines for Kubeflow) and
+`tandem retrain --until`: what the compiled specs hold, which stages a retrain selects, and bad
+input."""
 
 import json
+import re
 import types
 
 import pytest
@@ -12,7 +15,7 @@ from tests.conftest import tandem
 def test_compile_writes_a_kubeflow_spec_of_the_training_pipeline(tmp_path):
     out = tmp_path / "kf" / "listening.json"
     out.parent.mkdir()
-    done = tandem("compile", "--kubeflow", str(out), "--config", "listening",
+    done = tandem("compile", "training", "--kubeflow", str(out), "--config", "listening",
                   "--image", "registry.example/tandem:7", "--pipeline-root",
                   "gs://bucket/tandem", "--schema-uri", "/tandem/schemas/listening/schema.pbtxt",
                   "--set", "beam.direct_num_workers=3", timeout=300)
@@ -47,16 +50,74 @@ def test_compile_writes_a_kubeflow_spec_of_the_training_pipeline(tmp_path):
                                   "registry.example/tandem:7)")
 
 
+FLOW = ["data", "schema", "run", "retrain", "serve", "features", "traffic", "logs", "monitor",
+        "shadow", "promote", "rollback", "score", "explain", "model", "compile", "report", "loop"]
+
+
+def test_help_lists_the_command_groups_in_the_order_of_the_flow_one_line_each(
+        capsys, monkeypatch):
+    from tandem.pipeline import cli
+
+    monkeypatch.setenv("COLUMNS", "80")  # a terminal's width: each group still fits one line
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--help"])
+    assert done.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    listed = []
+    for line in lines[lines.index("  COMMAND") + 1:]:
+        if not line.strip():
+            break
+        group = re.fullmatch(r"    ([a-z]+) {2,}\S.*", line)
+        assert group, f"a group's help runs over one line: {line!r}"
+        listed.append(group.group(1))
+    assert listed == FLOW
+
+
+@pytest.mark.parametrize("argv, tasks", [
+    (["monitoring", "--config", "listening", "--logs", "gs://bucket/logs/2026-11-28",
+      "--training-statistics", "gs://bucket/tandem/StatisticsGen/statistics/3"],
+     {"TrafficMonitor", "request_logs", "schema", "training_statistics"}),
+    (["promotion", "--baseline", "gs://bucket/models/listening/1", "--candidate",
+      "gs://bucket/models/listening/2", "--logs", "gs://bucket/logs/2026-11-28"],
+     {"ShadowValidator", "request_logs", "baseline_model", "candidate_model"}),
+])
+def test_compile_monitoring_and_promotion_are_subcommands(argv, tasks, tmp_path):
+    out = tmp_path / "kf.json"
+    done = tandem("compile", argv[0], "--kubeflow", str(out), "--pipeline-root",
+                  "gs://bucket/tandem", *argv[1:], timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert set(json.loads(out.read_text())["pipelineSpec"]["root"]["dag"]["tasks"]) == tasks
+
+
+@pytest.mark.parametrize("argv", [
+    ["compile", "--monitoring", "--kubeflow", "KF", "--config", "listening", "--logs", "gs://l",
+     "--pipeline-root", "gs://r"],
+    ["compile", "--promotion", "--kubeflow", "KF", "--baseline", "gs://a", "--candidate",
+     "gs://b", "--logs", "gs://l", "--pipeline-root", "gs://r"],
+    ["compile", "training", "--monitoring", "--kubeflow", "KF", "--config", "listening"],
+    ["monitor", "--pipeline", "--logs", "LOGS", "--config", "listening", "--out", "OUT"],
+])
+def test_an_old_mode_flag_is_refused_by_argparse_with_exit_2(argv, tmp_path):
+    argv = [a.replace("KF", str(tmp_path / "kf.json")).replace("LOGS", str(tmp_path))
+            .replace("OUT", str(tmp_path / "out")) for a in argv]
+    done = tandem(*argv, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith("usage: tandem"), done.stderr  # argparse's, before any work
+    errors = [line for line in done.stderr.splitlines() if "error:" in line]
+    assert errors == [done.stderr.splitlines()[-1]], done.stderr
+    assert re.match(r"tandem( \w+)?: error: ", errors[0]), done.stderr
+    assert not (tmp_path / "kf.json").exists() and not (tmp_path / "out").exists()
+
 
 @pytest.mark.parametrize("args, message", [
-    ([], "compile needs --config (the training pipeline) or --promotion"),
     (["--config", "no-such-config"], "cannot read pipeline config no-such-config"),
     (["--config", "listening", "--set", "beam.direct_num_workers=0"],
      "beam.direct_num_workers"),
     (["--config", "listening", "--set", "model.hidden_unitz=[8]"], "model.hidden_unitz"),
 ])
 def test_compile_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
-    done = tandem("compile", "--kubeflow", str(tmp_path / "kf.json"), *args, timeout=300)
+    done = tandem("compile", "training", "--kubeflow", str(tmp_path / "kf.json"), *args,
+                  timeout=300)
     assert done.returncode == 2, done.stdout + done.stderr
     assert message in done.stderr and done.stderr.count("\n") == 1, done.stderr
     assert not (tmp_path / "kf.json").exists()
@@ -94,3 +155,38 @@ def test_retrain_until_selects_the_stages_up_to_it(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as bad:
         cli.main([*common, "--until", "deploy"])
     assert bad.value.code == 2
+
+
+# One flag, one meaning: each renamed flag, what it parses to, and the spelling it replaced
+# (or a shortening that would have reached it), which must not parse any more.
+RENAMED = [
+    (["promote", "--model", "m", "--model-version", "2", "--label", "stable"],
+     "--model_config_file", "F", "F", "--config"),
+    (["promote", "--model", "m", "--label", "stable", "--model_config_file", "F"],
+     "--model-version", "3", 3, "--version"),
+    (["rollback", "--model", "m", "--model_config_file", "F"], "--model-version", "3", 3, "--to"),
+    (["serve", "gateway"], "--gateway-config", "G", "G", "--config"),
+    (["shadow", "replay", "--logs", "L", "--baseline", "A", "--candidate", "B", "--out", "O"],
+     "--replay-config", "R", "R", "--config"),
+    (["shadow", "validate", "--logs", "L", "--baseline", "A", "--candidate", "B", "--out", "O"],
+     "--replay-config", "R", "R", "--config"),
+    (["data", "generate", "--rows", "1", "--out", "O", "--requests"],
+     "--label-format", "csv", "csv", "--labels"),
+    (["loop"], "--out", "W", "W", "--work"),
+    (["explain", "--example", "E"], "--model-dir", "D", "D", "--model"),
+    (["logs", "cat", "P"], "--with-examples", None, True, "--examples"),
+]
+
+
+@pytest.mark.parametrize("argv, flag, value, parsed, old", RENAMED,
+                         ids=[f"{r[0][0]}{r[1]}" for r in RENAMED])
+def test_a_renamed_flag_is_taken_under_its_one_name_only(argv, flag, value, parsed, old, capsys):
+    from tandem.pipeline.cli import build_parser
+
+    given = [] if value is None else [value]
+    args = build_parser().parse_args([*argv, flag, *given])
+    assert getattr(args, flag.lstrip("-").replace("-", "_")) == parsed
+    with pytest.raises(SystemExit) as refused:
+        build_parser().parse_args([*argv, old, *given])
+    assert refused.value.code == 2
+    assert "error:" in capsys.readouterr().err

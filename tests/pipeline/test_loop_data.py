@@ -210,7 +210,7 @@ def test_bad_loop_configs_exit_2_in_one_line(tmp_path):
         (("--set", "loop.holdout=0.99"), "loop.holdout"),
         (("--set", "loop.drift.swap=[a]"), "two values"),
     ]:
-        done = tandem("loop", "--config", "taxi", "--work", str(tmp_path / "w"), *args,
+        done = tandem("loop", "--config", "taxi", "--out", str(tmp_path / "w"), *args,
                       timeout=120)
         assert done.returncode == 2, (args, done.stdout, done.stderr)
         lines = done.stderr.strip().splitlines()
@@ -218,7 +218,7 @@ def test_bad_loop_configs_exit_2_in_one_line(tmp_path):
         assert not os.path.exists(tmp_path / "w")  # refused before any work
     # The listening loop takes overrides too (e.g. beam.extra_args for another runner), and
     # refuses a bad one the same way.
-    listening = tandem("loop", "--work", str(tmp_path / "w"), "--set", "beam.runner=flink",
+    listening = tandem("loop", "--out", str(tmp_path / "w"), "--set", "beam.runner=flink",
                        timeout=120)
     assert listening.returncode == 2, (listening.stdout, listening.stderr)
     lines = listening.stderr.strip().splitlines()

@@ -106,7 +106,7 @@ def test_promote_refuses_a_malformed_replica_address_at_once(tmp_path, capsys):
     config = tmp_path / "models.config"
     config.write_text('model_config_list { config { name: "m" base_path: "/nowhere" } }\n')
     for bad in ("localhost", "host:port", "a:1,,b", " , "):
-        code = cli.main(["promote", "--model", "m", "--version", "1", "--label", "stable",
-                         "--config", str(config), "--replicas", bad])
+        code = cli.main(["promote", "--model", "m", "--model-version", "1", "--label", "stable",
+                         "--model_config_file", str(config), "--replicas", bad])
         err = capsys.readouterr().err
         assert code == 2 and "--replicas" in err, (bad, err)

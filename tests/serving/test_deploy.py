@@ -141,6 +141,7 @@ def test_gateway_manifest_runs_the_cli_with_a_config_it_accepts(tmp_path):
     assert container["command"] == ["tandem", "serve", "gateway"]
     args = build_parser().parse_args(["serve", "gateway", *container["args"]])
     assert (args.port, args.rest_api_port, args.host) == (8500, 8501, "0.0.0.0")
+    assert args.gateway_config == "/config/gateway.yaml"  # the ConfigMap mounted below
     path = tmp_path / "gateway.yaml"
     path.write_text(configmap["data"]["gateway.yaml"])
     config = load_config(str(path))

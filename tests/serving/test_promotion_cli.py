@@ -31,18 +31,18 @@ def test_promote_and_rollback_through_one_servers_reload_rpc(model_base, start_s
     server = start_server(model_config_file=str(path),
                           allow_version_labels_for_unavailable_models=True)
     clients = Clients(server)
-    common = ["--model", "scorer", "--config", str(path), "--server",
+    common = ["--model", "scorer", "--model_config_file", str(path), "--server",
               f"127.0.0.1:{server.grpc_port}"]
 
     def serving(label):
         return clients.predict([0.5], label=label).model_spec.version.value
 
-    canary = tandem("promote", *common, "--version", "2", "--label", "canary", timeout=120)
+    canary = tandem("promote", *common, "--model-version", "2", "--label", "canary", timeout=120)
     assert canary.returncode == 0, canary.stderr
     assert canary.stdout.splitlines() == ["loaded version 2", "label 'canary': - -> 2",
                                           f"saved {path}"]
     assert (serving("canary"), serving("stable")) == (2, 1)
-    stable = tandem("promote", *common, "--version", "3", "--label", "stable", timeout=120)
+    stable = tandem("promote", *common, "--model-version", "3", "--label", "stable", timeout=120)
     assert stable.returncode == 0, stable.stderr
     assert "label 'stable': 1 -> 3" in stable.stdout and "unloaded version(s) 1" in stable.stdout
     assert serving("stable") == 3 and _labels(path) == {"canary": 2, "stable": 3}
@@ -50,7 +50,7 @@ def test_promote_and_rollback_through_one_servers_reload_rpc(model_base, start_s
     back = tandem("rollback", *common, timeout=120)  # to the previous stable, from the history
     assert back.returncode == 0, back.stderr
     assert "label 'stable': 3 -> 1" in back.stdout and serving("stable") == 1
-    again = tandem("rollback", *common, "--to", "3", timeout=120)
+    again = tandem("rollback", *common, "--model-version", "3", timeout=120)
     assert again.returncode == 0, again.stderr
     assert serving("stable") == 3
     rejected = tandem("rollback", *common, "--label", "canary", timeout=120)
@@ -62,23 +62,24 @@ def test_promote_and_rollback_through_one_servers_reload_rpc(model_base, start_s
     # Refusals: one line, exit 2, the file and the server as they were.
     before = path.read_text()
     for args, message in (
-            (["promote", *common, "--version", "99", "--label", "stable"],
+            (["promote", *common, "--model-version", "99", "--label", "stable"],
              "version 99 of 'scorer' does not exist"),
-            (["promote", "--model", "other", "--config", str(path), "--version", "2", "--label",
+            (["promote", "--model", "other", "--model_config_file", str(path), "--model-version", "2", "--label",
               "stable"], "model 'other' is not in"),
-            (["rollback", *common, "--to", "3"], "stable already points at version 3"),
+            (["rollback", *common, "--model-version", "3"], "stable already points at version 3"),
             (["rollback", *common, "--label", "canary"], "canary already points at version 3"),
-            (["promote", *common, "--version", "2", "--label", "stable", "--apply", "true"],
+            (["promote", *common, "--model-version", "2", "--label", "stable", "--apply", "true"],
              "--apply needs --replicas"),
-            (["rollback", *common[:4], "--server", "127.0.0.1:1", "--to", "2"],
+            (["rollback", *common[:4], "--server", "127.0.0.1:1", "--model-version", "2"],
              "model server 127.0.0.1:1 is not reachable"),
-            (["promote", *common, "--config", str(tmp_path / "none.config"), "--version", "2",
+            (["promote", *common, "--model_config_file", str(tmp_path / "none.config"),
+              "--model-version", "2",
               "--label", "stable"], "cannot read model config file")):
         code, out = _cli(capsys, *args)
         assert code == 2, (args, out)
         assert message in out.err and out.err.count("\n") == 1, (args, out.err)
     assert path.read_text() == before and serving("stable") == 3
-    bad_label = tandem("promote", *common, "--version", "2", "--label", "gold", timeout=120)
+    bad_label = tandem("promote", *common, "--model-version", "2", "--label", "gold", timeout=120)
     assert bad_label.returncode == 2 and "invalid choice: 'gold'" in bad_label.stderr
 
 
@@ -93,10 +94,10 @@ def test_promote_and_rollback_across_replicas_with_apply_and_timeout(model_base,
                                      allow_version_labels_for_unavailable_models=True))
                 for _ in range(2)]
     addresses = ",".join(f"127.0.0.1:{r.server.grpc_port}" for r in replicas)
-    common = ["--model", "scorer", "--config", str(local), "--replicas", addresses,
+    common = ["--model", "scorer", "--model_config_file", str(local), "--replicas", addresses,
               "--apply", f"cp {{}} {served}", "--timeout", "30"]
 
-    done = tandem("promote", *common, "--version", "2", "--label", "stable", timeout=180)
+    done = tandem("promote", *common, "--model-version", "2", "--label", "stable", timeout=180)
     assert done.returncode == 0, done.stderr
     assert "label 'stable': 1 -> 2 on 2 replica(s)" in done.stdout
     assert [r.predict([0.5], label="stable").model_spec.version.value for r in replicas] \

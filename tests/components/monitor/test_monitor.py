@@ -174,7 +174,7 @@ def test_bad_input_gets_a_clear_error(monitor_data, tmp_path):
         e.features.feature["trip_miles"].float_list.value.append(float(i))
         writer_examples.append((f"r{i}", e.SerializeToString(), 0))
     write_log(other, writer_examples)
-    result = tandem("monitor", "--logs", str(other), "--config", "listening", "--out",
+    result = tandem("monitor", "run", "--logs", str(other), "--config", "listening", "--out",
                     str(tmp_path / "o"), "--window-records", "300")
     assert result.returncode == 2 and "does not look like 'listening' traffic" in result.stderr
     # Torn and garbage records are skipped and counted; the rest is judged.
@@ -221,7 +221,7 @@ def test_cli_exit_status_alerts_and_report(monitor_data, training_statistics, tm
     write_log(tmp_path / "logs", clean + examples_of(monitor_data / "age_shift"))
     textfile = tmp_path / "textfile" / "tandem_monitor.prom"
     try:
-        result = tandem("monitor", "--logs", str(tmp_path / "logs"), "--config", "listening",
+        result = tandem("monitor", "run", "--logs", str(tmp_path / "logs"), "--config", "listening",
                         "--out", str(tmp_path / "out"), "--window-records", "1000",
                         "--training-statistics", training_statistics,
                         "--set", f"monitor.textfile={textfile}",
@@ -262,7 +262,7 @@ def test_monitoring_pipeline_runs_traffic_monitor_under_tfx(monitor_data, traini
 
     clean = examples_of(monitor_data / "clean")[:2000]
     write_log(tmp_path / "logs", clean + examples_of(monitor_data / "new_country"))
-    done = tandem("monitor", "--pipeline", "--logs", str(tmp_path / "logs"), "--config",
+    done = tandem("monitor", "pipeline", "--logs", str(tmp_path / "logs"), "--config",
                   "listening", "--out", str(tmp_path / "out"), "--window-records", "1000",
                   "--training-statistics", training_statistics)
     assert done.returncode == 1, done.stdout + done.stderr
@@ -284,7 +284,7 @@ def test_monitoring_pipeline_runs_traffic_monitor_under_tfx(monitor_data, traini
     assert window.datasets[0].num_examples == 1000
 
     out = tmp_path / "monitoring.json"
-    compiled = tandem("compile", "--kubeflow", str(out), "--monitoring", "--config",
+    compiled = tandem("compile", "monitoring", "--kubeflow", str(out), "--config",
                       "listening", "--logs", "gs://bucket/logs/2026-11-28", "--pipeline-root",
                       "gs://bucket/tandem", "--training-statistics",
                       "gs://bucket/tandem/StatisticsGen/statistics/3")

@@ -1,4 +1,4 @@
-"""`tandem monitor --window DURATION`: windows cut by the requests' arrival time, not by
+"""`tandem monitor run --window DURATION`: windows cut by the requests' arrival time, not by
 their count, and a drift named in the windows where it happened."""
 
 import json
@@ -28,7 +28,7 @@ def test_window_by_arrival_time_names_the_windows_that_drifted(monitor_data,
     write_log(tmp_path / "logs" / "older", examples_of(monitor_data / "age_shift"),
               start=START + 1200, spacing_s=2.0)
     out = tmp_path / "out"
-    done = tandem("monitor", "--logs", str(tmp_path / "logs"), "--config", "listening",
+    done = tandem("monitor", "run", "--logs", str(tmp_path / "logs"), "--config", "listening",
                   "--out", str(out), "--window", "10m",
                   "--training-statistics", training_statistics, timeout=600)
     assert done.returncode == 1, done.stdout + done.stderr
@@ -55,7 +55,7 @@ def test_window_by_arrival_time_names_the_windows_that_drifted(monitor_data,
 ])
 def test_a_bad_window_is_one_line_and_exit_2(args, message, monitor_data, tmp_path):
     write_log(tmp_path / "logs", examples_of(monitor_data / "clean")[:10])
-    done = tandem("monitor", "--logs", str(tmp_path / "logs"), "--config", "listening",
+    done = tandem("monitor", "run", "--logs", str(tmp_path / "logs"), "--config", "listening",
                   "--out", str(tmp_path / "out"), *args, timeout=300)
     assert done.returncode == 2, done.stdout + done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -409,7 +409,7 @@ def test_promotion_pipeline_runs_shadow_validator_under_tfx_and_records_the_bles
     assert str(root / "logs") in inputs and str(root / "b" / "1") in inputs
 
     out = tmp_path / "promotion.json"
-    compiled = tandem("compile", "--kubeflow", str(out), "--promotion", "--baseline",
+    compiled = tandem("compile", "promotion", "--kubeflow", str(out), "--baseline",
                       "gs://bucket/models/listening/1", "--candidate",
                       "gs://bucket/models/listening/2", "--logs", "gs://bucket/logs/2026-11-28",
                       "--pipeline-root", "gs://bucket/tandem")
@@ -417,7 +417,7 @@ def test_promotion_pipeline_runs_shadow_validator_under_tfx_and_records_the_bles
     tasks = set(json.loads(out.read_text())["pipelineSpec"]["root"]["dag"]["tasks"])
     assert tasks == {"ShadowValidator", "request_logs", "baseline_model", "candidate_model"}
     assert "tandem.components.shadow_validator.executor.Executor" in out.read_text()
-    missing = tandem("compile", "--kubeflow", str(out), "--promotion")
+    missing = tandem("compile", "promotion", "--kubeflow", str(out))
     assert missing.returncode == 2 and "--baseline" in missing.stderr
 
 

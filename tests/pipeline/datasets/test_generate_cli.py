@@ -61,7 +61,7 @@ def test_data_generate_writes_each_format(tmp_path):
 def test_data_generate_requests_and_their_late_labels(tmp_path):
     out = tmp_path / "req"
     done = tandem("data", "generate", "--rows", "400", "--out", str(out), "--seed", "5",
-                  "--requests", "--labels", "csv", "--label-delay", "30",
+                  "--requests", "--label-format", "csv", "--label-delay", "30",
                   "--label-loss", "0.5", "--rate", "4", timeout=300)
     assert done.returncode == 0, done.stderr
     labels_path = out / "span-1" / "labels.csv"
@@ -83,7 +83,7 @@ def test_data_generate_requests_and_their_late_labels(tmp_path):
     assert 30 - 4 * 30 / math.sqrt(len(delays)) < mean < 30 + 4 * 30 / math.sqrt(len(delays))
 
     tfrecord = tandem("data", "generate", "--rows", "100", "--out", str(tmp_path / "tfr"),
-                      "--seed", "5", "--requests", "--labels", "tfrecord", timeout=300)
+                      "--seed", "5", "--requests", "--label-format", "tfrecord", timeout=300)
     assert tfrecord.returncode == 0, tfrecord.stderr
     from tandem.schemas.labels import read_labels
 
@@ -94,9 +94,9 @@ def test_data_generate_requests_and_their_late_labels(tmp_path):
 def test_data_generate_bad_input_is_one_line_and_exit_2(tmp_path):
     cases = [
         (["--rows", "0"], "--rows must be a positive integer, got 0"),
-        (["--rows", "10", "--label-loss", "1.5", "--requests", "--labels", "csv"],
+        (["--rows", "10", "--label-loss", "1.5", "--requests", "--label-format", "csv"],
          "--label-loss must be in [0, 1), got 1.5"),
-        (["--rows", "10", "--requests", "--labels", "csv", "--rate", "0"],
+        (["--rows", "10", "--requests", "--label-format", "csv", "--rate", "0"],
          "--label-delay must be >= 0 and --rate > 0"),
         (["--rows", "10", "--requests", "--format", "csv"],
          "--requests writes tf.Examples: use --format tfrecord"),

@@ -426,7 +426,7 @@ def test_kill_9_under_load_loses_no_answered_request(model_server, listening_dat
     config = gateway_config(tmp_path, listening_data, f"127.0.0.1:{model_server.grpc_port}",
                             log={"fsync_interval_s": interval})
     proc = subprocess.Popen([sys.executable, "-m", "tandem.pipeline.cli", "serve", "gateway",
-                             "--config", config, "--port", str(port)], cwd=ROOT,
+                             "--gateway-config", config, "--port", str(port)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert _wait(lambda: _reachable(port), timeout=60), proc.stderr.read()
@@ -506,7 +506,7 @@ def test_config_errors_are_one_line_and_exit_2(listening_data, tmp_path):
             "has no table 'people'",
     }
     for args, message in cases.items():
-        proc = tandem("serve", "gateway", "--config", config, "--port", "0", *args, timeout=120)
+        proc = tandem("serve", "gateway", "--gateway-config", config, "--port", "0", *args, timeout=120)
         assert proc.returncode == 2, (args, proc.stderr)
         assert message in proc.stderr and proc.stderr.count("\n") == 1, (args, proc.stderr)
 
@@ -531,7 +531,7 @@ def test_the_gateway_and_the_model_server_bind_loopback_by_default(listening_mod
         "model server": ["serve", "models", f"--port={grpc_port}",
                          f"--rest_api_port={rest_port}", "--model_name=listening",
                          f"--model_base_path={listening_models / 'listening'}"],
-        "gateway": ["serve", "gateway", "--config", config, "--port", str(gw_port),
+        "gateway": ["serve", "gateway", "--gateway-config", config, "--port", str(gw_port),
                     "--rest_api_port", str(gw_rest_port)],
     }
     ports = {"model server": {grpc_port, rest_port}, "gateway": {gw_port, gw_rest_port}}

@@ -113,7 +113,7 @@ def test_logs_cat_prints_one_line_per_request_with_its_examples(gateway_log):
                         "model": "listening", "version": 1, "examples": 1, "flagged": [],
                         "rejected": False, "error": None}
 
-    every = tandem("logs", "cat", path, "--examples", "--full", timeout=120)
+    every = tandem("logs", "cat", path, "--with-examples", "--full", timeout=120)
     assert every.returncode == 0, every.stderr
     records = [json.loads(line) for line in every.stdout.splitlines()]
     assert len(records) == 17 and every.stderr == ""

@@ -110,7 +110,7 @@ def test_features_load_prefix_and_bad_input(listening_data, redis_server, tmp_pa
     # A gateway pointed at a Redis with no tables refuses to start, naming the fix.
     config = gateway_config(tmp_path, listening_data, "127.0.0.1:1",
                             decorate={"sqlite": "", "redis": redis_server.url})
-    refused = tandem("serve", "gateway", "--config", config, "--port", "0", timeout=120)
+    refused = tandem("serve", "gateway", "--gateway-config", config, "--port", "0", timeout=120)
     assert refused.returncode == 2
     assert "holds no tandem tables under 'tandem:'" in refused.stderr
     assert "tandem features load" in refused.stderr

@@ -1,0 +1,118 @@
+"""`tandem serve`: the online path, the embedded TF Serving-compatible model server and the
+gateway in front of it (decorate, validate, log, predict, mirror)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tandem.pipeline.cli.errors import CommandError
+from tandem.pipeline.cli.flags import add_group, add_set
+
+
+def cmd_serve_models(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from tandem.serving.errors import ServingError
+    from tandem.serving.model_server.flags import ignored
+    from tandem.serving.model_server.model_config import ConfigFileError
+    from tandem.serving.model_server.server import ModelServer, ServerOptions
+
+    if args.version:
+        from importlib.metadata import version
+
+        print(f"TensorFlow ModelServer (tandem embedded server {version('tandem')}, "
+              f"TF Serving 2.16 API)")
+        return 0
+    for notice in ignored(args):
+        print(f"tandem serve models: {notice}", file=sys.stderr)
+    if args.model_base_path and not args.model_name:
+        args.model_name = "default"  # TF Serving's default model name
+    names = {f.name for f in dataclasses.fields(ServerOptions)}
+    options = ServerOptions(**{k: v for k, v in vars(args).items() if k in names})
+    try:
+        server = ModelServer(options)
+        server.start()
+    except (ConfigFileError, ServingError) as e:
+        raise CommandError(str(e)) from None
+    except OSError as e:
+        raise CommandError(f"cannot start the server: {e}") from None
+    for name, entry in sorted(server.manager.models().items()):
+        versions = entry.available()
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(entry.labels.items()))
+        print(f"model '{name}': serving version(s) {versions or 'none yet'}"
+              f"{' (' + labels + ')' if labels else ''} from {entry.config.base_path}")
+    return _serve_until_stopped(server, options.host, server.grpc_port, "server")
+
+
+def _serve_until_stopped(server, host: str, port: int, what: str) -> int:
+    """Print where it listens, then run until SIGTERM or Ctrl-C and stop cleanly."""
+    import signal
+
+    rest = f", REST and metrics on {host}:{server.rest_port}" if server.rest_port else ""
+    print(f"gRPC on {host}:{port}{rest}", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: server._stop.set())
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    server.stop()
+    print(f"{what} stopped", flush=True)
+    return 0
+
+
+def cmd_serve_gateway(args: argparse.Namespace) -> int:
+    from tandem.serving.gateway.config import GatewayConfigError, load_config
+    from tandem.serving.gateway.sources import SourceError, check_source
+
+    try:  # what can be checked before TensorFlow loads, answered at once
+        config = load_config(args.gateway_config, args.set)
+        check_source(config.decorate.sqlite, config.decorate.redis, config.join_list())
+    except (GatewayConfigError, SourceError) as e:
+        raise CommandError(str(e)) from None
+    from tandem.serving.errors import ServingError
+    from tandem.serving.gateway.server import GatewayServer
+
+    try:
+        server = GatewayServer(config, host=args.host, port=args.port,
+                               rest_api_port=args.rest_api_port,
+                               max_request_bytes=args.max_request_bytes)
+        server.start()
+    except (GatewayConfigError, SourceError, ServingError, ValueError) as e:
+        raise CommandError(str(e)) from None
+    except OSError as e:
+        raise CommandError(f"cannot start the gateway: {e}") from None
+    g = server.gateway
+    joins = ", ".join(f"{j.key}->{j.table}" for j in g.joins) or "none (pass-through)"
+    print(f"gateway: primary {config.primary.address}"
+          f"{' (model ' + config.primary.model_name + ')' if config.primary.model_name else ''}"
+          f", shadow {config.shadow.address + ' (' + config.shadow.model_name + ', ' + format(config.shadow.sample_percent, 'g') + '%)' if g.mirror else 'off'}")
+    print(f"decorate: {joins}"
+          f"{' from ' + g.source.kind + ' ' + g.source.version if g.source else ''}; "
+          f"validate: {len(g.validator.checks)} features ({config.validate.policy}"
+          f"{', reject: ' + ', '.join(sorted(g.reject_features)) if g.reject_features and config.validate.policy != 'reject' else ''})"
+          f"; log: {config.log.dir + ' (' + format(config.log.sample_percent, 'g') + '%)' if config.log.dir else 'off'}")
+    return _serve_until_stopped(server, args.host, server.port, "gateway")
+
+
+def register(sub) -> None:
+    serve_sub = add_group(sub, "serve", "the model server and the gateway", metavar="WHAT")
+    srv = serve_sub.add_parser(
+        "models", help="the embedded TF Serving-compatible model server (flags as TF Serving's)"
+    )
+    from tandem.serving.model_server.flags import add_flags
+
+    add_flags(srv)
+    srv.set_defaults(func=cmd_serve_models)
+    gw = serve_sub.add_parser(
+        "gateway", help="the gateway: decorate, validate, log, predict, mirror (TF Serving's API)")
+    gw.add_argument("--gateway-config", required=True, metavar="FILE",
+                    help="gateway config YAML (deploy/gateway/listening.yaml)")
+    add_set(gw, help="override a gateway config key, e.g. primary.address=127.0.0.1:8500")
+    gw.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    gw.add_argument("--port", type=int, default=8600, help="gRPC port (default 8600)")
+    gw.add_argument("--rest_api_port", type=int, default=0,
+                    help="REST and metrics port (default 0: no REST)")
+    gw.add_argument("--max_request_bytes", type=int, default=64 << 20,
+                    help="largest request accepted, gRPC and REST (default 64 MiB)")
+    gw.set_defaults(func=cmd_serve_gateway)
