@@ -25,9 +25,10 @@ def add_set(parser: argparse.ArgumentParser, help: str = "override a config key"
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=help)
 
 
-def add_beam_args(parser: argparse.ArgumentParser) -> None:
+def add_beam_args(parser: argparse.ArgumentParser, default: str = "default: DirectRunner in "
+                  "process") -> None:
     """Everything after `--`, handed to Beam as pipeline args."""
-    parser.add_argument("beam_args", nargs="*", help="after --: Beam pipeline args")
+    parser.add_argument("beam_args", nargs="*", help=f"after --: Beam pipeline args ({default})")
 
 
 def add_replay_config(parser: argparse.ArgumentParser) -> None:

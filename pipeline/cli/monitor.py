@@ -14,6 +14,7 @@ from tandem.schemas import exit_status
 
 def cmd_monitor_run(args: argparse.Namespace) -> int:
     from tandem.components.monitor.job import parse_duration
+    from tandem.pipeline.beam import job_args, with_runner_defaults
     from tandem.pipeline.config import load_config
     from tandem.pipeline.traffic_checks import run_monitor
 
@@ -22,7 +23,9 @@ def cmd_monitor_run(args: argparse.Namespace) -> int:
     summary = run_monitor(args.logs, config, args.out, window_s=window_s,
                           window_records=args.window_records,
                           training_statistics=args.training_statistics,
-                          labels=args.labels, beam_args=args.beam_args or None,
+                          labels=args.labels,
+                          beam_args=with_runner_defaults(args.beam_args) if args.beam_args
+                          else job_args(config),
                           training_examples=args.training_examples,
                           progress=lambda line: print(line, flush=True))
     if not summary["training_statistics"]:
@@ -43,6 +46,7 @@ def cmd_monitor_pipeline(args: argparse.Namespace) -> int:
 
     from tandem.components.metadata import open_store
     from tandem.components.monitor.job import find_training_statistics, served_model
+    from tandem.pipeline.beam import job_args
     from tandem.pipeline.config import load_config
     from tandem.pipeline.monitoring import create_monitoring_pipeline
     from tandem.schemas.request_log import expand
@@ -72,7 +76,8 @@ def cmd_monitor_pipeline(args: argparse.Namespace) -> int:
     metadata = os.path.join(root, "metadata.sqlite")
     pipeline = create_monitoring_pipeline(
         load_config(config.source, overrides), os.path.abspath(args.logs), config.schema,
-        os.path.join(root, "pipeline"), training, metadata_path=metadata)
+        os.path.join(root, "pipeline"), training, beam_args=job_args(config),
+        metadata_path=metadata)
     start = time.monotonic()
     print(f"monitoring pipeline: TrafficMonitor on {args.logs} ...", flush=True)
     tfx.orchestration.LocalDagRunner().run(pipeline)
@@ -115,7 +120,7 @@ def register(sub) -> None:
                      help="training tf.Examples (TFRecord): feature-value skew, joined by id")
     run.add_argument("--labels", default=None, metavar="FILE",
                      help="late labels (request_id,label[,timestamp]): label drift too")
-    add_beam_args(run)
+    add_beam_args(run, "default: the config's beam.extra_args")
     run.set_defaults(func=cmd_monitor_run, runs_beam=True)
 
     pipeline = mon_sub.add_parser(

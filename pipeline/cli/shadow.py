@@ -24,6 +24,7 @@ def replay_config_dict(path: str | None, overrides: list[str]) -> dict:
 
 def cmd_shadow_replay(args: argparse.Namespace) -> int:
     from tandem.components.shadow.replay import load_replay_config, summary
+    from tandem.pipeline.beam import with_runner_defaults
     from tandem.pipeline.traffic_checks import run_replay
 
     config = load_replay_config(args.replay_config, args.set)
@@ -31,7 +32,7 @@ def cmd_shadow_replay(args: argparse.Namespace) -> int:
     print(f"replay: {args.logs} through {args.baseline} (A) and {args.candidate} (B) ...",
           flush=True)
     report = run_replay(args.logs, args.baseline, args.candidate, args.out, config,
-                        args.beam_args or None, labels=args.labels)
+                        with_runner_defaults(args.beam_args) or None, labels=args.labels)
     for line in summary(report):
         print(line)
     print(f"report: {os.path.join(args.out, 'report.json')} and "

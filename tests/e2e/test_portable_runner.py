@@ -53,8 +53,8 @@ def test_every_beam_job_of_the_loop_runs_on_a_portable_runner(tmp_path, beam_clu
     extra = ["--runner=PortableRunner", f"--job_endpoint=127.0.0.1:{job_port}",
              "--environment_type=EXTERNAL", f"--environment_config=127.0.0.1:{worker_port}"]
     work = tmp_path / "loop"
-    done = tandem("loop", "--work", str(work), "--rows", "4000",
-                  "--set", f"beam.extra_args=[{', '.join(extra)}]", timeout=2400)
+    beam = f"beam.extra_args=[{', '.join(extra)}]"
+    done = tandem("loop", "--out", str(work), "--rows", "4000", "--set", beam, timeout=2400)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert f"Beam PortableRunner (127.0.0.1:{job_port})" in done.stdout
     summary = done.stdout[done.stdout.index("== summary"):]
@@ -64,13 +64,21 @@ def test_every_beam_job_of_the_loop_runs_on_a_portable_runner(tmp_path, beam_clu
     assert "Traceback" not in done.stderr
     assert library_log_lines(done.stdout, done.stderr) == []
 
+    # The TFX monitoring pipeline (TrafficMonitor) over the loop's log, on the same cluster:
+    # the drift the loop sent is found there too.
+    monitored = tandem("monitor", "pipeline", "--logs", str(work / "request_logs"),
+                       "--config", "listening", "--set", f"output_dir={work / 'pipeline'}",
+                       "--set", beam, "--out", str(tmp_path / "monitoring"), timeout=600)
+    assert monitored.returncode == 1, monitored.stdout + monitored.stderr
+    assert "FOUND: drift in hour_of_day" in monitored.stdout
+
     cluster = log.read_text()
     jobs = re.findall(r"^job \S+: (.*)$", cluster, re.M)
     states = re.findall(r"Completed job in [\d.]+ seconds with state (\w+)", cluster)
     assert states and set(states) == {"DONE"} and len(states) == len(jobs), cluster[-3000:]
-    # Every Beam job of the loop went through the job service, in the loop's order, each
-    # known by a transform of its own: v1's pipeline, the monitor, v2's pipeline from the
-    # request log and the shadow replay.
+    # Every Beam job went through the job service, in the order it ran, each known by a
+    # transform of its own: v1's pipeline, the monitor, v2's pipeline from the request log
+    # (LogExampleGen), the shadow replay, then the TrafficMonitor.
     kinds = {"InputToRecord": "ExampleGen", "GenerateStatistics[train]": "StatisticsGen",
              "WriteTransformFn": "Transform", "ExtractEvaluateAndWriteResults": "Evaluator",
              "WindowStatistics": "monitor", "JoinLabels": "LogExampleGen",
@@ -78,7 +86,7 @@ def test_every_beam_job_of_the_loop_runs_on_a_portable_runner(tmp_path, beam_clu
     ran = [[kind for name, kind in kinds.items() if name in job.split(" | ")] for job in jobs]
     assert ran == [[k] for k in (
         "ExampleGen", "StatisticsGen", "Transform", "Evaluator", "monitor",
-        "LogExampleGen", "StatisticsGen", "Transform", "Evaluator", "replay")], jobs
+        "LogExampleGen", "StatisticsGen", "Transform", "Evaluator", "replay", "monitor")], jobs
     # ... and ran its DoFns in worker processes the pool started, not in the driver.
     assert len(re.findall(r"^worker started: ", cluster, re.M)) >= len(jobs)
     assert (work / "replay" / "report.json").exists()
