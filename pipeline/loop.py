@@ -35,11 +35,13 @@ from typing import TextIO
 
 from tandem.pipeline.beam import job_args
 from tandem.pipeline.loop_data import REQUEST_BATCH
+from tandem.schemas.exit_status import BadInputError
 from tandem.schemas.files import atomic_write
 
 
-class LoopError(RuntimeError):
-    """A step failed: the message names it."""
+class LoopError(BadInputError):
+    """The loop cannot start (bad input: exit status 2), or a step failed (the loop reports
+    it and exits 1): the message names it."""
 
 
 @dataclasses.dataclass

@@ -32,6 +32,7 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
+from tandem.schemas.exit_status import BadInputError
 from tandem.schemas.files import atomic_write
 from tandem.serving.model_server.manager import State, version_dirs
 from tandem.serving.model_server.model_config import find_model, read_config, write_config
@@ -40,7 +41,7 @@ LABELS = ("canary", "stable")
 LOCK_TIMEOUT_SECONDS = 300.0
 
 
-class PromotionError(RuntimeError):
+class PromotionError(BadInputError):
     """A promotion or rollback that could not be carried out; the message says why."""
 
 

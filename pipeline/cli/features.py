@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from tandem.pipeline.cli.errors import CommandError
 from tandem.pipeline.cli.flags import add_group
 
 
 def cmd_features_load(args: argparse.Namespace) -> int:
     import time
 
-    from tandem.serving.gateway.sources import SourceError, copy_to_redis
+    from tandem.serving.gateway.sources import copy_to_redis
 
     start = time.monotonic()
 
     def progress(table: str, n: int) -> None:
         print(f"load: {table}: {n:,} rows", flush=True)
 
-    try:
-        counts = copy_to_redis(args.sqlite, args.to, prefix=args.prefix, progress=progress)
-    except SourceError as e:
-        raise CommandError(str(e)) from None
+    counts = copy_to_redis(args.sqlite, args.to, prefix=args.prefix, progress=progress)
     tables = ", ".join(f"{t} ({n:,} rows)" for t, n in counts.items())
     print(f"loaded {tables} into {args.to} in {time.monotonic() - start:.1f}s")
     return 0

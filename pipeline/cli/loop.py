@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import argparse
 
-from tandem.pipeline.cli.errors import CommandError
 from tandem.pipeline.cli.flags import add_config, add_set
 
 
 def cmd_loop(args: argparse.Namespace) -> int:
-    from tandem.pipeline.loop import LoopError, run_loop
-    from tandem.pipeline.loop_data import LoopDataError
+    from tandem.pipeline.loop import run_loop
 
-    try:
-        return run_loop(args.out, rows=args.rows, verbose=getattr(args, "verbose", False),
-                        config=args.config, overrides=args.set, scenario=args.scenario)
-    except (LoopError, LoopDataError) as e:
-        raise CommandError(str(e)) from None
+    return run_loop(args.out, rows=args.rows, verbose=getattr(args, "verbose", False),
+                    config=args.config, overrides=args.set, scenario=args.scenario)
 
 
 def register(sub) -> None:

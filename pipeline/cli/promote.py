@@ -33,15 +33,9 @@ def _check_replica_flags(args: argparse.Namespace) -> None:
 
 def _move_label(args: argparse.Namespace, move) -> int:
     """Run one label move (`move` returns its steps) and print each step."""
-    from tandem.serving.model_server.model_config import ConfigFileError
-    from tandem.serving.promotion import PromotionError
 
     _check_replica_flags(args)
-    try:
-        steps = move()
-    except (PromotionError, ConfigFileError) as e:
-        raise CommandError(str(e)) from None
-    for step in steps:
+    for step in move():
         print(step)
     return 0
 

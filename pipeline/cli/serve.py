@@ -15,7 +15,6 @@ def cmd_serve_models(args: argparse.Namespace) -> int:
 
     from tandem.serving.errors import ServingError
     from tandem.serving.model_server.flags import ignored
-    from tandem.serving.model_server.model_config import ConfigFileError
     from tandem.serving.model_server.server import ModelServer, ServerOptions
 
     if args.version:
@@ -33,7 +32,7 @@ def cmd_serve_models(args: argparse.Namespace) -> int:
     try:
         server = ModelServer(options)
         server.start()
-    except (ConfigFileError, ServingError) as e:
+    except ServingError as e:
         raise CommandError(str(e)) from None
     except OSError as e:
         raise CommandError(f"cannot start the server: {e}") from None
@@ -62,14 +61,12 @@ def _serve_until_stopped(server, host: str, port: int, what: str) -> int:
 
 
 def cmd_serve_gateway(args: argparse.Namespace) -> int:
-    from tandem.serving.gateway.config import GatewayConfigError, load_config
-    from tandem.serving.gateway.sources import SourceError, check_source
+    from tandem.serving.gateway.config import load_config
+    from tandem.serving.gateway.sources import check_source
 
-    try:  # what can be checked before TensorFlow loads, answered at once
-        config = load_config(args.gateway_config, args.set)
-        check_source(config.decorate.sqlite, config.decorate.redis, config.join_list())
-    except (GatewayConfigError, SourceError) as e:
-        raise CommandError(str(e)) from None
+    # What can be checked before TensorFlow loads, answered at once.
+    config = load_config(args.gateway_config, args.set)
+    check_source(config.decorate.sqlite, config.decorate.redis, config.join_list())
     from tandem.serving.errors import ServingError
     from tandem.serving.gateway.server import GatewayServer
 
@@ -78,7 +75,7 @@ def cmd_serve_gateway(args: argparse.Namespace) -> int:
                                rest_api_port=args.rest_api_port,
                                max_request_bytes=args.max_request_bytes)
         server.start()
-    except (GatewayConfigError, SourceError, ServingError, ValueError) as e:
+    except (ServingError, ValueError) as e:  # the rest is bad input already (exit 2)
         raise CommandError(str(e)) from None
     except OSError as e:
         raise CommandError(f"cannot start the gateway: {e}") from None

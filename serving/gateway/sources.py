@@ -24,13 +24,14 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from tandem.schemas.exit_status import BadInputError
 from tandem.serving.errors import Unavailable
 
 SQL_TYPES = {"INTEGER": "INT", "INT": "INT", "REAL": "FLOAT", "FLOAT": "FLOAT", "TEXT": "BYTES"}
 SQLITE_BATCH = 900  # under SQLite's default limit of host parameters per statement
 
 
-class SourceError(Exception):
+class SourceError(BadInputError):
     """A feature source that cannot be opened or does not hold what the config names."""
 
 
