@@ -14,6 +14,7 @@ import dataclasses
 import os
 
 from tandem.pipeline.config import PipelineConfig
+from tandem.schemas.exit_status import BadInputError
 
 # Inputs up to this many bytes on disk (as stored: a .gz file counts compressed) run in
 # process. README "Where it runs" gives the measurements behind it.
@@ -68,26 +69,87 @@ def job_args(config: PipelineConfig) -> list[str]:
     return ["--direct_running_mode=in_memory", *with_runner_defaults(config.beam.extra_args)]
 
 
-# Beam's portable runners (PortableRunner, and FlinkRunner and SparkRunner built on it) give
-# the driver's watch on a running job (its state and message streams) the deadline of one
-# request to the job service, `--job_server_timeout`, 60 s by default: a job that runs longer
-# than a minute fails in the driver with DEADLINE_EXCEEDED while it goes on to finish on the
-# cluster. Unless the args set it, tandem waits up to a day.
-PORTABLE_RUNNERS = ("portablerunner", "flinkrunner", "sparkrunner")
+# Beam's portable runners (PortableRunner, and FlinkRunner, SparkRunner and PrismRunner built on
+# it) give the driver's watch on a running job (its state and message streams) the deadline of
+# one request to the job service, `--job_server_timeout`, 60 s by default: a job that runs
+# longer than a minute fails in the driver with DEADLINE_EXCEEDED while it goes on to finish on
+# the cluster. Unless the args set it, tandem waits up to a day, and checks first that the job
+# service answers at all (`check_job_service`), so that a wrong endpoint fails in seconds.
 JOB_SERVER_TIMEOUT_S = 24 * 3600
+JOB_SERVICE_CONNECT_S = 30.0
+
+
+class BeamArgsError(BadInputError):
+    """Beam args that cannot run: the message names the arg (exit status 2)."""
 
 
 def _flags(args: list[str]) -> dict[str, str]:
-    return dict(arg[2:].split("=", 1) for arg in args if arg.startswith("--") and "=" in arg)
+    """`--name=value` and `--name value` flags, as Beam reads them."""
+    flags: dict[str, str] = {}
+    for i, arg in enumerate(args):
+        if not arg.startswith("--"):
+            continue
+        if "=" in arg:
+            name, value = arg[2:].split("=", 1)
+        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+            name, value = arg[2:], args[i + 1]
+        else:
+            continue
+        flags[name.replace("-", "_")] = value
+    return flags
+
+
+def runner_class(args: list[str]) -> type | None:
+    """The runner class Beam would build for `args` (`portable`, `FlinkRunner`, a dotted
+    class path, ...), or None for the default (DirectRunner)."""
+    runner = _flags(args).get("runner")
+    if not runner:
+        return None
+    import importlib
+
+    from apache_beam.runners.runner import _RUNNER_MAP
+
+    path = _RUNNER_MAP.get(runner.lower(), _RUNNER_MAP.get(runner.lower() + "runner", runner))
+    if "." not in path:
+        raise BeamArgsError(f"beam args: unknown runner {runner!r}")
+    module, name = path.rsplit(".", 1)
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise BeamArgsError(f"beam args: runner {runner!r} cannot be loaded: {e}") from None
+
+
+def _is_portable(args: list[str]) -> bool:
+    from apache_beam.runners.portability.portable_runner import PortableRunner
+
+    runner = runner_class(args)
+    return runner is not None and issubclass(runner, PortableRunner)
 
 
 def with_runner_defaults(args: list[str]) -> list[str]:
     """`args` with what a portable runner needs and Beam does not default to (above)."""
-    flags = _flags(args)
-    if flags.get("runner", "").lower() in PORTABLE_RUNNERS and not any(
-            arg.startswith(("--job_server_timeout", "--job-server-timeout")) for arg in args):
+    if _is_portable(args) and "job_server_timeout" not in _flags(args) and not any(
+            a in ("--job_server_timeout", "--job-server-timeout") for a in args):
         return [*args, f"--job_server_timeout={JOB_SERVER_TIMEOUT_S}"]
     return list(args)
+
+
+def check_job_service(args: list[str], timeout_s: float = JOB_SERVICE_CONNECT_S) -> None:
+    """For a portable runner with a `--job_endpoint`: the job service answers within
+    `timeout_s`, else BeamArgsError naming the endpoint. Runs before any job is submitted."""
+    endpoint = _flags(args).get("job_endpoint")
+    if not endpoint or endpoint == "embed" or not _is_portable(args):
+        return
+    import grpc
+
+    channel = grpc.insecure_channel(endpoint)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout_s)
+    except grpc.FutureTimeoutError:
+        raise BeamArgsError(f"beam args: no Beam job service answers at --job_endpoint="
+                            f"{endpoint} (waited {timeout_s:.0f}s)") from None
+    finally:
+        channel.close()
 
 
 def runner_name(config: PipelineConfig) -> str:

@@ -17,6 +17,10 @@ pipeline would be, and the replay must reject it.
 Every server it starts is stopped at the end, on a failing step, and on Ctrl-C. Everything
 lives under one work directory, which a new run starts afresh, so a second run needs no
 cleanup.
+
+One module, past 400 lines, because the seven steps share one set of running servers and one
+work directory that a failing step must tear down; the data each config brings lives in
+pipeline/loop_data.py.
 """
 
 from __future__ import annotations
@@ -39,9 +43,12 @@ from tandem.schemas.exit_status import BadInputError
 from tandem.schemas.files import atomic_write
 
 
-class LoopError(BadInputError):
-    """The loop cannot start (bad input: exit status 2), or a step failed (the loop reports
-    it and exits 1): the message names it."""
+class LoopError(RuntimeError):
+    """A step failed: the loop reports it, stops its servers and exits 1."""
+
+
+class LoopInputError(BadInputError):
+    """The loop cannot start on what it was given (exit status 2): the message names it."""
 
 
 @dataclasses.dataclass
@@ -243,7 +250,7 @@ class OwnData(Plan):
         try:
             check_recipe(self.user_config, load_schema(self.user_config.schema))
         except SchemaError as e:
-            raise LoopError(str(e)) from None
+            raise LoopInputError(str(e)) from None
 
     def train_data(self, say) -> None:
         from tandem.pipeline.config import load_config
@@ -310,7 +317,7 @@ def run_loop(work: str = "outputs/loop", rows: int | None = None, out: TextIO = 
     from tandem.pipeline.runner import run
 
     if scenario not in SCENARIOS:
-        raise LoopError(f"--scenario {scenario!r}: expected one of {', '.join(SCENARIOS)}")
+        raise LoopInputError(f"--scenario {scenario!r}: expected one of {', '.join(SCENARIOS)}")
     work = os.path.abspath(work)
     if config in (None, "listening"):
         plan: Plan = Listening(work, rows or 12000, overrides or [])

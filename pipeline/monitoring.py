@@ -65,8 +65,11 @@ def create_monitoring_pipeline(config: PipelineConfig, logs: str, schema: str,
 def compile_monitoring_kubeflow(out_path: str, config: PipelineConfig, logs: str, schema: str,
                                 pipeline_root: str, image: str,
                                 training_statistics: str | None = None) -> dict:
+    from tandem.pipeline.beam import with_runner_defaults
+
     pipeline = create_monitoring_pipeline(config, logs, schema, pipeline_root,
-                                          training_statistics, beam_args=[])
+                                          training_statistics,
+                                          beam_args=with_runner_defaults(config.beam.extra_args))
     from tandem.pipeline.kubeflow import compile_dag
 
     return compile_dag(pipeline, out_path, image,

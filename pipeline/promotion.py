@@ -57,13 +57,15 @@ def create_promotion_pipeline(baseline: str, candidate: str, logs: str, pipeline
 
 
 def run_promotion_pipeline(baseline: str, candidate: str, logs: str, out_dir: str,
-                           replay_config: dict | None = None) -> dict:
+                           replay_config: dict | None = None,
+                           beam_args: list[str] | None = None) -> dict:
     """Runs the promotion pipeline locally; returns the blessing artifact's uri and verdict."""
     root = os.path.abspath(out_dir)
     metadata = os.path.join(root, "metadata.sqlite")
     pipeline = create_promotion_pipeline(os.path.abspath(baseline), os.path.abspath(candidate),
                                          os.path.abspath(logs), os.path.join(root, "pipeline"),
-                                         replay_config, metadata_path=metadata)
+                                         replay_config, beam_args=beam_args,
+                                         metadata_path=metadata)
     tfx.orchestration.LocalDagRunner().run(pipeline)
     store = open_store(metadata)
     blessings = sorted(store.get_artifacts_by_type("ModelBlessing"), key=lambda a: a.id)
@@ -74,10 +76,11 @@ def run_promotion_pipeline(baseline: str, candidate: str, logs: str, out_dir: st
 
 def compile_promotion_kubeflow(out_path: str, baseline: str, candidate: str, logs: str,
                                pipeline_root: str, image: str,
-                               replay_config: dict | None = None) -> dict:
+                               replay_config: dict | None = None,
+                               beam_args: list[str] | None = None) -> dict:
     """The promotion pipeline as a Kubeflow Pipelines (v2) spec."""
     pipeline = create_promotion_pipeline(baseline, candidate, logs, pipeline_root,
-                                         replay_config, beam_args=[])
+                                         replay_config, beam_args=beam_args or [])
     from tandem.pipeline.kubeflow import compile_dag
 
     return compile_dag(pipeline, out_path, image,

@@ -276,8 +276,10 @@ def run(
         anomaly_rows,
         load_anomalies,
     )
-    from tandem.pipeline.beam import runner_name
+    from tandem.pipeline.beam import check_job_service, runner_name
     from tandem.pipeline.pipeline import create_pipeline
+
+    check_job_service(config.beam.extra_args)  # a wrong endpoint fails now, not in a minute
 
     where = f"span {summary.span}" if summary.span is not None else config.data.location
     out.write(

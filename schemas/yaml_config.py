@@ -18,8 +18,9 @@ def read_yaml(path: str, what: str = "config") -> dict:
             raw = yaml.safe_load(f)
     except OSError as e:
         raise YamlConfigError(f"cannot read {what} {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise YamlConfigError(f"{what} {path} is not valid YAML: {e}") from None
+    except yaml.YAMLError as e:  # its message spans lines, with a caret drawing; one line here
+        raise YamlConfigError(f"{what} {path} is not valid YAML: {' '.join(str(e).split())}") \
+            from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):

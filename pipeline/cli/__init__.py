@@ -97,8 +97,23 @@ def _quiet_libraries(verbose: bool) -> None:
     quiet_root_logger()  # before Beam's logging.basicConfig() prints INFO:absl:... lines
 
 
+# Mode flags that became subcommands: named with their new spelling when someone types them.
+RETIRED = {("compile", "--monitoring"): "tandem compile monitoring",
+           ("compile", "--promotion"): "tandem compile promotion",
+           ("monitor", "--pipeline"): "tandem monitor pipeline"}
+
+
+def _refuse_retired(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    words = [a for a in argv if a != "--verbose"]
+    for (group, flag), now in RETIRED.items():
+        if words[:1] == [group] and flag in words:
+            parser.error(f"`{group} {flag}` is now a subcommand: use `{now}`")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    _refuse_retired(parser, sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
     verbose = getattr(args, "verbose", False)
     _quiet_libraries(verbose)
     noise_filter = None

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import argparse
 
-from tandem.pipeline.cli.flags import add_config, add_group, add_replay_config, add_set
+from tandem.pipeline.cli.flags import (
+    add_beam_args,
+    add_config,
+    add_group,
+    add_replay_config,
+    add_set,
+)
 from tandem.pipeline.cli.shadow import replay_config_dict
 
 
@@ -39,11 +45,13 @@ def cmd_compile_monitoring(args: argparse.Namespace) -> int:
 
 
 def cmd_compile_promotion(args: argparse.Namespace) -> int:
+    from tandem.pipeline.beam import with_runner_defaults
     from tandem.pipeline.promotion import compile_promotion_kubeflow
 
     return _print_summary(compile_promotion_kubeflow(
         args.kubeflow, args.baseline, args.candidate, args.logs, args.pipeline_root,
-        args.image, replay_config_dict(args.replay_config, [])))
+        args.image, replay_config_dict(args.replay_config, []),
+        with_runner_defaults(args.beam_args)))
 
 
 def _add_target(parser: argparse.ArgumentParser, root_required: bool) -> None:
@@ -92,4 +100,5 @@ def register(sub) -> None:
     promotion.add_argument("--candidate", required=True, help="model B's URI")
     promotion.add_argument("--logs", required=True, help="request-log directory URI")
     add_replay_config(promotion)
+    add_beam_args(promotion, "default: DirectRunner in the container")
     promotion.set_defaults(func=cmd_compile_promotion)

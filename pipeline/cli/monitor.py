@@ -14,18 +14,19 @@ from tandem.schemas import exit_status
 
 def cmd_monitor_run(args: argparse.Namespace) -> int:
     from tandem.components.monitor.job import parse_duration
-    from tandem.pipeline.beam import job_args, with_runner_defaults
+    from tandem.pipeline.beam import check_job_service, job_args, with_runner_defaults
     from tandem.pipeline.config import load_config
     from tandem.pipeline.traffic_checks import run_monitor
 
     config = load_config(args.config, args.set)
     window_s = parse_duration(args.window) if args.window else None
+    # Args after `--` replace the config's beam.extra_args; without them, the config's run.
+    beam_args = with_runner_defaults(args.beam_args) if args.beam_args else job_args(config)
+    check_job_service(beam_args)
     summary = run_monitor(args.logs, config, args.out, window_s=window_s,
                           window_records=args.window_records,
                           training_statistics=args.training_statistics,
-                          labels=args.labels,
-                          beam_args=with_runner_defaults(args.beam_args) if args.beam_args
-                          else job_args(config),
+                          labels=args.labels, beam_args=beam_args,
                           training_examples=args.training_examples,
                           progress=lambda line: print(line, flush=True))
     if not summary["training_statistics"]:
@@ -46,7 +47,7 @@ def cmd_monitor_pipeline(args: argparse.Namespace) -> int:
 
     from tandem.components.metadata import open_store
     from tandem.components.monitor.job import find_training_statistics, served_model
-    from tandem.pipeline.beam import job_args
+    from tandem.pipeline.beam import check_job_service, job_args
     from tandem.pipeline.config import load_config
     from tandem.pipeline.monitoring import create_monitoring_pipeline
     from tandem.schemas.request_log import expand
@@ -72,6 +73,7 @@ def cmd_monitor_pipeline(args: argparse.Namespace) -> int:
         found = find_training_statistics(config.metadata_path, config.model_name, version) \
             if version else None
         training = os.path.dirname(os.path.dirname(found)) if found else None
+    check_job_service(job_args(config))
     root = os.path.abspath(args.out)
     metadata = os.path.join(root, "metadata.sqlite")
     pipeline = create_monitoring_pipeline(
@@ -120,7 +122,7 @@ def register(sub) -> None:
                      help="training tf.Examples (TFRecord): feature-value skew, joined by id")
     run.add_argument("--labels", default=None, metavar="FILE",
                      help="late labels (request_id,label[,timestamp]): label drift too")
-    add_beam_args(run, "default: the config's beam.extra_args")
+    add_beam_args(run, "they replace the config's beam.extra_args")
     run.set_defaults(func=cmd_monitor_run, runs_beam=True)
 
     pipeline = mon_sub.add_parser(

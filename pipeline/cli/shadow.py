@@ -24,15 +24,17 @@ def replay_config_dict(path: str | None, overrides: list[str]) -> dict:
 
 def cmd_shadow_replay(args: argparse.Namespace) -> int:
     from tandem.components.shadow.replay import load_replay_config, summary
-    from tandem.pipeline.beam import with_runner_defaults
+    from tandem.pipeline.beam import check_job_service, with_runner_defaults
     from tandem.pipeline.traffic_checks import run_replay
 
     config = load_replay_config(args.replay_config, args.set)
+    beam_args = with_runner_defaults(args.beam_args)
+    check_job_service(beam_args)
     start = time.monotonic()
     print(f"replay: {args.logs} through {args.baseline} (A) and {args.candidate} (B) ...",
           flush=True)
     report = run_replay(args.logs, args.baseline, args.candidate, args.out, config,
-                        with_runner_defaults(args.beam_args) or None, labels=args.labels)
+                        beam_args or None, labels=args.labels)
     for line in summary(report):
         print(line)
     print(f"report: {os.path.join(args.out, 'report.json')} and "
@@ -46,6 +48,7 @@ def cmd_shadow_replay(args: argparse.Namespace) -> int:
 
 def cmd_shadow_validate(args: argparse.Namespace) -> int:
     from tandem.components.shadow.replay import load_report, preflight, summary
+    from tandem.pipeline.beam import check_job_service, with_runner_defaults
     from tandem.pipeline.promotion import run_promotion_pipeline
 
     config = replay_config_dict(args.replay_config, args.set)
@@ -53,9 +56,12 @@ def cmd_shadow_validate(args: argparse.Namespace) -> int:
     if not os.path.isdir(args.logs):
         raise CommandError(f"--logs must be a directory of request-log files (an Examples "
                            f"artifact's uri), got {args.logs}")
+    beam_args = with_runner_defaults(args.beam_args)
+    check_job_service(beam_args)
     start = time.monotonic()
     print(f"promotion pipeline: ShadowValidator on {args.logs} ...", flush=True)
-    result = run_promotion_pipeline(args.baseline, args.candidate, args.logs, args.out, config)
+    result = run_promotion_pipeline(args.baseline, args.candidate, args.logs, args.out, config,
+                                    beam_args=beam_args or None)
     report = load_report(os.path.dirname(result["report"]))
     for line in summary(report):
         print(line)
@@ -90,4 +96,5 @@ def register(sub) -> None:
     _add_models_and_log(validate, logs="request-log directory",
                         out="pipeline root and ML Metadata (metadata.sqlite) go here")
     add_set(validate, help="override a replay config key")
+    add_beam_args(validate)
     validate.set_defaults(func=cmd_shadow_validate, runs_beam=True)

@@ -6,10 +6,13 @@ import pytest
 from tandem.pipeline.beam import (
     IN_PROCESS_MAX_BYTES,
     JOB_SERVER_TIMEOUT_S,
+    BeamArgsError,
     beam_pipeline_args,
+    check_job_service,
     job_args,
     runner_name,
     running_mode,
+    with_runner_defaults,
     with_running_mode,
 )
 from tandem.pipeline.config import load_config
@@ -92,3 +95,31 @@ def test_the_banner_names_the_runner_that_runs_the_jobs(tmp_path):
         "PortableRunner (localhost:8099)"
     assert runner_name(_config(tmp_path, 'beam.extra_args=["--runner=DataflowRunner", '
                                          '"--region=r1"]')) == "DataflowRunner (r1)"
+
+
+@pytest.mark.parametrize("args", [
+    ["--runner=portable"], ["--runner", "flink"], ["--runner=PrismRunner"],
+    ["--runner=apache_beam.runners.portability.portable_runner.PortableRunner"]])
+def test_every_spelling_of_a_portable_runner_gets_the_long_wait(args):
+    assert with_runner_defaults(args)[-1] == f"--job_server_timeout={JOB_SERVER_TIMEOUT_S}"
+    assert with_runner_defaults([*args, "--job-server-timeout=7"])[-1] == \
+        "--job-server-timeout=7"
+
+
+def test_an_unknown_runner_is_bad_input():
+    with pytest.raises(BeamArgsError, match="unknown runner 'Flnk'"):
+        with_runner_defaults(["--runner=Flnk"])
+
+
+def test_a_job_service_that_does_not_answer_is_bad_input_before_any_job_is_sent():
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(BeamArgsError, match=f"no Beam job service answers at "
+                                            f"--job_endpoint=127.0.0.1:{port}"):
+        check_job_service(["--runner=PortableRunner", f"--job_endpoint=127.0.0.1:{port}"],
+                          timeout_s=2)
+    check_job_service(["--runner=DataflowRunner", "--job_endpoint=x:1"])  # not a job service
+    check_job_service([])

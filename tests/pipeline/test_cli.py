@@ -106,6 +106,10 @@ def test_an_old_mode_flag_is_refused_by_argparse_with_exit_2(argv, tmp_path):
     errors = [line for line in done.stderr.splitlines() if "error:" in line]
     assert errors == [done.stderr.splitlines()[-1]], done.stderr
     assert re.match(r"tandem( \w+)?: error: ", errors[0]), done.stderr
+    # ... naming the subcommand that took the mode flag's place.
+    new = {"--monitoring": "tandem compile monitoring", "--promotion": "tandem compile promotion",
+           "--pipeline": "tandem monitor pipeline"}
+    assert [now for flag, now in new.items() if flag in argv][0] in errors[0], done.stderr
     assert not (tmp_path / "kf.json").exists() and not (tmp_path / "out").exists()
 
 

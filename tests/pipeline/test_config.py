@@ -125,8 +125,9 @@ def test_missing_required_key_and_bad_problem_type(tmp_path):
 def test_unreadable_and_malformed_files(tmp_path):
     with pytest.raises(ConfigError, match="cannot read pipeline config"):
         load_config(str(tmp_path / "nope.yaml"))
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match="not valid YAML") as bad:
         load_config(_write(tmp_path, "name: [unclosed"))
+    assert "\n" not in str(bad.value) and "line 1" in str(bad.value)  # one line, with where
     with pytest.raises(ConfigError, match="empty"):
         load_config(_write(tmp_path, ""))
 
