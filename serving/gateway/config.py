@@ -113,30 +113,35 @@ class GatewayConfig:
 
 def _check(config: GatewayConfig, base: str) -> None:
     if not config.primary.address:
-        raise GatewayConfigError("primary.address is required (the model server, HOST:PORT)")
+        raise GatewayConfigError("missing required key 'primary.address' in gateway config "
+                                 "(the model server, HOST:PORT)")
     for name in ("schema",):
         if not getattr(config, name):
-            raise GatewayConfigError(f"{name} is required (the curated schema.pbtxt)")
+            raise GatewayConfigError(f"missing required key '{name}' in gateway config (the "
+                                     "curated schema.pbtxt)")
     for i, join in enumerate(config.decorate.joins):
         if not join.columns:
-            raise GatewayConfigError(f"decorate.joins[{i}].columns: expected a list of column "
-                                     "names, got []")
+            raise GatewayConfigError(f"key 'decorate.joins[{i}].columns' in gateway config: "
+                                     "expected a list of column names, got []")
     if config.decorate.joins and not (config.decorate.sqlite or config.decorate.redis):
-        raise GatewayConfigError("decorate.joins needs a source: decorate.sqlite or "
-                                 "decorate.redis")
+        raise GatewayConfigError("key 'decorate.joins' in gateway config needs a source: "
+                                 "decorate.sqlite or decorate.redis")
     for key in ("shadow.sample_percent", "log.sample_percent"):
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)
         if not 0 <= value <= 100:
-            raise GatewayConfigError(f"{key}: expected a percentage 0-100, got {value}")
+            raise GatewayConfigError(f"key '{key}' in gateway config: expected a percentage "
+                                     f"0-100, got {value}")
     if config.shadow.queue_size < 1 or config.shadow.workers < 1:
-        raise GatewayConfigError("shadow.queue_size and shadow.workers must be at least 1")
+        raise GatewayConfigError("keys 'shadow.queue_size' and 'shadow.workers' in gateway "
+                                 "config: expected at least 1")
     if config.validate.window_s <= 0:
-        raise GatewayConfigError("validate.window_s must be positive")
+        raise GatewayConfigError("key 'validate.window_s' in gateway config: expected a "
+                                 "positive number")
     for feature, rate in config.validate.thresholds.items():
         if not 0 <= rate <= 1:
-            raise GatewayConfigError(f"validate.thresholds.{feature}: expected a rate 0-1, "
-                                     f"got {rate!r}")
+            raise GatewayConfigError(f"key 'validate.thresholds.{feature}' in gateway config: "
+                                     f"expected a rate 0-1, got {rate!r}")
     # Relative paths are relative to the config file's directory's project, i.e. the CWD,
     # unless they only exist beside the config file.
     for section, name in (("", "schema"), ("decorate", "sqlite"), ("log", "dir")):

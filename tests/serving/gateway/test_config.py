@@ -30,7 +30,7 @@ def test_joins_are_typed_and_their_own_rules_still_apply(tmp_path):
     with pytest.raises(GatewayConfigError, match="^key 'validate.features.age' in gateway "
                                                  "config: expected one of flag, reject, got 'drop'$"):
         load_config(_config(tmp_path), ["validate.features={age: drop}"])
-    with pytest.raises(GatewayConfigError, match="decorate.joins needs a source"):
+    with pytest.raises(GatewayConfigError, match="key 'decorate.joins' in gateway config needs a source"):
         load_config(_config(tmp_path), ["decorate.joins=[{key: k, table: t, columns: [c]}]"])
 
 
