@@ -33,7 +33,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -59,12 +58,7 @@ from tensorflow_serving.apis import (  # noqa: E402
 )
 
 TANDEM = [sys.executable, "-m", "tandem.pipeline.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tandem.schemas.ports import free_port  # noqa: E402
 
 
 def trained_model(work: str) -> str:

@@ -41,6 +41,7 @@ from tandem.pipeline.beam import job_args
 from tandem.pipeline.loop_data import REQUEST_BATCH
 from tandem.schemas.exit_status import BadInputError
 from tandem.schemas.files import atomic_write
+from tandem.schemas.ports import free_port
 
 
 class LoopError(RuntimeError):
@@ -56,12 +57,6 @@ class Step:
     name: str
     seconds: float = 0.0
     result: str = ""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _tandem_command() -> list[str]:

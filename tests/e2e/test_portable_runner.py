@@ -13,15 +13,10 @@ import time
 
 import pytest
 
+from tandem.schemas.ports import free_port
 from tests.conftest import ROOT, library_log_lines, tandem
 
 pytestmark = pytest.mark.xdist_group("loop-portable")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _listening(port: int) -> bool:
@@ -32,7 +27,7 @@ def _listening(port: int) -> bool:
 @pytest.fixture
 def beam_cluster(tmp_path):
     """(job port, worker port, the cluster's log file): started, and stopped after the test."""
-    job_port, worker_port = _free_port(), _free_port()
+    job_port, worker_port = free_port(), free_port()
     log = tmp_path / "cluster.log"
     with open(log, "w") as f:
         cluster = subprocess.Popen(

@@ -2,12 +2,13 @@
 on 127.0.0.1."""
 
 import os
-import socket
 
 import pytest
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+from tandem.schemas.ports import free_port
 
 FEATURES = {
     "x": tf.io.FixedLenFeature([], tf.float32, default_value=0.0),
@@ -87,12 +88,6 @@ def make_model(base: str, version: int, bias: float = 0.0, warmup: int = 3) -> s
                     predict_log=prediction_log_pb2.PredictLog(request=req)).SerializeToString())
     os.rename(tmp, final)
     return final
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
