@@ -120,16 +120,17 @@ def runner_class(args: list[str]) -> type | None:
 
 
 def _is_portable(args: list[str]) -> bool:
+    runner = runner_class(args)
+    if runner is None:  # DirectRunner: no need to import the portable runner to know
+        return False
     from apache_beam.runners.portability.portable_runner import PortableRunner
 
-    runner = runner_class(args)
-    return runner is not None and issubclass(runner, PortableRunner)
+    return issubclass(runner, PortableRunner)
 
 
 def with_runner_defaults(args: list[str]) -> list[str]:
     """`args` with what a portable runner needs and Beam does not default to (above)."""
-    if _is_portable(args) and "job_server_timeout" not in _flags(args) and not any(
-            a in ("--job_server_timeout", "--job-server-timeout") for a in args):
+    if _is_portable(args) and "job_server_timeout" not in _flags(args):
         return [*args, f"--job_server_timeout={JOB_SERVER_TIMEOUT_S}"]
     return list(args)
 
