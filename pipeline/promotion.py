@@ -18,6 +18,7 @@ from tfx import v1 as tfx
 
 from tandem.components.metadata import connection_config, open_store
 from tandem.components.shadow_validator.component import ShadowValidator
+from tandem.pipeline.beam import run_local_dag
 from tandem.pipeline.traffic_checks import REPLAY_RENDER
 
 PIPELINE_NAME = "tandem-promotion"
@@ -66,7 +67,7 @@ def run_promotion_pipeline(baseline: str, candidate: str, logs: str, out_dir: st
                                          os.path.abspath(logs), os.path.join(root, "pipeline"),
                                          replay_config, beam_args=beam_args,
                                          metadata_path=metadata)
-    tfx.orchestration.LocalDagRunner().run(pipeline)
+    run_local_dag(pipeline)
     store = open_store(metadata)
     blessings = sorted(store.get_artifacts_by_type("ModelBlessing"), key=lambda a: a.id)
     latest = blessings[-1]

@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from tandem.pipeline.beam import with_running_mode
+from tandem.pipeline.beam import run_local_dag, with_running_mode
 from tandem.pipeline.config import STAGES, PipelineConfig
 from tandem.pipeline.preflight import InputError, check_inputs
 from tandem.schemas import load_schema, schema_fingerprint
@@ -265,7 +265,6 @@ def run(
 
         eval_config(config)  # a bad evaluation setting is a config error, found now
 
-    from tfx import v1 as tfx
 
     from tandem.components.evaluator import NoBar
     from tandem.components.slice_gate import SlicesFailed
@@ -298,7 +297,7 @@ def run(
     failed_slices = ""
     try:
         try:
-            tfx.orchestration.LocalDagRunner().run(pipeline)
+            run_local_dag(pipeline)
             exit_code = OK
         except AnomaliesFound as found:
             exit_code = CHECK_FAILED

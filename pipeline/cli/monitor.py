@@ -43,11 +43,10 @@ def cmd_monitor_run(args: argparse.Namespace) -> int:
 
 def cmd_monitor_pipeline(args: argparse.Namespace) -> int:
     """The same check as `monitor run`, as the TFX monitoring pipeline (ML Metadata)."""
-    from tfx import v1 as tfx
 
     from tandem.components.metadata import open_store
     from tandem.components.monitor.job import find_training_statistics, served_model
-    from tandem.pipeline.beam import check_job_service, job_args
+    from tandem.pipeline.beam import check_job_service, job_args, run_local_dag
     from tandem.pipeline.config import load_config
     from tandem.pipeline.monitoring import create_monitoring_pipeline
     from tandem.schemas.request_log import expand
@@ -82,7 +81,7 @@ def cmd_monitor_pipeline(args: argparse.Namespace) -> int:
         metadata_path=metadata)
     start = time.monotonic()
     print(f"monitoring pipeline: TrafficMonitor on {args.logs} ...", flush=True)
-    tfx.orchestration.LocalDagRunner().run(pipeline)
+    run_local_dag(pipeline)
     store = open_store(metadata)
     [latest] = sorted(store.get_artifacts_by_type("ExampleAnomalies"), key=lambda a: a.id)[-1:]
     props = latest.custom_properties

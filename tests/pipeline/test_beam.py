@@ -123,3 +123,66 @@ def test_a_job_service_that_does_not_answer_is_bad_input_before_any_job_is_sent(
                           timeout_s=2)
     check_job_service(["--runner=DataflowRunner", "--job_endpoint=x:1"])  # not a job service
     check_job_service([])
+
+
+# TFX's Beam executors package TFX into an sdist in a temporary directory they never remove
+# (49 MB per Beam component) unless told where dependencies come from. run_local_dag skips it
+# where the workers share this installation, and builds it once per process elsewhere.
+_POLICY_PROBE = """
+import json, os, sys, tempfile
+from tfx.components.statistics_gen.executor import Executor
+from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
+from tandem.pipeline.beam import install_dependency_policy
+install_dependency_policy()
+install_dependency_policy()  # idempotent: one wrapper, not two
+tmp = tempfile.gettempdir()
+before = set(os.listdir(tmp))
+seen = {}
+for name, args in json.loads(sys.argv[1]).items():
+    ctx = BaseBeamExecutor.Context(beam_pipeline_args=args, tmp_dir=tmp, unique_id="probe")
+    seen[name] = Executor(ctx)._beam_pipeline_args
+new = sorted(set(os.listdir(tmp)) - before)
+print(json.dumps({"seen": seen, "new": [os.path.join(tmp, n) for n in new]}))
+"""
+
+
+def _probe(tmp_path, cases: dict) -> dict:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", _POLICY_PROBE, json.dumps(cases)], env=env,
+                          capture_output=True, text=True, timeout=300, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_beam_components_on_local_workers_stage_no_tfx_package(tmp_path):
+    local = {
+        "direct": ["--direct_running_mode=in_memory"],
+        "direct_named": ["--runner=DirectRunner", "--direct_num_workers=2"],
+        "loopback": ["--runner=PortableRunner", "--job_endpoint=127.0.0.1:1",
+                     "--environment_type=LOOPBACK"],
+        "external": ["--runner", "flink", "--environment_type=EXTERNAL",
+                     "--environment_config=127.0.0.1:2"],
+    }
+    result = _probe(tmp_path, local)
+    for name, args in local.items():
+        seen = result["seen"][name]
+        assert seen[:len(args)] == args, name
+        assert not [a for a in seen if a.startswith("--extra_package")], name
+    assert result["new"] == []
+
+
+def test_a_remote_runner_gets_the_tfx_package_built_once_and_removed_at_exit(tmp_path):
+    import os
+
+    remote = ["--runner=DataflowRunner", "--region=r1"]
+    result = _probe(tmp_path, {"first": remote, "second": remote})
+    first, second = ([a for a in result["seen"][k] if a.startswith("--extra_package=")]
+                     for k in ("first", "second"))
+    assert len(first) == 1 and first[0].endswith(".tar.gz")
+    assert second == first  # the same package: built once per process
+    assert len(result["new"]) == 1 and first[0].split("=", 1)[1].startswith(result["new"][0])
+    assert not os.path.exists(result["new"][0])  # removed when the process ended
