@@ -71,7 +71,9 @@ def training_statistics(monitor_data):
     path = str(monitor_data / "train" / "span-1" / "data-00000-of-00001.tfrecord.gz")
     from tandem.pipeline.pipeline import statistics_options
 
-    stats = tfdv.generate_statistics_from_tfrecord(path, stats_options=statistics_options())
+    stats = tfdv.generate_statistics_from_tfrecord(
+        path, output_path=str(monitor_data / "train-stats.tfrecord"),
+        stats_options=statistics_options())
     out = monitor_data / "train-stats" / "FeatureStats.pb"
     os.makedirs(out.parent, exist_ok=True)
     out.write_bytes(stats.SerializeToString())

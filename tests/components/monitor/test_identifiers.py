@@ -40,7 +40,8 @@ def test_the_monitor_and_the_report_follow_one_declaration(monitor_data, trainin
     write_log(tmp_path / "logs", examples_of(monitor_data / "clean")[:1200])
     train = load_statistics(training_statistics)
     [clean] = glob.glob(os.path.join(monitor_data, "clean", "span-*", "*.tfrecord.gz"))
-    serving = tfdv.generate_statistics_from_tfrecord(clean, stats_options=statistics_options())
+    serving = tfdv.generate_statistics_from_tfrecord(
+        clean, output_path=str(tmp_path / "serving.tfrecord"), stats_options=statistics_options())
     # As shipped, then with user_id no longer declared and device declared instead.
     for n, declared in enumerate(({"request_id", "user_id", "track_id"},
                                   {"request_id", "track_id", "device"})):
