@@ -37,7 +37,7 @@ class ConfigError(BadInputError):
 class DataConfig:
     """Where the examples are and how they are laid out."""
 
-    location: str
+    location: str  # a directory (or the log directory for request_log); relative: from the CWD
     # Default: tfrecord when `location` holds TFRecord files (.tfrecord, .gz), else csv.
     format: DataFormat | None = None
     # Relative to `location`; {SPAN} makes each matching directory a new span. Default:
@@ -48,22 +48,22 @@ class DataConfig:
     # the late labels (request_id,label[,timestamp]); labels later than label_delay_s after
     # their request are left out.
     labels: str = ""
-    label_delay_s: float = 7 * 86400.0
+    label_delay_s: float = 7 * 86400.0  # 7 days
 
 
 @dataclasses.dataclass(frozen=True)
 class SplitConfig:
     """Hash-bucket split of each span into train and eval."""
 
-    train_buckets: int = 2
-    eval_buckets: int = 1
+    train_buckets: int = 2  # hash buckets of each span that go to the train split
+    eval_buckets: int = 1  # and to the eval split (2:1 by default)
 
 
 @dataclasses.dataclass(frozen=True)
 class BeamConfig:
     """Beam settings; tandem.pipeline.beam turns these into pipeline args in one place."""
 
-    direct_num_workers: int = 2
+    direct_num_workers: int = 2  # DirectRunner's worker processes or threads
     # auto: in process for small inputs, worker processes for large ones (tandem.pipeline.beam).
     direct_running_mode: RunningMode = "auto"
     # Passed through verbatim, e.g. ["--runner=DataflowRunner", "--project=..."].
@@ -74,11 +74,11 @@ class BeamConfig:
 class FeatureOptions:
     """Per-feature preprocessing; unset fields take the defaults for the feature's type."""
 
-    kind: FeatureKind | None = None
-    num_buckets: int | None = None
+    kind: FeatureKind | None = None  # numeric | categorical | bucketize | skip
+    num_buckets: int | None = None  # bucketize: quantile buckets (10)
     boundaries: list[float] | None = None  # bucketize at these values instead of quantiles
-    frequency_threshold: int | None = None
-    num_oov_buckets: int | None = None
+    frequency_threshold: int | None = None  # vocabulary: values seen fewer times are OOV (5)
+    num_oov_buckets: int | None = None  # vocabulary: buckets for unseen values (1)
 
     def as_options(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -89,17 +89,20 @@ class ModelConfig:
     """The served model's name and the Trainer's hyperparameters."""
 
     name: str = ""  # serving name; defaults to the pipeline name
+    # The deep part's layers; []: a wide (linear plus crosses) model only.
     hidden_units: list[int] = dataclasses.field(default_factory=lambda: [64, 32])
     # Feature crosses in the wide part, e.g. [[age, genre]]: each a categorical or bucketized
     # model feature; the cross learns an interaction a linear model cannot.
     crosses: list[list[str]] = dataclasses.field(default_factory=list)
     embedding_dim: int = 0  # 0: chosen from each vocabulary's size
-    learning_rate: float = 0.005
-    batch_size: int = 256
-    epochs: int = 10
+    learning_rate: float = 0.005  # Adam's
+    batch_size: int = 256  # training examples per step
+    epochs: int = 10  # at most; an epoch is at least 30 batches (the input repeats)
     max_steps: int = 0  # 0: no cap (a cap makes a deliberately short training run)
+    # Epochs without a better eval value of the deciding metric before training stops (the
+    # best epoch is kept).
     early_stopping_patience: int = 2
-    seed: int = 42
+    seed: int = 42  # every seed of the training: the same inputs train the same model
     # simplest_adequate: export the configured model only when it beats a linear model on
     # the same features beyond the eval split's sampling error, else the linear one;
     # configured: always the configured one (the comparison is still recorded).
@@ -120,14 +123,16 @@ class EvaluationConfig:
     # None: 1.96 paired sampling errors of candidate - baseline on the eval split (the
     # Evaluator measures and applies it: components/evaluator.py).
     max_regression: float | None = None
+    # Feature crosses the metrics are reported for, e.g. [[country], [device]]; the shadow
+    # replay slices by them too.
     slices: list[list[str]] = dataclasses.field(default_factory=list)
     # Per-slice gate (Model 6): every slice of `slices` and `inclusion` with at least
     # min_slice_size examples must reach slice_threshold (None: slices reported, not gated).
     slice_threshold: float | None = None
-    min_slice_size: int = 200
+    min_slice_size: int = 200  # a smaller slice is reported, not gated
     # Inclusion (Model 7): slices by who the users are; also the best-worst gap is bounded.
     inclusion: list[list[str]] = dataclasses.field(default_factory=list)
-    max_slice_gap: float = 0.1
+    max_slice_gap: float = 0.1  # an inclusion slice may trail the overall metric by this much
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,11 +141,11 @@ class DriftThresholds:
     one of these, and its test survives the false-discovery-rate control. None: measured and
     reported, not gated."""
 
-    psi: float | None = 0.15
+    psi: float | None = 0.15  # population stability index
     wasserstein: float | None = None  # in the feature's own units
-    linf: float | None = None
+    linf: float | None = None  # L-infinity distance of a categorical's value shares
     missing: float | None = 0.05  # change in the share of examples lacking the feature
-    skip: bool = False
+    skip: bool = False  # leave the feature out of the judgment
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,8 +158,9 @@ class MonitorConfig:
     min_examples: int = 200  # a smaller window is reported as too small, not judged
     alpha: float = 0.05  # false-discovery rate across the features of one comparison
     bins: int = 10  # PSI bins (the reference's deciles)
-    bootstrap: int = 200
-    seed: int = 0
+    bootstrap: int = 200  # resamples behind each measure's interval
+    seed: int = 0  # of the resamples
+    # Thresholds against the previous window, and against the training statistics.
     drift: DriftThresholds = dataclasses.field(default_factory=DriftThresholds)
     skew: DriftThresholds = dataclasses.field(default_factory=DriftThresholds)
     # Per feature; `skip: true` leaves one out. Identifiers are not listed here: the schema
@@ -174,7 +180,7 @@ class ChecksConfig:
     the automated evidence of `tandem score`. Failing gate checks stop the run before the
     Evaluator."""
 
-    enabled: bool = True
+    enabled: bool = True  # false: no model checks (and no evidence for the score)
     sample_examples: int = 4000  # eval examples the checks score
     export_examples: int = 500  # raw eval examples for the export, privacy and code tests
     spec_steps: int = 50  # Infra 2: updates on one batch; its loss must fall by a quarter
@@ -218,8 +224,9 @@ class DriftRecipe:
 
     feature: str = ""  # empty: the first numeric model feature, else the first categorical
     shift: float | None = None  # numeric: add this many of its standard deviations (2)
-    swap: list[str] | None = None  # categorical: exchange these two values (the most and the
-    # least frequent in the training part)
+    # categorical: exchange these two values (default: the most and the least frequent in
+    # the training part)
+    swap: list[str] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,10 +243,10 @@ class LoopConfig:
 class PipelineConfig:
     """One dataset's pipeline: data, label, problem type, schema, outputs, Beam."""
 
-    name: str
+    name: str  # the pipeline's name: the default model name, schema and output paths
     data: DataConfig
-    label: str
-    problem_type: ProblemType
+    label: str  # the label column or feature
+    problem_type: ProblemType  # what the label is: a class (two or more) or a number
     schema: str = ""  # default: schemas/<name>/schema.pbtxt (what `schema propose` writes)
     output_dir: str = ""  # default: outputs/<name>
     split: SplitConfig = dataclasses.field(default_factory=SplitConfig)

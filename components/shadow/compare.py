@@ -27,17 +27,18 @@ CLASSIFICATION, REGRESSION = "classification", "regression"
 
 @dataclasses.dataclass
 class Thresholds:
-    # None (`null` in the replay YAML): reported, not gated.
+    """The replay's gate. None (`null` in the replay YAML): reported, not gated."""
+
     max_flip_rate: float | None = 0.05  # symmetric_flip_rate, upper bound of its interval
     max_p99_abs_delta: float | None = 0.10  # p99 |B - A|, upper bound of its interval
     parity_tolerance: float = 1e-4  # |A offline - A logged|
-    min_requests: int = 100
+    min_requests: int = 100  # fewer replayed requests fail the gate
     # With labels: how much worse B's AUC/accuracy (or RMSE, MAE, log loss) may be than A's,
     # in each metric's own units, judged by the pessimistic bound of B - A's interval. None:
     # quality is reported, not gated.
     max_quality_drop: float | None = None
-    bootstrap: int = 200
-    seed: int = 0
+    bootstrap: int = 200  # resamples behind every interval
+    seed: int = 0  # of the resamples: the same inputs give the same report
 
 
 def _round(x: float) -> float:

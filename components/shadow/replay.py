@@ -35,10 +35,12 @@ class ReplayError(BadInputError):
 
 @dataclasses.dataclass
 class ReplayConfig:
+    """The replay's YAML (`--replay-config FILE`): the gate's thresholds and the report."""
+
     thresholds: Thresholds = dataclasses.field(default_factory=Thresholds)
-    slices: list[list[str]] = dataclasses.field(default_factory=list)
-    top_n: int = 20
-    batch_size: int = 512
+    slices: list[list[str]] = dataclasses.field(default_factory=list)  # e.g. [[country]]
+    top_n: int = 20  # most divergent requests kept in divergent.tfrecord.gz and the report
+    batch_size: int = 512  # examples per inference call of each model
 
 
 def model_version_dir(path: str) -> tuple[str, int]:

@@ -1,24 +1,9 @@
 """Gateway: its YAML config, read strictly (an unknown key or a wrong type is one clear line,
 in the words of every config: schemas/config_binding.py).
 
-Every key, with its default (deploy/gateway/listening.yaml is a complete example):
-
-    primary:  address (HOST:PORT, required), model_name (map any requested name to this one;
-              empty: pass the client's model_spec through), timeout_s (10), version_label
-              (e.g. stable: a request that names no version goes to this label)
-    shadow:   address, model_name (empty: no mirroring), version_label (e.g. canary; empty:
-              the latest version), sample_percent (100), queue_size (1000), timeout_s (10),
-              workers (2)
-    schema:   path of the curated schema (its SERVING environment is validated)
-    decorate: sqlite, redis (redis://HOST:PORT; used when set), joins ([{key, table, columns}];
-              empty: examples pass through), on_missing (default | reject), defaults
-              ({column: value} for unknown entities; by default derived from the schema),
-              cache_s (60: how long an entity's looked-up columns are reused; 0: never)
-    validate: policy (flag | reject), features ({feature: flag | reject}), window_s (60),
-              min_examples (100), thresholds ({feature: rate}), alert_floor (0.01),
-              webhook (URL, optional)
-    log:      dir (required to log), sample_percent (100), max_bytes (128 MiB),
-              max_age_s (3600), fsync_interval_s (1.0), id_feature (request_id)
+Each key's type, default and meaning sit on its field below; docs/reference/config.md is
+written from them (python -m tandem.pipeline.docs_reference), and deploy/gateway/listening.yaml
+is a complete example.
 """
 
 from __future__ import annotations
@@ -38,21 +23,25 @@ class GatewayConfigError(BadInputError):
 
 @dataclasses.dataclass
 class Primary:
-    address: str = ""
-    model_name: str = ""
-    timeout_s: float = 10.0
-    version_label: str = ""
+    """Model A, the model server that answers every request."""
+
+    address: str = ""  # HOST:PORT of the model server's gRPC API (required)
+    model_name: str = ""  # map any requested name to this one; empty: the client's name
+    timeout_s: float = 10.0  # deadline of one call to the model server
+    version_label: str = ""  # e.g. stable: a request that names no version goes to it
 
 
 @dataclasses.dataclass
 class Shadow:
-    address: str = ""
-    model_name: str = ""
-    version_label: str = ""
-    sample_percent: float = 100.0
-    queue_size: int = 1000
-    timeout_s: float = 10.0
-    workers: int = 2
+    """Model B: requests mirrored to it after A has answered, off the request path."""
+
+    address: str = ""  # HOST:PORT of B's model server; empty: no mirroring
+    model_name: str = ""  # B's model name; empty: no mirroring
+    version_label: str = ""  # e.g. canary; empty: the latest version
+    sample_percent: float = 100.0  # share of requests mirrored, by a hash of the request id
+    queue_size: int = 1000  # mirror calls waiting; past it further ones are dropped, counted
+    timeout_s: float = 10.0  # deadline of one call to B
+    workers: int = 2  # threads that send the mirror calls
 
 
 Policy = Literal["flag", "reject"]
@@ -62,47 +51,59 @@ Policy = Literal["flag", "reject"]
 class JoinSpec:
     """One entity join as the config writes it: {key, table, columns}."""
 
-    key: str
-    table: str
-    columns: list[str]
+    key: str  # the request's entity key feature, e.g. user_id
+    table: str  # the feature source's table holding that entity
+    columns: list[str]  # the table's columns joined into the example
 
 
 @dataclasses.dataclass
 class Decorate:
-    sqlite: str = ""
-    redis: str = ""
-    joins: list[JoinSpec] = dataclasses.field(default_factory=list)
+    """Decoration: the request's entities joined with the feature sources' columns."""
+
+    sqlite: str = ""  # the generator's features.sqlite (the embedded source)
+    redis: str = ""  # redis://HOST:PORT (the production source); used when set
+    joins: list[JoinSpec] = dataclasses.field(default_factory=list)  # empty: pass through
+    # default: fill an entity no source knows with `defaults` and flag it; reject: NOT_FOUND
     on_missing: Literal["default", "reject"] = "default"
+    # {column: value} for unknown entities; by default the middle of the schema's domain
     defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
-    cache_s: float = 60.0
+    cache_s: float = 60.0  # how long an entity's looked-up columns are reused; 0: never
 
 
 @dataclasses.dataclass
 class Validate:
-    policy: Policy = "flag"
-    features: dict[str, Policy] = dataclasses.field(default_factory=dict)
-    window_s: float = 60.0
-    min_examples: int = 100
+    """The curated schema's SERVING environment checked on every example, and the alerts."""
+
+    policy: Policy = "flag"  # flag: pass and record the violations; reject: INVALID_ARGUMENT
+    features: dict[str, Policy] = dataclasses.field(default_factory=dict)  # policy per feature
+    window_s: float = 60.0  # sliding window of the per-feature violation rate
+    min_examples: int = 100  # examples a window needs before an alert can fire
+    # {feature: rate} an alert fires above; default: the violation share the schema's
+    # presence and domain-mass constraints allow, at least alert_floor
     thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
-    alert_floor: float = 0.01
-    webhook: str = ""
+    alert_floor: float = 0.01  # the lowest default threshold
+    webhook: str = ""  # URL POSTed a JSON body when an alert fires or clears
 
 
 @dataclasses.dataclass
 class Log:
-    dir: str = ""
-    sample_percent: float = 100.0
-    max_bytes: int = 128 << 20
-    max_age_s: float = 3600.0
-    fsync_interval_s: float = 1.0
-    id_feature: str = "request_id"
+    """The request log: decorated requests and A's answers as PredictionLog TFRecords."""
+
+    dir: str = ""  # local or any tf.io.gfile path; empty: nothing is logged
+    sample_percent: float = 100.0  # share of requests logged, by a hash of the request id
+    max_bytes: int = 128 << 20  # a file rotates past this size
+    max_age_s: float = 3600.0  # or past this age
+    fsync_interval_s: float = 1.0  # how often a thread syncs the open file to disk
+    id_feature: str = "request_id"  # the example feature that holds its id
 
 
 @dataclasses.dataclass
 class GatewayConfig:
+    """The gateway's YAML (`tandem serve gateway --gateway-config FILE`)."""
+
     primary: Primary = dataclasses.field(default_factory=Primary)
     shadow: Shadow = dataclasses.field(default_factory=Shadow)
-    schema: str = ""
+    schema: str = ""  # the curated schema.pbtxt whose SERVING environment is validated
     decorate: Decorate = dataclasses.field(default_factory=Decorate)
     validate: Validate = dataclasses.field(default_factory=Validate)
     log: Log = dataclasses.field(default_factory=Log)
