@@ -1,7 +1,8 @@
 """tandem in a notebook: the same self-contained reports, displayed inline.
 
     from tandem.pipeline import notebook as tn
-    run = tn.latest_run("listening")          # the latest run's artifacts, from ML Metadata
+    config, overrides = tn.find_run()         # `make run`'s loop, else `tandem run`'s
+    run = tn.latest_run(config, overrides)    # the latest run's artifacts, from ML Metadata
     tn.show_statistics(run["statistics"])     # train and eval side by side
     tn.show_drift(run["statistics"], serving_stats)
     tn.show_build_record(run["pushed_model"])
@@ -15,6 +16,32 @@ from __future__ import annotations
 import html
 import os
 from typing import Any
+
+
+def find_run(start: str | None = None) -> tuple[str, list[str]]:
+    """The config (name or path) and overrides of the run to show, found without being told:
+    TANDEM_CONFIG and TANDEM_SET (`key=value;...`) when set; else the loop that `make run`
+    left (`outputs/loop/loop.json`, which records them); else `tandem run --config
+    listening`'s outputs. Both are looked for in `start` (the working directory: a notebook's
+    own folder under `jupyter lab notebooks/`) and every directory above it."""
+    from tandem.pipeline.loop import read_loop_record
+
+    if os.environ.get("TANDEM_CONFIG") or os.environ.get("TANDEM_SET"):
+        overrides = [s for s in os.environ.get("TANDEM_SET", "").split(";") if s]
+        return os.environ.get("TANDEM_CONFIG", "listening"), overrides
+    here = os.path.abspath(start or os.getcwd())
+    while True:
+        record = read_loop_record(os.path.join(here, "outputs", "loop"))
+        if record is not None:
+            return record["config"], list(record["overrides"])
+        listening = os.path.join(here, "outputs", "listening")
+        if os.path.exists(os.path.join(listening, "metadata.sqlite")):
+            return "listening", [f"output_dir={listening}"]
+        parent = os.path.dirname(here)
+        if parent == here:
+            raise LookupError("no run found: run `make run` (or `tandem run --config "
+                              "listening`) first, or set TANDEM_CONFIG and TANDEM_SET")
+        here = parent
 
 
 def latest_run(config: str = "listening", overrides: list[str] | None = None) -> dict[str, Any]:
