@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: run pipeline test test-fast lint bench env clean system-packages
+.PHONY: run pipeline test test-fast lint bench docs env clean system-packages
 
 # Find a Python 3.10: on PATH, else under pyenv.
 PYTHON310 := $(shell \
@@ -89,5 +89,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/pipeline_scale.py
 
+# The docs site (mkdocs.yml, docs/) into site/: strict, so a broken link or a page left out of
+# the nav fails the build. Open site/index.html, or serve it with `$(BIN)/python -m mkdocs serve`.
+docs: $(STAMP)
+	$(BIN)/python -m tandem.pipeline.docs_reference --check
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
+
 clean:
-	rm -rf outputs data
+	rm -rf outputs data site

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import http.server
 import json
@@ -64,6 +65,7 @@ class Rendered:
     screenshot: str
     # Per figure: {"svg": box, "x": [{"text", "box"}], "y": [...]}, boxes [l, t, r, b] in px.
     tick_labels: list = dataclasses.field(default_factory=list)
+    origin: str = ""  # the local server's http://127.0.0.1:PORT
 
 
 def chromium() -> str:
@@ -159,15 +161,11 @@ async def _drive(ws_url: str, url: str, shot: str, timeout: float) -> Rendered:
                     errors, title or "", 1000 * (end - start), shot, tick_labels or [])
 
 
-def render(html_path: str, screenshot: str, timeout: float = 60.0) -> Rendered:
-    """Serve `html_path` under the strict CSP, load it in headless Chromium, and return what
-    happened; the screenshot is written to `screenshot`."""
+@contextlib.contextmanager
+def _chromium(timeout: float):
+    """A headless Chromium with its DevTools endpoint: yields the first page's websocket URL."""
     import urllib.request
 
-    with open(html_path, "rb") as f:
-        handler = type("Handler", (_Handler,), {"page": f.read(), "hits": []})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     profile = tempfile.mkdtemp(prefix="tandem-chromium-")
     proc = subprocess.Popen(
         [chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -186,11 +184,7 @@ def render(html_path: str, screenshot: str, timeout: float = 60.0) -> Rendered:
         port = open(port_file).read().split()[0]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
             pages = [t for t in json.load(r) if t["type"] == "page"]
-        url = f"http://127.0.0.1:{server.server_address[1]}/report.html"
-        rendered = asyncio.run(_drive(pages[0]["webSocketDebuggerUrl"], url, screenshot,
-                                      timeout))
-        rendered.server_hits = list(handler.hits)
-        return rendered
+        yield pages[0]["webSocketDebuggerUrl"]
     finally:
         proc.terminate()
         try:
@@ -198,9 +192,55 @@ def render(html_path: str, screenshot: str, timeout: float = 60.0) -> Rendered:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _serving(handler):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
         server.shutdown()
         server.server_close()
-        shutil.rmtree(profile, ignore_errors=True)
+
+
+def render(html_path: str, screenshot: str, timeout: float = 60.0) -> Rendered:
+    """Serve `html_path` under the strict CSP, load it in headless Chromium, and return what
+    happened; the screenshot is written to `screenshot`."""
+    with open(html_path, "rb") as f:
+        handler = type("Handler", (_Handler,), {"page": f.read(), "hits": []})
+    with _serving(handler) as origin, _chromium(timeout) as ws_url:
+        rendered = asyncio.run(_drive(ws_url, f"{origin}/report.html", screenshot, timeout))
+        rendered.server_hits = list(handler.hits)
+        return rendered
+
+
+def render_site(root: str, page: str, screenshot: str, timeout: float = 60.0) -> Rendered:
+    """Serve the directory `root` (a built site) from 127.0.0.1, load `page` in headless
+    Chromium, and return what happened. `requests` holds every URL the page asked for, its own
+    files included: a site that renders offline asks only its own origin; `server_hits` holds
+    the paths the server did not have."""
+    import functools
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        missing: list[str] = []
+
+        def send_error(self, code, message=None, explain=None):
+            if self.path != "/favicon.ico":
+                self.missing.append(self.path)
+            super().send_error(code, message, explain)
+
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Handler, directory=root)
+    with _serving(handler) as origin, _chromium(timeout) as ws_url:
+        rendered = asyncio.run(_drive(ws_url, f"{origin}/{page}", screenshot, timeout))
+        rendered.server_hits = list(Handler.missing)
+        rendered.origin = origin
+        return rendered
 
 
 def overlapping(labels: list[dict]) -> list[tuple[str, str]]:
