@@ -84,10 +84,9 @@ def test_shell_block_commands_parse_and_name_files_that_exist(block):
     assert problems(block) == []
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=[b.where for b in BLOCKS])
-def test_a_block_not_run_says_why(block):
-    if block.not_run is not None:
-        assert len(block.not_run.split()) >= 3, f"{block.where}: give a reason, not a word"
+def test_a_block_not_run_says_why():
+    terse = [b.where for b in BLOCKS if b.not_run is not None and len(b.not_run.split()) < 3]
+    assert terse == [], "give a reason, not a word"
 
 
 RUN = [b for b in BLOCKS if b.not_run is None]
