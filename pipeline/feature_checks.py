@@ -1,0 +1,46 @@
+"""The checks a feature-source snapshot passes before the gateway decorates from it, as the CLI
+runs them: the diff (what changed in the tables) and the replay (what the change does to the
+logged traffic's predictions). serving/ reads the snapshots, components/ measures, reports/
+draws; this module is where the three meet, so none of them imports another."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+DIFF_JSON, DIFF_HTML = "diff.json", "diff.html"
+
+
+def run_features_diff(source_from: str, source_to: str, out_dir: str | None = None,
+                      tables: list[str] | None = None) -> dict[str, Any]:
+    """Diff two snapshots (SQLite files or Redis addresses); writes diff.json and diff.html to
+    `out_dir` when given. `tables`: only these (each must be in both snapshots)."""
+    from tandem.components.source_diff import diff_snapshots
+    from tandem.reports.source_diff import render_text
+    from tandem.serving.gateway.sources import SourceError
+    from tandem.serving.snapshots import open_snapshot, read_table, snapshot_name, table_names
+
+    sources = [open_snapshot(source_from), open_snapshot(source_to)]
+    try:
+        read = []
+        for source in sources:
+            names = table_names(source)
+            wanted = tables if tables is not None else names
+            for table in wanted:
+                if table not in names:
+                    raise SourceError(f"feature source {snapshot_name(source)} has no table "
+                                      f"'{table}' (it has {', '.join(names) or 'none'})")
+            read.append({t: read_table(source, t) for t in wanted})
+        report = diff_snapshots(read[0], read[1], tuple(snapshot_name(s) for s in sources))
+    finally:
+        for source in sources:
+            source.close()
+    report["sources"] = {"from": source_from, "to": source_to}
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, DIFF_JSON), "w") as f:
+            f.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        with open(os.path.join(out_dir, DIFF_HTML), "w", encoding="utf-8") as f:
+            f.write(render_text(report))
+    return report
