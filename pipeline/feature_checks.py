@@ -44,3 +44,49 @@ def run_features_diff(source_from: str, source_to: str, out_dir: str | None = No
         with open(os.path.join(out_dir, DIFF_HTML), "w", encoding="utf-8") as f:
             f.write(render_text(report))
     return report
+
+
+def redecoration_spec(gateway_config: str, candidate_features: str):
+    """The gateway config's joins and defaults with the candidate snapshot, checked: every
+    joined table and column is in the candidate, with the serving snapshot's types."""
+    from tandem.schemas import load_schema
+    from tandem.serving.gateway.config import GatewayConfigError, load_config
+    from tandem.serving.gateway.gateway import schema_defaults
+    from tandem.serving.redecorate import RedecorationSpec
+    from tandem.serving.snapshots import check_candidate, open_snapshot, snapshot_name
+
+    config = load_config(gateway_config)
+    joins = config.join_list()
+    if not joins:
+        raise GatewayConfigError(f"gateway config {gateway_config} joins no feature source "
+                                 "(decorate.joins is empty): there is nothing to re-decorate")
+    serving_spec = config.decorate.redis or config.decorate.sqlite
+    serving, candidate = open_snapshot(serving_spec), open_snapshot(candidate_features)
+    try:
+        check_candidate(candidate, serving, joins)
+        names = {"serving": snapshot_name(serving), "candidate": snapshot_name(candidate)}
+    finally:
+        serving.close()
+        candidate.close()
+    columns = [c for j in joins for c in j.columns]
+    defaults = {**schema_defaults(load_schema(config.schema), columns),
+                **config.decorate.defaults}
+    spec = RedecorationSpec(tuple((j.key, j.table, j.columns) for j in joins),
+                            candidate_features, serving_spec, defaults,
+                            config.decorate.on_missing)
+    return spec, names
+
+
+def run_features_replay(logs: str, baseline: str, candidate: str, out_dir: str,
+                        gateway_config: str, candidate_features: str, config=None,
+                        **kwargs) -> dict:
+    """components/shadow/features_replay.py's replay, re-decorating with serving/'s Decorator
+    and drawing report.html with reports/'s renderer."""
+    from tandem.components.shadow import features_replay
+    from tandem.reports.replay import render_text
+    from tandem.serving.redecorate import open_redecorator
+
+    spec, names = redecoration_spec(gateway_config, candidate_features)
+    return features_replay.run_features_replay(logs, baseline, candidate, out_dir,
+                                               open_redecorator, spec, names, config,
+                                               render=render_text, **kwargs)

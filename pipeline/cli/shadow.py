@@ -31,10 +31,13 @@ def cmd_shadow_replay(args: argparse.Namespace) -> int:
     beam_args = with_runner_defaults(args.beam_args)
     check_job_service(beam_args)
     start = time.monotonic()
-    print(f"replay: {args.logs} through {args.baseline} (A) and {args.candidate} (B) ...",
-          flush=True)
-    report = run_replay(args.logs, args.baseline, args.candidate, args.out, config,
-                        beam_args or None, labels=args.labels)
+    if args.candidate_features:
+        report = _replay_candidate_features(args, config, beam_args)
+    else:
+        print(f"replay: {args.logs} through {args.baseline} (A) and {args.candidate} (B) ...",
+              flush=True)
+        report = run_replay(args.logs, args.baseline, args.candidate, args.out, config,
+                            beam_args or None, labels=args.labels)
     for line in summary(report):
         print(line)
     print(f"report: {os.path.join(args.out, 'report.json')} and "
@@ -44,6 +47,24 @@ def cmd_shadow_replay(args: argparse.Namespace) -> int:
         return exit_status.CHECK_FAILED
     print("PASSED: the candidate may be promoted")
     return 0
+
+
+def _replay_candidate_features(args: argparse.Namespace, config, beam_args: list[str]) -> dict:
+    """The replay with B on the logged requests re-decorated from --candidate-features."""
+    from tandem.components.shadow.features_replay import summary
+    from tandem.pipeline.feature_checks import run_features_replay
+
+    if not args.gateway_config:
+        raise CommandError("--candidate-features needs --gateway-config: its joins say which "
+                           "columns the candidate snapshot supplies")
+    print(f"replay: {args.logs} through {args.baseline} (A, as logged) and {args.candidate} "
+          f"(B) on the requests re-decorated from {args.candidate_features} ...", flush=True)
+    report = run_features_replay(args.logs, args.baseline, args.candidate, args.out,
+                                 args.gateway_config, args.candidate_features, config,
+                                 beam_args=beam_args or None, labels=args.labels)
+    for line in summary(report):
+        print(line)
+    return report
 
 
 def cmd_shadow_validate(args: argparse.Namespace) -> int:
@@ -89,6 +110,12 @@ def register(sub) -> None:
     replay.add_argument("--labels", default=None, metavar="FILE",
                         help="late labels (request_id,label[,timestamp] CSV or TFRecord): adds "
                              "A's and B's quality on the replayed traffic")
+    replay.add_argument("--candidate-features", default=None, metavar="SRC",
+                        help="re-decorate each logged request from this feature-source snapshot "
+                             "(SQLite file or redis://HOST:PORT[?prefix=NAME]) before B answers")
+    replay.add_argument("--gateway-config", default=None, metavar="FILE",
+                        help="the gateway config whose joins and source served the log (with "
+                             "--candidate-features)")
     add_beam_args(replay)
     replay.set_defaults(func=cmd_shadow_replay, runs_beam=True)
     validate = shadow_sub.add_parser(
