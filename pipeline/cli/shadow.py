@@ -40,6 +40,11 @@ def cmd_shadow_replay(args: argparse.Namespace) -> int:
                             beam_args or None, labels=args.labels)
     for line in summary(report):
         print(line)
+    if args.candidate_features:
+        from tandem.components.shadow.features_replay import summary as features_summary
+
+        for line in features_summary(report):
+            print(line)
     print(f"report: {os.path.join(args.out, 'report.json')} and "
           f"{os.path.join(args.out, 'report.html')} ({time.monotonic() - start:.1f}s)")
     if not report["verdict"]["passed"]:
@@ -51,7 +56,6 @@ def cmd_shadow_replay(args: argparse.Namespace) -> int:
 
 def _replay_candidate_features(args: argparse.Namespace, config, beam_args: list[str]) -> dict:
     """The replay with B on the logged requests re-decorated from --candidate-features."""
-    from tandem.components.shadow.features_replay import summary
     from tandem.pipeline.feature_checks import run_features_replay
 
     if not args.gateway_config:
@@ -62,8 +66,6 @@ def _replay_candidate_features(args: argparse.Namespace, config, beam_args: list
     report = run_features_replay(args.logs, args.baseline, args.candidate, args.out,
                                  args.gateway_config, args.candidate_features, config,
                                  beam_args=beam_args or None, labels=args.labels)
-    for line in summary(report):
-        print(line)
     return report
 
 
