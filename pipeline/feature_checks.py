@@ -90,3 +90,15 @@ def run_features_replay(logs: str, baseline: str, candidate: str, out_dir: str,
     return features_replay.run_features_replay(logs, baseline, candidate, out_dir,
                                                open_redecorator, spec, names, config,
                                                render=render_text, **kwargs)
+
+
+def redecoration(gateway_config: str, candidate_features: str) -> tuple[Any, Any, dict]:
+    """What SourceValidator's executor re-decorates with (by dotted name: components/ does
+    not import serving/): (the redecorator factory, its spec, the snapshots' names)."""
+    from tandem.serving.redecorate import open_redecorator
+
+    spec, names = redecoration_spec(gateway_config, candidate_features)
+    return open_redecorator, spec, names
+
+
+PREPARE = f"{redecoration.__module__}.{redecoration.__qualname__}"

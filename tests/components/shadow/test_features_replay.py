@@ -2,6 +2,7 @@
 with the gateway's Decorator, B answering on them, the divergence attributed to columns."""
 
 import json
+import os
 import shutil
 import sqlite3
 
@@ -177,3 +178,47 @@ def test_bad_candidate_snapshots_are_one_line_and_exit_2(setup, tmp_path):
         assert done.returncode == 2, (name, done.stderr)
         assert len(lines) == 1 and lines[0].startswith("tandem: error: ") and message in \
             lines[0], (name, lines)
+
+
+@pytest.mark.pipeline  # LocalDagRunner
+def test_source_validator_blesses_or_rejects_a_snapshot_and_compiles_for_kubeflow(setup,
+                                                                                  tmp_path):
+    """The promotion pipeline with SourceValidator: a benign snapshot (a few new users) is
+    blessed, one with age in months is not and names the column; the same DAG compiles for
+    Kubeflow."""
+    import ml_metadata as mlmd
+    from tfx import v1 as tfx
+
+    root = setup["root"]
+    benign = snapshot(root, "new-users", "INSERT INTO users VALUES ('u900001', 30, 'US', "
+                      "'free', 3)", "INSERT INTO users VALUES ('u900002', 41, 'DE', 'premium', 9)")
+    common = ["shadow", "validate", "--logs", str(root / "logs"), "--baseline", str(root / "a"),
+              "--candidate", str(root / "a"), "--gateway-config", setup["config"]]
+    passed = tandem(*common, "--candidate-features", benign, "--out", str(tmp_path / "p"))
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "blessed=1" in passed.stdout
+    failed = tandem(*common, "--candidate-features", setup["months"], "--out",
+                    str(tmp_path / "f"))
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "blessed=0; blamed: age" in failed.stdout
+    store = mlmd.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        str(tmp_path / "f" / "metadata.sqlite")))
+    [blessing] = store.get_artifacts_by_type("tandem.FeatureSourceBlessing")
+    assert blessing.custom_properties["blessed"].int_value == 0
+    assert blessing.custom_properties["blamed"].string_value == "age"
+    assert blessing.custom_properties["snapshot"].string_value.startswith("sqlite@")
+    assert "SOURCE_NOT_BLESSED" in os.listdir(blessing.uri)
+
+    out = tmp_path / "promotion.json"
+    compiled = tandem("compile", "promotion", "--kubeflow", str(out), "--baseline",
+                      "gs://bucket/models/listening/1", "--candidate",
+                      "gs://bucket/models/listening/1", "--logs", "gs://bucket/logs/2026-11-28",
+                      "--pipeline-root", "gs://bucket/tandem", "--candidate-features",
+                      "redis://features:6379?prefix=users-2026-11-29",
+                      "--gateway-config", "/etc/tandem/gateway.yaml")
+    assert compiled.returncode == 0, compiled.stderr
+    spec = out.read_text()
+    tasks = set(json.loads(spec)["pipelineSpec"]["root"]["dag"]["tasks"])
+    assert tasks == {"SourceValidator", "request_logs", "baseline_model", "candidate_model"}
+    assert "tandem.components.source_validator.executor.Executor" in spec
+    assert "users-2026-11-29" in spec
