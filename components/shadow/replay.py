@@ -174,7 +174,8 @@ def load_replay_config(path: str | None, overrides: list[str] | None = None) -> 
     """The replay YAML (all keys optional):
 
         thresholds: {max_flip_rate, max_p99_abs_delta, max_quality_drop, parity_tolerance,
-                     min_requests, bootstrap, seed}   (null: reported, not gated)
+                     min_requests, bootstrap, seed, max_missing_entities (a replay with
+                     candidate features)}   (null: reported, not gated)
         slices: [[country], [device]]
         top_n: 20
         batch_size: 512
