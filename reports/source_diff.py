@@ -46,7 +46,7 @@ def render(report: dict) -> Page:
         rows = []
         figures = []
         for c, m in d["columns"].items():
-            rows.append([c, m["type"], m["changed"], fmt(m["changed_share"]), fmt(m["psi"]),
+            rows.append([c, m["type"], m["changed"], f"{m['changed_share']:.1%}", fmt(m["psi"]),
                          fmt(m["wasserstein"]), fmt(m["linf"]),
                          status(not m["shifted"], "stable", "SHIFTED")])
             if m["changed"] or m["shifted"]:

@@ -13,7 +13,7 @@ from tandem.components.shadow.replay import ReplayConfig
 from tandem.pipeline.datasets import listening
 from tandem.pipeline.feature_checks import redecoration_spec, run_features_replay
 from tandem.serving.redecorate import Redecorator
-from tests.components.shadow.conftest import write_log
+from tests.components.shadow.conftest import render_failed_report, write_log
 from tests.conftest import tandem
 from tests.serving.gateway.conftest import (
     RedisServer,
@@ -97,6 +97,7 @@ def test_a_snapshot_that_changes_one_column_is_attributed_to_it_alone(setup, tmp
     assert not report["verdict"]["passed"]
     html = (tmp_path / "report.html").read_text()
     assert "Candidate features: attribution" in html and "<b>age</b>" in html
+    render_failed_report(tmp_path, figures=3)
     # B's inputs are the re-decorated examples: their age is in months.
     first = tf.train.Example.FromString(tf.data.TFRecordDataset(
         str(tmp_path / "divergent.tfrecord.gz"), compression_type="GZIP")
