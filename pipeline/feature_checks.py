@@ -72,8 +72,7 @@ def redecoration_spec(gateway_config: str, candidate_features: str):
     defaults = {**schema_defaults(load_schema(config.schema), columns),
                 **config.decorate.defaults}
     spec = RedecorationSpec(tuple((j.key, j.table, j.columns) for j in joins),
-                            candidate_features, serving_spec, defaults,
-                            config.decorate.on_missing)
+                            candidate_features, serving_spec, defaults)
     return spec, names
 
 

@@ -137,13 +137,14 @@ def names_pattern(columns: Sequence[str]) -> re.Pattern | None:
 class RedecorationSpec:
     """What a replay worker needs to re-decorate (plain values, so Beam can ship it): the
     gateway config's joins as (key, table, columns), the candidate snapshot, the serving one,
-    and the defaults for an unknown entity (the gateway's: the schema's and the config's)."""
+    and the defaults for an unknown entity (the gateway's: the schema's and the config's).
+    An unknown entity is always filled with them, whatever the gateway's `on_missing`: the
+    replay counts it (`Redecorated.missing`) instead of refusing the request."""
 
     joins: tuple[tuple[str, str, tuple[str, ...]], ...]
     candidate: str
     serving: str
     defaults: dict[str, Any]
-    on_missing: str = FILL
 
 
 @dataclasses.dataclass
@@ -171,13 +172,13 @@ class Redecorator:
         self._split = ColumnSplitter(self.columns)
         # A snapshot does not change under a replay: each entity is looked up once (the
         # decorators' caches never expire) and its fragment's entries split once.
-        self._decorator = Decorator(self.joins, self.candidate, spec.on_missing, spec.defaults,
+        self._decorator = Decorator(self.joins, self.candidate, FILL, spec.defaults,
                                     cache_s=float("inf"))
-        self._serving = Decorator(self.joins, self.serving, spec.on_missing, spec.defaults,
+        self._serving = Decorator(self.joins, self.serving, FILL, spec.defaults,
                                   cache_s=float("inf"))
         # One decorator per column, joining only that column: for the one-at-a-time swaps.
         self._single = {c: (Decorator([Join(j.key, j.table, (c,))], self.candidate,
-                                      spec.on_missing, spec.defaults, cache_s=float("inf")),
+                                      FILL, spec.defaults, cache_s=float("inf")),
                             ColumnSplitter([c]))
                         for j in self.joins for c in j.columns}
 

@@ -77,7 +77,9 @@ class PredictRedecorated(PredictBoth):
         self._redecorate = self.redecorator(self.spec)
 
     def teardown(self) -> None:
-        self._redecorate.close()
+        redecorate = getattr(self, "_redecorate", None)
+        if redecorate is not None:
+            redecorate.close()
 
     def _outputs(self, fn, data: list[bytes]) -> tuple[np.ndarray, float, dict | None]:
         parts, seconds, first = [], 0.0, None
