@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from tandem.reports import charts
+from tandem.reports.feature_replay import features_section
 from tandem.reports.html import Page, esc, fmt, status, table
 from tandem.schemas.contracts import LOWER_IS_BETTER
 
@@ -148,6 +149,8 @@ def render(report: dict, a: np.ndarray | None = None, b: np.ndarray | None = Non
                          _ci(g["abs_delta"]["p99"]), _ci(g["abs_delta"]["mean"])])
         parts.append(table([key, "n", "symmetric_flip_rate", "|Δ| p99", "|Δ| mean"], rows))
         page.section(f"By {key}", *parts)
+    if "features" in report:  # a replay with candidate features
+        page.section(*features_section(report["features"]))
     q = report.get("quality")
     if q:
         rows = []

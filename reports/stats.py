@@ -344,9 +344,20 @@ def monitor_report(summary: dict, stats, train, schema) -> Page:
                      esc(", ".join(w.get("drift", {}).get("alerts", [])) or "–"),
                      esc(", ".join(w.get("skew", {}).get("alerts", [])) or "–"),
                      esc(", ".join(w.get("prediction_drift", {}).get("alerts", [])) or "–"),
-                     esc(", ".join(sorted(w["schema_anomalies"])) or "–")])
+                     esc(", ".join(sorted(w["schema_anomalies"])) or "–"),
+                     esc(", ".join(sorted(w.get("sources") or {})) or "–")])
     page.section("Windows", table(["window", "requests", "examples", "size", "drift", "skew",
-                                   "prediction drift", "schema anomalies"], rows, raw=True))
+                                   "prediction drift", "schema anomalies", "decorated from"],
+                                  rows, raw=True))
+    traced = summary.get("source_attribution") or []
+    if traced:
+        page.section("Drift traced to a feature source", "<p>Windows whose examples were "
+                     "decorated from another feature-source snapshot than the earlier windows', "
+                     "and drifted:</p>", table(
+                         ["window", "feature", "PSI", "decorated from", "share of the window",
+                          "earlier windows"],
+                         [[a["window"], a["feature"], a["psi"], a["source"], f"{a['share']:.0%}",
+                           ", ".join(a["earlier"]) or "–"] for a in traced]))
     alerting = sorted(set(drift) | set(skew))[:6]
     figures = []
     labels = [w["window"] for w in windows]

@@ -8,11 +8,15 @@ from __future__ import annotations
 import json
 import os
 
+from tandem.components.monitor.sources import attribution_text
 from tandem.schemas.files import atomic_write
 
 
 def alert_text(entry: dict) -> str:
     parts = []
+    # A drift in examples from another snapshot than the earlier windows' names it.
+    parts += [attribution_text(a) for a in entry.get("drift", {}).get("sources", [])
+              if a["changed_source"]]
     for kind in ("drift", "skew", "prediction_drift"):
         names = entry.get(kind, {}).get("alerts", [])
         if names:

@@ -32,6 +32,7 @@ from tandem.components.monitor.lineage import (
     load_statistics,
     served_model,
 )
+from tandem.components.monitor.sources import attribute
 from tandem.components.monitor.windows import (
     STATISTICS,
     monitored_schema,
@@ -112,7 +113,8 @@ def _judge_window(judging: _Judging, key: str, w: dict, dataset, answers, previo
     schema, environment, train = judging.schema, judging.environment, judging.train
     entry: dict[str, Any] = {"window": key, "records": w["records"],
                              "examples": w["examples"], "rejected": w["rejected"],
-                             "first": w["first"], "last": w["last"]}
+                             "first": w["first"], "last": w["last"],
+                             "sources": w.get("sources", {})}
     tf.io.gfile.makedirs(window_dir)
     current = _one(dataset)
     anomalies = tfdv.validate_statistics(current, schema, environment=environment)
@@ -254,19 +256,26 @@ def run_monitor(logs: str, config, out_dir: str, window_s: float | None = None,
     judging = _Judging(schema, environment, monitor.min_examples, train, drift_cfg, skew_cfg,
                        answers_cfg)
     previous = previous_answers = None
+    earlier: list[str] = []  # the snapshots of the judged windows so far
     for i, key in enumerate(keys):
         dataset, answers, w = datasets.get(key), answer_sets.get(key), meta["windows"][key]
         entry = _judge_window(judging, key, w, dataset, answers, previous, previous_answers,
                               os.path.join(out_dir, f"window-{i:04d}"))
+        if "drift" in entry:
+            entry["drift"]["sources"] = attribute(entry, earlier)
         summary["windows"].append(entry)
         progress(f"  window {key}: {w['records']:,} requests, {dataset.num_examples:,} examples"
                  + ("" if not entry["too_small"] else " (too small to judge)")
                  + alert_text(entry))
         if not entry["too_small"]:
+            earlier = sorted(set(earlier) | set(entry["sources"]))
             previous = dataset
             previous_answers = answers if answers is not None else previous_answers
     summary["drift_features"] = sorted({f for w in summary["windows"]
                                         for f in w.get("drift", {}).get("alerts", [])})
+    summary["source_attribution"] = [
+        {"window": w["window"], **a} for w in summary["windows"]
+        for a in w.get("drift", {}).get("sources", []) if a["changed_source"]]
     summary["skew_features"] = sorted({f for w in summary["windows"]
                                        for f in w.get("skew", {}).get("alerts", [])})
     summary["schema_anomalies"] = sorted({f for w in summary["windows"]

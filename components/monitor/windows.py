@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from tandem.components.monitor.errors import MonitorError
+from tandem.components.monitor.sources import source_label, window_key
 from tandem.schemas.identifiers import declared_identifiers
 
 STATISTICS = "statistics.pb"
@@ -63,6 +64,7 @@ def _windows_reader(schema_bytes: bytes, window_s: float, window_records: int,
             skipped = {"shadow_records": 0}
             labelled = answered = unfit = 0
             n = 0
+            first_source = None  # the log's first snapshot; windows of others are apart
             for record in read_records(files, stats, files=files):
                 if record.role != PRIMARY:
                     skipped["shadow_records"] += 1
@@ -72,6 +74,9 @@ def _windows_reader(schema_bytes: bytes, window_s: float, window_records: int,
                     key = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start))
                 else:
                     key = f"{n // window_records:05d}"
+                source = source_label(record.sources)
+                first_source = first_source or source or None
+                key = window_key(key, source, first_source)
                 n += 1
                 examples = record.examples()
                 if labels is not None:
@@ -97,7 +102,10 @@ def _windows_reader(schema_bytes: bytes, window_s: float, window_records: int,
                             answers[key] = AnswerColumns()
                 w = windows.setdefault(key, {"records": 0, "examples": 0,
                                              "first": record.timestamp,
-                                             "last": record.timestamp, "rejected": 0})
+                                             "last": record.timestamp, "rejected": 0,
+                                             "sources": {}})
+                if source:
+                    w["sources"][source] = w["sources"].get(source, 0) + len(examples)
                 w["records"] += 1
                 w["examples"] += len(examples)
                 w["first"] = min(w["first"], record.timestamp)

@@ -39,6 +39,10 @@ class Thresholds:
     max_quality_drop: float | None = None
     bootstrap: int = 200  # resamples behind every interval
     seed: int = 0  # of the resamples: the same inputs give the same report
+    # A replay with candidate features (components/shadow/features_replay.py): how many
+    # replayed requests may name an entity the candidate snapshot lacks and the serving one
+    # has. None: reported, not gated.
+    max_missing_entities: int | None = 0
 
 
 def _round(x: float) -> float:

@@ -25,7 +25,7 @@ import os
 from typing import Any
 
 from tandem.components.shadow.compare import Thresholds
-from tandem.components.shadow.report import REPORT, RUN, Render, build_report
+from tandem.components.shadow.report import REPORT, RUN, Render, Section, build_report
 from tandem.schemas.exit_status import BadInputError
 
 
@@ -103,9 +103,12 @@ def preflight(logs: str, baseline: str, candidate: str) -> tuple[list[str], str,
 def run_replay(logs: str, baseline: str, candidate: str, out_dir: str,
                config: ReplayConfig | None = None, beam_args: list[str] | None = None,
                problem: str | None = None, labels: str | None = None,
-               render: Render | None = None) -> dict:
+               render: Render | None = None, predict=None,
+               section: Section | None = None) -> dict:
     """Run the replay job; returns the report (also written to out_dir/report.json), and
-    out_dir/report.html when `render` is given."""
+    out_dir/report.html when `render` is given. `predict` makes the DoFn that answers each
+    chunk (PredictBoth's arguments; default PredictBoth), `section` adds to the report: the
+    replay with candidate features (components/shadow/features_replay.py) gives both."""
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -117,6 +120,7 @@ def run_replay(logs: str, baseline: str, candidate: str, out_dir: str,
     )
 
     config = config or ReplayConfig()
+    predict = predict or PredictBoth
     files, a_dir, b_dir, _ = preflight(logs, baseline, candidate)
     meta = {"baseline": os.path.abspath(a_dir), "candidate": os.path.abspath(b_dir),
             "logs": logs, "problem": problem}
@@ -142,8 +146,8 @@ def run_replay(logs: str, baseline: str, candidate: str, out_dir: str,
         kept = read.examples | "KeepFirstLogged" >> KeepFirstLogged()
         predicted = (kept.chunks
                      | "Spread" >> beam.Reshuffle()  # chunks of one file to every worker
-                     | "PredictBoth" >> beam.ParDo(PredictBoth(a_dir, b_dir, slice_features,
-                                                               config.batch_size))
+                     | "PredictBoth" >> beam.ParDo(predict(a_dir, b_dir, slice_features,
+                                                           config.batch_size))
                      .with_outputs(STATS, main="rows"))
         stats = ((read[STATS], kept[STATS], predicted[STATS]) | "AllStats" >> beam.Flatten()
                  | "StatsList" >> beam.combiners.ToList())
@@ -152,7 +156,7 @@ def run_replay(logs: str, baseline: str, candidate: str, out_dir: str,
              | "BuildReport" >> beam.Map(
                  lambda chunks, stats: build_report(
                      chunks, stats, out_dir, meta, config.thresholds, config.slices,
-                     config.top_n, render),
+                     config.top_n, render, section),
                  stats=beam.pvalue.AsSingleton(stats)))
     return load_report(out_dir)
 
@@ -172,7 +176,8 @@ def load_replay_config(path: str | None, overrides: list[str] | None = None) -> 
     """The replay YAML (all keys optional):
 
         thresholds: {max_flip_rate, max_p99_abs_delta, max_quality_drop, parity_tolerance,
-                     min_requests, bootstrap, seed}   (null: reported, not gated)
+                     min_requests, bootstrap, seed, max_missing_entities (a replay with
+                     candidate features)}   (null: reported, not gated)
         slices: [[country], [device]]
         top_n: 20
         batch_size: 512

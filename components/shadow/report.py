@@ -41,6 +41,11 @@ INPUT_COUNTS = ("files", "records", "torn", "corrupt", "unreadable", "shadow_rec
 # measures, it does not know how its page is drawn.
 Render = Callable[..., str]
 
+# A section a variant of the replay adds to the report, from the replayed chunks: (its name in
+# report.json, its content, its checks for the gate). The replay with candidate features adds
+# its attribution this way (components/shadow/features_replay.py).
+Section = Callable[[list[dict]], tuple[str, dict, list[dict]]]
+
 
 class UnscorableLabelsError(BadInputError):
     """Labels given to the replay that its model cannot be scored on (exit status 2)."""
@@ -172,7 +177,7 @@ def _page(report: dict, replayed: dict, top: np.ndarray, delta: np.ndarray,
 
 def build_report(chunks: list[dict], stats: list[dict], out_dir: str, meta: dict,
                  thresholds: Thresholds, slices: list[list[str]], top_n: int,
-                 render: Render | None = None) -> dict:
+                 render: Render | None = None, section: Section | None = None) -> dict:
     """The report (written as report.json), compared overall and per slice of `slices`, and
     the `top_n` most divergent examples."""
     import tensorflow as tf
@@ -232,6 +237,11 @@ def build_report(chunks: list[dict], stats: list[dict], out_dir: str, meta: dict
     report["verdict"] = verdict(overall, report["parity"], n, problem, thresholds,
                                 report.get("quality", {}).get("metrics"),
                                 names if names is not None and None not in names else None)
+    if section is not None:
+        name, content, checks = section(chunks)
+        report[name] = content
+        report["verdict"]["checks"].extend(checks)
+        report["verdict"]["passed"] = all(c["passed"] for c in report["verdict"]["checks"])
     tf.io.gfile.makedirs(out_dir)
     delta = np.abs(b - a).reshape(n, -1).max(axis=1)
     top = np.argsort(-delta, kind="stable")[:top_n]

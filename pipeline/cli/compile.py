@@ -12,7 +12,7 @@ from tandem.pipeline.cli.flags import (
     add_replay_config,
     add_set,
 )
-from tandem.pipeline.cli.shadow import replay_config_dict
+from tandem.pipeline.cli.shadow import add_candidate_features, replay_config_dict, source_check
 
 
 def _print_summary(summary: dict) -> int:
@@ -51,7 +51,7 @@ def cmd_compile_promotion(args: argparse.Namespace) -> int:
     return _print_summary(compile_promotion_kubeflow(
         args.kubeflow, args.baseline, args.candidate, args.logs, args.pipeline_root,
         args.image, replay_config_dict(args.replay_config, []),
-        with_runner_defaults(args.beam_args)))
+        with_runner_defaults(args.beam_args), source=source_check(args, check=False)))
 
 
 def _add_target(parser: argparse.ArgumentParser, root_required: bool) -> None:
@@ -100,5 +100,6 @@ def register(sub) -> None:
     promotion.add_argument("--candidate", required=True, help="model B's URI")
     promotion.add_argument("--logs", required=True, help="request-log directory URI")
     add_replay_config(promotion)
+    add_candidate_features(promotion)
     add_beam_args(promotion, "default: DirectRunner in the container")
     promotion.set_defaults(func=cmd_compile_promotion)

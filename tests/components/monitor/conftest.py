@@ -30,8 +30,10 @@ def examples_of(data_dir, label: bool = False) -> list[tuple[str, bytes, int]]:
 
 
 def write_log(directory, examples, *, version: int = 1, model: str = "listening",
-              start: float = 1_800_000_000.0, spacing_s: float = 1.0, per_record: int = 1):
-    """Log `examples` [(id, bytes, label)] as PredictionLogs, `per_record` a request."""
+              start: float = 1_800_000_000.0, spacing_s: float = 1.0, per_record: int = 1,
+              sources: dict[str, str] | None = None):
+    """Log `examples` [(id, bytes, label)] as PredictionLogs, `per_record` a request;
+    `sources`: the feature-source versions each record says decorated it."""
     writer = LogWriter(str(directory))
     for n, i in enumerate(range(0, len(examples), per_record)):
         batch = examples[i:i + per_record]
@@ -44,7 +46,7 @@ def write_log(directory, examples, *, version: int = 1, model: str = "listening"
         writer.write(make_record(request=request, response=response, model_name=model,
                                  model_version=version, signature_name="serving_default",
                                  request_id=batch[0][0], example_ids=[r for r, _, _ in batch],
-                                 timestamp=start + n * spacing_s))
+                                 timestamp=start + n * spacing_s, sources=sources))
     writer.close()
 
 

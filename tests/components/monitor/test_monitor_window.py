@@ -60,3 +60,34 @@ def test_a_bad_window_is_one_line_and_exit_2(args, message, monitor_data, tmp_pa
     assert done.returncode == 2, done.stdout + done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert not (tmp_path / "out" / "summary.json").exists()
+
+
+def test_drift_from_a_new_feature_snapshot_names_it(monitor_data, training_statistics,
+                                                    tmp_path):
+    """900 clean requests decorated from one snapshot, then 1,000 older users from another,
+    the switch in the middle of a 10-minute window: the window is cut in two by snapshot, and
+    the age drift is traced to the new snapshot, 100% of its window, against the old one."""
+    old, new = {"sqlite": "91c0aaaaaaaaaaaa"}, {"sqlite": "3f2abbbbbbbbbbbb"}
+    write_log(tmp_path / "logs" / "clean", examples_of(monitor_data / "clean")[:900],
+              start=START, spacing_s=1.0, sources=old)
+    write_log(tmp_path / "logs" / "older", examples_of(monitor_data / "age_shift"),
+              start=START + 900, spacing_s=1.0, sources=new)
+    out = tmp_path / "out"
+    done = tandem("monitor", "run", "--logs", str(tmp_path / "logs"), "--config", "listening",
+                  "--out", str(out), "--window", "10m",
+                  "--training-statistics", training_statistics, timeout=600)
+    assert done.returncode == 1, done.stdout + done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    new_key = f"{_key(START + 600)} sqlite@{new['sqlite']}"
+    assert [(w["window"], w["records"]) for w in summary["windows"][:3]] == [
+        (_key(START), 600), (_key(START + 600), 300), (new_key, 300)]
+    assert summary["windows"][1]["sources"] == {f"sqlite@{old['sqlite']}": 300}
+    traced = [a for a in summary["source_attribution"] if a["feature"] == "age"]
+    assert traced and traced[0]["window"] == new_key
+    assert traced[0]["source"] == f"sqlite@{new['sqlite']}" and traced[0]["share"] == 1.0
+    assert traced[0]["earlier"] == [f"sqlite@{old['sqlite']}"]
+    assert (f"age drifted (PSI {traced[0]['psi']:.3g}); 100% of the drifted examples were "
+            f"decorated from sqlite@{new['sqlite']}; earlier windows sqlite@{old['sqlite']}"
+            ) in done.stdout
+    html = (out / "report.html").read_text()
+    assert "Drift traced to a feature source" in html

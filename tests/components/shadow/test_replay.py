@@ -433,7 +433,8 @@ def test_replay_config_keys_are_checked_in_the_one_format(tmp_path):
         load_replay_config(str(path), ["thresholds.max_flip=0.2"])
     assert str(error.value) == (
         "unknown key 'thresholds.max_flip' in replay config; known: bootstrap, max_flip_rate, "
-        "max_p99_abs_delta, max_quality_drop, min_requests, parity_tolerance, seed")
+        "max_missing_entities, max_p99_abs_delta, max_quality_drop, min_requests, "
+        "parity_tolerance, seed")
     with pytest.raises(ReplayError, match=r"^key 'slices\[0\]' in replay config: expected a "
                                           "list, got 'country'$"):
         load_replay_config(None, ["slices=[country]"])

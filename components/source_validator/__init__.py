@@ -1,0 +1,1 @@
+"""SourceValidator: the TFX gate on a feature-source snapshot."""

@@ -1,0 +1,220 @@
+"""Re-decoration: a logged, decorated example joined again from another feature-source snapshot
+with the gateway's own Decorator, as the gateway would have decorated it from that snapshot.
+
+A logged example is the request's own bytes followed by one fragment per join (see
+serving/gateway/decorate.py). Re-decorating takes the joined columns out of those bytes
+without re-serializing what stays (`ColumnSplitter` walks the top-level fields and drops the
+map entries of joined columns; a field that holds none is kept byte for byte), then appends
+the candidate snapshot's fragments. So the same snapshot gives back the logged bytes exactly,
+and any difference is the snapshot's.
+
+`Redecorator` also swaps one column at a time (the logged example with only that column taken
+from the candidate), which is how the replay attributes a divergence to the columns that
+caused it, and tells which entities the candidate lacks that the serving snapshot has.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from tensorflow.core.example import example_pb2
+
+from tandem.serving.gateway.decorate import FILL, Decorator
+from tandem.serving.gateway.sources import Join
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _encode_varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        if n < 0x80:
+            out.append(n)
+            return bytes(out)
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+
+
+def _fields(data: bytes, start: int = 0, end: int | None = None):
+    """(field number, start of the field, start of its payload, end) of each length-delimited
+    field in data[start:end]; other wire types are skipped (a tf.Example has none)."""
+    pos, end = start, len(data) if end is None else end
+    while pos < end:
+        begin = pos
+        tag, pos = _varint(data, pos)
+        wire = tag & 7
+        if wire == 2:
+            length, pos = _varint(data, pos)
+            yield tag >> 3, begin, pos, pos + length
+            pos += length
+        elif wire == 0:
+            _, pos = _varint(data, pos)
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        else:
+            raise ValueError(f"wire type {wire} in a tf.Example")
+
+
+def _entry_key(data: bytes, start: int, end: int) -> str | None:
+    for number, _, p, q in _fields(data, start, end):
+        if number == 1:
+            return data[p:q].decode("utf-8", "replace")
+    return None
+
+
+def _split_field(data: bytes, begin: int, p: int, q: int, columns: frozenset[str]
+                 ) -> tuple[bytes, dict[str, bytes]]:
+    """One top-level Features field's bytes without `columns` (b"" when nothing is left), and
+    the map entries taken out."""
+    entries: list[bytes] = []
+    taken: dict[str, bytes] = {}
+    for inner, b, ep, eq in _fields(data, p, q):
+        key = _entry_key(data, ep, eq) if inner == 1 else None
+        if key is not None and key in columns:
+            taken[key] = data[b:eq]
+        else:
+            entries.append(data[b:eq])
+    if not taken:
+        return data[begin:q], taken
+    payload = b"".join(entries)
+    return (b"\n" + _encode_varint(len(payload)) + payload) if entries else b"", taken
+
+
+class ColumnSplitter:
+    """Takes columns out of serialized tf.Examples (module docstring). A field that names none
+    of them (by a regex on their names as map keys) is kept untouched; one that does is
+    walked once and remembered, since a fragment repeats in every example of its entity."""
+
+    MEMO = 200_000
+
+    def __init__(self, columns):
+        self.columns = frozenset(columns)
+        self.pattern = names_pattern(self.columns)
+        self._memo: dict[bytes, tuple[bytes, dict[str, bytes]]] = {}
+
+    def split(self, data: bytes) -> tuple[bytes, dict[str, bytes]]:
+        """(the example's bytes without the columns, {column: its map entry's bytes})."""
+        kept: list[bytes] = []
+        taken: dict[str, bytes] = {}
+        for number, begin, p, q in _fields(data):
+            if number != 1 or self.pattern is None or not self.pattern.search(data, p, q):
+                kept.append(data[begin:q])
+                continue
+            field = data[begin:q]
+            found = self._memo.get(field)
+            if found is None:
+                if len(self._memo) >= self.MEMO:
+                    self._memo.clear()
+                found = self._memo[field] = _split_field(data, begin, p, q, self.columns)
+            kept.append(found[0])
+            taken.update(found[1])
+        return b"".join(kept), taken
+
+
+def names_pattern(columns: Sequence[str]) -> re.Pattern | None:
+    """A regex finding any of `columns` as a map key on the wire (as decorate.py finds them)."""
+    names = [c.encode() for c in sorted(columns) if len(c.encode()) < 128]
+    if not names:
+        return None
+    return re.compile(b"|".join(re.escape(b"\n" + bytes([len(c)]) + c) for c in names))
+
+
+@dataclasses.dataclass(frozen=True)
+class RedecorationSpec:
+    """What a replay worker needs to re-decorate (plain values, so Beam can ship it): the
+    gateway config's joins as (key, table, columns), the candidate snapshot, the serving one,
+    and the defaults for an unknown entity (the gateway's: the schema's and the config's).
+    An unknown entity is always filled with them, whatever the gateway's `on_missing`: the
+    replay counts it (`Redecorated.missing`) instead of refusing the request."""
+
+    joins: tuple[tuple[str, str, tuple[str, ...]], ...]
+    candidate: str
+    serving: str
+    defaults: dict[str, Any]
+
+
+@dataclasses.dataclass
+class Redecorated:
+    """A batch re-decorated: per example its new bytes, the joined columns whose value the
+    candidate changed, and whether one of its entities is missing from the candidate though
+    the serving snapshot has it (`missing`), or from both (`unknown`)."""
+
+    data: list[bytes]
+    changed: list[tuple[str, ...]]
+    missing: list[bool]
+    unknown: list[bool]
+
+
+class Redecorator:
+    """Opens both snapshots and re-decorates batches of logged examples (module docstring)."""
+
+    def __init__(self, spec: RedecorationSpec):
+        from tandem.serving.snapshots import open_snapshot
+
+        self.joins = [Join(k, t, tuple(c)) for k, t, c in spec.joins]
+        self.candidate = open_snapshot(spec.candidate)
+        self.serving = open_snapshot(spec.serving)
+        self.columns = [c for j in self.joins for c in j.columns]
+        self._split = ColumnSplitter(self.columns)
+        # A snapshot does not change under a replay: each entity is looked up once (the
+        # decorators' caches never expire) and its fragment's entries split once.
+        self._decorator = Decorator(self.joins, self.candidate, FILL, spec.defaults,
+                                    cache_s=float("inf"))
+        self._serving = Decorator(self.joins, self.serving, FILL, spec.defaults,
+                                  cache_s=float("inf"))
+        # One decorator per column, joining only that column: for the one-at-a-time swaps.
+        self._single = {c: (Decorator([Join(j.key, j.table, (c,))], self.candidate,
+                                      FILL, spec.defaults, cache_s=float("inf")),
+                            ColumnSplitter([c]))
+                        for j in self.joins for c in j.columns}
+
+    def redecorate(self, logged: Sequence[bytes]) -> Redecorated:
+        stripped, old = zip(*map(self._split.split, logged), strict=True) if logged else ((), ())
+        examples = [example_pb2.Example.FromString(s) for s in stripped]
+        data, decoration = self._decorator.decorate(examples, list(stripped))
+        unknown_here = set(decoration.unknown)
+        known_there: set[int] = set()
+        if unknown_here:  # which of them the serving snapshot knows: those are gated
+            subset = sorted(unknown_here)
+            _, served = self._serving.decorate([examples[i] for i in subset],
+                                               [stripped[i] for i in subset])
+            known_there = {subset[k] for k in range(len(subset)) if k not in served.unknown}
+        changed = []
+        for i, fragments in enumerate(decoration.fragments):
+            new: dict[str, bytes] = {}
+            for fragment in fragments:
+                new.update(self._split.split(fragment.data)[1])
+            changed.append(tuple(c for c in self.columns if old[i].get(c) != new.get(c)))
+        return Redecorated(data, changed, [i in known_there for i in range(len(data))],
+                           [i in unknown_here and i not in known_there
+                            for i in range(len(data))])
+
+    def swap(self, logged: Sequence[bytes], column: str) -> list[bytes]:
+        """The logged examples with only `column` taken from the candidate snapshot."""
+        decorator, splitter = self._single[column]
+        stripped = [splitter.split(d)[0] for d in logged]
+        examples = [example_pb2.Example.FromString(s) for s in stripped]
+        return decorator.decorate(examples, stripped)[0]
+
+    def close(self) -> None:
+        self.candidate.close()
+        self.serving.close()
+
+
+def open_redecorator(spec: RedecorationSpec) -> Redecorator:
+    """The factory a replay worker calls in its setup() (a module-level name Beam pickles)."""
+    return Redecorator(spec)
