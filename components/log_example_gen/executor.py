@@ -28,7 +28,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             split_of,
         )
         from tandem.schemas.labels import LabelStats, check_kind, read_labels
-        from tandem.schemas.request_log import ReadStats, expand, read_records
+        from tandem.schemas.log_batches import read_decoded
+        from tandem.schemas.request_log import ReadStats, expand
 
         logs = artifact_utils.get_single_uri(input_dict["request_logs"])
         labels_uri = artifact_utils.get_single_uri(input_dict["labels"])
@@ -45,8 +46,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
         def joined(all_files):
             read, stats = ReadStats(), JoinStats()
-            first = first_places(read_records(all_files, ReadStats(), files=all_files))
-            yield from join_records(read_records(all_files, read, files=all_files), labels,
+            first = first_places(read_decoded(all_files, ReadStats()))
+            yield from join_records(read_decoded(all_files, read), labels,
                                     label, kind, delay, stats, first)
             yield beam.pvalue.TaggedOutput("stats", {
                 **dataclasses.asdict(stats), "torn": read.torn, "corrupt": read.corrupt,

@@ -26,7 +26,8 @@ def feature_value_skew(files: list[str], training_examples: str, id_feature: str
     from google.protobuf import json_format
     from tensorflow.core.example import example_pb2
 
-    from tandem.schemas.request_log import PRIMARY, read_records
+    from tandem.schemas.log_batches import read_decoded
+    from tandem.schemas.request_log import PRIMARY
 
     train_files = sorted(tf.io.gfile.glob(training_examples))
     if not train_files:
@@ -34,7 +35,7 @@ def feature_value_skew(files: list[str], training_examples: str, id_feature: str
     path = os.path.join(out_dir, "feature_skew.json")
 
     def logged(files_):
-        for record in read_records(files_, files=files_):
+        for record in read_decoded(files_):
             if record.role == PRIMARY:
                 for example in record.examples():
                     yield example_pb2.Example.FromString(example)

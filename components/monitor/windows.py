@@ -44,7 +44,8 @@ def _windows_reader(schema_bytes: bytes, window_s: float, window_records: int,
 
     from tandem.components.log_example_gen.join import label_fragment
     from tandem.components.monitor.predictions import AnswerColumns, answer_columns
-    from tandem.schemas.request_log import PRIMARY, ReadStats, read_records
+    from tandem.schemas.log_batches import read_decoded
+    from tandem.schemas.request_log import PRIMARY, ReadStats
 
     class ReadWindows(beam.DoFn):
         """All log files, in order -> (window key, RecordBatch) chunks of examples, and of
@@ -65,7 +66,7 @@ def _windows_reader(schema_bytes: bytes, window_s: float, window_records: int,
             labelled = answered = unfit = 0
             n = 0
             first_source = None  # the log's first snapshot; windows of others are apart
-            for record in read_records(files, stats, files=files):
+            for record in read_decoded(files, stats):
                 if record.role != PRIMARY:
                     skipped["shadow_records"] += 1
                     continue

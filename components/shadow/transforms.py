@@ -13,7 +13,8 @@ import apache_beam as beam
 import numpy as np
 
 from tandem.schemas.contracts import EXAMPLES_INPUT, SERVING_DEFAULT, output_key
-from tandem.schemas.request_log import PRIMARY, ReadStats, log_place, read_records
+from tandem.schemas.log_batches import read_decoded
+from tandem.schemas.request_log import PRIMARY, ReadStats, log_place
 
 STATS = "stats"
 CHUNK = 2048  # examples per element: Beam's per-element cost is paid per chunk, not per example
@@ -37,7 +38,7 @@ class ReadLoggedExamples(beam.DoFn):
         logged: list[np.ndarray] = []
         versions: list[int] = []
         places: list[tuple] = []
-        for record in read_records(path, stats, files=[path]):
+        for record in read_decoded([path], stats):
             if record.role != PRIMARY:
                 skipped["shadow_records"] += 1
                 continue

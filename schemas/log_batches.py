@@ -1,0 +1,390 @@
+"""The request log read in batches: records framed and decoded in C++, thousands per call.
+
+`read_records` in `request_log` frames each record in Python and parses it into protobuf
+messages, about 100 µs per record once the answer's tensors are turned into arrays. Readers of
+whole logs (the shadow replay, the monitor) use `read_decoded` instead: TFRecord framing by
+tf.data, and the PredictionLog layout taken apart level by level with `tf.io.decode_proto`
+over a batch of records per call (the descriptors come from the tensorflow-serving-api
+protos). It yields the same records, with the same fields, in the same order, and counts the
+same damage: a file that tf.data cannot read to its end (a torn last record, a bad checksum)
+is read on from where tf.data stopped by `request_log`'s own framing, and a record the batch
+decoder does not take (a Classify or Regress log, an unusual tensor) is parsed the usual way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from tandem.schemas.contracts import EXAMPLES_INPUT
+from tandem.schemas.files import gzip_by_magic
+from tandem.schemas.request_log import (
+    META_PREFIX,
+    PRIMARY,
+    LogRecord,
+    ReadStats,
+    parse_record,
+    read_frames,
+)
+
+BATCH = 4096  # records per decode call
+
+# DataType enum values -> numpy dtypes, for the tensors decoded here; others go the slow way.
+_FLOAT, _DOUBLE, _INT32, _STRING, _INT64, _BOOL = 1, 2, 3, 7, 9, 10
+_NUMPY = {_FLOAT: np.float32, _DOUBLE: np.float64, _INT32: np.int32, _INT64: np.int64,
+          _BOOL: np.bool_}
+
+_decoder = None
+
+
+def _descriptor_source() -> bytes:
+    """A FileDescriptorSet of PredictionLog and everything it imports, for decode_proto."""
+    from google.protobuf import descriptor_pb2
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    files = descriptor_pb2.FileDescriptorSet()
+    seen: set[str] = set()
+
+    def add(fd) -> None:
+        if fd.name in seen:
+            return
+        for dep in fd.dependencies:
+            add(dep)
+        seen.add(fd.name)
+        fd.CopyToProto(files.file.add())
+
+    add(prediction_log_pb2.DESCRIPTOR)
+    return b"bytes://" + files.SerializeToString()
+
+
+def _build_decoder():
+    """One tf.function: a batch of serialized PredictionLogs -> flat arrays per level."""
+    import tensorflow as tf
+
+    source = _descriptor_source()
+
+    def level(values, message, fields, types):
+        # decode_proto refuses an empty batch: one empty message more, cut off again
+        padded = tf.concat([values, [b""]], axis=0)
+        sizes, out = tf.io.decode_proto(padded, message, fields, types,
+                                        descriptor_source=source)
+        return sizes[:-1], [v[:-1] for v in out]
+
+    def first(values, default):
+        """A singular field per row ([n, 0 or 1] from decode_proto) -> [n]."""
+        pad = tf.fill([tf.shape(values)[0], 1], tf.constant(default, values.dtype))
+        return tf.concat([values, pad], axis=1)[:, 0]
+
+    def flat(sizes, values):
+        """A repeated field -> (count per row, the values of all rows, in row order)."""
+        mask = tf.sequence_mask(sizes, tf.shape(values)[1])
+        return sizes, tf.boolean_mask(values, mask)
+
+    def tensors(protos):
+        """TensorProtos -> dtype, dims, content and each *_val field, flattened."""
+        sizes, (dtype, shape, content, floats, doubles, ints, int64s, strings, bools) = level(
+            protos, "tensorflow.TensorProto",
+            ["dtype", "tensor_shape", "tensor_content", "float_val", "double_val", "int_val",
+             "int64_val", "string_val", "bool_val"],
+            [tf.int32, tf.string, tf.string, tf.float32, tf.float64, tf.int32, tf.int64,
+             tf.string, tf.bool])
+        dim_sizes, (dims,) = level(first(shape, ""), "tensorflow.TensorShapeProto", ["dim"],
+                                   [tf.string])
+        n_dims, dims = flat(dim_sizes[:, 0], dims)
+        _, (dim_size,) = level(dims, "tensorflow.TensorShapeProto.Dim", ["size"], [tf.int64])
+        out = {"dtype": first(dtype, 0), "n_dims": n_dims, "dims": first(dim_size, 0),
+               "content": first(content, "")}
+        for i, (name, values) in enumerate((("float", floats), ("double", doubles),
+                                            ("int", ints), ("int64", int64s),
+                                            ("string", strings), ("bool", bools))):
+            out[f"n_{name}"], out[name] = flat(sizes[:, 3 + i], values)
+        return out
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def decode(logs):
+        sizes, (meta, predict) = level(logs, "tensorflow.serving.PredictionLog",
+                                       ["log_metadata", "predict_log"], [tf.string, tf.string])
+        _, (spec, timestamp, origin, sampling) = level(
+            first(meta, ""), "tensorflow.serving.LogMetadata",
+            ["model_spec", "timestamp_secs", "request_origin", "sampling_config"],
+            [tf.string, tf.int64, tf.string, tf.string])
+        _, (name, version) = level(first(spec, ""), "tensorflow.serving.ModelSpec",
+                                   ["name", "version"], [tf.string, tf.string])
+        _, (version,) = level(first(version, ""), "google.protobuf.Int64Value", ["value"],
+                              [tf.int64])
+        _, (rate,) = level(first(sampling, ""), "tensorflow.serving.SamplingConfig",
+                           ["sampling_rate"], [tf.float64])
+        _, (request, response) = level(first(predict, ""), "tensorflow.serving.PredictLog",
+                                       ["request", "response"], [tf.string, tf.string])
+        input_sizes, (inputs,) = level(first(request, ""), "tensorflow.serving.PredictRequest",
+                                       ["inputs"], [tf.string])
+        n_inputs, inputs = flat(input_sizes[:, 0], inputs)
+        _, (input_key, input_value) = level(
+            inputs, "tensorflow.serving.PredictRequest.InputsEntry", ["key", "value"],
+            [tf.string, tf.string])
+        output_sizes, (outputs,) = level(first(response, ""),
+                                         "tensorflow.serving.PredictResponse", ["outputs"],
+                                         [tf.string])
+        n_outputs, outputs = flat(output_sizes[:, 0], outputs)
+        _, (output_key, output_value) = level(
+            outputs, "tensorflow.serving.PredictResponse.OutputsEntry", ["key", "value"],
+            [tf.string, tf.string])
+        input_tensors = tensors(first(input_value, ""))
+        return {
+            "is_predict": sizes[:, 1] > 0, "has_response": tf.strings.length(
+                first(response, "")) > 0,
+            "name": first(name, ""), "version": first(version, 0),
+            "timestamp": first(timestamp, 0), "origin": first(origin, ""),
+            "rate": first(rate, 0.0),
+            "n_inputs": n_inputs, "input_key": first(input_key, ""),
+            "input_dtype": input_tensors["dtype"], "input_content": input_tensors["content"],
+            "n_input_strings": input_tensors["n_string"],
+            "input_strings": input_tensors["string"],
+            "n_outputs": n_outputs, "output_key": first(output_key, ""),
+            **{f"out_{k}": v for k, v in tensors(first(output_value, "")).items()},
+        }
+
+    return decode
+
+
+def _offsets(counts: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+
+class _Outputs(Mapping):
+    """A record's Predict outputs as arrays, each built when first read (as `_Tensors`)."""
+
+    def __init__(self, batch: _Batch, entries: range):
+        self._batch, self._entries = batch, {batch.output_key[e]: e for e in entries}
+        self._arrays: dict[str, Any] = {}
+
+    def __getitem__(self, name: str):
+        if name not in self._arrays:
+            self._arrays[name] = self._batch.output_array(self._entries[name])
+        return self._arrays[name]
+
+    def __contains__(self, name) -> bool:
+        return name in self._entries
+
+    def __iter__(self):
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class _Batch:
+    """One decode call's arrays, with the offsets that find each record's part of them. What
+    every record needs is worked out for the whole batch at once, in numpy."""
+
+    _VALUES = ("float", "double", "int", "int64", "string", "bool")
+    _FIELD = {_FLOAT: "float", _DOUBLE: "double", _INT32: "int", _INT64: "int64",
+              _STRING: "string", _BOOL: "bool"}
+
+    def __init__(self, decoded: dict):
+        d = {k: v.numpy() for k, v in decoded.items()}
+        self.d = d
+        n = len(d["origin"])
+        # The examples: the `examples` input, else a request's only input, as strings.
+        input_at = _offsets(d["n_inputs"])
+        owner = np.repeat(np.arange(n), d["n_inputs"])
+        chosen = np.full(n, -1, np.int64)
+        named = np.nonzero(d["input_key"] == EXAMPLES_INPUT.encode())[0]
+        chosen[owner[named]] = named
+        alone = (d["n_inputs"] == 1) & (chosen < 0)
+        chosen[alone] = input_at[:-1][alone]
+        # (one padding entry more, so that a batch without inputs indexes safely)
+        readable = np.append((d["input_dtype"] == _STRING) & (d["input_content"] == b""), False)
+        ok = (d["n_inputs"] == 0) | ((chosen >= 0) & readable[np.maximum(chosen, 0)])
+        string_at = _offsets(np.append(d["n_input_strings"], 0))
+        self._examples_from = np.where(chosen >= 0, string_at[np.maximum(chosen, 0)], 0).tolist()
+        self._examples_to = np.where(chosen >= 0, string_at[np.maximum(chosen, 0) + 1],
+                                     0).tolist()
+        self._strings = d["input_strings"].tolist()
+        # The outputs: each record's entries, all of kinds this module turns into arrays.
+        self.output_at = _offsets(d["n_outputs"]).tolist()
+        dtype = d["out_dtype"]
+        known = np.isin(dtype, list(self._FIELD)) & ((dtype != _STRING) | (d["out_content"] == b""))
+        bad = np.concatenate([[0], np.cumsum(~known)])
+        at = np.asarray(self.output_at)
+        ok &= (bad[at[1:]] - bad[at[:-1]]) == 0
+        self.ok = (ok & d["is_predict"]).tolist()
+        self.output_key = [k.decode() for k in d["output_key"].tolist()]
+        self._dtype = dtype.tolist()
+        self._content = d["out_content"].tolist()
+        dims_at = _offsets(d["out_n_dims"]).tolist()
+        dims = d["out_dims"].tolist()
+        self._shape = [tuple(dims[dims_at[e]:dims_at[e + 1]]) for e in range(len(dims_at) - 1)]
+        self._value_at = {v: _offsets(d[f"out_n_{v}"]).tolist() for v in self._VALUES}
+        self.names = [b.decode() for b in d["name"].tolist()]
+        self.versions, self.timestamps = d["version"].tolist(), d["timestamp"].tolist()
+        self.rates = d["rate"].tolist()
+
+    def examples(self, row: int) -> list[bytes]:
+        """The request's serialized examples (rows where `ok` holds)."""
+        return self._strings[self._examples_from[row]:self._examples_to[row]]
+
+    def outputs(self, row: int) -> Mapping[str, Any]:
+        entries = range(self.output_at[row], self.output_at[row + 1])
+        return _Outputs(self, entries) if len(entries) else {}
+
+    def output_array(self, e: int) -> np.ndarray:
+        """One output tensor as tf.make_ndarray gives it."""
+        shape, dtype = self._shape[e], self._dtype[e]
+        if dtype != _STRING and self._content[e]:
+            return np.frombuffer(self._content[e], _NUMPY[dtype]).copy().reshape(shape)
+        field = self._FIELD[dtype]
+        at = self._value_at[field]
+        values = self.d[f"out_{field}"][at[e]:at[e + 1]]
+        size = 1
+        for s in shape:
+            size *= s
+        if dtype == _STRING:
+            values = np.array(values.tolist(), dtype=object)
+        else:
+            values = values.astype(_NUMPY[dtype])  # a copy, as make_ndarray's
+        if values.size == size:
+            return values.reshape(shape)
+        if size == 0 or values.size == 0:
+            return np.full(shape, b"" if dtype == _STRING else 0, values.dtype)
+        # TF's compact form: fewer values than elements repeat the last one
+        return np.concatenate([values, np.repeat(values[-1:], size - values.size)]).reshape(shape)
+
+
+class DecodedRecord(LogRecord):
+    """A LogRecord whose protobuf message was never built: its fields came from the batch."""
+
+    def __init__(self, batch: _Batch, row: int, fields: dict, path: str, position: int,
+                 examples: list[bytes]):
+        request_id = fields.get("id") or f"{os.path.basename(path)}:{position}"
+        super().__init__(
+            log=None, request_id=request_id, role=fields.get("role", PRIMARY),
+            example_ids=fields.get("ids") or [], verdict=fields.get("verdict") or {},
+            sources=fields.get("sources") or {}, error=fields.get("error"),
+            latency_ms=fields.get("ms"), path=path, position=position)
+        self._batch, self._row, self._examples = batch, row, examples
+        self._name, self._version = batch.names[row], batch.versions[row]
+        self._timestamp, self._rate = batch.timestamps[row], batch.rates[row]
+        if not self.example_ids:
+            self.example_ids = [f"{request_id}/{i}" for i in range(len(examples))]
+
+    @property
+    def model_name(self) -> str:
+        return self._name
+
+    @property
+    def model_version(self) -> int:
+        return self._version
+
+    @property
+    def timestamp(self) -> int:
+        return self._timestamp
+
+    @property
+    def sampling_rate(self) -> float:
+        return self._rate
+
+    def examples(self) -> list[bytes]:
+        return self._examples
+
+    def outputs(self) -> Mapping[str, Any]:
+        return self._batch.outputs(self._row)
+
+
+def _fields(origins) -> list[dict] | None:
+    """tandem's fields of every record in one JSON parse; None when any is not JSON."""
+    prefix = META_PREFIX.encode()
+    parts = [o[len(prefix):] if o.startswith(prefix) else b"{}" for o in origins]
+    try:
+        fields = json.loads(b"[" + b",".join(parts) + b"]")
+    except ValueError:
+        return None
+    return fields if all(isinstance(f, dict) for f in fields) else None
+
+
+def _forget_decoder() -> None:
+    global _decoder
+    _decoder = None
+
+
+def _decode(logs: list[bytes], path: str, first: int, stats: ReadStats) -> Iterator[LogRecord]:
+    """Records `first`, `first + 1`, ... of `path`, from their serialized PredictionLogs. A
+    batch holding a record that is not a PredictionLog is halved until that record stands
+    alone, so that one bad record costs its neighbours nothing."""
+    global _decoder
+    import tensorflow as tf
+
+    if _decoder is None:
+        import atexit
+
+        _decoder = _build_decoder()
+        # dropped before the interpreter tears TensorFlow down, which it would complain about
+        atexit.register(_forget_decoder)
+    try:
+        batch = _Batch(_decoder(tf.constant(logs, tf.string)))
+    except tf.errors.OpError:
+        if len(logs) > 1:
+            half = len(logs) // 2
+            yield from _decode(logs[:half], path, first, stats)
+            yield from _decode(logs[half:], path, first + half, stats)
+            return
+        batch = None
+    fields = _fields(batch.d["origin"]) if batch is not None else None
+    for row, data in enumerate(logs):
+        position = first + row
+        record = None
+        if fields is not None and batch.ok[row]:
+            record = DecodedRecord(batch, row, fields[row], path, position, batch.examples(row))
+        if record is None:
+            try:
+                record = parse_record(data, path, position)
+            except Exception:  # noqa: BLE001 - a record that is not a PredictionLog
+                stats.unreadable += 1
+                continue
+        stats.records += 1
+        yield record
+
+
+def _frames(path: str, stats: ReadStats, batch: int) -> Iterator[list[bytes]]:
+    """The file's records in lists of up to `batch`, framed by tf.data; from the first record
+    tf.data cannot read (damage), by `read_frames`, which counts it and reads on."""
+    import tensorflow as tf
+
+    with (tf.io.gfile.GFile(path, "rb") if "://" in path else open(path, "rb")) as f:
+        compression = "GZIP" if gzip_by_magic(f.read(2)) else ""
+    delivered = 0
+    try:
+        dataset = tf.data.TFRecordDataset(path, compression_type=compression,
+                                          buffer_size=1 << 20).batch(batch)
+        for records in dataset.as_numpy_iterator():
+            delivered += len(records)
+            yield list(records)
+        return
+    except tf.errors.OpError:
+        pass
+    pending: list[bytes] = []
+    for n, data in enumerate(read_frames(path, stats)):
+        if n < delivered:
+            continue
+        pending.append(data)
+        if len(pending) == batch:
+            yield pending
+            pending = []
+    if pending:
+        yield pending
+
+
+def read_decoded(files: list[str], stats: ReadStats | None = None,
+                 batch: int = BATCH) -> Iterator[LogRecord]:
+    """Every record of `files`, in file order, as `request_log.read_records` yields them."""
+    stats = stats if stats is not None else ReadStats()
+    for path in files:
+        stats.files += 1
+        position = 0
+        for logs in _frames(path, stats, batch):
+            yield from _decode(logs, path, position, stats)
+            position += len(logs)
