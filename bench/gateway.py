@@ -180,6 +180,69 @@ def compare(args, server_port: int, proxy_port: int, gw_port: int, gw_rest: int,
         print(f"{'':>6} mean µs per request by stage: {', '.join(parts)}")
 
 
+# Where a batch-64 request's time goes in the gateway process, by stage: the function that
+# names each stage, the first one found from the innermost frame outwards. A sampled stack that
+# reaches none of them (gRPC's own server threads, the log's fsync thread) is "gRPC and other".
+PROFILE_STAGES = (
+    ("parse_examples", "parse request examples"),
+    ("read", "read request examples at the wire"),
+    ("_request_id", "request ids"),
+    ("_own", "decorate: strip joined columns"),
+    ("key_of", "decorate: key lookup"),
+    ("key_of_entry", "decorate: key lookup"),
+    ("_fragments", "decorate: cache / source"),
+    ("_join", "decorate: concatenate"),
+    ("decorate", "decorate: concatenate"),
+    ("validate_batch", "validate"),
+    ("validate_read", "validate"),
+    ("_verdict", "validate: verdict, metrics"),
+    ("make_record", "log: build record"),
+    ("write", "log: frame, compress, write"),
+    ("_log", "log: other"),
+    ("__call__", "predict: model call"),
+    ("_predict", "predict: serialize, parse"),
+    ("submit", "mirror enqueue"),
+    ("_handle", "request: other (replace tensor, metrics)"),
+    ("_run", "request: other (replace tensor, metrics)"),
+)
+
+
+def profile_section(args, gw_pid: int, gw_port: int, requests: list[bytes]) -> None:
+    """py-spy samples the gateway process (every thread that holds the CPU) while 4 client
+    threads send batch-64 requests; the samples are summed by stage."""
+    import shutil
+
+    spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
+    if not os.path.exists(spy):
+        print("\n(no profile: py-spy is not installed)")
+        return
+    raw = os.path.join(tempfile.mkdtemp(), "gateway.raw")
+    proc = subprocess.Popen([spy, "record", "--pid", str(gw_pid), "--format", "raw", "--output",
+                             raw, "--rate", "250", "--nonblocking", "--gil"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # py-spy attached
+    bs.throughput(caller(gw_port, requests, 64), 64, seconds=args.profile_seconds)
+    proc.send_signal(2)  # SIGINT: py-spy writes what it sampled
+    proc.wait(timeout=60)
+    totals: dict[str, int] = {}
+    for line in open(raw):
+        stack, _, count = line.rstrip("\n").rpartition(" ")
+        names = [frame.split(" (")[0] for frame in stack.split(";")]
+        stage = "gRPC and other"
+        if any(name == "_handle" for name in names):
+            for name in reversed(names):
+                found = next((s for f, s in PROFILE_STAGES if f == name), None)
+                if found:
+                    stage = found
+                    break
+        totals[stage] = totals.get(stage, 0) + int(count)
+    total = sum(totals.values()) or 1
+    print(f"\nprofile of the gateway process, batch 64, 4 client threads "
+          f"({args.profile_seconds:g}s, py-spy samples holding the GIL: {total:,})")
+    for stage, n in sorted(totals.items(), key=lambda kv: -kv[1]):
+        print(f"  {stage:<44}{100 * n / total:>6.1f}%")
+
+
 def paced_load(make_call, rate: float, seconds: float, clients: int = 2) -> list[float]:
     """Open-loop load: `clients` threads together sending `rate` requests per second on a
     fixed schedule (a late request is sent at once, not skipped): each call's latency."""
@@ -321,6 +384,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=1.5)
+    parser.add_argument("--no-mirror", action="store_true", help="skip the mirror section")
+    parser.add_argument("--profile-seconds", type=float, default=6.0,
+                        help="how long py-spy samples the gateway under batch-64 load")
     parser.add_argument("--rate", type=float, default=150.0,
                         help="requests/s in the mirror section (an open-loop load, below "
                              "saturation, as a production gateway runs)")
@@ -333,9 +399,11 @@ def main() -> None:
         proxy, proxy_port = start_proxy(work, server_port, 0.0)
         try:
             compare(args, server_port, proxy_port, gw_port, gw_rest, decorated, requests)
+            profile_section(args, gw.pid, gw_port, requests)
             proxy.terminate()
             bs.stop(gw)
-            mirror_section(args, work, data, server_port, base, requests)
+            if not args.no_mirror:
+                mirror_section(args, work, data, server_port, base, requests)
         finally:
             if gw.poll() is None:
                 bs.stop(gw)
