@@ -9,6 +9,7 @@ mirror is handed the request last and works off the request path.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -37,6 +38,7 @@ from tandem.serving.gateway.mirror import Mirror
 from tandem.serving.gateway.monitor import GatewayMetrics, ViolationWindow
 from tandem.serving.gateway.sources import check_joins, open_source
 from tandem.serving.gateway.validator import Validator
+from tandem.serving.gateway.wire import RequestReader
 
 log = logging.getLogger("tandem.gateway")
 # Bytes that are not a tf.Example are answered INVALID_ARGUMENT; protobuf's warning about
@@ -79,6 +81,18 @@ def schema_defaults(schema: schema_pb2.Schema, columns: list[str]) -> dict[str, 
     return out
 
 
+@dataclasses.dataclass
+class RequestExamples:
+    """A request's examples: parsed (Classify, Regress, and Predict bytes the wire reader
+    does not walk) or read at the wire (`rows`, serving/gateway/wire.py); for Predict, their
+    bytes and the input that carries them."""
+
+    examples: list | None
+    serialized: list[bytes] | None = None
+    input_name: str | None = None
+    rows: list[dict] | None = None
+
+
 class Gateway:
     def __init__(self, config: GatewayConfig, metrics: GatewayMetrics | None = None):
         self.config = config
@@ -101,6 +115,8 @@ class Gateway:
         for join in self.joins:
             for column in join.columns:
                 self.metrics.source_features.labels(join.table, column).set(1)
+        self.reader = RequestReader(self.validator.feature_verdict, self.validator.single_bytes,
+                                    uncached=frozenset({config.log.id_feature}))
         self.decorator.on_source = (
             lambda table, seconds: self.metrics.source_seconds.labels(table).observe(seconds))
         v = config.validate
@@ -134,14 +150,13 @@ class Gateway:
 
     # ---- the stages ---------------------------------------------------------------------
 
-    def _examples(self, api: str, request) -> tuple[list, list[bytes] | None, str | None]:
-        """(parsed request examples, their bytes, the Predict input that carries them)."""
+    def _examples(self, api: str, request) -> RequestExamples:
         if api != "predict":
             model_input = request.input
             which = model_input.WhichOneof("kind")
             if which is None:
                 raise InvalidArgument("Invalid argument: Input is empty.")
-            return list(getattr(model_input, which).examples), None, None
+            return RequestExamples(list(getattr(model_input, which).examples))
         inputs = request.inputs
         name = EXAMPLES_INPUT if EXAMPLES_INPUT in inputs else (
             next(iter(inputs)) if len(inputs) == 1 else None)
@@ -155,16 +170,31 @@ class Gateway:
         serialized = list(tensor.string_val)
         if not serialized:
             raise InvalidArgument(f"input '{name}' holds no examples")
+        read, rows = self.reader.read, []
+        for data in serialized:
+            row = read(data)
+            if row is None or self.decorator.carries_joined(row):
+                break
+            rows.append(row)
+        else:
+            return RequestExamples(None, serialized, name, rows)
         try:
-            return parse_examples(serialized, f"input '{name}'"), serialized, name
+            return RequestExamples(parse_examples(serialized, f"input '{name}'"), serialized,
+                                   name)
         except InvalidArgument:
             self.metrics.bad_requests.labels("not_an_example").inc()
             raise
 
-    def _request_id(self, examples, client_id: str | None) -> tuple[str, list[str]]:
+    def _request_id(self, batch: RequestExamples, client_id: str | None
+                    ) -> tuple[str, list[str]]:
         id_feature = self.config.log.id_feature
         ids = []
-        for example in examples:
+        if batch.rows is not None:
+            for row in batch.rows:
+                entry = row.get(id_feature)
+                ids.append(entry.first.decode("utf-8", "replace")
+                           if entry is not None and entry.first is not None else None)
+        for example in batch.examples or ():
             features = example.features.feature
             f = features[id_feature] if id_feature and id_feature in features else None
             ids.append(f.bytes_list.value[0].decode("utf-8", "replace")
@@ -188,23 +218,32 @@ class Gateway:
         request_id = client_id or ""
         code = "OK"
         try:
-            examples, serialized, input_name = self._examples(api, request)
-            request_id, example_ids = self._request_id(examples, client_id)
-            m.examples.inc(len(examples))
+            batch = self._examples(api, request)
+            request_id, example_ids = self._request_id(batch, client_id)
+            m.examples.inc(len(example_ids))
             t = time.perf_counter()
-            decorated, decoration = self.decorator.decorate(examples, serialized)
-            if input_name is not None:
-                tensor = request.inputs[input_name]
+            if batch.rows is not None:
+                decorated, decoration = self.decorator.decorate_read(batch.rows,
+                                                                     batch.serialized)
+            else:
+                decorated, decoration = self.decorator.decorate(batch.examples,
+                                                                batch.serialized)
+            if batch.input_name is not None:
+                tensor = request.inputs[batch.input_name]
                 del tensor.string_val[:]
                 tensor.string_val.extend(decorated)
             else:  # Classify/Regress carry parsed examples: merge the fragments into them
-                for example, fragments in zip(examples, decoration.fragments, strict=True):
+                for example, fragments in zip(batch.examples, decoration.fragments,
+                                              strict=True):
                     for fragment in fragments:
                         example.MergeFromString(fragment.data)
             t2 = time.perf_counter()
             m.stage["decorate"].observe(t2 - t)
-            violations = self.validator.validate_batch(examples, decoration.fragments)
-            verdict = self._verdict(len(examples), violations, decoration.unknown)
+            if batch.rows is not None:
+                violations = self.validator.validate_read(batch.rows, decoration.fragments)
+            else:
+                violations = self.validator.validate_batch(batch.examples, decoration.fragments)
+            verdict = self._verdict(len(example_ids), violations, decoration.unknown)
             m.stage["validate"].observe(time.perf_counter() - t2)
             if verdict.get("rejected"):
                 m.rejected.inc()
