@@ -4,7 +4,11 @@ examples: keys and request-time features) with every stage on: decorate from the
 feature source, validate against the curated schema, log every request, predict. Batch 1 and
 batch 64, latency (p50/p99, one client) and throughput (4 client threads), each measured in
 rounds that interleave the two paths so a slow spell of a shared 2-core machine hits both.
-The time each stage adds is read from the gateway's own stage histograms.
+The time each stage adds is read from the gateway's own stage histograms, and a py-spy
+profile of the gateway process under batch-64 load says where its CPU goes, by stage.
+
+Then scaling: batch-64 throughput with the gateway's --workers N (1 and 2 by default) against
+the direct path, side by side in the same rounds.
 
 Then the mirror: model A's latency through the gateway (batch 1, a fixed request rate below
 saturation, so a latency change is the mirror's doing and not queueing) with no
@@ -14,6 +18,7 @@ on two shared cores B's real inference would slow A by taking CPU, which in prod
 on B's own nodes; what is measured is what mirroring costs the gateway and A.
 
     python bench/gateway.py [--model_base_path DIR] [--rounds 5] [--requests 300]
+                            [--workers 1,2] [--no-mirror]
 
 Without --model_base_path it trains one (20k generated listening rows through the pipeline).
 Model server and gateway run as `tandem serve ...` processes on 127.0.0.1.
@@ -72,7 +77,8 @@ def data_and_requests(work: str, n: int) -> tuple[str, list[bytes], list[bytes]]
     return data, decorated, requests
 
 
-def start_gateway(work: str, data: str, primary: int, *sets: str) -> tuple[subprocess.Popen, int, int]:
+def start_gateway(work: str, data: str, primary: int, *sets: str,
+                  workers: int = 1) -> tuple[subprocess.Popen, int, int]:
     with open(os.path.join(ROOT, "deploy", "gateway", "listening.yaml")) as f:
         config = yaml.safe_load(f)
     config["primary"]["address"] = f"127.0.0.1:{primary}"
@@ -85,7 +91,8 @@ def start_gateway(work: str, data: str, primary: int, *sets: str) -> tuple[subpr
     port, rest = bs.free_port(), bs.free_port()
     args = [a for s in sets for a in ("--set", s)]
     proc = subprocess.Popen(bs.TANDEM + ["serve", "gateway", "--gateway-config", path, "--port", str(port),
-                                         "--rest_api_port", str(rest), *args],
+                                         "--rest_api_port", str(rest), *args,
+                                         "--workers", str(workers)],
                             stdout=subprocess.PIPE, text=True, cwd=ROOT,
                             stderr=open(os.path.join(work, "gateway.log"), "a"))
     for line in proc.stdout:
@@ -243,6 +250,33 @@ def profile_section(args, gw_pid: int, gw_port: int, requests: list[bytes]) -> N
         print(f"  {stage:<44}{100 * n / total:>6.1f}%")
 
 
+def scaling_section(args, work: str, data: str, server_port: int, decorated,
+                    requests) -> None:
+    """Batch-64 throughput of the gateway with N worker processes against the direct path,
+    every path in each round, with 8 client threads (a channel each, so the kernel spreads
+    their connections over the workers)."""
+    counts = [int(n) for n in args.workers.split(",")]
+    gateways = {n: start_gateway(work, data, server_port, workers=n) for n in counts}
+    makes = {"direct": caller(server_port, decorated, 64)}
+    makes.update({f"gateway x{n}": caller(port, requests, 64)
+                  for n, (_, port, _) in gateways.items()})
+    tput: dict[str, list[float]] = {name: [] for name in makes}
+    for make in makes.values():
+        bs.throughput(make, 64, seconds=0.5, clients=8)  # connections up, caches warm
+    for _ in range(args.rounds):
+        for name, make in makes.items():
+            tput[name].append(bs.throughput(make, 64, seconds=args.seconds, clients=8))
+    for proc, _, _ in gateways.values():
+        bs.stop(proc)
+    direct = float(np.median(tput["direct"]))
+    print(f"\nbatch 64, 8 client threads, the gateway with N worker processes on the same 2 "
+          f"cores as the model server; {args.rounds} interleaved rounds")
+    print(f"{'path':<14}{'examples/s':>13}{'vs direct':>11}")
+    for name, samples in tput.items():
+        t = float(np.median(samples))
+        print(f"{name:<14}{t:>13,.0f}{100 * t / direct:>10.0f}%")
+
+
 def paced_load(make_call, rate: float, seconds: float, clients: int = 2) -> list[float]:
     """Open-loop load: `clients` threads together sending `rate` requests per second on a
     fixed schedule (a late request is sent at once, not skipped): each call's latency."""
@@ -384,6 +418,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=1.5)
+    parser.add_argument("--workers", default="1,2",
+                        help="gateway worker counts to compare with direct (empty: skip)")
     parser.add_argument("--no-mirror", action="store_true", help="skip the mirror section")
     parser.add_argument("--profile-seconds", type=float, default=6.0,
                         help="how long py-spy samples the gateway under batch-64 load")
@@ -402,6 +438,8 @@ def main() -> None:
             profile_section(args, gw.pid, gw_port, requests)
             proxy.terminate()
             bs.stop(gw)
+            if args.workers:
+                scaling_section(args, work, data, server_port, decorated, requests)
             if not args.no_mirror:
                 mirror_section(args, work, data, server_port, base, requests)
         finally:
