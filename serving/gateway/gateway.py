@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 import uuid
 import warnings
@@ -36,7 +37,14 @@ from tandem.serving.gateway.config import GatewayConfig
 from tandem.serving.gateway.decorate import Decorator, parse_examples
 from tandem.serving.gateway.mirror import Mirror
 from tandem.serving.gateway.monitor import GatewayMetrics, ViolationWindow
-from tandem.serving.gateway.sources import check_joins, open_source
+from tandem.serving.gateway.sources import (
+    FeatureSource,
+    SourceError,
+    check_joins,
+    check_snapshot,
+    open_source,
+    open_spec,
+)
 from tandem.serving.gateway.validator import Validator
 from tandem.serving.gateway.wire import RequestReader
 
@@ -93,6 +101,17 @@ class RequestExamples:
     rows: list[dict] | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """The feature source requests are decorated from, with its decorator (and its entity
+    cache) and the versions the log records. A request takes the gateway's snapshot once,
+    so a switch (`switch_source`) decorates and logs each request wholly from one."""
+
+    source: FeatureSource | None
+    decorator: Decorator
+    versions: dict[str, str]
+
+
 class Gateway:
     def __init__(self, config: GatewayConfig, metrics: GatewayMetrics | None = None):
         self.config = config
@@ -101,24 +120,19 @@ class Gateway:
         self.validator = Validator(self.schema)
         self.types = {f.name: f.type for f in self.schema.feature}
         self.joins = config.join_list()
-        self.source = None
+        source = None
         if self.joins:
-            self.source = open_source(config.decorate.sqlite, config.decorate.redis)
-            check_joins(self.source, self.joins)
-        self.source_versions = (
-            {self.source.kind: self.source.version} if self.source is not None else {})
+            source = open_source(config.decorate.sqlite, config.decorate.redis)
+            check_joins(source, self.joins)
         columns = [c for j in self.joins for c in j.columns]
         self.defaults = {**schema_defaults(self.schema, columns), **config.decorate.defaults}
-        self.decorator = Decorator(self.joins, self.source, config.decorate.on_missing,
-                                   self.defaults, validator=self.validator,
-                                   cache_s=config.decorate.cache_s)
+        self.snapshot = self._snapshot(source)
+        self._switch_lock = threading.Lock()
         for join in self.joins:
             for column in join.columns:
                 self.metrics.source_features.labels(join.table, column).set(1)
         self.reader = RequestReader(self.validator.feature_verdict, self.validator.single_bytes,
                                     uncached=frozenset({config.log.id_feature}))
-        self.decorator.on_source = (
-            lambda table, seconds: self.metrics.source_seconds.labels(table).observe(seconds))
         v = config.validate
         self.reject_features = {c.name for c in self.validator.checks
                                 if v.features.get(c.name, v.policy) == "reject"}
@@ -147,6 +161,50 @@ class Gateway:
                                  queue_size=s.queue_size, timeout_s=s.timeout_s,
                                  workers=s.workers, metrics=self.metrics, writer=self.writer,
                                  log_percent=config.log.sample_percent)
+
+    # ---- the feature source --------------------------------------------------------------
+
+    def _snapshot(self, source: FeatureSource | None) -> Snapshot:
+        decorator = Decorator(self.joins, source, self.config.decorate.on_missing,
+                              self.defaults, validator=self.validator,
+                              cache_s=self.config.decorate.cache_s)
+        decorator.on_source = (
+            lambda table, seconds: self.metrics.source_seconds.labels(table).observe(seconds))
+        return Snapshot(source, decorator,
+                        {source.kind: source.version} if source is not None else {})
+
+    @property
+    def source(self) -> FeatureSource | None:
+        return self.snapshot.source
+
+    @property
+    def decorator(self) -> Decorator:
+        return self.snapshot.decorator
+
+    @property
+    def source_versions(self) -> dict[str, str]:
+        return self.snapshot.versions
+
+    def switch_source(self, spec: str, grace_s: float = 30.0) -> Snapshot:
+        """Decorate from the snapshot `spec` (a SQLite file or redis://HOST:PORT[/DB]) from
+        the next request on. A snapshot that cannot replace the current one raises
+        SourceError, and the current one stays. The old source is closed `grace_s` later,
+        after the requests that took it have finished."""
+        if not self.joins:
+            raise SourceError("the gateway decorates nothing (no decorate.joins): "
+                              "no feature source to switch")
+        with self._switch_lock:
+            source = open_spec(spec)
+            try:
+                check_snapshot(source, self.joins, self.snapshot.source)
+            except BaseException:
+                source.close()
+                raise
+            old, self.snapshot = self.snapshot, self._snapshot(source)
+        timer = threading.Timer(grace_s, old.source.close)
+        timer.daemon = True
+        timer.start()
+        return self.snapshot
 
     # ---- the stages ---------------------------------------------------------------------
 
@@ -218,16 +276,17 @@ class Gateway:
         request_id = client_id or ""
         code = "OK"
         try:
+            snapshot = self.snapshot  # this request's, whatever a switch does meanwhile
             batch = self._examples(api, request)
             request_id, example_ids = self._request_id(batch, client_id)
             m.examples.inc(len(example_ids))
             t = time.perf_counter()
             if batch.rows is not None:
-                decorated, decoration = self.decorator.decorate_read(batch.rows,
-                                                                     batch.serialized)
+                decorated, decoration = snapshot.decorator.decorate_read(batch.rows,
+                                                                         batch.serialized)
             else:
-                decorated, decoration = self.decorator.decorate(batch.examples,
-                                                                batch.serialized)
+                decorated, decoration = snapshot.decorator.decorate(batch.examples,
+                                                                    batch.serialized)
             if batch.input_name is not None:
                 tensor = request.inputs[batch.input_name]
                 del tensor.string_val[:]
@@ -248,10 +307,10 @@ class Gateway:
             if verdict.get("rejected"):
                 m.rejected.inc()
                 self._log(api, request, None, request_id, example_ids, verdict,
-                          ("INVALID_ARGUMENT", verdict["rejected"]))
+                          ("INVALID_ARGUMENT", verdict["rejected"]), sources=snapshot.versions)
                 raise InvalidArgument(verdict["rejected"])
             response, response_bytes = self._predict(api, request, request_id, example_ids,
-                                                     verdict)
+                                                     verdict, snapshot.versions)
             if self.mirror is not None:
                 t = time.perf_counter()
                 self.mirror.submit(api, request, request_id, example_ids)
@@ -298,7 +357,7 @@ class Gateway:
         return verdict
 
     def _predict(self, api: str, request, request_id: str, example_ids: list[str],
-                 verdict: dict):
+                 verdict: dict, sources: dict[str, str]):
         """(A's response, its bytes as they go back to the caller)."""
         requested = self._mapped(request)
         request_bytes = request.SerializeToString()
@@ -314,13 +373,14 @@ class Gateway:
                 message = (f"the primary model server {self.config.primary.address} is "
                            f"unavailable: {message}")
             self._log(api, request, None, request_id, example_ids, verdict,
-                      (e.code().name, message), seconds, request_bytes=request_bytes)
+                      (e.code().name, message), seconds, request_bytes=request_bytes,
+                      sources=sources)
             raise Status(e.code(), message) from None
         seconds = time.perf_counter() - t
         self.metrics.stage["predict"].observe(seconds)
         response = RESPONSES[api].FromString(response_bytes)
         self._log(api, request, response, request_id, example_ids, verdict, None, seconds,
-                  request_bytes=request_bytes, response_bytes=response_bytes)
+                  request_bytes=request_bytes, response_bytes=response_bytes, sources=sources)
         if requested and requested != response.model_spec.name:
             response.model_spec.name = requested
             response_bytes = response.SerializeToString()
@@ -328,7 +388,8 @@ class Gateway:
 
     def _log(self, api, request, response, request_id, example_ids, verdict, error,
              seconds: float | None = None, request_bytes: bytes | None = None,
-             response_bytes: bytes | None = None) -> None:
+             response_bytes: bytes | None = None, sources: dict[str, str] | None = None
+             ) -> None:
         if self.writer is None or not sampled(request_id, self.config.log.sample_percent):
             return
         t = time.perf_counter()
@@ -341,7 +402,7 @@ class Gateway:
                     response.model_spec.signature_name if response is not None
                     else request.model_spec.signature_name),
                 request_id=request_id, example_ids=example_ids, role=PRIMARY,
-                verdict=verdict, sources=self.source_versions, error=error,
+                verdict=verdict, sources=sources, error=error,
                 latency_ms=None if seconds is None else seconds * 1000,
                 sampling_rate=self.config.log.sample_percent / 100)
             self.metrics.log_bytes.inc(self.writer.write(record))
@@ -390,7 +451,7 @@ class Gateway:
             self.mirror.close()
         if self.writer is not None:
             self.writer.close()
-        if self.source is not None:
-            self.source.close()
+        if self.snapshot.source is not None:
+            self.snapshot.source.close()
         self._channel.close()
 

@@ -100,6 +100,11 @@ class Workers:
                     return proc.returncode
         return None
 
+    def signal(self, signum: int) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
     def request_stop(self) -> None:
         self._stop.set()
 
