@@ -18,7 +18,11 @@ on two shared cores B's real inference would slow A by taking CPU, which in prod
 on B's own nodes; what is measured is what mirroring costs the gateway and A.
 
     python bench/gateway.py [--model_base_path DIR] [--rounds 5] [--requests 300]
-                            [--workers 1,2] [--no-mirror]
+                            [--workers 1,2] [--no-mirror] [--baseline-pythonpath DIR]
+
+--baseline-pythonpath runs a second gateway from an older tandem (a directory whose `tandem`
+package maps an older checkout) in the same interleaved rounds: a before/after measured side by
+side on a busy machine.
 
 Without --model_base_path it trains one (20k generated listening rows through the pipeline).
 Model server and gateway run as `tandem serve ...` processes on 127.0.0.1.
@@ -77,8 +81,9 @@ def data_and_requests(work: str, n: int) -> tuple[str, list[bytes], list[bytes]]
     return data, decorated, requests
 
 
-def start_gateway(work: str, data: str, primary: int, *sets: str,
-                  workers: int = 1) -> tuple[subprocess.Popen, int, int]:
+def start_gateway(work: str, data: str, primary: int, *sets: str, workers: int = 1,
+                  pythonpath: str = "") -> tuple[subprocess.Popen, int, int]:
+    """A gateway process; `pythonpath`: run the tandem found there (a baseline checkout)."""
     with open(os.path.join(ROOT, "deploy", "gateway", "listening.yaml")) as f:
         config = yaml.safe_load(f)
     config["primary"]["address"] = f"127.0.0.1:{primary}"
@@ -92,9 +97,11 @@ def start_gateway(work: str, data: str, primary: int, *sets: str,
     args = [a for s in sets for a in ("--set", s)]
     proc = subprocess.Popen(bs.TANDEM + ["serve", "gateway", "--gateway-config", path, "--port", str(port),
                                          "--rest_api_port", str(rest), *args,
-                                         "--workers", str(workers)],
-                            stdout=subprocess.PIPE, text=True, cwd=ROOT,
-                            stderr=open(os.path.join(work, "gateway.log"), "a"))
+                                         *(["--workers", str(workers)] if workers > 1 else [])],
+                            stdout=subprocess.PIPE, text=True, cwd=pythonpath or ROOT,
+                            stderr=open(os.path.join(work, "gateway.log"), "a"),
+                            env={**os.environ, "PYTHONPATH": pythonpath} if pythonpath
+                            else None)
     for line in proc.stdout:
         if line.startswith("gRPC on"):
             return proc, port, rest
@@ -142,16 +149,18 @@ def stage_means(rest_port: int) -> dict[str, tuple[float, float]]:
 
 
 def compare(args, server_port: int, proxy_port: int, gw_port: int, gw_rest: int, decorated,
-            requests) -> None:
+            requests, baseline_port: int = 0) -> None:
     print(f"\nclient -> model server (direct), against client -> a bare Python gRPC proxy that "
           f"forwards bytes (proxy: the transport hop alone), and client -> gateway (decorate, "
           f"validate, log, predict); {args.rounds} interleaved rounds")
     print(f"{'batch':>6} {'path':<10}{'p50 ms':>9}{'p99 ms':>9}{'examples/s':>13}")
-    paths = ("direct", "proxy", "gateway")
+    paths = ("direct", "proxy", "gateway") + (("baseline",) if baseline_port else ())
     for batch in (1, 64):
         makes = {"direct": caller(server_port, decorated, batch),
                  "proxy": caller(proxy_port, decorated, batch),
                  "gateway": caller(gw_port, requests, batch)}
+        if baseline_port:  # the gateway of --baseline-pythonpath, in the same rounds
+            makes["baseline"] = caller(baseline_port, requests, batch)
         calls = {name: make() for name, make in makes.items()}
         lat = {p: [] for p in paths}
         p50s = {p: [] for p in paths}
@@ -178,6 +187,10 @@ def compare(args, server_port: int, proxy_port: int, gw_port: int, gw_rest: int,
         print(f"{batch:>6} gateway adds {added:.2f} ms at p50 ({hop:.2f} ms of it the bare "
               f"hop); throughput {100 * share:.0f}% of direct "
               f"(bare hop: {100 * result['proxy'][2] / result['direct'][2]:.0f}%)")
+        if baseline_port:
+            print(f"{batch:>6} baseline gateway adds "
+                  f"{result['baseline'][0] - result['direct'][0]:.2f} ms at p50; throughput "
+                  f"{100 * result['baseline'][2] / result['direct'][2]:.0f}% of direct")
         parts = []
         for stage in STAGES:
             s = after[stage][0] - before[stage][0]
@@ -420,6 +433,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.5)
     parser.add_argument("--workers", default="1,2",
                         help="gateway worker counts to compare with direct (empty: skip)")
+    parser.add_argument("--baseline-pythonpath", default="",
+                        help="also run the tandem importable from this PYTHONPATH (an older "
+                             "checkout) as a second gateway in the same rounds")
     parser.add_argument("--no-mirror", action="store_true", help="skip the mirror section")
     parser.add_argument("--profile-seconds", type=float, default=6.0,
                         help="how long py-spy samples the gateway under batch-64 load")
@@ -432,9 +448,16 @@ def main() -> None:
         data, decorated, requests = data_and_requests(work, 2000)
         server, server_port, _ = bs.serve("listening", base)
         gw, gw_port, gw_rest = start_gateway(work, data, server_port)
+        baseline, baseline_port = None, 0
+        if args.baseline_pythonpath:
+            baseline, baseline_port, _ = start_gateway(work, data, server_port,
+                                                       pythonpath=args.baseline_pythonpath)
         proxy, proxy_port = start_proxy(work, server_port, 0.0)
         try:
-            compare(args, server_port, proxy_port, gw_port, gw_rest, decorated, requests)
+            compare(args, server_port, proxy_port, gw_port, gw_rest, decorated, requests,
+                    baseline_port)
+            if baseline is not None:
+                bs.stop(baseline)
             profile_section(args, gw.pid, gw_port, requests)
             proxy.terminate()
             bs.stop(gw)
