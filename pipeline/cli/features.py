@@ -25,8 +25,8 @@ def cmd_features_load(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    features_sub = add_group(sub, "features", "load feature sources into Redis; promote a "
-                                         "snapshot to running gateways, or roll it back")
+    features_sub = add_group(sub, "features",
+                             "load into Redis; promote or roll back a snapshot")
     load = features_sub.add_parser("load", help="copy the SQLite feature tables into Redis")
     load.add_argument("--sqlite", default="data/listening/features.sqlite",
                       help="the generator's feature file (default data/listening/features.sqlite)")
