@@ -4,7 +4,11 @@ examples: keys and request-time features) with every stage on: decorate from the
 feature source, validate against the curated schema, log every request, predict. Batch 1 and
 batch 64, latency (p50/p99, one client) and throughput (4 client threads), each measured in
 rounds that interleave the two paths so a slow spell of a shared 2-core machine hits both.
-The time each stage adds is read from the gateway's own stage histograms.
+The time each stage adds is read from the gateway's own stage histograms, and a py-spy
+profile of the gateway process under batch-64 load says where its CPU goes, by stage.
+
+Then scaling: batch-64 throughput with the gateway's --workers N (1 and 2 by default) against
+the direct path, side by side in the same rounds.
 
 Then the mirror: model A's latency through the gateway (batch 1, a fixed request rate below
 saturation, so a latency change is the mirror's doing and not queueing) with no
@@ -14,6 +18,11 @@ on two shared cores B's real inference would slow A by taking CPU, which in prod
 on B's own nodes; what is measured is what mirroring costs the gateway and A.
 
     python bench/gateway.py [--model_base_path DIR] [--rounds 5] [--requests 300]
+                            [--workers 1,2] [--no-mirror] [--baseline-pythonpath DIR]
+
+--baseline-pythonpath runs a second gateway from an older tandem (a directory whose `tandem`
+package maps an older checkout) in the same interleaved rounds: a before/after measured side by
+side on a busy machine.
 
 Without --model_base_path it trains one (20k generated listening rows through the pipeline).
 Model server and gateway run as `tandem serve ...` processes on 127.0.0.1.
@@ -72,7 +81,9 @@ def data_and_requests(work: str, n: int) -> tuple[str, list[bytes], list[bytes]]
     return data, decorated, requests
 
 
-def start_gateway(work: str, data: str, primary: int, *sets: str) -> tuple[subprocess.Popen, int, int]:
+def start_gateway(work: str, data: str, primary: int, *sets: str, workers: int = 1,
+                  pythonpath: str = "") -> tuple[subprocess.Popen, int, int]:
+    """A gateway process; `pythonpath`: run the tandem found there (a baseline checkout)."""
     with open(os.path.join(ROOT, "deploy", "gateway", "listening.yaml")) as f:
         config = yaml.safe_load(f)
     config["primary"]["address"] = f"127.0.0.1:{primary}"
@@ -85,9 +96,12 @@ def start_gateway(work: str, data: str, primary: int, *sets: str) -> tuple[subpr
     port, rest = bs.free_port(), bs.free_port()
     args = [a for s in sets for a in ("--set", s)]
     proc = subprocess.Popen(bs.TANDEM + ["serve", "gateway", "--gateway-config", path, "--port", str(port),
-                                         "--rest_api_port", str(rest), *args],
-                            stdout=subprocess.PIPE, text=True, cwd=ROOT,
-                            stderr=open(os.path.join(work, "gateway.log"), "a"))
+                                         "--rest_api_port", str(rest), *args,
+                                         *(["--workers", str(workers)] if workers > 1 else [])],
+                            stdout=subprocess.PIPE, text=True, cwd=pythonpath or ROOT,
+                            stderr=open(os.path.join(work, "gateway.log"), "a"),
+                            env={**os.environ, "PYTHONPATH": pythonpath} if pythonpath
+                            else None)
     for line in proc.stdout:
         if line.startswith("gRPC on"):
             return proc, port, rest
@@ -135,16 +149,18 @@ def stage_means(rest_port: int) -> dict[str, tuple[float, float]]:
 
 
 def compare(args, server_port: int, proxy_port: int, gw_port: int, gw_rest: int, decorated,
-            requests) -> None:
+            requests, baseline_port: int = 0) -> None:
     print(f"\nclient -> model server (direct), against client -> a bare Python gRPC proxy that "
           f"forwards bytes (proxy: the transport hop alone), and client -> gateway (decorate, "
           f"validate, log, predict); {args.rounds} interleaved rounds")
     print(f"{'batch':>6} {'path':<10}{'p50 ms':>9}{'p99 ms':>9}{'examples/s':>13}")
-    paths = ("direct", "proxy", "gateway")
+    paths = ("direct", "proxy", "gateway") + (("baseline",) if baseline_port else ())
     for batch in (1, 64):
         makes = {"direct": caller(server_port, decorated, batch),
                  "proxy": caller(proxy_port, decorated, batch),
                  "gateway": caller(gw_port, requests, batch)}
+        if baseline_port:  # the gateway of --baseline-pythonpath, in the same rounds
+            makes["baseline"] = caller(baseline_port, requests, batch)
         calls = {name: make() for name, make in makes.items()}
         lat = {p: [] for p in paths}
         p50s = {p: [] for p in paths}
@@ -171,6 +187,10 @@ def compare(args, server_port: int, proxy_port: int, gw_port: int, gw_rest: int,
         print(f"{batch:>6} gateway adds {added:.2f} ms at p50 ({hop:.2f} ms of it the bare "
               f"hop); throughput {100 * share:.0f}% of direct "
               f"(bare hop: {100 * result['proxy'][2] / result['direct'][2]:.0f}%)")
+        if baseline_port:
+            print(f"{batch:>6} baseline gateway adds "
+                  f"{result['baseline'][0] - result['direct'][0]:.2f} ms at p50; throughput "
+                  f"{100 * result['baseline'][2] / result['direct'][2]:.0f}% of direct")
         parts = []
         for stage in STAGES:
             s = after[stage][0] - before[stage][0]
@@ -178,6 +198,96 @@ def compare(args, server_port: int, proxy_port: int, gw_port: int, gw_rest: int,
             if c:
                 parts.append(f"{stage} {1e6 * s / c:,.0f}")
         print(f"{'':>6} mean µs per request by stage: {', '.join(parts)}")
+
+
+# Where a batch-64 request's time goes in the gateway process, by stage: the function that
+# names each stage, the first one found from the innermost frame outwards. A sampled stack that
+# reaches none of them (gRPC's own server threads, the log's fsync thread) is "gRPC and other".
+PROFILE_STAGES = (
+    ("parse_examples", "parse request examples"),
+    ("read", "read request examples at the wire"),
+    ("_request_id", "request ids"),
+    ("_own", "decorate: strip joined columns"),
+    ("key_of", "decorate: key lookup"),
+    ("key_of_entry", "decorate: key lookup"),
+    ("_fragments", "decorate: cache / source"),
+    ("_join", "decorate: concatenate"),
+    ("decorate", "decorate: concatenate"),
+    ("validate_batch", "validate"),
+    ("validate_read", "validate"),
+    ("_verdict", "validate: verdict, metrics"),
+    ("make_record", "log: build record"),
+    ("write", "log: frame, compress, write"),
+    ("_log", "log: other"),
+    ("__call__", "predict: model call"),
+    ("_predict", "predict: serialize, parse"),
+    ("submit", "mirror enqueue"),
+    ("_handle", "request: other (replace tensor, metrics)"),
+    ("_run", "request: other (replace tensor, metrics)"),
+)
+
+
+def profile_section(args, gw_pid: int, gw_port: int, requests: list[bytes]) -> None:
+    """py-spy samples the gateway process (every thread that holds the CPU) while 4 client
+    threads send batch-64 requests; the samples are summed by stage."""
+    import shutil
+
+    spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
+    if not os.path.exists(spy):
+        print("\n(no profile: py-spy is not installed)")
+        return
+    raw = os.path.join(tempfile.mkdtemp(), "gateway.raw")
+    proc = subprocess.Popen([spy, "record", "--pid", str(gw_pid), "--format", "raw", "--output",
+                             raw, "--rate", "250", "--nonblocking", "--gil"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # py-spy attached
+    bs.throughput(caller(gw_port, requests, 64), 64, seconds=args.profile_seconds)
+    proc.send_signal(2)  # SIGINT: py-spy writes what it sampled
+    proc.wait(timeout=60)
+    totals: dict[str, int] = {}
+    for line in open(raw):
+        stack, _, count = line.rstrip("\n").rpartition(" ")
+        names = [frame.split(" (")[0] for frame in stack.split(";")]
+        stage = "gRPC and other"
+        if any(name == "_handle" for name in names):
+            for name in reversed(names):
+                found = next((s for f, s in PROFILE_STAGES if f == name), None)
+                if found:
+                    stage = found
+                    break
+        totals[stage] = totals.get(stage, 0) + int(count)
+    total = sum(totals.values()) or 1
+    print(f"\nprofile of the gateway process, batch 64, 4 client threads "
+          f"({args.profile_seconds:g}s, py-spy samples holding the GIL: {total:,})")
+    for stage, n in sorted(totals.items(), key=lambda kv: -kv[1]):
+        print(f"  {stage:<44}{100 * n / total:>6.1f}%")
+
+
+def scaling_section(args, work: str, data: str, server_port: int, decorated,
+                    requests) -> None:
+    """Batch-64 throughput of the gateway with N worker processes against the direct path,
+    every path in each round, with 8 client threads (a channel each, so the kernel spreads
+    their connections over the workers)."""
+    counts = [int(n) for n in args.workers.split(",")]
+    gateways = {n: start_gateway(work, data, server_port, workers=n) for n in counts}
+    makes = {"direct": caller(server_port, decorated, 64)}
+    makes.update({f"gateway x{n}": caller(port, requests, 64)
+                  for n, (_, port, _) in gateways.items()})
+    tput: dict[str, list[float]] = {name: [] for name in makes}
+    for make in makes.values():
+        bs.throughput(make, 64, seconds=0.5, clients=8)  # connections up, caches warm
+    for _ in range(args.rounds):
+        for name, make in makes.items():
+            tput[name].append(bs.throughput(make, 64, seconds=args.seconds, clients=8))
+    for proc, _, _ in gateways.values():
+        bs.stop(proc)
+    direct = float(np.median(tput["direct"]))
+    print(f"\nbatch 64, 8 client threads, the gateway with N worker processes on the same 2 "
+          f"cores as the model server; {args.rounds} interleaved rounds")
+    print(f"{'path':<14}{'examples/s':>13}{'vs direct':>11}")
+    for name, samples in tput.items():
+        t = float(np.median(samples))
+        print(f"{name:<14}{t:>13,.0f}{100 * t / direct:>10.0f}%")
 
 
 def paced_load(make_call, rate: float, seconds: float, clients: int = 2) -> list[float]:
@@ -321,6 +431,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=1.5)
+    parser.add_argument("--workers", default="1,2",
+                        help="gateway worker counts to compare with direct (empty: skip)")
+    parser.add_argument("--baseline-pythonpath", default="",
+                        help="also run the tandem importable from this PYTHONPATH (an older "
+                             "checkout) as a second gateway in the same rounds")
+    parser.add_argument("--no-mirror", action="store_true", help="skip the mirror section")
+    parser.add_argument("--profile-seconds", type=float, default=6.0,
+                        help="how long py-spy samples the gateway under batch-64 load")
     parser.add_argument("--rate", type=float, default=150.0,
                         help="requests/s in the mirror section (an open-loop load, below "
                              "saturation, as a production gateway runs)")
@@ -330,12 +448,23 @@ def main() -> None:
         data, decorated, requests = data_and_requests(work, 2000)
         server, server_port, _ = bs.serve("listening", base)
         gw, gw_port, gw_rest = start_gateway(work, data, server_port)
+        baseline, baseline_port = None, 0
+        if args.baseline_pythonpath:
+            baseline, baseline_port, _ = start_gateway(work, data, server_port,
+                                                       pythonpath=args.baseline_pythonpath)
         proxy, proxy_port = start_proxy(work, server_port, 0.0)
         try:
-            compare(args, server_port, proxy_port, gw_port, gw_rest, decorated, requests)
+            compare(args, server_port, proxy_port, gw_port, gw_rest, decorated, requests,
+                    baseline_port)
+            if baseline is not None:
+                bs.stop(baseline)
+            profile_section(args, gw.pid, gw_port, requests)
             proxy.terminate()
             bs.stop(gw)
-            mirror_section(args, work, data, server_port, base, requests)
+            if args.workers:
+                scaling_section(args, work, data, server_port, decorated, requests)
+            if not args.no_mirror:
+                mirror_section(args, work, data, server_port, base, requests)
         finally:
             if gw.poll() is None:
                 bs.stop(gw)

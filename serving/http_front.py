@@ -36,14 +36,16 @@ class Dispatch(Protocol):
 
 class RestServer:
     def __init__(self, api: Dispatch, host: str, port: int, max_body_bytes: int,
-                 cors: bool = False, threads: int = 0, timeout_ms: int = 30000):
+                 cors: bool = False, threads: int = 0, timeout_ms: int = 30000,
+                 reuse_port: bool = False):
         self.api, self.max_body_bytes, self.cors = api, max_body_bytes, cors
         self.timeout = timeout_ms / 1000 if timeout_ms > 0 else None
         # TF Serving's default: 4 threads per core.
         self._pool = ThreadPoolExecutor(max_workers=threads or 4 * (os.cpu_count() or 1),
                                         thread_name_prefix="rest")
         # Bound now, so the port is known (and a busy port reported) before start().
-        self._socket = socket.create_server((host, port), reuse_port=False)
+        # reuse_port: processes of one server sharing the port (the gateway's --workers).
+        self._socket = socket.create_server((host, port), reuse_port=reuse_port)
         self.port = self._socket.getsockname()[1]
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None

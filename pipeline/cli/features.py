@@ -1,4 +1,5 @@
-"""`tandem features`: the feature sources the gateway decorates requests from."""
+"""`tandem features`: the feature sources the gateway decorates requests from, and the
+snapshot its running gateways switch to (promote, rollback)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def _register_diff(features_sub) -> None:
 
 
 def register(sub) -> None:
-    features_sub = add_group(sub, "features", "load, diff and check the feature sources")
+    features_sub = add_group(sub, "features", "load, diff, promote or roll back snapshots")
     load = features_sub.add_parser("load", help="copy the SQLite feature tables into Redis")
     load.add_argument("--sqlite", default="data/listening/features.sqlite",
                       help="the generator's feature file (default data/listening/features.sqlite)")
@@ -65,3 +66,90 @@ def register(sub) -> None:
     load.add_argument("--prefix", default="tandem", help="key prefix (default tandem)")
     load.set_defaults(func=cmd_features_load)
     _register_diff(features_sub)
+    register_promotion(features_sub)
+
+
+# ---- promote and rollback: the snapshot a running gateway decorates from -----------------
+
+
+def _gateway_joins(path: str):
+    from tandem.pipeline.cli.errors import CommandError
+    from tandem.serving.gateway.config import load_config
+
+    config = load_config(path)
+    if not config.join_list():
+        raise CommandError(f"{path} decorates nothing (no decorate.joins): no feature source "
+                           "to promote")
+    return config
+
+
+def _checked(spec: str, joins, against: str | None):
+    """Open `spec` and check it can replace the snapshot `against`; (its version, its kind)."""
+    from tandem.serving.gateway.sources import check_snapshot, open_spec
+
+    current = None
+    if against:
+        try:
+            current = open_spec(against)
+        except Exception:  # noqa: BLE001 - the current snapshot gone: check what can be
+            current = None
+    source = open_spec(spec)
+    try:
+        check_snapshot(source, joins, current)
+        return source.version, source.kind
+    finally:
+        source.close()
+        if current is not None:
+            current.close()
+
+
+def cmd_features_promote(args: argparse.Namespace) -> int:
+    from tandem.serving.gateway import snapshots
+
+    config = _gateway_joins(args.gateway)
+    own = config.decorate.redis or config.decorate.sqlite
+    current = snapshots.current(args.gateway) or own
+    version, kind = _checked(args.to, config.join_list(), current)
+    own_version = _checked(own, config.join_list(), None)[0] if current == own else ""
+    if not own_version:
+        history = snapshots.read_history(args.gateway)["history"]
+        own_version = history[0]["version"] if history else ""
+    snapshots.record_promotion(args.gateway, args.to, version, own, own_version)
+    pids = snapshots.signal_gateways(args.gateway)
+    print(f"promoted {kind} {version} ({args.to}) for {args.gateway}; "
+          f"{len(pids)} running gateway process(es) switch from their next request")
+    return 0
+
+
+def cmd_features_rollback(args: argparse.Namespace) -> int:
+    from tandem.pipeline.cli.errors import CommandError
+    from tandem.serving.gateway import snapshots
+
+    config = _gateway_joins(args.gateway)
+    history = snapshots.read_history(args.gateway)
+    if history["current"] < 1:
+        raise CommandError(f"nothing to roll back to for {args.gateway} (no promotion "
+                           f"in {snapshots.history_path(args.gateway)})")
+    entries = history["history"]
+    previous = entries[history["current"] - 1]["source"]
+    _checked(previous, config.join_list(), entries[history["current"]]["source"])
+    entry = snapshots.record_rollback(args.gateway)
+    pids = snapshots.signal_gateways(args.gateway)
+    print(f"rolled back to {entry['version']} ({entry['source']}) for {args.gateway}; "
+          f"{len(pids)} running gateway process(es) switch from their next request")
+    return 0
+
+
+def register_promotion(features_sub) -> None:
+    promote = features_sub.add_parser(
+        "promote", help="switch the gateways of a config to a feature-source snapshot")
+    promote.add_argument("--gateway", required=True, metavar="CONFIG",
+                         help="the gateway config YAML the running gateways were started with")
+    promote.add_argument("--to", required=True, metavar="SRC",
+                         help="the snapshot: a SQLite file or redis://HOST:PORT[/DB]")
+    promote.set_defaults(func=cmd_features_promote)
+    rollback = features_sub.add_parser(
+        "rollback", help="switch the gateways of a config back to the previous snapshot")
+    rollback.add_argument("--gateway", required=True, metavar="CONFIG",
+                          help="the gateway config YAML the running gateways were started with")
+    rollback.set_defaults(func=cmd_features_rollback)

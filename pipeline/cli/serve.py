@@ -4,7 +4,10 @@ gateway in front of it (decorate, validate, log, predict, mirror)."""
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
 
 from tandem.pipeline.cli.errors import CommandError
 from tandem.pipeline.cli.flags import add_group, add_set
@@ -46,8 +49,6 @@ def cmd_serve_models(args: argparse.Namespace) -> int:
 
 def _serve_until_stopped(server, host: str, port: int, what: str) -> int:
     """Print where it listens, then run until SIGTERM or Ctrl-C and stop cleanly."""
-    import signal
-
     rest = f", REST and metrics on {host}:{server.rest_port}" if server.rest_port else ""
     print(f"gRPC on {host}:{port}{rest}", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: server._stop.set())
@@ -66,14 +67,20 @@ def cmd_serve_gateway(args: argparse.Namespace) -> int:
 
     # What can be checked before TensorFlow loads, answered at once.
     config = load_config(args.gateway_config, args.set)
+    _use_promoted_source(config, args.gateway_config)
     check_source(config.decorate.sqlite, config.decorate.redis, config.join_list())
+    if args.workers < 1:
+        raise CommandError(f"--workers: expected at least 1, got {args.workers}")
+    if args.workers > 1:
+        return _serve_workers(args)
     from tandem.serving.errors import ServingError
     from tandem.serving.gateway.server import GatewayServer
 
     try:
         server = GatewayServer(config, host=args.host, port=args.port,
                                rest_api_port=args.rest_api_port,
-                               max_request_bytes=args.max_request_bytes)
+                               max_request_bytes=args.max_request_bytes,
+                               reuse_port=args.reuse_port)
         server.start()
     except (ServingError, ValueError) as e:  # the rest is bad input already (exit 2)
         raise CommandError(str(e)) from None
@@ -89,7 +96,106 @@ def cmd_serve_gateway(args: argparse.Namespace) -> int:
           f"validate: {len(g.validator.checks)} features ({config.validate.policy}"
           f"{', reject: ' + ', '.join(sorted(g.reject_features)) if g.reject_features and config.validate.policy != 'reject' else ''})"
           f"; log: {config.log.dir + ' (' + format(config.log.sample_percent, 'g') + '%)' if config.log.dir else 'off'}")
-    return _serve_until_stopped(server, args.host, server.port, "gateway")
+    from tandem.serving.gateway import snapshots
+
+    registered = snapshots.register(args.gateway_config)
+    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(
+        target=_switch_source, args=(server.gateway, args.gateway_config, config),
+        daemon=True).start())
+    try:
+        return _serve_until_stopped(server, args.host, server.port, "gateway")
+    finally:
+        os.remove(registered)
+
+
+def _own_source(config) -> str:
+    return config.decorate.redis or config.decorate.sqlite
+
+
+def _use_promoted_source(config, path: str) -> None:
+    """A snapshot promoted for this config (`tandem features promote`) replaces the source the
+    config names."""
+    from tandem.serving.gateway import snapshots
+
+    promoted = snapshots.current(path)
+    if promoted:
+        redis = "://" in promoted
+        config.decorate.redis, config.decorate.sqlite = (promoted, "") if redis else (
+            "", promoted)
+
+
+def _switch_source(gateway, path: str, config) -> None:
+    """SIGHUP: decorate from the config's current snapshot (promoted, or its own) from the
+    next request on; a snapshot that cannot be used leaves the current one, said in a line."""
+    from tandem.serving.gateway import snapshots
+    from tandem.serving.gateway.sources import SourceError
+
+    try:
+        spec = snapshots.current(path) or _own_source(config)
+        snapshot = gateway.switch_source(spec)
+    except SourceError as e:
+        was = ", ".join(f"{k} {v}" for k, v in gateway.source_versions.items())
+        print(f"gateway: kept {was}: {e}", file=sys.stderr, flush=True)
+        return
+    print(f"gateway: decorating from {snapshot.source.kind} {snapshot.source.version} "
+          f"({spec})", flush=True)
+
+
+def _serve_workers(args: argparse.Namespace) -> int:
+    """`--workers N`: N gateway processes sharing the ports (serving/gateway/workers.py),
+    until SIGTERM or Ctrl-C (SIGHUP is passed on: each worker switches feature snapshots);
+    0 when stopped, 3 when a worker exited on its own."""
+    from tandem.schemas.exit_status import UNEXPECTED
+    from tandem.serving.gateway.workers import Workers, reserve_port
+
+    held = []
+    try:
+        sock, port = reserve_port(args.host, args.port)
+        held.append(sock)
+        rest_port = 0
+        if args.rest_api_port:
+            sock, rest_port = reserve_port(args.host, args.rest_api_port)
+            held.append(sock)
+    except OSError as e:
+        for sock in held:
+            sock.close()
+        raise CommandError(f"cannot start the gateway: {e}") from None
+
+    def command(_: int) -> list[str]:
+        sets = [a for s in args.set for a in ("--set", s)]
+        return [sys.executable, "-m", "tandem.pipeline.cli", "serve", "gateway",
+                "--gateway-config", args.gateway_config, *sets, "--host", args.host,
+                "--port", str(port), "--rest_api_port", str(rest_port),
+                "--max_request_bytes", str(args.max_request_bytes), "--reuse-port",
+                *(["--verbose"] if getattr(args, "verbose", False) else [])]
+
+    workers = Workers(args.workers, command)
+    try:
+        ready = workers.start()
+    except OSError as e:
+        raise CommandError(f"cannot start the gateway: {e}") from None
+    finally:
+        for sock in held:  # the workers listen on the ports now
+            sock.close()
+    for line in ready[0][:-1]:  # what the first worker said of the config
+        print(line)
+    print(f"gateway: {args.workers} workers (pids "
+          f"{', '.join(str(p.pid) for p in workers.procs)}) share the ports")
+    rest = f", REST and metrics on {args.host}:{rest_port}" if rest_port else ""
+    print(f"gRPC on {args.host}:{port}{rest}", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: workers.request_stop())
+    signal.signal(signal.SIGHUP, lambda *_: workers.signal(signal.SIGHUP))
+    try:
+        died = workers.wait()
+    except KeyboardInterrupt:
+        died = None
+    workers.stop()
+    if died is not None:
+        print(f"tandem: error: a gateway worker exited with status {died}; the others were "
+              "stopped", file=sys.stderr)
+        return UNEXPECTED
+    print("gateway stopped", flush=True)
+    return 0
 
 
 def register(sub) -> None:
@@ -112,4 +218,7 @@ def register(sub) -> None:
                     help="REST and metrics port (default 0: no REST)")
     gw.add_argument("--max_request_bytes", type=int, default=64 << 20,
                     help="largest request accepted, gRPC and REST (default 64 MiB)")
+    gw.add_argument("--workers", type=int, default=1,
+                    help="gateway processes sharing the ports with SO_REUSEPORT (default 1)")
+    gw.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a worker
     gw.set_defaults(func=cmd_serve_gateway)

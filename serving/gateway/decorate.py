@@ -68,18 +68,34 @@ def fragment_example(columns: Sequence[str], kinds: Sequence[str], row: Sequence
     return example
 
 
+def _key(first: bytes | None, kind: str | None, join: Join, index: int) -> str:
+    """The entity key from the key feature's first bytes value (None: it has none) and the
+    kind of value it holds."""
+    if first is None:
+        if kind in ("int64_list", "float_list"):
+            raise InvalidArgument(f"example {index}: entity key '{join.key}' must be a string "
+                                  f"(bytes_list), got {kind}")
+        raise InvalidArgument(f"example {index}: entity key '{join.key}' is missing")
+    try:
+        return first.decode()
+    except UnicodeDecodeError:
+        raise InvalidArgument(f"example {index}: entity key '{join.key}' is not UTF-8") from None
+
+
 def key_of(example: example_pb2.Example, join: Join, index: int) -> str:
     features = example.features.feature
     feature = features[join.key] if join.key in features else None  # .get costs more
-    if feature is None or not feature.bytes_list.value:
-        if feature is not None and feature.WhichOneof("kind") in ("int64_list", "float_list"):
-            raise InvalidArgument(f"example {index}: entity key '{join.key}' must be a string "
-                                  f"(bytes_list), got {feature.WhichOneof('kind')}")
-        raise InvalidArgument(f"example {index}: entity key '{join.key}' is missing")
-    try:
-        return feature.bytes_list.value[0].decode()
-    except UnicodeDecodeError:
-        raise InvalidArgument(f"example {index}: entity key '{join.key}' is not UTF-8") from None
+    if feature is None:
+        return _key(None, None, join, index)
+    values = feature.bytes_list.value
+    return _key(values[0] if values else None, feature.WhichOneof("kind"), join, index)
+
+
+def key_of_entry(row: dict, join: Join, index: int) -> str:
+    """`key_of` for a request example read at the wire (serving/gateway/wire.py)."""
+    entry = row.get(join.key)
+    return _key(None, None, join, index) if entry is None else _key(
+        entry.first, entry.kind, join, index)
 
 
 class Decorator:
@@ -140,18 +156,36 @@ class Decorator:
                  serialized: Sequence[bytes] | None = None) -> tuple[list[bytes], Decoration]:
         """(decorated serialized examples, what happened) for parsed request examples;
         `serialized` are their bytes when the caller has them (else they are serialized)."""
+        if serialized is None or self.joined:
+            serialized = [self._own(e, serialized[i] if serialized is not None else None)
+                          for i, e in enumerate(examples)]
+        return self._join(serialized, lambda join: [key_of(e, join, i)
+                                                    for i, e in enumerate(examples)])
+
+    def decorate_read(self, rows: Sequence[dict], serialized: Sequence[bytes]
+                      ) -> tuple[list[bytes], Decoration]:
+        """`decorate` for request examples read at the wire (serving/gateway/wire.py), which
+        carry no joined column (`carries_joined`)."""
+        return self._join(serialized, lambda join: [key_of_entry(row, join, i)
+                                                    for i, row in enumerate(rows)])
+
+    def carries_joined(self, row: dict) -> bool:
+        return not self.joined.isdisjoint(row)
+
+    def _join(self, serialized: Sequence[bytes], keys_of: Callable[[Join], list[str]]
+              ) -> tuple[list[bytes], Decoration]:
+        """Each example's bytes followed by its entities' fragments; `keys_of(join)` gives
+        the examples' keys for a join, asked join by join (a missing key of the second join
+        is reported after the first join's unknown entities, as it always was)."""
         if self.cache_s > 0 and time.monotonic() - self._cleared > self.cache_s:
             self._cache = [{} for _ in self.joins]
             self._cleared = time.monotonic()
         result = Decoration()
-        if serialized is None or self.joined:
-            serialized = [self._own(e, serialized[i] if serialized is not None else None)
-                          for i, e in enumerate(examples)]
         parts = [[s] for s in serialized]
-        result.fragments = [[] for _ in examples]
+        result.fragments = [[] for _ in serialized]
         for j, join in enumerate(self.joins):
             started = time.perf_counter()
-            keys = [key_of(e, join, i) for i, e in enumerate(examples)]
+            keys = keys_of(join)
             for i, (key, frag) in enumerate(zip(keys, self._fragments(j, keys), strict=True)):
                 if frag is None:
                     if self.on_missing == REJECT:

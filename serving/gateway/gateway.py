@@ -9,7 +9,9 @@ mirror is handed the request last and works off the request path.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import threading
 import time
 import uuid
 import warnings
@@ -35,8 +37,16 @@ from tandem.serving.gateway.config import GatewayConfig
 from tandem.serving.gateway.decorate import Decorator, parse_examples
 from tandem.serving.gateway.mirror import Mirror
 from tandem.serving.gateway.monitor import GatewayMetrics, ViolationWindow
-from tandem.serving.gateway.sources import check_joins, open_source
+from tandem.serving.gateway.sources import (
+    FeatureSource,
+    SourceError,
+    check_joins,
+    check_snapshot,
+    open_source,
+    open_spec,
+)
 from tandem.serving.gateway.validator import Validator
+from tandem.serving.gateway.wire import RequestReader
 
 log = logging.getLogger("tandem.gateway")
 # Bytes that are not a tf.Example are answered INVALID_ARGUMENT; protobuf's warning about
@@ -79,6 +89,29 @@ def schema_defaults(schema: schema_pb2.Schema, columns: list[str]) -> dict[str, 
     return out
 
 
+@dataclasses.dataclass
+class RequestExamples:
+    """A request's examples: parsed (Classify, Regress, and Predict bytes the wire reader
+    does not walk) or read at the wire (`rows`, serving/gateway/wire.py); for Predict, their
+    bytes and the input that carries them."""
+
+    examples: list | None
+    serialized: list[bytes] | None = None
+    input_name: str | None = None
+    rows: list[dict] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """The feature source requests are decorated from, with its decorator (and its entity
+    cache) and the versions the log records. A request takes the gateway's snapshot once,
+    so a switch (`switch_source`) decorates and logs each request wholly from one."""
+
+    source: FeatureSource | None
+    decorator: Decorator
+    versions: dict[str, str]
+
+
 class Gateway:
     def __init__(self, config: GatewayConfig, metrics: GatewayMetrics | None = None):
         self.config = config
@@ -87,22 +120,19 @@ class Gateway:
         self.validator = Validator(self.schema)
         self.types = {f.name: f.type for f in self.schema.feature}
         self.joins = config.join_list()
-        self.source = None
+        source = None
         if self.joins:
-            self.source = open_source(config.decorate.sqlite, config.decorate.redis)
-            check_joins(self.source, self.joins)
-        self.source_versions = (
-            {self.source.kind: self.source.version} if self.source is not None else {})
+            source = open_source(config.decorate.sqlite, config.decorate.redis)
+            check_joins(source, self.joins)
         columns = [c for j in self.joins for c in j.columns]
         self.defaults = {**schema_defaults(self.schema, columns), **config.decorate.defaults}
-        self.decorator = Decorator(self.joins, self.source, config.decorate.on_missing,
-                                   self.defaults, validator=self.validator,
-                                   cache_s=config.decorate.cache_s)
+        self.snapshot = self._snapshot(source)
+        self._switch_lock = threading.Lock()
         for join in self.joins:
             for column in join.columns:
                 self.metrics.source_features.labels(join.table, column).set(1)
-        self.decorator.on_source = (
-            lambda table, seconds: self.metrics.source_seconds.labels(table).observe(seconds))
+        self.reader = RequestReader(self.validator.feature_verdict, self.validator.single_bytes,
+                                    uncached=frozenset({config.log.id_feature}))
         v = config.validate
         self.reject_features = {c.name for c in self.validator.checks
                                 if v.features.get(c.name, v.policy) == "reject"}
@@ -132,16 +162,59 @@ class Gateway:
                                  workers=s.workers, metrics=self.metrics, writer=self.writer,
                                  log_percent=config.log.sample_percent)
 
+    # ---- the feature source --------------------------------------------------------------
+
+    def _snapshot(self, source: FeatureSource | None) -> Snapshot:
+        decorator = Decorator(self.joins, source, self.config.decorate.on_missing,
+                              self.defaults, validator=self.validator,
+                              cache_s=self.config.decorate.cache_s)
+        decorator.on_source = (
+            lambda table, seconds: self.metrics.source_seconds.labels(table).observe(seconds))
+        return Snapshot(source, decorator,
+                        {source.kind: source.version} if source is not None else {})
+
+    @property
+    def source(self) -> FeatureSource | None:
+        return self.snapshot.source
+
+    @property
+    def decorator(self) -> Decorator:
+        return self.snapshot.decorator
+
+    @property
+    def source_versions(self) -> dict[str, str]:
+        return self.snapshot.versions
+
+    def switch_source(self, spec: str, grace_s: float = 30.0) -> Snapshot:
+        """Decorate from the snapshot `spec` (a SQLite file or redis://HOST:PORT[/DB]) from
+        the next request on. A snapshot that cannot replace the current one raises
+        SourceError, and the current one stays. The old source is closed `grace_s` later,
+        after the requests that took it have finished."""
+        if not self.joins:
+            raise SourceError("the gateway decorates nothing (no decorate.joins): "
+                              "no feature source to switch")
+        with self._switch_lock:
+            source = open_spec(spec)
+            try:
+                check_snapshot(source, self.joins, self.snapshot.source)
+            except BaseException:
+                source.close()
+                raise
+            old, self.snapshot = self.snapshot, self._snapshot(source)
+        timer = threading.Timer(grace_s, old.source.close)
+        timer.daemon = True
+        timer.start()
+        return self.snapshot
+
     # ---- the stages ---------------------------------------------------------------------
 
-    def _examples(self, api: str, request) -> tuple[list, list[bytes] | None, str | None]:
-        """(parsed request examples, their bytes, the Predict input that carries them)."""
+    def _examples(self, api: str, request) -> RequestExamples:
         if api != "predict":
             model_input = request.input
             which = model_input.WhichOneof("kind")
             if which is None:
                 raise InvalidArgument("Invalid argument: Input is empty.")
-            return list(getattr(model_input, which).examples), None, None
+            return RequestExamples(list(getattr(model_input, which).examples))
         inputs = request.inputs
         name = EXAMPLES_INPUT if EXAMPLES_INPUT in inputs else (
             next(iter(inputs)) if len(inputs) == 1 else None)
@@ -155,16 +228,31 @@ class Gateway:
         serialized = list(tensor.string_val)
         if not serialized:
             raise InvalidArgument(f"input '{name}' holds no examples")
+        read, rows = self.reader.read, []
+        for data in serialized:
+            row = read(data)
+            if row is None or self.decorator.carries_joined(row):
+                break
+            rows.append(row)
+        else:
+            return RequestExamples(None, serialized, name, rows)
         try:
-            return parse_examples(serialized, f"input '{name}'"), serialized, name
+            return RequestExamples(parse_examples(serialized, f"input '{name}'"), serialized,
+                                   name)
         except InvalidArgument:
             self.metrics.bad_requests.labels("not_an_example").inc()
             raise
 
-    def _request_id(self, examples, client_id: str | None) -> tuple[str, list[str]]:
+    def _request_id(self, batch: RequestExamples, client_id: str | None
+                    ) -> tuple[str, list[str]]:
         id_feature = self.config.log.id_feature
         ids = []
-        for example in examples:
+        if batch.rows is not None:
+            for row in batch.rows:
+                entry = row.get(id_feature)
+                ids.append(entry.first.decode("utf-8", "replace")
+                           if entry is not None and entry.first is not None else None)
+        for example in batch.examples or ():
             features = example.features.feature
             f = features[id_feature] if id_feature and id_feature in features else None
             ids.append(f.bytes_list.value[0].decode("utf-8", "replace")
@@ -188,31 +276,41 @@ class Gateway:
         request_id = client_id or ""
         code = "OK"
         try:
-            examples, serialized, input_name = self._examples(api, request)
-            request_id, example_ids = self._request_id(examples, client_id)
-            m.examples.inc(len(examples))
+            snapshot = self.snapshot  # this request's, whatever a switch does meanwhile
+            batch = self._examples(api, request)
+            request_id, example_ids = self._request_id(batch, client_id)
+            m.examples.inc(len(example_ids))
             t = time.perf_counter()
-            decorated, decoration = self.decorator.decorate(examples, serialized)
-            if input_name is not None:
-                tensor = request.inputs[input_name]
+            if batch.rows is not None:
+                decorated, decoration = snapshot.decorator.decorate_read(batch.rows,
+                                                                         batch.serialized)
+            else:
+                decorated, decoration = snapshot.decorator.decorate(batch.examples,
+                                                                    batch.serialized)
+            if batch.input_name is not None:
+                tensor = request.inputs[batch.input_name]
                 del tensor.string_val[:]
                 tensor.string_val.extend(decorated)
             else:  # Classify/Regress carry parsed examples: merge the fragments into them
-                for example, fragments in zip(examples, decoration.fragments, strict=True):
+                for example, fragments in zip(batch.examples, decoration.fragments,
+                                              strict=True):
                     for fragment in fragments:
                         example.MergeFromString(fragment.data)
             t2 = time.perf_counter()
             m.stage["decorate"].observe(t2 - t)
-            violations = self.validator.validate_batch(examples, decoration.fragments)
-            verdict = self._verdict(len(examples), violations, decoration.unknown)
+            if batch.rows is not None:
+                violations = self.validator.validate_read(batch.rows, decoration.fragments)
+            else:
+                violations = self.validator.validate_batch(batch.examples, decoration.fragments)
+            verdict = self._verdict(len(example_ids), violations, decoration.unknown)
             m.stage["validate"].observe(time.perf_counter() - t2)
             if verdict.get("rejected"):
                 m.rejected.inc()
                 self._log(api, request, None, request_id, example_ids, verdict,
-                          ("INVALID_ARGUMENT", verdict["rejected"]))
+                          ("INVALID_ARGUMENT", verdict["rejected"]), sources=snapshot.versions)
                 raise InvalidArgument(verdict["rejected"])
             response, response_bytes = self._predict(api, request, request_id, example_ids,
-                                                     verdict)
+                                                     verdict, snapshot.versions)
             if self.mirror is not None:
                 t = time.perf_counter()
                 self.mirror.submit(api, request, request_id, example_ids)
@@ -259,7 +357,7 @@ class Gateway:
         return verdict
 
     def _predict(self, api: str, request, request_id: str, example_ids: list[str],
-                 verdict: dict):
+                 verdict: dict, sources: dict[str, str]):
         """(A's response, its bytes as they go back to the caller)."""
         requested = self._mapped(request)
         request_bytes = request.SerializeToString()
@@ -275,13 +373,14 @@ class Gateway:
                 message = (f"the primary model server {self.config.primary.address} is "
                            f"unavailable: {message}")
             self._log(api, request, None, request_id, example_ids, verdict,
-                      (e.code().name, message), seconds, request_bytes=request_bytes)
+                      (e.code().name, message), seconds, request_bytes=request_bytes,
+                      sources=sources)
             raise Status(e.code(), message) from None
         seconds = time.perf_counter() - t
         self.metrics.stage["predict"].observe(seconds)
         response = RESPONSES[api].FromString(response_bytes)
         self._log(api, request, response, request_id, example_ids, verdict, None, seconds,
-                  request_bytes=request_bytes, response_bytes=response_bytes)
+                  request_bytes=request_bytes, response_bytes=response_bytes, sources=sources)
         if requested and requested != response.model_spec.name:
             response.model_spec.name = requested
             response_bytes = response.SerializeToString()
@@ -289,7 +388,8 @@ class Gateway:
 
     def _log(self, api, request, response, request_id, example_ids, verdict, error,
              seconds: float | None = None, request_bytes: bytes | None = None,
-             response_bytes: bytes | None = None) -> None:
+             response_bytes: bytes | None = None, sources: dict[str, str] | None = None
+             ) -> None:
         if self.writer is None or not sampled(request_id, self.config.log.sample_percent):
             return
         t = time.perf_counter()
@@ -302,7 +402,7 @@ class Gateway:
                     response.model_spec.signature_name if response is not None
                     else request.model_spec.signature_name),
                 request_id=request_id, example_ids=example_ids, role=PRIMARY,
-                verdict=verdict, sources=self.source_versions, error=error,
+                verdict=verdict, sources=sources, error=error,
                 latency_ms=None if seconds is None else seconds * 1000,
                 sampling_rate=self.config.log.sample_percent / 100)
             self.metrics.log_bytes.inc(self.writer.write(record))
@@ -351,7 +451,7 @@ class Gateway:
             self.mirror.close()
         if self.writer is not None:
             self.writer.close()
-        if self.source is not None:
-            self.source.close()
+        if self.snapshot.source is not None:
+            self.snapshot.source.close()
         self._channel.close()
 

@@ -186,13 +186,15 @@ class GatewayServer:
 
     def __init__(self, config: GatewayConfig, host: str = "127.0.0.1", port: int = 8600,
                  rest_api_port: int = 0, threads: int = 16,
-                 max_request_bytes: int = 64 << 20):
+                 max_request_bytes: int = 64 << 20, reuse_port: bool = False):
+        """`reuse_port`: bind with SO_REUSEPORT, as each of N workers sharing the ports does
+        (serving/gateway/workers.py); otherwise a port in use is an error."""
         self.gateway = Gateway(config)
         service = GatewayService(self.gateway)
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gateway"),
             options=[("grpc.max_receive_message_length", max_request_bytes),
-                     ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)])
+                     ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", int(reuse_port))])
         register(self.server, {  # Predict/Classify/Regress answer with A's own bytes
             "tensorflow.serving.PredictionService": prediction_service_methods(service),
             "tensorflow.serving.ModelService": {
@@ -209,7 +211,8 @@ class GatewayServer:
         if rest_api_port:
             try:
                 self.rest = RestServer(GatewayRestApi(self.gateway), host, rest_api_port,
-                                       max_body_bytes=max_request_bytes)
+                                       max_body_bytes=max_request_bytes,
+                                       reuse_port=reuse_port)
             except OSError:
                 self.gateway.close()
                 raise

@@ -210,6 +210,36 @@ def open_source(sqlite: str | None, redis_url: str | None) -> FeatureSource:
     raise SourceError("no feature source configured (decorate.sqlite or decorate.redis)")
 
 
+def open_spec(spec: str) -> FeatureSource:
+    """A source named by one string, as `tandem features promote --to` takes it: a
+    redis://HOST:PORT[/DB] address, else a SQLite file."""
+    return open_source(None, spec) if "://" in spec else open_source(spec, None)
+
+
+def check_snapshot(source: FeatureSource, joins: Sequence[Join],
+                   current: FeatureSource | None = None) -> None:
+    """What a snapshot must hold to replace `current` under a running gateway (raises
+    SourceError): the joins' tables and columns, string entity keys (requests carry keys as
+    strings), the column types `current` has (the decorated examples keep their types), and
+    rows that can be read."""
+    check_joins(source, joins)
+    for join in joins:
+        types = source.types(join.table)
+        if types[join.key] != "BYTES":
+            raise SourceError(f"table '{join.table}': key column '{join.key}' holds "
+                              f"{types[join.key]}, the gateway's entity keys are strings")
+        if current is not None:
+            was = current.types(join.table)
+            changed = [f"{c} {was[c]} -> {types[c]}" for c in join.columns if was[c] != types[c]]
+            if changed:
+                raise SourceError(f"table '{join.table}': column type(s) changed "
+                                  f"({', '.join(changed)})")
+        try:
+            source.lookup(join, [""])
+        except Unavailable as e:
+            raise SourceError(str(e)) from None
+
+
 def check_joins(source: FeatureSource, joins: Sequence[Join]) -> None:
     """Every table and column the joins name exists in the source (raises SourceError)."""
     for join in joins:

@@ -166,6 +166,26 @@ class Validator:
             self._check(name, feature, out)
         return out, seen
 
+    def feature_verdict(self, name: str, feature: example_pb2.Feature) -> tuple[list[str], int]:
+        """`scan` for one feature: (its violations, 1 if the schema requires it)."""
+        out: list[str] = []
+        f = self._fast.get(name)
+        if f is not None:
+            values = f[0](feature)
+            if len(values) == 1 and f[2](values[0]):
+                return out, f[1]
+        self._check(name, feature, out)
+        return out, f[1] if f is not None else 0
+
+    def single_bytes(self, name: str, value: bytes) -> int | None:
+        """For a feature holding one bytes value that its check passes: 1 if the schema
+        requires the feature, else 0; None when the value needs `feature_verdict`."""
+        c = self._by_name.get(name)
+        if c is None or c.kind != "bytes_list":
+            return None
+        f = self._fast[name]
+        return f[1] if f[2](value) else None
+
     def validate(self, example: example_pb2.Example) -> list[str]:
         """The violations of one example, as `feature:ANOMALY_TYPE` (empty when clean)."""
         out, seen = self.scan(example)
@@ -186,6 +206,31 @@ class Validator:
             for fragment in fragments:
                 present |= fragment.names
             out.extend(f"{n}:SCHEMA_MISSING_COLUMN" for n in self._required if n not in present)
+        return out
+
+    def validate_read(self, rows: Sequence[dict], fragments: Sequence[Sequence]
+                      ) -> dict[int, list[str]]:
+        """`validate_batch` for request parts read at the wire (serving/gateway/wire.py):
+        each feature's verdict was found once, when its entry was first read."""
+        out = {}
+        for i, (row, frags) in enumerate(zip(rows, fragments, strict=True)):
+            found: list[str] = []
+            seen = 0
+            for entry in row.values():
+                if entry.violations:
+                    found.extend(entry.violations)
+                seen += entry.required
+            for fragment in frags:
+                found.extend(fragment.violations)
+                seen += fragment.required
+            if seen < self._required_count:
+                present = set(row)
+                for fragment in frags:
+                    present |= fragment.names
+                found.extend(f"{n}:SCHEMA_MISSING_COLUMN" for n in self._required
+                             if n not in present)
+            if found:
+                out[i] = found
         return out
 
     def _check(self, name: str, feature: example_pb2.Feature, out: list[str]) -> None:
