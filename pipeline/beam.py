@@ -198,10 +198,16 @@ def _dependency_flags(original, args: list[str]) -> list[str]:
         import shutil
         import tempfile
 
-        before = set(os.listdir(tempfile.gettempdir()))
-        _built_packages[key] = original(args)
-        for name in set(os.listdir(tempfile.gettempdir())) - before:
-            atexit.register(shutil.rmtree, os.path.join(tempfile.gettempdir(), name), True)
+        built = original(args)
+        _built_packages[key] = built
+        # TFX builds in a mkdtemp() of its own: remove that directory, and nothing else
+        tmp = os.path.realpath(tempfile.gettempdir())
+        for arg in built[len(args):]:
+            if arg.startswith("--extra_package="):
+                package = os.path.realpath(arg.split("=", 1)[1])
+                if package.startswith(tmp + os.sep):
+                    top = os.path.relpath(package, tmp).split(os.sep)[0]
+                    atexit.register(shutil.rmtree, os.path.join(tmp, top), True)
     return list(_built_packages[key])
 
 

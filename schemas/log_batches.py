@@ -112,8 +112,9 @@ def _build_decoder():
             first(meta, ""), "tensorflow.serving.LogMetadata",
             ["model_spec", "timestamp_secs", "request_origin", "sampling_config"],
             [tf.string, tf.int64, tf.string, tf.string])
-        _, (name, version) = level(first(spec, ""), "tensorflow.serving.ModelSpec",
-                                   ["name", "version"], [tf.string, tf.string])
+        _, (name, version, signature) = level(
+            first(spec, ""), "tensorflow.serving.ModelSpec",
+            ["name", "version", "signature_name"], [tf.string, tf.string, tf.string])
         _, (version,) = level(first(version, ""), "google.protobuf.Int64Value", ["value"],
                               [tf.int64])
         _, (rate,) = level(first(sampling, ""), "tensorflow.serving.SamplingConfig",
@@ -137,7 +138,8 @@ def _build_decoder():
         return {
             "is_predict": sizes[:, 1] > 0, "has_response": tf.strings.length(
                 first(response, "")) > 0,
-            "name": first(name, ""), "version": first(version, 0),
+            "name": first(name, ""), "signature": first(signature, ""),
+            "version": first(version, 0),
             "timestamp": first(timestamp, 0), "origin": first(origin, ""),
             "rate": first(rate, 0.0),
             "n_inputs": n_inputs, "input_key": first(input_key, ""),
@@ -212,15 +214,26 @@ class _Batch:
         bad = np.concatenate([[0], np.cumsum(~known)])
         at = np.asarray(self.output_at)
         ok &= (bad[at[1:]] - bad[at[:-1]]) == 0
-        self.ok = (ok & d["is_predict"]).tolist()
-        self.output_key = [k.decode() for k in d["output_key"].tolist()]
+        # Strings the protobuf parser checks for UTF-8: a record with a bad one goes the
+        # one-record way (which counts it unreadable).
+        self.output_key = _text(d["output_key"].tolist())
+        self.names = _text(d["name"].tolist())
+        text = np.array([n is not None for n in self.names])
+        text &= np.array([s is not None for s in _text(d["signature"].tolist())], bool)
+        text &= np.array([o is not None for o in _text(d["origin"].tolist())], bool)
+        for key, at in (("input_key", input_at), ("output_key", np.asarray(self.output_at))):
+            bad = np.array([k is None for k in _text(d[key].tolist())], np.int64) \
+                if key == "input_key" else np.array([k is None for k in self.output_key],
+                                                    np.int64)
+            count = np.concatenate([[0], np.cumsum(bad)])
+            text &= (count[at[1:]] - count[at[:-1]]) == 0
+        self.ok = (ok & d["is_predict"] & text).tolist()
         self._dtype = dtype.tolist()
         self._content = d["out_content"].tolist()
         dims_at = _offsets(d["out_n_dims"]).tolist()
         dims = d["out_dims"].tolist()
         self._shape = [tuple(dims[dims_at[e]:dims_at[e + 1]]) for e in range(len(dims_at) - 1)]
         self._value_at = {v: _offsets(d[f"out_n_{v}"]).tolist() for v in self._VALUES}
-        self.names = [b.decode() for b in d["name"].tolist()]
         self.versions, self.timestamps = d["version"].tolist(), d["timestamp"].tolist()
         self.rates = d["rate"].tolist()
 
@@ -250,7 +263,7 @@ class _Batch:
         if values.size == size:
             return values.reshape(shape)
         if size == 0 or values.size == 0:
-            return np.full(shape, b"" if dtype == _STRING else 0, values.dtype)
+            return np.full(shape, "" if dtype == _STRING else 0, values.dtype)  # as TF pads
         # TF's compact form: fewer values than elements repeat the last one
         return np.concatenate([values, np.repeat(values[-1:], size - values.size)]).reshape(shape)
 
@@ -295,15 +308,38 @@ class DecodedRecord(LogRecord):
         return self._batch.outputs(self._row)
 
 
-def _fields(origins) -> list[dict] | None:
-    """tandem's fields of every record in one JSON parse; None when any is not JSON."""
+def _fields(origins) -> list[dict | None]:
+    """tandem's fields of every record, in one JSON parse when every origin is one JSON
+    object; else record by record, None for a record whose origin is not (the one-record
+    parse counts it unreadable, as `read_records` does)."""
     prefix = META_PREFIX.encode()
     parts = [o[len(prefix):] if o.startswith(prefix) else b"{}" for o in origins]
     try:
         fields = json.loads(b"[" + b",".join(parts) + b"]")
+        if len(fields) == len(parts) and all(isinstance(f, dict) for f in fields):
+            return fields
     except ValueError:
-        return None
-    return fields if all(isinstance(f, dict) for f in fields) else None
+        pass
+    out: list[dict | None] = []
+    for part in parts:
+        try:
+            one = json.loads(part)
+        except ValueError:
+            one = None
+        out.append(one if isinstance(one, dict) else None)
+    return out
+
+
+def _text(values) -> list[str | None]:
+    """proto3 `string` fields as str; None where the bytes are not UTF-8 (the protobuf
+    parser refuses such a record, and so does the batch path)."""
+    out: list[str | None] = []
+    for value in values:
+        try:
+            out.append(value.decode())
+        except UnicodeDecodeError:
+            out.append(None)
+    return out
 
 
 def _forget_decoder() -> None:
@@ -338,7 +374,9 @@ def _decode(logs: list[bytes], path: str, first: int, stats: ReadStats) -> Itera
         position = first + row
         record = None
         if fields is not None and batch.ok[row]:
-            record = DecodedRecord(batch, row, fields[row], path, position, batch.examples(row))
+            if fields[row] is not None:
+                record = DecodedRecord(batch, row, fields[row], path, position,
+                                       batch.examples(row))
         if record is None:
             try:
                 record = parse_record(data, path, position)
@@ -349,20 +387,33 @@ def _decode(logs: list[bytes], path: str, first: int, stats: ReadStats) -> Itera
         yield record
 
 
+BATCH_BYTES = 32 << 20  # a batch is cut smaller when its records are large (memory)
+
+
 def _frames(path: str, stats: ReadStats, batch: int) -> Iterator[list[bytes]]:
-    """The file's records in lists of up to `batch`, framed by tf.data; from the first record
-    tf.data cannot read (damage), by `read_frames`, which counts it and reads on."""
+    """The file's records in lists of up to `batch` (fewer when records are large), framed by
+    tf.data; from the first record tf.data cannot read (damage), by `read_frames`, which
+    counts it and reads on. tf.data stops quietly at a header cut short: the bytes it framed
+    are checked against the file's length to count that torn record too."""
     import tensorflow as tf
+
+    from tandem.schemas.request_log import _chunks
 
     with (tf.io.gfile.GFile(path, "rb") if "://" in path else open(path, "rb")) as f:
         compression = "GZIP" if gzip_by_magic(f.read(2)) else ""
-    delivered = 0
+    delivered = framed = 0
     try:
-        dataset = tf.data.TFRecordDataset(path, compression_type=compression,
-                                          buffer_size=1 << 20).batch(batch)
-        for records in dataset.as_numpy_iterator():
-            delivered += len(records)
-            yield list(records)
+        records = tf.data.TFRecordDataset(path, compression_type=compression,
+                                          buffer_size=1 << 20)
+        sizes = [len(r) for r in records.take(16).as_numpy_iterator()]
+        if sizes:
+            batch = max(1, min(batch, BATCH_BYTES * len(sizes) // max(1, sum(sizes))))
+        for chunk in records.batch(batch).as_numpy_iterator():
+            delivered += len(chunk)
+            framed += sum(16 + len(r) for r in chunk)
+            yield list(chunk)
+        if sum(len(c) for c in _chunks(path)) > framed:
+            stats.torn += 1
         return
     except tf.errors.OpError:
         pass

@@ -135,13 +135,19 @@ from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
 from tandem.pipeline.beam import install_dependency_policy
 install_dependency_policy()
 install_dependency_policy()  # idempotent: one wrapper, not two
+from tfx.utils import dependency_utils
 tmp = tempfile.gettempdir()
+build = dependency_utils.build_ephemeral_package
+def building():  # another process makes a directory while TFX builds: not TFX's to remove
+    os.makedirs(os.path.join(tmp, "someone-else"), exist_ok=True)
+    return build()
+dependency_utils.build_ephemeral_package = building
 before = set(os.listdir(tmp))
 seen = {}
 for name, args in json.loads(sys.argv[1]).items():
     ctx = BaseBeamExecutor.Context(beam_pipeline_args=args, tmp_dir=tmp, unique_id="probe")
     seen[name] = Executor(ctx)._beam_pipeline_args
-new = sorted(set(os.listdir(tmp)) - before)
+new = sorted(set(os.listdir(tmp)) - before - {"someone-else"})
 print(json.dumps({"seen": seen, "new": [os.path.join(tmp, n) for n in new]}))
 """
 
@@ -186,3 +192,4 @@ def test_a_remote_runner_gets_the_tfx_package_built_once_and_removed_at_exit(tmp
     assert second == first  # the same package: built once per process
     assert len(result["new"]) == 1 and first[0].split("=", 1)[1].startswith(result["new"][0])
     assert not os.path.exists(result["new"][0])  # removed when the process ended
+    assert (tmp_path / "someone-else").is_dir()  # and nothing else in the temporary folder

@@ -160,3 +160,44 @@ def test_damaged_and_plain_files_are_read_on_and_counted_alike(tmp_path):
         assert stats.corrupt == 2 and stats.torn == 1 and stats.files == 4
         assert decoded[-1].request_id == "tf_serving_warmup_requests:2"
     assert os.path.getsize(files[1]) > 0
+
+
+def test_a_last_record_torn_inside_its_header_is_counted(tmp_path):
+    """tf.data stops quietly at a header cut short; the reader still counts the torn record."""
+    frames = [request_log.frame(r) for r in _records() if not r.startswith(b"\xff")][:6]
+    for cut in (1, 7, 11, 20):
+        files = [str(tmp_path / f"plain-{cut}"), str(tmp_path / f"live-{cut}.tfrecord.gz")]
+        with open(files[0], "wb") as f:
+            f.write(b"".join(frames[:5]) + frames[5][:cut])
+        c = zlib.compressobj(1, zlib.DEFLATED, 31)
+        with open(files[1], "wb") as f:  # a live writer's file: no GZIP trailer yet
+            f.write(c.compress(b"".join(frames[:5]) + frames[5][:cut]) + c.flush(zlib.Z_SYNC_FLUSH))
+        stats, _ = _compare(files, 4096)
+        assert stats.torn == 2 and stats.records == 10, cut
+
+
+def _raw(name: bytes, signature: bytes, origin: bytes) -> bytes:
+    """A PredictionLog written field by field, so that its strings can be anything."""
+    f = request_log._field
+    request = predict_pb2.PredictRequest()
+    request.inputs["examples"].CopyFrom(tf.make_tensor_proto([_example(1)]))
+    return f(1, f(1, f(1, name) + f(3, signature)) + f(6, origin)) + \
+        f(6, f(1, request.SerializeToString()))
+
+
+def test_records_the_protobuf_parser_refuses_are_unreadable_and_move_no_neighbour(tmp_path):
+    """A request_origin that is not one JSON object, and strings that are not UTF-8, cost
+    only their own record (counted unreadable, as the record reader counts them)."""
+    good = [_predict(i, 1, {"outputs": _tensor(types_pb2.DT_FLOAT, [1], "float_val", [1.0])})
+            for i in range(4)]
+    bad = [_raw(b"m", b"s", b'tandem/1 {"id":"a"},{"id":"b"}'),
+           _raw(b"m", b"s", b"tandem/1 [1]"),
+           _raw(b"\xff\xfe", b"s", b'tandem/1 {"id":"u1"}'),
+           _raw(b"m", b"\xc3", b'tandem/1 {"id":"u2"}')]
+    files = [str(tmp_path / "a.tfrecord.gz"), str(tmp_path / "b.tfrecord.gz")]
+    write_records(files[0], [good[0], bad[0], good[1]])  # one file, one batch each
+    write_records(files[1], [bad[1], good[2], bad[2], bad[3], good[3]])
+    stats, records = _compare(files, 4096)
+    assert [r.request_id for r in records if isinstance(r, DecodedRecord)] == \
+        ["r0", "r1", "r2", "r3"]
+    assert stats.records == 4 and stats.unreadable == 4
