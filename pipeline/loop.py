@@ -537,6 +537,8 @@ def _write_loop_record(work: str, config: str, overrides: list[str], scenario: s
     import json
 
     path = os.path.join(work, LOOP_RECORD)
+    if os.path.isfile(config):  # a config file, named so that any directory can find it
+        config = os.path.abspath(config)
     atomic_write(path, json.dumps({"config": config, "overrides": overrides,
                                    "scenario": scenario}, indent=2))
 

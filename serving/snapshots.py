@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sqlite3
 import urllib.parse
 from typing import Any
 
@@ -85,10 +86,42 @@ def _redis_meta(source: RedisSource) -> dict[str, dict[str, str]]:
     return {k.decode()[6:]: json.loads(v) for k, v in meta.items() if k.startswith(b"types:")}
 
 
+# What SQLite may store in a column of each declared kind (it stores anything anywhere).
+_SQLITE_STORED = {"INT": ("integer", "null"), "FLOAT": ("real", "integer", "null"),
+                  "BYTES": ("text", "null")}
+
+
+def check_values(source: FeatureSource, table: str, columns) -> None:
+    """Every stored value of a SQLite snapshot's `columns` has its column's declared type
+    (raises SourceError naming the first that does not): a value the gateway could not put in
+    a tf.Example would otherwise fail the first request that reads it."""
+    if not isinstance(source, SqliteSource):
+        return  # Redis stores strings, decoded by the declared type as they are read
+    types = source.types(table)
+    key = source.keys[table]
+    for column in columns:
+        allowed = _SQLITE_STORED.get(types.get(column, ""))
+        if allowed is None:
+            continue
+        marks = ", ".join("?" for _ in allowed)
+        try:
+            bad = source._con().execute(
+                f'SELECT "{key}", "{column}", typeof("{column}") FROM "{table}" '
+                f'WHERE typeof("{column}") NOT IN ({marks}) LIMIT 1', allowed).fetchone()
+        except sqlite3.Error as e:
+            raise SourceError(f"feature source {snapshot_name(source)}: {e}") from None
+        if bad is not None:
+            raise SourceError(f"table '{table}' column '{column}' is {types[column]} in "
+                              f"{snapshot_name(source)} but entity {bad[0]!r} holds "
+                              f"{bad[1]!r} ({bad[2]})")
+
+
 def read_table(source: FeatureSource, table: str) -> Table:
-    """Every row of `table` (raises SourceError when the snapshot has no such table)."""
+    """Every row of `table` (raises SourceError when the snapshot has no such table, or a
+    value of another type than its column's)."""
     types = dict(source.types(table))
     if isinstance(source, SqliteSource):
+        check_values(source, table, list(types))
         columns, cursor = source.rows(table)
         key = source.keys[table]
         return Table(table, key, {key: types[key], **{c: types[c] for c in columns}},
@@ -153,3 +186,4 @@ def check_candidate(candidate: FeatureSource, serving: FeatureSource,
                 raise SourceError(f"table '{join.table}' {what} '{column}' is {have[column]} in "
                                   f"{snapshot_name(candidate)} but {want[column]} in the "
                                   f"serving source {snapshot_name(serving)}")
+        check_values(candidate, join.table, [join.key, *join.columns])

@@ -28,6 +28,7 @@ def cmd_shadow_replay(args: argparse.Namespace) -> int:
     from tandem.pipeline.traffic_checks import run_replay
 
     config = load_replay_config(args.replay_config, args.set)
+    _gateway_config_needs_features(args)
     beam_args = with_runner_defaults(args.beam_args)
     check_job_service(beam_args)
     start = time.monotonic()
@@ -54,11 +55,19 @@ def cmd_shadow_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gateway_config_needs_features(args: argparse.Namespace) -> None:
+    """--gateway-config says how to re-decorate; without --candidate-features nothing is."""
+    if getattr(args, "gateway_config", None) and not args.candidate_features:
+        raise CommandError("--gateway-config is for a replay with --candidate-features (its "
+                           "joins re-decorate the logged requests); give both, or neither")
+
+
 def source_check(args: argparse.Namespace, check: bool = True):
     """--candidate-features with --gateway-config as the promotion pipeline's SourceCheck
     (None without them); the snapshot is checked against the config's joins here, so bad
     input is one line before any pipeline starts (unless `check` is off: a compile names paths
     only the cluster can read)."""
+    _gateway_config_needs_features(args)
     if not args.candidate_features:
         return None
     if not args.gateway_config:

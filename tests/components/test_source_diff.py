@@ -79,6 +79,8 @@ def test_bad_snapshots_are_one_line_and_exit_2(sources, tmp_path):
         (["--to", snapshot(base, tmp_path, "real-age", "ALTER TABLE users DROP COLUMN age",
                            "ALTER TABLE users ADD COLUMN age REAL")],
          "table 'users' column 'age' is INT in one snapshot and FLOAT in the other"),
+        (["--to", snapshot(base, tmp_path, "text-age", "UPDATE users SET age='x' WHERE rowid<5")],
+         "table 'users' column 'age' is INT in sqlite@"),
         (["--to", str(garbage)], "is not a SQLite database"),
         (["--to", str(tmp_path / "absent.sqlite")], "No such file or directory"),
         (["--to", "http://127.0.0.1:1"], "is not a feature source"),

@@ -42,3 +42,21 @@ def test_the_environment_still_wins(tmp_path, monkeypatch):
     monkeypatch.setenv("TANDEM_CONFIG", "taxi")
     monkeypatch.setenv("TANDEM_SET", "output_dir=/x;model.epochs=1")
     assert find_run(str(tmp_path)) == ("taxi", ["output_dir=/x", "model.epochs=1"])
+
+
+def test_a_loop_on_a_config_file_is_found_from_another_folder(tmp_path, monkeypatch):
+    """`tandem loop --config churn.yaml` names its config relative to where it ran; the
+    record holds it absolute, so the notebook's folder finds the file."""
+    from tandem.pipeline.loop import _write_loop_record
+
+    (tmp_path / "churn.yaml").write_text("name: churn\n")
+    loop = tmp_path / "outputs" / "loop"
+    loop.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    _write_loop_record(str(loop), "churn.yaml", [], "default")
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    config, _ = find_run(str(tmp_path / "notebooks"))
+    assert config == str(tmp_path / "churn.yaml")
+    _write_loop_record(str(loop), "listening", [], "default")  # a packaged config's name stays
+    assert find_run(str(tmp_path / "notebooks"))[0] == "listening"

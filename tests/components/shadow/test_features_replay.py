@@ -169,7 +169,16 @@ def test_bad_candidate_snapshots_are_one_line_and_exit_2(setup, tmp_path):
         "missing column": (snapshot(root, "no-age", "ALTER TABLE users DROP COLUMN age"),
                            "table 'users' has no column(s) age"),
         "unreadable": (str(garbage), "is not a SQLite database"),
+        "a value of another type": (snapshot(root, "text-age",
+                                             "UPDATE users SET age='x' WHERE rowid<5"),
+                                    "column 'age' is INT in sqlite@"),
     }
+    alone = tandem("shadow", "replay", "--logs", str(root / "logs"), "--baseline",
+                   str(root / "a"), "--candidate", str(root / "a"), "--out", str(tmp_path / "o"),
+                   "--gateway-config", setup["config"])
+    assert alone.returncode == 2 and alone.stderr.strip().splitlines() == [
+        "tandem: error: --gateway-config is for a replay with --candidate-features (its joins "
+        "re-decorate the logged requests); give both, or neither"], alone.stderr
     for name, (source, message) in cases.items():
         done = tandem("shadow", "replay", "--logs", str(root / "logs"), "--baseline",
                       str(root / "a"), "--candidate", str(root / "a"), "--out",
