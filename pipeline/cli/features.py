@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from tandem.pipeline.cli.errors import CommandError
 from tandem.pipeline.cli.flags import add_group
 
 
@@ -33,7 +34,11 @@ def cmd_features_diff(args: argparse.Namespace) -> int:
 
     start = time.monotonic()
     print(f"diff: reading {args.source_from} and {args.to} ...", flush=True)
-    tables = [t for t in args.tables.split(",") if t] if args.tables else None
+    tables = [t for t in args.tables.split(",") if t] if args.tables is not None else None
+    if tables == []:
+        raise CommandError(f"--tables {args.tables!r} names no table")
+    if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise CommandError(f"--out {args.out} is a file, not a directory")
     report = run_features_diff(args.source_from, args.to, args.out, tables)
     for line in summary(report):
         print(line)

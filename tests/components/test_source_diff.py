@@ -84,6 +84,8 @@ def test_bad_snapshots_are_one_line_and_exit_2(sources, tmp_path):
         (["--to", str(garbage)], "is not a SQLite database"),
         (["--to", str(tmp_path / "absent.sqlite")], "No such file or directory"),
         (["--to", "http://127.0.0.1:1"], "is not a feature source"),
+        (["--to", base, "--tables", ","], "--tables ',' names no table"),
+        (["--to", base, "--out", base], "is a file, not a directory"),
     ]
     for extra, message in cases:
         done = tandem("features", "diff", "--from", base, *extra)
