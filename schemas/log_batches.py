@@ -25,6 +25,7 @@ from tandem.schemas.files import gzip_by_magic
 from tandem.schemas.request_log import (
     META_PREFIX,
     PRIMARY,
+    LazyArrays,
     LogRecord,
     ReadStats,
     parse_record,
@@ -157,28 +158,6 @@ def _offsets(counts: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
 
-class _Outputs(Mapping):
-    """A record's Predict outputs as arrays, each built when first read (as `_Tensors`)."""
-
-    def __init__(self, batch: _Batch, entries: range):
-        self._batch, self._entries = batch, {batch.output_key[e]: e for e in entries}
-        self._arrays: dict[str, Any] = {}
-
-    def __getitem__(self, name: str):
-        if name not in self._arrays:
-            self._arrays[name] = self._batch.output_array(self._entries[name])
-        return self._arrays[name]
-
-    def __contains__(self, name) -> bool:
-        return name in self._entries
-
-    def __iter__(self):
-        return iter(self._entries)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
 class _Batch:
     """One decode call's arrays, with the offsets that find each record's part of them. What
     every record needs is worked out for the whole batch at once, in numpy."""
@@ -243,7 +222,8 @@ class _Batch:
 
     def outputs(self, row: int) -> Mapping[str, Any]:
         entries = range(self.output_at[row], self.output_at[row + 1])
-        return _Outputs(self, entries) if len(entries) else {}
+        return LazyArrays({self.output_key[e]: e for e in entries}, self.output_array) \
+            if len(entries) else {}
 
     def output_array(self, e: int) -> np.ndarray:
         """One output tensor as tf.make_ndarray gives it."""

@@ -223,7 +223,7 @@ class LogRecord:
         kind = self.log.WhichOneof("log_type")
         if kind == "predict_log":
             tensors = self.log.predict_log.response.outputs
-            return _Tensors(tensors) if tensors else {}
+            return LazyArrays(tensors, _make_ndarray) if tensors else {}
         if kind == "classify_log":
             rows = self.log.classify_log.response.result.classifications
             if not rows:
@@ -247,30 +247,35 @@ class LogRecord:
         return set(range(len(self.example_ids))) if self.verdict.get("rejected") else set()
 
 
-class _Tensors(Mapping):
-    """A Predict response's outputs as arrays, each decoded when first read: a reader that
-    wants one output does not pay for the others (a classifier's `classes` strings)."""
+class LazyArrays(Mapping):
+    """Outputs by name as arrays, each built from its source by `build` when first read: a
+    reader that wants one output does not pay for the others (a classifier's `classes`
+    strings)."""
 
-    def __init__(self, tensors):
-        self._tensors, self._arrays = tensors, {}
+    def __init__(self, sources, build):
+        self._sources, self._build, self._arrays = sources, build, {}
 
     def __getitem__(self, name: str):
         if name not in self._arrays:
-            if name not in self._tensors:  # reading a protobuf map's absent key adds it
+            if name not in self._sources:  # reading a protobuf map's absent key adds it
                 raise KeyError(name)
-            import tensorflow as tf
-
-            self._arrays[name] = tf.make_ndarray(self._tensors[name])
+            self._arrays[name] = self._build(self._sources[name])
         return self._arrays[name]
 
     def __contains__(self, name) -> bool:
-        return name in self._tensors
+        return name in self._sources
 
     def __iter__(self):
-        return iter(self._tensors)
+        return iter(self._sources)
 
     def __len__(self) -> int:
-        return len(self._tensors)
+        return len(self._sources)
+
+
+def _make_ndarray(tensor):
+    import tensorflow as tf
+
+    return tf.make_ndarray(tensor)
 
 
 def parse_record(data: bytes, path: str = "", position: int = 0) -> LogRecord:

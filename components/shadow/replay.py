@@ -193,6 +193,19 @@ def load_replay_config(path: str | None, overrides: list[str] | None = None) -> 
     return config
 
 
+def replay_config_from_text(text: str | None) -> ReplayConfig:
+    """The replay config a TFX component carries as an exec property (JSON, which is YAML),
+    bound and checked as a file of it would be."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(text or "{}")
+    try:
+        return load_replay_config(f.name)
+    finally:
+        os.unlink(f.name)
+
+
 def summary(report: dict) -> list[str]:
     """The terminal table: input, parity, the compared metrics and the gate's checks."""
     def interval(m: dict) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any
 
 import tensorflow as tf
@@ -26,14 +25,9 @@ def _model_dir(artifacts: list) -> str:
 class Executor(base_beam_executor.BaseBeamExecutor):
     def Do(self, input_dict: dict[str, list], output_dict: dict[str, list],
            exec_properties: dict[str, Any]) -> None:
-        from tandem.components.shadow.replay import REPORT, load_replay_config, run_replay
+        from tandem.components.shadow.replay import REPORT, replay_config_from_text, run_replay
 
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-            f.write(exec_properties.get("config") or "{}")  # JSON is YAML
-        try:
-            config = load_replay_config(f.name)
-        finally:
-            os.unlink(f.name)
+        config = replay_config_from_text(exec_properties.get("config"))
         render = exec_properties.get("render")
         if render:  # the page's renderer, by dotted name (pipeline/traffic_checks.py)
             render = import_utils.import_func_from_module(*render.rsplit(".", 1))

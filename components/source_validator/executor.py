@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any
 
 import tensorflow as tf
@@ -26,14 +25,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     def Do(self, input_dict: dict[str, list], output_dict: dict[str, list],
            exec_properties: dict[str, Any]) -> None:
         from tandem.components.shadow.features_replay import run_features_replay
-        from tandem.components.shadow.replay import REPORT, load_replay_config
+        from tandem.components.shadow.replay import REPORT, replay_config_from_text
 
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-            f.write(exec_properties.get("config") or "{}")  # JSON is YAML
-        try:
-            config = load_replay_config(f.name)
-        finally:
-            os.unlink(f.name)
+        config = replay_config_from_text(exec_properties.get("config"))
         # The re-decoration is the gateway's (serving/), handed over by name as the page's
         # renderer is (pipeline/feature_checks.py), so components/ never imports serving/.
         redecorator, spec, sources = _function(exec_properties["prepare"])(
