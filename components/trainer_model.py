@@ -24,6 +24,23 @@ from tandem.schemas.files import tfrecord_compression
 MIN_STEPS_PER_EPOCH = 30
 
 
+def _keras_internals_unconverted() -> None:
+    """Keep AutoGraph out of Keras' own code, as TensorFlow does for the `keras` package.
+
+    TensorFlow's AutoGraph rules leave `keras` unconverted but not `tf_keras`, the Keras 2
+    that TF Transform needs; so every trace of a model (each training, evaluation and
+    prediction function, each tuning trial) rewrote Keras' engine source, its functional
+    graph walk and every layer's call, and that was most of the Trainer's time (py-spy on
+    the listening pipeline: 65 s of its 104 s in AutoGraph conversion). Keras 2 was written
+    to run unconverted; a model's own Python (and the Transform layer's) is still converted."""
+    from tensorflow.python.autograph.core import config
+
+    config.CONVERSION_RULES = (config.DoNotConvert("tf_keras"), *config.CONVERSION_RULES)
+
+
+_keras_internals_unconverted()
+
+
 def _dataset(files, data_accessor, transform_output, plan, batch_size, seed, epochs=None,
              classes: list[str] | None = None):
     """Raw examples through the Transform graph: the same graph the SavedModel serves with,

@@ -83,10 +83,11 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(
             signature_name=SERVING_DEFAULT, label_key=config.label,
-            prediction_key=prediction_key,
+            prediction_key=prediction_key, model_type=tfma.TF_GENERIC,
         )],
         slicing_specs=slicing,
         metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
+        options=tfma.Options(include_default_metrics={"value": False}),
     )
 
 
