@@ -8,6 +8,7 @@ reproducibility check) starts from one `Training`, so they share inputs, schedul
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -66,6 +67,9 @@ def _dataset(files, data_accessor, transform_output, plan, batch_size, seed, epo
             default_value=-1,
         )
 
+    # Traced as written: no Python branch depends on a tensor, and AutoGraph's rewrite of the
+    # Transform layer's call was a second of every dataset's construction.
+    @tf.autograph.experimental.do_not_convert
     def apply_transform(features):
         transformed = tft_layer(features)
         transformed.pop(LABEL_MEAN, None)
@@ -276,10 +280,16 @@ class Training:
     def deciding_metric(self) -> str:
         return self.config["deciding_metric"]
 
-    def eval_dataset(self):
+    @functools.cached_property
+    def _eval(self):
         return _dataset(self.fn_args.eval_files, self.fn_args.data_accessor,
                         self.transform_output, self.plan, self.hp["batch_size"], self.seed,
                         epochs=1, classes=self.classes)
+
+    def eval_dataset(self):
+        """The eval split through the Transform graph, in file order (no shuffle): built once,
+        since each build traces the Transform graph again, and iterated afresh by each use."""
+        return self._eval
 
     def datasets(self):
         """The seeded start of a training: (train, eval) datasets."""
