@@ -33,10 +33,15 @@ def _keras_internals_unconverted() -> None:
     prediction function, each tuning trial) rewrote Keras' engine source, its functional
     graph walk and every layer's call, and that was most of the Trainer's time (py-spy on
     the listening pipeline: 65 s of its 104 s in AutoGraph conversion). Keras 2 was written
-    to run unconverted; a model's own Python (and the Transform layer's) is still converted."""
+    to run unconverted; a function tf.function wraps directly (Keras' train, test and predict
+    functions, a model's signatures) is still converted. Newer TensorFlow releases carry the
+    same rule; it is added once."""
     from tensorflow.python.autograph.core import config
 
-    config.CONVERSION_RULES = (config.DoNotConvert("tf_keras"), *config.CONVERSION_RULES)
+    rule = config.DoNotConvert("tf_keras")
+    if not any(isinstance(r, config.DoNotConvert) and str(r) == str(rule)
+               for r in config.CONVERSION_RULES):
+        config.CONVERSION_RULES = (rule, *config.CONVERSION_RULES)
 
 
 _keras_internals_unconverted()

@@ -63,6 +63,11 @@ def test_classification_gate_is_on_the_overall_slice_only():
     ec = eval_config(config)
     assert ec.model_specs[0].signature_name == "serving_default"
     assert ec.model_specs[0].label_key == "skipped"
+    # The served signature as a generic SavedModel, with only the metrics below: TFMA does not
+    # reload the Keras model in each metrics DoFn for its compiled metrics.
+    assert ec.model_specs[0].model_type == "tf_generic"
+    assert ec.options.include_default_metrics.value is False
+    assert ec.options.HasField("include_default_metrics")
     assert [list(s.feature_keys) for s in ec.slicing_specs] == [[], ["country"], ["device"]]
     metrics = {m.class_name: m for m in ec.metrics_specs[0].metrics}
     assert {"AUC", "BinaryAccuracy", "Calibration", "ExampleCount"} <= set(metrics)
