@@ -28,42 +28,29 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import tensorflow as tf  # noqa: E402
-from tensorflow_serving.apis import model_pb2, predict_pb2  # noqa: E402
 
 BEAM = ["--direct_running_mode=in_memory"]
 
 
 def plain_and_logged(work: str, n: int) -> tuple[str, str]:
     """N served examples (no label) as a plain TFRecord and as a request log."""
+    from logged import RequestLog, served_examples
+
     from tandem.pipeline.datasets import listening
-    from tandem.schemas.request_log import LogWriter, make_record
 
     data = os.path.join(work, "data")
     print(f"generating {n:,} examples ...", flush=True)
     listening.generate(data, n, seed=5)
     plain = os.path.join(work, "plain.tfrecord.gz")
     logs = os.path.join(work, "logs")
-    writer = LogWriter(logs, fsync_interval_s=0, max_bytes=1 << 30)
+    log = RequestLog(logs)
     options = tf.io.TFRecordOptions(compression_type="GZIP")
     print("writing them plainly and as a request log ...", flush=True)
     with tf.io.TFRecordWriter(plain, options=options) as out:
-        source = os.path.join(data, "span-1", "*.tfrecord.gz")
-        for i, raw in enumerate(tf.data.TFRecordDataset(tf.io.gfile.glob(source),
-                                                        compression_type="GZIP")
-                                .as_numpy_iterator()):
-            e = tf.train.Example.FromString(raw)
-            del e.features.feature[listening.LABEL]
-            served = e.SerializeToString()
+        for request_id, served, _ in served_examples(data):
             out.write(served)
-            request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="listening"))
-            request.inputs["examples"].CopyFrom(tf.make_tensor_proto([served], dtype=tf.string))
-            response = predict_pb2.PredictResponse(model_spec=model_pb2.ModelSpec(name="listening"))
-            response.model_spec.version.value = 1
-            writer.write(make_record(request=request, response=response, model_name="listening",
-                                     model_version=1, signature_name="serving_default",
-                                     request_id=f"r{i}", example_ids=[f"r{i}"],
-                                     timestamp=1_800_000_000 + i * 0.01))
-    writer.close()
+            log.write(request_id, served)
+    log.close()
     return plain, logs
 
 
