@@ -182,28 +182,32 @@ def load_replay_config(path: str | None, overrides: list[str] | None = None) -> 
         top_n: 20
         batch_size: 512
     """
-    from tandem.schemas.config_binding import bind, read_config
+    from tandem.schemas.config_binding import read_config
 
-    raw = read_config(path, "replay config", overrides, ReplayError)
+    return _bound(read_config(path, "replay config", overrides, ReplayError))
+
+
+def replay_config_from_text(text: str | None) -> ReplayConfig:
+    """The replay config a TFX component carries as an exec property (the JSON the promotion
+    pipeline writes), bound and checked as a file of it would be."""
+    try:
+        raw = json.loads(text or "{}")
+    except ValueError as e:
+        raise ReplayError(f"replay config is not valid JSON: {e}") from None
+    if not isinstance(raw, dict):
+        raise ReplayError("replay config must be a mapping at the top level")
+    return _bound(raw)
+
+
+def _bound(raw: dict) -> ReplayConfig:
+    from tandem.schemas.config_binding import bind
+
     config = bind(ReplayConfig, raw, "replay config", ReplayError)
     for key in ("top_n", "batch_size"):
         if getattr(config, key) < 1:
             raise ReplayError(f"key '{key}' in replay config: expected a positive integer, "
                               f"got {getattr(config, key)!r}")
     return config
-
-
-def replay_config_from_text(text: str | None) -> ReplayConfig:
-    """The replay config a TFX component carries as an exec property (JSON, which is YAML),
-    bound and checked as a file of it would be."""
-    import tempfile
-
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        f.write(text or "{}")
-    try:
-        return load_replay_config(f.name)
-    finally:
-        os.unlink(f.name)
 
 
 def summary(report: dict) -> list[str]:

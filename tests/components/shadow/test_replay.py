@@ -1,5 +1,6 @@
 """Shadow replay: logged traffic through models A and B, compared prediction by prediction."""
 
+import json
 import os
 
 import numpy as np
@@ -441,3 +442,21 @@ def test_replay_config_keys_are_checked_in_the_one_format(tmp_path):
     with pytest.raises(ReplayError, match="^key 'batch_size' in replay config: expected a "
                                           "positive integer, got 0$"):
         load_replay_config(None, ["batch_size=0"])
+
+
+def test_a_components_replay_config_text_is_bound_as_a_file_would_be():
+    """The exec property the promotion pipeline writes (JSON) binds to the same config, and is
+    checked the same way; text that is not a JSON mapping is one line."""
+    from tandem.components.shadow.replay import replay_config_from_text
+
+    config = replay_config_from_text(json.dumps({"thresholds": {"max_flip_rate": 0.1},
+                                                 "top_n": 5}))
+    assert (config.thresholds.max_flip_rate, config.top_n) == (0.1, 5)
+    assert replay_config_from_text(None) == replay_config_from_text("{}")
+    with pytest.raises(ReplayError, match="^key 'batch_size' in replay config: expected a "
+                                          "positive integer, got 0$"):
+        replay_config_from_text('{"batch_size": 0}')
+    with pytest.raises(ReplayError, match="^replay config is not valid JSON: "):
+        replay_config_from_text("top_n: [")
+    with pytest.raises(ReplayError, match="^replay config must be a mapping at the top level$"):
+        replay_config_from_text("[1, 2]")
