@@ -36,7 +36,7 @@ def _logged(check: dict[str, Any]) -> dict[str, Any]:
 
 def _eval_sample(training: Training, checks: dict[str, Any]) -> mc.Sample:
     """One eval sample for the model selection and the checks."""
-    features, labels = mc.take(training.eval_dataset(), checks.get("sample_examples", 4000))
+    features, labels = mc.take(training.eval_dataset, checks.get("sample_examples", 4000))
     return mc.Sample(features, labels,
                      mc.raw_records(training.fn_args.eval_files, checks["export_examples"])
                      if checks["enabled"] else [])

@@ -39,8 +39,7 @@ def _keras_internals_unconverted() -> None:
     from tensorflow.python.autograph.core import config
 
     rule = config.DoNotConvert("tf_keras")
-    if not any(isinstance(r, config.DoNotConvert) and str(r) == str(rule)
-               for r in config.CONVERSION_RULES):
+    if str(rule) not in map(str, config.CONVERSION_RULES):
         config.CONVERSION_RULES = (rule, *config.CONVERSION_RULES)
 
 
@@ -286,15 +285,12 @@ class Training:
         return self.config["deciding_metric"]
 
     @functools.cached_property
-    def _eval(self):
-        return _dataset(self.fn_args.eval_files, self.fn_args.data_accessor,
-                        self.transform_output, self.plan, self.hp["batch_size"], self.seed,
-                        epochs=1, classes=self.classes)
-
     def eval_dataset(self):
         """The eval split through the Transform graph, in file order (no shuffle): built once,
         since each build traces the Transform graph again, and iterated afresh by each use."""
-        return self._eval
+        return _dataset(self.fn_args.eval_files, self.fn_args.data_accessor,
+                        self.transform_output, self.plan, self.hp["batch_size"], self.seed,
+                        epochs=1, classes=self.classes)
 
     def datasets(self):
         """The seeded start of a training: (train, eval) datasets."""
@@ -302,7 +298,7 @@ class Training:
         train = _dataset(self.fn_args.train_files, self.fn_args.data_accessor,
                          self.transform_output, self.plan, self.hp["batch_size"], self.seed,
                          classes=self.classes)
-        return train, self.eval_dataset()
+        return train, self.eval_dataset
 
     def build(self, h: dict[str, Any]) -> tf.keras.Model:
         return build_model(self.plan, self.transform_output, h,
@@ -409,7 +405,7 @@ def train_and_select(training: Training, used: dict[str, Any], sample, measure,
 def evaluate(model: tf.keras.Model, training: Training) -> dict[str, float]:
     """The model's metrics on the eval split; for regression, errors in the label's own
     units."""
-    metrics = model.evaluate(training.eval_dataset(), return_dict=True, verbose=0)
+    metrics = model.evaluate(training.eval_dataset, return_dict=True, verbose=0)
     if training.classes is None:
         std = training.scale[1]
         metrics = {k: v * (std * std if k == "loss" else std if k in ("rmse", "mae") else 1.0)
