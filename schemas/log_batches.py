@@ -158,6 +158,11 @@ def _offsets(counts: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
 
+def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The indexes starts[i], starts[i] + 1, ..., starts[i] + counts[i] - 1, for every i."""
+    return np.repeat(starts - _offsets(counts)[:-1], counts) + np.arange(int(counts.sum()))
+
+
 class _Batch:
     """One decode call's arrays, with the offsets that find each record's part of them. What
     every record needs is worked out for the whole batch at once, in numpy."""
@@ -197,21 +202,17 @@ class _Batch:
         # one-record way (which counts it unreadable).
         self.output_key = _text(d["output_key"].tolist())
         self.names = _text(d["name"].tolist())
-        text = np.array([n is not None for n in self.names])
-        text &= np.array([s is not None for s in _text(d["signature"].tolist())], bool)
-        text &= np.array([o is not None for o in _text(d["origin"].tolist())], bool)
-        for key, at in (("input_key", input_at), ("output_key", np.asarray(self.output_at))):
-            bad = np.array([k is None for k in _text(d[key].tolist())], np.int64) \
-                if key == "input_key" else np.array([k is None for k in self.output_key],
-                                                    np.int64)
+        text = _valid(self.names) & _valid(_text(d["signature"].tolist()))
+        text &= _valid(_text(d["origin"].tolist()))
+        for bad, at in ((~_valid(_text(d["input_key"].tolist())), input_at),
+                        (~_valid(self.output_key), np.asarray(self.output_at))):
             count = np.concatenate([[0], np.cumsum(bad)])
             text &= (count[at[1:]] - count[at[:-1]]) == 0
         self.ok = (ok & d["is_predict"] & text).tolist()
         self._dtype = dtype.tolist()
         self._content = d["out_content"].tolist()
-        dims_at = _offsets(d["out_n_dims"]).tolist()
-        dims = d["out_dims"].tolist()
-        self._shape = [tuple(dims[dims_at[e]:dims_at[e + 1]]) for e in range(len(dims_at) - 1)]
+        self._dims_at = _offsets(d["out_n_dims"]).tolist()
+        self._dims = d["out_dims"].tolist()
         self._value_at = {v: _offsets(d[f"out_n_{v}"]).tolist() for v in self._VALUES}
         self.versions, self.timestamps = d["version"].tolist(), d["timestamp"].tolist()
         self.rates = d["rate"].tolist()
@@ -220,6 +221,9 @@ class _Batch:
         """The request's serialized examples (rows where `ok` holds)."""
         return self._strings[self._examples_from[row]:self._examples_to[row]]
 
+    def examples_count(self, row: int) -> int:
+        return self._examples_to[row] - self._examples_from[row]
+
     def outputs(self, row: int) -> Mapping[str, Any]:
         entries = range(self.output_at[row], self.output_at[row + 1])
         return LazyArrays({self.output_key[e]: e for e in entries}, self.output_array) \
@@ -227,7 +231,8 @@ class _Batch:
 
     def output_array(self, e: int) -> np.ndarray:
         """One output tensor as tf.make_ndarray gives it."""
-        shape, dtype = self._shape[e], self._dtype[e]
+        shape = tuple(self._dims[self._dims_at[e]:self._dims_at[e + 1]])
+        dtype = self._dtype[e]
         if dtype != _STRING and self._content[e]:
             return np.frombuffer(self._content[e], _NUMPY[dtype]).copy().reshape(shape)
         field = self._FIELD[dtype]
@@ -246,6 +251,61 @@ class _Batch:
             return np.full(shape, "" if dtype == _STRING else 0, values.dtype)  # as TF pads
         # TF's compact form: fewer values than elements repeat the last one
         return np.concatenate([values, np.repeat(values[-1:], size - values.size)]).reshape(shape)
+
+
+    def output_keys(self, row: int) -> list[str]:
+        return self.output_key[self.output_at[row]:self.output_at[row + 1]]
+
+    def output_rows(self, rows: np.ndarray, key: str, examples: np.ndarray
+                    ) -> np.ndarray | None:
+        """Output `key` of each of `rows` (requests of `examples[i]` examples each) as one
+        float64 array of a row per example, [sum(examples), width]: what `output_array`
+        would give each row, reshaped to its examples and stacked. None when a row lacks the
+        key, or when the rows' tensors are not all float or double, all in the same form
+        (tensor_content or *_val), of `examples[i] * width` values each: the caller then
+        reads those rows one at a time."""
+        d = self.d
+        at = np.asarray(self.output_at)
+        named = np.nonzero(d["output_key"] == key.encode())[0]
+        entry = np.full(len(at) - 1, -1, np.int64)
+        owner = np.repeat(np.arange(len(at) - 1), np.diff(at))
+        entry[owner[named][::-1]] = named[::-1]  # each row's first entry of that name
+        e = entry[rows]
+        if not len(rows) or (e < 0).any():
+            return None
+        dtype = d["out_dtype"][e]
+        if not ((dtype == _FLOAT).all() or (dtype == _DOUBLE).all()):
+            return None
+        n_dims = d["out_n_dims"]
+        size = np.ones(len(n_dims), np.int64)
+        has = n_dims > 0
+        if has.any():  # each tensor's number of elements, the product of its dims
+            size[has] = np.multiply.reduceat(d["out_dims"], _offsets(n_dims)[:-1][has])
+        size = size[e]
+        examples = np.asarray(examples, np.int64)
+        if (examples <= 0).any() or (size % examples).any():
+            return None
+        width = size // examples
+        if (width != width[0]).any():
+            return None
+        # tensor_content and *_val rows alike (TF writes either), each put in its place
+        values = np.empty(int(size.sum()), _NUMPY[int(dtype[0])])
+        at = _offsets(size)[:-1]
+        content = d["out_content"][e]
+        packed = content != b""
+        if packed.any():
+            raw = np.frombuffer(b"".join(content[packed].tolist()), values.dtype)
+            if len(raw) != size[packed].sum():
+                return None
+            values[_ranges(at[packed], size[packed])] = raw
+        if not packed.all():
+            name = self._FIELD[int(dtype[0])]
+            count = d[f"out_n_{name}"][e][~packed]
+            if (count != size[~packed]).any():  # TF's compact form, or a damaged tensor
+                return None
+            starts = _offsets(d[f"out_n_{name}"])[e][~packed]
+            values[_ranges(at[~packed], count)] = d[f"out_{name}"][_ranges(starts, count)]
+        return values.astype(np.float64).reshape(-1, int(width[0]))
 
 
 class DecodedRecord(LogRecord):
@@ -313,6 +373,14 @@ def _fields(origins) -> list[dict | None]:
 def _text(values) -> list[str | None]:
     """proto3 `string` fields as str; None where the bytes are not UTF-8 (the protobuf
     parser refuses such a record, and so does the batch path)."""
+    if not values:
+        return []
+    try:  # all at once: a NUL joins them, and no UTF-8 sequence runs across it
+        text = b"\0".join(values).decode().split("\0")
+        if len(text) == len(values):
+            return text
+    except UnicodeDecodeError:
+        pass
     out: list[str | None] = []
     for value in values:
         try:
@@ -322,12 +390,43 @@ def _text(values) -> list[str | None]:
     return out
 
 
+def _valid(text: list[str | None]) -> np.ndarray:
+    """Which of `_text`'s values are text."""
+    if None not in text:
+        return np.ones(len(text), bool)
+    return np.array([t is not None for t in text], bool)
+
+
 def _forget_decoder() -> None:
     global _decoder
     _decoder = None
 
 
-def _decode(logs: list[bytes], path: str, first: int, stats: ReadStats) -> Iterator[LogRecord]:
+class Part:
+    """One decode call's records, in log order: `rows` the batch path took, each with
+    tandem's `fields`, and `parsed`, the (row, LogRecord) pairs parsed one at a time. A
+    reader that wants arrays (the replay) reads the batch's columns for `rows`; `records`
+    gives every record as `request_log.read_records` would."""
+
+    def __init__(self, batch: _Batch | None, path: str, first: int, rows: list[int],
+                 fields: list[dict], parsed: list[tuple[int, LogRecord]]):
+        self.batch, self.path, self.first = batch, path, first
+        self.rows, self.fields, self.parsed = rows, fields, parsed
+
+    def record(self, i: int) -> LogRecord:
+        """The record of `rows[i]`."""
+        row = self.rows[i]
+        return DecodedRecord(self.batch, row, self.fields[i], self.path, self.first + row,
+                             self.batch.examples(row))
+
+    def records(self) -> Iterator[LogRecord]:
+        taken = {row: i for i, row in enumerate(self.rows)}
+        parsed = dict(self.parsed)
+        for row in sorted([*taken, *parsed]):
+            yield self.record(taken[row]) if row in taken else parsed[row]
+
+
+def _decode(logs: list[bytes], path: str, first: int, stats: ReadStats) -> Iterator[Part]:
     """Records `first`, `first + 1`, ... of `path`, from their serialized PredictionLogs. A
     batch holding a record that is not a PredictionLog is halved until that record stands
     alone, so that one bad record costs its neighbours nothing."""
@@ -350,21 +449,20 @@ def _decode(logs: list[bytes], path: str, first: int, stats: ReadStats) -> Itera
             return
         batch = None
     fields = _fields(batch.d["origin"]) if batch is not None else None
+    rows: list[int] = []
+    taken: list[dict] = []
+    parsed: list[tuple[int, LogRecord]] = []
     for row, data in enumerate(logs):
-        position = first + row
-        record = None
-        if fields is not None and batch.ok[row]:
-            if fields[row] is not None:
-                record = DecodedRecord(batch, row, fields[row], path, position,
-                                       batch.examples(row))
-        if record is None:
-            try:
-                record = parse_record(data, path, position)
-            except Exception:  # noqa: BLE001 - a record that is not a PredictionLog
-                stats.unreadable += 1
-                continue
-        stats.records += 1
-        yield record
+        if fields is not None and batch.ok[row] and fields[row] is not None:
+            rows.append(row)
+            taken.append(fields[row])
+            continue
+        try:
+            parsed.append((row, parse_record(data, path, first + row)))
+        except Exception:  # noqa: BLE001 - a record that is not a PredictionLog
+            stats.unreadable += 1
+    stats.records += len(rows) + len(parsed)
+    yield Part(batch, path, first, rows, taken, parsed)
 
 
 BATCH_BYTES = 32 << 20  # a batch is cut smaller when its records are large (memory)
@@ -409,9 +507,9 @@ def _frames(path: str, stats: ReadStats, batch: int) -> Iterator[list[bytes]]:
         yield pending
 
 
-def read_decoded(files: list[str], stats: ReadStats | None = None,
-                 batch: int = BATCH) -> Iterator[LogRecord]:
-    """Every record of `files`, in file order, as `request_log.read_records` yields them."""
+def read_parts(files: list[str], stats: ReadStats | None = None,
+               batch: int = BATCH) -> Iterator[Part]:
+    """Every record of `files`, in file order, a decode call's worth (a `Part`) at a time."""
     stats = stats if stats is not None else ReadStats()
     for path in files:
         stats.files += 1
@@ -419,3 +517,10 @@ def read_decoded(files: list[str], stats: ReadStats | None = None,
         for logs in _frames(path, stats, batch):
             yield from _decode(logs, path, position, stats)
             position += len(logs)
+
+
+def read_decoded(files: list[str], stats: ReadStats | None = None,
+                 batch: int = BATCH) -> Iterator[LogRecord]:
+    """Every record of `files`, in file order, as `request_log.read_records` yields them."""
+    for part in read_parts(files, stats, batch):
+        yield from part.records()

@@ -49,16 +49,45 @@ def _round(x: float) -> float:
     return float(round(float(x), 6))
 
 
-def _interval(values: np.ndarray, stat: Callable[[np.ndarray], float],
-              draws: np.ndarray) -> dict[str, Any]:
-    """A statistic with its bootstrap 95% interval (over the resamples `draws`) and n."""
-    n = len(values)
-    if n == 0:
-        return {"value": None, "low": None, "high": None, "n": 0}
-    point = stat(values)
-    boot = np.array([stat(values[d]) for d in draws])
+RESAMPLE_CELLS = 1 << 22  # values gathered per block of resamples (32 MB of float64)
+
+
+def _resampled(values: np.ndarray, draws: np.ndarray, stat: Callable[[np.ndarray], Any]
+               ) -> np.ndarray:
+    """`stat` of every resample, computed for a block of resamples at once: `stat` takes a
+    [resamples, n] matrix and reduces its last axis, so each row gives what `stat` would give
+    that resample alone. Blocks keep memory flat however many requests were replayed."""
+    block = max(1, RESAMPLE_CELLS // max(1, draws.shape[1]))
+    return np.concatenate([stat(values[draws[i:i + block]])
+                           for i in range(0, len(draws), block)], axis=-1)
+
+
+def _summary(point: float, boot: np.ndarray, n: int) -> dict[str, Any]:
     return {"value": _round(point), "low": _round(np.percentile(boot, 2.5)),
             "high": _round(np.percentile(boot, 97.5)), "n": int(n)}
+
+
+def _empty() -> dict[str, Any]:
+    return {"value": None, "low": None, "high": None, "n": 0}
+
+
+def _mean(values: np.ndarray, draws: np.ndarray) -> dict[str, Any]:
+    """The mean with its bootstrap 95% interval (over the resamples `draws`) and n."""
+    if not len(values):
+        return _empty()
+    return _summary(np.mean(values), _resampled(values, draws, lambda m: m.mean(axis=-1)),
+                    len(values))
+
+
+def _quantiles(values: np.ndarray, draws: np.ndarray, qs: tuple[int, ...]
+               ) -> dict[str, dict[str, Any]]:
+    """Percentiles `qs` with their bootstrap 95% intervals, all from one partition of each
+    resample: {"p50": {...}, ...}."""
+    if not len(values):
+        return {f"p{q}": _empty() for q in qs}
+    points = np.percentile(values, qs)
+    boot = _resampled(values, draws, lambda m: np.percentile(m, qs, axis=-1))
+    return {f"p{q}": _summary(points[i], boot[i], len(values)) for i, q in enumerate(qs)}
 
 
 def _classes(scores: np.ndarray) -> np.ndarray:
@@ -98,13 +127,11 @@ def compare(a: np.ndarray, b: np.ndarray, problem: str, thresholds: Thresholds,
     if problem == CLASSIFICATION:
         ca, cb = _classes(a), _classes(b)
         flips = (ca != cb).astype(np.float64)
-        out["agreement"] = _interval(1.0 - flips, np.mean, draws)
-        out["symmetric_flip_rate"] = _interval(flips, np.mean, draws)
+        out["agreement"] = _mean(1.0 - flips, draws)
+        out["symmetric_flip_rate"] = _mean(flips, draws)
         if a.ndim == 1:
-            out["pos_to_neg_flip_rate"] = _interval(((ca == 1) & (cb == 0)).astype(float),
-                                                    np.mean, draws)
-            out["neg_to_pos_flip_rate"] = _interval(((ca == 0) & (cb == 1)).astype(float),
-                                                    np.mean, draws)
+            out["pos_to_neg_flip_rate"] = _mean(((ca == 1) & (cb == 0)).astype(float), draws)
+            out["neg_to_pos_flip_rate"] = _mean(((ca == 0) & (cb == 1)).astype(float), draws)
         if multiclass(a):
             out["flip_matrix"] = flip_matrix(ca, cb, a.shape[1], classes)
             # Every class's score can move, not only the last one's: the largest move counts.
@@ -118,14 +145,11 @@ def compare(a: np.ndarray, b: np.ndarray, problem: str, thresholds: Thresholds,
     else:
         delta = np.abs(b - a)
         relative = delta / np.maximum(np.abs(a), 1e-9)
-        out["relative_delta"] = {
-            f"p{q}": _interval(relative, lambda x, q=q: np.percentile(x, q), draws)
-            for q in (50, 90, 99)}
+        out["relative_delta"] = _quantiles(relative, draws, (50, 90, 99))
         out["mean_prediction"] = {"a": _round(a.mean()), "b": _round(b.mean())}
     out["abs_delta"] = {
-        "mean": _interval(delta, np.mean, draws),
-        **{f"p{q}": _interval(delta, lambda x, q=q: np.percentile(x, q), draws)
-           for q in (50, 90, 99)},
+        "mean": _mean(delta, draws),
+        **_quantiles(delta, draws, (50, 90, 99)),
         "max": _round(delta.max()) if len(delta) else None,
     }
     return out

@@ -3,7 +3,7 @@ model B (the candidate), checks A's offline answers against A's logged ones (tra
 skew), and compares B with A prediction by prediction.
 
     logs --ReadLoggedExamples--> chunks (ids, examples, A logged) --KeepFirstLogged-->
-         chunks, each id once --PredictBoth--> chunks with A offline and B --ToList-->
+         chunks, each id once --PredictBoth--> chunks with A offline and B --CoGroupByKey-->
          BuildReport (components/shadow/report.py): report.json, divergent.tfrecord.gz
 
 An example id logged more than once (a client's retry, a request sent again) is replayed once,
@@ -149,15 +149,19 @@ def run_replay(logs: str, baseline: str, candidate: str, out_dir: str,
                      | "PredictBoth" >> beam.ParDo(predict(a_dir, b_dir, slice_features,
                                                            config.batch_size))
                      .with_outputs(STATS, main="rows"))
+        # The chunks and the counts meet under one key rather than the chunks travelling as
+        # a side input: a side input is sized object by object, which cost as much as the
+        # inference. The counts always hold an element (each file gives one), so the report
+        # is written even when nothing was replayed.
         stats = ((read[STATS], kept[STATS], predicted[STATS]) | "AllStats" >> beam.Flatten()
-                 | "StatsList" >> beam.combiners.ToList())
-        _ = (predicted.rows
-             | "ChunksList" >> beam.combiners.ToList()
-             | "BuildReport" >> beam.Map(
-                 lambda chunks, stats: build_report(
-                     chunks, stats, out_dir, meta, config.thresholds, config.slices,
-                     config.top_n, render, section),
-                 stats=beam.pvalue.AsSingleton(stats)))
+                 | "KeyStats" >> beam.Map(lambda s: (None, s)))
+        rows = predicted.rows | "KeyChunks" >> beam.Map(lambda c: (None, c))
+        _ = ({"chunks": rows, "stats": stats}
+             | "Together" >> beam.CoGroupByKey()
+             | "BuildReport" >> beam.MapTuple(
+                 lambda _, both: build_report(
+                     list(both["chunks"]), list(both["stats"]), out_dir, meta,
+                     config.thresholds, config.slices, config.top_n, render, section)))
     return load_report(out_dir)
 
 

@@ -6,6 +6,7 @@ Heavy resources (the two SavedModels) are loaded in `setup()`, once per worker.
 
 from __future__ import annotations
 
+import os
 import time
 import zlib
 
@@ -13,7 +14,7 @@ import apache_beam as beam
 import numpy as np
 
 from tandem.schemas.contracts import EXAMPLES_INPUT, SERVING_DEFAULT, output_key
-from tandem.schemas.log_batches import read_decoded
+from tandem.schemas.log_batches import read_parts
 from tandem.schemas.request_log import PRIMARY, ReadStats, log_place
 
 STATS = "stats"
@@ -28,44 +29,121 @@ def _logged_rows(outputs: dict[str, np.ndarray], key: str, n: int) -> np.ndarray
 class ReadLoggedExamples(beam.DoFn):
     """One log file -> chunks of the examples of model A's answered requests: (example ids,
     serialized examples, A's logged outputs [n, k], versions, log places). Shadow records,
-    refused and failed requests are skipped; damage is counted."""
+    refused and failed requests are skipped; damage is counted.
+
+    The log is read a decode call at a time (`read_parts`): the requests the batch decoder
+    took are filtered on tandem's fields and their answers taken out as one array per call;
+    a request it could not take, or whose answer is not a plain float tensor, is read as a
+    record, the same way."""
 
     def process(self, path: str):
         stats = ReadStats()
-        skipped = {"shadow_records": 0, "failed_requests": 0, "rejected_requests": 0}
-        ids: list[str] = []
-        data: list[bytes] = []
-        logged: list[np.ndarray] = []
-        versions: list[int] = []
-        places: list[tuple] = []
-        for record in read_decoded([path], stats):
-            if record.role != PRIMARY:
-                skipped["shadow_records"] += 1
-                continue
-            if record.error:
-                skipped["failed_requests"] += 1
-                continue
-            if record.verdict.get("rejected"):
-                skipped["rejected_requests"] += 1
-                continue
-            examples = record.examples()
-            outputs = record.outputs()  # Predict, Classify and Regress answers alike
-            if not outputs or len(examples) != len(record.example_ids):
-                skipped["failed_requests"] += 1
-                continue
-            ids.extend(record.example_ids)
-            data.extend(examples)
-            logged.append(_logged_rows(outputs, output_key(outputs), len(examples)))
-            versions.extend([record.model_version] * len(examples))
-            places.extend(log_place(record, i) for i in range(len(examples)))
-            if len(ids) >= CHUNK:
-                yield ids, data, np.concatenate(logged), versions, places
-                ids, data, logged, versions, places = [], [], [], [], []
-        if ids:
-            yield ids, data, np.concatenate(logged), versions, places
+        self._skipped = {"shadow_records": 0, "failed_requests": 0, "rejected_requests": 0}
+        self._pending: list[tuple] = []
+        self._size = 0
+        for part in read_parts([path], stats):
+            yield from self._part(part)
+        if self._pending:
+            yield self._chunk()
         yield beam.pvalue.TaggedOutput(STATS, {
             "files": stats.files, "records": stats.records, "torn": stats.torn,
-            "corrupt": stats.corrupt, "unreadable": stats.unreadable, **skipped})
+            "corrupt": stats.corrupt, "unreadable": stats.unreadable, **self._skipped})
+
+    def _answered(self, role: str, error, verdict) -> bool:
+        if role != PRIMARY:
+            self._skipped["shadow_records"] += 1
+        elif error:
+            self._skipped["failed_requests"] += 1
+        elif (verdict or {}).get("rejected"):
+            self._skipped["rejected_requests"] += 1
+        else:
+            return True
+        return False
+
+    def _add(self, ids: list[str], data: list[bytes], logged: np.ndarray,
+             versions: list[int], places: list[tuple]):
+        self._pending.append((ids, data, logged, versions, places))
+        self._size += len(ids)
+        if self._size >= CHUNK:
+            yield self._chunk()
+
+    def _chunk(self) -> tuple:
+        parts, self._pending, self._size = self._pending, [], 0
+        return ([i for p in parts for i in p[0]], [d for p in parts for d in p[1]],
+                np.concatenate([p[2] for p in parts]), [v for p in parts for v in p[3]],
+                [x for p in parts for x in p[4]])
+
+    def _record(self, record):
+        """One request read as a record."""
+        if not self._answered(record.role, record.error, record.verdict):
+            return
+        examples = record.examples()
+        outputs = record.outputs()  # Predict, Classify and Regress answers alike
+        if not outputs or len(examples) != len(record.example_ids):
+            self._skipped["failed_requests"] += 1
+            return
+        yield from self._add(list(record.example_ids), examples,
+                             _logged_rows(outputs, output_key(outputs), len(examples)),
+                             [record.model_version] * len(examples),
+                             [log_place(record, i) for i in range(len(examples))])
+
+    def _part(self, part):
+        """One decode call's requests: those the batch decoder took, as arrays; the rest,
+        and any whose answer the arrays cannot hold, as records."""
+        batch, one_by_one = part.batch, []
+        kept: list[int] = []  # indexes into part.rows
+        keys = None
+        for i, fields in enumerate(part.fields):
+            if not self._answered(fields.get("role", PRIMARY), fields.get("error"),
+                                  fields.get("verdict")):
+                continue
+            row = part.rows[i]
+            names = batch.output_keys(row)
+            if keys is None and names:
+                keys = names
+            if names != keys:  # another answer's layout: read as a record
+                one_by_one.append(i)
+            else:
+                kept.append(i)
+        matrix = None
+        if kept and keys:
+            rows = np.array([part.rows[i] for i in kept])
+            counts = np.array([batch.examples_count(r) for r in rows.tolist()])
+            matrix = batch.output_rows(rows, output_key(dict.fromkeys(keys)), counts)
+        if matrix is None:
+            one_by_one, kept = sorted(one_by_one + kept), []
+        ids: list[str] = []
+        data: list[bytes] = []
+        versions: list[int] = []
+        places: list[tuple] = []
+        base = os.path.basename(part.path)
+        keep = np.ones(len(kept), bool)
+        for j, i in enumerate(kept):
+            row, fields = part.rows[i], part.fields[i]
+            examples = batch.examples(row)
+            example_ids = fields.get("ids") or [
+                f"{fields.get('id') or f'{base}:{part.first + row}'}/{x}"
+                for x in range(len(examples))]
+            if len(example_ids) != len(examples):
+                self._skipped["failed_requests"] += 1
+                keep[j] = False
+                continue
+            ids.extend(example_ids)
+            data.extend(examples)
+            versions.extend([batch.versions[row]] * len(examples))
+            place = (batch.timestamps[row], part.path, part.first + row)
+            if len(examples) == 1:
+                places.append((*place, 0))
+            else:
+                places.extend([(*place, x) for x in range(len(examples))])
+        if ids:
+            if not keep.all():
+                matrix = matrix[np.repeat(keep, counts)]
+            yield from self._add(ids, data, matrix, versions, places)
+        for i in one_by_one:
+            yield from self._record(part.record(i))
+        for _, record in part.parsed:
+            yield from self._record(record)
 
 
 ID_BUCKETS = 32  # keys of the combine that finds repeated ids; ids spread by a stable hash
