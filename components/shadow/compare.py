@@ -71,12 +71,23 @@ def _empty() -> dict[str, Any]:
     return {"value": None, "low": None, "high": None, "n": 0}
 
 
-def _mean(values: np.ndarray, draws: np.ndarray) -> dict[str, Any]:
-    """The mean with its bootstrap 95% interval (over the resamples `draws`) and n."""
-    if not len(values):
-        return _empty()
-    return _summary(np.mean(values), _resampled(values, draws, lambda m: m.mean(axis=-1)),
-                    len(values))
+def _means(named: dict[str, np.ndarray], draws: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Each array's mean with its bootstrap 95% interval (over the resamples `draws`) and n.
+    A resample's mean is its counts (how often it drew each row) times the values over n:
+    one pass of counts serves every array, and none is gathered resample by resample."""
+    n = draws.shape[1]
+    if not n:
+        return {name: _empty() for name in named}
+    values = np.stack(list(named.values()), axis=1).astype(np.float64)  # [n, statistics]
+    block = max(1, RESAMPLE_CELLS // n)
+    boot = []
+    for i in range(0, len(draws), block):
+        rows = draws[i:i + block]
+        at = (np.arange(len(rows), dtype=np.int64)[:, None] * n + rows).ravel()
+        counts = np.bincount(at, minlength=len(rows) * n).reshape(len(rows), n)
+        boot.append(counts.astype(np.float64) @ values / n)
+    boot = np.concatenate(boot)
+    return {name: _summary(np.mean(v), boot[:, j], n) for j, (name, v) in enumerate(named.items())}
 
 
 def _quantiles(values: np.ndarray, draws: np.ndarray, qs: tuple[int, ...]
@@ -127,11 +138,11 @@ def compare(a: np.ndarray, b: np.ndarray, problem: str, thresholds: Thresholds,
     if problem == CLASSIFICATION:
         ca, cb = _classes(a), _classes(b)
         flips = (ca != cb).astype(np.float64)
-        out["agreement"] = _mean(1.0 - flips, draws)
-        out["symmetric_flip_rate"] = _mean(flips, draws)
+        means = {"agreement": 1.0 - flips, "symmetric_flip_rate": flips}
         if a.ndim == 1:
-            out["pos_to_neg_flip_rate"] = _mean(((ca == 1) & (cb == 0)).astype(float), draws)
-            out["neg_to_pos_flip_rate"] = _mean(((ca == 0) & (cb == 1)).astype(float), draws)
+            means["pos_to_neg_flip_rate"] = ((ca == 1) & (cb == 0)).astype(float)
+            means["neg_to_pos_flip_rate"] = ((ca == 0) & (cb == 1)).astype(float)
+        out.update(_means(means, draws))
         if multiclass(a):
             out["flip_matrix"] = flip_matrix(ca, cb, a.shape[1], classes)
             # Every class's score can move, not only the last one's: the largest move counts.
@@ -148,7 +159,7 @@ def compare(a: np.ndarray, b: np.ndarray, problem: str, thresholds: Thresholds,
         out["relative_delta"] = _quantiles(relative, draws, (50, 90, 99))
         out["mean_prediction"] = {"a": _round(a.mean()), "b": _round(b.mean())}
     out["abs_delta"] = {
-        "mean": _mean(delta, draws),
+        "mean": _means({"mean": delta}, draws)["mean"],
         **_quantiles(delta, draws, (50, 90, 99)),
         "max": _round(delta.max()) if len(delta) else None,
     }

@@ -115,3 +115,44 @@ def test_a_candidate_whose_classes_differ_in_order_fails_naming_the_check():
     assert same["passed"] and same["checks"][2]["check"] == "classes: B's, in order, are A's"
     assert _failed(_gate({}, (["x", "y", "z"], ["y", "x", "z"]))) == [
         "classes: B's, in order, are A's"]
+
+
+@pytest.mark.parametrize("problem", [CLASSIFICATION, REGRESSION])
+def test_every_interval_is_the_percentile_of_its_statistic_resample_by_resample(
+        problem, monkeypatch):
+    """The intervals are computed for blocks of resamples at once (means from draw counts,
+    percentiles from one partition); each must be what the statistic of each resample, one
+    at a time, gives. Small blocks, so that more than one is used."""
+    from tandem.components.shadow import compare as module
+
+    monkeypatch.setattr(module, "RESAMPLE_CELLS", 1000)
+    rng = np.random.default_rng(3)
+    n = 301
+    a = rng.random(n) if problem == CLASSIFICATION else rng.normal(0, 2, n)
+    b = np.clip(a + rng.normal(0, 0.2, n), 0, 1) if problem == CLASSIFICATION else \
+        a + rng.normal(0, 0.5, n)
+    thresholds = Thresholds(bootstrap=57)
+    out = compare(a, b, problem, thresholds, np.random.default_rng(11))
+    draws = np.random.default_rng(11).integers(0, n, size=(57, n), dtype=np.int32)
+
+    def expect(values, stat):
+        boot = [stat(values[d]) for d in draws]
+        return {"value": round(float(stat(values)), 6),
+                "low": round(float(np.percentile(boot, 2.5)), 6),
+                "high": round(float(np.percentile(boot, 97.5)), 6), "n": n}
+
+    delta = np.abs(b - a)
+    for q in (50, 90, 99):
+        assert out["abs_delta"][f"p{q}"] == expect(delta, lambda x, q=q: np.percentile(x, q))
+    assert out["abs_delta"]["mean"] == pytest.approx(expect(delta, np.mean), abs=2e-6)
+    if problem == CLASSIFICATION:
+        flips = ((a >= 0.5) != (b >= 0.5)).astype(float)
+        assert out["symmetric_flip_rate"] == expect(flips, np.mean)
+        assert out["agreement"] == expect(1 - flips, np.mean)
+        assert out["pos_to_neg_flip_rate"] == expect(((a >= 0.5) & (b < 0.5)).astype(float),
+                                                     np.mean)
+        assert out["symmetric_flip_rate"]["high"] > out["symmetric_flip_rate"]["low"]
+    else:
+        relative = delta / np.maximum(np.abs(a), 1e-9)
+        assert out["relative_delta"]["p90"] == expect(relative,
+                                                      lambda x: np.percentile(x, 90))
