@@ -105,7 +105,8 @@ def _build_decoder():
             out[f"n_{name}"], out[name] = flat(sizes[:, 3 + i], values)
         return out
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    # no AutoGraph: the levels are plain Python over lists, and converting them cost a second
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
     def decode(logs):
         sizes, (meta, predict) = level(logs, "tensorflow.serving.PredictionLog",
                                        ["log_metadata", "predict_log"], [tf.string, tf.string])
