@@ -84,7 +84,7 @@ class PredictRedecorated(PredictBoth):
     def _outputs(self, fn, data: list[bytes]) -> tuple[np.ndarray, float, dict | None]:
         parts, seconds, first = [], 0.0, None
         for start in range(0, len(data), self.batch_size):
-            out, t = self._run(fn, self._tf.constant(data[start:start + self.batch_size]))
+            out, t = self._run(fn, data[start:start + self.batch_size])
             if first is None:
                 first = out
             parts.append(out[output_key(out)].reshape(len(out[output_key(out)]), -1))
