@@ -270,7 +270,7 @@ class _Batch:
         named = np.nonzero(d["output_key"] == key.encode())[0]
         entry = np.full(len(at) - 1, -1, np.int64)
         owner = np.repeat(np.arange(len(at) - 1), np.diff(at))
-        entry[owner[named][::-1]] = named[::-1]  # each row's first entry of that name
+        entry[owner[named]] = named  # the row's last entry of that name, as protobuf keeps
         e = entry[rows]
         if not len(rows) or (e < 0).any():
             return None

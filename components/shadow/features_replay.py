@@ -80,6 +80,7 @@ class PredictRedecorated(PredictBoth):
         redecorate = getattr(self, "_redecorate", None)
         if redecorate is not None:
             redecorate.close()
+        super().teardown()
 
     def _outputs(self, fn, data: list[bytes]) -> tuple[np.ndarray, float, dict | None]:
         parts, seconds, first = [], 0.0, None

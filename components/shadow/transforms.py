@@ -62,16 +62,24 @@ class ReadLoggedExamples(beam.DoFn):
 
     def _add(self, ids: list[str], data: list[bytes], logged: np.ndarray,
              versions: list[int], places: list[tuple]):
+        """Queue a decode call's rows; yield chunks of CHUNK examples as they fill, so that
+        a one-file log still reaches every worker in pieces."""
         self._pending.append((ids, data, logged, versions, places))
         self._size += len(ids)
-        if self._size >= CHUNK:
-            yield self._chunk()
+        while self._size >= CHUNK:
+            yield self._chunk(CHUNK)
 
-    def _chunk(self) -> tuple:
-        parts, self._pending, self._size = self._pending, [], 0
-        return ([i for p in parts for i in p[0]], [d for p in parts for d in p[1]],
-                np.concatenate([p[2] for p in parts]), [v for p in parts for v in p[3]],
-                [x for p in parts for x in p[4]])
+    def _chunk(self, size: int | None = None) -> tuple:
+        """The first `size` queued examples (all of them when None) as one chunk."""
+        parts, self._pending = self._pending, []
+        ids, data, versions, places = ([x for p in parts for x in p[k]] for k in (0, 1, 3, 4))
+        logged = np.concatenate([p[2] for p in parts])
+        size = len(ids) if size is None else size
+        if size < len(ids):
+            self._pending = [(ids[size:], data[size:], logged[size:], versions[size:],
+                              places[size:])]
+        self._size = len(ids) - size
+        return ids[:size], data[:size], logged[:size], versions[:size], places[:size]
 
     def _record(self, record):
         """One request read as a record."""
@@ -238,7 +246,11 @@ def serving_signature(path: str):
     signature = meta.signature_def[SERVING_DEFAULT]
     feed = signature.inputs[EXAMPLES_INPUT].name
     fetch = {key: tensor.name for key, tensor in signature.outputs.items()}
-    return lambda batch: session.run(fetch, {feed: batch})
+    def run(batch: list[bytes]) -> dict[str, np.ndarray]:
+        return session.run(fetch, {feed: batch})
+
+    run.close = session.close
+    return run
 
 
 class PredictBoth(beam.DoFn):
@@ -258,6 +270,11 @@ class PredictBoth(beam.DoFn):
         self._a = serving_signature(self.baseline)
         self._b = self._a if self.candidate == self.baseline else \
             serving_signature(self.candidate)
+
+    def teardown(self) -> None:
+        for fn in {id(f): f for f in (getattr(self, "_a", None), getattr(self, "_b", None))
+                   if f is not None}.values():
+            fn.close()
 
     def _run(self, fn, batch: list[bytes]) -> tuple[dict[str, np.ndarray], float]:
         start = time.perf_counter()

@@ -201,3 +201,57 @@ def test_records_the_protobuf_parser_refuses_are_unreadable_and_move_no_neighbou
     assert [r.request_id for r in records if isinstance(r, DecodedRecord)] == \
         ["r0", "r1", "r2", "r3"]
     assert stats.records == 4 and stats.unreadable == 4
+
+
+def test_answers_as_arrays_fall_back_where_requests_answer_in_different_widths(tmp_path):
+    """`output_rows` gives every example's row only when each request's answer holds the
+    same number of values per example; two widths in one decode call give None (the reader
+    then reads those requests one at a time) rather than rows cut in the wrong places."""
+    from tandem.schemas.log_batches import read_parts
+
+    f32 = types_pb2.DT_FLOAT
+    same = [_predict(0, 2, {"scores": _tensor(f32, [2, 2], "float_val", [0.1, 0.9, 0.2, 0.8])}),
+            _predict(2, 1, {"scores": tf.make_tensor_proto(np.array([[0.3, 0.7]], np.float32))})]
+    mixed = same + [_predict(3, 2, {"scores": _tensor(f32, [2], "float_val", [0.4, 0.6])})]
+    for name, records in (("same", same), ("mixed", mixed)):
+        path = str(tmp_path / f"{name}.tfrecord.gz")
+        write_records(path, records)
+        (part,) = list(read_parts([path]))
+        rows = np.array(part.rows)
+        counts = np.array([part.batch.examples_count(r) for r in part.rows])
+        got = part.batch.output_rows(rows, "scores", counts)
+        if name == "same":
+            assert got.shape == (3, 2)
+            assert np.allclose(got, [[0.1, 0.9], [0.2, 0.8], [0.3, 0.7]])
+        else:
+            assert got is None
+
+
+def test_a_key_written_twice_answers_with_its_last_value_as_protobuf_reads_it(tmp_path):
+    """A response whose outputs map holds a key twice on the wire (two serialized responses
+    concatenated): protobuf keeps the last entry, and so must the arrays."""
+    from google.protobuf.internal.encoder import _VarintBytes
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from tandem.schemas.log_batches import read_parts
+
+    def field(number: int, data: bytes) -> bytes:
+        return _VarintBytes(number << 3 | 2) + _VarintBytes(len(data)) + data
+
+    f32 = types_pb2.DT_FLOAT
+    answers = b""
+    for value in (0.1, 0.9):
+        response = predict_pb2.PredictResponse()
+        response.outputs["probabilities"].CopyFrom(_tensor(f32, [1], "float_val", [value]))
+        answers += response.SerializeToString()
+    log = prediction_log_pb2.PredictionLog.FromString(_predict(0, 1, {}))
+    predict = field(1, log.predict_log.request.SerializeToString()) + field(2, answers)
+    data = field(1, log.log_metadata.SerializeToString()) + field(6, predict)
+    path = str(tmp_path / "twice.tfrecord.gz")
+    write_records(path, [data])
+    (record,) = list(read_records(path))
+    assert record.outputs()["probabilities"].tolist() == pytest.approx([0.9])
+    (part,) = list(read_parts([path]))
+    assert part.rows == [0]  # the batch decoder took it
+    got = part.batch.output_rows(np.array(part.rows), "probabilities", np.array([1]))
+    assert got.ravel().tolist() == pytest.approx([0.9])
