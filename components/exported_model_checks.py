@@ -42,9 +42,18 @@ def export_skew(loaded, model, transform_output, raw: list[bytes], files: list[s
     if served.ndim == 2 and training.ndim == 1:  # binary classify outputs: P(class 1)
         served = served[:, -1]
     diff = float(np.max(np.abs(served - training))) if len(raw) else 0.0
+    units = ""
+    if problem == "regression" and scale[1] > 0:
+        # Compared in the model's own units (the label over its standard deviation): the
+        # serving signature scales a float32 answer back to the label's units, so in those
+        # units float32 rounding grows with the label's spread (3e-5 for a label with a
+        # spread of 80), which is no skew.
+        units = f" in the model's units (label / its standard deviation {scale[1]:.4g}; " \
+                f"{diff:.2e} in the label's)"
+        diff /= scale[1]
     return result("export_skew", diff <= tolerance,
                   f"{len(raw)} eval examples: serving signature vs training input path, max "
-                  f"|difference| {diff:.2e} (tolerance {tolerance:g})",
+                  f"|difference| {diff:.2e}{units} (tolerance {tolerance:g})",
                   examples=len(raw), max_abs_diff=diff, tolerance=tolerance,
                   seconds=round(time.perf_counter() - start, 2))
 
