@@ -16,6 +16,24 @@ from tandem.components.model_checks import result
 from tandem.schemas.contracts import SERVING_DEFAULT, TRANSFORM_SIGNATURE, served_output
 
 
+def skew(served: np.ndarray, training: np.ndarray, problem: str, scale: tuple[float, float]
+         ) -> tuple[float, str]:
+    """The largest |served - training|, and words naming its units when they are not the
+    answer's own. A regression answer's difference is taken relative to the larger of the
+    label's standard deviation and the answer's size: the serving signature scales a float32
+    answer back to the label's units, where float32 rounding grows with both (3e-5 for a
+    label of spread 80 around 73), which is no skew; a label of narrow spread near zero is
+    judged more strictly than in its own units."""
+    if not len(served):
+        return 0.0, ""
+    diff = np.abs(served - training)
+    if problem != "regression" or not scale[1] > 0:
+        return float(np.max(diff)), ""
+    relative = float(np.max(diff / np.maximum(scale[1], np.abs(training))))
+    return relative, (f" relative to max(the label's standard deviation {scale[1]:.4g}, "
+                      f"|answer|) ({float(np.max(diff)):.2e} in the label's units)")
+
+
 def export_skew(loaded, model, transform_output, raw: list[bytes], files: list[str],
                 problem: str, scale: tuple[float, float], tolerance: float) -> dict[str, Any]:
     """Data 7: the same raw examples through the exported serving signature (tf.Example
@@ -41,16 +59,7 @@ def export_skew(loaded, model, transform_output, raw: list[bytes], files: list[s
                            problem)
     if served.ndim == 2 and training.ndim == 1:  # binary classify outputs: P(class 1)
         served = served[:, -1]
-    diff = float(np.max(np.abs(served - training))) if len(raw) else 0.0
-    units = ""
-    if problem == "regression" and scale[1] > 0:
-        # Compared in the model's own units (the label over its standard deviation): the
-        # serving signature scales a float32 answer back to the label's units, so in those
-        # units float32 rounding grows with the label's spread (3e-5 for a label with a
-        # spread of 80), which is no skew.
-        units = f" in the model's units (label / its standard deviation {scale[1]:.4g}; " \
-                f"{diff:.2e} in the label's)"
-        diff /= scale[1]
+    diff, units = skew(served, training, problem, scale)
     return result("export_skew", diff <= tolerance,
                   f"{len(raw)} eval examples: serving signature vs training input path, max "
                   f"|difference| {diff:.2e}{units} (tolerance {tolerance:g})",
