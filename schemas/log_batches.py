@@ -207,7 +207,7 @@ class _Batch:
         text &= _valid(_text(d["origin"].tolist()))
         for bad, at in ((~_valid(_text(d["input_key"].tolist())), input_at),
                         (~_valid(self.output_key), np.asarray(self.output_at))):
-            count = np.concatenate([[0], np.cumsum(bad)])
+            count = _offsets(bad)
             text &= (count[at[1:]] - count[at[:-1]]) == 0
         self.ok = (ok & d["is_predict"] & text).tolist()
         self._dtype = dtype.tolist()
@@ -253,7 +253,6 @@ class _Batch:
         # TF's compact form: fewer values than elements repeat the last one
         return np.concatenate([values, np.repeat(values[-1:], size - values.size)]).reshape(shape)
 
-
     def output_keys(self, row: int) -> list[str]:
         return self.output_key[self.output_at[row]:self.output_at[row + 1]]
 
@@ -262,9 +261,9 @@ class _Batch:
         """Output `key` of each of `rows` (requests of `examples[i]` examples each) as one
         float64 array of a row per example, [sum(examples), width]: what `output_array`
         would give each row, reshaped to its examples and stacked. None when a row lacks the
-        key, or when the rows' tensors are not all float or double, all in the same form
-        (tensor_content or *_val), of `examples[i] * width` values each: the caller then
-        reads those rows one at a time."""
+        key, or when the rows' tensors are not all float or all double, of `examples[i] *
+        width` values each (tensor_content or *_val, in full): the caller then reads those
+        rows one at a time."""
         d = self.d
         at = np.asarray(self.output_at)
         named = np.nonzero(d["output_key"] == key.encode())[0]

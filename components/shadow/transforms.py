@@ -246,6 +246,7 @@ def serving_signature(path: str):
     signature = meta.signature_def[SERVING_DEFAULT]
     feed = signature.inputs[EXAMPLES_INPUT].name
     fetch = {key: tensor.name for key, tensor in signature.outputs.items()}
+
     def run(batch: list[bytes]) -> dict[str, np.ndarray]:
         return session.run(fetch, {feed: batch})
 
@@ -264,9 +265,6 @@ class PredictBoth(beam.DoFn):
         self.batch_size = batch_size
 
     def setup(self) -> None:
-        import tensorflow as tf
-
-        self._tf = tf
         self._a = serving_signature(self.baseline)
         self._b = self._a if self.candidate == self.baseline else \
             serving_signature(self.candidate)
