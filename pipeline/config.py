@@ -197,7 +197,10 @@ class ChecksConfig:
     # Data 2: the smallest drop that matters, as a share of the model's lift over chance; an
     # input not shown to help is called useless only when its drop's upper bound is below it
     importance_material: float = 0.01
-    export_tolerance: float = 1e-5  # Data 7: serving vs training input path
+    # Data 7: serving vs training input path, the largest difference; for regression relative to
+    # the larger of the label's standard deviation and the answer's size (float32 rounding grows
+    # with both)
+    export_tolerance: float = 1e-5
     private_features: list[str] = dataclasses.field(default_factory=list)  # Data 5
 
 
