@@ -5,8 +5,9 @@ Each step runs as its own `tandem` process. Wall time is measured around it; mem
 peak over the whole process tree (Beam workers included), sampled every 250 ms, both as summed
 RSS (counts shared library pages once per process, an upper bound) and summed PSS (shared
 pages split between the processes that map them: the real footprint). Prints t(large)/t(small)
-per step (near-linear scaling is <= 12 for 10x rows) and the cached rerun's time as a share of
-the first full run's.
+per step (near-linear scaling is <= 12 for 10x rows), each component's time in the full runs
+(from the `[Component] finished in` lines `tandem run` prints), and the cached rerun's time as a
+share of the first full run's.
 
     python bench/pipeline_scale.py [--rows 100000,1000000] [--steps generate,front,full,cached]
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -69,6 +71,15 @@ def measure(cmd: list[str], log_path: str) -> tuple[float, float, float]:
     return elapsed, peak[0] / 2**20, peak[1] / 2**20
 
 
+FINISHED = re.compile(r"^\[(\w+)\] finished in ([0-9.]+)s", re.MULTILINE)
+
+
+def component_times(log_path: str) -> dict[str, float]:
+    """Each component's time, in run order, from a `tandem run` log."""
+    with open(log_path) as f:
+        return {name: float(t) for name, t in FINISHED.findall(f.read())}
+
+
 STEPS = ("generate", "front", "full", "cached")
 LABELS = {"generate": "generate", "front": "validation front", "full": "full pipeline",
           "cached": "cached rerun"}
@@ -117,6 +128,14 @@ def main() -> None:
         (ts, _, _), (tl, rl, pl) = results[(step, small)], results[(step, large)]
         print(f"{LABELS[step]:<18}{ts:>13.1f}s{tl:>15.1f}s{tl / ts:>8.2f}"
               f"{rl:>9,.0f} MB{pl:>9,.0f} MB")
+    if "full" in steps:
+        times = [component_times(os.path.join(work, f"full-{rows}.log")) for rows in (small, large)]
+        print(f"\n{'component':<22}{'t(' + f'{small:,}' + ')':>14}{'t(' + f'{large:,}' + ')':>16}"
+              f"{'ratio':>8}")
+        for name in times[1]:
+            ts, tl = times[0].get(name), times[1][name]
+            print(f"{name:<22}" + (f"{ts:>13.1f}s" if ts is not None else f"{'-':>14}")
+                  + f"{tl:>15.1f}s" + (f"{tl / ts:>8.2f}" if ts else f"{'-':>8}"))
     if "full" in steps and "cached" in steps:
         for rows in (small, large):
             share = results[("cached", rows)][0] / results[("full", rows)][0]
