@@ -8,14 +8,19 @@ handler first, so basicConfig adds none, and that handler shows errors only.
 
 TensorFlow's `AtomicFunction.__del__` raises a TypeError when it runs during interpreter
 teardown (its refcount table is already None). Python prints that as an "Exception ignored
-in ... Traceback ..." block, which reads like a crash. It happens in Beam's worker processes as
-they exit, so no hook inside this process can catch it: stderr itself (file descriptor 2, which
-the workers inherit) is passed through a filter that drops exactly those blocks. Everything
-else reaches the terminal unchanged; `--verbose` turns the filter off.
+in ... Traceback ..." block, which reads like a crash. It happens in two places:
+- in Beam's worker processes as they exit, where no hook inside this process can catch it:
+  stderr itself (file descriptor 2, which the workers inherit) is passed through a filter that
+  drops exactly those blocks, everything else reaching the terminal unchanged (`--verbose`
+  turns the filter off);
+- in this process, after the command has returned and the filter is gone, for the functions a
+  library still holds when the interpreter clears its modules: `guard_tensorflow_teardown`
+  makes `__del__` skip the bookkeeping whose table is already gone, and only then.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -40,6 +45,32 @@ def quiet_root_logger() -> None:
     handler.setLevel(logging.ERROR)
     handler.setFormatter(logging.Formatter("%(levelname)s: %(name)s: %(message)s"))
     root.addHandler(handler)
+
+
+ATOMIC_FUNCTION = "tensorflow.python.eager.polymorphic_function.atomic_function"
+
+
+def guard_tensorflow_teardown() -> None:
+    """At exit (before the interpreter clears modules), if TensorFlow was loaded: a function
+    deleted once TensorFlow's refcount table is gone (None) is let go quietly. Any other
+    error in `AtomicFunction.__del__` still shows."""
+    atexit.register(_guard_atomic_function)
+
+
+def _guard_atomic_function() -> None:
+    module = sys.modules.get(ATOMIC_FUNCTION)
+    cls = getattr(module, "AtomicFunction", None)
+    if cls is None or getattr(cls.__del__, "tandem_guarded", False):
+        return
+    original, namespace = cls.__del__, module.__dict__
+
+    def __del__(self):  # noqa: N807 - replaces the class's own finalizer
+        if namespace.get("RUNTIME_FUNCTION_REFS") is None:
+            return  # module teardown: the table this would update no longer exists
+        original(self)
+
+    __del__.tandem_guarded = True
+    cls.__del__ = __del__
 
 
 class NoiseDropper:

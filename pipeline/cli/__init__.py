@@ -116,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     verbose = getattr(args, "verbose", False)
     _quiet_libraries(verbose)
+    from tandem.pipeline.quiet import guard_tensorflow_teardown
+
+    guard_tensorflow_teardown()
     noise_filter = None
     # Beam workers write the teardown noise; only the commands that run Beam need the filter.
     if not verbose and getattr(args, "runs_beam", False):
