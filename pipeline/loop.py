@@ -14,6 +14,10 @@ Scenario `bad-canary`: step 4's label join is broken (each request gets another'
 v2 learns noise; the pipeline refuses it, v2 is pushed by hand as a model built outside the
 pipeline would be, and the replay must reject it.
 
+Scenario `feature-source` (pipeline/loop_features.py): steps 4 and 5 judge two new users
+snapshots instead of a new model: one with a unit bug is rejected by a replay over the log, a
+benign one passes and is switched in under traffic.
+
 Every server it starts is stopped at the end, on a failing step, and on Ctrl-C. Everything
 lives under one work directory, which a new run starts afresh, so a second run needs no
 cleanup.
@@ -118,7 +122,7 @@ def _latest_version(serving_dir: str, model: str) -> int:
     return versions[-1]
 
 
-SCENARIOS = ("default", "bad-canary")
+SCENARIOS = ("default", "bad-canary", "feature-source")
 
 
 class Plan:
@@ -405,103 +409,108 @@ def run_loop(work: str = "outputs/loop", rows: int | None = None, out: TextIO = 
             s.result = (f"drift found in {', '.join(summary['drift_features']) or 'nothing'}"
                         f"; skew in {', '.join(summary['skew_features']) or 'nothing'}")
 
-        with step("labels arrive; retrain from the request log; v2 is canary") as s:
-            from tandem.pipeline.config import load_config
+        if scenario == "feature-source":
+            _feature_source_steps(step, say, plan, work, logs_dir, gateway, gateway_yaml,
+                                  os.path.join(plan.config.serving_dir, model, str(v1)),
+                                  reports)
+        else:
+            with step("labels arrive; retrain from the request log; v2 is canary") as s:
+                from tandem.pipeline.config import load_config
 
-            labels = plan.labels
-            if scenario == "bad-canary":
-                labels = shuffled_labels(plan.labels, os.path.join(work, "labels-shuffled.csv"),
-                                         seed=0)
-                say("   bad-canary: the label join is broken; each request gets another "
-                    "request's label")
-            retrain = load_config(config or "listening", plan.overrides + [
-                "data.format=request_log", f"data.location={logs_dir}",
-                f"data.labels={labels}", "data.pattern="])
-            result = run(retrain, out=out, verbose=verbose)
-            v2 = _latest_version(plan.config.serving_dir, model)
-            if scenario == "bad-canary" and v2 == v1:
-                # The pipeline refused it, as it must; a model built and pushed outside the
-                # pipeline is what the canary's gate exists for.
-                v2 = _push_by_hand(retrain, plan.config.serving_dir, model, v1 + 1)
-                why = (result.verdict or "not pushed").splitlines()[0]
-                say(f"   the pipeline refused it ({why}); "
-                    f"pushed by hand as version {v2}, as a model built outside the pipeline "
-                    "would be")
-            elif result.exit_code != 0 or v2 == v1:
-                raise LoopError("retraining from the log did not push a new model (the "
-                                "Evaluator's verdict is above)")
-            if result.report:
-                reports["statistics (v2's training data: the log)"] = result.report
-            from tandem.serving.promotion import promote
+                labels = plan.labels
+                if scenario == "bad-canary":
+                    labels = shuffled_labels(plan.labels, os.path.join(work, "labels-shuffled.csv"),
+                                             seed=0)
+                    say("   bad-canary: the label join is broken; each request gets another "
+                        "request's label")
+                retrain = load_config(config or "listening", plan.overrides + [
+                    "data.format=request_log", f"data.location={logs_dir}",
+                    f"data.labels={labels}", "data.pattern="])
+                result = run(retrain, out=out, verbose=verbose)
+                v2 = _latest_version(plan.config.serving_dir, model)
+                if scenario == "bad-canary" and v2 == v1:
+                    # The pipeline refused it, as it must; a model built and pushed outside the
+                    # pipeline is what the canary's gate exists for.
+                    v2 = _push_by_hand(retrain, plan.config.serving_dir, model, v1 + 1)
+                    why = (result.verdict or "not pushed").splitlines()[0]
+                    say(f"   the pipeline refused it ({why}); "
+                        f"pushed by hand as version {v2}, as a model built outside the pipeline "
+                        "would be")
+                elif result.exit_code != 0 or v2 == v1:
+                    raise LoopError("retraining from the log did not push a new model (the "
+                                    "Evaluator's verdict is above)")
+                if result.report:
+                    reports["statistics (v2's training data: the log)"] = result.report
+                from tandem.serving.promotion import promote
 
-            for line in promote(models_config, server, model, v2, "canary"):
-                say(f"   {line}")
-            s.result = f"v2 = version {v2}, labelled canary"
-
-        with step("mirror live traffic to v2; shadow replay over the log") as s:
-            from tandem.components.shadow.replay import load_replay_config, summary
-            from tandem.pipeline.traffic_checks import run_replay
-
-            servers.stop("gateway")
-            start_gateway(shadow=True)
-            plan.mirror_requests()
-            mirrored = send(gateway, plan.mirror, model, rate=0, batch=4,
-                            progress=lambda line: say("   " + line))
-            say(f"   {mirrored.sent:,} requests answered by stable v1 and mirrored to canary "
-                "v2")
-            # What each version and each feature source cost, for `tandem score` (Monitoring 6,
-            # Data 3): both servers' Prometheus metrics, as scraped now.
-            for name, port in (("model-server", rest_port), ("gateway", gw_rest)):
-                snapshot_metrics(f"http://127.0.0.1:{port}/monitoring/prometheus/metrics",
-                                 os.path.join(work, "server", f"{name}.metrics.prom"))
-            replay_config = load_replay_config(None, plan.replay_overrides())
-            report = run_replay(logs_dir, os.path.join(plan.config.serving_dir, model, str(v1)),
-                                os.path.join(plan.config.serving_dir, model, str(v2)),
-                                os.path.join(work, "replay"), replay_config,
-                                labels=plan.replay_labels, beam_args=job_args(plan.config))
-            for line in summary(report):
-                say(f"   {line}")
-            reports["shadow replay"] = os.path.join(work, "replay", "report.html")
-            passed = report["verdict"]["passed"]
-            s.result = "replay PASSED" if passed else "replay FAILED"
-
-        with step("the gate: promote v2, or reject it") as s:
-            from tandem.serving.promotion import promote, rollback
-
-            if passed:
-                for line in promote(models_config, server, model, v2, "stable"):
+                for line in promote(models_config, server, model, v2, "canary"):
                     say(f"   {line}")
-                s.result = f"v2 (version {v2}) promoted to stable"
-            else:
-                failed = [c["check"] for c in report["verdict"]["checks"] if not c["passed"]]
-                s.result = f"v2 rejected by the replay gate ({'; '.join(failed)})"
+                s.result = f"v2 = version {v2}, labelled canary"
 
-        with step("a rollback, with requests flowing") as s:
-            flowing = {}
+            with step("mirror live traffic to v2; shadow replay over the log") as s:
+                from tandem.components.shadow.replay import load_replay_config, summary
+                from tandem.pipeline.traffic_checks import run_replay
 
-            def traffic() -> None:
-                flowing["result"] = send(gateway, plan.clean, model, rate=plan.rollback_rate,
-                                         batch=1, limit=plan.rollback_limit)
+                servers.stop("gateway")
+                start_gateway(shadow=True)
+                plan.mirror_requests()
+                mirrored = send(gateway, plan.mirror, model, rate=0, batch=4,
+                                progress=lambda line: say("   " + line))
+                say(f"   {mirrored.sent:,} requests answered by stable v1 and mirrored to canary "
+                    "v2")
+                # What each version and each feature source cost, for `tandem score` (Monitoring 6,
+                # Data 3): both servers' Prometheus metrics, as scraped now.
+                for name, port in (("model-server", rest_port), ("gateway", gw_rest)):
+                    snapshot_metrics(f"http://127.0.0.1:{port}/monitoring/prometheus/metrics",
+                                     os.path.join(work, "server", f"{name}.metrics.prom"))
+                replay_config = load_replay_config(None, plan.replay_overrides())
+                report = run_replay(logs_dir, os.path.join(plan.config.serving_dir, model, str(v1)),
+                                    os.path.join(plan.config.serving_dir, model, str(v2)),
+                                    os.path.join(work, "replay"), replay_config,
+                                    labels=plan.replay_labels, beam_args=job_args(plan.config))
+                for line in summary(report):
+                    say(f"   {line}")
+                reports["shadow replay"] = os.path.join(work, "replay", "report.html")
+                passed = report["verdict"]["passed"]
+                s.result = "replay PASSED" if passed else "replay FAILED"
 
-            thread = threading.Thread(target=traffic)
-            thread.start()
-            time.sleep(1.5)
-            try:
-                # Promoted: stable goes back to v1. Rejected: canary goes back to stable's v1,
-                # which unloads v2.
-                moved = rollback(models_config, server, model) if passed else \
-                    rollback(models_config, server, model, label="canary")
-            finally:
-                thread.join()
-            for line in moved:
-                say(f"   {line}")
-            sent = flowing.get("result")
-            errors = sum(sent.errors.values()) if sent else -1
-            what = "stable back to v1" if passed else "canary back to v1, v2 unloaded"
-            s.result = (f"{what}; {sent.sent:,} requests sent meanwhile, {errors} failed"
-                        if sent else "no traffic result")
-            if errors:
-                raise LoopError(f"{errors} requests failed during the rollback")
+            with step("the gate: promote v2, or reject it") as s:
+                from tandem.serving.promotion import promote, rollback
+
+                if passed:
+                    for line in promote(models_config, server, model, v2, "stable"):
+                        say(f"   {line}")
+                    s.result = f"v2 (version {v2}) promoted to stable"
+                else:
+                    failed = [c["check"] for c in report["verdict"]["checks"] if not c["passed"]]
+                    s.result = f"v2 rejected by the replay gate ({'; '.join(failed)})"
+
+            with step("a rollback, with requests flowing") as s:
+                flowing = {}
+
+                def traffic() -> None:
+                    flowing["result"] = send(gateway, plan.clean, model, rate=plan.rollback_rate,
+                                             batch=1, limit=plan.rollback_limit)
+
+                thread = threading.Thread(target=traffic)
+                thread.start()
+                time.sleep(1.5)
+                try:
+                    # Promoted: stable goes back to v1. Rejected: canary goes back to stable's v1,
+                    # which unloads v2.
+                    moved = rollback(models_config, server, model) if passed else \
+                        rollback(models_config, server, model, label="canary")
+                finally:
+                    thread.join()
+                for line in moved:
+                    say(f"   {line}")
+                sent = flowing.get("result")
+                errors = sum(sent.errors.values()) if sent else -1
+                what = "stable back to v1" if passed else "canary back to v1, v2 unloaded"
+                s.result = (f"{what}; {sent.sent:,} requests sent meanwhile, {errors} failed"
+                            if sent else "no traffic result")
+                if errors:
+                    raise LoopError(f"{errors} requests failed during the rollback")
     except KeyboardInterrupt:
         say("\ninterrupted: stopping the servers")
         status = 130
@@ -523,9 +532,74 @@ def run_loop(work: str = "outputs/loop", rows: int | None = None, out: TextIO = 
         if path and os.path.exists(path):
             say(f"  report: {name:<40} {path}")
     say(f"  work directory: {work} (servers stopped)")
-    if status == 0:
+    if status == 0 and scenario != "feature-source":
         say(f"  next: tandem score --run {work}")
     return status
+
+
+def _feature_source_steps(step, say, plan: Plan, work: str, logs_dir: str, gateway: str,
+                          gateway_yaml: str, v1_dir: str, reports: dict[str, str]) -> None:
+    """Steps 4 and 5 of the feature-source scenario (pipeline/loop_features.py)."""
+    from tandem.pipeline import loop_features as lf
+    from tandem.serving.traffic import send
+
+    if not isinstance(plan, Listening):
+        raise LoopInputError("--scenario feature-source needs the listening loop: its gateway "
+                             "joins the users table the scenario changes")
+    snapshots = lf.Snapshots(os.path.join(work, "data", "features.sqlite"), work)
+    snapshots.make()
+    out = os.path.join(work, "features")
+    # A snapshot refresh should move no prediction: the replay's default limits (the loop's
+    # model replay allows more, for a retrained model), and no entity may go missing.
+    overrides = ["thresholds.max_missing_entities=0", "slices=[[device]]"]
+    with step(f"a buggy users snapshot ({lf.BUGGY_NOTE}): diff, replay") as s:
+        report = lf.judge("age-in-months", logs_dir, v1_dir, gateway_yaml, snapshots.buggy,
+                          out, overrides, job_args(plan.config), say)
+        blamed = lf.blamed_columns(report)
+        if report["verdict"]["passed"]:
+            raise LoopError("the replay passed a users snapshot with every age in months")
+        if not blamed or blamed[0] != "age":
+            raise LoopError(f"the replay blamed {blamed or 'no column'}, not age")
+        failed = [c["check"] for c in report["verdict"]["checks"] if not c["passed"]]
+        s.result = f"rejected ({'; '.join(failed)}); the divergence is {blamed[0]}'s"
+        reports["feature-source replay (age in months)"] = os.path.join(
+            out, "age-in-months-replay", "report.html")
+    with step(f"a benign snapshot ({lf.NEW_USERS} new users): diff, replay, switch") as s:
+        report = lf.judge("new-users", logs_dir, v1_dir, gateway_yaml, snapshots.benign, out,
+                          overrides, job_args(plan.config), say)
+        if not report["verdict"]["passed"]:
+            raise LoopError("the replay rejected a snapshot that only adds users")
+        before = len(lf.versions_logged(logs_dir))
+        flowing = {}
+
+        def traffic() -> None:
+            flowing["result"] = send(gateway, plan.clean, plan.model, rate=plan.rollback_rate,
+                                     batch=1, limit=plan.rollback_limit)
+
+        thread = threading.Thread(target=traffic)
+        thread.start()
+        time.sleep(1.5)
+        try:
+            for line in lf.promote(gateway_yaml, snapshots.benign):
+                say(f"   {line}")
+        finally:
+            thread.join()
+        sent = flowing.get("result")
+        errors = sum(sent.errors.values()) if sent else -1
+        if errors:
+            raise LoopError(f"{errors} requests failed while the snapshot was switched")
+        time.sleep(1.5)  # the gateway's log reaches disk within fsync_interval_s
+        from tandem.serving.snapshots import open_snapshot
+
+        new = open_snapshot(snapshots.benign)
+        version = new.version
+        new.close()
+        during = lf.versions_logged(logs_dir)[before:]
+        switched = next((i for i, v in enumerate(during) if version in v), None)
+        if switched is None or any(version not in v for v in during[switched:]):
+            raise LoopError(f"the log does not name snapshot {version} from the switch on")
+        s.result = (f"passed; switched in under traffic: {sent.sent:,} requests, 0 failed; "
+                    f"{len(during) - switched:,} logged from {version[:12]}")
 
 
 LOOP_RECORD = "loop.json"

@@ -24,8 +24,11 @@ def register(sub) -> None:
     add_config(loop, required=False, help="a pipeline config (YAML or a name): a held-out share of its rows "
                            "becomes the traffic (default: the listening generator)")
     add_set(loop, help="override a key of --config, e.g. loop.drift.feature=age")
-    loop.add_argument("--scenario", choices=("default", "bad-canary"), default="default",
-                      help="bad-canary: v2 is trained on shuffled labels and must be rejected")
+    loop.add_argument("--scenario", choices=("default", "bad-canary", "feature-source"),
+                      default="default",
+                      help="bad-canary: v2 is trained on shuffled labels and must be rejected; "
+                           "feature-source: a users snapshot with a unit bug must be rejected "
+                           "and a benign one switched in under traffic (listening only)")
     loop.add_argument("--out", default="outputs/loop", metavar="DIR",
                       help="work directory, started afresh (default outputs/loop)")
     loop.add_argument("--rows", type=int, default=None,
