@@ -9,7 +9,8 @@ the gate), and this module adds the `features` section:
 
 - how many requests the candidate re-decorated differently, per joined column;
 - attribution: for each divergent request (|B - A| > DIVERGED), each changed column is swapped
-  in alone (the logged example with only that column from the candidate) and B run again; a
+  in alone (the logged example with only that column from the candidate) and B run again (a
+  request where one column alone changed needs no second run: B already answered that swap); a
   column's share is the sum of its solo effects over the sum of |B - A|, so one bad column is
   named alone and a model change shows as its own share (B on the logged example against A);
   shares need not add up to 1 when columns interact;
@@ -115,10 +116,17 @@ class PredictRedecorated(PredictBoth):
                 rows = [k for k, i in enumerate(divergent) if column in r.changed[i]]
                 if not rows:
                     continue
-                swapped = self._redecorate.swap([logged_div[k] for k in rows], column)
-                solo = self._outputs(self._b, swapped)[0]
                 effect = np.zeros(n)
-                effect[divergent[rows]] = _deltas(base[rows], solo)
+                # Where this column alone changed, the swap is the re-decoration itself: its
+                # solo effect is B's answer already computed. The others run B again.
+                alone = [k for k in rows if r.changed[divergent[k]] == (column,)]
+                if alone:
+                    effect[divergent[alone]] = _deltas(base[alone], b[divergent[alone]])
+                others = [k for k in rows if r.changed[divergent[k]] != (column,)]
+                if others:
+                    swapped = self._redecorate.swap([logged_div[k] for k in others], column)
+                    solo = self._outputs(self._b, swapped)[0]
+                    effect[divergent[others]] = _deltas(base[others], solo)
                 effects[column] = effect
         attribution_s = time.perf_counter() - started
         batches = -(-n // self.batch_size)

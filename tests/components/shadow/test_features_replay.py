@@ -112,6 +112,22 @@ def test_a_model_and_a_snapshot_change_together_are_told_apart(setup, tmp_path):
     assert f["columns"]["age"]["share"] > f["model_share"]
 
 
+def test_a_column_changed_alone_is_attributed_as_if_swapped_in_alone(setup, tmp_path):
+    """Where age alone changed, its solo effect is B's answer on the re-decorated example (no
+    second run); where popularity changed too, age is swapped in alone and B runs again. The
+    two ways give age the same effect on the same requests."""
+    both = snapshot(setup["root"], "both", "UPDATE users SET age = age * 12",
+                    "UPDATE tracks SET popularity = popularity * 0.5")
+    alone = replay(setup, tmp_path / "alone", setup["months"])["features"]["columns"]["age"]
+    together = replay(setup, tmp_path / "both", both)["features"]
+    assert together["columns"]["popularity"]["changed_divergent"] > 0
+    age = together["columns"]["age"]
+    assert age["changed_divergent"] >= alone["changed_divergent"] > 0
+    effect_alone = alone["mean_effect"] * alone["changed_divergent"]
+    assert age["mean_effect"] * age["changed_divergent"] == pytest.approx(effect_alone, rel=1e-3)
+    assert effect_alone > 0
+
+
 def test_missing_entities_are_counted_and_gated(setup, tmp_path):
     expected = sum(u in setup["users"][:2] for u in setup["users"])
     report = replay(setup, tmp_path / "gated", setup["missing"])
