@@ -317,6 +317,9 @@ def run_loop(work: str = "outputs/loop", rows: int | None = None, out: TextIO = 
 
     if scenario not in SCENARIOS:
         raise LoopInputError(f"--scenario {scenario!r}: expected one of {', '.join(SCENARIOS)}")
+    if scenario == "feature-source" and config not in (None, "listening"):
+        raise LoopInputError("--scenario feature-source needs the listening loop (no --config): "
+                             "its gateway joins the users table the scenario changes")
     work = os.path.abspath(work)
     if config in (None, "listening"):
         plan: Plan = Listening(work, rows or 12000, overrides or [])
@@ -543,9 +546,6 @@ def _feature_source_steps(step, say, plan: Plan, work: str, logs_dir: str, gatew
     from tandem.pipeline import loop_features as lf
     from tandem.serving.traffic import send
 
-    if not isinstance(plan, Listening):
-        raise LoopInputError("--scenario feature-source needs the listening loop: its gateway "
-                             "joins the users table the scenario changes")
     snapshots = lf.Snapshots(os.path.join(work, "data", "features.sqlite"), work)
     snapshots.make()
     out = os.path.join(work, "features")

@@ -209,6 +209,7 @@ def test_bad_loop_configs_exit_2_in_one_line(tmp_path):
         (("--set", "loop.drift.feature=nope"), "unknown feature 'nope'"),
         (("--set", "loop.holdout=0.99"), "loop.holdout"),
         (("--set", "loop.drift.swap=[a]"), "two values"),
+        (("--scenario", "feature-source"), "needs the listening loop"),
     ]:
         done = tandem("loop", "--config", "taxi", "--out", str(tmp_path / "w"), *args,
                       timeout=120)
