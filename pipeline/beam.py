@@ -16,21 +16,42 @@ import os
 from tandem.pipeline.config import PipelineConfig
 from tandem.schemas.exit_status import BadInputError
 
-# Inputs up to this many bytes on disk (as stored: a .gz file counts compressed) run in
-# process. README "Where it runs" gives the measurements behind it.
+# Inputs up to this many bytes, uncompressed, run in process. A GZIP file counts as the size
+# its trailer records: 1M listening rows are 44 MB as .tfrecord.gz but 410 MB of records; run
+# in process (as 44 MB once let them), ExampleGen took 304 s and StatisticsGen 123 s, against
+# 148 s and 66 s in worker processes. docs/benchmarks.md "Pipeline scale" has the runs.
 IN_PROCESS_MAX_BYTES = 64 * 2**20
 
 
+def _uncompressed_bytes(path: str) -> int | None:
+    """A file's size, or for a GZIP file the uncompressed size in its trailer (ISIZE, the
+    size mod 2**32 of its last member); None when that cannot be the whole file's (smaller
+    than the compressed bytes: several members, or past 4 GiB)."""
+    from tandem.schemas.files import gzip_by_magic
+
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        if not gzip_by_magic(f.read(2)) or size < 18:  # header 10 + trailer 8 bytes
+            return size
+        f.seek(-4, os.SEEK_END)
+        isize = int.from_bytes(f.read(4), "little")
+    return isize if isize >= size else None
+
+
 def input_bytes(files: list[str]) -> int | None:
-    """Total size of the input files; None when any is remote or cannot be sized."""
+    """Total uncompressed size of the input files; None when any is remote or cannot be
+    sized."""
     total = 0
     for path in files:
         if "://" in path:
             return None
         try:
-            total += os.path.getsize(path)
+            size = _uncompressed_bytes(path)
         except OSError:
             return None
+        if size is None:
+            return None
+        total += size
     return total
 
 

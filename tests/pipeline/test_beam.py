@@ -1,6 +1,9 @@
 """Beam args: `auto` runs small inputs in process and large ones in worker processes; an
 explicit mode is honoured whatever the input's size."""
 
+import gzip
+import os
+
 import pytest
 
 from tandem.pipeline.beam import (
@@ -60,6 +63,29 @@ def test_auto_picks_multi_processing_above_the_threshold_or_when_the_size_is_unk
     assert running_mode(config, [str(tmp_path / "data" / "gone.csv")]) == "multi_processing"
     assert running_mode(config) == "multi_processing"  # e.g. a Kubeflow compile: no inputs
     assert "--direct_running_mode=multi_processing" in beam_pipeline_args(config)
+
+
+def _gzip(tmp_path, name: str, raw: int) -> str:
+    path = tmp_path / "data" / name
+    with gzip.open(path, "wb") as f:
+        for _ in range(raw // 2**20):
+            f.write(bytes(2**20))  # zeros: megabytes of records in a few kilobytes on disk
+    return str(path)
+
+
+def test_auto_counts_a_gzip_file_by_its_uncompressed_size(tmp_path):
+    config = _config(tmp_path)
+    big = _gzip(tmp_path, "big.tfrecord.gz", IN_PROCESS_MAX_BYTES + 2**20)
+    small = _gzip(tmp_path, "small.tfrecord.gz", IN_PROCESS_MAX_BYTES // 2)
+    assert os.path.getsize(big) < 2**20  # tiny on disk, yet more than the threshold of data
+    assert running_mode(config, [big]) == "multi_processing"
+    assert running_mode(config, [small]) == "in_memory"
+    assert running_mode(config, [small, _file(tmp_path, "b.csv", IN_PROCESS_MAX_BYTES // 2
+                                              + 2**20)]) == "multi_processing"
+    # Several members: the trailer is only the last one's, smaller than the file: unknown.
+    members = tmp_path / "data" / "members.tfrecord.gz"
+    members.write_bytes(open(big, "rb").read() + gzip.compress(b"x"))
+    assert running_mode(config, [str(members)]) == "multi_processing"
 
 
 @pytest.mark.parametrize("mode", ["in_memory", "multi_threading", "multi_processing"])
