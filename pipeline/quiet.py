@@ -60,9 +60,10 @@ def guard_tensorflow_teardown() -> None:
 def _guard_atomic_function() -> None:
     module = sys.modules.get(ATOMIC_FUNCTION)
     cls = getattr(module, "AtomicFunction", None)
-    if cls is None or getattr(cls.__del__, "tandem_guarded", False):
+    original = getattr(cls, "__del__", None)
+    if original is None or getattr(original, "tandem_guarded", False):
         return
-    original, namespace = cls.__del__, module.__dict__
+    namespace = module.__dict__
 
     def __del__(self):  # noqa: N807 - replaces the class's own finalizer
         if namespace.get("RUNTIME_FUNCTION_REFS") is None:

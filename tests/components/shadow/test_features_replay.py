@@ -112,14 +112,18 @@ def test_a_model_and_a_snapshot_change_together_are_told_apart(setup, tmp_path):
     assert f["columns"]["age"]["share"] > f["model_share"]
 
 
-def test_a_column_changed_alone_is_attributed_as_if_swapped_in_alone(setup, tmp_path):
+@pytest.mark.parametrize("candidate", ["a", "b"])
+def test_a_column_changed_alone_is_attributed_as_if_swapped_in_alone(setup, tmp_path,
+                                                                      candidate):
     """Where age alone changed, its solo effect is B's answer on the re-decorated example (no
     second run); where popularity changed too, age is swapped in alone and B runs again. The
-    two ways give age the same effect on the same requests."""
-    both = snapshot(setup["root"], "both", "UPDATE users SET age = age * 12",
+    two ways give age the same effect on the same requests, with the same model as A and with
+    another one (whose own change is measured from B on the logged example)."""
+    both = snapshot(setup["root"], f"both-{candidate}", "UPDATE users SET age = age * 12",
                     "UPDATE tracks SET popularity = popularity * 0.5")
-    alone = replay(setup, tmp_path / "alone", setup["months"])["features"]["columns"]["age"]
-    together = replay(setup, tmp_path / "both", both)["features"]
+    alone = replay(setup, tmp_path / "alone", setup["months"], candidate=candidate)
+    alone = alone["features"]["columns"]["age"]
+    together = replay(setup, tmp_path / "both", both, candidate=candidate)["features"]
     assert together["columns"]["popularity"]["changed_divergent"] > 0
     age = together["columns"]["age"]
     assert age["changed_divergent"] >= alone["changed_divergent"] > 0
