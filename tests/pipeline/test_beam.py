@@ -3,10 +3,12 @@ explicit mode is honoured whatever the input's size."""
 
 import gzip
 import os
+import zlib
 
 import pytest
 
 from tandem.pipeline.beam import (
+    GZIP_EXPANSION,
     IN_PROCESS_MAX_BYTES,
     JOB_SERVER_TIMEOUT_S,
     BeamArgsError,
@@ -82,10 +84,18 @@ def test_auto_counts_a_gzip_file_by_its_uncompressed_size(tmp_path):
     assert running_mode(config, [small]) == "in_memory"
     assert running_mode(config, [small, _file(tmp_path, "b.csv", IN_PROCESS_MAX_BYTES // 2
                                               + 2**20)]) == "multi_processing"
-    # Several members: the trailer is only the last one's, smaller than the file: unknown.
-    members = tmp_path / "data" / "members.tfrecord.gz"
-    members.write_bytes(open(big, "rb").read() + gzip.compress(b"x"))
-    assert running_mode(config, [str(members)]) == "multi_processing"
+    # A log still being written ends with a sync flush, no trailer yet: it counts as
+    # GZIP_EXPANSION times its compressed bytes.
+    def unfinished(name: str, data: bytes) -> str:
+        compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+        path = tmp_path / "data" / name
+        path.write_bytes(compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH))
+        return str(path)
+
+    open_small = unfinished("open-small.gz", os.urandom(2**16))
+    assert running_mode(config, [open_small]) == "in_memory"
+    big_random = os.urandom(IN_PROCESS_MAX_BYTES // GZIP_EXPANSION + 2**20)  # incompressible
+    assert running_mode(config, [unfinished("open-big.gz", big_random)]) == "multi_processing"
 
 
 @pytest.mark.parametrize("mode", ["in_memory", "multi_threading", "multi_processing"])
