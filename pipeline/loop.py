@@ -523,6 +523,9 @@ def run_loop(work: str = "outputs/loop", rows: int | None = None, out: TextIO = 
     except LoopError as e:
         say(f"\nFAILED: {e}")
         status = 1
+    except BadInputError as e:  # what a step was given, refused mid-run: the summary follows
+        say(f"\nFAILED: {e}")
+        status = 2
     finally:
         servers.stop()
         signal.signal(signal.SIGTERM, previous_handler)
@@ -547,12 +550,12 @@ def _feature_source_steps(step, say, plan: Plan, work: str, logs_dir: str, gatew
     from tandem.serving.traffic import send
 
     snapshots = lf.Snapshots(os.path.join(work, "data", "features.sqlite"), work)
-    snapshots.make()
     out = os.path.join(work, "features")
     # A snapshot refresh should move no prediction: the replay's default limits (the loop's
     # model replay allows more, for a retrained model), and no entity may go missing.
     overrides = ["thresholds.max_missing_entities=0", "slices=[[device]]"]
     with step(f"a buggy users snapshot ({lf.BUGGY_NOTE}): diff, replay") as s:
+        snapshots.make()
         report = lf.judge("age-in-months", logs_dir, v1_dir, gateway_yaml, snapshots.buggy,
                           out, overrides, job_args(plan.config), say)
         blamed = lf.blamed_columns(report)
@@ -569,7 +572,7 @@ def _feature_source_steps(step, say, plan: Plan, work: str, logs_dir: str, gatew
                           overrides, job_args(plan.config), say)
         if not report["verdict"]["passed"]:
             raise LoopError("the replay rejected a snapshot that only adds users")
-        before = len(lf.versions_logged(logs_dir))
+        before = len(lf.versions_logged(logs_dir, after=0, at_least=0))
         flowing = {}
 
         def traffic() -> None:
@@ -588,16 +591,15 @@ def _feature_source_steps(step, say, plan: Plan, work: str, logs_dir: str, gatew
         errors = sum(sent.errors.values()) if sent else -1
         if errors:
             raise LoopError(f"{errors} requests failed while the snapshot was switched")
-        time.sleep(1.5)  # the gateway's log reaches disk within fsync_interval_s
-        from tandem.serving.snapshots import open_snapshot
-
-        new = open_snapshot(snapshots.benign)
-        version = new.version
-        new.close()
-        during = lf.versions_logged(logs_dir)[before:]
+        version = lf.version_of(snapshots.benign)
+        during = lf.versions_logged(logs_dir, after=before, at_least=sent.sent)
         switched = next((i for i, v in enumerate(during) if version in v), None)
-        if switched is None or any(version not in v for v in during[switched:]):
-            raise LoopError(f"the log does not name snapshot {version} from the switch on")
+        # Under traffic: requests before the switch name the old snapshot, every one after it
+        # the new one.
+        if not switched or any(version not in v for v in during[switched:]):
+            raise LoopError(f"the log does not show the switch to snapshot {version} under "
+                            f"traffic ({len(during):,} requests logged meanwhile, the first "
+                            f"naming it: {switched})")
         s.result = (f"passed; switched in under traffic: {sent.sent:,} requests, 0 failed; "
                     f"{len(during) - switched:,} logged from {version[:12]}")
 

@@ -20,6 +20,7 @@ import io
 import os
 import shutil
 import sqlite3
+import time
 from collections.abc import Callable
 
 BUGGY_NOTE = "every age in months"
@@ -37,6 +38,15 @@ class Snapshots:
     def make(self) -> None:
         """The buggy one: every user's age times 12. The benign one: NEW_USERS users added
         (copies of existing users' columns under ids no logged request names)."""
+        try:
+            self._make()
+        except (OSError, sqlite3.Error) as e:
+            from tandem.pipeline.loop import LoopError
+
+            raise LoopError(f"could not make the candidate snapshots from {self.serving}: "
+                            f"{e}") from None
+
+    def _make(self) -> None:
         for path in (self.buggy, self.benign):
             shutil.copyfile(self.serving, path)
         with contextlib.closing(sqlite3.connect(self.buggy)) as db, db:
@@ -90,8 +100,25 @@ def promote(gateway_yaml: str, snapshot: str) -> list[str]:
     return printed.getvalue().splitlines()
 
 
-def versions_logged(logs: str) -> list[set[str]]:
-    """Per logged primary record, in log order: the snapshot versions it was decorated from."""
+def versions_logged(logs: str, after: int, at_least: int, wait_s: float = 10.0
+                    ) -> list[set[str]]:
+    """Per logged primary record from the `after`-th on, in log order: the snapshot versions
+    it was decorated from; read again (up to `wait_s`) until there are `at_least` of them."""
     from tandem.schemas.request_log import PRIMARY, read_records
 
-    return [set(r.sources.values()) for r in read_records(logs) if r.role == PRIMARY]
+    deadline = time.monotonic() + wait_s
+    while True:
+        logged = [set(r.sources.values()) for r in read_records(logs) if r.role == PRIMARY]
+        if len(logged) - after >= at_least or time.monotonic() > deadline:
+            return logged[after:]
+        time.sleep(0.2)
+
+
+def version_of(snapshot: str) -> str:
+    from tandem.serving.snapshots import open_snapshot
+
+    source = open_snapshot(snapshot)
+    try:
+        return source.version
+    finally:
+        source.close()

@@ -62,11 +62,24 @@ def test_a_buggy_snapshot_is_rejected_and_a_benign_one_switched_in_under_traffic
     history = json.loads((work / "gateway.yaml.sources.json").read_text())
     current = history["history"][history["current"]]
     assert current["version"] == version and current["source"].endswith("new-users.sqlite")
+    old = open_snapshot(str(data / "features.sqlite"))
+    old_version = old.version
+    old.close()
+    # The requests sent while it switched are the log's last ones: the first of them name the
+    # old snapshot, and from one request on every one names the new.
+    meanwhile = int(re.search(r"under traffic: ([\d,]+) requests", steps["5"]).group(1)
+                    .replace(",", ""))
     versions = [set(r.sources.values()) for r in read_records(str(work / "request_logs"))
-                if r.role == PRIMARY]
+                if r.role == PRIMARY][-meanwhile:]
+    assert len(versions) == meanwhile > 0
     first = next(i for i, v in enumerate(versions) if version in v)
-    assert first > 0 and all(version in v for v in versions[first:])
-    assert all(version not in v for v in versions[:first])
+    assert 0 < first < meanwhile, first
+    assert all(old_version in v for v in versions[:first])
+    assert all(version in v for v in versions[first:])
+    # The buggy snapshot's replay was judged by the replay's default limits, not the loop's
+    # looser ones for a retrained model.
+    limits = {c["check"]: c["limit"] for c in report["verdict"]["checks"]}
+    assert limits["symmetric_flip_rate (95% upper bound)"] == 0.05, limits
 
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
     assert library_log_lines(done.stdout, done.stderr) == []
