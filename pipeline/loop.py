@@ -555,7 +555,10 @@ def _feature_source_steps(step, say, plan: Plan, work: str, logs_dir: str, gatew
     # model replay allows more, for a retrained model), and no entity may go missing.
     overrides = ["thresholds.max_missing_entities=0", "slices=[[device]]"]
     with step(f"a buggy users snapshot ({lf.BUGGY_NOTE}): diff, replay") as s:
-        snapshots.make()
+        try:
+            snapshots.make()
+        except lf.SnapshotError as e:
+            raise LoopError(str(e)) from None
         report = lf.judge("age-in-months", logs_dir, v1_dir, gateway_yaml, snapshots.buggy,
                           out, overrides, job_args(plan.config), say)
         blamed = lf.blamed_columns(report)

@@ -27,6 +27,10 @@ BUGGY_NOTE = "every age in months"
 NEW_USERS = 25
 
 
+class SnapshotError(RuntimeError):
+    """The candidate snapshots could not be made: the loop's step fails with this message."""
+
+
 class Snapshots:
     """The serving snapshot and the two candidates made from it, under work/data."""
 
@@ -41,9 +45,7 @@ class Snapshots:
         try:
             self._make()
         except (OSError, sqlite3.Error) as e:
-            from tandem.pipeline.loop import LoopError
-
-            raise LoopError(f"could not make the candidate snapshots from {self.serving}: "
+            raise SnapshotError(f"could not make the candidate snapshots from {self.serving}: "
                             f"{e}") from None
 
     def _make(self) -> None:
