@@ -489,26 +489,13 @@ def run_loop(work: str = "outputs/loop", rows: int | None = None, out: TextIO = 
                     s.result = f"v2 rejected by the replay gate ({'; '.join(failed)})"
 
             with step("a rollback, with requests flowing") as s:
-                flowing = {}
-
-                def traffic() -> None:
-                    flowing["result"] = send(gateway, plan.clean, model, rate=plan.rollback_rate,
-                                             batch=1, limit=plan.rollback_limit)
-
-                thread = threading.Thread(target=traffic)
-                thread.start()
-                time.sleep(1.5)
-                try:
-                    # Promoted: stable goes back to v1. Rejected: canary goes back to stable's v1,
-                    # which unloads v2.
-                    moved = rollback(models_config, server, model) if passed else \
-                        rollback(models_config, server, model, label="canary")
-                finally:
-                    thread.join()
+                # Promoted: stable goes back to v1. Rejected: canary goes back to stable's v1,
+                # which unloads v2.
+                moved, sent, errors = _under_traffic(
+                    gateway, plan, lambda: rollback(models_config, server, model) if passed
+                    else rollback(models_config, server, model, label="canary"))
                 for line in moved:
                     say(f"   {line}")
-                sent = flowing.get("result")
-                errors = sum(sent.errors.values()) if sent else -1
                 what = "stable back to v1" if passed else "canary back to v1, v2 unloaded"
                 s.result = (f"{what}; {sent.sent:,} requests sent meanwhile, {errors} failed"
                             if sent else "no traffic result")
@@ -543,11 +530,34 @@ def run_loop(work: str = "outputs/loop", rows: int | None = None, out: TextIO = 
     return status
 
 
+def _under_traffic(gateway: str, plan: Plan, action):
+    """`action()` run while requests flow through the gateway (one at a time, at the plan's
+    rollback rate): (what it returned, the traffic's result, how many requests failed; -1 when
+    the traffic gave no result)."""
+    from tandem.serving.traffic import send
+
+    flowing = {}
+
+    def traffic() -> None:
+        flowing["result"] = send(gateway, plan.clean, plan.model, rate=plan.rollback_rate,
+                                 batch=1, limit=plan.rollback_limit)
+
+    thread = threading.Thread(target=traffic)
+    thread.start()
+    time.sleep(1.5)
+    try:
+        done = action()
+    finally:
+        thread.join()
+    sent = flowing.get("result")
+    return done, sent, sum(sent.errors.values()) if sent else -1
+
+
 def _feature_source_steps(step, say, plan: Plan, work: str, logs_dir: str, gateway: str,
                           gateway_yaml: str, v1_dir: str, reports: dict[str, str]) -> None:
     """Steps 4 and 5 of the feature-source scenario (pipeline/loop_features.py)."""
     from tandem.pipeline import loop_features as lf
-    from tandem.serving.traffic import send
+    from tandem.pipeline.cli.features import promote_snapshot
 
     snapshots = lf.Snapshots(os.path.join(work, "data", "features.sqlite"), work)
     out = os.path.join(work, "features")
@@ -576,25 +586,11 @@ def _feature_source_steps(step, say, plan: Plan, work: str, logs_dir: str, gatew
         if not report["verdict"]["passed"]:
             raise LoopError("the replay rejected a snapshot that only adds users")
         before = len(lf.versions_logged(logs_dir, after=0, at_least=0))
-        flowing = {}
-
-        def traffic() -> None:
-            flowing["result"] = send(gateway, plan.clean, plan.model, rate=plan.rollback_rate,
-                                     batch=1, limit=plan.rollback_limit)
-
-        thread = threading.Thread(target=traffic)
-        thread.start()
-        time.sleep(1.5)
-        try:
-            for line in lf.promote(gateway_yaml, snapshots.benign):
-                say(f"   {line}")
-        finally:
-            thread.join()
-        sent = flowing.get("result")
-        errors = sum(sent.errors.values()) if sent else -1
+        (version, line), sent, errors = _under_traffic(
+            gateway, plan, lambda: promote_snapshot(gateway_yaml, snapshots.benign))
+        say(f"   {line}")
         if errors:
             raise LoopError(f"{errors} requests failed while the snapshot was switched")
-        version = lf.version_of(snapshots.benign)
         during = lf.versions_logged(logs_dir, after=before, at_least=sent.sent)
         switched = next((i for i, v in enumerate(during) if version in v), None)
         # Under traffic: requests before the switch name the old snapshot, every one after it

@@ -5,7 +5,7 @@ change gets before it ships, as a model does:
     4. a users snapshot with a unit bug (every age in months) is diffed against the serving
        one and replayed over the logged traffic: the replay rejects it, naming `age`
     5. a benign snapshot (a few new users) is diffed and replayed: it passes, and is switched
-       in under traffic (`tandem features promote`): no request fails, and the log names the
+       in under traffic (`tandem features promote`'s promote_snapshot): no request fails, and the log names the
        new snapshot from the next request on
 
 The model is v1 in both replays (A the logged answers, B v1 on the re-decorated examples), so
@@ -14,9 +14,7 @@ every difference comes from the snapshot.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import io
 import os
 import shutil
 import sqlite3
@@ -92,16 +90,6 @@ def blamed_columns(report: dict) -> list[str]:
     return [name for name, m in ranked if m["changed"] and m["share"] > 0]
 
 
-def promote(gateway_yaml: str, snapshot: str) -> list[str]:
-    """`tandem features promote --gateway CONFIG --to SNAPSHOT`: its lines."""
-    from tandem.pipeline.cli.features import cmd_features_promote
-
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        cmd_features_promote(argparse.Namespace(gateway=gateway_yaml, to=snapshot))
-    return printed.getvalue().splitlines()
-
-
 def versions_logged(logs: str, after: int, at_least: int, wait_s: float = 10.0
                     ) -> list[set[str]]:
     """Per logged primary record from the `after`-th on, in log order: the snapshot versions
@@ -115,12 +103,3 @@ def versions_logged(logs: str, after: int, at_least: int, wait_s: float = 10.0
             return logged[after:]
         time.sleep(0.2)
 
-
-def version_of(snapshot: str) -> str:
-    from tandem.serving.snapshots import open_snapshot
-
-    source = open_snapshot(snapshot)
-    try:
-        return source.version
-    finally:
-        source.close()

@@ -108,21 +108,27 @@ def _checked(spec: str, joins, against: str | None):
             current.close()
 
 
-def cmd_features_promote(args: argparse.Namespace) -> int:
+def promote_snapshot(gateway: str, to: str) -> tuple[str, str]:
+    """Check `to` against the gateway config's joins, record it as the current snapshot and
+    signal the running gateways: (its version, the line that says so)."""
     from tandem.serving.gateway import snapshots
 
-    config = _gateway_joins(args.gateway)
+    config = _gateway_joins(gateway)
     own = config.decorate.redis or config.decorate.sqlite
-    current = snapshots.current(args.gateway) or own
-    version, kind = _checked(args.to, config.join_list(), current)
+    current = snapshots.current(gateway) or own
+    version, kind = _checked(to, config.join_list(), current)
     own_version = _checked(own, config.join_list(), None)[0] if current == own else ""
     if not own_version:
-        history = snapshots.read_history(args.gateway)["history"]
+        history = snapshots.read_history(gateway)["history"]
         own_version = history[0]["version"] if history else ""
-    snapshots.record_promotion(args.gateway, args.to, version, own, own_version)
-    pids = snapshots.signal_gateways(args.gateway)
-    print(f"promoted {kind} {version} ({args.to}) for {args.gateway}; "
-          f"{len(pids)} running gateway process(es) switch from their next request")
+    snapshots.record_promotion(gateway, to, version, own, own_version)
+    pids = snapshots.signal_gateways(gateway)
+    return version, (f"promoted {kind} {version} ({to}) for {gateway}; {len(pids)} running "
+                     "gateway process(es) switch from their next request")
+
+
+def cmd_features_promote(args: argparse.Namespace) -> int:
+    print(promote_snapshot(args.gateway, args.to)[1])
     return 0
 
 
