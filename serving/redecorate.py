@@ -24,6 +24,7 @@ from tensorflow.core.example import example_pb2
 
 from tandem.serving.gateway.decorate import FILL, Decorator
 from tandem.serving.gateway.sources import Join
+from tandem.serving.gateway.wire import RequestReader
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -108,18 +109,52 @@ class ColumnSplitter:
 
     def split(self, data: bytes) -> tuple[bytes, dict[str, bytes]]:
         """(the example's bytes without the columns, {column: its map entry's bytes})."""
+        pattern, memo = self.pattern, self._memo
+        if pattern is None or pattern.search(data) is None:
+            return data, {}  # no field names any of the columns
+        kept: list[bytes] = []
+        taken: dict[str, bytes] = {}
+        pos, end = 0, len(data)
+        while pos < end:  # the top-level `features` fields, walked inline
+            if data[pos] != 0x0A:
+                return self._split_any(data)
+            length = data[pos + 1] if pos + 1 < end else 0x80
+            p = pos + 2
+            if length >= 0x80:
+                length, p = _varint(data, pos + 1)
+            q = p + length
+            if q > end:
+                return self._split_any(data)
+            if pattern.search(data, p, q) is None:
+                kept.append(data[pos:q])
+            else:
+                field = data[pos:q]
+                found = memo.get(field)
+                if found is None:
+                    found = self._remember(field, _split_field(data, pos, p, q, self.columns))
+                kept.append(found[0])
+                taken.update(found[1])
+            pos = q
+        return kept[0] if len(kept) == 1 else b"".join(kept), taken
+
+    def _remember(self, field: bytes, found: tuple[bytes, dict[str, bytes]]
+                  ) -> tuple[bytes, dict[str, bytes]]:
+        if len(self._memo) >= self.MEMO:
+            self._memo.clear()
+        self._memo[field] = found
+        return found
+
+    def _split_any(self, data: bytes) -> tuple[bytes, dict[str, bytes]]:
+        """`split` for any layout: other field numbers and wire types are kept as they are."""
         kept: list[bytes] = []
         taken: dict[str, bytes] = {}
         for number, begin, p, q in _fields(data):
-            if number != 1 or self.pattern is None or not self.pattern.search(data, p, q):
+            if number != 1 or not self.pattern.search(data, p, q):
                 kept.append(data[begin:q])
                 continue
             field = data[begin:q]
-            found = self._memo.get(field)
-            if found is None:
-                if len(self._memo) >= self.MEMO:
-                    self._memo.clear()
-                found = self._memo[field] = _split_field(data, begin, p, q, self.columns)
+            found = self._memo.get(field) or self._remember(
+                field, _split_field(data, begin, p, q, self.columns))
             kept.append(found[0])
             taken.update(found[1])
         return b"".join(kept), taken
@@ -160,7 +195,11 @@ class Redecorated:
 
 
 class Redecorator:
-    """Opens both snapshots and re-decorates batches of logged examples (module docstring)."""
+    """Opens both snapshots and re-decorates batches of logged examples (module docstring).
+
+    The entity keys are read at the wire, as the gateway reads a request (`RequestReader`,
+    serving/gateway/wire.py), from the logged bytes with the joined columns taken out; bytes
+    in another layout are parsed with protobuf instead, as the gateway parses them."""
 
     def __init__(self, spec: RedecorationSpec):
         from tandem.serving.snapshots import open_snapshot
@@ -181,24 +220,52 @@ class Redecorator:
                                       FILL, spec.defaults, cache_s=float("inf")),
                             ColumnSplitter([c]))
                         for j in self.joins for c in j.columns}
+        # Only the entity keys are read; no schema check (the gateway checked the request).
+        self._reader = RequestReader(lambda name, feature: ((), 0), lambda name, value: 0,
+                                     cache_entries=1 << 16)
+        # A joined column the splitter cannot find by name (128 bytes or longer) leaves the
+        # stripped bytes to the Decorator's own protobuf path.
+        self._wire = all(len(c.encode()) < 128 for c in self.columns)
+        self._taken: dict[bytes, dict[str, bytes]] = {}  # a fragment's bytes -> its entries
+
+    def _decorate(self, decorator: Decorator, stripped: Sequence[bytes]
+                  ) -> tuple[list[bytes], Any]:
+        """`decorator` on request bytes that carry no joined column: read at the wire when
+        every example is in the layout the reader walks, else parsed."""
+        rows = [self._reader.read(s) for s in stripped] if self._wire else [None]
+        if all(row is not None for row in rows):
+            return decorator.decorate_read(rows, stripped)
+        return decorator.decorate([example_pb2.Example.FromString(s) for s in stripped],
+                                  list(stripped))
+
+    def _entries(self, fragment: bytes) -> dict[str, bytes]:
+        taken = self._taken.get(fragment)
+        if taken is None:
+            if len(self._taken) >= ColumnSplitter.MEMO:
+                self._taken.clear()
+            taken = self._taken[fragment] = self._split.split(fragment)[1]
+        return taken
 
     def redecorate(self, logged: Sequence[bytes]) -> Redecorated:
         stripped, old = zip(*map(self._split.split, logged), strict=True) if logged else ((), ())
-        examples = [example_pb2.Example.FromString(s) for s in stripped]
-        data, decoration = self._decorator.decorate(examples, list(stripped))
+        data, decoration = self._decorate(self._decorator, stripped)
         unknown_here = set(decoration.unknown)
         known_there: set[int] = set()
         if unknown_here:  # which of them the serving snapshot knows: those are gated
             subset = sorted(unknown_here)
-            _, served = self._serving.decorate([examples[i] for i in subset],
-                                               [stripped[i] for i in subset])
+            _, served = self._decorate(self._serving, [stripped[i] for i in subset])
             known_there = {subset[k] for k in range(len(subset)) if k not in served.unknown}
         changed = []
-        for i, fragments in enumerate(decoration.fragments):
-            new: dict[str, bytes] = {}
-            for fragment in fragments:
-                new.update(self._split.split(fragment.data)[1])
-            changed.append(tuple(c for c in self.columns if old[i].get(c) != new.get(c)))
+        columns, entries = self.columns, self._entries
+        for before, fragments in zip(old, decoration.fragments, strict=True):
+            if len(fragments) == 1:
+                new = entries(fragments[0].data)
+            else:
+                new = {}
+                for fragment in fragments:
+                    new.update(entries(fragment.data))
+            changed.append(() if before == new else
+                           tuple(c for c in columns if before.get(c) != new.get(c)))
         return Redecorated(data, changed, [i in known_there for i in range(len(data))],
                            [i in unknown_here and i not in known_there
                             for i in range(len(data))])
@@ -206,9 +273,7 @@ class Redecorator:
     def swap(self, logged: Sequence[bytes], column: str) -> list[bytes]:
         """The logged examples with only `column` taken from the candidate snapshot."""
         decorator, splitter = self._single[column]
-        stripped = [splitter.split(d)[0] for d in logged]
-        examples = [example_pb2.Example.FromString(s) for s in stripped]
-        return decorator.decorate(examples, stripped)[0]
+        return self._decorate(decorator, [splitter.split(d)[0] for d in logged])[0]
 
     def close(self) -> None:
         self.candidate.close()

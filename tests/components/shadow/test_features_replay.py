@@ -132,6 +132,49 @@ def test_a_column_changed_alone_is_attributed_as_if_swapped_in_alone(setup, tmp_
     assert effect_alone > 0
 
 
+def _other_layout(logged: bytes) -> bytes:
+    """The same tf.Example in a layout the wire reader does not walk: the request's feature
+    entries in two `features` fields (protobuf merges them), then the fragments."""
+    from tandem.serving.redecorate import _fields
+
+    (_, begin, p, q), *fragments = list(_fields(logged))
+    entries = [logged[b:e] for _, b, _, e in _fields(logged, p, q)]
+
+    def field(parts):
+        body = b"".join(parts)
+        return b"\n" + bytes([len(body)]) + body if len(body) < 128 else \
+            b"\n" + bytes([len(body) & 0x7F | 0x80, len(body) >> 7]) + body
+
+    half = len(entries) // 2
+    return field(entries[:half]) + field(entries[half:]) + logged[q:]
+
+
+def test_keys_read_at_the_wire_and_parsed_give_the_same_redecoration(setup):
+    """The entity keys are read at the wire from the logged bytes; bytes in another layout go
+    through protobuf instead. Both give the same examples, changes and unknown entities, for
+    a changed and a missing entity alike."""
+    served = setup["served"][:300]
+    other = [_other_layout(d) for d in served]
+    for d, o in zip(served, other, strict=True):
+        assert d != o and tf.train.Example.FromString(d) == tf.train.Example.FromString(o)
+    for candidate in ("months", "missing"):
+        spec, _ = redecoration_spec(setup["config"], setup[candidate])
+        redecorator = Redecorator(spec)
+        wire, parsed = redecorator.redecorate(served), redecorator.redecorate(other)
+        swapped = redecorator.swap(served, "age"), redecorator.swap(other, "age")
+        redecorator.close()
+        assert [tf.train.Example.FromString(d) for d in wire.data] == \
+            [tf.train.Example.FromString(d) for d in parsed.data]
+        assert wire.changed == parsed.changed and any(wire.changed)
+        assert wire.missing == parsed.missing and wire.unknown == parsed.unknown
+        assert any(wire.missing) == (candidate == "missing")
+        assert [tf.train.Example.FromString(d) for d in swapped[0]] == \
+            [tf.train.Example.FromString(d) for d in swapped[1]]
+        ages = {tf.train.Example.FromString(d).features.feature["age"].int64_list.value[0]
+                for d in wire.data}
+        assert max(ages) > 150 or candidate == "missing"  # months, from the candidate
+
+
 def test_missing_entities_are_counted_and_gated(setup, tmp_path):
     expected = sum(u in setup["users"][:2] for u in setup["users"])
     report = replay(setup, tmp_path / "gated", setup["missing"])
