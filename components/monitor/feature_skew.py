@@ -22,10 +22,10 @@ def feature_value_skew(files: list[str], training_examples: str, id_feature: str
     import apache_beam as beam
     import tensorflow as tf
     import tensorflow_data_validation as tfdv
-    from apache_beam.options.pipeline_options import PipelineOptions
     from google.protobuf import json_format
     from tensorflow.core.example import example_pb2
 
+    from tandem.components.beam_runtime import pipeline_options
     from tandem.schemas.log_batches import read_decoded
     from tandem.schemas.request_log import PRIMARY
 
@@ -47,7 +47,7 @@ def feature_value_skew(files: list[str], training_examples: str, id_feature: str
             f.write(json.dumps(rows, indent=2, sort_keys=True) + "\n")
 
     compression = "GZIP" if gzip_by_name(train_files[0]) else "UNCOMPRESSED"
-    options = PipelineOptions(beam_args or ["--direct_running_mode=in_memory"])
+    options = pipeline_options(beam_args)
     with beam.Pipeline(options=options) as p:
         train = (p | "TrainingFiles" >> beam.Create(train_files)
                  | "ReadTraining" >> beam.io.ReadAllFromTFRecord(

@@ -152,9 +152,10 @@ def window_statistics(files: list[str], schema, out_dir: str, window_s: float,
     the read facts."""
     import apache_beam as beam
     import tensorflow as tf
-    from apache_beam.options.pipeline_options import PipelineOptions
     from tensorflow_data_validation.statistics import stats_impl
     from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    from tandem.components.beam_runtime import pipeline_options
 
     tf.io.gfile.makedirs(out_dir)
     stats_path = os.path.join(out_dir, STATISTICS)
@@ -171,7 +172,7 @@ def window_statistics(files: list[str], schema, out_dir: str, window_s: float,
         with tf.io.gfile.GFile(meta_path, "w") as f:
             f.write(json.dumps(metas[0] if metas else {}))
 
-    options = PipelineOptions(beam_args or ["--direct_running_mode=in_memory"])
+    options = pipeline_options(beam_args)
     with beam.Pipeline(options=options) as p:
         read = (p | "Files" >> beam.Create([files])
                   | "ReadWindows" >> beam.ParDo(reader).with_outputs("meta", "answers",

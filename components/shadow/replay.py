@@ -110,8 +110,8 @@ def run_replay(logs: str, baseline: str, candidate: str, out_dir: str,
     chunk (PredictBoth's arguments; default PredictBoth), `section` adds to the report: the
     replay with candidate features (components/shadow/features_replay.py) gives both."""
     import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions
 
+    from tandem.components.beam_runtime import pipeline_options
     from tandem.components.shadow.transforms import (
         STATS,
         KeepFirstLogged,
@@ -138,7 +138,7 @@ def run_replay(logs: str, baseline: str, candidate: str, out_dir: str,
         meta["labels"] = {k: v.value for k, v in read.items()}
         meta["labels_path"] = labels
     slice_features = sorted({f for spec in config.slices for f in spec})
-    options = PipelineOptions(beam_args or ["--direct_running_mode=in_memory"])
+    options = pipeline_options(beam_args)
     with beam.Pipeline(options=options) as p:
         read = (p | "ListLogFiles" >> beam.Create(files)
                   | "ReadLoggedExamples" >> beam.ParDo(ReadLoggedExamples()).with_outputs(
