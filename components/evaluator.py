@@ -29,12 +29,12 @@ import os
 from typing import Any
 
 import tensorflow_model_analysis as tfma
-from tfx import v1 as tfx
 from tfx.components.evaluator import executor as evaluator_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import path_utils, proto_utils
 
+from tandem.components import tfx_api as tfx
 from tandem.components.build_record import RecordError, load_record
 from tandem.schemas.contracts import DECIDING_METRICS, MULTICLASS_ACCURACY
 

@@ -16,7 +16,7 @@ one country would veto a model. `tandem score` judges the same metrics with the 
 import json
 from typing import Any
 
-from tfx import v1 as tfx
+from tandem.components import tfx_api as tfx
 
 
 def slice_name(slice_key) -> str:

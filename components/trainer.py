@@ -12,10 +12,10 @@ import math
 from typing import Any
 
 from absl import logging
-from tfx import v1 as tfx
 
 from tandem.components import build_record
 from tandem.components import model_checks as mc
+from tandem.components import tfx_api as tfx
 from tandem.components.features import BUCKETIZE, model_features
 from tandem.components.trainer_export import export
 from tandem.components.trainer_model import (

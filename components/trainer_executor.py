@@ -11,13 +11,13 @@ import json
 import os
 from typing import Any
 
-from tfx import v1 as tfx
 from tfx.components.trainer import executor as trainer_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import path_utils
 
 from tandem.components import build_record
+from tandem.components import tfx_api as tfx
 
 
 class TrainerExecutor(trainer_executor.GenericExecutor):

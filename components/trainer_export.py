@@ -11,9 +11,9 @@ from typing import Any
 
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
-from tfx import v1 as tfx
 
 from tandem.components import build_record
+from tandem.components import tfx_api as tfx
 from tandem.schemas.contracts import (
     CLASSIFY_METHOD,
     CLASSIFY_SIGNATURE,

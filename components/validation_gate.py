@@ -9,7 +9,8 @@ runner and on Kubeflow alike.
 import os
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2
-from tfx import v1 as tfx
+
+from tandem.components import tfx_api as tfx
 
 ANOMALIES_FILE = "SchemaDiff.pb"
 

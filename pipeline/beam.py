@@ -255,8 +255,7 @@ def install_dependency_policy() -> None:
 def run_local_dag(pipeline) -> None:
     """Runs a TFX pipeline with LocalDagRunner, under tandem's dependency policy, with Beam's
     pickler remembering its bz2 work (components/beam_runtime.py)."""
-    from tfx import v1 as tfx
-
+    from tandem.components import tfx_api as tfx
     from tandem.components.beam_runtime import quicker_pickling
 
     install_dependency_policy()

@@ -14,10 +14,13 @@ DEFAULT_IMAGE = "tandem-pipeline:latest"  # built from deploy/pipeline.Dockerfil
 def compile_dag(pipeline, out_path: str, image: str, modules: dict[str, str]) -> dict:
     """Write a TFX pipeline's KubeflowV2DagRunner spec to out_path; returns its summary:
     component ids and the module code each executor loads (which the image must contain)."""
-    from tfx import v1 as tfx
+    from tfx.orchestration.kubeflow.v2.kubeflow_v2_dag_runner import (
+        KubeflowV2DagRunner,
+        KubeflowV2DagRunnerConfig,
+    )
 
-    runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
-        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
+    runner = KubeflowV2DagRunner(
+        config=KubeflowV2DagRunnerConfig(default_image=image),
         output_dir=os.path.dirname(os.path.abspath(out_path)),
         output_filename=os.path.basename(out_path),
     )

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import os
 
-from tfx import v1 as tfx
-
+from tandem.components import tfx_api as tfx
 from tandem.components.metadata import connection_config
 from tandem.components.monitor.component import TrafficMonitor
 from tandem.components.monitor.executor import settings_json

@@ -6,9 +6,9 @@ import dataclasses
 import hashlib
 import json
 
-from tfx import v1 as tfx
 from tfx.proto import example_gen_pb2
 
+from tandem.components import tfx_api as tfx
 from tandem.components.baseline import LatestBlessedBaselineStrategy
 from tandem.components.evaluator import Evaluator
 from tandem.components.features import feature_plan

@@ -18,8 +18,7 @@ import dataclasses
 import json
 import os
 
-from tfx import v1 as tfx
-
+from tandem.components import tfx_api as tfx
 from tandem.components.metadata import connection_config, open_store
 from tandem.components.shadow_validator.component import ShadowValidator
 from tandem.pipeline.beam import run_local_dag
