@@ -11,7 +11,7 @@ import importlib.util
 import os
 from typing import Any, Literal
 
-from tandem.schemas.config_binding import NOT_A_KEY, bind, read_config
+from tandem.schemas.config_binding import NOT_A_KEY, bind, check_ranges, read_config
 from tandem.schemas.exit_status import BadInputError
 from tandem.schemas.yaml_config import YamlConfigError
 from tandem.schemas.yaml_config import apply_override as shared_override
@@ -372,6 +372,35 @@ def _data_defaults(data: DataConfig) -> DataConfig:
     return dataclasses.replace(data, format=fmt, pattern=pattern)
 
 
+# A number's range, per dotted key: (low, high, why); None is unbounded. A value a user may
+# set to null (no gate) is not checked when null.
+RANGES: dict[str, tuple[float | None, float | None, str]] = {
+    "checks.sample_examples": (1, None, ""),
+    "checks.export_examples": (1, None, ""),
+    "checks.spec_steps": (1, None, ""),
+    "checks.tuning_trials": (1, None, "1: the configured hyperparameters only"),
+    "checks.tuning_steps": (1, None, ""),
+    "checks.reproducibility_steps": (1, None, ""),
+    "checks.reproducibility_tolerance": (0, None, ""),
+    "checks.importance_correlation": (0, 1, "an absolute correlation"),
+    "checks.export_tolerance": (0, None, ""),
+    "evaluation.min_slice_size": (1, None, ""),
+    "evaluation.max_slice_gap": (0, None, ""),
+    "monitor.window_records": (1, None, ""),
+    "monitor.window_s": (0, None, "0: windows by count"),
+    "monitor.min_examples": (1, None, ""),
+    "monitor.alpha": (0, 1, "a false-discovery rate"),
+    "monitor.bins": (2, None, ""),
+    "monitor.bootstrap": (20, None, "a 95% interval needs resamples beyond its tails"),
+    "monitor.max_mismatch_rate": (0, 1, "a share of joined pairs"),
+}
+# Every feature's drift and skew thresholds, and the monitor's defaults for them.
+for _section in ("monitor.drift", "monitor.skew", "monitor.features.*"):
+    RANGES.update({f"{_section}.psi": (0, None, ""), f"{_section}.wasserstein": (0, None, ""),
+                   f"{_section}.linf": (0, 1, "a share of the values"),
+                   f"{_section}.missing": (0, 1, "a share of the examples")})
+
+
 def load_config(path: str, overrides: list[str] | None = None) -> PipelineConfig:
     """Load and check a pipeline config; errors name the offending key."""
     if not os.path.exists(path) and os.path.exists(named_config(path)):
@@ -401,6 +430,7 @@ def load_config(path: str, overrides: list[str] | None = None) -> PipelineConfig
     if not 0 < config.checks.importance_material < 1:
         raise ConfigError("key 'checks.importance_material' must be between 0 and 1: a share "
                           "of the model's lift over chance")
+    check_ranges(config, RANGES, "pipeline config", ConfigError)
     if config.problem_type == "regression" and config.evaluation.metric in ("auc", "accuracy"):
         raise ConfigError(
             f"key 'evaluation.metric': {config.evaluation.metric} needs a classification problem"

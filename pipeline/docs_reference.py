@@ -83,7 +83,17 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def _section_rows(cls: type, prefix: str, tables: list[tuple[str, type]]) -> list[str]:
+def _range(bounds: tuple[float | None, float | None, str] | None) -> str:
+    """A key's range (schemas/config_binding.py check_range) as the type column shows it."""
+    if bounds is None:
+        return ""
+    low, high, _ = bounds
+    return (f", {low:g} to {high:g}" if low is not None and high is not None
+            else f", >= {low:g}" if low is not None else f", <= {high:g}")
+
+
+def _section_rows(cls: type, prefix: str, tables: list[tuple[str, type]],
+                  ranges: dict) -> list[str]:
     """The rows of one section's table; nested sections are queued in `tables`."""
     hints = typing.get_type_hints(cls)
     comments = _field_comments(cls)
@@ -103,7 +113,8 @@ def _section_rows(cls: type, prefix: str, tables: list[tuple[str, type]]) -> lis
             rows.append(f"| `{key}` | {kind} (below) | {default} | "
                         f"{_cell(' '.join(meaning.split()))} |")
             continue
-        rows.append(f"| `{key}` | {_type(hint)} | {_default(field)} | "
+        bounds = ranges.get(key.replace("<name>", "*"))
+        rows.append(f"| `{key}` | {_type(hint)}{_range(bounds)} | {_default(field)} | "
                     f"{_cell(comments.get(field.name, ''))} |")
     return rows
 
@@ -120,7 +131,7 @@ def _nested(hint: Any) -> tuple[type, str] | None:
     return None
 
 
-def _config_tables(title: str, cls: type, intro: str) -> list[str]:
+def _config_tables(title: str, cls: type, intro: str, ranges: dict | None = None) -> list[str]:
     out = [f"## {title}", "", intro, ""]
     tables: list[tuple[str, type]] = [("", cls)]
     while tables:
@@ -132,14 +143,15 @@ def _config_tables(title: str, cls: type, intro: str) -> list[str]:
                 out += [doc, ""]
         prefix = f"{key}." if key else ""
         out += ["| key | type | default | meaning |", "|---|---|---|---|"]
-        out += _section_rows(section, prefix, tables)
+        out += _section_rows(section, prefix, tables, ranges or {})
         out.append("")
     return out
 
 
 def config_page() -> str:
+    from tandem.components.shadow.replay import RANGES as REPLAY_RANGES
     from tandem.components.shadow.replay import ReplayConfig
-    from tandem.pipeline.config import PipelineConfig
+    from tandem.pipeline.config import RANGES, PipelineConfig
     from tandem.serving.gateway.config import GatewayConfig
 
     out = ["# Config reference", "",
@@ -147,7 +159,8 @@ def config_page() -> str:
            "dataclasses; do not edit by hand. -->", "",
            "Every key of the three YAML configs, with its type, its default and what it "
            "means, read from the dataclasses the configs are bound to. An unknown key, a "
-           "wrong type or a missing required key is refused in one line that names the "
+           "wrong type, a missing required key, a number that is not finite (YAML's `.nan`, "
+           "`.inf`) or out of the range its type shows is refused in one line that names the "
            "key (exit status 2). An empty default is the empty string, which each key's "
            "meaning explains. Any key can be overridden on the command line with "
            "`--set dotted.key=value` (the value is read as YAML).", ""]
@@ -156,7 +169,7 @@ def config_page() -> str:
         "`--config FILE` (or a shipped name: `listening`, `taxi`) for `tandem run`, "
         "`retrain`, `schema propose`, `monitor`, `score`, `loop` and `compile`; "
         "`pipeline/config.py`. Paths are relative to the working directory; "
-        "`pkg:<package>/<path>` names a file inside an installed package.")
+        "`pkg:<package>/<path>` names a file inside an installed package.", RANGES)
     out += _config_tables(
         "Gateway config", GatewayConfig,
         "`tandem serve gateway --gateway-config FILE`; `serving/gateway/config.py`. "
@@ -164,7 +177,8 @@ def config_page() -> str:
     out += _config_tables(
         "Replay config", ReplayConfig,
         "`--replay-config FILE` for `tandem shadow replay`, `shadow validate` and `compile "
-        "promotion`; `components/shadow/replay.py`. An example: `deploy/local/replay.yaml`.")
+        "promotion`; `components/shadow/replay.py`. An example: `deploy/local/replay.yaml`.",
+        REPLAY_RANGES)
     return "\n".join(out).rstrip() + "\n"
 
 

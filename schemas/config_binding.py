@@ -7,19 +7,21 @@ config and the dotted key:
     missing required key 'label' in pipeline config
     key 'checks.min_importance' in pipeline config was removed: <what replaced it>
 
-A field's type hint says what its value may be: int, float, bool, str, a Literal's choices,
-list[...] and dict[str, ...] (bare list and dict too), `X | None`, or a nested dataclass (a
-section). Three coercions, and no others: an integer where a number goes becomes a float; an
+A field's type hint says what its value may be: int, float (finite: YAML's .nan and .inf are
+refused), bool, str, a Literal's choices, list[...] and dict[str, ...] (bare list and dict
+too), `X | None`, or a nested dataclass (a section). Three coercions, and no others: an integer where a number goes becomes a float; an
 empty value (YAML `key:`) of a section is the section's defaults; and an empty value of a
 string that is not required is "". A key is required when its field has no default.
 
-Only types are checked here; each config keeps its own rules across keys (a range, two keys
-that exclude each other) beside its dataclasses, raising its own error in the same words.
+Only types are checked here; each config keeps its own rules across keys (two keys that
+exclude each other) beside its dataclasses, raising its own error in the same words. A range
+reads the same everywhere through `check_range`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -85,6 +87,8 @@ class _Binding:
             return float(value)
         if not isinstance(value, hint) or (hint is not bool and isinstance(value, bool)):
             raise self.wrong(key, _WORDS.get(hint, hint.__name__), value)
+        if hint is float and not math.isfinite(value):  # YAML's .nan and .inf: no limit means
+            raise self.wrong(key, "a finite number", value)  # null where a key allows it
         return value
 
     def section(self, cls: type[T], raw: Any, prefix: str) -> T:
@@ -133,3 +137,37 @@ def read_config(path: str | None, config: str, overrides: list[str] | None = Non
     except YamlConfigError as e:
         raise error(str(e)) from None
     return raw
+
+
+def check_range(value: Any, key: str, config: str, error: type[BadInputError],
+                low: float | None = None, high: float | None = None, why: str = "") -> None:
+    """A number's range (inclusive bounds; None: unbounded; a None value: unset, not checked),
+    in the binder's words: "key 'monitor.bootstrap' in pipeline config: expected a number
+    >= 20 (...), got 0"."""
+    if value is None or ((low is None or value >= low) and (high is None or value <= high)):
+        return
+    span = (f"between {low:g} and {high:g}" if low is not None and high is not None
+            else f">= {low:g}" if low is not None else f"<= {high:g}")
+    raise _Binding(config, error, {}).wrong(
+        key, f"{'an integer' if isinstance(value, int) else 'a number'} {span}"
+        + (f" ({why})" if why else ""), value)
+
+
+def check_ranges(bound: Any, ranges: Mapping[str, tuple[float | None, float | None, str]],
+                 config: str, error: type[BadInputError]) -> None:
+    """`check_range` for each dotted key of `ranges` ({key: (low, high, why)}) on a bound
+    config; a `*` part stands for every name of a mapping (e.g. `monitor.features.*.psi`)."""
+    def values(obj: Any, parts: list[str], key: str):
+        if not parts:
+            yield key, obj
+            return
+        head, rest = parts[0], parts[1:]
+        if head == "*":
+            for name, item in obj.items():
+                yield from values(item, rest, f"{key}.{name}")
+        else:
+            yield from values(getattr(obj, head), rest, f"{key}.{head}" if key else head)
+
+    for dotted, (low, high, why) in ranges.items():
+        for key, value in values(bound, dotted.split("."), ""):
+            check_range(value, key, config, error, low, high, why)

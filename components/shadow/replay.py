@@ -176,6 +176,21 @@ def load_report(out_dir: str) -> dict:
     return report
 
 
+# A number's range per dotted key: (low, high, why), inclusive; None is unbounded. A limit
+# set to null (reported, not gated) is not checked. `max_quality_drop` may be negative: B must
+# then be better than A by that much.
+RANGES: dict[str, tuple[float | None, float | None, str]] = {
+    "top_n": (1, None, ""),
+    "batch_size": (1, None, ""),
+    "thresholds.max_flip_rate": (0, 1, "a share of the requests"),
+    "thresholds.max_p99_abs_delta": (0, None, ""),
+    "thresholds.parity_tolerance": (0, None, ""),
+    "thresholds.min_requests": (0, None, ""),
+    "thresholds.bootstrap": (20, None, "a 95% interval needs resamples beyond its tails"),
+    "thresholds.max_missing_entities": (0, None, ""),
+}
+
+
 def load_replay_config(path: str | None, overrides: list[str] | None = None) -> ReplayConfig:
     """The replay YAML (all keys optional):
 
@@ -204,13 +219,10 @@ def replay_config_from_text(text: str | None) -> ReplayConfig:
 
 
 def _bound(raw: dict) -> ReplayConfig:
-    from tandem.schemas.config_binding import bind
+    from tandem.schemas.config_binding import bind, check_ranges
 
     config = bind(ReplayConfig, raw, "replay config", ReplayError)
-    for key in ("top_n", "batch_size"):
-        if getattr(config, key) < 1:
-            raise ReplayError(f"key '{key}' in replay config: expected a positive integer, "
-                              f"got {getattr(config, key)!r}")
+    check_ranges(config, RANGES, "replay config", ReplayError)
     return config
 
 

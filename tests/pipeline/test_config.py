@@ -105,12 +105,39 @@ def test_a_four_key_config_takes_its_paths_and_layout_from_the_data(tmp_path, mo
         # Identifiers moved to the schema, where the monitor and the report both read them.
         ("monitor: {ignore: [request_id]}", "key 'monitor.ignore' in pipeline config was "
                                             "removed: declare identifiers in the schema"),
+        # Numbers out of their range, or not finite: a gate that could never mean what it says.
+        ("monitor: {bootstrap: 0}", "key 'monitor.bootstrap' in pipeline config: expected an "
+                                    "integer >= 20 (a 95% interval needs resamples beyond its "
+                                    "tails), got 0"),
+        ("monitor: {alpha: 2}", "key 'monitor.alpha' in pipeline config: expected a number "
+                                "between 0 and 1 (a false-discovery rate), got 2.0"),
+        ("monitor: {bins: 1}", "key 'monitor.bins' in pipeline config: expected an integer "
+                               ">= 2, got 1"),
+        ("monitor: {window_records: 0}", "key 'monitor.window_records'"),
+        ("monitor: {drift: {psi: -1}}", "key 'monitor.drift.psi' in pipeline config: expected "
+                                        "a number >= 0, got -1.0"),
+        ("monitor: {skew: {missing: 1.5}}", "key 'monitor.skew.missing' in pipeline config: "
+                                            "expected a number between 0 and 1"),
+        ("monitor: {features: {age: {linf: -0.1}}}", "key 'monitor.features.age.linf'"),
+        ("monitor: {drift: {psi: .nan}}", "key 'monitor.drift.psi' in pipeline config: "
+                                          "expected a finite number, got nan"),
+        ("evaluation: {threshold: .inf}", "key 'evaluation.threshold' in pipeline config: "
+                                          "expected a finite number, got inf"),
+        ("checks: {tuning_trials: 0}", "key 'checks.tuning_trials' in pipeline config: "
+                                       "expected an integer >= 1"),
+        ("checks: {reproducibility_tolerance: -1}", "key 'checks.reproducibility_tolerance'"),
     ],
 )
 def test_bad_keys_and_values_are_named(tmp_path, extra, message):
     with pytest.raises(ConfigError) as error:
         load_config(_write(tmp_path, BASE + extra + "\n"))
     assert message in str(error.value)
+
+
+def test_null_gates_and_edge_values_are_accepted(tmp_path):
+    config = load_config(_write(tmp_path, BASE + "monitor: {alpha: 1, bootstrap: 20, drift: "
+                                "{psi: null, missing: 0}}\n"))
+    assert (config.monitor.alpha, config.monitor.drift.psi) == (1.0, None)
 
 
 def test_missing_required_key_and_bad_problem_type(tmp_path):

@@ -135,3 +135,33 @@ def test_read_config_applies_overrides_and_raises_the_callers_error(tmp_path):
         read_config(str(tmp_path / "nope.yaml"), "test config")
     with pytest.raises(ConfigKeyError, match="must look like key=value"):
         read_config(str(path), "test config", ["retries"])
+
+
+def test_a_number_must_be_finite_wherever_it_appears():
+    nan = float("nan")
+    assert _error({"primary": {"address": "a", "timeout_s": nan}}) == (
+        "key 'primary.timeout_s' in test config: expected a finite number, got nan")
+    assert _error({"primary": {"address": "a"}, "threshold": float("inf")}) == (
+        "key 'threshold' in test config: expected a finite number, got inf")
+    assert _error({"primary": {"address": "a"}, "limits": {"x": -float("inf")}}) == (
+        "key 'limits.x' in test config: expected a finite number, got -inf")
+    bound = bind(Settings, {"primary": {"address": "a", "timeout_s": 1e300}, "threshold": None},
+                 "test config")
+    assert bound.primary.timeout_s == 1e300 and bound.threshold is None
+
+
+def test_a_range_reads_like_the_binder():
+    from tandem.schemas.config_binding import check_range
+
+    check_range(None, "k", "test config", ConfigKeyError, 0, 1)  # unset: not checked
+    check_range(0, "k", "test config", ConfigKeyError, 0, 1)  # bounds are inclusive
+    check_range(1.0, "k", "test config", ConfigKeyError, 0, 1)
+    cases = [((5, 20, None, "why"), "key 'k' in test config: expected an integer >= 20 (why), "
+                                    "got 5"),
+             ((1.5, 0, 1, ""), "key 'k' in test config: expected a number between 0 and 1, "
+                               "got 1.5"),
+             ((3.0, None, 2, ""), "key 'k' in test config: expected a number <= 2, got 3.0")]
+    for (value, low, high, why), message in cases:
+        with pytest.raises(ConfigKeyError) as error:
+            check_range(value, "k", "test config", ConfigKeyError, low, high, why)
+        assert str(error.value) == message

@@ -439,9 +439,43 @@ def test_replay_config_keys_are_checked_in_the_one_format(tmp_path):
     with pytest.raises(ReplayError, match=r"^key 'slices\[0\]' in replay config: expected a "
                                           "list, got 'country'$"):
         load_replay_config(None, ["slices=[country]"])
-    with pytest.raises(ReplayError, match="^key 'batch_size' in replay config: expected a "
-                                          "positive integer, got 0$"):
+    with pytest.raises(ReplayError, match="^key 'batch_size' in replay config: expected an "
+                                          "integer >= 1, got 0$"):
         load_replay_config(None, ["batch_size=0"])
+
+
+@pytest.mark.parametrize("override,message", [
+    ("thresholds.max_flip_rate=-0.1", "'thresholds.max_flip_rate' in replay config: expected a "
+                                      "number between 0 and 1 (a share of the requests), got -0.1"),
+    ("thresholds.max_flip_rate=1.5", "expected a number between 0 and 1"),
+    ("thresholds.max_flip_rate=.nan", "'thresholds.max_flip_rate' in replay config: expected "
+                                      "a finite number, got nan"),
+    ("thresholds.max_p99_abs_delta=.inf", "expected a finite number, got inf"),
+    ("thresholds.parity_tolerance=-1", "'thresholds.parity_tolerance' in replay config: "
+                                       "expected a number >= 0, got -1.0"),
+    ("thresholds.bootstrap=5", "'thresholds.bootstrap' in replay config: expected an integer "
+                               ">= 20 (a 95% interval needs resamples beyond its tails), got 5"),
+    ("thresholds.max_missing_entities=-3", "expected an integer >= 0, got -3"),
+    ("thresholds.min_requests=-1", "expected an integer >= 0, got -1"),
+])
+def test_a_threshold_out_of_its_range_is_one_line_naming_the_key(override, message):
+    """A negative limit, a share above 1, a NaN (which no comparison passes or fails as meant)
+    or too few resamples would make the gate meaningless without a word: refused."""
+    from tandem.components.shadow.replay import load_replay_config
+
+    with pytest.raises(ReplayError) as error:
+        load_replay_config(None, [override])
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_null_limits_and_a_required_improvement_are_accepted():
+    from tandem.components.shadow.replay import load_replay_config
+
+    config = load_replay_config(None, ["thresholds.max_flip_rate=null",
+                                       "thresholds.max_quality_drop=-0.01",
+                                       "thresholds.bootstrap=20"])
+    assert config.thresholds.max_flip_rate is None
+    assert config.thresholds.max_quality_drop == -0.01  # B must be better by 0.01
 
 
 def test_a_components_replay_config_text_is_bound_as_a_file_would_be():
@@ -453,8 +487,8 @@ def test_a_components_replay_config_text_is_bound_as_a_file_would_be():
                                                  "top_n": 5}))
     assert (config.thresholds.max_flip_rate, config.top_n) == (0.1, 5)
     assert replay_config_from_text(None) == replay_config_from_text("{}")
-    with pytest.raises(ReplayError, match="^key 'batch_size' in replay config: expected a "
-                                          "positive integer, got 0$"):
+    with pytest.raises(ReplayError, match="^key 'batch_size' in replay config: expected an "
+                                          "integer >= 1, got 0$"):
         replay_config_from_text('{"batch_size": 0}')
     with pytest.raises(ReplayError, match="^replay config is not valid JSON: "):
         replay_config_from_text("top_n: [")
