@@ -33,7 +33,7 @@ CACHE_BYTES = 256 * 2**20
 
 
 class RememberedBytes:
-    """`fn(data, **kwargs) -> bytes` remembered by the SHA-1 of `data` and the arguments,
+    """`fn(data, *args, **kwargs) -> bytes` remembered by the SHA-1 of `data` and the arguments,
     the least recently used dropped past `max_bytes`; thread-safe."""
 
     def __init__(self, fn: Callable[..., bytes], max_bytes: int = CACHE_BYTES):
@@ -43,15 +43,15 @@ class RememberedBytes:
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
-    def __call__(self, data, **kwargs) -> bytes:
-        key = (hashlib.sha1(data).digest(), len(data), tuple(sorted(kwargs.items())))
+    def __call__(self, data, *args, **kwargs) -> bytes:
+        key = (hashlib.sha1(data).digest(), len(data), args, tuple(sorted(kwargs.items())))
         with self._lock:
             out = self._items.get(key)
             if out is not None:
                 self._items.move_to_end(key)
                 self.hits += 1
                 return out
-        out = self.fn(data, **kwargs)
+        out = self.fn(data, *args, **kwargs)
         size = len(out) + 64
         with self._lock:
             self.misses += 1

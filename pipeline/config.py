@@ -375,6 +375,11 @@ def _data_defaults(data: DataConfig) -> DataConfig:
 # A number's range, per dotted key: (low, high, why); None is unbounded. A value a user may
 # set to null (no gate) is not checked when null.
 RANGES: dict[str, tuple[float | None, float | None, str]] = {
+    "split.train_buckets": (1, None, ""),
+    "split.eval_buckets": (1, None, ""),
+    "beam.direct_num_workers": (1, None, ""),
+    "loop.holdout": (0.05, 0.9, "the share of rows held out of v1's training"),
+    "checks.importance_repeats": (2, None, "the shuffle noise is measured from their spread"),
     "checks.sample_examples": (1, None, ""),
     "checks.export_examples": (1, None, ""),
     "checks.spec_steps": (1, None, ""),
@@ -393,6 +398,11 @@ RANGES: dict[str, tuple[float | None, float | None, str]] = {
     "monitor.bins": (2, None, ""),
     "monitor.bootstrap": (20, None, "a 95% interval needs resamples beyond its tails"),
     "monitor.max_mismatch_rate": (0, 1, "a share of joined pairs"),
+    "score.max_model_age_days": (0, None, ""),
+    "score.offline_online_tolerance": (0, None, ""),
+    "score.max_feature_cost_ms": (0, None, ""),
+    "score.max_latency_regression": (1, None, "a ratio of new to previous latency"),
+    "score.max_memory_regression": (1, None, "a ratio of new to previous memory"),
 }
 # Every feature's drift and skew thresholds, and the monitor's defaults for them.
 for _section in ("monitor.drift", "monitor.skew", "monitor.features.*"):
@@ -411,22 +421,12 @@ def load_config(path: str, overrides: list[str] | None = None) -> PipelineConfig
     for assignment in overrides or []:
         apply_override(raw, assignment)
     config = bind(PipelineConfig, raw, "pipeline config", ConfigError, REMOVED_KEYS)
-    if config.split.train_buckets < 1 or config.split.eval_buckets < 1:
-        raise ConfigError("keys 'split.train_buckets' and 'split.eval_buckets' must be >= 1")
-    if not 0.05 <= config.loop.holdout <= 0.9:
-        raise ConfigError(f"key 'loop.holdout' must be between 0.05 and 0.9; got "
-                          f"{config.loop.holdout}")
     if config.loop.drift.shift is not None and config.loop.drift.swap is not None:
         raise ConfigError("keys 'loop.drift.shift' and 'loop.drift.swap': give one (shift a "
                           "numeric feature, or swap two values of a categorical one)")
     if config.loop.drift.swap is not None and len(config.loop.drift.swap) != 2:
         raise ConfigError(f"key 'loop.drift.swap' must name two values; got "
                           f"{config.loop.drift.swap!r}")
-    if config.beam.direct_num_workers < 1:
-        raise ConfigError("key 'beam.direct_num_workers' must be >= 1")
-    if config.checks.importance_repeats < 2:
-        raise ConfigError("key 'checks.importance_repeats' must be >= 2: the shuffle noise "
-                          "is measured from their spread")
     if not 0 < config.checks.importance_material < 1:
         raise ConfigError("key 'checks.importance_material' must be between 0 and 1: a share "
                           "of the model's lift over chance")

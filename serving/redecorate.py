@@ -223,8 +223,9 @@ class Redecorator:
         # Only the entity keys are read; no schema check (the gateway checked the request).
         self._reader = RequestReader(lambda name, feature: ((), 0), lambda name, value: 0,
                                      cache_entries=1 << 16)
-        # A joined column the splitter cannot find by name (128 bytes or longer) leaves the
-        # stripped bytes to the Decorator's own protobuf path.
+        # A joined column the splitter cannot find by name (128 bytes or longer) stays in the
+        # stripped bytes; the Decorator's protobuf path takes it out (its change is not named
+        # in `changed`, as names_pattern skips such names).
         self._wire = all(len(c.encode()) < 128 for c in self.columns)
         self._taken: dict[bytes, dict[str, bytes]] = {}  # a fragment's bytes -> its entries
 

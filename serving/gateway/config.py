@@ -67,7 +67,8 @@ class Decorate:
     on_missing: Literal["default", "reject"] = "default"
     # {column: value} for unknown entities; by default the middle of the schema's domain
     defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
-    cache_s: float = 60.0  # how long an entity's looked-up columns are reused; 0: never
+    # how long an entity's looked-up columns are reused; 0: never; 1e9: while it runs
+    cache_s: float = 60.0
 
 
 @dataclasses.dataclass

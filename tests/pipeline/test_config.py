@@ -72,7 +72,8 @@ def test_a_four_key_config_takes_its_paths_and_layout_from_the_data(tmp_path, mo
     with pytest.raises(ConfigError, match="key 'checks.min_importance' in pipeline config was removed: each "
                                           "feature's drop is now judged against the shuffle"):
         load_config(_write(tmp_path, minimal + "checks: {min_importance: 0.0002}\n"))
-    with pytest.raises(ConfigError, match="key 'checks.importance_repeats' must be >= 2"):
+    with pytest.raises(ConfigError, match="key 'checks.importance_repeats' in pipeline config: expected an integer >= 2 "
+                       r"\(the shuffle noise is measured from their spread\), got 1"):
         load_config(_write(tmp_path, minimal + "checks: {importance_repeats: 1}\n"))
     with pytest.raises(ConfigError, match="key 'model.select' in pipeline config: expected one "
                                           "of simplest_adequate, configured, got 'best'"):
