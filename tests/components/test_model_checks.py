@@ -59,6 +59,24 @@ def fitted():
     return model, mc.Sample(test_x, test_y, [])
 
 
+def test_stacked_shuffles_score_exactly_as_one_call_per_shuffle(fitted, monkeypatch):
+    """A group's shuffles go through the model stacked, many per call; one call per shuffle
+    (SHUFFLE_ROWS below the sample's size) gives the same drops, noise and verdicts."""
+    model, sample = fitted
+    calls = []
+    real = imp.predict
+    monkeypatch.setattr(imp, "predict", lambda *a, **k: calls.append(1) or real(*a, **k))
+    stacked = imp.importance(model, sample, se.auc, True, repeats=8, seed=3, name="auc")
+    stacked_calls = len(calls)
+    monkeypatch.setattr(imp, "SHUFFLE_ROWS", N - 1)
+    calls.clear()
+    one_by_one = imp.importance(model, sample, se.auc, True, repeats=8, seed=3, name="auc")
+    assert stacked_calls < len(calls) and len(calls) == 1 + 3 * 8  # the base, then each shuffle
+    for found in (stacked, one_by_one):
+        found.pop("seconds")
+    assert stacked == one_by_one
+
+
 def test_permutation_importance_lists_the_feature_of_pure_noise(fitted):
     model, sample = fitted
     found = imp.importance(model, sample, se.auc, True, repeats=8, seed=0, name="auc")
