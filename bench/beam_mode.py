@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import tempfile
+from collections.abc import Callable
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from own_data import tandem, write_dataset  # noqa: E402
+from own_data import step_times, tandem, write_dataset  # noqa: E402
 
 MODES = ("in_memory", "multi_processing")
 BEAM_COMPONENTS = ("CsvExampleGen", "StatisticsGen", "Transform", "Evaluator")
@@ -31,9 +31,33 @@ def one_run(home: str, mode: str) -> dict[str, float]:
     out = tempfile.mkdtemp(prefix="out-", dir=home)
     wall, stdout = tandem(home, "run", "--config", "config.yaml", "--set", f"output_dir={out}",
                           "--set", f"beam.direct_running_mode={mode}")
-    steps = {m.group(1): float(m.group(2))
-             for m in re.finditer(r"\[(\w+)\] finished in ([\d.]+)s", stdout)}
-    return {"wall": wall, **steps}
+    return {"wall": wall, **step_times(stdout)}
+
+
+def side_by_side(home: str, ways: tuple[str, str], labels: tuple[str, str], rounds: int,
+                 run: Callable[[str, str], dict[str, float]]) -> None:
+    """`run(home, way)` for both ways, alternating per round; prints each round's wall time,
+    then the wall time and each Beam-running component's (median of the rounds), the ratio
+    of the first way to the second, and the Beam components' sum."""
+    results: dict[str, list[dict]] = {w: [] for w in ways}
+    for r in range(rounds):
+        for way in (ways if r % 2 == 0 else ways[::-1]):
+            result = run(home, way)
+            results[way].append(result)
+            print(f"  round {r + 1}, {way}: {result['wall']:.1f}s", flush=True)
+    width = [max(10, len(label)) for label in labels]
+    print(f"  {'step':<22} {labels[0]:>{width[0]}} {labels[1]:>{width[1] + 1}} {'ratio':>7}")
+    beam = [0.0, 0.0]
+    for name in ["wall", *BEAM_COMPONENTS]:
+        a, b = (float(np.median([x.get(name, float("nan")) for x in results[w]]))
+                for w in ways)
+        if name != "wall":
+            beam = [beam[0] + a, beam[1] + b]
+        print(f"  {name:<22} {a:>{width[0] - 1}.1f}s {b:>{width[1]}.1f}s "
+              f"{a / b if b else float('nan'):>6.2f}x")
+    a, b = beam
+    print(f"  {'Beam components':<22} {a:>{width[0] - 1}.1f}s {b:>{width[1]}.1f}s "
+          f"{a / b:>6.2f}x", flush=True)
 
 
 def main() -> None:
@@ -48,23 +72,7 @@ def main() -> None:
         tandem(home, "schema", "propose", "--config", "config.yaml", "--out",
                "schemas/churn/schema.pbtxt")
         print(f"\n{rows:,} rows ({size / 2**20:.1f} MiB of CSV) in {home}", flush=True)
-        results: dict[str, list[dict]] = {m: [] for m in MODES}
-        for r in range(args.rounds):
-            for mode in (MODES if r % 2 == 0 else MODES[::-1]):
-                result = one_run(home, mode)
-                results[mode].append(result)
-                print(f"  round {r + 1}, {mode}: {result['wall']:.1f}s", flush=True)
-        print(f"  {'step':<22} {'in_memory':>10} {'multi_proc':>11} {'ratio':>7}")
-        beam = {m: 0.0 for m in MODES}
-        for name in ["wall", *BEAM_COMPONENTS]:
-            a, b = (float(np.median([x.get(name, float("nan")) for x in results[m]]))
-                    for m in MODES)
-            if name != "wall":
-                beam["in_memory"] += a
-                beam["multi_processing"] += b
-            print(f"  {name:<22} {a:>9.1f}s {b:>10.1f}s {a / b if b else float('nan'):>6.2f}x")
-        a, b = beam["in_memory"], beam["multi_processing"]
-        print(f"  {'Beam components':<22} {a:>9.1f}s {b:>10.1f}s {a / b:>6.2f}x", flush=True)
+        side_by_side(home, MODES, ("in_memory", "multi_proc"), args.rounds, one_run)
 
 
 if __name__ == "__main__":

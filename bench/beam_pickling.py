@@ -14,19 +14,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from own_data import tandem, write_dataset  # noqa: E402
+from beam_mode import side_by_side  # noqa: E402
+from own_data import step_times, tandem, write_dataset  # noqa: E402
 
 WAYS = ("remembered", "beam's own")
-BEAM_COMPONENTS = ("CsvExampleGen", "StatisticsGen", "Transform", "Evaluator")
 PLAIN = ("import sys\nimport tandem.components.beam_runtime as runtime\n"
          "runtime.quicker_pickling = lambda: None\n"
          "from tandem.pipeline.cli import main\nsys.exit(main(sys.argv[1:]))")
@@ -44,9 +41,7 @@ def one_run(home: str, way: str) -> dict[str, float]:
     if done.returncode != 0:
         sys.exit(f"{way} run failed ({done.returncode}):\n{done.stdout[-3000:]}\n"
                  f"{done.stderr[-2000:]}")
-    steps = {m.group(1): float(m.group(2))
-             for m in re.finditer(r"\[(\w+)\] finished in ([\d.]+)s", done.stdout)}
-    return {"wall": wall, **steps}
+    return {"wall": wall, **step_times(done.stdout)}
 
 
 def main() -> None:
@@ -59,23 +54,7 @@ def main() -> None:
     tandem(home, "schema", "propose", "--config", "config.yaml", "--out",
            "schemas/churn/schema.pbtxt")
     print(f"\n{args.rows:,} rows in {home}", flush=True)
-    results: dict[str, list[dict]] = {w: [] for w in WAYS}
-    for r in range(args.rounds):
-        for way in (WAYS if r % 2 == 0 else WAYS[::-1]):
-            result = one_run(home, way)
-            results[way].append(result)
-            print(f"  round {r + 1}, {way}: {result['wall']:.1f}s", flush=True)
-    print(f"  {'step':<22} {'remembered':>11} {'Beam own':>9} {'ratio':>7}")
-    beam = {w: 0.0 for w in WAYS}
-    for name in ["wall", *BEAM_COMPONENTS]:
-        a, b = (float(np.median([x.get(name, float("nan")) for x in results[w]]))
-                for w in WAYS)
-        if name != "wall":
-            beam[WAYS[0]] += a
-            beam[WAYS[1]] += b
-        print(f"  {name:<22} {a:>10.1f}s {b:>8.1f}s {a / b if b else float('nan'):>6.2f}x")
-    a, b = beam[WAYS[0]], beam[WAYS[1]]
-    print(f"  {'Beam components':<22} {a:>10.1f}s {b:>8.1f}s {a / b:>6.2f}x", flush=True)
+    side_by_side(home, WAYS, ("remembered", "Beam own"), args.rounds, one_run)
 
 
 if __name__ == "__main__":

@@ -58,14 +58,19 @@ def tandem(home: str, *args: str) -> tuple[float, str]:
     return wall, done.stdout
 
 
+def step_times(stdout: str) -> dict[str, float]:
+    """Each component's seconds, from the run's own `[Component] finished in Ns` lines."""
+    return {m.group(1): float(m.group(2))
+            for m in re.finditer(r"\[(\w+)\] finished in ([\d.]+)s", stdout)}
+
+
 def one_run(home: str, checks: bool) -> dict[str, float]:
     out = tempfile.mkdtemp(prefix="out-", dir=home)
     args = ["run", "--config", "config.yaml", "--set", f"output_dir={out}"]
     if not checks:
         args += ["--set", "checks.enabled=false"]
     wall, stdout = tandem(home, *args)
-    steps = {m.group(1): float(m.group(2))
-             for m in re.finditer(r"\[(\w+)\] finished in ([\d.]+)s", stdout)}
+    steps = step_times(stdout)
     chose = re.search(r"\[Trainer\] chose (\w+)", stdout)
     return {"wall": wall, **steps, "chose": chose.group(1) if chose else "?"}
 
