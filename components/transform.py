@@ -1,6 +1,9 @@
 """Transform: one preprocessing_fn for any tabular dataset, driven by the feature plan.
 
-Numeric features: missing values imputed with the mean, then z-scored. String and categorical
+Numeric features: missing values imputed with the mean of the present ones, then z-scored, all
+numeric features as the columns of one block, so two analyzers serve any number of them (one per
+feature made Transform's cost grow with the width: 64 numeric inputs took 149 s on 1,797 rows,
+bench/transform.py). String and categorical
 int features: a vocabulary named after the feature (frequency threshold, OOV buckets).
 Bucketized features: quantile buckets. TF Transform records the settings (means, vocabularies)
 and Trainer bakes the graph into the SavedModel.
@@ -66,6 +69,32 @@ def _numeric(x) -> tf.Tensor:
     return _to_dense(x, mean)
 
 
+def _numeric_block(columns: list) -> tf.Tensor:
+    """[batch, k] float32: column j is the j-th input (a dense [batch, 1] or a sparse feature of
+    at most one value) with its missing values imputed by its mean over the present values,
+    z-scored per column (a column with no present value is 0)."""
+    parts = []
+    for x in columns:
+        x = _cast(x, tf.float32)
+        if isinstance(x, tf.SparseTensor):
+            indices, values, batch = x.indices, x.values, x.dense_shape[0]
+        else:  # every row present
+            values = tf.reshape(x, [-1])
+            rows = tf.range(tf.size(values, out_type=tf.int64))
+            indices = tf.stack([rows, tf.zeros_like(rows)], axis=1)
+            batch = tf.size(values, out_type=tf.int64)
+        parts.append(tf.SparseTensor(indices, values,
+                                     tf.stack([batch, tf.constant(1, tf.int64)])))
+    block = tf.sparse.concat(axis=1, sp_inputs=parts)
+    mean = tft.mean(block, reduce_instance_dims=False)  # per column, over its present values
+    mean = tf.where(tf.math.is_finite(mean), mean, tf.zeros_like(mean))
+    present = tf.sparse.to_dense(
+        tf.SparseTensor(block.indices, tf.ones_like(block.values), block.dense_shape))
+    values = tf.sparse.to_dense(block)
+    imputed = values + (1.0 - present) * mean[tf.newaxis, :]
+    return tft.scale_to_z_score(imputed, elementwise=True)
+
+
 def _encode_label(x, plan: dict[str, Any]) -> dict[str, tf.Tensor]:
     label = plan["label"]
     if plan["problem_type"] == "regression":
@@ -90,14 +119,16 @@ def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any]) -> d
     """TF Transform entry point (Transform's `preprocessing_fn`)."""
     plan = custom_config["plan"]
     outputs: dict[str, Any] = {}
-    for name, spec in model_features(plan).items():
-        if name not in inputs:
-            continue
+    features = {name: spec for name, spec in model_features(plan).items() if name in inputs}
+    numeric = [name for name, spec in features.items() if spec["kind"] == NUMERIC]
+    if numeric:
+        block = _numeric_block([inputs[name] for name in numeric])
+        for j, name in enumerate(numeric):
+            outputs[name] = block[:, j]
+    for name, spec in features.items():
         x = inputs[name]
         kind = spec["kind"]
-        if kind == NUMERIC:
-            outputs[name] = tft.scale_to_z_score(_numeric(x))
-        elif kind == BUCKETIZE and spec.get("boundaries"):
+        if kind == BUCKETIZE and spec.get("boundaries"):
             outputs[name] = tft.apply_buckets(
                 _numeric(x), tf.constant([spec["boundaries"]], dtype=tf.float32))
         elif kind == BUCKETIZE:
