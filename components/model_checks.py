@@ -78,6 +78,15 @@ def predict(model, features: dict[str, np.ndarray], batch: int = 4096) -> np.nda
     return np.concatenate(out) if out else np.zeros(0)
 
 
+def done_with(build, model) -> None:
+    """Hand a model that a check no longer needs back to `build`, when `build` reuses models
+    (components/trainer_model.py, `Models`): the next training of the same architecture then
+    starts from its freshly seeded weights in this model, whose graph is already traced."""
+    release = getattr(build, "release", None)
+    if release is not None:
+        release(model)
+
+
 def take(dataset, n: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The first n (features, label) rows of a batched dataset, as numpy."""
     features: dict[str, list[np.ndarray]] = {}
@@ -160,6 +169,7 @@ def model_spec(build: Callable[[dict], Any], hp: dict, train, steps: int) -> dic
     for _ in range(steps):
         model.train_on_batch(x, y)
     last = float(model.evaluate(x, y, verbose=0, return_dict=True)["loss"])
+    done_with(build, model)
     passed = bool(shape_ok and math.isfinite(last) and last <= 0.75 * first)
     return result("model_spec", passed,
                   f"one batch of {len(out)}: loss {first:.4f} -> {last:.4f} after {steps} steps"
@@ -216,6 +226,7 @@ def tuning(build: Callable[[dict], Any], hp: dict, train, sample: Sample, measur
         model = build(trial)
         model.fit(train, steps_per_epoch=steps, epochs=1, verbose=0)
         outs.append(predict(model, sample.features))
+        done_with(build, model)
         value = measure(outs[-1], sample.labels)
         rows.append({"learning_rate": trial["learning_rate"],
                      "hidden_units": list(trial["hidden_units"]),
@@ -305,7 +316,9 @@ def reproducibility(build: Callable[[dict], Any], hp: dict, make_train, sample: 
         train = make_train()
         model = build(hp)
         model.fit(train, steps_per_epoch=steps, epochs=1, verbose=0)
-        return predict(model, sample.features)
+        out = predict(model, sample.features)
+        done_with(build, model)
+        return out
 
     a, b = train_once(), train_once()
     diff = float(np.max(np.abs(a - b))) if len(a) else 0.0

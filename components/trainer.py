@@ -47,11 +47,11 @@ def _checks_before_training(training: Training, sample: mc.Sample, measure, high
     """The spec learns (Infra 2), and the tuning (Model 3) picks the hyperparameters the
     training uses: (those hyperparameters, the checks' records)."""
     hp = training.hp
-    results = [_logged(mc.model_spec(training.build, hp, training.datasets()[0],
+    results = [_logged(mc.model_spec(training.models, hp, training.datasets()[0],
                                      checks["spec_steps"]))]
     used = dict(hp)
     if checks["tuning_trials"] > 1:
-        used, trial = mc.tuning(training.build, hp, training.datasets()[0], sample, measure,
+        used, trial = mc.tuning(training.models, hp, training.datasets()[0], sample, measure,
                                 higher, checks["tuning_trials"], checks["tuning_steps"],
                                 training.seed, training.deciding_metric,
                                 training.steps_per_epoch)
@@ -69,7 +69,7 @@ def _checks_after_training(training: Training, chosen: Chosen, sample: mc.Sample
     model, plan, seed = chosen.model, training.plan, training.seed
     after = [
         lambda: mc.numerics(model, chosen.guard, sample, plan["problem_type"]),
-        lambda: mc.reproducibility(training.build, chosen.hyperparameters,
+        lambda: mc.reproducibility(training.models, chosen.hyperparameters,
                                    lambda: training.datasets()[0], sample, seed,
                                    checks["reproducibility_tolerance"],
                                    checks["reproducibility_steps"],

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -248,6 +250,44 @@ def build_model(
     return model
 
 
+class Models:
+    """The run's Keras models, each architecture traced once. A training asks for a model of
+    hyperparameters h and gets one with the weights a new build from the current seed has:
+    a model of the same architecture (hidden units, crosses, embedding width) that a check
+    handed back (`release`), its optimizer state reset and its learning rate set to h's,
+    else the new build itself. Keras traces a model's train, test and predict steps on first
+    use, about two seconds each time on two cores, and a run trains up to nine models of
+    three or four architectures (the spec check, the tuning trials, the training, the
+    linear model and the two reproducibility trainings)."""
+
+    ARCHITECTURE = ("hidden_units", "crosses", "embedding_dim")
+
+    def __init__(self, build: Callable[[dict[str, Any]], tf.keras.Model]):
+        self._build = build
+        self._idle: dict[str, list[tf.keras.Model]] = {}
+        self._architecture: dict[int, str] = {}
+
+    def __call__(self, h: dict[str, Any]) -> tf.keras.Model:
+        key = json.dumps([h.get(k) for k in self.ARCHITECTURE])
+        fresh = self._build(h)  # the seeded weights a new training starts from
+        idle = self._idle.get(key)
+        if not idle:
+            self._architecture[id(fresh)] = key
+            return fresh
+        model = idle.pop()
+        model.set_weights(fresh.get_weights())
+        for variable in model.optimizer.variables:  # Adam's step count and moments
+            variable.assign(tf.zeros_like(variable))
+        model.optimizer.learning_rate.assign(h["learning_rate"])
+        return model
+
+    def release(self, model: tf.keras.Model) -> None:
+        """`model` is no longer used by whoever asked for it: the next call may retrain it."""
+        key = self._architecture.get(id(model))
+        if key is not None and model not in self._idle.setdefault(key, []):
+            self._idle[key].append(model)
+
+
 CHOICE_MESSAGE = "Trainer chose %s"  # the runner prints these as progress lines
 
 
@@ -300,9 +340,14 @@ class Training:
                          classes=self.classes)
         return train, self.eval_dataset
 
+    @functools.cached_property
+    def models(self) -> Models:
+        """Every training's model, freshly seeded, each architecture traced once."""
+        return Models(lambda h: build_model(self.plan, self.transform_output, h,
+                                            len(self.classes) if self.classes else 1))
+
     def build(self, h: dict[str, Any]) -> tf.keras.Model:
-        return build_model(self.plan, self.transform_output, h,
-                           len(self.classes) if self.classes else 1)
+        return self.models(h)
 
     def fit(self, h: dict[str, Any], log_epochs: bool) -> tuple[tf.keras.Model, Any]:
         """One seeded training of hyperparameters h, kept at its best epoch; with its
@@ -398,7 +443,10 @@ def train_and_select(training: Training, used: dict[str, Any], sample, measure,
         bar=naive.get("bar") if bar is None else bar)
     logging.info(CHOICE_MESSAGE, selection.line())
     if selection.chosen == "linear":
+        training.models.release(model)
         (model, guard), used = linear, linear_hp
+    elif linear is not None:
+        training.models.release(linear[0])
     return Chosen(model, guard, used, selection, naive)
 
 

@@ -497,3 +497,47 @@ def test_a_model_that_reads_the_private_user_id_fails_the_privacy_check(tmp_path
                                     "prediction moved")
     typo = exported.privacy(clean, _plan("skip"), raw, ["userid"], names, "binary_classification")
     assert not typo["passed"] and typo["summary"].endswith(": not in the schema: userid")
+
+
+def test_a_model_handed_back_retrains_exactly_as_a_new_build(fitted):
+    """The Trainer's models (trainer_model.Models): a model a check handed back is retrained
+    from the weights a new build from the same seed has, with a fresh optimizer at the new
+    learning rate, and predicts exactly what that new build would after the same training;
+    a model in use is never handed out twice, nor one of another architecture."""
+    from tandem.components.trainer_model import Models
+
+    _, sample = fitted
+    x, y = _data(0)
+
+    def trained(model, seed):
+        model.fit(_train(x, y, shuffle_seed=seed), steps_per_epoch=60, epochs=1, verbose=0)
+        return mc.predict(model, sample.features)
+
+    def seeded(make, h, seed=7):
+        tf.keras.utils.set_random_seed(seed)
+        return make(h)
+
+    models = Models(_build)
+    first = seeded(models, HP)
+    a = trained(first, 0)
+    models.release(first)
+    again = seeded(models, HP)
+    assert again is first and int(again.optimizer.iterations) == 0
+    assert np.array_equal(trained(again, 0), a)
+    models.release(again)
+    faster = {**HP, "learning_rate": 0.05}
+    reused = seeded(models, faster)
+    assert reused is first
+    b = trained(reused, 0)
+    assert np.array_equal(b, trained(seeded(_build, faster), 0)) and not np.array_equal(a, b)
+    assert seeded(models, HP) is not reused  # still in use: a new build
+    models.release(reused)
+    assert seeded(models, {**HP, "hidden_units": [8]}) is not reused
+
+    # The checks hand their models back: the reproducibility check's two trainings share
+    # one model, whose steps are already traced for the next training of that architecture.
+    models = Models(_build)
+    same = mc.reproducibility(models, HP, lambda: _train(x, y), sample, seed=5,
+                              tolerance=1e-4, min_steps=20, epoch_steps=40)
+    assert same["passed"] and same["max_abs_diff"] == 0.0
+    assert seeded(models, HP).train_function is not None

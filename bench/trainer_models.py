@@ -1,0 +1,129 @@
+"""Benchmark: the Trainer's run_fn with each architecture's Keras model reused by the next
+training of that architecture (components/trainer_model.py, `Models`: traced once) against a
+new model for every training (each traced anew: `Models.release` made a no-op), side by side
+in one run.
+
+bench/own_data.py's CSV at `--rows`, run once through `tandem run` up to Transform (the
+Trainer's inputs), then run_fn on those artifacts, each way `--rounds` times alternating, in
+this process, with the model checks on. Prints the median seconds of run_fn and of its
+trainings (Keras `fit`), the number of trainings, and the ratio.
+
+    python bench/trainer_models.py [--rows 500] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import types
+import warnings
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+sys.path.insert(0, os.path.dirname(__file__))
+from own_data import write_dataset  # noqa: E402
+
+
+def _fn_args(home: str):
+    """What TFX's Trainer executor hands run_fn, from the run's artifacts."""
+    from tfx.components.trainer.fn_args_utils import DataAccessor
+    from tfx.components.util import tfxio_utils
+    from tfx.types import standard_artifacts
+
+    from tandem.components.features import feature_plan
+    from tandem.pipeline.config import load_config
+    from tandem.pipeline.pipeline import trainer_config
+    from tandem.schemas import load_schema
+
+    config = load_config(os.path.join(home, "config.yaml"))
+    schema_file = glob.glob(os.path.join(home, "schemas", "*", "schema.pbtxt"))[0]
+    options = {name: o.as_options() for name, o in config.features.items()}
+    plan = feature_plan(load_schema(schema_file), config.label, config.problem_type, options)
+    root = glob.glob(os.path.join(home, "outputs", "*", "pipeline_root"))[0]
+    examples = standard_artifacts.Examples()
+    examples.uri = sorted(glob.glob(os.path.join(root, "CsvExampleGen", "examples", "*")))[-1]
+    examples.split_names = '["train", "eval"]'
+    factory = tfxio_utils.get_tf_dataset_factory_from_artifact([examples], [])
+    return types.SimpleNamespace(
+        train_files=[os.path.join(examples.uri, "Split-train", "*")],
+        eval_files=[os.path.join(examples.uri, "Split-eval", "*")],
+        data_accessor=DataAccessor(tf_dataset_factory=factory, record_batch_factory=None,
+                                   data_view_decode_fn=None),
+        transform_graph_path=sorted(glob.glob(os.path.join(root, "Transform",
+                                                           "transform_graph", "*")))[-1],
+        custom_config=trainer_config(config, plan), schema_path=schema_file,
+        serving_model_dir=tempfile.mkdtemp())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+
+    home = tempfile.mkdtemp(prefix="tandem-trainer-models-")
+    write_dataset(home, args.rows)
+    command = os.path.join(os.path.dirname(sys.executable), "tandem")
+    for step in (["schema", "propose", "--config", "config.yaml", "--out",
+                  "schemas/churn/schema.pbtxt"],
+                 ["run", "--config", "config.yaml", "--until", "transform"]):
+        done = subprocess.run([command, *step], cwd=home, capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"tandem {' '.join(step)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+
+    import tensorflow as tf
+
+    from tandem.components import trainer
+    from tandem.components.trainer_model import Models
+
+    logging.getLogger().setLevel(logging.ERROR)
+    for name in ("absl", "tensorflow"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    fits: list[float] = []
+    real_fit = tf.keras.Model.fit
+
+    def timed_fit(self, *a, **k):
+        start = time.perf_counter()
+        try:
+            return real_fit(self, *a, **k)
+        finally:
+            fits.append(time.perf_counter() - start)
+
+    tf.keras.Model.fit = timed_fit
+    real_release = Models.release
+    times: dict[str, list[tuple[float, float, int]]] = {"reused": [], "new each time": []}
+    for _ in range(args.rounds):
+        for way in ("new each time", "reused"):
+            Models.release = real_release if way == "reused" else (lambda self, model: None)
+            fn_args = _fn_args(home)
+            fits.clear()
+            start = time.perf_counter()
+            trainer.run_fn(fn_args)
+            times[way].append((time.perf_counter() - start, sum(fits), len(fits)))
+            shutil.rmtree(fn_args.serving_model_dir, ignore_errors=True)
+    Models.release = real_release
+    shutil.rmtree(home, ignore_errors=True)
+
+    print(f"the Trainer's run_fn on a {args.rows:,}-row CSV, model checks on, "
+          f"{args.rounds} round(s) each way, alternating (median seconds)")
+    medians = {}
+    for way, rows in times.items():
+        run, fit = (statistics.median(r[i] for r in rows) for i in (0, 1))
+        medians[way] = run
+        print(f"  {way:14s} run_fn {run:6.1f} s, of which {rows[0][2]} trainings {fit:5.1f} s")
+    print(f"  ratio: run_fn {medians['reused'] / medians['new each time']:.2f}x "
+          f"({medians['new each time'] - medians['reused']:+.1f} s saved per run)")
+
+
+if __name__ == "__main__":
+    main()
