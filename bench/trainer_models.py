@@ -4,8 +4,9 @@ new model for every training (each traced anew: `Models.release` made a no-op), 
 in one run.
 
 bench/own_data.py's CSV at `--rows`, run once through `tandem run` up to Transform (the
-Trainer's inputs), then run_fn on those artifacts, each way `--rounds` times alternating, in
-this process, with the model checks on. Prints the median seconds of run_fn and of its
+Trainer's inputs), then run_fn on those artifacts, each way `--rounds` times alternating, each
+in a new process as the pipeline runs it (within one process, later traces are cheaper than
+the first), with the model checks on. Prints the median seconds of run_fn and of its
 trainings (Keras `fit`), the number of trainings, and the ratio.
 
     python bench/trainer_models.py [--rows 500] [--rounds 2]
@@ -64,23 +65,8 @@ def _fn_args(home: str):
         serving_model_dir=tempfile.mkdtemp())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=500)
-    parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args()
-    warnings.filterwarnings("ignore")
-
-    home = tempfile.mkdtemp(prefix="tandem-trainer-models-")
-    write_dataset(home, args.rows)
-    command = os.path.join(os.path.dirname(sys.executable), "tandem")
-    for step in (["schema", "propose", "--config", "config.yaml", "--out",
-                  "schemas/churn/schema.pbtxt"],
-                 ["run", "--config", "config.yaml", "--until", "transform"]):
-        done = subprocess.run([command, *step], cwd=home, capture_output=True, text=True)
-        if done.returncode != 0:
-            sys.exit(f"tandem {' '.join(step)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-
+def child(way: str, home: str) -> None:
+    """One run_fn, in this new process: prints its seconds, its trainings' seconds and count."""
     import tensorflow as tf
 
     from tandem.components import trainer
@@ -100,18 +86,44 @@ def main() -> None:
             fits.append(time.perf_counter() - start)
 
     tf.keras.Model.fit = timed_fit
-    real_release = Models.release
+    if way != "reused":
+        Models.release = lambda self, model: None
+    fn_args = _fn_args(home)
+    start = time.perf_counter()
+    trainer.run_fn(fn_args)
+    print(time.perf_counter() - start, sum(fits), len(fits))
+    shutil.rmtree(fn_args.serving_model_dir, ignore_errors=True)
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--child"]:
+        warnings.filterwarnings("ignore")
+        return child(sys.argv[2], sys.argv[3])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+
+    home = tempfile.mkdtemp(prefix="tandem-trainer-models-")
+    write_dataset(home, args.rows)
+    command = os.path.join(os.path.dirname(sys.executable), "tandem")
+    for step in (["schema", "propose", "--config", "config.yaml", "--out",
+                  "schemas/churn/schema.pbtxt"],
+                 ["run", "--config", "config.yaml", "--until", "transform"]):
+        done = subprocess.run([command, *step], cwd=home, capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"tandem {' '.join(step)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+
     times: dict[str, list[tuple[float, float, int]]] = {"reused": [], "new each time": []}
     for _ in range(args.rounds):
         for way in ("new each time", "reused"):
-            Models.release = real_release if way == "reused" else (lambda self, model: None)
-            fn_args = _fn_args(home)
-            fits.clear()
-            start = time.perf_counter()
-            trainer.run_fn(fn_args)
-            times[way].append((time.perf_counter() - start, sum(fits), len(fits)))
-            shutil.rmtree(fn_args.serving_model_dir, ignore_errors=True)
-    Models.release = real_release
+            done = subprocess.run([sys.executable, __file__, "--child", way, home],
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                sys.exit(f"run_fn failed ({way}):\n{done.stderr[-3000:]}")
+            run, fit, n = done.stdout.split()[-3:]
+            times[way].append((float(run), float(fit), int(n)))
     shutil.rmtree(home, ignore_errors=True)
 
     print(f"the Trainer's run_fn on a {args.rows:,}-row CSV, model checks on, "
