@@ -69,20 +69,28 @@ def _numeric(x) -> tf.Tensor:
     return _to_dense(x, mean)
 
 
-def _numeric_block(columns: list) -> tf.Tensor:
+def _numeric_block(columns: dict[str, Any]) -> tf.Tensor:
     """[batch, k] float32: column j is the j-th input (a dense [batch, 1] or a sparse feature of
     at most one value) with its missing values imputed by its mean over the present values,
-    z-scored per column (a column with no present value is 0)."""
+    z-scored per column (a column with no present value is 0). An example with two values of
+    one feature fails with InvalidArgumentError naming it, as TF Serving answers a request that
+    feeds it, instead of its second value landing in the next feature's column."""
     parts = []
-    for x in columns:
+    for name, x in columns.items():
         x = _cast(x, tf.float32)
+        one_value = f"numeric feature {name!r} has more than one value in an example"
         if isinstance(x, tf.SparseTensor):
-            indices, values, batch = x.indices, x.values, x.dense_shape[0]
+            indices, batch = x.indices, x.dense_shape[0]
+            check = tf.debugging.assert_equal(indices[:, 1], tf.zeros_like(indices[:, 1]),
+                                              message=one_value)
         else:  # every row present
-            values = tf.reshape(x, [-1])
-            rows = tf.range(tf.size(values, out_type=tf.int64))
+            batch = tf.shape(x, out_type=tf.int64)[0]
+            check = tf.debugging.assert_equal(tf.size(x, out_type=tf.int64), batch,
+                                              message=one_value)
+            rows = tf.range(batch)
             indices = tf.stack([rows, tf.zeros_like(rows)], axis=1)
-            batch = tf.size(values, out_type=tf.int64)
+        with tf.control_dependencies([check]):
+            values = tf.identity(tf.reshape(_values(x), [-1]))
         parts.append(tf.SparseTensor(indices, values,
                                      tf.stack([batch, tf.constant(1, tf.int64)])))
     block = tf.sparse.concat(axis=1, sp_inputs=parts)
@@ -122,7 +130,7 @@ def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any]) -> d
     features = {name: spec for name, spec in model_features(plan).items() if name in inputs}
     numeric = [name for name, spec in features.items() if spec["kind"] == NUMERIC]
     if numeric:
-        block = _numeric_block([inputs[name] for name in numeric])
+        block = _numeric_block({name: inputs[name] for name in numeric})
         for j, name in enumerate(numeric):
             outputs[name] = block[:, j]
     for name, spec in features.items():

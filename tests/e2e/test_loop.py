@@ -51,7 +51,7 @@ def test_the_whole_loop_runs_on_a_portable_runner_and_cleans_up(tmp_path, beam_c
              "--environment_type=EXTERNAL", f"--environment_config=127.0.0.1:{worker_port}"]
     beam = f"beam.extra_args=[{', '.join(extra)}]"
     work = tmp_path / "loop"
-    done = tandem("loop", "--out", str(work), "--set", beam, timeout=2400)  # default scale
+    done = tandem("loop", "--out", str(work), "--set", beam, timeout=2300)  # default scale
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert f"Beam PortableRunner (127.0.0.1:{job_port})" in done.stdout
     out = done.stdout
