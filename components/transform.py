@@ -20,6 +20,7 @@ The label:
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import tensorflow as tf
@@ -73,32 +74,28 @@ def _numeric_block(columns: dict[str, Any]) -> tf.Tensor:
     """[batch, k] float32: column j is the j-th input (a dense [batch, 1] or a sparse feature of
     at most one value) with its missing values imputed by its mean over the present values,
     z-scored per column (a column with no present value is 0). An example with two values of
-    one feature fails with InvalidArgumentError naming it, as TF Serving answers a request that
-    feeds it, instead of its second value landing in the next feature's column."""
-    parts = []
+    one feature fails with InvalidArgumentError ("out of bounds"), the node named after the
+    feature, as TF Serving answers a request that feeds them."""
+    values, present = [], []
     for name, x in columns.items():
-        x = _cast(x, tf.float32)
-        one_value = f"numeric feature {name!r} has more than one value in an example"
-        if isinstance(x, tf.SparseTensor):
-            indices, batch = x.indices, x.dense_shape[0]
-            check = tf.debugging.assert_equal(indices[:, 1], tf.zeros_like(indices[:, 1]),
-                                              message=one_value)
-        else:  # every row present
-            batch = tf.shape(x, out_type=tf.int64)[0]
-            check = tf.debugging.assert_equal(tf.size(x, out_type=tf.int64), batch,
-                                              message=one_value)
-            rows = tf.range(batch)
-            indices = tf.stack([rows, tf.zeros_like(rows)], axis=1)
-        with tf.control_dependencies([check]):
-            values = tf.identity(tf.reshape(_values(x), [-1]))
-        parts.append(tf.SparseTensor(indices, values,
-                                     tf.stack([batch, tf.constant(1, tf.int64)])))
-    block = tf.sparse.concat(axis=1, sp_inputs=parts)
+        with tf.name_scope("numeric_" + re.sub(r"[^A-Za-z0-9_.-]", "_", name)):
+            x = _cast(x, tf.float32)
+            if not isinstance(x, tf.SparseTensor):  # every row present
+                x = tf.reshape(x, [-1, 1])
+                values.append(x)
+                present.append(tf.ones_like(x))
+                continue
+            one = tf.stack([x.dense_shape[0], tf.constant(1, tf.int64)])
+            # SparseToDense refuses an index outside [batch, 1]: a second value.
+            values.append(tf.sparse.to_dense(tf.SparseTensor(x.indices, x.values, one)))
+            present.append(tf.sparse.to_dense(
+                tf.SparseTensor(x.indices, tf.ones_like(x.values), one)))
+    values, present = tf.concat(values, axis=1), tf.concat(present, axis=1)
+    where = tf.where(present > 0)
+    block = tf.SparseTensor(where, tf.gather_nd(values, where),
+                            tf.shape(values, out_type=tf.int64))
     mean = tft.mean(block, reduce_instance_dims=False)  # per column, over its present values
     mean = tf.where(tf.math.is_finite(mean), mean, tf.zeros_like(mean))
-    present = tf.sparse.to_dense(
-        tf.SparseTensor(block.indices, tf.ones_like(block.values), block.dense_shape))
-    values = tf.sparse.to_dense(block)
     imputed = values + (1.0 - present) * mean[tf.newaxis, :]
     return tft.scale_to_z_score(imputed, elementwise=True)
 
