@@ -346,9 +346,6 @@ class Training:
         return Models(lambda h: build_model(self.plan, self.transform_output, h,
                                             len(self.classes) if self.classes else 1))
 
-    def build(self, h: dict[str, Any]) -> tf.keras.Model:
-        return self.models(h)
-
     def fit(self, h: dict[str, Any], log_epochs: bool) -> tuple[tf.keras.Model, Any]:
         """One seeded training of hyperparameters h, kept at its best epoch; with its
         FiniteGuard when guarded, else None."""
@@ -358,7 +355,7 @@ class Training:
         # validates).
         monitor, mode = EARLY_STOPPING[self.deciding_metric]
         train, evaluation = self.datasets()
-        model = self.build(h)
+        model = self.models(h)
         callbacks = [tf.keras.callbacks.EarlyStopping(
             monitor=monitor, mode=mode, patience=self.hp["early_stopping_patience"],
             restore_best_weights=True,

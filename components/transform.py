@@ -3,8 +3,8 @@
 Numeric features: missing values imputed with the mean of the present ones, then z-scored, all
 numeric features as the columns of one block, so two analyzers serve any number of them (one per
 feature made Transform's cost grow with the width: 64 numeric inputs took 149 s on 1,797 rows,
-bench/transform.py). String and categorical
-int features: a vocabulary named after the feature (frequency threshold, OOV buckets).
+bench/transform.py). String and categorical int features: a vocabulary named after the feature
+(frequency threshold, OOV buckets).
 Bucketized features: quantile buckets. TF Transform records the settings (means, vocabularies)
 and Trainer bakes the graph into the SavedModel.
 
@@ -80,17 +80,12 @@ def _numeric_block(columns: dict[str, Any]) -> tf.Tensor:
     for name, x in columns.items():
         with tf.name_scope("numeric_" + re.sub(r"[^A-Za-z0-9_.-]", "_", name)):
             x = _cast(x, tf.float32)
-            if not isinstance(x, tf.SparseTensor):  # every row present
-                x = tf.reshape(x, [-1, 1])
-                values.append(x)
-                present.append(tf.ones_like(x))
-                continue
-            one = tf.stack([x.dense_shape[0], tf.constant(1, tf.int64)])
-            # SparseToDense refuses an index outside [batch, 1]: a second value.
-            values.append(tf.sparse.to_dense(tf.SparseTensor(x.indices, x.values, one)))
-            present.append(tf.sparse.to_dense(
-                tf.SparseTensor(x.indices, tf.ones_like(x.values), one)))
-    values, present = tf.concat(values, axis=1), tf.concat(present, axis=1)
+            # _to_dense's SparseToDense refuses an index outside [batch, 1]: a second value.
+            values.append(_to_dense(x, 0.0))
+            ones = (tf.SparseTensor(x.indices, tf.ones_like(x.values), x.dense_shape)
+                    if isinstance(x, tf.SparseTensor) else tf.ones_like(x))
+            present.append(_to_dense(ones, 0.0))
+    values, present = tf.stack(values, axis=1), tf.stack(present, axis=1)
     where = tf.where(present > 0)
     block = tf.SparseTensor(where, tf.gather_nd(values, where),
                             tf.shape(values, out_type=tf.int64))
