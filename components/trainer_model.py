@@ -94,6 +94,46 @@ def _dataset(files, data_accessor, transform_output, plan, batch_size, seed, epo
     )
 
 
+# A split with at most this many transformed values (examples x model inputs; 4 or 8 bytes
+# each) goes through the Transform graph once and is kept in memory for every training of
+# the run: a small split is otherwise transformed again on every pass (ten epochs of each of
+# the run's trainings, and an evaluation after each epoch), and that was most of a step.
+IN_MEMORY_VALUES = 50_000_000
+MATERIALIZE_BATCH = 4096
+
+
+def _materialized(dataset) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
+    """A one-pass dataset of dense (features, label) batches as whole arrays, or None when a
+    feature is not dense (it stays streamed) or there is no example."""
+    features_spec, _ = dataset.element_spec
+    if not all(isinstance(spec, tf.TensorSpec) for spec in features_spec.values()):
+        return None
+    parts = list(dataset.as_numpy_iterator())
+    if not parts or not sum(len(y) for _, y in parts):
+        return None
+    return ({name: np.concatenate([x[name] for x, _ in parts]) for name in features_spec},
+            np.concatenate([y for _, y in parts]))
+
+
+def _from_memory(split: tuple[dict[str, np.ndarray], np.ndarray], batch_size: int,
+                 seed: int | None):
+    """Batches of an in-memory split: in order once (seed None), or shuffled with `seed`,
+    reshuffled on every pass, repeating."""
+    features, labels = split
+    if seed is None:
+        return tf.data.Dataset.from_tensor_slices((features, labels)).batch(batch_size)
+    n = len(labels)
+    features = {name: tf.constant(x) for name, x in features.items()}
+    labels = tf.constant(labels)
+
+    def gather(index):
+        return {name: tf.gather(x, index) for name, x in features.items()}, \
+            tf.gather(labels, index)
+
+    return (tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
+            .repeat().batch(batch_size).map(gather).prefetch(tf.data.AUTOTUNE))
+
+
 def label_classes(plan: dict[str, Any], transform_output) -> list[str] | None:
     """The served class order (tandem.schemas.contracts.class_names), or None for regression."""
     if plan["problem_type"] == "regression":
@@ -324,20 +364,41 @@ class Training:
     def deciding_metric(self) -> str:
         return self.config["deciding_metric"]
 
+    def _in_memory(self, split: str):
+        """The split through the Transform graph once, as arrays, when it is small enough
+        (IN_MEMORY_VALUES); else None."""
+        if self.counts[split] * max(1, len(model_features(self.plan))) > IN_MEMORY_VALUES:
+            return None
+        files = getattr(self.fn_args, f"{split}_files")
+        return _materialized(_dataset(files, self.fn_args.data_accessor,
+                                      self.transform_output, self.plan, MATERIALIZE_BATCH,
+                                      self.seed, epochs=1, classes=self.classes))
+
+    @functools.cached_property
+    def _train_split(self):
+        return self._in_memory("train")
+
     @functools.cached_property
     def eval_dataset(self):
-        """The eval split through the Transform graph, in file order (no shuffle): built once,
-        since each build traces the Transform graph again, and iterated afresh by each use."""
+        """The eval split through the Transform graph, in file order (no shuffle): built once
+        (in memory when small), and iterated afresh by each use."""
+        split = self._in_memory("eval")
+        if split is not None:
+            return _from_memory(split, self.hp["batch_size"], seed=None)
         return _dataset(self.fn_args.eval_files, self.fn_args.data_accessor,
                         self.transform_output, self.plan, self.hp["batch_size"], self.seed,
                         epochs=1, classes=self.classes)
 
     def datasets(self):
-        """The seeded start of a training: (train, eval) datasets."""
+        """The seeded start of a training: (train, eval) datasets; the training input
+        shuffled with the run's seed, reshuffled on each pass, repeating."""
         tf.keras.utils.set_random_seed(self.seed)
-        train = _dataset(self.fn_args.train_files, self.fn_args.data_accessor,
-                         self.transform_output, self.plan, self.hp["batch_size"], self.seed,
-                         classes=self.classes)
+        if self._train_split is not None:
+            train = _from_memory(self._train_split, self.hp["batch_size"], self.seed)
+        else:
+            train = _dataset(self.fn_args.train_files, self.fn_args.data_accessor,
+                             self.transform_output, self.plan, self.hp["batch_size"],
+                             self.seed, classes=self.classes)
         return train, self.eval_dataset
 
     @functools.cached_property

@@ -249,6 +249,73 @@ def test_serving_and_training_paths_give_the_same_predictions(trained, tmp_path)
         serving(examples=tf.constant([incomplete.SerializeToString()]))
 
 
+def _training(result):
+    """The Trainer's Training on the session run's artifacts, as TFX's executor starts it."""
+    import types
+
+    from tfx.components.trainer.fn_args_utils import DataAccessor
+    from tfx.components.util import tfxio_utils
+    from tfx.types import standard_artifacts
+
+    from tandem.components import trainer_model as tm
+    from tandem.components.features import feature_plan
+    from tandem.pipeline.pipeline import trainer_config
+    from tandem.schemas import load_schema
+
+    config = result.config
+    options = {name: o.as_options() for name, o in config.features.items()}
+    schema = os.path.join(result.outputs["schema"].uri, "schema.pbtxt")
+    plan = feature_plan(load_schema(schema), config.label, config.problem_type, options)
+    examples = standard_artifacts.Examples()
+    examples.uri = result.outputs["examples"].uri
+    examples.split_names = '["train", "eval"]'
+    factory = tfxio_utils.get_tf_dataset_factory_from_artifact([examples], [])
+    fn_args = types.SimpleNamespace(
+        train_files=[os.path.join(examples.uri, "Split-train", "*")],
+        eval_files=[os.path.join(examples.uri, "Split-eval", "*")],
+        data_accessor=DataAccessor(tf_dataset_factory=factory, record_batch_factory=None,
+                                   data_view_decode_fn=None),
+        transform_graph_path=result.outputs["transform_graph"].uri,
+        custom_config=trainer_config(config, plan), schema_path=schema)
+    return tm.start_training(fn_args, guarded=False)
+
+
+def _rows(dataset, n=None):
+    """(features, label) rows of a batched dataset as sorted tuples, or in order."""
+    rows: list[tuple] = []
+    for features, labels in dataset:
+        columns = [features[k].numpy().tolist() for k in sorted(features)]
+        rows += zip(*columns, labels.numpy().tolist(), strict=False)
+        if n is not None and len(rows) >= n:
+            return rows[:n]
+    return rows
+
+
+def test_small_splits_are_transformed_once_and_fed_as_the_graph_streams_them(trained):
+    """A small split goes through the Transform graph once and stays in memory
+    (trainer_model.IN_MEMORY_VALUES): the eval split is exactly the streamed one, in file
+    order; each pass of the training input holds every training example once, in a seeded
+    order that every training of the run sees alike and that changes from pass to pass."""
+    from tandem.components import trainer_model as tm
+
+    _, run_, _ = trained
+    training = _training(run_)
+    n, batch = training.counts["train"], training.hp["batch_size"]
+    assert training._train_split is not None and len(training._train_split[1]) == n
+    streamed = tm._dataset(training.fn_args.eval_files, training.fn_args.data_accessor,
+                           training.transform_output, training.plan, batch, training.seed,
+                           epochs=1, classes=training.classes)
+    assert _rows(training.eval_dataset) == _rows(streamed)
+    passes = _rows(training.datasets()[0], 2 * n)
+    first, second = passes[:n], passes[n:]
+    streamed_train = tm._dataset(training.fn_args.train_files, training.fn_args.data_accessor,
+                                 training.transform_output, training.plan, batch,
+                                 training.seed, epochs=1, classes=training.classes)
+    assert sorted(first) == sorted(second) == sorted(_rows(streamed_train))
+    assert first != second  # reshuffled on each pass
+    assert _rows(training.datasets()[0], n) == first  # the same seeded start for each training
+
+
 def _failures(text):
     return [line.strip() for line in text.splitlines() if line.strip().startswith("failed:")]
 
