@@ -101,8 +101,12 @@ def quicker_pickling() -> None:
 
 def pipeline_options(beam_args: list[str] | None):
     """The options of a Beam job tandem runs itself (the monitor's, the replay's): `beam_args`
-    as given, by default the DirectRunner in this process; with `quicker_pickling` installed."""
+    as given, by default the DirectRunner in this process; with `quicker_pickling` and TFDV's
+    histograms from arrays (components/histograms.py) installed."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    from tandem.components import histograms
+
     quicker_pickling()
+    histograms.install()
     return PipelineOptions(beam_args or ["--direct_running_mode=in_memory"])

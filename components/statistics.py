@@ -16,6 +16,9 @@ def compute_statistics(
     import tensorflow_data_validation as tfdv
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    from tandem.components import histograms
+
+    histograms.install()
     options = PipelineOptions(pipeline_args)
     generate = (tfdv.generate_statistics_from_csv if data_format == "csv"
                 else tfdv.generate_statistics_from_tfrecord)

@@ -254,10 +254,13 @@ def install_dependency_policy() -> None:
 
 def run_local_dag(pipeline) -> None:
     """Runs a TFX pipeline with LocalDagRunner, under tandem's dependency policy, with Beam's
-    pickler remembering its bz2 work (components/beam_runtime.py)."""
+    pickler remembering its bz2 work (components/beam_runtime.py) and TFDV's histograms made
+    from arrays (components/histograms.py)."""
+    from tandem.components import histograms
     from tandem.components import tfx_api as tfx
     from tandem.components.beam_runtime import quicker_pickling
 
     install_dependency_policy()
     quicker_pickling()
+    histograms.install()
     tfx.orchestration.LocalDagRunner().run(pipeline)
