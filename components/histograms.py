@@ -1,18 +1,19 @@
 """TFDV's equi-width histograms, the same numbers without the Python loops.
 
 TFDV's basic statistics build each numeric feature's standard histogram from a quantiles
-sketch of 100 x `num_quantiles_histogram_buckets` points (2,000 in tandem's options): it makes
-a protobuf bucket per quantile, then for each of the 20 output buckets walks those protobuf
-buckets in Python: about 10 ms per numeric feature per dataset on two cores
-(bench/histograms.py: 10.5 ms, and 1.1 ms from arrays), paid in every StatisticsGen run and,
-many times over, by the monitor: each numeric feature in each window and slice.
+sketch of 100 x `num_quantiles_histogram_buckets` buckets (10,000 in tandem's options): it
+makes a protobuf bucket per quantile, then for each of the 20 output buckets walks those
+protobuf buckets in Python. That is tens of milliseconds per numeric feature per dataset
+(bench/histograms.py), paid in every StatisticsGen run and, many times over, by the monitor:
+each numeric feature in each window and slice.
 
 `equi_width_histogram` computes the same histogram from arrays: every output bucket's overlap
 with every quantile bucket by TFDV's own case analysis (`quantiles_util._overlap`), in the same
 float64 arithmetic, each bucket's count summed in the same order (a running sum, as TFDV's
 loop adds), so the proto is equal field for field (tests/components/test_histograms.py checks
-it against TFDV's on skewed, discrete, constant and infinite inputs). Inputs it does not
-cover in that analysis (a NaN bound) go to TFDV's own function.
+it against TFDV's on skewed, discrete, integer, constant and infinite inputs). Inputs outside
+that argument (a NaN bound, a count that is not finite, a negative weight) go to TFDV's own
+function.
 
 `install` puts it in place of TFDV's in this process, as `beam_runtime.quicker_pickling` does
 for Beam's pickler: the DirectRunner in process (the pipeline's components, the monitor).
@@ -22,6 +23,9 @@ Worker processes run TFDV's own code and give the same numbers.
 from __future__ import annotations
 
 import numpy as np
+from tensorflow_data_validation.utils import quantiles_util
+
+TFDVS = quantiles_util.generate_equi_width_histogram  # TFDV's own, kept before any install
 
 
 def bin_weights(boundaries: np.ndarray, cum_bin_weights: np.ndarray):
@@ -69,16 +73,16 @@ def equi_width_histogram(quantiles: np.ndarray, cumulative_counts: np.ndarray,
                          finite_min: float, finite_max: float, num_buckets: int,
                          num_pos_inf: float):
     """`quantiles_util.generate_equi_width_histogram`, from arrays (module docstring)."""
-    from tensorflow_data_validation.utils import quantiles_util as tfdv
     from tensorflow_metadata.proto.v0 import statistics_pb2
 
     if (not np.isfinite(finite_min) or not np.isfinite(finite_max)
-            or np.isnan(quantiles).any()):
-        return _original()(quantiles, cumulative_counts, finite_min, finite_max, num_buckets,
-                           num_pos_inf)
+            or np.isnan(quantiles).any() or not np.isfinite(cumulative_counts).all()
+            or not np.isfinite(num_pos_inf)):
+        return TFDVS(quantiles, cumulative_counts, finite_min, finite_max, num_buckets,
+                     num_pos_inf)
     assert np.all(quantiles[:-1] <= quantiles[1:])
-    stripped, counts, num_neg_inf = tfdv._strip_infinities(quantiles, cumulative_counts,
-                                                          finite_max, num_pos_inf)
+    stripped, counts, num_neg_inf = quantiles_util._strip_infinities(
+        quantiles, cumulative_counts, finite_max, num_pos_inf)
     lo, hi, weights = bin_weights(stripped, counts)
     # As TFDV's protobuf buckets hold them: doubles.
     lo, hi, weights = (np.asarray(a, np.float64) for a in (lo, hi, weights))
@@ -90,9 +94,9 @@ def equi_width_histogram(quantiles: np.ndarray, cumulative_counts: np.ndarray,
     if finite_min != finite_max and not np.isfinite(edges).all():
         return result
     overlap = _overlaps(lo, hi, edges)
-    if overlap is None:
-        return _original()(quantiles, cumulative_counts, finite_min, finite_max, num_buckets,
-                           num_pos_inf)
+    if overlap is None or (weights < 0).any():  # a zero overlap times a negative weight: -0.0
+        return TFDVS(quantiles, cumulative_counts, finite_min, finite_max, num_buckets,
+                     num_pos_inf)
     # TFDV adds overlap x weight bucket by bucket; a running sum adds in the same order (the
     # buckets it skips add exact zeros).
     products = overlap * weights
@@ -109,20 +113,6 @@ def equi_width_histogram(quantiles: np.ndarray, cumulative_counts: np.ndarray,
     return result
 
 
-_ORIGINAL = None  # TFDV's, once `install` replaced it
-
-
-def _original():
-    from tensorflow_data_validation.utils import quantiles_util
-
-    return _ORIGINAL or quantiles_util.generate_equi_width_histogram
-
-
 def install() -> None:
     """Puts `equi_width_histogram` in place of TFDV's in this process; idempotent."""
-    global _ORIGINAL
-    from tensorflow_data_validation.utils import quantiles_util
-
-    if quantiles_util.generate_equi_width_histogram is not equi_width_histogram:
-        _ORIGINAL = quantiles_util.generate_equi_width_histogram
-        quantiles_util.generate_equi_width_histogram = equi_width_histogram
+    quantiles_util.generate_equi_width_histogram = equi_width_histogram

@@ -94,16 +94,19 @@ def _dataset(files, data_accessor, transform_output, plan, batch_size, seed, epo
     )
 
 
-# A split with at most this many transformed values (examples x model inputs; 4 or 8 bytes
-# each) goes through the Transform graph once and is kept in memory for every training of
-# the run: a small split is otherwise transformed again on every pass (ten epochs of each of
-# the run's trainings, and an evaluation after each epoch), and that was most of a step.
+# A split goes through the Transform graph once and is kept in memory for every training of
+# the run when it has at most IN_MEMORY_EXAMPLES examples and IN_MEMORY_VALUES transformed
+# values (examples x model inputs, 4 or 8 bytes each): a small split is otherwise transformed
+# again on every pass (ten epochs of each of the run's trainings, and an evaluation after each
+# epoch), and that was most of a step. The training input shuffles the examples' positions
+# in a buffer of the whole split, about 200 bytes per example, refilled on each pass.
+IN_MEMORY_EXAMPLES = 1_000_000
 IN_MEMORY_VALUES = 50_000_000
 MATERIALIZE_BATCH = 4096
 
 
-def _materialized(dataset) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
-    """A one-pass dataset of dense (features, label) batches as whole arrays, or None when a
+def _materialized(dataset) -> tuple[dict[str, tf.Tensor], tf.Tensor] | None:
+    """A one-pass dataset of dense (features, label) batches as whole tensors, or None when a
     feature is not dense (it stays streamed) or there is no example."""
     features_spec, _ = dataset.element_spec
     if not all(isinstance(spec, tf.TensorSpec) for spec in features_spec.values()):
@@ -111,20 +114,20 @@ def _materialized(dataset) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
     parts = list(dataset.as_numpy_iterator())
     if not parts or not sum(len(y) for _, y in parts):
         return None
-    return ({name: np.concatenate([x[name] for x, _ in parts]) for name in features_spec},
-            np.concatenate([y for _, y in parts]))
+    features = {}
+    for name in features_spec:
+        features[name] = tf.constant(np.concatenate([x.pop(name) for x, _ in parts]))
+    return features, tf.constant(np.concatenate([y for _, y in parts]))
 
 
-def _from_memory(split: tuple[dict[str, np.ndarray], np.ndarray], batch_size: int,
+def _from_memory(split: tuple[dict[str, tf.Tensor], tf.Tensor], batch_size: int,
                  seed: int | None):
     """Batches of an in-memory split: in order once (seed None), or shuffled with `seed`,
     reshuffled on every pass, repeating."""
     features, labels = split
     if seed is None:
         return tf.data.Dataset.from_tensor_slices((features, labels)).batch(batch_size)
-    n = len(labels)
-    features = {name: tf.constant(x) for name, x in features.items()}
-    labels = tf.constant(labels)
+    n = int(labels.shape[0])
 
     def gather(index):
         return {name: tf.gather(x, index) for name, x in features.items()}, \
@@ -365,9 +368,10 @@ class Training:
         return self.config["deciding_metric"]
 
     def _in_memory(self, split: str):
-        """The split through the Transform graph once, as arrays, when it is small enough
-        (IN_MEMORY_VALUES); else None."""
-        if self.counts[split] * max(1, len(model_features(self.plan))) > IN_MEMORY_VALUES:
+        """The split through the Transform graph once, as tensors, when it is small enough
+        (IN_MEMORY_EXAMPLES, IN_MEMORY_VALUES); else None."""
+        n = self.counts[split]
+        if n > IN_MEMORY_EXAMPLES or n * max(1, len(model_features(self.plan))) > IN_MEMORY_VALUES:
             return None
         files = getattr(self.fn_args, f"{split}_files")
         return _materialized(_dataset(files, self.fn_args.data_accessor,
@@ -392,9 +396,10 @@ class Training:
     def datasets(self):
         """The seeded start of a training: (train, eval) datasets; the training input
         shuffled with the run's seed, reshuffled on each pass, repeating."""
+        in_memory = self._train_split  # made before the seed is set: it draws nothing
         tf.keras.utils.set_random_seed(self.seed)
-        if self._train_split is not None:
-            train = _from_memory(self._train_split, self.hp["batch_size"], self.seed)
+        if in_memory is not None:
+            train = _from_memory(in_memory, self.hp["batch_size"], self.seed)
         else:
             train = _dataset(self.fn_args.train_files, self.fn_args.data_accessor,
                              self.transform_output, self.plan, self.hp["batch_size"],

@@ -291,7 +291,8 @@ def _rows(dataset, n=None):
     return rows
 
 
-def test_small_splits_are_transformed_once_and_fed_as_the_graph_streams_them(trained):
+def test_small_splits_are_transformed_once_and_fed_as_the_graph_streams_them(trained,
+                                                                          monkeypatch):
     """A small split goes through the Transform graph once and stays in memory
     (trainer_model.IN_MEMORY_VALUES): the eval split is exactly the streamed one, in file
     order; each pass of the training input holds every training example once, in a seeded
@@ -314,6 +315,14 @@ def test_small_splits_are_transformed_once_and_fed_as_the_graph_streams_them(tra
     assert sorted(first) == sorted(second) == sorted(_rows(streamed_train))
     assert first != second  # reshuffled on each pass
     assert _rows(training.datasets()[0], n) == first  # the same seeded start for each training
+
+    # Past the bound both splits stream through the graph: the same eval rows, and a pass of
+    # the training input holds the same examples.
+    monkeypatch.setattr(tm, "IN_MEMORY_EXAMPLES", n - 1)
+    streaming = _training(run_)
+    assert streaming._train_split is None
+    assert _rows(streaming.eval_dataset) == _rows(streamed)
+    assert len(_rows(streaming.datasets()[0], n)) == n
 
 
 def _failures(text):
