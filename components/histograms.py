@@ -3,9 +3,9 @@
 TFDV's basic statistics build each numeric feature's standard histogram from a quantiles
 sketch of 100 x `num_quantiles_histogram_buckets` buckets (10,000 in tandem's options): it
 makes a protobuf bucket per quantile, then for each of the 20 output buckets walks those
-protobuf buckets in Python. That is tens of milliseconds per numeric feature per dataset
-(bench/histograms.py), paid in every StatisticsGen run and, many times over, by the monitor:
-each numeric feature in each window and slice.
+protobuf buckets in Python: 67 ms per numeric feature per dataset on two cores, against 9.9
+ms from arrays (bench/histograms.py), paid in every StatisticsGen run and, many times over, by
+the monitor: each numeric feature in each window and slice.
 
 `equi_width_histogram` computes the same histogram from arrays: every output bucket's overlap
 with every quantile bucket by TFDV's own case analysis (`quantiles_util._overlap`), in the same
