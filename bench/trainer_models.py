@@ -65,12 +65,12 @@ def _fn_args(home: str):
         serving_model_dir=tempfile.mkdtemp())
 
 
-def child(way: str, home: str) -> None:
-    """One run_fn, in this new process: prints its seconds, its trainings' seconds and count."""
+def timed_run_fn(home: str) -> None:
+    """One run_fn on `home`'s artifacts in this process: prints its seconds, its trainings'
+    (Keras `fit`) seconds and their count. Shared by the Trainer's benchmarks."""
     import tensorflow as tf
 
     from tandem.components import trainer
-    from tandem.components.trainer_model import Models
 
     logging.getLogger().setLevel(logging.ERROR)
     for name in ("absl", "tensorflow"):
@@ -86,13 +86,54 @@ def child(way: str, home: str) -> None:
             fits.append(time.perf_counter() - start)
 
     tf.keras.Model.fit = timed_fit
-    if way != "reused":
-        Models.release = lambda self, model: None
     fn_args = _fn_args(home)
     start = time.perf_counter()
     trainer.run_fn(fn_args)
     print(time.perf_counter() - start, sum(fits), len(fits))
     shutil.rmtree(fn_args.serving_model_dir, ignore_errors=True)
+
+
+def trainer_home(rows: int, prefix: str) -> str:
+    """bench/own_data.py's CSV at `rows`, run through `tandem run` up to Transform."""
+    home = tempfile.mkdtemp(prefix=prefix)
+    write_dataset(home, rows)
+    command = os.path.join(os.path.dirname(sys.executable), "tandem")
+    for step in (["schema", "propose", "--config", "config.yaml", "--out",
+                  "schemas/churn/schema.pbtxt"],
+                 ["run", "--config", "config.yaml", "--until", "transform"]):
+        done = subprocess.run([command, *step], cwd=home, capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"tandem {' '.join(step)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return home
+
+
+def alternate(script: str, ways: tuple[str, ...], home: str,
+              rounds: int) -> dict[str, tuple[float, float, int]]:
+    """`script --child WAY HOME` for each way, `rounds` times alternating, each in a new
+    process: per way the median run_fn seconds, the median trainings' seconds, and their
+    count."""
+    times: dict[str, list[tuple[float, float, int]]] = {way: [] for way in ways}
+    for _ in range(rounds):
+        for way in ways:
+            done = subprocess.run([sys.executable, script, "--child", way, home],
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                sys.exit(f"run_fn failed ({way}):\n{done.stderr[-3000:]}")
+            run, fit, n = done.stdout.split()[-3:]
+            times[way].append((float(run), float(fit), int(n)))
+    shutil.rmtree(home, ignore_errors=True)
+    return {way: (statistics.median(r[0] for r in rows),
+                  statistics.median(r[1] for r in rows), rows[0][2])
+            for way, rows in times.items()}
+
+
+def child(way: str, home: str) -> None:
+    """One run_fn, in this new process, models reused or new each time."""
+    from tandem.components.trainer_model import Models
+
+    if way != "reused":
+        Models.release = lambda self, model: None
+    timed_run_fn(home)
 
 
 def main() -> None:
@@ -105,36 +146,14 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
 
-    home = tempfile.mkdtemp(prefix="tandem-trainer-models-")
-    write_dataset(home, args.rows)
-    command = os.path.join(os.path.dirname(sys.executable), "tandem")
-    for step in (["schema", "propose", "--config", "config.yaml", "--out",
-                  "schemas/churn/schema.pbtxt"],
-                 ["run", "--config", "config.yaml", "--until", "transform"]):
-        done = subprocess.run([command, *step], cwd=home, capture_output=True, text=True)
-        if done.returncode != 0:
-            sys.exit(f"tandem {' '.join(step)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-
-    times: dict[str, list[tuple[float, float, int]]] = {"reused": [], "new each time": []}
-    for _ in range(args.rounds):
-        for way in ("new each time", "reused"):
-            done = subprocess.run([sys.executable, __file__, "--child", way, home],
-                                  capture_output=True, text=True)
-            if done.returncode != 0:
-                sys.exit(f"run_fn failed ({way}):\n{done.stderr[-3000:]}")
-            run, fit, n = done.stdout.split()[-3:]
-            times[way].append((float(run), float(fit), int(n)))
-    shutil.rmtree(home, ignore_errors=True)
-
+    home = trainer_home(args.rows, "tandem-trainer-models-")
+    medians = alternate(__file__, ("new each time", "reused"), home, args.rounds)
     print(f"the Trainer's run_fn on a {args.rows:,}-row CSV, model checks on, "
           f"{args.rounds} round(s) each way, alternating (median seconds)")
-    medians = {}
-    for way, rows in times.items():
-        run, fit = (statistics.median(r[i] for r in rows) for i in (0, 1))
-        medians[way] = run
-        print(f"  {way:14s} run_fn {run:6.1f} s, of which {rows[0][2]} trainings {fit:5.1f} s")
-    print(f"  ratio: run_fn {medians['reused'] / medians['new each time']:.2f}x "
-          f"({medians['new each time'] - medians['reused']:+.1f} s saved per run)")
+    for way, (run, fit, n) in medians.items():
+        print(f"  {way:14s} run_fn {run:6.1f} s, of which {n} trainings {fit:5.1f} s")
+    reused, new = medians["reused"][0], medians["new each time"][0]
+    print(f"  ratio: run_fn {reused / new:.2f}x ({new - reused:+.1f} s saved per run)")
 
 
 if __name__ == "__main__":

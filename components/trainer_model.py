@@ -373,10 +373,13 @@ class Training:
         n = self.counts[split]
         if n > IN_MEMORY_EXAMPLES or n * max(1, len(model_features(self.plan))) > IN_MEMORY_VALUES:
             return None
-        files = getattr(self.fn_args, f"{split}_files")
-        return _materialized(_dataset(files, self.fn_args.data_accessor,
-                                      self.transform_output, self.plan, MATERIALIZE_BATCH,
-                                      self.seed, epochs=1, classes=self.classes))
+        return _materialized(self._streamed(split, MATERIALIZE_BATCH, epochs=1))
+
+    def _streamed(self, split: str, batch_size: int, epochs: int | None):
+        """The split through the Transform graph as it is read (`_dataset`)."""
+        return _dataset(getattr(self.fn_args, f"{split}_files"), self.fn_args.data_accessor,
+                        self.transform_output, self.plan, batch_size, self.seed, epochs=epochs,
+                        classes=self.classes)
 
     @functools.cached_property
     def _train_split(self):
@@ -389,21 +392,16 @@ class Training:
         split = self._in_memory("eval")
         if split is not None:
             return _from_memory(split, self.hp["batch_size"], seed=None)
-        return _dataset(self.fn_args.eval_files, self.fn_args.data_accessor,
-                        self.transform_output, self.plan, self.hp["batch_size"], self.seed,
-                        epochs=1, classes=self.classes)
+        return self._streamed("eval", self.hp["batch_size"], epochs=1)
 
     def datasets(self):
         """The seeded start of a training: (train, eval) datasets; the training input
         shuffled with the run's seed, reshuffled on each pass, repeating."""
         in_memory = self._train_split  # made before the seed is set: it draws nothing
         tf.keras.utils.set_random_seed(self.seed)
-        if in_memory is not None:
-            train = _from_memory(in_memory, self.hp["batch_size"], self.seed)
-        else:
-            train = _dataset(self.fn_args.train_files, self.fn_args.data_accessor,
-                             self.transform_output, self.plan, self.hp["batch_size"],
-                             self.seed, classes=self.classes)
+        train = (_from_memory(in_memory, self.hp["batch_size"], self.seed)
+                 if in_memory is not None else
+                 self._streamed("train", self.hp["batch_size"], epochs=None))
         return train, self.eval_dataset
 
     @functools.cached_property

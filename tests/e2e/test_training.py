@@ -303,15 +303,11 @@ def test_small_splits_are_transformed_once_and_fed_as_the_graph_streams_them(tra
     training = _training(run_)
     n, batch = training.counts["train"], training.hp["batch_size"]
     assert training._train_split is not None and len(training._train_split[1]) == n
-    streamed = tm._dataset(training.fn_args.eval_files, training.fn_args.data_accessor,
-                           training.transform_output, training.plan, batch, training.seed,
-                           epochs=1, classes=training.classes)
+    streamed = training._streamed("eval", batch, epochs=1)
     assert _rows(training.eval_dataset) == _rows(streamed)
     passes = _rows(training.datasets()[0], 2 * n)
     first, second = passes[:n], passes[n:]
-    streamed_train = tm._dataset(training.fn_args.train_files, training.fn_args.data_accessor,
-                                 training.transform_output, training.plan, batch,
-                                 training.seed, epochs=1, classes=training.classes)
+    streamed_train = training._streamed("train", batch, epochs=1)
     assert sorted(first) == sorted(second) == sorted(_rows(streamed_train))
     assert first != second  # reshuffled on each pass
     assert _rows(training.datasets()[0], n) == first  # the same seeded start for each training
