@@ -168,16 +168,28 @@ def test_a_users_multiclass_csv_with_string_labels_runs_the_whole_loop(tmp_path)
     assert "symmetric_flip_rate (95% upper bound)" in checks
     assert "accuracy B - A (95% lower bound)" in checks  # string labels reached the replay
     assert report["quality"]["matched"] == 600  # the mirrored requests' labels, no others
-    # v2, retrained from 3,000 logged rows, is about v1 (accuracy B - A near 0), and 600
-    # held-out requests cannot show it within the 0.02 quality margin: the gate refuses to
-    # promote without that evidence, and the canary goes back to v1 with traffic flowing.
+    # v2, retrained from the clean requests' rows, is about v1 (accuracy B - A near 0); on 600
+    # held-out requests the 95% interval of B - A is about as wide as the 0.02 quality margin,
+    # so whether the replay can show "no worse than 0.02" is a close call that a change in
+    # training moves either way (the default and bad-canary scenarios pin theirs). Whichever
+    # way it falls, the gate must follow the bound, and the loop act on the gate: promoted, or
+    # rejected with the check named and the canary back on v1 with traffic flowing.
     accuracy = report["quality"]["metrics"]["accuracy"]["b_minus_a"]
-    assert abs(accuracy["value"]) < 0.02 and accuracy["low"] < -0.02 < accuracy["high"]
-    assert not checks["accuracy B - A (95% lower bound)"]["passed"], checks
-    assert "rejected by the replay gate" in results[6]
-    assert re.search(r"canary back to v1, v2 unloaded; [\d,]+ requests sent meanwhile, "
-                     r"0 failed", results[7])
-    # A refused canary is a loop that worked: the score counts the replay that refused it.
+    assert abs(accuracy["value"]) < 0.02 and accuracy["low"] <= accuracy["value"]
+    quality = checks["accuracy B - A (95% lower bound)"]
+    assert quality["value"] == accuracy["low"] and quality["limit"] == -0.02, quality
+    assert quality["passed"] == (accuracy["low"] >= -0.02), quality
+    assert report["verdict"]["passed"] == all(c["passed"] for c in checks.values())
+    if report["verdict"]["passed"]:
+        assert results[5] == "replay PASSED" and "promoted to stable" in results[6]
+        assert re.search(r"stable back to v1.*requests sent meanwhile, 0 failed", results[7])
+    else:
+        failed = [c["check"] for c in report["verdict"]["checks"] if not c["passed"]]
+        assert results[5] == "replay FAILED" and "rejected by the replay gate" in results[6]
+        assert all(name in results[6] for name in failed), (failed, results[6])
+        assert re.search(r"canary back to v1, v2 unloaded; [\d,]+ requests sent meanwhile, "
+                         r"0 failed", results[7])
+    # A loop that worked, whichever the verdict: the score counts the replay that decided it.
     _loop_points(_score(home / "loop", cwd=home), declared=True)
 
 
