@@ -192,50 +192,62 @@ def privacy(loaded, plan: dict, raw: list[bytes], private: list[str], schema_nam
                   examples=len(raw))
 
 
-ALLOWED_STAGES = ("UNKNOWN_STAGE", "BETA", "PRODUCTION")
-
-
 def feature_rules(schema, plan: dict) -> dict[str, Any]:
     """Data 4: every model input is declared in the schema with a presence rule, a domain
     (values or range), is served (not excluded from the SERVING environment) and is at a
-    production lifecycle stage (unset, BETA or PRODUCTION)."""
+    production lifecycle stage (unset, BETA or PRODUCTION). A string the model reads through
+    a vocabulary with out-of-vocabulary buckets needs no closed domain: its values are the
+    vocabulary Transform learns, and any other value has a bucket (a date or a free-text
+    field has no list of values to declare); the verdict names these open vocabularies."""
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    from tandem.components.features import model_features
+    from tandem.components.features import CATEGORICAL, SERVED_STAGES, model_features
 
     by_name = {f.name: f for f in schema.feature}
-    failures = []
-    for name in model_features(plan):
+    failures, open_vocabularies = [], []
+    inputs = model_features(plan)
+    for name, spec in inputs.items():
         f = by_name.get(name)
         if f is None:
             failures.append(f"{name}: not in the schema")
             continue
-        stage = schema_pb2.LifecycleStage.Name(f.lifecycle_stage)
-        if stage not in ALLOWED_STAGES:
+        if f.lifecycle_stage not in SERVED_STAGES:
+            stage = schema_pb2.LifecycleStage.Name(f.lifecycle_stage)
             failures.append(f"{name}: lifecycle stage {stage}")
         if not f.HasField("presence"):
             failures.append(f"{name}: no presence rule")
         if f.WhichOneof("domain_info") is None:
-            failures.append(f"{name}: no domain (values or range)")
+            if f.type == schema_pb2.BYTES and spec["kind"] == CATEGORICAL and \
+                    spec.get("num_oov_buckets", 0) >= 1:
+                open_vocabularies.append(name)
+            else:
+                failures.append(f"{name}: no domain (values or range)")
         if "SERVING" in f.not_in_environment:
             failures.append(f"{name}: not in the SERVING environment, yet a model input")
-    n = len(model_features(plan))
+    opened = (f" (open vocabularies, unseen values to an out-of-vocabulary bucket: "
+              f"{', '.join(open_vocabularies)})" if open_vocabularies else "")
     return result("feature_rules", not failures,
-                  f"{n} model inputs declared with presence, domain, SERVING and lifecycle" +
+                  f"{len(inputs)} model inputs declared with presence, domain{opened}, SERVING "
+                  "and lifecycle" +
                   (f"; {len(failures)} problems: {'; '.join(failures)}" if failures else ""),
-                  failures=failures)
+                  failures=failures, open_vocabularies=open_vocabularies)
 
 
 def explained(serving_dir: str, raw: bytes, trace: Callable[[bytes], dict] | None = None,
-              tolerance: float = 1e-5) -> dict[str, Any]:
+              tolerance: float = 1e-5, problem: str = "binary_classification",
+              scale: tuple[float, float] = (0.0, 0.0)) -> dict[str, Any]:
     """Infra 5: `tandem explain` on one eval example: the score rebuilt from the transformed
-    features equals the served score."""
+    features equals the served score (a regression answer's difference relative to the label's
+    spread or the answer's size, as `skew` takes it: float32 rounding of a price of 500,000 is
+    a few hundredths in its own units)."""
     from tandem.components.explain import explain
 
     trace = trace(raw) if trace else explain(serving_dir, raw)
-    diff = abs(trace["score"] - trace["served"])
+    diff, units = skew(np.array([trace["served"]], dtype=np.float64),
+                       np.array([trace["score"]], dtype=np.float64), problem, scale)
     return result("explain", diff <= tolerance,
                   f"one eval example traced raw ({len(trace['raw'])} features) -> transformed "
                   f"({len(trace['transformed'])}) -> score {trace['score']:.6f}; served "
-                  f"{trace['served']:.6f} (|difference| {diff:.1e}, tolerance {tolerance:g})",
+                  f"{trace['served']:.6f} (|difference| {diff:.1e}{units}, tolerance "
+                  f"{tolerance:g})",
                   max_abs_diff=diff, tolerance=tolerance, examples=1)

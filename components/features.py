@@ -12,11 +12,27 @@ from typing import Any
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from tandem.schemas.contracts import is_categorical
+from tandem.schemas.identifiers import TAG as IDENTIFIER
 
 NUMERIC, CATEGORICAL, BUCKETIZE, SKIP = "numeric", "categorical", "bucketize", "skip"
 DEFAULT_FREQUENCY_THRESHOLD = 5
 DEFAULT_OOV_BUCKETS = 1
 DEFAULT_BUCKETS = 10
+# Lifecycle stages of a feature the model may read (Data 4); at any other stage (PLANNED,
+# ALPHA, DEPRECATED, DEBUG_ONLY, DISABLED) a feature is skipped unless the config names a kind.
+SERVED_STAGES = (schema_pb2.UNKNOWN_STAGE, schema_pb2.BETA, schema_pb2.PRODUCTION)
+
+
+def default_skip(feature: schema_pb2.Feature) -> str | None:
+    """Why a feature is not a model input unless the config says otherwise, or None: an
+    identifier names an example and carries no signal that generalizes (its values are new in
+    every dataset), and a feature at a lifecycle stage short of production (`tandem schema
+    propose` disables a column with no values in the data) is not one the model may read."""
+    if IDENTIFIER in feature.annotation.tag:
+        return "an identifier"
+    if feature.lifecycle_stage not in SERVED_STAGES:
+        return f"lifecycle stage {schema_pb2.LifecycleStage.Name(feature.lifecycle_stage)}"
+    return None
 
 
 def feature_plan(
@@ -27,8 +43,9 @@ def feature_plan(
 ) -> dict[str, Any]:
     """{"label": ..., "problem_type": ..., "features": {name: {"kind": ..., ...}}}.
 
-    Defaults: strings and categorical ints (int_domain.is_categorical or bool_domain) get a
-    vocabulary; other numbers are z-scored. `options[name]` may set kind (numeric,
+    Defaults: identifiers and features short of a production lifecycle stage are skipped
+    (`default_skip`); strings and categorical ints (int_domain.is_categorical or bool_domain)
+    get a vocabulary; other numbers are z-scored. `options[name]` may set kind (numeric,
     categorical, bucketize, skip), num_buckets, frequency_threshold, num_oov_buckets.
     """
     options = options or {}
@@ -43,9 +60,9 @@ def feature_plan(
         if feature.name == label:
             label_type = dtype
             continue
-        spec: dict[str, Any] = {
-            "kind": CATEGORICAL if is_categorical(feature) else NUMERIC, "dtype": dtype,
-        }
+        kind = SKIP if default_skip(feature) else \
+            CATEGORICAL if is_categorical(feature) else NUMERIC
+        spec: dict[str, Any] = {"kind": kind, "dtype": dtype}
         spec.update(options.get(feature.name, {}))
         kind = spec["kind"]
         if kind not in (NUMERIC, CATEGORICAL, BUCKETIZE, SKIP):

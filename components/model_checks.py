@@ -26,8 +26,9 @@ They are the automated evidence behind `tandem score` (the ML Test Score):
                                  unseen values, monotone numeric scaling
     privacy           (Data 5)   private features are not model inputs and do not move a
                                  prediction when changed
-    feature_rules     (Data 4)   every model input is declared in the schema with a domain, a
-                                 presence rule and a production lifecycle stage
+    feature_rules     (Data 4)   every model input is declared in the schema with a domain (or,
+                                 for a string read through a vocabulary with an OOV bucket, an
+                                 open one), a presence rule and a production lifecycle stage
     explain           (Infra 5)  one eval example traced raw -> transformed -> score reproduces
                                  the served score
 

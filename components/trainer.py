@@ -110,7 +110,8 @@ def _checks_on_export(training: Training, chosen: Chosen, sample: mc.Sample,
         lambda: exported.feature_rules(schema, plan),
         lambda: exported.explained(fn_args.serving_model_dir, sample.raw[0],
                                    trace=lambda raw: explain(fn_args.serving_model_dir, raw,
-                                                             loaded, record)),
+                                                             loaded, record),
+                                   problem=plan["problem_type"], scale=training.scale),
     ]
     return [_logged(done) for done in (check() for check in on_export) if done is not None]
 

@@ -128,6 +128,66 @@ def allow_empty_cells(schema: schema_pb2.Schema) -> schema_pb2.Schema:
     return schema
 
 
+def disable_empty_features(
+    schema: schema_pb2.Schema, datasets, label: str
+) -> list[str]:
+    """A column with no values in any example of the data (an empty CSV column) can teach a
+    model nothing and has no distribution to compare: its lifecycle stage becomes DISABLED,
+    and tandem's feature plan leaves it out of the model (`features.default_skip`); it stays
+    in the schema, so the data still matches it. The label is never disabled (an empty label
+    is an error of its own). Returns the features disabled."""
+    present: dict[str, int] = {}
+    for dataset in datasets:
+        for f in dataset.features:
+            stats = getattr(f, f.WhichOneof("stats") or "", None)
+            common = getattr(stats, "common_stats", None)
+            name = ".".join(f.path.step) if f.HasField("path") else f.name
+            present[name] = present.get(name, 0) + (common.num_non_missing if common else 0) \
+                + (common.tot_num_values if common else 0)
+    disabled = []
+    for feature in schema.feature:
+        if present.get(feature.name) == 0 and feature.name != label and \
+                feature.lifecycle_stage == schema_pb2.UNKNOWN_STAGE:
+            feature.lifecycle_stage = schema_pb2.DISABLED
+            feature.ClearField("drift_comparator")
+            feature.ClearField("skew_comparator")
+            disabled.append(feature.name)
+    return disabled
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def numbers_with_markers(schema: schema_pb2.Schema, datasets) -> dict[str, list[str]]:
+    """String features whose values are numbers but for a few markers ("NA", "?", "-"): a CSV
+    reader types a column as text when one cell is not a number, so such a column reaches
+    the model as categories, not a number. {feature: its markers}, for `schema propose` to
+    say what to change in the data (write missing cells empty). Judged on the schema's string
+    domain, else the statistics' top values, and only with at least 10 distinct numbers."""
+    seen: dict[str, list[str]] = {}
+    for dataset in datasets:
+        for f in dataset.features:
+            if f.HasField("string_stats"):
+                name = ".".join(f.path.step) if f.HasField("path") else f.name
+                seen.setdefault(name, []).extend(v.value for v in f.string_stats.top_values)
+    domains = {d.name: list(d.value) for d in schema.string_domain}
+    found = {}
+    for feature in schema.feature:
+        if feature.type != schema_pb2.BYTES:
+            continue
+        values = domains.get(feature.domain) if feature.domain else None
+        values = sorted(set(values if values else seen.get(feature.name, [])))
+        markers = [v for v in values if not _is_number(v)]
+        if len(values) - len(markers) >= 10 and 0 < len(markers) <= 3:
+            found[feature.name] = markers
+    return found
+
+
 def propose_schema(
     stats: statistics_pb2.DatasetFeatureStatisticsList,
     label: str,
@@ -145,7 +205,9 @@ def propose_schema(
     declare_identifiers(schema, identifiers(curated, stats.datasets[:1]))
     if data_format == "csv":
         allow_empty_cells(schema)
-    return apply_contracts(schema, label, problem_type, stats.datasets[0].num_examples)
+    schema = apply_contracts(schema, label, problem_type, stats.datasets[0].num_examples)
+    disable_empty_features(schema, stats.datasets, label)
+    return schema
 
 
 def _feature_lines(feature: schema_pb2.Feature) -> list[str]:

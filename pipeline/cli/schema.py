@@ -11,12 +11,13 @@ from tandem.pipeline.cli.flags import add_config, add_group, add_set
 
 
 def cmd_schema_propose(args: argparse.Namespace) -> int:
+    from tandem.components.features import default_skip
     from tandem.components.statistics import compute_statistics
     from tandem.pipeline.beam import beam_pipeline_args
     from tandem.pipeline.config import load_config
     from tandem.pipeline.preflight import check_data
     from tandem.schemas import SchemaError, load_schema, write_schema
-    from tandem.schemas.propose import diff_schemas, propose_schema
+    from tandem.schemas.propose import diff_schemas, numbers_with_markers, propose_schema
 
     config = load_config(args.config, args.set)
     summary = check_data(config)  # a mistyped label is named now, not after the statistics
@@ -36,6 +37,17 @@ def cmd_schema_propose(args: argparse.Namespace) -> int:
         raise CommandError(str(e)) from None
     write_schema(schema, args.out)
     print(f"proposed schema written to {args.out}")
+    skipped = {f.name: why for f in schema.feature if f.name != config.label
+               and (why := default_skip(f))
+               and getattr(config.features.get(f.name), "kind", None) is None}
+    if skipped:
+        print("not model inputs unless the config's features name a kind: " + ", ".join(
+            f"{name} ({why})" for name, why in skipped.items()))
+    for name, markers in numbers_with_markers(schema, stats.datasets).items():
+        if name != config.label:
+            print(f"note: {name} holds numbers but for {', '.join(map(repr, markers))}, so it "
+                  "is read as text (categories); write its missing cells empty to have it "
+                  "read as a number")
     replaced = os.path.abspath(args.out) == os.path.abspath(config.schema)
     if curated is None:
         if not replaced:

@@ -1,8 +1,9 @@
 """Tests for the feature plan that drives Transform and the Trainer."""
 
 import pytest
+from tensorflow_metadata.proto.v0 import schema_pb2
 
-from tandem.components.features import feature_plan, model_features
+from tandem.components.features import default_skip, feature_plan, model_features
 from tandem.schemas import curated_schema_path, load_schema
 
 
@@ -27,6 +28,25 @@ def test_options_override_and_skip():
     assert "request_id" not in model_features(plan)
     assert plan["features"]["age"] == {"kind": "bucketize", "dtype": "INT", "num_buckets": 4}
     assert plan["features"]["country"]["frequency_threshold"] == 50
+
+
+def test_identifiers_and_features_short_of_production_are_skipped_unless_a_kind_is_named():
+    schema = load_schema(curated_schema_path("listening"))
+    by_name = {f.name: f for f in schema.feature}
+    by_name["country"].lifecycle_stage = schema_pb2.DISABLED
+    by_name["genre"].lifecycle_stage = schema_pb2.DEPRECATED
+    by_name["age"].lifecycle_stage = schema_pb2.BETA
+    plan = feature_plan(schema, "skipped", "binary_classification",
+                        {"user_id": {"kind": "categorical"}, "genre": {"kind": "categorical"}})
+    kinds = {n: f["kind"] for n, f in plan["features"].items()}
+    assert kinds["request_id"] == kinds["track_id"] == "skip"  # the schema's identifiers
+    assert kinds["country"] == "skip"
+    assert kinds["user_id"] == kinds["genre"] == "categorical"  # a named kind wins
+    assert kinds["age"] == "numeric" and kinds["device"] == "categorical"
+    assert default_skip(by_name["request_id"]) == "an identifier"
+    assert default_skip(by_name["country"]) == "lifecycle stage DISABLED"
+    assert default_skip(by_name["genre"]) == "lifecycle stage DEPRECATED"
+    assert default_skip(by_name["age"]) is None and default_skip(by_name["device"]) is None
 
 
 def test_bad_options_are_rejected_by_name():

@@ -430,6 +430,39 @@ def test_feature_rules_name_what_a_model_input_lacks():
     assert bare.name == "b"
     plan["features"] = {"a": plan["features"]["a"]}
     assert exported.feature_rules(schema, plan)["passed"]
+    # A string read through a vocabulary with an out-of-vocabulary bucket needs no closed
+    # domain (a date has no list of values); without that bucket, or as a number, it does.
+    date = schema.feature.add(name="date", type=schema_pb2.BYTES)
+    date.presence.min_fraction = 1.0
+    plan["features"]["date"] = {"kind": "categorical", "dtype": "BYTES", "num_oov_buckets": 1}
+    found = exported.feature_rules(schema, plan)
+    assert found["passed"] and found["open_vocabularies"] == ["date"]
+    assert "domain (open vocabularies, unseen values to an out-of-vocabulary bucket: date)" \
+        in found["summary"]
+    plan["features"]["date"]["num_oov_buckets"] = 0
+    found = exported.feature_rules(schema, plan)
+    assert found["failures"] == ["date: no domain (values or range)"]
+    assert found["open_vocabularies"] == []
+
+
+def test_explain_judges_a_regression_answer_relative_to_its_size():
+    def trace(score, served):
+        return lambda raw: {"raw": {"a": 1}, "transformed": {"a": 0.5}, "score": score,
+                            "served": served}
+
+    # float32 rounding of a price of about 500,000: 0.006 in its own units, no mismatch.
+    scale = (404_500.0, 103_400.0)
+    found = exported.explained("", b"", trace(495617.462632, 495617.46875), problem="regression",
+                               scale=scale)
+    assert found["passed"] and found["max_abs_diff"] < 2e-8, found
+    assert "relative to max(the label's standard deviation" in found["summary"]
+    # A score off by a thousandth of the answer is a mismatch at any size.
+    found = exported.explained("", b"", trace(495617.0, 495617.0 * 1.001), problem="regression",
+                               scale=scale)
+    assert not found["passed"] and found["max_abs_diff"] == pytest.approx(1e-3, rel=1e-3)
+    # A classifier's score is a probability: judged in its own units.
+    assert not exported.explained("", b"", trace(0.5, 0.5 + 2e-5))["passed"]
+    assert exported.explained("", b"", trace(0.5, 0.5 + 5e-6))["passed"]
 
 
 def _examples(n: int) -> list[bytes]:

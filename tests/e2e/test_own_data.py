@@ -50,6 +50,7 @@ def _user_run(tmp, name, header, rows, label, problem_type):
     proposed = _tandem(home, "schema", "propose", "--config", "config.yaml", "--out",
                        f"schemas/{name}/schema.pbtxt")
     assert proposed.returncode == 0, proposed.stderr
+    _user_run.proposed = proposed.stdout
     done = _tandem(home, "run", "--config", "config.yaml")
     # The default Beam mode (auto) runs a small CSV in process, which halves the run's time;
     # the session run in conftest covers the worker processes large inputs get.
@@ -107,10 +108,23 @@ def _binary(seed, truth):
     return [[f"{v:.5f}" for v in row] + [int(t)] for row, t in zip(x, y, strict=True)]
 
 
+def _ordinary_columns(rows, seed):
+    """What an ordinary CSV carries beside its signal: a customer id (unique per row), a
+    column left empty, a date (hundreds of values, each on a few rows) and a number written
+    "NA" where it is missing."""
+    rng = np.random.default_rng(seed)
+    return [[f"C{100000 + i}", "", f"2023-{rng.integers(1, 13):02d}-{rng.integers(1, 29):02d}",
+             "NA" if rng.random() < 0.05 else str(rng.integers(0, 60)), *row]
+            for i, row in enumerate(rows)]
+
+
 @pytest.mark.parametrize("truth,chosen", [("linear", "linear"), ("xor", "configured")])
 def test_the_simplest_adequate_model_ships(tmp, truth, chosen):
-    done, config, outputs = _user_run(tmp, truth, ["a", "b", "c", "d", "y"],
-                                      _binary(5, truth), "y", "binary_classification")
+    header, rows = ["a", "b", "c", "d", "y"], _binary(5, truth)
+    if truth == "linear":  # the columns a CSV of a user's own carries besides its signal
+        header, rows = ["customer_id", "notes", "signup_date", "tenure", *header], \
+            _ordinary_columns(rows, 5)
+    done, config, outputs = _user_run(tmp, truth, header, rows, "y", "binary_classification")
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"[Trainer] chose {chosen}: configured " in done.stdout, done.stdout
     pushed = pushed_destination(outputs)
@@ -125,6 +139,19 @@ def test_the_simplest_adequate_model_ships(tmp, truth, chosen):
         assert gain <= selection["margin"]
         assert record["hyperparameters"]["hidden_units"] == [] and \
             record["hyperparameters"]["crosses"] == []
+    if truth == "linear":
+        # The id and the empty column are not model inputs, and `schema propose` said so;
+        # the date is read through its vocabulary, an open one, which the rules accept.
+        assert ("not model inputs unless the config's features name a kind: customer_id (an "
+                "identifier), notes (lifecycle stage DISABLED)") in _user_run.proposed
+        # A number written "NA" where missing is read as text: propose says so and how.
+        assert ("note: tenure holds numbers but for 'NA', so it is read as text (categories); "
+                "write its missing cells empty") in _user_run.proposed
+        kinds = {n: f["kind"] for n, f in record["transform"]["features"].items()}
+        assert kinds == {"customer_id": "skip", "notes": "skip", "signup_date": "categorical",
+                         "tenure": "categorical", **{n: "numeric" for n in "abcd"}}, kinds
+        rules = {c["check"]: c for c in record["checks"]}["feature_rules"]
+        assert rules["passed"] and rules["open_vocabularies"] == ["signup_date"], rules
     checks = {c["check"]: c for c in record["checks"]}
     assert checks["baseline"]["passed"] and checks["baseline"]["chosen"] == chosen
     # The default bar named the naive predictor, and the pushed model's AUC, computed here,

@@ -1,5 +1,6 @@
 """Tests for the schema loader, the range proposal, tandem's contracts and the schema diff."""
 
+import numpy as np
 import pandas as pd
 import pytest
 import tensorflow_data_validation as tfdv
@@ -17,7 +18,9 @@ from tandem.schemas.identifiers import declare_identifiers, declared_identifiers
 from tandem.schemas.propose import (
     apply_contracts,
     diff_schemas,
+    disable_empty_features,
     guarded_range,
+    numbers_with_markers,
     propose_numeric_ranges,
     propose_schema,
 )
@@ -68,6 +71,41 @@ def test_contracts_environments_label_domain_comparators_and_min_examples():
     assert schema.dataset_constraints.min_examples_count == 10
     with pytest.raises(ValueError, match="label 'nope' is not a feature"):
         apply_contracts(schema, "nope", "regression", 100)
+
+
+def test_a_column_with_no_values_is_proposed_disabled_and_never_the_label():
+    frame = pd.DataFrame({"x": [1.5, 2.5] * 50, "notes": [np.nan] * 100,
+                          "remark": [np.nan] * 100, "y": [0, 1] * 50})
+    stats = _stats(frame)
+    schema = propose_schema(stats, "y", "binary_classification")
+    features = {f.name: f for f in schema.feature}
+    assert features["notes"].lifecycle_stage == schema_pb2.DISABLED
+    assert not features["notes"].HasField("drift_comparator")
+    assert not features["notes"].HasField("skew_comparator")
+    assert features["x"].lifecycle_stage == schema_pb2.UNKNOWN_STAGE
+    assert features["x"].HasField("drift_comparator")
+    # An empty label is an error of its own (the run names it), never a disabled feature.
+    schema = propose_schema(stats, "remark", "regression")
+    assert {f.name: f.lifecycle_stage for f in schema.feature}["remark"] == \
+        schema_pb2.UNKNOWN_STAGE
+    # A stage already set is kept.
+    kept = tfdv.infer_schema(stats)
+    tfdv.get_feature(kept, "notes").lifecycle_stage = schema_pb2.DEPRECATED
+    assert disable_empty_features(kept, stats.datasets, "y") == ["remark"]
+    assert tfdv.get_feature(kept, "notes").lifecycle_stage == schema_pb2.DEPRECATED
+
+
+def test_numbers_written_with_a_missing_marker_are_named_with_the_marker():
+    ages = [str(18 + i % 40) for i in range(200)]
+    frame = pd.DataFrame({
+        "age": ["NA" if i % 17 == 0 else a for i, a in enumerate(ages)],
+        "income": ["?" if i % 23 == 0 else f"{1000 + 37 * i}" for i in range(200)],
+        "plan": ["basic", "pro", "family", "NA"] * 50,  # words: categories, as they should be
+        "few": ["1", "2", "NA"] * 66 + ["1", "2"],  # two numbers are not enough to tell
+        "y": [0, 1] * 100})
+    stats = _stats(frame)
+    schema = propose_schema(stats, "y", "binary_classification")
+    assert numbers_with_markers(schema, stats.datasets) == {"age": ["NA"], "income": ["?"]}
 
 
 def test_proposals_declare_identifiers_the_data_shows_and_keep_the_curated_ones():
