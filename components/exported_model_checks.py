@@ -195,13 +195,16 @@ def privacy(loaded, plan: dict, raw: list[bytes], private: list[str], schema_nam
 def feature_rules(schema, plan: dict) -> dict[str, Any]:
     """Data 4: every model input is declared in the schema with a presence rule, a domain
     (values or range), is served (not excluded from the SERVING environment) and is at a
-    production lifecycle stage (unset, BETA or PRODUCTION). A string the model reads through
-    a vocabulary with out-of-vocabulary buckets needs no closed domain: its values are the
-    vocabulary Transform learns, and any other value has a bucket (a date or a free-text
-    field has no list of values to declare); the verdict names these open vocabularies."""
+    production lifecycle stage (unset, BETA or PRODUCTION). A string the schema marks an open
+    vocabulary (`schema propose` marks those with too many values for a domain: a date, free
+    text), read through a vocabulary with out-of-vocabulary buckets, needs no closed domain:
+    its values are the vocabulary Transform learns and any other value has a bucket; the
+    verdict names these. An identifier or a string whose domain was deleted still fails."""
     from tensorflow_metadata.proto.v0 import schema_pb2
 
     from tandem.components.features import CATEGORICAL, SERVED_STAGES, model_features
+    from tandem.schemas.identifiers import TAG as IDENTIFIER
+    from tandem.schemas.propose import OPEN_VOCABULARY
 
     by_name = {f.name: f for f in schema.feature}
     failures, open_vocabularies = [], []
@@ -217,8 +220,8 @@ def feature_rules(schema, plan: dict) -> dict[str, Any]:
         if not f.HasField("presence"):
             failures.append(f"{name}: no presence rule")
         if f.WhichOneof("domain_info") is None:
-            if f.type == schema_pb2.BYTES and spec["kind"] == CATEGORICAL and \
-                    spec.get("num_oov_buckets", 0) >= 1:
+            if OPEN_VOCABULARY in f.annotation.tag and IDENTIFIER not in f.annotation.tag \
+                    and spec["kind"] == CATEGORICAL and spec.get("num_oov_buckets", 0) >= 1:
                 open_vocabularies.append(name)
             else:
                 failures.append(f"{name}: no domain (values or range)")

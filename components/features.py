@@ -60,10 +60,15 @@ def feature_plan(
         if feature.name == label:
             label_type = dtype
             continue
-        kind = SKIP if default_skip(feature) else \
-            CATEGORICAL if is_categorical(feature) else NUMERIC
+        skipped = default_skip(feature)
+        given = options.get(feature.name, {})
+        if skipped and given and "kind" not in given:
+            raise ValueError(f"feature '{feature.name}' is not a model input by default "
+                             f"({skipped}), so {', '.join(sorted(given))} would do nothing; "
+                             "name its kind too")
+        kind = SKIP if skipped else CATEGORICAL if is_categorical(feature) else NUMERIC
         spec: dict[str, Any] = {"kind": kind, "dtype": dtype}
-        spec.update(options.get(feature.name, {}))
+        spec.update(given)
         kind = spec["kind"]
         if kind not in (NUMERIC, CATEGORICAL, BUCKETIZE, SKIP):
             raise ValueError(f"feature '{feature.name}': unknown kind '{kind}'")

@@ -174,22 +174,17 @@ def values(e, name: str) -> list:
 
 
 def _model_features(config, schema) -> list[tuple[str, str]]:
-    """(name, numeric | categorical) of the features the model reads, in schema order."""
-    from tensorflow_metadata.proto.v0 import schema_pb2
+    """(name, numeric | categorical) of the features the model reads, in schema order: the
+    Trainer's own feature plan (components/features.py), the loop's request id aside."""
+    from tandem.components.features import CATEGORICAL, feature_plan, model_features
 
-    from tandem.schemas.identifiers import declared_identifiers
-
-    ids = set(declared_identifiers(schema)) | {ID}
-    out = []
-    for f in schema.feature:
-        options = config.features.get(f.name)
-        kind = options.kind if options else None
-        if f.name == config.label or f.name in ids or kind == "skip":
-            continue
-        if kind is None:
-            kind = "categorical" if f.type == schema_pb2.BYTES else "numeric"
-        out.append((f.name, "numeric" if kind in ("numeric", "bucketize") else "categorical"))
-    return out
+    options = {name: o.as_options() for name, o in config.features.items()}
+    try:
+        plan = feature_plan(schema, config.label, config.problem_type, options)
+    except ValueError as e:
+        raise LoopDataError(str(e)) from None
+    return [(name, "categorical" if spec["kind"] == CATEGORICAL else "numeric")
+            for name, spec in model_features(plan).items() if name != ID]
 
 
 @dataclasses.dataclass

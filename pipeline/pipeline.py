@@ -11,12 +11,12 @@ from tfx.proto import example_gen_pb2
 from tandem.components import tfx_api as tfx
 from tandem.components.baseline import LatestBlessedBaselineStrategy
 from tandem.components.evaluator import Evaluator
-from tandem.components.features import feature_plan
+from tandem.components.features import default_skip, feature_plan, model_features
 from tandem.components.metadata import connection_config
 from tandem.components.trainer_executor import Trainer
 from tandem.components.validation_gate import ModelCheckGate, ValidationGate
 from tandem.pipeline.beam import beam_pipeline_args
-from tandem.pipeline.config import STAGES, PipelineConfig
+from tandem.pipeline.config import STAGES, ConfigError, PipelineConfig
 from tandem.pipeline.evaluation import eval_config
 from tandem.schemas import load_schema
 
@@ -130,7 +130,18 @@ def create_pipeline(
         raise ValueError(f"unknown stage {until!r}; choose from {', '.join(STAGES)}")
     last = STAGES.index(until)
     options = {name: opts.as_options() for name, opts in config.features.items()}
-    plan = feature_plan(load_schema(schema_file), config.label, config.problem_type, options)
+    schema = load_schema(schema_file)
+    try:
+        plan = feature_plan(schema, config.label, config.problem_type, options)
+    except ValueError as e:  # the config's features against the schema: a bad input, exit 2
+        raise ConfigError(str(e)) from None
+    if not model_features(plan):
+        # Said now, not by the Trainer after ExampleGen and Transform ran.
+        left_out = [f"{f.name} ({default_skip(f) or 'kind: skip'})" for f in schema.feature
+                    if f.name != config.label]
+        raise ConfigError("no model inputs: every feature is left out of the model: "
+                         f"{', '.join(left_out) or 'the schema has only the label'}; name a "
+                         "kind in the config's features")
 
     # Ingest: each new span of raw data becomes tf.Examples split into train/eval; or, for
     # format request_log, the logged examples joined with late labels.

@@ -86,6 +86,14 @@ def warmup_path(model_dir: str) -> str:
     return os.path.join(model_dir, ASSETS_EXTRA, WARMUP_FILE)
 
 
+def is_deprecated(feature: schema_pb2.Feature) -> bool:
+    """TFDV's rule for a feature its validation leaves alone: lifecycle stage DEPRECATED or
+    DISABLED (`schema propose` disables a column with no values), or the legacy `deprecated`
+    flag. The gateway's validator and the monitor leave it alone too."""
+    return feature.lifecycle_stage in (schema_pb2.DEPRECATED, schema_pb2.DISABLED) or \
+        feature.deprecated
+
+
 def is_categorical(feature: schema_pb2.Feature) -> bool:
     """The one rule for a categorical feature: strings, and integers the schema marks as
     categories (int_domain.is_categorical) or booleans (bool_domain). Transform gives them a

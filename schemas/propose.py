@@ -13,7 +13,9 @@ from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 from tandem.schemas import SERVING, TRAINING
 from tandem.schemas.contracts import is_categorical
 from tandem.schemas.identifiers import declare_identifiers, declared_identifiers, identifiers
+from tandem.schemas.statistics import common_stats, feature_name
 
+OPEN_VOCABULARY = "open vocabulary"  # a string feature's annotation tag: no closed domain
 GUARD_BAND = 0.1  # fraction of the observed range added on each side of a numeric domain
 DRIFT_THRESHOLD = 0.1
 SKEW_THRESHOLD = 0.1
@@ -128,31 +130,61 @@ def allow_empty_cells(schema: schema_pb2.Schema) -> schema_pb2.Schema:
     return schema
 
 
+def _values_seen(datasets) -> dict[str, int]:
+    """{feature: examples carrying it plus values it holds}, over every dataset."""
+    seen: dict[str, int] = {}
+    for dataset in datasets:
+        for f in dataset.features:
+            common = common_stats(f)
+            name = feature_name(f)
+            seen[name] = seen.get(name, 0) + common.num_non_missing + common.tot_num_values
+    return seen
+
+
 def disable_empty_features(
     schema: schema_pb2.Schema, datasets, label: str
 ) -> list[str]:
     """A column with no values in any example of the data (an empty CSV column) can teach a
-    model nothing and has no distribution to compare: its lifecycle stage becomes DISABLED,
-    and tandem's feature plan leaves it out of the model (`features.default_skip`); it stays
-    in the schema, so the data still matches it. The label is never disabled (an empty label
-    is an error of its own). Returns the features disabled."""
-    present: dict[str, int] = {}
-    for dataset in datasets:
-        for f in dataset.features:
-            stats = getattr(f, f.WhichOneof("stats") or "", None)
-            common = getattr(stats, "common_stats", None)
-            name = ".".join(f.path.step) if f.HasField("path") else f.name
-            present[name] = present.get(name, 0) + (common.num_non_missing if common else 0) \
-                + (common.tot_num_values if common else 0)
+    model nothing: its lifecycle stage becomes DISABLED, which TFDV's validation, the
+    gateway's validator, the monitor and tandem's feature plan (`features.default_skip`) all
+    leave alone; it stays in the schema, so the data still matches it. The label is never
+    disabled (an empty label is an error of its own). Returns the features disabled."""
+    seen = _values_seen(datasets)
     disabled = []
     for feature in schema.feature:
-        if present.get(feature.name) == 0 and feature.name != label and \
+        if seen.get(feature.name) == 0 and feature.name != label and \
                 feature.lifecycle_stage == schema_pb2.UNKNOWN_STAGE:
             feature.lifecycle_stage = schema_pb2.DISABLED
             feature.ClearField("drift_comparator")
             feature.ClearField("skew_comparator")
             disabled.append(feature.name)
     return disabled
+
+
+def mark_open_vocabularies(schema: schema_pb2.Schema, datasets, label: str) -> list[str]:
+    """A string feature with values but too many distinct ones for TFDV to propose a domain
+    (a date, free text) gets `annotation { tag: "open vocabulary" }`: the model reads it
+    through the vocabulary Transform learns, unseen values going to an out-of-vocabulary
+    bucket, and the Trainer's feature_rules check (Data 4) accepts that in place of a closed
+    domain. Identifiers are never marked (an id is not a feature, open or closed), nor is a
+    feature whose domain a reviewer deleted from a curated schema: only a proposal, made from
+    the statistics, marks. Returns the features marked."""
+    seen = _values_seen(datasets)
+    ids = set(declared_identifiers(schema))
+    marked = []
+    for feature in schema.feature:
+        if feature.type == schema_pb2.BYTES and feature.name != label and \
+                feature.name not in ids and feature.WhichOneof("domain_info") is None and \
+                seen.get(feature.name, 0) > 0 and OPEN_VOCABULARY not in feature.annotation.tag:
+            feature.annotation.tag.append(OPEN_VOCABULARY)
+            marked.append(feature.name)
+    return marked
+
+
+# What a CSV writes for a missing number (R, spreadsheets, hand-kept files), compared
+# case-insensitively; any other word among numbers is a value (a size "XL", a code "X9").
+MISSING_MARKERS = frozenset({"na", "n/a", "nan", "null", "none", "missing", "?", "-", ".",
+                             "#n/a"})
 
 
 def _is_number(text: str) -> bool:
@@ -164,17 +196,18 @@ def _is_number(text: str) -> bool:
 
 
 def numbers_with_markers(schema: schema_pb2.Schema, datasets) -> dict[str, list[str]]:
-    """String features whose values are numbers but for a few markers ("NA", "?", "-"): a CSV
-    reader types a column as text when one cell is not a number, so such a column reaches
-    the model as categories, not a number. {feature: its markers}, for `schema propose` to
-    say what to change in the data (write missing cells empty). Judged on the schema's string
-    domain, else the statistics' top values, and only with at least 10 distinct numbers."""
+    """String features whose values are numbers but for a missing-value marker ("NA", "?",
+    "-"; MISSING_MARKERS): a CSV reader types a column as text when one cell is not a number,
+    so such a column reaches the model as categories, not a number. {feature: its markers},
+    for `schema propose` to say what to change in the data (write missing cells empty).
+    Judged on the schema's string domain, else the statistics' top values (a marker rarer
+    than the top values goes unseen), and only with at least 10 distinct numbers."""
     seen: dict[str, list[str]] = {}
     for dataset in datasets:
         for f in dataset.features:
             if f.HasField("string_stats"):
-                name = ".".join(f.path.step) if f.HasField("path") else f.name
-                seen.setdefault(name, []).extend(v.value for v in f.string_stats.top_values)
+                seen.setdefault(feature_name(f), []).extend(
+                    v.value for v in f.string_stats.top_values)
     domains = {d.name: list(d.value) for d in schema.string_domain}
     found = {}
     for feature in schema.feature:
@@ -182,8 +215,9 @@ def numbers_with_markers(schema: schema_pb2.Schema, datasets) -> dict[str, list[
             continue
         values = domains.get(feature.domain) if feature.domain else None
         values = sorted(set(values if values else seen.get(feature.name, [])))
-        markers = [v for v in values if not _is_number(v)]
-        if len(values) - len(markers) >= 10 and 0 < len(markers) <= 3:
+        others = [v for v in values if not _is_number(v)]
+        markers = [v for v in others if v.strip().lower() in MISSING_MARKERS]
+        if len(values) - len(others) >= 10 and markers and markers == others:
             found[feature.name] = markers
     return found
 
@@ -207,6 +241,7 @@ def propose_schema(
         allow_empty_cells(schema)
     schema = apply_contracts(schema, label, problem_type, stats.datasets[0].num_examples)
     disable_empty_features(schema, stats.datasets, label)
+    mark_open_vocabularies(schema, stats.datasets, label)
     return schema
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from tandem.components.monitor.errors import MonitorError
 from tandem.components.monitor.sources import source_label, window_key
+from tandem.schemas.contracts import is_deprecated
 from tandem.schemas.identifiers import declared_identifiers
 
 STATISTICS = "statistics.pb"
@@ -199,8 +200,10 @@ def window_statistics(files: list[str], schema, out_dir: str, window_s: float,
 
 
 def monitored_schema(schema, label: str = "", problem_type: str = ""):
-    """The schema without the identifiers it declares (unique by design). They are neither
-    decoded nor described per window: unique strings are the costliest statistics TFDV keeps
+    """The schema without the identifiers it declares (unique by design) and the features it
+    deprecates or disables (`is_deprecated`: TFDV leaves them alone; `schema propose` disables
+    a column with no values, which must not alarm when it fills). They are neither decoded
+    nor described per window: unique strings are the costliest statistics TFDV keeps
     (top-k and distinct sketches over every value), and an id never drifts. A classifier's
     integer label is a class id: it is described, and its drift judged, as a category."""
     from tensorflow_metadata.proto.v0 import schema_pb2
@@ -208,7 +211,7 @@ def monitored_schema(schema, label: str = "", problem_type: str = ""):
     pruned = type(schema)()
     pruned.CopyFrom(schema)
     declared = set(declared_identifiers(schema))
-    keep = [f for f in pruned.feature if f.name not in declared]
+    keep = [f for f in pruned.feature if f.name not in declared and not is_deprecated(f)]
     del pruned.feature[:]
     pruned.feature.extend(keep)
     if problem_type and problem_type != "regression":

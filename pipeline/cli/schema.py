@@ -40,9 +40,13 @@ def cmd_schema_propose(args: argparse.Namespace) -> int:
     skipped = {f.name: why for f in schema.feature if f.name != config.label
                and (why := default_skip(f))
                and getattr(config.features.get(f.name), "kind", None) is None}
-    if skipped:
-        print("not model inputs unless the config's features name a kind: " + ", ".join(
-            f"{name} ({why})" for name, why in skipped.items()))
+    ids = [f"{name} ({why})" for name, why in skipped.items() if why == "an identifier"]
+    stages = [f"{name} ({why})" for name, why in skipped.items() if why != "an identifier"]
+    if ids:
+        print(f"not model inputs unless the config's features name a kind: {', '.join(ids)}")
+    if stages:
+        print(f"not model inputs: {', '.join(stages)}; a column with no values in the data is "
+              "disabled, set its lifecycle_stage in the schema once it has some")
     for name, markers in numbers_with_markers(schema, stats.datasets).items():
         if name != config.label:
             print(f"note: {name} holds numbers but for {', '.join(map(repr, markers))}, so it "

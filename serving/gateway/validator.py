@@ -21,6 +21,7 @@ from tensorflow.core.example import example_pb2
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from tandem.schemas import SERVING
+from tandem.schemas.contracts import is_deprecated
 
 KINDS = {schema_pb2.INT: "int64_list", schema_pb2.FLOAT: "float_list",
          schema_pb2.BYTES: "bytes_list"}
@@ -139,7 +140,11 @@ class Validator:
 
     def __init__(self, schema: schema_pb2.Schema, environment: str = SERVING):
         self.environment = environment
-        self.checks = [_check(f, schema) for f in _environment_features(schema, environment)]
+        features = list(_environment_features(schema, environment))
+        # A deprecated or disabled feature is known (never SCHEMA_NEW_COLUMN) and unchecked,
+        # as TFDV leaves it alone.
+        self._ignored = frozenset(f.name for f in features if is_deprecated(f))
+        self.checks = [_check(f, schema) for f in features if f.name not in self._ignored]
         self._by_name = {c.name: c for c in self.checks}
         self._fast = {c.name: (c.values, c.required, _single_ok(c)) for c in self.checks}
         self._required = [c.name for c in self.checks if c.required]
@@ -236,7 +241,8 @@ class Validator:
     def _check(self, name: str, feature: example_pb2.Feature, out: list[str]) -> None:
         c = self._by_name.get(name)
         if c is None:
-            out.append(f"{name}:SCHEMA_NEW_COLUMN")
+            if name not in self._ignored:
+                out.append(f"{name}:SCHEMA_NEW_COLUMN")
             return
         # The list of the schema's kind; only when it is empty can the value be of another
         # kind (a oneof), so only then is the kind asked for.

@@ -47,6 +47,11 @@ def test_identifiers_and_features_short_of_production_are_skipped_unless_a_kind_
     assert default_skip(by_name["country"]) == "lifecycle stage DISABLED"
     assert default_skip(by_name["genre"]) == "lifecycle stage DEPRECATED"
     assert default_skip(by_name["age"]) is None and default_skip(by_name["device"]) is None
+    # Options without a kind on a feature left out by default would do nothing: refused.
+    with pytest.raises(ValueError, match=r"'track_id' is not a model input by default \(an "
+                                         r"identifier\), so frequency_threshold would do"):
+        feature_plan(schema, "skipped", "binary_classification",
+                     {"track_id": {"frequency_threshold": 10}})
 
 
 def test_bad_options_are_rejected_by_name():

@@ -411,6 +411,8 @@ def test_a_model_spec_that_cannot_learn_fails_its_unit_test():
 
 
 def test_feature_rules_name_what_a_model_input_lacks():
+    from tandem.schemas.propose import OPEN_VOCABULARY
+
     schema = schema_pb2.Schema()
     ok = schema.feature.add(name="a", type=schema_pb2.FLOAT)
     ok.presence.min_fraction = 1.0
@@ -430,11 +432,15 @@ def test_feature_rules_name_what_a_model_input_lacks():
     assert bare.name == "b"
     plan["features"] = {"a": plan["features"]["a"]}
     assert exported.feature_rules(schema, plan)["passed"]
-    # A string read through a vocabulary with an out-of-vocabulary bucket needs no closed
-    # domain (a date has no list of values); without that bucket, or as a number, it does.
+    # A string the schema marks an open vocabulary, read through a vocabulary with an
+    # out-of-vocabulary bucket, needs no closed domain (a date has no list of values); without
+    # the mark (a domain deleted), without the bucket, or as an identifier, it does.
     date = schema.feature.add(name="date", type=schema_pb2.BYTES)
     date.presence.min_fraction = 1.0
     plan["features"]["date"] = {"kind": "categorical", "dtype": "BYTES", "num_oov_buckets": 1}
+    found = exported.feature_rules(schema, plan)
+    assert found["failures"] == ["date: no domain (values or range)"]
+    date.annotation.tag.append(OPEN_VOCABULARY)
     found = exported.feature_rules(schema, plan)
     assert found["passed"] and found["open_vocabularies"] == ["date"]
     assert "domain (open vocabularies, unseen values to an out-of-vocabulary bucket: date)" \
@@ -443,6 +449,10 @@ def test_feature_rules_name_what_a_model_input_lacks():
     found = exported.feature_rules(schema, plan)
     assert found["failures"] == ["date: no domain (values or range)"]
     assert found["open_vocabularies"] == []
+    plan["features"]["date"]["num_oov_buckets"] = 1
+    date.annotation.tag.append("identifier")
+    assert exported.feature_rules(schema, plan)["failures"] == [
+        "date: no domain (values or range)"]
 
 
 def test_explain_judges_a_regression_answer_relative_to_its_size():

@@ -143,7 +143,8 @@ def test_the_simplest_adequate_model_ships(tmp, truth, chosen):
         # The id and the empty column are not model inputs, and `schema propose` said so;
         # the date is read through its vocabulary, an open one, which the rules accept.
         assert ("not model inputs unless the config's features name a kind: customer_id (an "
-                "identifier), notes (lifecycle stage DISABLED)") in _user_run.proposed
+                "identifier)\nnot model inputs: notes (lifecycle stage DISABLED); a column with "
+                "no values in the data is disabled") in _user_run.proposed
         # A number written "NA" where missing is read as text: propose says so and how.
         assert ("note: tenure holds numbers but for 'NA', so it is read as text (categories); "
                 "write its missing cells empty") in _user_run.proposed

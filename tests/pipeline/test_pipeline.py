@@ -173,3 +173,25 @@ def test_log_example_gen_reads_labels_as_the_schema_types_the_label(label, probl
     pipeline = create_pipeline(config, config.schema, until="validate")
     gen = next(c for c in pipeline.components if c.id == "LogExampleGen")
     assert gen.exec_properties["label_kind"] == kind
+
+
+def test_a_plan_without_model_inputs_is_a_config_error_before_anything_runs(tmp_path):
+    """Every feature left out (here: the listening schema's identifiers and every other
+    feature skipped by the config; a user's CSV of an id and an empty column is the same) is
+    exit 2 with each feature's reason, not a Trainer failure after ExampleGen and Transform;
+    and feature options the schema refuses are a config error too."""
+    from tandem.schemas import load_schema
+
+    names = [f.name for f in load_schema(load_config("listening").schema).feature]
+    skips = [f"features.{n}.kind=skip" for n in names
+             if n not in ("skipped", "request_id", "user_id", "track_id")]
+    config = load_config("listening", [f"output_dir={tmp_path}", *skips,
+                                       "features.request_id={}", "features.user_id={}",
+                                       "features.track_id={}"])
+    with pytest.raises(ConfigError, match=r"^no model inputs: every feature is left out of the "
+                                          r"model: request_id \(an identifier\), .*age "
+                                          r"\(kind: skip\).*; name a kind"):
+        create_pipeline(config, config.schema)
+    bad = load_config("listening", [f"output_dir={tmp_path}", "features.country.kind=numeric"])
+    with pytest.raises(ConfigError, match="'country' is a string; it cannot be numeric"):
+        create_pipeline(bad, bad.schema)

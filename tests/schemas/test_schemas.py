@@ -16,10 +16,12 @@ from tandem.schemas import (
 )
 from tandem.schemas.identifiers import declare_identifiers, declared_identifiers
 from tandem.schemas.propose import (
+    OPEN_VOCABULARY,
     apply_contracts,
     diff_schemas,
     disable_empty_features,
     guarded_range,
+    mark_open_vocabularies,
     numbers_with_markers,
     propose_numeric_ranges,
     propose_schema,
@@ -95,12 +97,27 @@ def test_a_column_with_no_values_is_proposed_disabled_and_never_the_label():
     assert tfdv.get_feature(kept, "notes").lifecycle_stage == schema_pb2.DEPRECATED
 
 
+def test_strings_with_too_many_values_for_a_domain_are_proposed_open_vocabularies():
+    frame = pd.DataFrame({
+        "date": [f"2023-{1 + i % 12:02d}-{1 + i % 28:02d}" for i in range(400)],  # 84 values
+        "note": [f"free text {i % 150}" for i in range(400)],  # 150: too many for a domain
+        "id": [f"c{i}" for i in range(400)], "plan": ["basic", "pro"] * 200,
+        "empty": [np.nan] * 400, "y": [0, 1] * 200})
+    stats = _stats(frame)
+    schema = propose_schema(stats, "y", "binary_classification")
+    tagged = {f.name for f in schema.feature if OPEN_VOCABULARY in f.annotation.tag}
+    assert tagged == {"note"}, tagged  # date and plan have domains; an id is no feature
+    assert declared_identifiers(schema) == ["id"]
+    assert mark_open_vocabularies(schema, stats.datasets, "y") == []  # marked once
+
+
 def test_numbers_written_with_a_missing_marker_are_named_with_the_marker():
     ages = [str(18 + i % 40) for i in range(200)]
     frame = pd.DataFrame({
         "age": ["NA" if i % 17 == 0 else a for i, a in enumerate(ages)],
         "income": ["?" if i % 23 == 0 else f"{1000 + 37 * i}" for i in range(200)],
         "plan": ["basic", "pro", "family", "NA"] * 50,  # words: categories, as they should be
+        "size": [str(1 + i % 12) for i in range(199)] + ["XL"],  # a word among numbers: a value
         "few": ["1", "2", "NA"] * 66 + ["1", "2"],  # two numbers are not enough to tell
         "y": [0, 1] * 100})
     stats = _stats(frame)

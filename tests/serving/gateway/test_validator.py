@@ -93,6 +93,27 @@ def test_validator_flags_exactly_what_tfdv_flags(corpus):
     assert sum(1 for name, e in corpus if validator.validate(e)) == len(BREAKS)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_deprecated_and_disabled_features_are_left_alone_as_tfdv_leaves_them(corpus):
+    """`schema propose` disables a column with no values; once the column fills (any type,
+    any value) neither TFDV nor the gateway flags it, and it is not an unknown feature."""
+    import tensorflow_data_validation as tfdv
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    schema = load_schema(SCHEMA)
+    tfdv.get_feature(schema, "age").lifecycle_stage = schema_pb2.DISABLED
+    tfdv.get_feature(schema, "country").lifecycle_stage = schema_pb2.DEPRECATED
+    options = tfdv.StatsOptions(schema=schema)
+    validator = Validator(schema)
+    left_alone = {"missing_age", "negative_age", "old_age", "age_as_float", "age_as_bytes",
+                  "two_ages", "new_country"}
+    for name, example in corpus:
+        ours = set(validator.validate(example))
+        theirs = _tfdv_violations(example.SerializeToString(), options)
+        assert {DIFFERENT.get(v, v) for v in ours} == theirs, (name, ours, theirs)
+        assert bool(ours) == (name != "clean" and name not in left_alone), (name, ours)
+
+
 def test_documented_differences(listening_data):
     """The kinds where the two differ, pinned so that a TFDV upgrade that closes a gap shows."""
     import tensorflow_data_validation as tfdv
