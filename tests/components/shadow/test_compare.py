@@ -108,6 +108,10 @@ def test_a_higher_is_better_metric_bounds_b_minus_a_from_below(name):
     assert _gate({name: (0.10, 0.30)})["passed"]
     worse = _gate({name: (-0.05, -0.01)})
     assert _failed(worse) == [f"{name} B - A (95% lower bound)"]
+    # B about A, on too few requests to show it within the margin: refused for want of
+    # evidence (the interval reaches past -0.02), and passed once the interval is narrow.
+    assert _failed(_gate({name: (-0.023, 0.018)})) == [f"{name} B - A (95% lower bound)"]
+    assert _gate({name: (-0.018, 0.013)})["passed"]
 
 
 def test_a_candidate_whose_classes_differ_in_order_fails_naming_the_check():
