@@ -217,11 +217,14 @@ def feature_rules(schema, plan: dict) -> dict[str, Any]:
         if f.lifecycle_stage not in SERVED_STAGES:
             stage = schema_pb2.LifecycleStage.Name(f.lifecycle_stage)
             failures.append(f"{name}: lifecycle stage {stage}")
+        elif f.deprecated:
+            failures.append(f"{name}: deprecated")
         if not f.HasField("presence"):
             failures.append(f"{name}: no presence rule")
         if f.WhichOneof("domain_info") is None:
-            if OPEN_VOCABULARY in f.annotation.tag and IDENTIFIER not in f.annotation.tag \
-                    and spec["kind"] == CATEGORICAL and spec.get("num_oov_buckets", 0) >= 1:
+            if f.type == schema_pb2.BYTES and OPEN_VOCABULARY in f.annotation.tag and \
+                    IDENTIFIER not in f.annotation.tag and spec["kind"] == CATEGORICAL and \
+                    spec.get("num_oov_buckets", 0) >= 1:
                 open_vocabularies.append(name)
             else:
                 failures.append(f"{name}: no domain (values or range)")

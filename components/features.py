@@ -24,14 +24,17 @@ SERVED_STAGES = (schema_pb2.UNKNOWN_STAGE, schema_pb2.BETA, schema_pb2.PRODUCTIO
 
 
 def default_skip(feature: schema_pb2.Feature) -> str | None:
-    """Why a feature is not a model input unless the config says otherwise, or None: an
-    identifier names an example and carries no signal that generalizes (its values are new in
-    every dataset), and a feature at a lifecycle stage short of production (`tandem schema
-    propose` disables a column with no values in the data) is not one the model may read."""
+    """Why a feature is not a model input by default, or None: an identifier names an example
+    and carries no signal that generalizes (its values are new in every dataset; a kind named
+    in the config makes it an input), and a feature at a lifecycle stage short of production
+    or deprecated (`tandem schema propose` disables a column with no values in the data) is
+    not one the model may read (only the schema can change that)."""
     if IDENTIFIER in feature.annotation.tag:
         return "an identifier"
     if feature.lifecycle_stage not in SERVED_STAGES:
         return f"lifecycle stage {schema_pb2.LifecycleStage.Name(feature.lifecycle_stage)}"
+    if feature.deprecated:
+        return "deprecated"
     return None
 
 
@@ -62,6 +65,12 @@ def feature_plan(
             continue
         skipped = default_skip(feature)
         given = options.get(feature.name, {})
+        if skipped and skipped != "an identifier" and given.get("kind", SKIP) != SKIP:
+            # The gateway's validator and the monitor leave such a feature alone (TFDV's
+            # rule), so the model must not read it: the schema decides, not the config.
+            raise ValueError(f"feature '{feature.name}' is {skipped} in the schema, so the "
+                             "model cannot read it; set its lifecycle_stage in the schema "
+                             "to make it a model input")
         if skipped and given and "kind" not in given:
             raise ValueError(f"feature '{feature.name}' is not a model input by default "
                              f"({skipped}), so {', '.join(sorted(given))} would do nothing; "

@@ -135,13 +135,15 @@ def create_pipeline(
         plan = feature_plan(schema, config.label, config.problem_type, options)
     except ValueError as e:  # the config's features against the schema: a bad input, exit 2
         raise ConfigError(str(e)) from None
-    if not model_features(plan):
+    if not model_features(plan) and last >= STAGES.index("transform"):
         # Said now, not by the Trainer after ExampleGen and Transform ran.
         left_out = [f"{f.name} ({default_skip(f) or 'kind: skip'})" for f in schema.feature
                     if f.name != config.label]
         raise ConfigError("no model inputs: every feature is left out of the model: "
                          f"{', '.join(left_out) or 'the schema has only the label'}; name a "
-                         "kind in the config's features")
+                         "kind in the config's features for an identifier, set the "
+                         "lifecycle_stage in the schema of a column that has values now, or "
+                         "add feature columns")
 
     # Ingest: each new span of raw data becomes tf.Examples split into train/eval; or, for
     # format request_log, the logged examples joined with late labels.

@@ -170,11 +170,15 @@ def mark_open_vocabularies(schema: schema_pb2.Schema, datasets, label: str) -> l
     feature whose domain a reviewer deleted from a curated schema: only a proposal, made from
     the statistics, marks. Returns the features marked."""
     seen = _values_seen(datasets)
-    ids = set(declared_identifiers(schema))
+    texts = {feature_name(f) for d in datasets for f in d.features if f.HasField("string_stats")}
+    # Not an id, not bytes that are no text, not numbers a marker turned into text (propose
+    # says to fix those in the data).
+    excluded = set(declared_identifiers(schema)) | set(numbers_with_markers(schema, datasets))
     marked = []
     for feature in schema.feature:
         if feature.type == schema_pb2.BYTES and feature.name != label and \
-                feature.name not in ids and feature.WhichOneof("domain_info") is None and \
+                feature.name in texts and feature.name not in excluded and \
+                feature.WhichOneof("domain_info") is None and \
                 seen.get(feature.name, 0) > 0 and OPEN_VOCABULARY not in feature.annotation.tag:
             feature.annotation.tag.append(OPEN_VOCABULARY)
             marked.append(feature.name)
@@ -183,8 +187,7 @@ def mark_open_vocabularies(schema: schema_pb2.Schema, datasets, label: str) -> l
 
 # What a CSV writes for a missing number (R, spreadsheets, hand-kept files), compared
 # case-insensitively; any other word among numbers is a value (a size "XL", a code "X9").
-MISSING_MARKERS = frozenset({"na", "n/a", "nan", "null", "none", "missing", "?", "-", ".",
-                             "#n/a"})
+MISSING_MARKERS = frozenset({"na", "n/a", "null", "none", "missing", "?", "-", ".", "#n/a"})
 
 
 def _is_number(text: str) -> bool:

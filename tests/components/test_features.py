@@ -35,18 +35,27 @@ def test_identifiers_and_features_short_of_production_are_skipped_unless_a_kind_
     by_name = {f.name: f for f in schema.feature}
     by_name["country"].lifecycle_stage = schema_pb2.DISABLED
     by_name["genre"].lifecycle_stage = schema_pb2.DEPRECATED
+    by_name["context"].deprecated = True
     by_name["age"].lifecycle_stage = schema_pb2.BETA
     plan = feature_plan(schema, "skipped", "binary_classification",
-                        {"user_id": {"kind": "categorical"}, "genre": {"kind": "categorical"}})
+                        {"user_id": {"kind": "categorical"}, "genre": {"kind": "skip"}})
     kinds = {n: f["kind"] for n, f in plan["features"].items()}
     assert kinds["request_id"] == kinds["track_id"] == "skip"  # the schema's identifiers
-    assert kinds["country"] == "skip"
-    assert kinds["user_id"] == kinds["genre"] == "categorical"  # a named kind wins
+    assert kinds["country"] == kinds["genre"] == kinds["context"] == "skip"
+    assert kinds["user_id"] == "categorical"  # a named kind makes an identifier an input
     assert kinds["age"] == "numeric" and kinds["device"] == "categorical"
     assert default_skip(by_name["request_id"]) == "an identifier"
     assert default_skip(by_name["country"]) == "lifecycle stage DISABLED"
     assert default_skip(by_name["genre"]) == "lifecycle stage DEPRECATED"
+    assert default_skip(by_name["context"]) == "deprecated"
     assert default_skip(by_name["age"]) is None and default_skip(by_name["device"]) is None
+    # The gateway and the monitor leave a disabled or deprecated feature alone, so only the
+    # schema can make it a model input: a kind in the config is refused, naming the fix.
+    for name in ("country", "context"):
+        with pytest.raises(ValueError, match=rf"'{name}' is .* in the schema, so the model "
+                                             r"cannot read it; set its lifecycle_stage"):
+            feature_plan(schema, "skipped", "binary_classification",
+                         {name: {"kind": "categorical"}})
     # Options without a kind on a feature left out by default would do nothing: refused.
     with pytest.raises(ValueError, match=r"'track_id' is not a model input by default \(an "
                                          r"identifier\), so frequency_threshold would do"):

@@ -63,3 +63,20 @@ def test_the_monitor_and_the_report_follow_one_declaration(monitor_data, trainin
         assert CANDIDATES - declared <= judged and CANDIDATES - declared <= compared
         page = (out / "report.html").read_text()
         assert all(f"{name} (declared in the schema)" in page for name in declared)
+
+
+def test_the_monitor_leaves_deprecated_and_disabled_features_alone():
+    """As TFDV does: a column `schema propose` disabled (no values then) must not alarm when
+    it fills, and a deprecated one is not watched; identifiers are pruned as before."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    from tandem.components.monitor.windows import monitored_schema
+    from tandem.schemas import curated_schema_path, load_schema
+
+    schema = load_schema(curated_schema_path("listening"))
+    tfdv.get_feature(schema, "country").lifecycle_stage = schema_pb2.DISABLED
+    tfdv.get_feature(schema, "genre").deprecated = True
+    tfdv.get_feature(schema, "age").lifecycle_stage = schema_pb2.BETA
+    kept = {f.name for f in monitored_schema(schema, "skipped").feature}
+    assert not kept & {"country", "genre", "request_id", "user_id", "track_id"}, kept
+    assert {"age", "device", "duration_s", "skipped"} <= kept
