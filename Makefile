@@ -79,9 +79,10 @@ TEST_WORKERS ?= 2
 test: $(STAMP) system-packages
 	$(BIN)/python -m pytest tests -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
-# The edit-test loop: every test but those marked `pipeline` (no TFX pipeline runs).
+# The edit-test loop: every test but those marked `pipeline` (TFX pipeline runs) or `slow`
+# (Beam jobs, processes, training: over 4 s each). `make test` runs them all.
 test-fast: $(STAMP) system-packages
-	$(BIN)/python -m pytest tests -m "not pipeline" -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests -m "not pipeline and not slow" -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check tandem pipeline components schemas serving reports notebooks tests bench

@@ -26,7 +26,11 @@ PIPELINE_FIXTURES = {"trained_listening", "trained_tabular"}
 LOOP_TEST_MINUTES = 6  # `tandem loop`: two trainings, two servers, traffic, the replay
 PIPELINE_TEST_MINUTES = 1  # a pipeline run on small data, or a test of a session run
 SESSION_RUN_MINUTES = {"trained_listening": 4, "trained_tabular": 2}  # made once by the unit that needs it
+SLOW_TEST_MINUTES = 0.2  # a test marked `slow`: a Beam job, a process, a training
 OTHER_TEST_MINUTES = 0.02
+# A test whose own call takes longer than this and carries neither `pipeline` nor `slow` is
+# named after the run, so that `make test-fast` stays the quick loop it is meant to be.
+SLOW_SECONDS = 5.0
 
 
 def xdist_groups(item: pytest.Item) -> list[str]:
@@ -48,6 +52,8 @@ def _minutes(items: list[pytest.Item]) -> float:
             total += LOOP_TEST_MINUTES
         elif item.get_closest_marker("pipeline"):
             total += PIPELINE_TEST_MINUTES
+        elif item.get_closest_marker("slow"):
+            total += SLOW_TEST_MINUTES
         else:
             total += OTHER_TEST_MINUTES
     return total
@@ -79,6 +85,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ordered = sorted(units.values(), key=_minutes, reverse=True)  # stable: ties keep order
     items[:] = [item for unit in ordered for item in unit]
 
+
+
+def unmarked_slow(calls: dict[str, tuple[float, set[str]]]) -> list[str]:
+    """The tests whose call took over SLOW_SECONDS without a `pipeline` or `slow` mark, slowest
+    first: `calls` maps a test's id to its call's seconds and its keywords. Only the call
+    counts: a session fixture's set-up lands on whichever test needs it first."""
+    late = [(seconds, nodeid) for nodeid, (seconds, keywords) in calls.items()
+            if seconds > SLOW_SECONDS and not keywords & {"pipeline", "slow"}]
+    return [f"{seconds:.1f}s {nodeid}" for seconds, nodeid in sorted(late, reverse=True)]
+
+
+_CALLS: dict[str, tuple[float, set[str]]] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call":  # under xdist, the controller sees every worker's reports
+        _CALLS[report.nodeid] = (report.duration, set(report.keywords))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    late = unmarked_slow(_CALLS)
+    if late:
+        terminalreporter.write_sep("=", f"{len(late)} unmarked test(s) over {SLOW_SECONDS:g}s: "
+                                        "mark them `slow` to keep make test-fast quick")
+        for line in late:
+            terminalreporter.write_line(line)
 
 # Library log lines as they reach a terminal: Python's default format (`INFO:absl:...`,
 # `WARNING:tensorflow:...`), absl/glog's (`I1203 21:40:56.123456 140 file.py:12] ...`),

@@ -302,6 +302,7 @@ def test_the_same_seed_reproduces_and_another_data_order_does_not(fitted):
     assert not other["passed"] and other["max_abs_diff"] > 1e-3
 
 
+@pytest.mark.slow
 def test_reproducibility_trains_its_own_steps_when_an_epoch_is_one_step(fitted):
     _, sample = fitted
     x, y = _data(0)
@@ -358,6 +359,7 @@ def test_tuning_trials_that_tie_keep_the_configured_hyperparameters():
     assert found["summary"].endswith("(n=193): configured kept")
 
 
+@pytest.mark.slow
 def test_a_search_on_labels_of_pure_noise_finds_nothing_to_tune_and_says_so():
     """Labels independent of every input: each trial scores an AUC at chance, within the
     sampling error of 0.5 at n=1,000, so the search found no setting worth keeping. M3 fails,
@@ -542,6 +544,7 @@ def test_a_model_that_reads_the_private_user_id_fails_the_privacy_check(tmp_path
     assert not typo["passed"] and typo["summary"].endswith(": not in the schema: userid")
 
 
+@pytest.mark.slow
 def test_a_model_handed_back_retrains_exactly_as_a_new_build(fitted):
     """The Trainer's models (trainer_model.Models): a model a check handed back is retrained
     from the weights a new build from the same seed has, with a fresh optimizer at the new

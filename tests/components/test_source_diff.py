@@ -65,6 +65,7 @@ def test_the_same_snapshot_is_identical(sources, tmp_path):
     assert done.returncode == 0 and report["identical"] and report["shifted"] == []
 
 
+@pytest.mark.slow
 def test_bad_snapshots_are_one_line_and_exit_2(sources, tmp_path):
     base = sources
     garbage = tmp_path / "garbage.sqlite"

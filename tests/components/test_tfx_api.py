@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 # What a `tandem run` process imports before and while it runs the DAG: the pipeline for each
@@ -32,6 +34,7 @@ print(sorted(m for m in ("tfx.v1", "tfx.v1.extensions", "google.cloud.aiplatform
 """
 
 
+@pytest.mark.slow
 def test_building_and_running_pipelines_never_imports_tfx_v1():
     done = subprocess.run([sys.executable, "-c", IMPORTS], cwd=ROOT, capture_output=True,
                           text=True, timeout=300,
@@ -40,6 +43,7 @@ def test_building_and_running_pipelines_never_imports_tfx_v1():
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
 
 
+@pytest.mark.slow
 def test_every_name_is_the_object_tfx_v1_exports():
     from tfx import v1
 

@@ -32,6 +32,7 @@ def _expected(values):
     return (raw - raw.mean()) / raw.std()
 
 
+@pytest.mark.slow
 def test_each_numeric_column_is_imputed_and_scaled_on_its_own():
     rng = np.random.default_rng(3)
     n = 200
@@ -70,6 +71,7 @@ def test_each_numeric_column_is_imputed_and_scaled_on_its_own():
     assert y.mean() == pytest.approx(0, abs=1e-5) and y.std() == pytest.approx(1, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_a_second_value_of_a_numeric_feature_is_refused_not_shifted_into_the_next():
     """Two values of one numeric feature in an example: the graph fails naming the feature
     (as its dense form would), instead of the second value becoming the next column's."""

@@ -76,6 +76,7 @@ def test_no_page_loads_anything_from_another_host(site):
             assert not re.search(r"url\(\s*[\"']?(?:https?:)?//", f.read()), path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES)
 def test_a_page_renders_offline_in_chromium(site, page, tmp_path):
     rendered = browser.render_site(site, page, str(tmp_path / "page.png"))

@@ -200,6 +200,7 @@ def _probe(tmp_path, cases: dict) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_beam_components_on_local_workers_stage_no_tfx_package(tmp_path):
     local = {
         "direct": ["--direct_running_mode=in_memory"],
@@ -217,6 +218,7 @@ def test_beam_components_on_local_workers_stage_no_tfx_package(tmp_path):
     assert result["new"] == []
 
 
+@pytest.mark.slow
 def test_a_remote_runner_gets_the_tfx_package_built_once_and_removed_at_exit(tmp_path):
     import os
 

@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import tandem
 
 
+@pytest.mark.slow
 def test_compile_writes_a_kubeflow_spec_of_the_training_pipeline(tmp_path):
     out = tmp_path / "kf" / "listening.json"
     out.parent.mkdir()
@@ -81,6 +82,7 @@ def test_help_lists_the_command_groups_in_the_order_of_the_flow_one_line_each(
       "gs://bucket/models/listening/2", "--logs", "gs://bucket/logs/2026-11-28"],
      {"ShadowValidator", "request_logs", "baseline_model", "candidate_model"}),
 ])
+@pytest.mark.slow
 def test_compile_monitoring_and_promotion_are_subcommands(argv, tasks, tmp_path):
     out = tmp_path / "kf.json"
     done = tandem("compile", argv[0], "--kubeflow", str(out), "--pipeline-root",

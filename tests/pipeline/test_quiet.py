@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from tandem.pipeline.quiet import NOISE_END, NOISE_START, drop_teardown_noise
 
 NOISE = [NOISE_START + b" at 0x7f>\n", b"Traceback (most recent call last):\n",
@@ -49,6 +51,7 @@ def _python(code: str) -> subprocess.CompletedProcess:
                           env=env, timeout=240)
 
 
+@pytest.mark.slow
 def test_a_function_left_at_teardown_is_let_go_quietly_once_guarded():
     bare = _python(AT_TEARDOWN.format(guard=""))
     assert bare.returncode == 0 and bare.stdout.strip() == "4.0", bare.stderr
@@ -60,6 +63,7 @@ def test_a_function_left_at_teardown_is_let_go_quietly_once_guarded():
         guarded.stderr
 
 
+@pytest.mark.slow
 def test_the_guard_still_does_a_live_functions_bookkeeping():
     done = _python(textwrap.dedent("""
         import gc

@@ -252,6 +252,7 @@ def test_offline_and_online_comparisons_that_disagree_fail_m2(tmp_path):
         "run's span 2 (-0.0010 at 1.0 days of age)")
 
 
+@pytest.mark.slow
 def test_a_version_that_is_really_slower_fails_mon6(tmp_path):
     """Monitoring 6 on the two newest pushed versions, measured in interleaved rounds; the
     model server's scrape adds their memory."""

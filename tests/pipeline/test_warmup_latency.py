@@ -55,6 +55,7 @@ def push(push_dir, version: int, work: int = 0) -> str:
     return path
 
 
+@pytest.mark.slow
 def test_a_version_that_does_much_more_work_is_slower(tmp_path):
     push(tmp_path, 1)
     push(tmp_path, 2, work=40)
@@ -81,6 +82,7 @@ def load_that_comes_and_goes():
         burner.wait()
 
 
+@pytest.mark.slow
 def test_two_equal_versions_under_a_changing_load_are_not_slower(tmp_path,
                                                                   load_that_comes_and_goes):
     push(tmp_path, 1, work=4)

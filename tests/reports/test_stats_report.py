@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pandas as pd
+import pytest
 import tensorflow_data_validation as tfdv
 
 from tandem.pipeline.statistics_report import statistics_page
@@ -37,6 +38,7 @@ def kinds(html: str) -> dict[str, str]:
     return dict(re.findall(r'<a href="#f-([^"]+)">[^<]*</a></td><td>([a-z]+)</td>', html))
 
 
+@pytest.mark.slow
 def test_a_200_feature_comparison_stays_small_and_renders(tmp_path):
     a = wide_statistics(200, 2000, seed=1)
     b = wide_statistics(200, 2000, seed=2, shift=0.5)

@@ -9,6 +9,7 @@ import threading
 import time
 
 import grpc
+import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_service_pb2_grpc
 
@@ -42,6 +43,7 @@ def _lines_until(proc, prefix: str, timeout: float) -> list[str]:
     return lines
 
 
+@pytest.mark.slow
 def test_serve_models_process_answers_and_stops_on_sigterm(model_base, tmp_path):
     port, rest = free_port(), free_port()
     stderr = open(tmp_path / "stderr.txt", "w")  # a file: a full pipe can never stall the server
@@ -71,6 +73,7 @@ def test_serve_models_process_answers_and_stops_on_sigterm(model_base, tmp_path)
         stderr.close()
 
 
+@pytest.mark.slow
 def test_bad_server_flags_get_one_line_and_status_2(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "tandem.pipeline.cli", "serve", "models", "--model_name=x"],

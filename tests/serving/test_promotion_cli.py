@@ -4,6 +4,8 @@ config file that `--apply` publishes, waited for up to `--timeout`."""
 
 import time
 
+import pytest
+
 from tandem.serving.model_server.model_config import read_config
 from tests.conftest import tandem
 
@@ -23,6 +25,7 @@ def _labels(path) -> dict[str, int]:
     return dict(read_config(str(path)).model_config_list.config[0].version_labels)
 
 
+@pytest.mark.slow
 def test_promote_and_rollback_through_one_servers_reload_rpc(model_base, start_server,
                                                              tmp_path, capsys):
     for version in (2, 3):
@@ -83,6 +86,7 @@ def test_promote_and_rollback_through_one_servers_reload_rpc(model_base, start_s
     assert bad_label.returncode == 2 and "invalid choice: 'gold'" in bad_label.stderr
 
 
+@pytest.mark.slow
 def test_promote_and_rollback_across_replicas_with_apply_and_timeout(model_base, start_server,
                                                                      tmp_path, capsys):
     make_model(str(model_base), 2, bias=1.0)

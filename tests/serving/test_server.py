@@ -570,6 +570,7 @@ def test_a_server_dying_midway_leaves_the_file_as_it_was_and_restarts_from_it(
     assert clients.predict([0.5], label="stable").model_spec.version.value == 2
 
 
+@pytest.mark.slow
 def test_promotion_across_replicas_polling_one_config_file(model_base, start_server, tmp_path):
     """Two replicas poll one models.config (a shared volume, as deploy/k8s mounts it). Writing
     the final config at once breaks TF Serving's two-step rule, so both refuse it and keep the

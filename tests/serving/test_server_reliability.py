@@ -11,6 +11,7 @@ import time
 
 import grpc
 import psutil
+import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_service_pb2_grpc
 
@@ -35,6 +36,7 @@ def _hammer(clients, stop, label=None):
     return threads, versions, failures
 
 
+@pytest.mark.slow
 def test_promotions_and_a_rollback_under_load_fail_no_request(model_base, start_server, tmp_path):
     from tandem.serving.promotion import promote, rollback
 
@@ -64,6 +66,7 @@ def test_promotions_and_a_rollback_under_load_fail_no_request(model_base, start_
     assert {1, 2, 3} <= set(labelled[1]) and labelled[1][-1] == 2  # rolled back to 2
 
 
+@pytest.mark.slow
 def test_memory_does_not_grow_with_requests(model_base, start_server):
     """Resident memory sampled after each of several rounds of concurrent requests, past a
     warm-up: its growth per request (the Theil-Sen slope, the median of the slopes between
@@ -109,6 +112,7 @@ def _serve(model_base, port):
     return proc, lines
 
 
+@pytest.mark.slow
 def test_a_killed_server_is_back_quickly_after_a_restart(model_base):
     port = free_port()
     stub = prediction_service_pb2_grpc.PredictionServiceStub(

@@ -35,6 +35,7 @@ def _schema_declaring(names: set[str], path: str) -> str:
     return path
 
 
+@pytest.mark.slow
 def test_the_monitor_and_the_report_follow_one_declaration(monitor_data, training_statistics,
                                                            tmp_path):
     write_log(tmp_path / "logs", examples_of(monitor_data / "clean")[:1200])

@@ -31,6 +31,7 @@ def _config(**overrides):
     return load_config("listening", [f"monitor.{k}={v}" for k, v in overrides.items()])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile", sorted(EXPECTED))
 def test_each_drift_profile_is_detected_and_named(profile, monitor_data, training_statistics,
                                                   tmp_path):
@@ -49,6 +50,7 @@ def test_each_drift_profile_is_detected_and_named(profile, monitor_data, trainin
         assert m["psi"]["low"] is not None and m["psi"]["high"] is not None
 
 
+@pytest.mark.slow
 def test_impossible_values_are_schema_anomalies_and_label_drift_needs_labels(
         monitor_data, training_statistics, tmp_path):
     clean = examples_of(monitor_data / "clean")[:2000]
@@ -72,6 +74,7 @@ def test_impossible_values_are_schema_anomalies_and_label_drift_needs_labels(
     assert labelled["input"]["labelled_examples"] == 3000
 
 
+@pytest.mark.slow
 def test_clean_windows_raise_no_alarm(monitor_data, training_statistics, tmp_path):
     """20 windows of 250 clean requests: no drift alarm, and a false-alarm rate at or under
     1% over every feature-window judged (drift and skew)."""
@@ -108,6 +111,7 @@ def _frame(rng, n, shift=0.0, nuisance=8):
     return pd.DataFrame(columns)
 
 
+@pytest.mark.slow
 def test_a_shift_of_psi_025_is_detected_in_90_percent_of_500_example_windows():
     rng = np.random.default_rng(7)
     big = rng.normal(0, 1, 1_000_000)
@@ -140,6 +144,7 @@ def test_psi_and_wasserstein_match_values_computed_from_the_raw_data():
         assert m["c"]["linf"] == pytest.approx(float(np.max(np.abs(q - p))), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_feature_value_skew_names_the_one_altered_feature(monitor_data, tmp_path):
     """The training examples themselves, logged with one feature altered, joined by id."""
     train = examples_of(monitor_data / "train")[:1500]
@@ -159,6 +164,7 @@ def test_feature_value_skew_names_the_one_altered_feature(monitor_data, tmp_path
     assert "duration_s" in summary["skew_features"]
 
 
+@pytest.mark.slow
 def test_bad_input_gets_a_clear_error(monitor_data, tmp_path):
     with pytest.raises(MonitorError, match="no request-log files match"):
         run_monitor(str(tmp_path / "none-*.gz"), _config(), str(tmp_path / "o"))
@@ -195,6 +201,7 @@ def test_bad_input_gets_a_clear_error(monitor_data, tmp_path):
     shutil.rmtree(tmp_path / "o4")
 
 
+@pytest.mark.slow
 def test_cli_exit_status_alerts_and_report(monitor_data, training_statistics, tmp_path):
     """Exit 1 on drift; the Prometheus textfile passes promtool; the webhook is called; the
     report renders in Chromium under a strict CSP and fetches nothing."""
@@ -294,6 +301,7 @@ def test_monitoring_pipeline_runs_traffic_monitor_under_tfx(monitor_data, traini
     assert "tandem.components.monitor.executor.Executor" in out.read_text()
 
 
+@pytest.mark.slow
 def test_a_window_under_the_minimum_is_reported_too_small_not_judged(monitor_data, tmp_path):
     write_log(tmp_path / "logs", examples_of(monitor_data / "clean")[:1100])
     summary = run_monitor(str(tmp_path / "logs"), _config(min_examples=200),

@@ -18,6 +18,7 @@ def _key(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
+@pytest.mark.slow
 def test_window_by_arrival_time_names_the_windows_that_drifted(monitor_data,
                                                                training_statistics, tmp_path):
     """1,200 clean requests one a second, then 1,000 older users one every two seconds: by
@@ -62,6 +63,7 @@ def test_a_bad_window_is_one_line_and_exit_2(args, message, monitor_data, tmp_pa
     assert not (tmp_path / "out" / "summary.json").exists()
 
 
+@pytest.mark.slow
 def test_drift_from_a_new_feature_snapshot_names_it(monitor_data, training_statistics,
                                                     tmp_path):
     """900 clean requests decorated from one snapshot, then 1,000 older users from another,

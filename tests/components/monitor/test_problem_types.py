@@ -139,6 +139,7 @@ def _config(tmp_path, kind: str):
                                      f"problem_type={problem}", f"evaluation.metric={metric}"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(CASES))
 def test_prediction_and_label_drift_are_named_where_they_happen(kind, monitor_data, tmp_path):
     label, _, _, drifting = CASES[kind]

@@ -68,6 +68,7 @@ def replay(setup, tmp_path, candidate_features, candidate="a", **thresholds):
                                str(tmp_path), setup["config"], candidate_features, config)
 
 
+@pytest.mark.slow
 def test_the_same_snapshot_gives_the_logged_bytes_back_and_zero_flips(setup, tmp_path):
     spec, _ = redecoration_spec(setup["config"], setup["same"])
     redecorator = Redecorator(spec)
@@ -84,6 +85,7 @@ def test_the_same_snapshot_gives_the_logged_bytes_back_and_zero_flips(setup, tmp
     assert report["verdict"]["passed"]
 
 
+@pytest.mark.slow
 def test_a_snapshot_that_changes_one_column_is_attributed_to_it_alone(setup, tmp_path):
     report = replay(setup, tmp_path, setup["months"])
     f = report["features"]
@@ -105,6 +107,7 @@ def test_a_snapshot_that_changes_one_column_is_attributed_to_it_alone(setup, tmp
     assert first.features.feature["age"].int64_list.value[0] > 150
 
 
+@pytest.mark.slow
 def test_a_model_and_a_snapshot_change_together_are_told_apart(setup, tmp_path):
     report = replay(setup, tmp_path, setup["months"], candidate="b")
     f = report["features"]
@@ -112,6 +115,7 @@ def test_a_model_and_a_snapshot_change_together_are_told_apart(setup, tmp_path):
     assert f["columns"]["age"]["share"] > f["model_share"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("candidate", ["a", "b"])
 def test_a_column_changed_alone_is_attributed_as_if_swapped_in_alone(setup, tmp_path,
                                                                       candidate):
@@ -175,6 +179,7 @@ def test_keys_read_at_the_wire_and_parsed_give_the_same_redecoration(setup):
         assert max(ages) > 150 or candidate == "missing"  # months, from the candidate
 
 
+@pytest.mark.slow
 def test_missing_entities_are_counted_and_gated(setup, tmp_path):
     expected = sum(u in setup["users"][:2] for u in setup["users"])
     report = replay(setup, tmp_path / "gated", setup["missing"])
@@ -187,6 +192,7 @@ def test_missing_entities_are_counted_and_gated(setup, tmp_path):
     assert check["passed"]
 
 
+@pytest.mark.slow
 def test_sqlite_and_redis_snapshots_give_identical_reports(setup, tmp_path):
     from tandem.serving.gateway.sources import copy_to_redis
 
@@ -217,6 +223,7 @@ def test_sqlite_and_redis_snapshots_give_identical_reports(setup, tmp_path):
     assert one == two
 
 
+@pytest.mark.slow
 def test_bad_candidate_snapshots_are_one_line_and_exit_2(setup, tmp_path):
     root = setup["root"]
     garbage = tmp_path / "garbage.sqlite"

@@ -118,6 +118,7 @@ def _outputs(model_dir: str, served: list[bytes], key: str) -> np.ndarray:
     return fn(examples=tf.constant(served))[key].numpy().astype(np.float64)
 
 
+@pytest.mark.slow
 def test_multiclass_flips_flip_matrix_and_quality_match_counts_made_here(problems, tmp_path):
     from sklearn.metrics import log_loss
 

@@ -37,6 +37,7 @@ def _probabilities(model_dir, served):
     return fn(examples=tf.constant(served))["probabilities"].numpy()
 
 
+@pytest.mark.slow
 def test_b_equal_to_a_gives_zero_flips_exact_parity_and_a_reproducible_report(setup, tmp_path):
     root, served = setup
     config = ReplayConfig(slices=[["country"]])
@@ -131,6 +132,7 @@ def _again(record, later_s: int, tamper: float = 0.0, rename: bool = False) -> b
     return log.SerializeToString()
 
 
+@pytest.mark.slow
 def test_a_request_logged_twice_is_replayed_once_at_its_first_logged_occurrence(setup,
                                                                                  tmp_path):
     """The loop's old mirror step: requests already logged, sent and logged again."""
@@ -185,6 +187,7 @@ def test_a_log_from_another_version_or_no_log_is_refused(setup, tmp_path):
         run_replay(str(root / "logs"), str(tmp_path), str(root / "b"), str(tmp_path))
 
 
+@pytest.mark.slow
 def test_cli_exit_status_follows_the_verdict(setup, tmp_path):
     root, _ = setup
     common = ["shadow", "replay", "--logs", str(root / "logs"), "--baseline", str(root / "a")]
@@ -348,6 +351,7 @@ def test_labels_give_each_models_quality_on_the_same_traffic(setup, tmp_path):
     assert report["verdict"]["checks"][-1]["check"].startswith("p99")  # not gated by default
 
 
+@pytest.mark.slow
 def test_quality_gate_and_bad_labels(setup, tmp_path):
     root, _ = setup
     ids = [tf.train.Example.FromString(d).features.feature["request_id"].bytes_list.value[0]

@@ -39,6 +39,7 @@ def _rows(chunk):
     return [(rid, float(logged[i, 0])) for i, rid in enumerate(ids)]
 
 
+@pytest.mark.slow
 def test_each_id_is_kept_once_at_its_first_logged_place_across_worker_processes():
     options = PipelineOptions(["--direct_running_mode=multi_processing",
                                "--direct_num_workers=2"])

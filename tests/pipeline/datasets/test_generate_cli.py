@@ -7,6 +7,7 @@ import json
 import math
 import os
 
+import pytest
 import tensorflow as tf
 
 from tandem.pipeline.datasets import listening
@@ -30,6 +31,7 @@ def test_data_profiles_lists_every_drift_profile_with_what_it_does():
     assert listed == dict(listening.DRIFT_PROFILES)
 
 
+@pytest.mark.slow
 def test_data_generate_writes_each_format(tmp_path):
     both = tandem("data", "generate", "--rows", "300", "--out", str(tmp_path / "both"),
                   "--seed", "3", "--span", "2", "--format", "both", timeout=300)
@@ -58,6 +60,7 @@ def test_data_generate_writes_each_format(tmp_path):
         == ["data-00000-of-00001.csv"]
 
 
+@pytest.mark.slow
 def test_data_generate_requests_and_their_late_labels(tmp_path):
     out = tmp_path / "req"
     done = tandem("data", "generate", "--rows", "400", "--out", str(out), "--seed", "5",

@@ -208,6 +208,7 @@ def test_a_drift_profile_changes_only_what_it_documents():
             assert np.array_equal(users.age, base_users.age), profile
 
 
+@pytest.mark.slow
 def test_requests_for_an_existing_feature_source_come_from_its_users_and_tracks(tmp_path):
     """A small request span drawn for a larger span's tables (source_rows): its labels follow
     the very attributes the gateway will join from those tables. Without source_rows the

@@ -235,6 +235,7 @@ def _wait(condition, timeout=15.0):
     return False
 
 
+@pytest.mark.slow
 def test_an_outlier_burst_raises_the_alert_and_it_clears(model_server, listening_data,
                                                          start_gateway, tmp_path, caplog):
     """A feature source goes bad for some users (negative ages); traffic for them is an
@@ -364,6 +365,7 @@ def test_primary_answers_from_stable_and_the_mirror_goes_to_canary(
     assert {r.model_version for r in records if r.role == "shadow"} == {2}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", ["killed", "slowed"])
 def test_a_failing_or_slow_shadow_never_changes_the_primary(fault, model_server, listening_data,
                                                             start_gateway, tmp_path):
@@ -401,6 +403,7 @@ def test_a_failing_or_slow_shadow_never_changes_the_primary(fault, model_server,
         assert mirror.dropped > 0  # the queue (8) filled behind the slow shadow
 
 
+@pytest.mark.slow
 def test_kill_9_under_load_loses_no_answered_request(model_server, listening_data, tmp_path):
     """With the shipped log config (its fsync_interval_s, the sync thread running beside the
     writes for more than one interval), what the README promises of a gateway killed with
@@ -511,6 +514,7 @@ def test_config_errors_are_one_line_and_exit_2(listening_data, tmp_path):
         assert message in proc.stderr and proc.stderr.count("\n") == 1, (args, proc.stderr)
 
 
+@pytest.mark.slow
 def test_the_gateway_and_the_model_server_bind_loopback_by_default(listening_models,
                                                                   listening_data, tmp_path):
     """Started without --host, `tandem serve models` and `tandem serve gateway` listen on

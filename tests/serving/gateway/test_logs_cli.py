@@ -70,6 +70,7 @@ def gateway_log(model_server, listening_data, start_gateway, tmp_path):
             "span": (started, int(time.time()))}
 
 
+@pytest.mark.slow
 def test_logs_stats_counts_what_the_gateway_logged(gateway_log):
     done = tandem("logs", "stats", str(gateway_log["dir"]), "--json", timeout=120)
     assert done.returncode == 0, done.stderr
@@ -100,6 +101,7 @@ def test_logs_stats_counts_what_the_gateway_logged(gateway_log):
     assert not any(line.lstrip().startswith("skipped") for line in lines)
 
 
+@pytest.mark.slow
 def test_logs_cat_prints_one_line_per_request_with_its_examples(gateway_log):
     path = str(gateway_log["dir"])
     done = tandem("logs", "cat", path, "--limit", "3", timeout=120)
@@ -137,6 +139,7 @@ def test_logs_cat_prints_one_line_per_request_with_its_examples(gateway_log):
     assert "primary model server" in failed["error"]["message"]
 
 
+@pytest.mark.slow
 def test_logs_read_past_a_torn_tail_and_refuse_bad_input(gateway_log, tmp_path):
     torn = tmp_path / "torn"
     shutil.copytree(gateway_log["dir"], torn)

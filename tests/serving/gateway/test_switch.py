@@ -152,6 +152,7 @@ def test_a_bad_snapshot_is_refused_and_the_old_one_serves(model_server, listenin
         stub(gw.port).Predict(predict_request([request]), timeout=30)
 
 
+@pytest.mark.slow
 def test_promote_and_rollback_switch_a_running_gateway(model_server, listening_data, tmp_path):
     """The commands against a gateway process: a refused promote says why in one line, exits
     2 and leaves nothing behind; a promote and a rollback are seen from the next request."""

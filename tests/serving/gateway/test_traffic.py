@@ -3,6 +3,7 @@
 import csv
 import os
 
+import pytest
 import tensorflow as tf
 
 from tandem.pipeline.datasets import listening
@@ -69,6 +70,7 @@ def test_traffic_send_through_the_gateway_with_client_side_drift(
     assert "age" in first.features.feature and "genre" in first.features.feature
 
 
+@pytest.mark.slow
 def test_traffic_send_bad_input_exits_2(tmp_path):
     listening.generate(str(tmp_path / "req"), 10, seed=1, requests=True)
     pattern = str(tmp_path / "req" / "span-1" / "*.tfrecord.gz")
@@ -105,6 +107,7 @@ def _sent_line(stdout: str) -> str:
     return line
 
 
+@pytest.mark.slow
 def test_traffic_send_exits_1_when_some_requests_fail(model_server, listening_data, tmp_path):
     """Decorated examples are answered; undecorated ones lack what the model parses and get
     INVALID_ARGUMENT: the send finishes, counts each failure by status, and exits 1."""
@@ -124,6 +127,7 @@ def test_traffic_send_exits_1_when_some_requests_fail(model_server, listening_da
     assert "sent 5 requests" in ok.stdout and "5 answered, errors: none" in ok.stdout
 
 
+@pytest.mark.slow
 def test_traffic_send_keeps_to_its_rate(model_server, listening_data, tmp_path, capsys):
     """21 requests at --rate 5 are sent at t = 0, 0.2, ..., 4.0 s: the send takes at least
     4 s, and not much more (each answer comes in milliseconds). Unpaced, the same requests

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import grpc
+import pytest
 from tensorflow.core.example import example_pb2
 from tensorflow_serving.apis.prediction_service_pb2_grpc import PredictionServiceStub
 
@@ -30,6 +31,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_two_workers_share_the_port_log_apart_and_stop_together(model_server, listening_data,
                                                                  tmp_path):
     port = free_port()
