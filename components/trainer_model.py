@@ -3,6 +3,9 @@ the choice between it and a linear model on the same features.
 
 Every training of a run (the tuning trials, the training, the linear baseline, the
 reproducibility check) starts from one `Training`, so they share inputs, schedule and seed.
+
+One module past 400 lines because the inputs, the model and its fitting are one `Training`'s
+state, and the choice between the models compares two of its fits on its own eval split.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ protos). It yields the same records, with the same fields, in the same order, an
 same damage: a file that tf.data cannot read to its end (a torn last record, a bad checksum)
 is read on from where tf.data stopped by `request_log`'s own framing, and a record the batch
 decoder does not take (a Classify or Regress log, an unusual tensor) is parsed the usual way.
+
+One module past 400 lines because the decoder's levels, the arrays they give and the fall-back
+to `request_log`'s framing are one reader: split, each part would need the others' offsets.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@
 The log record carries A's answer, so it is written once A has answered and before the
 caller gets the answer (a record per answered request survives a crash of the gateway). The
 mirror is handed the request last and works off the request path.
+
+One module past 400 lines because the stages share one request's state and timings; what each
+stage calls (sources, the validator, the log writer, the mirror) lives in its own module.
 """
 
 from __future__ import annotations

@@ -65,6 +65,14 @@ def file_fingerprint(path: str) -> str:
     return digest.hexdigest()[:16]
 
 
+def _table_types(types: dict[str, dict[str, str]], where: str, table: str) -> dict[str, str]:
+    """A source's column types of `table`, or the one-line error naming the tables it has."""
+    if table not in types:
+        raise SourceError(f"feature source {where} has no table '{table}' "
+                          f"(it has {', '.join(sorted(types)) or 'none'})")
+    return types[table]
+
+
 class SqliteSource:
     """A read-only SQLite file; one connection per thread (sqlite3's rule)."""
 
@@ -97,10 +105,7 @@ class SqliteSource:
         return con
 
     def types(self, table: str) -> dict[str, str]:
-        if table not in self._types:
-            raise SourceError(f"feature source {self.path} has no table '{table}' "
-                              f"(it has {', '.join(sorted(self._types)) or 'none'})")
-        return self._types[table]
+        return _table_types(self._types, self.path, table)
 
     def lookup(self, join: Join, keys: Sequence[str]) -> dict[str, tuple]:
         found: dict[str, tuple] = {}
@@ -171,10 +176,7 @@ class RedisSource:
                        if k.startswith(b"types:")}
 
     def types(self, table: str) -> dict[str, str]:
-        if table not in self._types:
-            raise SourceError(f"feature source {self.url} has no table '{table}' "
-                              f"(it has {', '.join(sorted(self._types)) or 'none'})")
-        return self._types[table]
+        return _table_types(self._types, self.url, table)
 
     def lookup(self, join: Join, keys: Sequence[str]) -> dict[str, tuple]:
         import redis

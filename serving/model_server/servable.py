@@ -447,16 +447,17 @@ class Servable:
             result.regressions.add(value=float(v))
 
     def classify(self, request: classification_pb2.ClassificationRequest):
-        sig_name = request.model_spec.signature_name or SERVING_DEFAULT
-        response = classification_pb2.ClassificationResponse()
-        self._classify_into(sig_name, self._serialized_examples(request.input), response.result)
-        self.fill_spec(response.model_spec, sig_name)
-        return response
+        return self._answer(request, classification_pb2.ClassificationResponse(),
+                            self._classify_into)
 
     def regress(self, request: regression_pb2.RegressionRequest):
+        return self._answer(request, regression_pb2.RegressionResponse(), self._regress_into)
+
+    def _answer(self, request, response, fill_result):
+        """Classify's or Regress's response: the signature's results for the request's
+        examples, and the model spec that answered."""
         sig_name = request.model_spec.signature_name or SERVING_DEFAULT
-        response = regression_pb2.RegressionResponse()
-        self._regress_into(sig_name, self._serialized_examples(request.input), response.result)
+        fill_result(sig_name, self._serialized_examples(request.input), response.result)
         self.fill_spec(response.model_spec, sig_name)
         return response
 
