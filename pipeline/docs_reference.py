@@ -208,7 +208,8 @@ def _flag_rows(parser: argparse.ArgumentParser) -> list[str]:
         else:
             names = f"`{action.metavar or action.dest}`"
         default = ""
-        if action.default not in (None, False, [], "", argparse.SUPPRESS) and action.nargs != 0:
+        if not (action.default is None or action.default is False  # 0 is a default to show
+                    or action.default in ([], "", argparse.SUPPRESS)) and action.nargs != 0:
             default = f"`{action.default}`"
         if action.required:
             default = "required"
