@@ -86,10 +86,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items[:] = [item for unit in ordered for item in unit]
 
 
-
 def unmarked_slow(calls: dict[str, tuple[float, set[str]]]) -> list[str]:
     """The tests whose call took over SLOW_SECONDS without a `pipeline` or `slow` mark, slowest
-    first: `calls` maps a test's id to its call's seconds and its keywords. Only the call
+    first: `calls` maps a test's id to its call's seconds and its marks' names. Only the call
     counts: a session fixture's set-up lands on whichever test needs it first."""
     late = [(seconds, nodeid) for nodeid, (seconds, keywords) in calls.items()
             if seconds > SLOW_SECONDS and not keywords & {"pipeline", "slow"}]
@@ -99,9 +98,20 @@ def unmarked_slow(calls: dict[str, tuple[float, set[str]]]) -> list[str]:
 _CALLS: dict[str, tuple[float, set[str]]] = {}
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call):
+    """The test's marks travel with its call's report (to xdist's controller too): a report's
+    keywords also hold the names of the folders a test sits in, so `tests/pipeline/` would
+    count as marked `pipeline`."""
+    report = (yield).get_result()
+    if report.when == "call":
+        report.user_properties.append(("marks", sorted({m.name for m in item.iter_markers()})))
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when == "call":  # under xdist, the controller sees every worker's reports
-        _CALLS[report.nodeid] = (report.duration, set(report.keywords))
+        marks = dict(report.user_properties).get("marks", [])
+        _CALLS[report.nodeid] = (report.duration, set(marks))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
