@@ -8,10 +8,12 @@ report of hundreds of features small, and there is nothing to fetch: no fonts, n
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -48,15 +50,72 @@ def figure(svg_text: str, caption: str = "") -> str:
     return f"<figure>{svg_text}{cap}</figure>"
 
 
+# Charts asked for inside `draw_together` are drawn at its end, by a pool of processes when
+# there are at least this many: matplotlib takes about a third of a second a chart, so a
+# report of hundreds of features waits a minute on one core; fewer charts would not pay for
+# the pool's start-up (about a second).
+POOL_MIN_CHARTS = 24
+POOL_MAX_WORKERS = 4
+_PLACEHOLDER = re.compile("\x00chart:(\\d+)\x00")
+_deferred = threading.local()
+
+
 def _with_rc(draw):
+    @functools.wraps(draw)
     def wrapped(*args, **kwargs):
+        jobs = getattr(_deferred, "jobs", None)
+        if jobs is not None:  # inside draw_together: drawn at its end
+            jobs.append((draw.__name__, args, kwargs))
+            return f"\x00chart:{len(jobs) - 1}\x00"
         import matplotlib
 
         with matplotlib.rc_context(_RC):
             return svg(draw(*args, **kwargs))
-    wrapped.__doc__ = draw.__doc__
-    wrapped.__name__ = draw.__name__
     return wrapped
+
+
+def _draw(job: tuple[str, tuple, dict]) -> str:
+    """One deferred chart drawn (in a pool's process, or here)."""
+    name, args, kwargs = job
+    return globals()[name](*args, **kwargs)
+
+
+def _workers(charts: int) -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return min(cores, POOL_MAX_WORKERS) if charts >= POOL_MIN_CHARTS else 1
+
+
+def draw_together(build: Callable[[], str]) -> str:
+    """`build()`'s text, every chart it asked for drawn at the end and put in its place: by a
+    pool of processes (started fresh, so a parent's threads and TensorFlow stay out of them)
+    when there are many and this machine has more than one core, else here. The SVG is the
+    same either way (fixed rc settings and hash salt); a pool that cannot start or breaks
+    leaves the drawing to this process."""
+    if getattr(_deferred, "jobs", None) is not None:  # nested: the outer call draws
+        return build()
+    _deferred.jobs = jobs = []
+    try:
+        text = build()
+    finally:
+        _deferred.jobs = None
+    svgs: list[str] | None = None
+    workers = _workers(len(jobs))
+    if workers > 1:
+        import concurrent.futures
+        import multiprocessing
+
+        try:
+            with concurrent.futures.ProcessPoolExecutor(
+                    workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                svgs = list(pool.map(_draw, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
+        except Exception:  # noqa: BLE001 - no pool here (OSError, a broken pool, pickling):
+            svgs = None  # drawn here instead, where a chart's own error shows as it is
+    if svgs is None:
+        svgs = [_draw(job) for job in jobs]
+    return _PLACEHOLDER.sub(lambda m: svgs[int(m.group(1))], text)
 
 
 @_with_rc

@@ -109,7 +109,13 @@ def feature_sections(datasets: list[tuple[str, Any]], schema=None,
                      identifiers: Mapping[str, str] | None = None) -> str:
     """The per-feature summary table and one block per feature, for one dataset or two
     (`datasets` = [(label, DatasetFeatureStatistics), ...]); `identifiers` (name: why) are
-    described, not compared."""
+    described, not compared. The features' charts are drawn together (charts.draw_together):
+    a wide dataset's hundreds of them on every core."""
+    return charts.draw_together(lambda: _feature_sections(datasets, schema, measures, anomalies,
+                                                          identifiers))
+
+
+def _feature_sections(datasets, schema, measures, anomalies, identifiers) -> str:
     measures = measures or {}
     anomalies = anomalies or {}
     identifiers = identifiers or {}

@@ -1,0 +1,70 @@
+"""Benchmark: a wide statistics report (two datasets of `--features` features, half numeric,
+half categorical) drawn with its charts in one process against drawn together by a pool of
+processes (reports/charts.py draw_together), side by side in one run, alternating; the two
+pages are checked to be the same bytes.
+
+    python bench/report_charts.py [--features 200] [--rows 2000] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+import warnings
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def wide_statistics(features: int, rows: int, seed: int, shift: float = 0.0):
+    import numpy as np
+    import pandas as pd
+    import tensorflow_data_validation as tfdv
+
+    rng = np.random.default_rng(seed)
+    columns = {}
+    for i in range(features // 2):
+        columns[f"num_{i:03d}"] = rng.normal(shift * (i % 3), 1.0 + i % 5, rows)
+        columns[f"cat_{i:03d}"] = rng.choice([f"v{j}" for j in range(3 + i % 30)], rows)
+    options = tfdv.StatsOptions(num_quantiles_histogram_buckets=100, num_histogram_buckets=20)
+    return tfdv.generate_statistics_from_dataframe(pd.DataFrame(columns), stats_options=options)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--features", type=int, default=200)
+    parser.add_argument("--rows", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+
+    from tandem.pipeline.statistics_report import statistics_page
+    from tandem.reports import charts
+
+    print(f"statistics of two datasets of {args.features} features, {args.rows:,} rows ...",
+          flush=True)
+    a = wide_statistics(args.features, args.rows, seed=1)
+    b = wide_statistics(args.features, args.rows, seed=2, shift=0.5)
+    pool_min = charts.POOL_MIN_CHARTS
+    times: dict[str, list[float]] = {"one process": [], "pool": []}
+    pages: dict[str, str] = {}
+    for round_ in range(args.rounds):
+        for way, minimum in (("one process", 10**9), ("pool", pool_min)):
+            charts.POOL_MIN_CHARTS = minimum
+            start = time.perf_counter()
+            pages[way] = statistics_page(a, b, names=("training", "serving")).render()
+            times[way].append(time.perf_counter() - start)
+            print(f"round {round_ + 1}, {way}: {times[way][-1]:.1f} s", flush=True)
+    charts.POOL_MIN_CHARTS = pool_min
+    same = pages["one process"] == pages["pool"]
+    one, pool = (statistics.median(times[w]) for w in ("one process", "pool"))
+    print(f"\n{args.features}-feature comparison page ({pages['pool'].count('<svg')} charts), "
+          f"median of {args.rounds}: one process {one:.1f} s, a pool of "
+          f"{charts._workers(pool_min)} processes {pool:.1f} s: {pool / one:.2f}x; the same "
+          f"bytes: {same}")
+
+
+if __name__ == "__main__":
+    main()
