@@ -9,8 +9,11 @@ three references, all in one run on the same logged requests:
 
 And the replay with candidate features (`--candidate-features`): the same logs re-decorated
 from a feature-source snapshot whose users' age is in months, every divergent request
-attributed column by column; its cost against the model replay's (goal: at most 1.5x).
-`--features-only` measures just those two.
+attributed column by column; its cost against the model replay's (goal: at most 1.5x). It
+runs as the loop and SourceValidator run it, with A as both models (the snapshot alone
+changes), and once more with B (snapshot and model both change: B also answers on the logged
+examples, for the model's share of the divergence), reported beside it. `--features-only`
+measures just these.
 
 The log holds one request per example, written with the shared writer with model A's own
 answers. The models are the listening model the pipeline trains (A) and a copy of it (B).
@@ -198,7 +201,7 @@ def main() -> None:
 
         # The model replay and the features replay, interleaved, each --rounds times; the
         # fastest run of each counts (a busy machine only ever slows a run).
-        models, features_runs = [], []
+        models, features_runs, both_runs = [], [], []
         for round_ in range(args.rounds):
             print(f"round {round_ + 1}: replay (tandem shadow replay, DirectRunner in_memory) "
                   "...", flush=True)
@@ -206,18 +209,23 @@ def main() -> None:
             report = run_replay(logs, dir_a, dir_b, os.path.join(work, f"out-m{round_}"))
             models.append(time.perf_counter() - start)
             print(f"round {round_ + 1}: replay with candidate features (users' age in "
-                  "months) ...", flush=True)
-            features_s, features = features_replay(work, logs, dir_a, dir_b)
+                  "months), A as both models ...", flush=True)
+            features_s, features = features_replay(work, logs, dir_a, dir_a)
             features_runs.append(features_s)
-        whole, features_s = min(models), min(features_runs)
+            print(f"round {round_ + 1}: the same with B: snapshot and model both change ...",
+                  flush=True)
+            both_runs.append(features_replay(work, logs, dir_a, dir_b)[0])
+        whole, features_s, both_s = min(models), min(features_runs), min(both_runs)
         ours = report["input"]["replayed_examples"] / whole
         f = features["features"]
         print(f"\nover the same {len(examples):,} logged requests, fastest of {args.rounds}: "
               f"model replay {whole:.1f}s, replay with candidate features {features_s:.1f}s "
               f"({f['divergent']:,} divergent, attributed to {', '.join(f['blamed'])}): ratio "
-              f"{features_s / whole:.2f}x (goal <= 1.5x); every run: model "
+              f"{features_s / whole:.2f}x (goal <= 1.5x); snapshot and model both changing "
+              f"{both_s:.1f}s, {both_s / whole:.2f}x; every run: model "
               f"{', '.join(f'{t:.1f}' for t in models)} s, features "
-              f"{', '.join(f'{t:.1f}' for t in features_runs)} s")
+              f"{', '.join(f'{t:.1f}' for t in features_runs)} s, both "
+              f"{', '.join(f'{t:.1f}' for t in both_runs)} s")
         if args.features_only:
             return
         # The same job on 1,000 requests: its time is nearly all start-up (Beam, two model
