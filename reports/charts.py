@@ -50,14 +50,22 @@ def figure(svg_text: str, caption: str = "") -> str:
     return f"<figure>{svg_text}{cap}</figure>"
 
 
-# Charts asked for inside `draw_together` are drawn at its end, by a pool of processes when
-# there are at least this many: matplotlib takes about a third of a second a chart, so a
-# report of hundreds of features waits a minute on one core; fewer charts would not pay for
-# the pool's start-up (about a second).
+# Charts asked for inside `draw_together` are drawn at its end, by worker processes when there
+# are at least this many: matplotlib takes a fifth to a third of a second a chart, so a report
+# of hundreds of features waited a minute on one core; fewer charts would not pay for the
+# workers' start-up (about a second).
 POOL_MIN_CHARTS = 24
 POOL_MAX_WORKERS = 4
-_PLACEHOLDER = re.compile("\x00chart:(\\d+)\x00")
+WORKER_MODULE = "tandem.reports.chart_worker"
 _deferred = threading.local()
+
+
+def _style():
+    """matplotlib's defaults and tandem's settings, whatever the caller's rcParams (a
+    notebook's style, a matplotlibrc): a chart is the same wherever it is drawn."""
+    import matplotlib.style
+
+    return matplotlib.style.context(["default", _RC])
 
 
 def _with_rc(draw):
@@ -66,56 +74,105 @@ def _with_rc(draw):
         jobs = getattr(_deferred, "jobs", None)
         if jobs is not None:  # inside draw_together: drawn at its end
             jobs.append((draw.__name__, args, kwargs))
-            return f"\x00chart:{len(jobs) - 1}\x00"
-        import matplotlib
-
-        with matplotlib.rc_context(_RC):
+            return f"\x00{_deferred.token}:{len(jobs) - 1}\x00"
+        with _style():
             return svg(draw(*args, **kwargs))
     return wrapped
 
 
 def _draw(job: tuple[str, tuple, dict]) -> str:
-    """One deferred chart drawn (in a pool's process, or here)."""
+    """One deferred chart drawn (by a worker, or here)."""
     name, args, kwargs = job
     return globals()[name](*args, **kwargs)
 
 
-def _workers(charts: int) -> int:
+def _cores() -> int:
+    """The cores this process may use: its CPU affinity, within a container's CPU quota."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    return min(cores, POOL_MAX_WORKERS) if charts >= POOL_MIN_CHARTS else 1
+    for path, parse in (("/sys/fs/cgroup/cpu.max", lambda t: t.split()[:2]),
+                        ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", None)):
+        try:
+            with open(path) as f:
+                text = f.read()
+            if parse is not None:
+                quota, period = parse(text)
+            else:
+                with open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as f:
+                    quota, period = text.strip(), f.read().strip()
+            if quota not in ("max", "-1"):
+                return max(1, min(cores, int(quota) // int(period)))
+            break
+        except (OSError, ValueError):
+            continue
+    return cores
+
+
+def _workers(charts: int) -> int:
+    return min(_cores(), POOL_MAX_WORKERS) if charts >= POOL_MIN_CHARTS else 1
+
+
+def _draw_in_workers(jobs: list, workers: int) -> list[str] | None:
+    """The jobs' SVG drawn by `workers` processes of `python -m WORKER_MODULE` (pickled jobs
+    in, SVG out; fresh interpreters that load the chart code alone, never the caller's script
+    or its threads), or None when they cannot be had: nothing started, a worker failed, an
+    argument would not pickle. Jobs are dealt round-robin, so costly charts spread."""
+    import pickle
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    chunks = [jobs[k::workers] for k in range(workers)]
+    procs: list[subprocess.Popen] = []
+    try:
+        payloads = [pickle.dumps(chunk, protocol=pickle.HIGHEST_PROTOCOL) for chunk in chunks]
+        for _ in chunks:
+            procs.append(subprocess.Popen([sys.executable, "-m", WORKER_MODULE],
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=subprocess.DEVNULL))
+        timeout = 120 + 10 * len(chunks[0])
+        with ThreadPoolExecutor(len(procs)) as threads:
+            outs = list(threads.map(lambda pp: pp[0].communicate(pp[1], timeout=timeout)[0],
+                                    zip(procs, payloads, strict=True)))
+        if any(proc.returncode for proc in procs):
+            return None
+        drawn = [pickle.loads(out) for out in outs]
+    except (OSError, subprocess.TimeoutExpired, pickle.PickleError, EOFError, TypeError,
+            AttributeError):
+        return None
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    if [len(d) for d in drawn] != [len(c) for c in chunks]:
+        return None
+    return [drawn[i % workers][i // workers] for i in range(len(jobs))]
 
 
 def draw_together(build: Callable[[], str]) -> str:
-    """`build()`'s text, every chart it asked for drawn at the end and put in its place: by a
-    pool of processes (started fresh, so a parent's threads and TensorFlow stay out of them)
-    when there are many and this machine has more than one core, else here. The SVG is the
-    same either way (fixed rc settings and hash salt); a pool that cannot start or breaks
-    leaves the drawing to this process."""
+    """`build()`'s text, every chart it asked for drawn at the end and put in its place: by
+    worker processes (`_draw_in_workers`) when there are many and more than one core, else
+    here. The SVG is the same either way (`_style`, a fixed hash salt); workers that cannot
+    be had leave the drawing to this process, where a chart's own error shows as it is. The
+    placeholders carry a token made for this call, so no text of the report can pose as one
+    (and `html.esc` turns NUL into U+FFFD)."""
     if getattr(_deferred, "jobs", None) is not None:  # nested: the outer call draws
         return build()
-    _deferred.jobs = jobs = []
+    token = os.urandom(8).hex()
+    jobs: list = []
+    _deferred.jobs, _deferred.token = jobs, token
     try:
         text = build()
     finally:
         _deferred.jobs = None
-    svgs: list[str] | None = None
     workers = _workers(len(jobs))
-    if workers > 1:
-        import concurrent.futures
-        import multiprocessing
-
-        try:
-            with concurrent.futures.ProcessPoolExecutor(
-                    workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                svgs = list(pool.map(_draw, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
-        except Exception:  # noqa: BLE001 - no pool here (OSError, a broken pool, pickling):
-            svgs = None  # drawn here instead, where a chart's own error shows as it is
+    svgs = _draw_in_workers(jobs, workers) if workers > 1 else None
     if svgs is None:
         svgs = [_draw(job) for job in jobs]
-    return _PLACEHOLDER.sub(lambda m: svgs[int(m.group(1))], text)
+    return re.sub(f"\x00{token}:(\\d+)\x00", lambda m: svgs[int(m.group(1))], text)
 
 
 @_with_rc

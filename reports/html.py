@@ -54,7 +54,9 @@ _SCRIPT = """
 
 
 def esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+    """Text for HTML: markup escaped, and NUL (which HTML forbids, and which marks a chart's
+    place while a report is built: charts.draw_together) as U+FFFD, as browsers show it."""
+    return html.escape(str(value), quote=True).replace("\x00", "\ufffd")
 
 
 def fmt(value: Any, digits: int = 4) -> str:
