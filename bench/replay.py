@@ -10,8 +10,8 @@ three references, all in one run on the same logged requests:
 And the replay with candidate features (`--candidate-features`): the same logs re-decorated
 from a feature-source snapshot whose users' age is in months, every divergent request
 attributed column by column; its cost against the model replay's (goal: at most 1.5x). It
-runs as the loop and SourceValidator run it, with A as both models (the snapshot alone
-changes), and once more with B (snapshot and model both change: B also answers on the logged
+runs as the loop runs it (and SourceValidator when its candidate is the serving model), with A
+as both models (the snapshot alone changes), and once more with B (snapshot and model both change: B also answers on the logged
 examples, for the model's share of the divergence), reported beside it. `--features-only`
 measures just these.
 
@@ -216,12 +216,15 @@ def main() -> None:
                   flush=True)
             both_runs.append(features_replay(work, logs, dir_a, dir_b)[0])
         whole, features_s, both_s = min(models), min(features_runs), min(both_runs)
+        per_round = sorted(f / m for f, m in zip(features_runs, models, strict=True))
         ours = report["input"]["replayed_examples"] / whole
         f = features["features"]
         print(f"\nover the same {len(examples):,} logged requests, fastest of {args.rounds}: "
               f"model replay {whole:.1f}s, replay with candidate features {features_s:.1f}s "
               f"({f['divergent']:,} divergent, attributed to {', '.join(f['blamed'])}): ratio "
-              f"{features_s / whole:.2f}x (goal <= 1.5x); snapshot and model both changing "
+              f"{features_s / whole:.2f}x (goal <= 1.5x; each round's own ratio "
+              f"{', '.join(f'{r:.2f}' for r in per_round)}, median "
+              f"{per_round[len(per_round) // 2]:.2f}x); snapshot and model both changing "
               f"{both_s:.1f}s, {both_s / whole:.2f}x; every run: model "
               f"{', '.join(f'{t:.1f}' for t in models)} s, features "
               f"{', '.join(f'{t:.1f}' for t in features_runs)} s, both "

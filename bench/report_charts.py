@@ -1,7 +1,8 @@
 """Benchmark: a wide statistics report (two datasets of `--features` features, half numeric,
 half categorical) drawn with its charts in one process against drawn together by a pool of
-processes (reports/charts.py draw_together), side by side in one run, alternating; the two
-pages are checked to be the same bytes.
+processes (reports/charts.py draw_together: worker processes of
+`python -m tandem.reports.chart_worker`), side by side in one run, alternating; the two pages
+are checked to be the same bytes.
 
     python bench/report_charts.py [--features 200] [--rows 2000] [--rounds 2]
 """
@@ -48,21 +49,21 @@ def main() -> None:
     a = wide_statistics(args.features, args.rows, seed=1)
     b = wide_statistics(args.features, args.rows, seed=2, shift=0.5)
     pool_min = charts.POOL_MIN_CHARTS
-    times: dict[str, list[float]] = {"one process": [], "pool": []}
+    times: dict[str, list[float]] = {"one process": [], "workers": []}
     pages: dict[str, str] = {}
     for round_ in range(args.rounds):
-        for way, minimum in (("one process", 10**9), ("pool", pool_min)):
+        for way, minimum in (("one process", 10**9), ("workers", pool_min)):
             charts.POOL_MIN_CHARTS = minimum
             start = time.perf_counter()
             pages[way] = statistics_page(a, b, names=("training", "serving")).render()
             times[way].append(time.perf_counter() - start)
             print(f"round {round_ + 1}, {way}: {times[way][-1]:.1f} s", flush=True)
     charts.POOL_MIN_CHARTS = pool_min
-    same = pages["one process"] == pages["pool"]
-    one, pool = (statistics.median(times[w]) for w in ("one process", "pool"))
+    same = pages["one process"] == pages["workers"]
+    one, pool = (statistics.median(times[w]) for w in ("one process", "workers"))
     print(f"\n{args.features}-feature comparison page ({pages['pool'].count('<svg')} charts), "
-          f"median of {args.rounds}: one process {one:.1f} s, a pool of "
-          f"{charts._workers(pool_min)} processes {pool:.1f} s: {pool / one:.2f}x; the same "
+          f"median of {args.rounds}: one process {one:.1f} s, "
+          f"{charts._workers(pool_min)} worker processes {pool:.1f} s: {pool / one:.2f}x; the same "
           f"bytes: {same}")
 
 
