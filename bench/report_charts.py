@@ -1,6 +1,6 @@
 """Benchmark: a wide statistics report (two datasets of `--features` features, half numeric,
-half categorical) drawn with its charts in one process against drawn together by a pool of
-processes (reports/charts.py draw_together: worker processes of
+half categorical, the same as tests/reports/test_stats_report.py's) drawn with its charts in
+one process against drawn together by worker processes (reports/charts.py draw_together:
 `python -m tandem.reports.chart_worker`), side by side in one run, alternating; the two pages
 are checked to be the same bytes.
 
@@ -12,25 +12,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 import warnings
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-
-def wide_statistics(features: int, rows: int, seed: int, shift: float = 0.0):
-    import numpy as np
-    import pandas as pd
-    import tensorflow_data_validation as tfdv
-
-    rng = np.random.default_rng(seed)
-    columns = {}
-    for i in range(features // 2):
-        columns[f"num_{i:03d}"] = rng.normal(shift * (i % 3), 1.0 + i % 5, rows)
-        columns[f"cat_{i:03d}"] = rng.choice([f"v{j}" for j in range(3 + i % 30)], rows)
-    options = tfdv.StatsOptions(num_quantiles_histogram_buckets=100, num_histogram_buckets=20)
-    return tfdv.generate_statistics_from_dataframe(pd.DataFrame(columns), stats_options=options)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
 
 def main() -> None:
@@ -43,6 +32,7 @@ def main() -> None:
 
     from tandem.pipeline.statistics_report import statistics_page
     from tandem.reports import charts
+    from tests.reports.test_stats_report import wide_statistics
 
     print(f"statistics of two datasets of {args.features} features, {args.rows:,} rows ...",
           flush=True)
@@ -61,7 +51,7 @@ def main() -> None:
     charts.POOL_MIN_CHARTS = pool_min
     same = pages["one process"] == pages["workers"]
     one, pool = (statistics.median(times[w]) for w in ("one process", "workers"))
-    print(f"\n{args.features}-feature comparison page ({pages['pool'].count('<svg')} charts), "
+    print(f"\n{args.features}-feature comparison page ({pages['workers'].count('<svg')} charts), "
           f"median of {args.rounds}: one process {one:.1f} s, "
           f"{charts._workers(pool_min)} worker processes {pool:.1f} s: {pool / one:.2f}x; the same "
           f"bytes: {same}")
