@@ -86,28 +86,33 @@ def _draw(job: tuple[str, tuple, dict]) -> str:
     return globals()[name](*args, **kwargs)
 
 
+def _cpu_quota() -> int | None:
+    """A container's CPU limit in whole cores (cgroup v2, else v1), or None without one."""
+    for quota_file, period_file in (("/sys/fs/cgroup/cpu.max", None),
+                                    ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+                                     "/sys/fs/cgroup/cpu/cpu.cfs_period_us")):
+        try:
+            with open(quota_file) as f:
+                fields = f.read().split()
+            if period_file is not None:
+                with open(period_file) as f:
+                    fields = [fields[0], f.read().strip()]
+            if fields[0] in ("max", "-1"):
+                return None
+            return max(1, int(fields[0]) // int(fields[1]))
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
 def _cores() -> int:
     """The cores this process may use: its CPU affinity, within a container's CPU quota."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    for path, parse in (("/sys/fs/cgroup/cpu.max", lambda t: t.split()[:2]),
-                        ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", None)):
-        try:
-            with open(path) as f:
-                text = f.read()
-            if parse is not None:
-                quota, period = parse(text)
-            else:
-                with open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as f:
-                    quota, period = text.strip(), f.read().strip()
-            if quota not in ("max", "-1"):
-                return max(1, min(cores, int(quota) // int(period)))
-            break
-        except (OSError, ValueError):
-            continue
-    return cores
+    quota = _cpu_quota()
+    return cores if quota is None else min(cores, quota)
 
 
 def _workers(charts: int) -> int:
