@@ -11,9 +11,9 @@ And the replay with candidate features (`--candidate-features`): the same logs r
 from a feature-source snapshot whose users' age is in months, every divergent request
 attributed column by column; its cost against the model replay's (goal: at most 1.5x). It
 runs as the loop runs it (and SourceValidator when its candidate is the serving model), with A
-as both models (the snapshot alone changes), and once more with B (snapshot and model both change: B also answers on the logged
-examples, for the model's share of the divergence), reported beside it. `--features-only`
-measures just these.
+as both models (the snapshot alone changes), and once more with B (snapshot and model both
+change: B also answers on the logged examples, for the model's share of the divergence),
+reported beside it. `--features-only` measures just these.
 
 The log holds one request per example, written with the shared writer with model A's own
 answers. The models are the listening model the pipeline trains (A) and a copy of it (B).

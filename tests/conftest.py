@@ -90,8 +90,8 @@ def unmarked_slow(calls: dict[str, tuple[float, set[str]]]) -> list[str]:
     """The tests whose call took over SLOW_SECONDS without a `pipeline` or `slow` mark, slowest
     first: `calls` maps a test's id to its call's seconds and its marks' names. Only the call
     counts: a session fixture's set-up lands on whichever test needs it first."""
-    late = [(seconds, nodeid) for nodeid, (seconds, keywords) in calls.items()
-            if seconds > SLOW_SECONDS and not keywords & {"pipeline", "slow"}]
+    late = [(seconds, nodeid) for nodeid, (seconds, marks) in calls.items()
+            if seconds > SLOW_SECONDS and not marks & {"pipeline", "slow"}]
     return [f"{seconds:.1f}s {nodeid}" for seconds, nodeid in sorted(late, reverse=True)]
 
 
