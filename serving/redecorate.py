@@ -109,11 +109,22 @@ class ColumnSplitter:
 
     def split(self, data: bytes) -> tuple[bytes, dict[str, bytes]]:
         """(the example's bytes without the columns, {column: its map entry's bytes})."""
+        stripped, fields = self.split_fields(data)
+        if len(fields) == 1:
+            return stripped, self.taken(fields[0])
+        taken: dict[str, bytes] = {}
+        for field in fields:
+            taken.update(self.taken(field))
+        return stripped, taken
+
+    def split_fields(self, data: bytes) -> tuple[bytes, tuple[bytes, ...]]:
+        """(the example's bytes without the columns, the top-level fields that held any of
+        them, in order): each such field's entries are `taken(field)`."""
         pattern, memo = self.pattern, self._memo
         if pattern is None or pattern.search(data) is None:
-            return data, {}  # no field names any of the columns
+            return data, ()  # no field names any of the columns
         kept: list[bytes] = []
-        taken: dict[str, bytes] = {}
+        fields: list[bytes] = []
         pos, end = 0, len(data)
         while pos < end:  # the top-level `features` fields, walked inline
             if data[pos] != 0x0A:
@@ -133,9 +144,18 @@ class ColumnSplitter:
                 if found is None:
                     found = self._remember(field, _split_field(data, pos, p, q, self.columns))
                 kept.append(found[0])
-                taken.update(found[1])
+                if found[1]:
+                    fields.append(field)
             pos = q
-        return kept[0] if len(kept) == 1 else b"".join(kept), taken
+        return kept[0] if len(kept) == 1 else b"".join(kept), tuple(fields)
+
+    def taken(self, field: bytes) -> dict[str, bytes]:
+        """The entries `split_fields` took out of one of the fields it returned."""
+        found = self._memo.get(field)
+        if found is None:  # the memo was cleared since
+            found = self._remember(field, _split_field(field, 0, *_payload(field),
+                                                       self.columns))
+        return found[1]
 
     def _remember(self, field: bytes, found: tuple[bytes, dict[str, bytes]]
                   ) -> tuple[bytes, dict[str, bytes]]:
@@ -144,10 +164,11 @@ class ColumnSplitter:
         self._memo[field] = found
         return found
 
-    def _split_any(self, data: bytes) -> tuple[bytes, dict[str, bytes]]:
-        """`split` for any layout: other field numbers and wire types are kept as they are."""
+    def _split_any(self, data: bytes) -> tuple[bytes, tuple[bytes, ...]]:
+        """`split_fields` for any layout: other field numbers and wire types are kept as they
+        are."""
         kept: list[bytes] = []
-        taken: dict[str, bytes] = {}
+        fields: list[bytes] = []
         for number, begin, p, q in _fields(data):
             if number != 1 or not self.pattern.search(data, p, q):
                 kept.append(data[begin:q])
@@ -156,8 +177,16 @@ class ColumnSplitter:
             found = self._memo.get(field) or self._remember(
                 field, _split_field(data, begin, p, q, self.columns))
             kept.append(found[0])
-            taken.update(found[1])
-        return b"".join(kept), taken
+            if found[1]:
+                fields.append(field)
+        return b"".join(kept), tuple(fields)
+
+
+def _payload(field: bytes) -> tuple[int, int]:
+    """(start, end) of one length-delimited field's payload, the field alone in `field`."""
+    _, p = _varint(field, 0)
+    length, p = _varint(field, p)
+    return p, p + length
 
 
 def names_pattern(columns: Sequence[str]) -> re.Pattern | None:
@@ -228,6 +257,10 @@ class Redecorator:
         # in `changed`, as names_pattern skips such names).
         self._wire = all(len(c.encode()) < 128 for c in self.columns)
         self._taken: dict[bytes, dict[str, bytes]] = {}  # a fragment's bytes -> its entries
+        # (a logged fragment, the new one) -> the columns that differ (`_change`); kept only
+        # when no two joins share a column, so that a fragment's columns name its join.
+        self._changes: dict[tuple[bytes, bytes], tuple[str, ...] | bool] = {}
+        self._disjoint = len(set(self.columns)) == len(self.columns)
 
     def _decorate(self, decorator: Decorator, stripped: Sequence[bytes]
                   ) -> tuple[list[bytes], Any]:
@@ -248,7 +281,8 @@ class Redecorator:
         return taken
 
     def redecorate(self, logged: Sequence[bytes]) -> Redecorated:
-        stripped, old = zip(*map(self._split.split, logged), strict=True) if logged else ((), ())
+        split = self._split.split_fields
+        stripped, old = zip(*map(split, logged), strict=True) if logged else ((), ())
         data, decoration = self._decorate(self._decorator, stripped)
         unknown_here = set(decoration.unknown)
         known_there: set[int] = set()
@@ -257,19 +291,53 @@ class Redecorator:
             _, served = self._decorate(self._serving, [stripped[i] for i in subset])
             known_there = {subset[k] for k in range(len(subset)) if k not in served.unknown}
         changed = []
-        columns, entries = self.columns, self._entries
-        for before, fragments in zip(old, decoration.fragments, strict=True):
-            if len(fragments) == 1:
-                new = entries(fragments[0].data)
-            else:
-                new = {}
-                for fragment in fragments:
-                    new.update(entries(fragment.data))
-            changed.append(() if before == new else
-                           tuple(c for c in columns if before.get(c) != new.get(c)))
+        joins, pairs, change = len(self.joins), self._changes, self._change
+        for fields, fragments in zip(old, decoration.fragments, strict=True):
+            # The usual layout: one logged fragment per join, in the joins' order, each
+            # compared with its new fragment once per (old, new) pair.
+            if len(fields) == joins and self._disjoint:
+                found = ()
+                for j in range(joins):
+                    pair = (fields[j], fragments[j].data)
+                    columns = pairs.get(pair)
+                    if columns is None:
+                        columns = change(j, *pair)
+                    if columns is False:
+                        break
+                    found += columns
+                else:
+                    changed.append(found)
+                    continue
+            changed.append(self._changed_any(fields, fragments))
         return Redecorated(data, changed, [i in known_there for i in range(len(data))],
                            [i in unknown_here and i not in known_there
                             for i in range(len(data))])
+
+    def _change(self, j: int, field: bytes, fragment: bytes) -> tuple[str, ...] | bool:
+        """The columns of join `j` whose entry differs between a logged fragment and the new
+        one (remembered); False when the logged fragment holds another join's columns."""
+        if len(self._changes) >= ColumnSplitter.MEMO:
+            self._changes.clear()
+        before, new = self._split.taken(field), self._entries(fragment)
+        columns = self.joins[j].columns
+        found: tuple[str, ...] | bool = False
+        if all(c in columns for c in before):
+            found = () if before == new else tuple(c for c in columns
+                                                    if before.get(c) != new.get(c))
+        self._changes[(field, fragment)] = found
+        return found
+
+    def _changed_any(self, fields: Sequence[bytes], fragments: Sequence[Any]
+                     ) -> tuple[str, ...]:
+        """The joined columns whose entry differs, for any layout of the logged fields."""
+        before: dict[str, bytes] = {}
+        for field in fields:
+            before.update(self._split.taken(field))
+        new: dict[str, bytes] = {}
+        for fragment in fragments:
+            new.update(self._entries(fragment.data))
+        return () if before == new else tuple(c for c in self.columns
+                                              if before.get(c) != new.get(c))
 
     def swap(self, logged: Sequence[bytes], column: str) -> list[bytes]:
         """The logged examples with only `column` taken from the candidate snapshot."""

@@ -179,6 +179,40 @@ def test_keys_read_at_the_wire_and_parsed_give_the_same_redecoration(setup):
         assert max(ages) > 150 or candidate == "missing"  # months, from the candidate
 
 
+def test_changed_columns_do_not_depend_on_how_the_fragments_were_laid_out(setup):
+    """Which columns a candidate changed is read per join from the logged fragment against
+    the new one; fragments in another order, merged into one field or partly absent give
+    the same columns as the gateway's own layout."""
+    from tandem.serving.redecorate import _fields
+
+    def layouts(logged: bytes) -> dict[str, bytes]:
+        (_, _, _, end), *fragments = list(_fields(logged))
+        request, parts = logged[:end], [logged[b:e] for _, b, _, e in fragments]
+        body = b"".join(logged[b:e] for _, _, p, q in fragments for _, b, _, e in
+                        _fields(logged, p, q))
+        merged = b"\n" + bytes([len(body) & 0x7F | 0x80, len(body) >> 7]) + body
+        return {"reversed": request + b"".join(reversed(parts)), "merged": request + merged,
+                "first only": request + parts[0]}
+
+    served = setup["served"][:200]
+    both = snapshot(setup["root"], "both-layouts", "UPDATE users SET age = age * 12",
+                    "UPDATE tracks SET popularity = popularity * 0.5")
+    spec, _ = redecoration_spec(setup["config"], both)
+    redecorator = Redecorator(spec)
+    usual = redecorator.redecorate(served).changed
+    assert {c for cols in usual for c in cols} == {"age", "popularity"}
+    for name in ("reversed", "merged"):
+        other = redecorator.redecorate([layouts(d)[name] for d in served]).changed
+        assert other == usual, name
+    # Without the second join's fragment, its columns read as changed wherever the candidate
+    # has a value for them: the logged example had none.
+    partial = redecorator.redecorate([layouts(d)["first only"] for d in served]).changed
+    tracks = {c for j in spec.joins if j[1] == "tracks" for c in j[2]}
+    assert all(tracks <= set(p) and set(p) - tracks == set(u) - tracks
+               for p, u in zip(partial, usual, strict=True))
+    redecorator.close()
+
+
 @pytest.mark.slow
 def test_missing_entities_are_counted_and_gated(setup, tmp_path):
     expected = sum(u in setup["users"][:2] for u in setup["users"])
