@@ -11,12 +11,17 @@ And the replay with candidate features (`--candidate-features`): the same logs r
 from a feature-source snapshot whose users' age is in months, every divergent request
 attributed column by column; its cost against the model replay's (goal: at most 1.5x). It
 runs as the loop runs it (and SourceValidator when its candidate is the serving model), with A
-as both models (the snapshot alone changes), and once more with B (snapshot and model both
-change: B also answers on the logged examples, for the model's share of the divergence),
-reported beside it. `--features-only` measures just these.
+as both models (the snapshot alone changes), and once more with a B that differs (snapshot and
+model both change: B also answers on the logged examples, for the model's share of the
+divergence), reported beside it. The months snapshot moves every request's score, so the
+like-for-like model replay is one whose candidate also moves every score (B shifted: A with
+every probability moved by 0.3 in log-odds, at A's inference cost): its report has the same
+divergence to summarise and draw. The model replay with B a copy of A (nothing diverges) is
+printed too. `--features-only` measures just these.
 
 The log holds one request per example, written with the shared writer with model A's own
-answers. The models are the listening model the pipeline trains (A) and a copy of it (B).
+answers. The models are the listening model the pipeline trains (A), a copy of it (B) and
+A shifted (above).
 
     python bench/replay.py [--model_base_path DIR] [--requests 100000]
 """
@@ -96,6 +101,31 @@ def features_replay(work: str, logs: str, dir_a: str, dir_b: str) -> tuple[float
     report = run_features_replay(logs, dir_a, dir_b, os.path.join(work, "out-features"),
                                  gateway, candidate)
     return time.perf_counter() - start, report
+
+
+def shifted_model(dir_a: str, dir_b: str, shift: float = 0.3) -> None:
+    """Model A with every probability moved by `shift` in log-odds, saved to `dir_b`: a
+    candidate that differs from A on every request, at A's inference cost plus a few
+    element-wise ops."""
+    a = tf.saved_model.load(dir_a)
+    serve = a.signatures["serving_default"]
+
+    class Shifted(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = a  # tracked: A's variables and assets are saved with it
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def serve(self, examples):
+            out = serve(examples=examples)
+            p = tf.clip_by_value(out["probabilities"], 1e-7, 1 - 1e-7)
+            q = tf.sigmoid(tf.math.log(p / (1 - p)) + shift)
+            return {"classes": out["classes"], "probabilities": q,
+                    "scores": tf.stack([1 - q, q], axis=1)}
+
+    module = Shifted()
+    tf.saved_model.save(module, dir_b, signatures={
+        "serving_default": module.serve.get_concrete_function()})
 
 
 def write_log(path: str, model_dir: str, version: int, examples: list[bytes]) -> None:
@@ -194,41 +224,54 @@ def main() -> None:
         base_b = os.path.join(work, "b")
         shutil.copytree(dir_a, os.path.join(base_b, str(version)))
         dir_b = os.path.join(base_b, str(version))
+        dir_shifted = os.path.join(work, "shifted", str(version))
+        shifted_model(dir_a, dir_shifted)
         print(f"generating {args.requests:,} examples and logging A's answers ...", flush=True)
         examples = served_examples(work, args.requests)
         logs = os.path.join(work, "logs")
         write_log(logs, dir_a, version, examples)
 
-        # The model replay and the features replay, interleaved, each --rounds times; the
+        # The model replays and the features replays, interleaved, each --rounds times; the
         # fastest run of each counts (a busy machine only ever slows a run).
-        models, features_runs, both_runs = [], [], []
+        runs: dict[str, list[float]] = {"copy": [], "shifted": [], "features": [], "both": []}
         for round_ in range(args.rounds):
-            print(f"round {round_ + 1}: replay (tandem shadow replay, DirectRunner in_memory) "
-                  "...", flush=True)
-            start = time.perf_counter()
-            report = run_replay(logs, dir_a, dir_b, os.path.join(work, f"out-m{round_}"))
-            models.append(time.perf_counter() - start)
+            for name, b, note in (("copy", dir_b, "B a copy of A"),
+                                  ("shifted", dir_shifted, "B shifted")):
+                print(f"round {round_ + 1}: replay (tandem shadow replay, DirectRunner "
+                      f"in_memory), {note} ...", flush=True)
+                start = time.perf_counter()
+                out = run_replay(logs, dir_a, b, os.path.join(work, f"out-{name}{round_}"))
+                runs[name].append(time.perf_counter() - start)
+                if name == "copy":
+                    report = out
             print(f"round {round_ + 1}: replay with candidate features (users' age in "
                   "months), A as both models ...", flush=True)
             features_s, features = features_replay(work, logs, dir_a, dir_a)
-            features_runs.append(features_s)
-            print(f"round {round_ + 1}: the same with B: snapshot and model both change ...",
-                  flush=True)
-            both_runs.append(features_replay(work, logs, dir_a, dir_b)[0])
-        whole, features_s, both_s = min(models), min(features_runs), min(both_runs)
-        per_round = sorted(f / m for f, m in zip(features_runs, models, strict=True))
+            runs["features"].append(features_s)
+            print(f"round {round_ + 1}: the same with B shifted: snapshot and model both "
+                  "change ...", flush=True)
+            runs["both"].append(features_replay(work, logs, dir_a, dir_shifted)[0])
+        best = {name: min(times) for name, times in runs.items()}
+        whole, shifted_s = best["copy"], best["shifted"]
+        features_s, both_s = best["features"], best["both"]
+        per_round = sorted(f / m for f, m in zip(runs["features"], runs["shifted"],
+                                                  strict=True))
         ours = report["input"]["replayed_examples"] / whole
         f = features["features"]
-        print(f"\nover the same {len(examples):,} logged requests, fastest of {args.rounds}: "
-              f"model replay {whole:.1f}s, replay with candidate features {features_s:.1f}s "
-              f"({f['divergent']:,} divergent, attributed to {', '.join(f['blamed'])}): ratio "
-              f"{features_s / whole:.2f}x (goal <= 1.5x; each round's own ratio "
+        print(f"\nover the same {len(examples):,} logged requests, fastest of {args.rounds}:")
+        print(f"  model replay, B shifted (every score moves)      {shifted_s:6.1f}s")
+        print(f"  model replay, B a copy of A (nothing diverges)   {whole:6.1f}s")
+        print(f"  replay with candidate features, A as both        {features_s:6.1f}s   "
+              f"({f['divergent']:,} divergent, attributed to {', '.join(f['blamed'])})")
+        print(f"  snapshot and model both change (B shifted)       {both_s:6.1f}s")
+        print(f"candidate features against the model replay with the same divergence: "
+              f"{features_s / shifted_s:.2f}x (goal <= 1.5x; each round's own ratio "
               f"{', '.join(f'{r:.2f}' for r in per_round)}, median "
-              f"{per_round[len(per_round) // 2]:.2f}x); snapshot and model both changing "
-              f"{both_s:.1f}s, {both_s / whole:.2f}x; every run: model "
-              f"{', '.join(f'{t:.1f}' for t in models)} s, features "
-              f"{', '.join(f'{t:.1f}' for t in features_runs)} s, both "
-              f"{', '.join(f'{t:.1f}' for t in both_runs)} s")
+              f"{per_round[len(per_round) // 2]:.2f}x); against B a copy of A "
+              f"{features_s / whole:.2f}x; snapshot and model both changing "
+              f"{both_s / shifted_s:.2f}x")
+        print("every run (s): " + "; ".join(
+            f"{name} {', '.join(f'{t:.1f}' for t in times)}" for name, times in runs.items()))
         if args.features_only:
             return
         # The same job on 1,000 requests: its time is nearly all start-up (Beam, two model
