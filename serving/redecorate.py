@@ -20,6 +20,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from tensorflow.core.example import example_pb2
 
 from tandem.serving.gateway.decorate import FILL, Decorator
@@ -121,8 +122,8 @@ class ColumnSplitter:
         """(the example's bytes without the columns, the top-level fields that held any of
         them, in order): each such field's entries are `taken(field)`."""
         pattern, memo = self.pattern, self._memo
-        if pattern is None or pattern.search(data) is None:
-            return data, ()  # no field names any of the columns
+        if pattern is None:
+            return data, ()  # no column has a name the wire can show
         kept: list[bytes] = []
         fields: list[bytes] = []
         pos, end = 0, len(data)
@@ -136,16 +137,17 @@ class ColumnSplitter:
             q = p + length
             if q > end:
                 return self._split_any(data)
-            if pattern.search(data, p, q) is None:
-                kept.append(data[pos:q])
-            else:
-                field = data[pos:q]
-                found = memo.get(field)
-                if found is None:
-                    found = self._remember(field, _split_field(data, pos, p, q, self.columns))
-                kept.append(found[0])
-                if found[1]:
-                    fields.append(field)
+            field = data[pos:q]
+            found = memo.get(field)  # a fragment seen before: no search
+            if found is None:
+                if pattern.search(data, p, q) is None:
+                    kept.append(field)
+                    pos = q
+                    continue
+                found = self._remember(field, _split_field(data, pos, p, q, self.columns))
+            kept.append(found[0])
+            if found[1]:
+                fields.append(field)
             pos = q
         return kept[0] if len(kept) == 1 else b"".join(kept), tuple(fields)
 
@@ -166,7 +168,9 @@ class ColumnSplitter:
 
     def _split_any(self, data: bytes) -> tuple[bytes, tuple[bytes, ...]]:
         """`split_fields` for any layout: other field numbers and wire types are kept as they
-        are."""
+        are, and bytes that name none of the columns are not walked."""
+        if self.pattern.search(data) is None:
+            return data, ()
         kept: list[bytes] = []
         fields: list[bytes] = []
         for number, begin, p, q in _fields(data):
@@ -256,6 +260,7 @@ class Redecorator:
         # stripped bytes; the Decorator's protobuf path takes it out (its change is not named
         # in `changed`, as names_pattern skips such names).
         self._wire = all(len(c.encode()) < 128 for c in self.columns)
+        self._keys_joined = list(dict.fromkeys(j.key for j in self.joins))
         self._taken: dict[bytes, dict[str, bytes]] = {}  # a fragment's bytes -> its entries
         # (a logged fragment, the new one) -> the columns that differ (`_change`); kept only
         # when no two joins share a column, so that a fragment's columns name its join.
@@ -264,13 +269,42 @@ class Redecorator:
 
     def _decorate(self, decorator: Decorator, stripped: Sequence[bytes]
                   ) -> tuple[list[bytes], Any]:
-        """`decorator` on request bytes that carry no joined column: read at the wire when
-        every example is in the layout the reader walks, else parsed."""
+        """`decorator` on request bytes that carry no joined column: the keys read by
+        TensorFlow's example parser for the whole batch when that reads them as the gateway
+        does (`_keys`), else read at the wire when every example is in the layout the reader
+        walks, else parsed."""
+        keys = self._keys(stripped) if self._wire and stripped else None
+        if keys is not None:
+            return decorator.decorate_keys(keys, stripped)
         rows = [self._reader.read(s) for s in stripped] if self._wire else [None]
         if all(row is not None for row in rows):
             return decorator.decorate_read(rows, stripped)
         return decorator.decorate([example_pb2.Example.FromString(s) for s in stripped],
                                   list(stripped))
+
+    def _keys(self, stripped: Sequence[bytes]) -> dict[str, list[str]] | None:
+        """Each join key's first value per example, {key: [value, ...]}, from one call of
+        tf.io.parse_example over the batch (which, like protobuf and so the gateway, keeps the
+        last of a repeated map key); None when any example lacks a key, holds another kind or
+        is not UTF-8: the gateway's readers name the problem."""
+        import tensorflow as tf
+
+        spec = {key: tf.io.RaggedFeature(tf.string) for key in self._keys_joined}
+        try:
+            parsed = tf.io.parse_example(list(stripped), spec)
+        except (tf.errors.InvalidArgumentError, ValueError):
+            return None
+        out: dict[str, list[str]] = {}
+        for key in self._keys_joined:
+            lengths = parsed[key].row_lengths().numpy()
+            if len(lengths) != len(stripped) or not lengths.all():
+                return None
+            starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+            try:
+                out[key] = [v.decode() for v in parsed[key].flat_values.numpy()[starts]]
+            except UnicodeDecodeError:
+                return None
+        return out
 
     def _entries(self, fragment: bytes) -> dict[str, bytes]:
         taken = self._taken.get(fragment)

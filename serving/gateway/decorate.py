@@ -169,6 +169,12 @@ class Decorator:
         return self._join(serialized, lambda join: [key_of_entry(row, join, i)
                                                     for i, row in enumerate(rows)])
 
+    def decorate_keys(self, keys: dict[str, list[str]], serialized: Sequence[bytes]
+                      ) -> tuple[list[bytes], Decoration]:
+        """`decorate` for request examples that carry no joined column, given each join
+        key's value per example ({key: [value, ...]})."""
+        return self._join(serialized, lambda join: keys[join.key])
+
     def carries_joined(self, row: dict) -> bool:
         return not self.joined.isdisjoint(row)
 

@@ -153,30 +153,76 @@ def _other_layout(logged: bytes) -> bytes:
     return field(entries[:half]) + field(entries[half:]) + logged[q:]
 
 
-def test_keys_read_at_the_wire_and_parsed_give_the_same_redecoration(setup):
-    """The entity keys are read at the wire from the logged bytes; bytes in another layout go
-    through protobuf instead. Both give the same examples, changes and unknown entities, for
-    a changed and a missing entity alike."""
+def _example(data: bytes) -> tf.train.Example:
+    return tf.train.Example.FromString(data)
+
+
+def test_every_way_of_reading_the_keys_gives_the_same_redecoration(setup, monkeypatch):
+    """The entity keys of a batch are read by TensorFlow's example parser; when it declines,
+    at the wire (the gateway's reader); for bytes the reader does not walk, by protobuf. Each
+    way gives the same examples, changes, missing and unknown entities, for a changed and a
+    missing entity alike, and bytes in another layout give what the gateway's layout gives."""
+    from tandem.serving.gateway.decorate import Decorator
+
+    used: list[str] = []
+    for name in ("decorate_keys", "decorate_read", "decorate"):
+        method = getattr(Decorator, name)
+        monkeypatch.setattr(Decorator, name, lambda self, *a, _m=method, _n=name: (
+            used.append(_n), _m(self, *a))[1])
     served = setup["served"][:300]
     other = [_other_layout(d) for d in served]
     for d, o in zip(served, other, strict=True):
-        assert d != o and tf.train.Example.FromString(d) == tf.train.Example.FromString(o)
+        assert d != o and _example(d) == _example(o)
     for candidate in ("months", "missing"):
         spec, _ = redecoration_spec(setup["config"], setup[candidate])
-        redecorator = Redecorator(spec)
-        wire, parsed = redecorator.redecorate(served), redecorator.redecorate(other)
-        swapped = redecorator.swap(served, "age"), redecorator.swap(other, "age")
-        redecorator.close()
-        assert [tf.train.Example.FromString(d) for d in wire.data] == \
-            [tf.train.Example.FromString(d) for d in parsed.data]
-        assert wire.changed == parsed.changed and any(wire.changed)
-        assert wire.missing == parsed.missing and wire.unknown == parsed.unknown
-        assert any(wire.missing) == (candidate == "missing")
-        assert [tf.train.Example.FromString(d) for d in swapped[0]] == \
-            [tf.train.Example.FromString(d) for d in swapped[1]]
-        ages = {tf.train.Example.FromString(d).features.feature["age"].int64_list.value[0]
-                for d in wire.data}
+        results = {}
+        for way in ("parser", "reader", "protobuf"):
+            redecorator = Redecorator(spec)
+            if way != "parser":
+                redecorator._keys = lambda stripped: None
+            if way == "protobuf":
+                redecorator._reader.read = lambda data: None
+            used.clear()
+            redecorated = redecorator.redecorate(served)
+            assert set(used) == {{"parser": "decorate_keys", "reader": "decorate_read",
+                                  "protobuf": "decorate"}[way]}, (way, used)
+            results[way] = (redecorated, redecorator.swap(served, "age"))
+            if way == "parser":
+                results["other layout"] = (redecorator.redecorate(other),
+                                           redecorator.swap(other, "age"))
+            redecorator.close()
+        first, swapped = results["parser"]
+        for way, (again, swapped_again) in results.items():
+            assert [_example(d) for d in again.data] == [_example(d) for d in first.data], way
+            assert again.changed == first.changed and any(first.changed), way
+            assert again.missing == first.missing and again.unknown == first.unknown, way
+            assert [_example(d) for d in swapped_again] == [_example(d) for d in swapped], way
+        assert any(first.missing) == (candidate == "missing")
+        ages = {_example(d).features.feature["age"].int64_list.value[0] for d in first.data}
         assert max(ages) > 150 or candidate == "missing"  # months, from the candidate
+
+
+def test_a_key_named_twice_is_read_as_the_gateway_reads_it(setup):
+    """A request that names its user twice is decorated from the last one, as protobuf (and
+    so the gateway) reads a repeated map key, whichever way its keys were read."""
+    served, users = setup["served"][:50], setup["users"][:50]
+    other_user = next(u for u in setup["users"] if u != users[0])
+    entry = _example(b"")
+    entry.features.feature["user_id"].bytes_list.value.append(other_user.encode())
+    twice = [served[0] + entry.SerializeToString()] + served[1:]
+    assert _example(twice[0]).features.feature["user_id"].bytes_list.value == \
+        [other_user.encode()]
+    spec, _ = redecoration_spec(setup["config"], setup["months"])
+    redecorator = Redecorator(spec)
+    again = redecorator.redecorate(twice)
+    alone = redecorator.redecorate([_example(twice[0]).SerializeToString()])
+    redecorator.close()
+    age = _example(again.data[0]).features.feature["age"].int64_list.value
+    assert age == _example(alone.data[0]).features.feature["age"].int64_list.value
+    con = sqlite3.connect(setup["months"])
+    (months,) = con.execute("SELECT age FROM users WHERE user_id = ?", (other_user,)).fetchone()
+    con.close()
+    assert list(age) == [months]
 
 
 def test_changed_columns_do_not_depend_on_how_the_fragments_were_laid_out(setup):
