@@ -89,13 +89,14 @@ def _class_names(answered: list[str] | None, model_dir: str) -> list[str] | None
 
 
 def _label_values(values: list, classes: list | None, error: str | None) -> np.ndarray:
-    """Labels as the comparison scores them. For a multi-class model a label is a class: its
-    name as the model answers it (`classes`: "small", or "2" for integer class ids), else its
-    position; a label that is neither is -1, counted as an unknown class. Otherwise a label is
-    a number; labels read as text (`error`: why they are not numbers) are refused."""
+    """Labels as the comparison scores them. Given the model's `classes` (a multi-class model,
+    or a binary one whose labels are text), a label is a class: its name as the model answers
+    it ("small", "Yes", or "2" for integer class ids), else its position; a label that is
+    neither is -1, counted as an unknown class. Otherwise a label is a number; labels read as
+    text (`error`: why they are not numbers) are refused."""
     if classes is None:
         if error is not None:
-            raise UnscorableLabelsError(f"{error} (the model is not multi-class, so its labels "
+            raise UnscorableLabelsError(f"{error} (the model names no classes, so its labels "
                                         "are numbers)")
         return np.array(values, dtype=np.float64)
     position = {(c.decode() if isinstance(c, bytes) else str(c)): k
@@ -120,20 +121,22 @@ def _timings(totals: dict[str, float]) -> dict[str, Any]:
     }}
 
 
-def _quality(replayed: dict, meta: dict, names: tuple | None, thresholds: Thresholds,
+def _quality(replayed: dict, meta: dict, classes: list | None, thresholds: Thresholds,
              rng: np.random.Generator, problem: str) -> dict[str, Any]:
-    """A's and B's quality on the replayed requests that have a label."""
+    """A's and B's quality on the replayed requests that have a label; `classes`: A's class
+    names when its labels are classes (`_label_values`)."""
     a, b, n = replayed["a"], replayed["b"], len(replayed["ids"])
     labels = meta["labels"]
     known = [i for i, rid in enumerate(replayed["ids"]) if rid in labels]
-    y = _label_values([labels[replayed["ids"][i]] for i in known],
-                      names[0] if names is not None else None, meta.get("labels_error"))
+    y = _label_values([labels[replayed["ids"][i]] for i in known], classes,
+                      meta.get("labels_error"))
     idx = np.array(known, dtype=np.int64)
     found: dict[str, Any] = {"labels": meta["labels_path"], "matched": len(known),
                              "unmatched": n - len(known)}
-    if names is not None:
-        # A multi-class label is a class position; any other value cannot be scored.
-        scored = (y == np.round(y)) & (y >= 0) & (y < a.shape[1])
+    if classes is not None:
+        # A label that is a class is its position; any other value cannot be scored.
+        k = a.shape[1] if a.ndim == 2 else 2
+        scored = (y == np.round(y)) & (y >= 0) & (y < k)
         found["unknown_class"] = int((~scored).sum())
         idx, y = idx[scored], y[scored]
     found["metrics"] = quality(a[idx], b[idx], y, problem, thresholds, rng)
@@ -233,7 +236,13 @@ def build_report(chunks: list[dict], stats: list[dict], out_dir: str, meta: dict
             value: compare(a[idx], b[idx], problem, thresholds, rng, classes)
             for value, idx in sorted(groups.items())}
     if meta.get("labels") is not None:
-        report["quality"] = _quality(replayed, meta, names, thresholds, rng, problem)
+        label_classes = classes
+        if label_classes is None and problem == CLASSIFICATION and meta.get("labels_error"):
+            # A binary model's labels as text ("Yes", "No"): its class names, in the served
+            # order, say which one its probability is of.
+            answered = replayed["classes"] or (None, None)
+            label_classes = _class_names(answered[0], meta["baseline"])
+        report["quality"] = _quality(replayed, meta, label_classes, thresholds, rng, problem)
     report["verdict"] = verdict(overall, report["parity"], n, problem, thresholds,
                                 report.get("quality", {}).get("metrics"),
                                 names if names is not None and None not in names else None)

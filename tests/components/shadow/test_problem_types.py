@@ -277,3 +277,37 @@ def test_multiclass_labels_written_as_class_names_score_as_their_positions(probl
     a = _outputs(p.a, p.served, "scores")[1:-100]
     assert q["metrics"]["accuracy"]["a"]["value"] == pytest.approx(
         np.mean(a.argmax(axis=1) == y[1:]), abs=1e-6)
+
+
+def test_a_binary_models_labels_written_as_its_class_names_are_scored(problems, tmp_path):
+    """A binary model trained on text labels ("no", "yes") names its classes in its build
+    record, in the served order (its probability is of the second); labels that arrive as
+    those names score exactly as 0 and 1 do, and a name it does not know is an unknown
+    class. Without class names, text labels are refused, naming the first one."""
+    import shutil
+
+    from tandem.components import build_record
+
+    p = problems("binary")
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    for source, model in ((p.a, a), (p.b, b)):
+        shutil.copytree(source, model)
+        build_record.write(os.path.join(model, "1"), {
+            "problem_type": "binary_classification", "classes": ["no", "yes"]})
+    from sklearn.metrics import roc_auc_score
+
+    y = p.y[:-100]
+    names = ["yes" if v == 1 else "no" for v in y]
+    names[0] = "maybe"
+    named = _write_labels(tmp_path / "names.csv", p.ids[:-100], names)
+    by_name = run_replay(p.logs, a, b, str(tmp_path / "names"), labels=named)
+    q = by_name["quality"]
+    assert (q["matched"], q["unknown_class"], q["metrics"]["n"]) == (1100, 1, 1099)
+    for model, path in (("a", p.a), ("b", p.b)):
+        probabilities = _outputs(path, p.served, "probabilities")[1:-100]
+        assert q["metrics"]["auc"][model]["value"] == pytest.approx(
+            roc_auc_score(y[1:], probabilities), abs=1e-6)
+    assert "1 label(s) not a class position" in "\n".join(summary(by_name))
+    with pytest.raises(Exception, match=r"names\.csv:2: label 'maybe' is not a number \(the "
+                                        r"model names no classes"):
+        run_replay(p.logs, p.a, p.b, str(tmp_path / "none"), labels=named)
