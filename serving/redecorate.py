@@ -20,7 +20,6 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from tensorflow.core.example import example_pb2
 
 from tandem.serving.gateway.decorate import FILL, Decorator
@@ -193,6 +192,14 @@ def _payload(field: bytes) -> tuple[int, int]:
     return p, p + length
 
 
+def _key_entry(marker: bytes, value: bytes) -> bytes:
+    """The map entry's body of a key feature holding one bytes value, from its name and value
+    tag (`marker`): the Feature is one bytes_list of one value."""
+    values = b"\n" + _encode_varint(len(value)) + value
+    feature = b"\n" + _encode_varint(len(values)) + values
+    return marker + _encode_varint(len(feature)) + feature
+
+
 def names_pattern(columns: Sequence[str]) -> re.Pattern | None:
     """A regex finding any of `columns` as a map key on the wire (as decorate.py finds them)."""
     names = [c.encode() for c in sorted(columns) if len(c.encode()) < 128]
@@ -261,10 +268,13 @@ class Redecorator:
         # in `changed`, as names_pattern skips such names).
         self._wire = all(len(c.encode()) < 128 for c in self.columns)
         self._keys_joined = list(dict.fromkeys(j.key for j in self.joins))
+        # A join key's name as a map entry's key on the wire, then its value's tag (`_keys`).
+        self._markers = {key: b"\n" + _encode_varint(len(key.encode())) + key.encode()
+                         + b"\x12" for key in self._keys_joined}
         self._taken: dict[bytes, dict[str, bytes]] = {}  # a fragment's bytes -> its entries
-        # (a logged fragment, the new one) -> the columns that differ (`_change`); kept only
-        # when no two joins share a column, so that a fragment's columns name its join.
-        self._changes: dict[tuple[bytes, bytes], tuple[str, ...] | bool] = {}
+        # (join, a logged fragment, the new one) -> the columns that differ (`_change`); used
+        # only when no two joins share a column, so that a fragment's columns name its join.
+        self._changes: dict[tuple[int, bytes, bytes], tuple[str, ...] | bool] = {}
         self._disjoint = len(set(self.columns)) == len(self.columns)
 
     def _decorate(self, decorator: Decorator, stripped: Sequence[bytes]
@@ -284,9 +294,10 @@ class Redecorator:
 
     def _keys(self, stripped: Sequence[bytes]) -> dict[str, list[str]] | None:
         """Each join key's first value per example, {key: [value, ...]}, from one call of
-        tf.io.parse_example over the batch (which, like protobuf and so the gateway, keeps the
-        last of a repeated map key); None when any example lacks a key, holds another kind or
-        is not UTF-8: the gateway's readers name the problem."""
+        tf.io.parse_example over the batch; None, for the gateway's readers to read them,
+        unless every key is one entry holding one bytes value in UTF-8 (the parser reads a
+        Feature that also holds other lists, or a key named twice, otherwise than protobuf
+        may, and a key missing or of another kind is the gateway's readers' to name)."""
         import tensorflow as tf
 
         spec = {key: tf.io.RaggedFeature(tf.string) for key in self._keys_joined}
@@ -297,11 +308,17 @@ class Redecorator:
         out: dict[str, list[str]] = {}
         for key in self._keys_joined:
             lengths = parsed[key].row_lengths().numpy()
-            if len(lengths) != len(stripped) or not lengths.all():
-                return None
-            starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+            if len(lengths) != len(stripped) or not (lengths == 1).all():
+                return None  # a key missing, or with several values
+            values = parsed[key].flat_values.numpy().tolist()
+            # The key's one entry on the wire is the plain one for that value (one bytes_list
+            # of one value): a Feature holding other lists too reads otherwise in protobuf.
+            marker = self._markers[key]
+            for data, value in zip(stripped, values, strict=True):
+                if data.count(marker) != 1 or _key_entry(marker, value) not in data:
+                    return None
             try:
-                out[key] = [v.decode() for v in parsed[key].flat_values.numpy()[starts]]
+                out[key] = [v.decode() for v in values]
             except UnicodeDecodeError:
                 return None
         return out
@@ -332,10 +349,10 @@ class Redecorator:
             if len(fields) == joins and self._disjoint:
                 found = ()
                 for j in range(joins):
-                    pair = (fields[j], fragments[j].data)
+                    pair = (j, fields[j], fragments[j].data)
                     columns = pairs.get(pair)
                     if columns is None:
-                        columns = change(j, *pair)
+                        columns = change(*pair)
                     if columns is False:
                         break
                     found += columns
@@ -358,7 +375,7 @@ class Redecorator:
         if all(c in columns for c in before):
             found = () if before == new else tuple(c for c in columns
                                                     if before.get(c) != new.get(c))
-        self._changes[(field, fragment)] = found
+        self._changes[(j, field, fragment)] = found
         return found
 
     def _changed_any(self, fields: Sequence[bytes], fragments: Sequence[Any]

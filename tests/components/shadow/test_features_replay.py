@@ -202,27 +202,58 @@ def test_every_way_of_reading_the_keys_gives_the_same_redecoration(setup, monkey
         assert max(ages) > 150 or candidate == "missing"  # months, from the candidate
 
 
-def test_a_key_named_twice_is_read_as_the_gateway_reads_it(setup):
-    """A request that names its user twice is decorated from the last one, as protobuf (and
-    so the gateway) reads a repeated map key, whichever way its keys were read."""
+def _with_key_entry(logged: bytes, entry: bytes) -> bytes:
+    """The logged example with one more map entry for its features (its own `features`
+    field, which protobuf merges: a key named again replaces the first)."""
+    from tandem.serving.redecorate import _encode_varint
+
+    field = b"\n" + _encode_varint(len(entry)) + entry
+    return logged + b"\n" + _encode_varint(len(field)) + field
+
+
+def test_keys_in_unusual_shapes_are_read_as_the_gateway_reads_them(setup):
+    """Keys the gateway accepts in shapes TensorFlow's parser reads otherwise than protobuf
+    may: named twice (the last counts), holding two values (the first counts), or a Feature
+    holding a bytes list, a float list and a bytes list again (the last list counts). Each is
+    re-decorated exactly as the gateway's readers alone re-decorate it, from the user it
+    names."""
+    from tandem.serving.redecorate import _encode_varint
+
     served, users = setup["served"][:50], setup["users"][:50]
-    other_user = next(u for u in setup["users"] if u != users[0])
-    entry = _example(b"")
-    entry.features.feature["user_id"].bytes_list.value.append(other_user.encode())
-    twice = [served[0] + entry.SerializeToString()] + served[1:]
-    assert _example(twice[0]).features.feature["user_id"].bytes_list.value == \
-        [other_user.encode()]
+    other = next(u for u in setup["users"] if u != users[0]).encode()
+    third = next(u for u in setup["users"] if u not in (users[0], other.decode())).encode()
+
+    def entry(feature: bytes) -> bytes:
+        return b"\n\x07user_id\x12" + _encode_varint(len(feature)) + feature
+
+    def bytes_list(*values: bytes) -> bytes:
+        body = b"".join(b"\n" + _encode_varint(len(v)) + v for v in values)
+        return b"\n" + _encode_varint(len(body)) + body
+
+    shapes = {
+        "named twice": (entry(bytes_list(other)), other),
+        "two values": (entry(bytes_list(other, third)), other),
+        "other lists": (entry(bytes_list(third) + b"\x12\x06\n\x04\x00\x00\x80?"
+                              + bytes_list(other)), other),
+    }
     spec, _ = redecoration_spec(setup["config"], setup["months"])
-    redecorator = Redecorator(spec)
-    again = redecorator.redecorate(twice)
-    alone = redecorator.redecorate([_example(twice[0]).SerializeToString()])
-    redecorator.close()
-    age = _example(again.data[0]).features.feature["age"].int64_list.value
-    assert age == _example(alone.data[0]).features.feature["age"].int64_list.value
+    fast, readers = Redecorator(spec), Redecorator(spec)
+    readers._keys = lambda stripped: None
     con = sqlite3.connect(setup["months"])
-    (months,) = con.execute("SELECT age FROM users WHERE user_id = ?", (other_user,)).fetchone()
+    for name, (extra, user) in shapes.items():
+        batch = [_with_key_entry(served[0], extra)] + served[1:]
+        parsed = _example(batch[0]).features.feature["user_id"]
+        assert parsed.WhichOneof("kind") == "bytes_list" and parsed.bytes_list.value[0] == \
+            user, name  # protobuf, as the gateway, reads this user
+        again, alone = fast.redecorate(batch), readers.redecorate(batch)
+        assert again.data == alone.data and again.changed == alone.changed, name
+        (months,) = con.execute("SELECT age FROM users WHERE user_id = ?",
+                                (user.decode(),)).fetchone()
+        assert list(_example(again.data[0]).features.feature["age"].int64_list.value) == \
+            [months], name
     con.close()
-    assert list(age) == [months]
+    fast.close()
+    readers.close()
 
 
 def test_changed_columns_do_not_depend_on_how_the_fragments_were_laid_out(setup):
