@@ -32,7 +32,17 @@ MAX_BLOCK_LINES = 8  # a block longer than this is not the known one: pass it th
 
 
 class _RootHandler(logging.StreamHandler):
-    """The root logger's handler in a non-verbose run: errors only, on stderr."""
+    """The root logger's handler in a non-verbose run: errors only, on stderr. A record of a
+    bad input raised inside a Beam transform (Beam logs the exception with its traceback
+    before it reaches the command) is left out: the command says it in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from tandem.schemas.exit_status import BadInputError
+
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, BadInputError):
+            return False
+        return super().filter(record)
 
 
 def quiet_root_logger() -> None:

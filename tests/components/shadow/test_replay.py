@@ -368,6 +368,8 @@ def test_quality_gate_and_bad_labels(setup, tmp_path):
     bad = tandem(*common[:-1], str(tmp_path / "bad.csv"), "--out", str(tmp_path / "b"))
     assert bad.returncode == 2
     assert "bad.csv:2: label 'maybe' is not a number" in bad.stderr
+    # Found inside the Beam job, it is still one line: no traceback, no library log line.
+    assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
 
 
 def test_html_report_renders_in_chromium_and_fetches_nothing(setup, tmp_path):
