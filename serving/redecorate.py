@@ -293,7 +293,7 @@ class Redecorator:
                                   list(stripped))
 
     def _keys(self, stripped: Sequence[bytes]) -> dict[str, list[str]] | None:
-        """Each join key's first value per example, {key: [value, ...]}, from one call of
+        """Each join key's value per example, {key: [value, ...]}, from one call of
         tf.io.parse_example over the batch; None, for the gateway's readers to read them,
         unless every key is one entry holding one bytes value in UTF-8 (the parser reads a
         Feature that also holds other lists, or a key named twice, otherwise than protobuf
