@@ -267,11 +267,10 @@ class Redecorator:
         # stripped bytes; the Decorator's protobuf path takes it out (its change is not named
         # in `changed`, as names_pattern skips such names).
         self._wire = all(len(c.encode()) < 128 for c in self.columns)
-        self._keys_joined = list(dict.fromkeys(j.key for j in self.joins))
-        # A join key's name as a map entry's key on the wire, then its value's tag (`_keys`).
-        self._markers = {key: b"\n" + _encode_varint(len(key.encode())) + key.encode()
-                         + b"\x12" for key in self._keys_joined}
-        self._taken: dict[bytes, dict[str, bytes]] = {}  # a fragment's bytes -> its entries
+        # Each join key (once), with its name as a map entry's key on the wire, then its
+        # value's tag (`_keys`).
+        self._markers = {j.key: b"\n" + _encode_varint(len(j.key.encode())) + j.key.encode()
+                         + b"\x12" for j in self.joins}
         # (join, a logged fragment, the new one) -> the columns that differ (`_change`); used
         # only when no two joins share a column, so that a fragment's columns name its join.
         self._changes: dict[tuple[int, bytes, bytes], tuple[str, ...] | bool] = {}
@@ -300,20 +299,19 @@ class Redecorator:
         may, and a key missing or of another kind is the gateway's readers' to name)."""
         import tensorflow as tf
 
-        spec = {key: tf.io.RaggedFeature(tf.string) for key in self._keys_joined}
+        spec = {key: tf.io.RaggedFeature(tf.string) for key in self._markers}
         try:
             parsed = tf.io.parse_example(list(stripped), spec)
         except (tf.errors.InvalidArgumentError, ValueError):
             return None
         out: dict[str, list[str]] = {}
-        for key in self._keys_joined:
+        for key, marker in self._markers.items():
             lengths = parsed[key].row_lengths().numpy()
             if len(lengths) != len(stripped) or not (lengths == 1).all():
                 return None  # a key missing, or with several values
             values = parsed[key].flat_values.numpy().tolist()
             # The key's one entry on the wire is the plain one for that value (one bytes_list
             # of one value): a Feature holding other lists too reads otherwise in protobuf.
-            marker = self._markers[key]
             for data, value in zip(stripped, values, strict=True):
                 if data.count(marker) != 1 or _key_entry(marker, value) not in data:
                     return None
@@ -324,12 +322,8 @@ class Redecorator:
         return out
 
     def _entries(self, fragment: bytes) -> dict[str, bytes]:
-        taken = self._taken.get(fragment)
-        if taken is None:
-            if len(self._taken) >= ColumnSplitter.MEMO:
-                self._taken.clear()
-            taken = self._taken[fragment] = self._split.split(fragment)[1]
-        return taken
+        """A new fragment's entries, by column (the splitter remembers each fragment)."""
+        return self._split.split(fragment)[1]
 
     def redecorate(self, logged: Sequence[bytes]) -> Redecorated:
         split = self._split.split_fields

@@ -215,9 +215,9 @@ def build_report(chunks: list[dict], stats: list[dict], out_dir: str, meta: dict
         "mismatched": int((diff > thresholds.parity_tolerance).sum()),
         "tolerance": thresholds.parity_tolerance,
     }
+    answered = replayed["classes"] or (None, None)
     names = None  # A's and B's class names, for a multi-class model
     if problem == CLASSIFICATION and multiclass(a):
-        answered = replayed["classes"] or (None, None)
         names = (_class_names(answered[0], meta["baseline"]),
                  _class_names(answered[1], meta["candidate"]))
     classes = names[0] if names is not None else None
@@ -240,7 +240,6 @@ def build_report(chunks: list[dict], stats: list[dict], out_dir: str, meta: dict
         if label_classes is None and problem == CLASSIFICATION and meta.get("labels_error"):
             # A binary model's labels as text ("Yes", "No"): its class names, in the served
             # order, say which one its probability is of.
-            answered = replayed["classes"] or (None, None)
             label_classes = _class_names(answered[0], meta["baseline"])
         report["quality"] = _quality(replayed, meta, label_classes, thresholds, rng, problem)
     report["verdict"] = verdict(overall, report["parity"], n, problem, thresholds,
