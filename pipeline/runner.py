@@ -113,14 +113,20 @@ def latest_outputs(config: PipelineConfig) -> dict[str, Any]:
     """Output artifacts (ML Metadata protos) of the most recent pipeline run, by output key
     (examples, statistics, schema, anomalies, transform_graph, model, evaluation, blessing,
     pushed_model), cached executions included."""
+    return run_outputs(config, -1)
+
+
+def run_outputs(config: PipelineConfig, index: int) -> dict[str, Any]:
+    """`latest_outputs` of the `index`-th pipeline run in the order they ran (0 the first,
+    -1 the latest) in the config's ML Metadata, e.g. v1's training run after the loop's
+    retraining ran in the same store; {} when there is no such run."""
     from tandem.components.metadata import open_store
 
     store = open_store(config.metadata_path)
-    runs = store.get_contexts_by_type("pipeline_run")
-    if not runs:
+    runs = sorted(store.get_contexts_by_type("pipeline_run"), key=lambda c: c.id)
+    if not -len(runs) <= index < len(runs):
         return {}
-    latest = max(runs, key=lambda c: c.id)
-    executions = store.get_executions_by_context(latest.id)
+    executions = store.get_executions_by_context(runs[index].id)
     exec_types = {t.id: t.name for t in store.get_execution_types()}
     # Resolver nodes re-emit existing artifacts (the baseline model); they are not outputs.
     producing = [e.id for e in executions if "Resolver" not in exec_types.get(e.type_id, "")]

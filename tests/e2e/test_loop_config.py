@@ -99,6 +99,56 @@ def test_taxi_runs_the_whole_loop_without_joins(tmp_path):
     gateway = yaml.safe_load((work / "gateway.yaml").read_text())
     assert not gateway.get("decorate", {}).get("joins")
     _loop_points(_score(work), declared=True)
+    _taxi_v1_is_what_it_should_be(work, done.stdout, tmp_path)
+
+
+def _taxi_v1_is_what_it_should_be(work, stdout, tmp_path):
+    """v1, the pipeline on the real CSV's training part: its curated schema passes the front,
+    the model beats always predicting the mean tip, and serving it shows no skew on the CSV's
+    missing cells (imputed with the training mean), unseen categories and out-of-range
+    values."""
+    import types
+
+    import tensorflow as tf
+    from tensorflow.core.example import example_pb2
+
+    from tandem.components.build_record import load_record
+    from tandem.components.validation_gate import anomaly_rows, load_anomalies
+    from tandem.pipeline.config import load_config
+    from tandem.pipeline.loop import read_loop_record
+    from tandem.pipeline.runner import pushed_destination, run_outputs
+    from tests.e2e.skew import as_real_traffic, eval_examples, training_and_serving_paths
+
+    v1_run = stdout[:stdout.index("labels arrive; retrain")]
+    # The loop hands v1 the CSV's training rows as tf.Examples (pipeline/loop_data.py).
+    assert "[ImportExampleGen] finished" in v1_run and "[ExampleValidator] finished" in v1_run
+    assert "Model blessed (root_mean_squared_error" in v1_run
+    recorded = read_loop_record(str(work))
+    outputs = run_outputs(load_config(recorded["config"], recorded["overrides"]), 0)
+    assert "/ImportExampleGen/" in outputs["examples"].uri  # v1's run; v2 read the log
+    for split in ("train", "eval"):
+        assert list(anomaly_rows(load_anomalies(outputs["anomalies"].uri, split))) == []
+    v1 = types.SimpleNamespace(outputs=outputs, pushed=pushed_destination(outputs))
+    assert v1.pushed and os.path.isfile(os.path.join(v1.pushed, "saved_model.pb"))
+    record = load_record(v1.pushed)
+    assert record["problem_type"] == "regression"
+    assert record["eval_metrics"]["rmse"] < 1.5  # predicting the mean tip scores 2.16
+    loaded = tf.saved_model.load(v1.pushed)
+    assert {"serving_default", "regression", "transform_features"} <= set(loaded.signatures)
+
+    records, _ = eval_examples(v1, label="tips")
+    empty = sum(1 for r in records if any(
+        not getattr(f, f.WhichOneof("kind")).value if f.WhichOneof("kind") else True
+        for f in example_pb2.Example.FromString(r).features.feature.values()))
+    assert empty > len(records) // 10  # the taxi data really has missing values
+    records = as_real_traffic(records, [
+        {"payment_type": [b"Bitcoin"], "company": ["Taxi-Ü".encode()]},
+        {"trip_miles": [1e5], "fare": [-3.0], "trip_seconds": [10**9]},
+        {"pickup_latitude": [], "company": [], "trip_seconds": []},  # optional in the schema
+    ])
+    training_path, serving_path = training_and_serving_paths(v1, records, "tips", tmp_path)
+    np.testing.assert_allclose(serving_path, training_path, rtol=1e-4, atol=1e-3)
+    assert np.isfinite(serving_path).all() and serving_path.std() > 0.1
 
 
 def _shapes(root, rows=3000, seed=5, customers=False):

@@ -3,7 +3,8 @@ training/serving skew check, the build record and the evaluation gate.
 
 Most tests here read or rerun on the one session run (`trained_listening`); tests/conftest.py
 puts them in its xdist group, so one worker makes that run and the other never waits for it.
-The tests with runs of their own (taxi, a broken check) go to whichever worker is free."""
+The tests with runs of their own (a broken check) go to whichever worker is free; the taxi
+CSV's pipeline is checked on the taxi loop's v1 (tests/e2e/test_loop_config.py)."""
 
 import io
 import os
@@ -20,6 +21,7 @@ from tandem.pipeline.runner import run
 from tandem.schemas.exit_status import CHECK_FAILED as EXIT_NOT_BLESSED
 from tandem.schemas.exit_status import OK as EXIT_OK
 from tests.conftest import library_log_lines
+from tests.e2e.skew import as_real_traffic, eval_examples, training_and_serving_paths, without
 
 
 def _run(*overrides, name="listening", until=None, in_memory=True):
@@ -31,7 +33,6 @@ def _run(*overrides, name="listening", until=None, in_memory=True):
     out = io.StringIO()
     result = run(config, until=until, out=out)
     return config, result, out.getvalue()
-
 
 
 @pytest.fixture
@@ -140,101 +141,20 @@ def test_exported_signatures_and_warmup_requests(trained):
     assert out["probabilities"].shape == (len(examples),)
 
 
-def _eval_examples(result, n=300, label="skipped"):
-    """(eval examples as stored, the same without the label)."""
-    split = os.path.join(result.outputs["examples"].uri, "Split-eval")
-    files = sorted(tf.io.gfile.glob(os.path.join(split, "*")))
-    records = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP").take(n)]
-    return records, _without(records, label)
-
-
-def _as_real_traffic(records, changes):
-    """Examples with what real traffic brings, one change per example in turn (the first
-    stays as it was): `changes` are {feature: values} to set."""
-    from tensorflow.core.example import example_pb2
-
-    out = []
-    for i, record in enumerate(records):
-        example = example_pb2.Example.FromString(record)
-        change = ([{}] + changes)[i % (len(changes) + 1)]
-        for name, values in change.items():
-            feature = example.features.feature[name]
-            kind = feature.WhichOneof("kind") or (
-                "bytes_list" if isinstance(values[0], bytes)
-                else "float_list" if isinstance(values[0], float) else "int64_list")
-            getattr(feature, kind).value[:] = values
-        out.append(example.SerializeToString())
-    return out
-
-
-def _without(records, label):
-    from tensorflow.core.example import example_pb2
-
-    out = []
-    for record in records:
-        example = example_pb2.Example.FromString(record)
-        if label in example.features.feature:
-            del example.features.feature[label]
-        out.append(example.SerializeToString())
-    return out
-
-
-def _training_and_serving_paths(result, records, label, tmp_path):
-    """Predictions for the same examples (i) as the Trainer's own input pipeline
-    (tandem.components.trainer_model._dataset) feeds them to the Keras model and (ii) from serving_default
-    on the raw serialized examples without their label, in the label's units."""
-    import tensorflow_transform as tft
-    from tfx.components.util import tfxio_utils
-    from tfx.types import standard_artifacts
-
-    from tandem.components.trainer_model import _dataset, label_scale
-
-    data = tmp_path / "Split-eval"
-    data.mkdir(exist_ok=True)
-    with tf.io.TFRecordWriter(str(data / "traffic.gz"), options="GZIP") as writer:
-        for record in records:
-            writer.write(record)
-    examples = standard_artifacts.Examples()
-    examples.uri = str(tmp_path)
-    factory = tfxio_utils.get_tf_dataset_factory_from_artifact([examples], [])
-
-    class Accessor:  # the part of TFX's DataAccessor the input pipeline uses
-        tf_dataset_factory = staticmethod(factory)
-
-    build = load_record(result.pushed)
-    transform_output = tft.TFTransformOutput(result.outputs["transform_graph"].uri)
-    dtype = transform_output.raw_feature_spec()[label].dtype
-    plan = {"label": label, "problem_type": build["problem_type"],
-            "label_dtype": {tf.string: "BYTES", tf.int64: "INT"}.get(dtype, "FLOAT"),
-            "features": build["transform"]["features"]}
-    files = [str(data / "*")]
-    dataset = _dataset(files, Accessor, transform_output, plan, batch_size=64, seed=0, epochs=1,
-                       classes=build["classes"])
-    keras_model = tf.keras.models.load_model(
-        os.path.join(result.outputs["model"].uri, "Format-Serving"))
-    training = np.concatenate([keras_model(features).numpy() for features, _ in dataset])
-    serving = tf.saved_model.load(result.pushed).signatures["serving_default"](
-        examples=tf.constant(_without(records, label)))
-    if build["classes"] is None:
-        mean, std = label_scale(files, Accessor, transform_output, plan)
-        return training * std + mean, serving["predictions"].numpy()
-    return training, serving["probabilities"].numpy()
-
-
 def test_serving_and_training_paths_give_the_same_predictions(trained, tmp_path):
     """Training/serving skew: serving_default on raw serialized examples must equal what the
     Trainer's own input pipeline feeds the Keras model, on clean examples and on unseen
     categories and out-of-range values alike. (Missing values: every listening feature is
-    required by its schema, so both paths refuse an example without one; the taxi test below
+    required by its schema, so both paths refuse an example without one; the taxi loop test
     checks imputed missing values.)"""
     _, result, _ = trained
-    records, _ = _eval_examples(result)
-    records = _as_real_traffic(records, [
+    records, _ = eval_examples(result)
+    records = as_real_traffic(records, [
         {"country": [b"ZZ"], "device": [b"smart_tv"], "genre": ["Volksmusik-ü".encode()]},
         {"age": [-5], "duration_s": [0.0], "popularity": [1e4]},
         {"hour_of_day": [99], "release_year": [1700]},
     ])
-    training_path, serving_path = _training_and_serving_paths(result, records, "skipped", tmp_path)
+    training_path, serving_path = training_and_serving_paths(result, records, "skipped", tmp_path)
     assert len(serving_path) == len(training_path) == 300
     np.testing.assert_allclose(serving_path, training_path, atol=1e-5)
     assert serving_path.std() > 0.05  # real predictions, not a constant
@@ -242,7 +162,7 @@ def test_serving_and_training_paths_give_the_same_predictions(trained, tmp_path)
 
     from tensorflow.core.example import example_pb2
 
-    incomplete = example_pb2.Example.FromString(_without(records[:1], "skipped")[0])
+    incomplete = example_pb2.Example.FromString(without(records[:1], "skipped")[0])
     del incomplete.features.feature["device"]
     serving = tf.saved_model.load(result.pushed).signatures["serving_default"]
     with pytest.raises(tf.errors.InvalidArgumentError, match="Feature: device .* is required"):
@@ -468,9 +388,9 @@ def test_explain_traces_an_example_from_raw_bytes_to_the_served_score(trained, t
                   "--json")
     assert done.returncode == 0, done.stderr
     trace = json.loads(done.stdout)
-    records, _ = _eval_examples(result, n=4)
+    records, _ = eval_examples(result, n=4)
     served = tf.saved_model.load(result.pushed).signatures["serving_default"](
-        examples=tf.constant(_without(records[3:4], "skipped")))["probabilities"].numpy()[0]
+        examples=tf.constant(without(records[3:4], "skipped")))["probabilities"].numpy()[0]
     assert trace["served"] == pytest.approx(float(served), abs=1e-6)
     assert trace["score"] == pytest.approx(trace["served"], abs=1e-6)
     assert set(trace["transformed"]) == set(trace["moves"]) and "country" not in trace["moves"]
@@ -541,40 +461,6 @@ def test_breaking_a_check_lowers_the_score_and_says_why(clean_listening, tmp_pat
         tests["D5"]["evidence"]
 
 
-@pytest.mark.xdist_group("taxi")
-def test_taxi_regression_trains_and_pushes(tmp_path):
-    """The real CSV through the whole pipeline: its curated schema passes the front, and the
-    model beats always predicting the mean tip."""
-    config, result, text = _run(f"output_dir={tmp_path}", name="taxi")
-    assert result.exit_code == EXIT_OK, text
-    assert "[CsvExampleGen] finished" in text and result.anomalies == []
-    assert "Model blessed (root_mean_squared_error" in text
-    assert result.pushed and os.path.isfile(os.path.join(result.pushed, "saved_model.pb"))
-    record = load_record(result.pushed)
-    assert record["problem_type"] == "regression"
-    assert record["eval_metrics"]["rmse"] < 1.5  # predicting the mean tip scores 2.16
-    loaded = tf.saved_model.load(result.pushed)
-    assert {"serving_default", "regression", "transform_features"} <= set(loaded.signatures)
-
-    # Skew, on the real CSV's missing cells (imputed with the training mean), unseen
-    # categories and out-of-range values.
-    from tensorflow.core.example import example_pb2
-
-    records, _ = _eval_examples(result, label="tips")
-    empty = sum(1 for r in records if any(
-        not getattr(f, f.WhichOneof("kind")).value if f.WhichOneof("kind") else True
-        for f in example_pb2.Example.FromString(r).features.feature.values()))
-    assert empty > len(records) // 10  # the taxi data really has missing values
-    records = _as_real_traffic(records, [
-        {"payment_type": [b"Bitcoin"], "company": ["Taxi-Ü".encode()]},
-        {"trip_miles": [1e5], "fare": [-3.0], "trip_seconds": [10**9]},
-        {"pickup_latitude": [], "company": [], "trip_seconds": []},  # optional in the schema
-    ])
-    training_path, serving_path = _training_and_serving_paths(result, records, "tips", tmp_path)
-    np.testing.assert_allclose(serving_path, training_path, rtol=1e-4, atol=1e-3)
-    assert np.isfinite(serving_path).all() and serving_path.std() > 0.1
-
-
 def test_the_model_server_serves_what_the_pipeline_pushed(trained):
     """Pusher's output is a TF Serving model directory: the embedded server loads it (with
     its warmup requests) and answers Predict and Classify like the in-process model."""
@@ -597,7 +483,7 @@ def test_the_model_server_serves_what_the_pipeline_pushed(trained):
     try:
         servable = server.manager.resolve(model_pb2.ModelSpec(name=config.model_name))
         assert all(call.direct for call in servable.calls.values())  # the fast path applies
-        _, raw = _eval_examples(result, n=50)
+        _, raw = eval_examples(result, n=50)
         stub = prediction_service_pb2_grpc.PredictionServiceStub(
             grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}"))
         request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=config.model_name))
