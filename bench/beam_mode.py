@@ -1,13 +1,14 @@
 """Benchmark: Beam's DirectRunner in process (`in_memory`) against worker processes
 (`multi_processing`, two workers) on the same CSV, the numbers behind `beam.direct_running_mode:
-auto` (pipeline/beam.py).
+auto` (pipeline/beam.py); with `--compare workers`, in process with one worker against two
+(threads), the numbers behind `beam.direct_num_workers: 0` (one in process).
 
 The synthetic tabular CSV of bench/own_data.py at each size, the four-key config, `tandem run`
 in a fresh output directory per run (no cache), the two modes alternating per round. Prints
 each Beam-running component's time, the run's wall time, the ratio, and the CSV's size on disk
 (what `auto` decides by).
 
-    python bench/beam_mode.py [--rows 20000 200000] [--rounds 1]
+    python bench/beam_mode.py [--rows 20000 200000] [--rounds 1] [--compare modes|workers]
 """
 
 from __future__ import annotations
@@ -27,11 +28,16 @@ MODES = ("in_memory", "multi_processing")
 BEAM_COMPONENTS = ("CsvExampleGen", "StatisticsGen", "Transform", "Evaluator")
 
 
-def one_run(home: str, mode: str) -> dict[str, float]:
+def one_run(home: str, mode: str, workers: int = 0) -> dict[str, float]:
     out = tempfile.mkdtemp(prefix="out-", dir=home)
     wall, stdout = tandem(home, "run", "--config", "config.yaml", "--set", f"output_dir={out}",
-                          "--set", f"beam.direct_running_mode={mode}")
+                          "--set", f"beam.direct_running_mode={mode}",
+                          "--set", f"beam.direct_num_workers={workers}")
     return {"wall": wall, **step_times(stdout)}
+
+
+def in_process(home: str, workers: str) -> dict[str, float]:
+    return one_run(home, "in_memory", int(workers))
 
 
 def side_by_side(home: str, ways: tuple[str, str], labels: tuple[str, str], rounds: int,
@@ -64,6 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[20_000, 200_000])
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--compare", choices=("modes", "workers"), default="modes")
     args = parser.parse_args()
     for rows in args.rows:
         home = tempfile.mkdtemp(prefix=f"tandem-bench-beam-{rows}-")
@@ -72,7 +79,10 @@ def main() -> None:
         tandem(home, "schema", "propose", "--config", "config.yaml", "--out",
                "schemas/churn/schema.pbtxt")
         print(f"\n{rows:,} rows ({size / 2**20:.1f} MiB of CSV) in {home}", flush=True)
-        side_by_side(home, MODES, ("in_memory", "multi_proc"), args.rounds, one_run)
+        if args.compare == "modes":
+            side_by_side(home, MODES, ("in_memory", "multi_proc"), args.rounds, one_run)
+        else:
+            side_by_side(home, ("1", "2"), ("1 worker", "2 workers"), args.rounds, in_process)
 
 
 if __name__ == "__main__":

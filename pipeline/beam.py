@@ -79,12 +79,24 @@ def with_running_mode(config: PipelineConfig, files: list[str]) -> PipelineConfi
         config.beam, direct_running_mode=running_mode(config, files)))
 
 
+def num_workers(config: PipelineConfig, mode: str) -> int:
+    """DirectRunner's workers in `mode`: the configured number, else (0) one in process and
+    one per core in worker threads or processes. In process, a second worker is a thread under
+    the same interpreter lock: Beam splits every bundle in two and merges the halves' metrics,
+    and the run came out slower at every size measured (docs/benchmarks.md, "Pipeline scale"),
+    with analyzer results that depend on the threads' timing."""
+    if config.beam.direct_num_workers:
+        return config.beam.direct_num_workers
+    return 1 if mode == "in_memory" else max(2, os.cpu_count() or 2)
+
+
 def beam_pipeline_args(config: PipelineConfig, files: list[str] | None = None) -> list[str]:
     """Beam args for every Beam-running component and job (DirectRunner by default;
     `beam.extra_args` carries --runner=DataflowRunner / FlinkRunner settings at scale)."""
+    mode = running_mode(config, files)
     args = [
-        f"--direct_num_workers={config.beam.direct_num_workers}",
-        f"--direct_running_mode={running_mode(config, files)}",
+        f"--direct_num_workers={num_workers(config, mode)}",
+        f"--direct_running_mode={mode}",
     ]
     return args + with_runner_defaults(config.beam.extra_args)
 

@@ -63,7 +63,9 @@ class SplitConfig:
 class BeamConfig:
     """Beam settings; tandem.pipeline.beam turns these into pipeline args in one place."""
 
-    direct_num_workers: int = 2  # DirectRunner's worker processes or threads
+    # DirectRunner's worker threads or processes; 0: one in process (in_memory), one per core
+    # otherwise (tandem.pipeline.beam.num_workers).
+    direct_num_workers: int = 0
     # auto: in process for small inputs, worker processes for large ones (tandem.pipeline.beam).
     direct_running_mode: RunningMode = "auto"
     # Passed through verbatim, e.g. ["--runner=DataflowRunner", "--project=..."].
@@ -377,7 +379,7 @@ def _data_defaults(data: DataConfig) -> DataConfig:
 RANGES: dict[str, tuple[float | None, float | None, str]] = {
     "split.train_buckets": (1, None, ""),
     "split.eval_buckets": (1, None, ""),
-    "beam.direct_num_workers": (1, None, ""),
+    "beam.direct_num_workers": (0, None, "0: tandem picks by the running mode"),
     "loop.holdout": (0.05, 0.9, "the share of rows held out of v1's training"),
     "checks.importance_repeats": (2, None, "the shuffle noise is measured from their spread"),
     "checks.sample_examples": (1, None, ""),

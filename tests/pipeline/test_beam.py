@@ -108,6 +108,24 @@ def test_an_explicit_mode_is_honoured_at_any_size(tmp_path, mode):
     assert with_running_mode(config, large) == config
 
 
+def test_one_worker_in_process_and_one_per_core_in_worker_processes_unless_set(tmp_path):
+    """In process a second DirectRunner worker is a thread under the same interpreter lock
+    (docs/benchmarks.md, "Pipeline scale"); worker processes get one per core; a number the
+    config sets is honoured in every mode."""
+    config = _config(tmp_path)
+    assert config.beam.direct_num_workers == 0
+    small = [_file(tmp_path, "a.csv", 10)]
+    large = [_file(tmp_path, "b.csv", 2 * IN_PROCESS_MAX_BYTES)]
+    assert "--direct_num_workers=1" in beam_pipeline_args(config, small)
+    cores = max(2, os.cpu_count() or 2)
+    assert f"--direct_num_workers={cores}" in beam_pipeline_args(config, large)
+    threads = _config(tmp_path, "beam.direct_running_mode=multi_threading")
+    assert f"--direct_num_workers={cores}" in beam_pipeline_args(threads, small)
+    for mode in ("in_memory", "multi_processing"):
+        set_ = _config(tmp_path, "beam.direct_num_workers=3", f"beam.direct_running_mode={mode}")
+        assert "--direct_num_workers=3" in beam_pipeline_args(set_, small)
+
+
 PORTABLE = '["--runner=PortableRunner", "--job_endpoint=localhost:8099"]'
 
 

@@ -117,7 +117,7 @@ def test_an_old_mode_flag_is_refused_by_argparse_with_exit_2(argv, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--config", "no-such-config"], "cannot read pipeline config no-such-config"),
-    (["--config", "listening", "--set", "beam.direct_num_workers=0"],
+    (["--config", "listening", "--set", "beam.direct_num_workers=-1"],
      "beam.direct_num_workers"),
     (["--config", "listening", "--set", "model.hidden_unitz=[8]"], "model.hidden_unitz"),
 ])

@@ -37,7 +37,7 @@ def test_shipped_configs_load_with_resolved_paths():
 def test_defaults_fill_optional_sections(tmp_path):
     config = load_config(_write(tmp_path, BASE))
     assert config.split.train_buckets == 2 and config.split.eval_buckets == 1
-    assert config.beam.direct_num_workers == 2
+    assert config.beam.direct_num_workers == 0  # tandem picks (pipeline/beam.py)
     assert config.output_dir == os.path.join(os.getcwd(), "out")
 
 
