@@ -1,5 +1,5 @@
 """Benchmark: Beam's DirectRunner in process (`in_memory`) against worker processes
-(`multi_processing`, two workers) on the same CSV, the numbers behind `beam.direct_running_mode:
+(`multi_processing`, a worker per core) on the same CSV, the numbers behind `beam.direct_running_mode:
 auto` (pipeline/beam.py); with `--compare workers`, in process with one worker against two
 (threads), the numbers behind `beam.direct_num_workers: 0` (one in process).
 

@@ -80,14 +80,16 @@ def with_running_mode(config: PipelineConfig, files: list[str]) -> PipelineConfi
 
 
 def num_workers(config: PipelineConfig, mode: str) -> int:
-    """DirectRunner's workers in `mode`: the configured number, else (0) one in process and
-    one per core in worker threads or processes. In process, a second worker is a thread under
-    the same interpreter lock: Beam splits every bundle in two and merges the halves' metrics,
-    and the run came out slower at every size measured (docs/benchmarks.md, "Pipeline scale"),
-    with analyzer results that depend on the threads' timing."""
+    """`--direct_num_workers` for `mode`: the configured number, else (0) one in process, and
+    in worker threads or processes 0, which Beam reads as one per core of the machine the job
+    runs on (so a compiled pipeline does not carry the compiling machine's count). In process,
+    a second worker is a thread under the same interpreter lock: Beam splits every bundle in
+    two and merges the halves' metrics, and the run came out slower at every size measured
+    (docs/benchmarks.md, "Pipeline scale"), with analyzer results that depend on the threads'
+    timing."""
     if config.beam.direct_num_workers:
         return config.beam.direct_num_workers
-    return 1 if mode == "in_memory" else max(2, os.cpu_count() or 2)
+    return 1 if mode == "in_memory" else 0
 
 
 def beam_pipeline_args(config: PipelineConfig, files: list[str] | None = None) -> list[str]:

@@ -64,7 +64,7 @@ class BeamConfig:
     """Beam settings; tandem.pipeline.beam turns these into pipeline args in one place."""
 
     # DirectRunner's worker threads or processes; 0: one in process (in_memory), one per core
-    # otherwise (tandem.pipeline.beam.num_workers).
+    # of the machine the job runs on otherwise (tandem.pipeline.beam.num_workers).
     direct_num_workers: int = 0
     # auto: in process for small inputs, worker processes for large ones (tandem.pipeline.beam).
     direct_running_mode: RunningMode = "auto"

@@ -172,7 +172,7 @@ def tandem(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="session")
 def trained_listening(clean_listening, tmp_path_factory):
     """The listening pipeline run once through push by the CLI, Beam in worker processes
-    (multi_processing, two workers): the mode `auto` picks for large inputs, here on purpose
+    (multi_processing, a worker per core): the mode `auto` picks for large inputs, here on purpose
     on small ones, so that one full run covers it. Tests that only read its outputs share
     it; tests that rerun on its output directory pass the same mode (part of TFX's cache
     key) and see a warm cache."""

@@ -108,22 +108,44 @@ def test_an_explicit_mode_is_honoured_at_any_size(tmp_path, mode):
     assert with_running_mode(config, large) == config
 
 
-def test_one_worker_in_process_and_one_per_core_in_worker_processes_unless_set(tmp_path):
+def test_one_worker_in_process_and_one_per_core_in_worker_processes_unless_set(tmp_path,
+                                                                              monkeypatch):
     """In process a second DirectRunner worker is a thread under the same interpreter lock
-    (docs/benchmarks.md, "Pipeline scale"); worker processes get one per core; a number the
-    config sets is honoured in every mode."""
+    (docs/benchmarks.md, "Pipeline scale"); worker threads or processes get 0, which Beam
+    reads as one per core where the job runs (not where it was compiled); a number the config
+    sets is honoured in every mode."""
     config = _config(tmp_path)
     assert config.beam.direct_num_workers == 0
     small = [_file(tmp_path, "a.csv", 10)]
     large = [_file(tmp_path, "b.csv", 2 * IN_PROCESS_MAX_BYTES)]
     assert "--direct_num_workers=1" in beam_pipeline_args(config, small)
-    cores = max(2, os.cpu_count() or 2)
-    assert f"--direct_num_workers={cores}" in beam_pipeline_args(config, large)
+    assert "--direct_num_workers=0" in beam_pipeline_args(config, large)
+    assert "--direct_num_workers=0" in beam_pipeline_args(config)  # a compile: no inputs
     threads = _config(tmp_path, "beam.direct_running_mode=multi_threading")
-    assert f"--direct_num_workers={cores}" in beam_pipeline_args(threads, small)
+    assert "--direct_num_workers=0" in beam_pipeline_args(threads, small)
     for mode in ("in_memory", "multi_processing"):
         set_ = _config(tmp_path, "beam.direct_num_workers=3", f"beam.direct_running_mode={mode}")
         assert "--direct_num_workers=3" in beam_pipeline_args(set_, small)
+
+    # What Beam makes of those args: 0 is one worker per core of the machine it runs on.
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    seen = {}
+    run = FnApiRunner.run_via_runner_api
+
+    def spy(self, *args, **kwargs):
+        seen["workers"] = self._num_workers
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(FnApiRunner, "run_via_runner_api", spy)
+    for args, workers in ((beam_pipeline_args(config, large), os.cpu_count()),
+                          (beam_pipeline_args(config, small), 1)):
+        options = PipelineOptions([a for a in args if "running_mode" not in a])
+        with beam.Pipeline(runner=FnApiRunner(), options=options) as p:
+            _ = p | beam.Create([1]) | beam.Map(lambda x: x)
+        assert seen["workers"] == workers
 
 
 PORTABLE = '["--runner=PortableRunner", "--job_endpoint=localhost:8099"]'
