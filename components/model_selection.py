@@ -217,7 +217,16 @@ def naive_bar(metric: str, eval_labels: np.ndarray, train_labels: np.ndarray,
                       else np.mean(np.abs(guess - labels)))
         what, higher = f"the training mean ({mean:.4g})", False
         error = standard_error(metric, score, guess, labels, seed)
-        bar = score - Z * error
+        # The error comes from the eval rows' own spread, so the margin is Student's t with
+        # n - 1 degrees of freedom (1.98 at n=140, 4.30 at n=3), not the normal Z.
+        from scipy import stats
+
+        bar = score - float(stats.t.ppf(0.975, n - 1)) * error if n > 1 else float("nan")
+        if math.isfinite(bar) and bar <= 0:
+            return {"metric": metric, "n": n, "bar": None,
+                    "summary": f"the eval split is too small (n={n}): the naive predictor's "
+                               f"{metric} {score:.4f} ± {score - bar:.4f} reaches 0, so no "
+                               "model could be shown better"}
     if not math.isfinite(bar):
         bar = None
     elif metric in ("auc", "accuracy") and bar >= 1.0:

@@ -159,6 +159,19 @@ def test_the_naive_bar_never_collapses_onto_the_naive_score():
         ms.Z ** 2 / (30 + ms.Z ** 2), rel=1e-4)
     tiny = ms.naive_bar("auc", np.array([0, 1, 0, 1, 1]), train, None, seed=0)
     assert tiny["bar"] is None and "too small (n=5)" in tiny["summary"]
+    # Regression: the error of an RMSE over a few rows is itself a guess from those rows
+    # (Student's t, n - 1 degrees of freedom); three rows cannot show anything better than
+    # the training mean (scikit-learn's linnerud leaves 3 for its eval split).
+    waist = np.array([37.0, 33.0, 36.0])
+    for metric in ("rmse", "mae"):
+        three = ms.naive_bar(metric, waist, np.array([35.5] * 17), None, seed=0)
+        assert three["bar"] is None and "too small (n=3)" in three["summary"], three
+    from scipy import stats
+
+    labels = np.random.default_rng(1).normal(50, 10, size=12)
+    twelve = ms.naive_bar("rmse", labels, labels + 15.0, None, seed=0)
+    assert twelve["bar"] == pytest.approx(
+        twelve["score"] - stats.t.ppf(0.975, 11) * twelve["error"], abs=1e-5)
     # Eval rows of a class the training split never had count as the naive predictor's
     # misses, as the Evaluator counts them.
     unknown = ms.naive_bar("accuracy", np.array([0] * 60 + [-1] * 40), train, None, seed=0)

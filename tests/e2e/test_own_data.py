@@ -9,6 +9,7 @@ predictor. scikit-learn's bundled datasets (iris, digits, diabetes) are small re
 
 import csv
 import os
+import re
 import subprocess
 import sys
 
@@ -245,6 +246,22 @@ def test_a_small_real_regression_dataset_is_pushed(tmp):
     record = load_record(pushed)
     assert rmse < record["naive"]["bar"]
     assert record["selection"][record["selection"]["chosen"]] == pytest.approx(rmse, rel=1e-3)
+
+
+def test_a_regression_dataset_too_small_to_judge_asks_for_a_threshold(tmp):
+    """linnerud's 20 rows leave 3 for the eval split: the training mean's RMSE there has an
+    error (Student's t, 2 degrees of freedom) wider than the RMSE itself, so no model could
+    be shown better than it; the run says so and asks for a bar, whatever the model scored."""
+    from sklearn import datasets
+
+    frame = datasets.load_linnerud(as_frame=True).frame
+    header, rows, label = _sklearn_rows(frame, "Waist")
+    done, config, outputs = _user_run(tmp, "linnerud", header, rows, label, "regression")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert pushed_destination(outputs) is None
+    line = done.stderr.strip().splitlines()[-1]
+    assert re.search(r"the eval split is too small \(n=3\): the naive predictor's rmse "
+                     r"[\d.]+ ± [\d.]+ reaches 0.*set evaluation\.threshold", line), line
 
 
 def test_a_bad_select_value_is_one_line_and_exit_2(tmp):
