@@ -222,18 +222,13 @@ def naive_bar(metric: str, eval_labels: np.ndarray, train_labels: np.ndarray,
         from scipy import stats
 
         bar = score - float(stats.t.ppf(0.975, n - 1)) * error if n > 1 else float("nan")
-        if math.isfinite(bar) and bar <= 0:
-            return {"metric": metric, "n": n, "bar": None,
-                    "summary": f"the eval split is too small (n={n}): the naive predictor's "
-                               f"{metric} {score:.4f} ± {score - bar:.4f} reaches 0, so no "
-                               "model could be shown better"}
     if not math.isfinite(bar):
         bar = None
-    elif metric in ("auc", "accuracy") and bar >= 1.0:
+    elif bar >= 1.0 if higher else bar <= 0.0:  # the margin reaches a perfect score
         return {"metric": metric, "n": n, "bar": None,
                 "summary": f"the eval split is too small (n={n}): the naive predictor's "
-                           f"{metric} {score:.4f} ± {bar - score:.4f} reaches 1, so no model "
-                           "could be shown better"}
+                           f"{metric} {score:.4f} ± {abs(bar - score):.4f} reaches "
+                           f"{1 if higher else 0}, so no model could be shown better"}
     return {"metric": metric, "predictor": what, "score": round(score, 6),
             "error": round(error, 6) if math.isfinite(error) else None, "n": n,
             "bar": None if bar is None else round(bar, 6), "higher_is_better": higher,
